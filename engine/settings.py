@@ -1,0 +1,86 @@
+"""The one settings class: every knob comes from the environment (DESIGN section 6)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DISCORD_API_BASE = "https://discord.com/api/v10"
+MANYCHAT_API_BASE = "https://api.manychat.com"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    # "development" allows empty secrets (the embedded default); anything else refuses them.
+    environment: str = Field(default="production", alias="ENGINE_ENV")
+
+    database_url: str | None = None  # unset: SQLite under var_dir
+    redis_url: str | None = None  # unset: Huey's SQLite storage under var_dir
+    var_dir: Path = Path("var")
+    rules_dir: Path = Path("rules")
+
+    hotmart_hottok: SecretStr = SecretStr("")
+    admin_api_token: SecretStr = SecretStr("")
+    max_body_bytes: int = 256 * 1024
+
+    hotmart_enabled: bool = True
+    discord_enabled: bool = False
+    manychat_enabled: bool = False
+
+    discord_bot_token: SecretStr = SecretStr("")
+    discord_guild_id: str = ""
+    discord_alert_channel_id: str = ""
+    discord_api_base: str = DISCORD_API_BASE
+
+    manychat_api_token: SecretStr = SecretStr("")
+    manychat_api_base: str = MANYCHAT_API_BASE
+
+    retry_delay_seconds: float = 30.0  # the one automatic retry of a failed step
+    timer_poll_seconds: float = 30.0  # how often due timers and stuck events are swept
+
+    @property
+    def development(self) -> bool:
+        return self.environment.lower() in {"development", "dev", "test"}
+
+    @model_validator(mode="after")
+    def _refuse_unsafe(self) -> Settings:
+        if not self.development:
+            missing = [
+                name
+                for name, value in (
+                    ("HOTMART_HOTTOK", self.hotmart_hottok),
+                    ("ADMIN_API_TOKEN", self.admin_api_token),
+                )
+                if not value.get_secret_value()
+            ]
+            if missing:
+                raise ValueError(
+                    f"{', '.join(missing)} must be set (or ENGINE_ENV=development for local use)"
+                )
+        if self.discord_enabled and not (
+            self.discord_bot_token.get_secret_value() and self.discord_guild_id
+        ):
+            raise ValueError("DISCORD_ENABLED needs DISCORD_BOT_TOKEN and DISCORD_GUILD_ID")
+        if self.manychat_enabled and not self.manychat_api_token.get_secret_value():
+            raise ValueError("MANYCHAT_ENABLED needs MANYCHAT_API_TOKEN")
+        return self
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url:
+            url = self.database_url
+            # Plain postgres URLs get the psycopg 3 driver.
+            for prefix in ("postgresql://", "postgres://"):
+                if url.startswith(prefix):
+                    return "postgresql+psycopg://" + url[len(prefix) :]
+            return url
+        return f"sqlite:///{(self.var_dir / 'engine.db').as_posix()}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
