@@ -58,12 +58,8 @@ class Settings(BaseSettings):
                 if not value.get_secret_value()
             ]
             if missing:
-                raise ValueError(
-                    f"{', '.join(missing)} must be set (or ENGINE_ENV=development for local use)"
-                )
-        if self.discord_enabled and not (
-            self.discord_bot_token.get_secret_value() and self.discord_guild_id
-        ):
+                raise ValueError(f"{', '.join(missing)} must be set (or ENGINE_ENV=development for local use)")
+        if self.discord_enabled and not (self.discord_bot_token.get_secret_value() and self.discord_guild_id):
             raise ValueError("DISCORD_ENABLED needs DISCORD_BOT_TOKEN and DISCORD_GUILD_ID")
         if self.manychat_enabled and not self.manychat_api_token.get_secret_value():
             raise ValueError("MANYCHAT_ENABLED needs MANYCHAT_API_TOKEN")

@@ -1,0 +1,80 @@
+"""``engine dry-run``: plan one event and pass its steps to recording connectors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from connectors.base import RecordingConnector, StepContext, StudentRef
+from engine.inputs import EventInput, event_input
+from engine.planner import Facts, Plan, Planner
+from engine.rules.model import Rules
+
+
+@dataclass
+class DryRun:
+    event: EventInput
+    plan: Plan
+    connector_calls: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.plan.to_dict(),
+            "email": self.event.email,
+            "occurred_at": self.event.occurred_at.isoformat() if self.event.occurred_at else None,
+            "input_problems": self.event.problems,
+        }
+
+    def trace(self) -> str:
+        plan, event = self.plan, self.event
+        lines = [f"event       {plan.event_type}  ({event.source})"]
+        if event.email:
+            lines.append(f"student     {event.email}")
+        for problem in event.problems:
+            lines.append(f"warning     {problem}")
+        lines.append(f"product     {plan.product or '-'}")
+        if plan.ignored:
+            lines.append(f"state       {plan.from_state} (unchanged)")
+            lines.append(f"ignored     {plan.ignored_reason}")
+        else:
+            lines.append(f"transition  {plan.transition}: {plan.from_state} -> {plan.to_state}")
+        if plan.conditions:
+            lines.append("conditions")
+            for c in plan.conditions:
+                kind = "if" if c.required else "unless"
+                mark = "ok" if c.passed else "no"
+                lines.append(f"  [{mark}] {c.transition}: {kind} {c.condition} = {str(c.value).lower()}")
+        if plan.steps:
+            lines.append("steps")
+            for index, step in enumerate(plan.steps, 1):
+                params = ", ".join(f"{k}={v!r}" for k, v in step.params.items())
+                lines.append(f"  {index}. {step.action:<14} {params}")
+        elif not plan.ignored:
+            lines.append("steps       (none)")
+        return "\n".join(lines)
+
+
+def dry_run(
+    body: Any, rules: Rules, *, state: str | None, linked: bool, now: datetime, previous_discord_id: str | None = None
+) -> DryRun:
+    event = event_input(body, rules)
+    facts = Facts(
+        now=now,
+        discord_linked=linked or bool(event.fields.get("discord_id")),
+        discord_id=event.fields.get("discord_id") or ("(linked)" if linked else None),
+        previous_discord_id=previous_discord_id,
+        email=event.email or "",
+        name=event.fields.get("name"),
+    )
+    plan = Planner(rules).plan(event.event_type or "(none)", event.fields, event.product, state, facts)
+    if event.event_type is None:
+        plan.ignored_reason = "no event type in the body"
+        plan.steps = []
+    recorder = RecordingConnector("dry-run")
+    ctx = StepContext(
+        StudentRef(id=None, email=event.email or ""), event_type=plan.event_type, product_key=plan.product or ""
+    )
+    for step in plan.steps:
+        recorder.run(step, ctx)
+    return DryRun(event, plan, recorder.actions_called())

@@ -1,0 +1,68 @@
+"""Turn a stored or given event body into what the planner decides on.
+
+Two shapes exist: a Hotmart v2 webhook body, and the engine's own internal events
+(``{"event": "GRACE_EXPIRED", "product": "comunidade", "email": ..., "fields": {...}}``)
+raised by the bot, timers and admins.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from connectors import hotmart
+from engine.rules.model import Product, Rules
+
+
+@dataclass
+class EventInput:
+    source: str  # "hotmart" | "internal"
+    event_type: str | None
+    fields: dict[str, Any]
+    product: Product | None
+    email: str | None
+    occurred_at: datetime | None = None
+    problems: list[str] = field(default_factory=list)
+    product_key: str | None = None  # internal events name the product directly
+
+
+def is_internal(body: Any) -> bool:
+    return isinstance(body, dict) and "event" in body and "data" not in body and "version" not in body
+
+
+def from_hotmart(body: Any, rules: Rules) -> EventInput:
+    parsed = hotmart.parse(body)
+    fields = parsed.fields()
+    return EventInput(
+        source="hotmart",
+        event_type=parsed.event_type,
+        fields=fields,
+        product=rules.product_for(parsed.product_id, parsed.offer_code),
+        email=parsed.email,
+        occurred_at=parsed.creation_date,
+        problems=list(parsed.problems),
+    )
+
+
+def from_internal(body: dict[str, Any], rules: Rules) -> EventInput:
+    fields = dict(body.get("fields") or {})
+    key = body.get("product")
+    fields.setdefault("event_type", body.get("event"))
+    problems = []
+    product = rules.products.get(key) if isinstance(key, str) else None
+    if key is not None and product is None:
+        problems.append(f"product {key!r} is not defined in the rules")
+    return EventInput(
+        source="internal",
+        event_type=str(body.get("event")) if body.get("event") else None,
+        fields=fields,
+        product=product,
+        email=(body.get("email") or "").strip().lower() or None,
+        problems=problems,
+        product_key=key if isinstance(key, str) else None,
+    )
+
+
+def event_input(body: Any, rules: Rules) -> EventInput:
+    return from_internal(body, rules) if is_internal(body) else from_hotmart(body, rules)

@@ -1,0 +1,536 @@
+"""Load ``rules/*.yaml``: schema validation, then the semantic checks, then :class:`Rules`.
+
+Every problem is reported as ``file:line: message``; loading never stops at the
+first one, so an admin sees every mistake of a change in one ``engine check``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from functools import lru_cache
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+from engine.rules.model import (
+    ACTIONS,
+    BUILTIN_PREDICATES,
+    COMPARISONS,
+    EVENT_FIELDS,
+    TEMPLATE_RE,
+    TEMPLATE_VARIABLES,
+    Condition,
+    Onboarding,
+    Product,
+    Rules,
+    StepSpec,
+    TransitionRule,
+    parse_duration,
+)
+from engine.rules.source import LineDict, Problem, line_of, load_yaml
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config.schema.json"
+FILE_KINDS = ("lifecycle", "product", "catalog", "onboarding")
+# Actions whose bare form uses a product resource list, and which list.
+_PRODUCT_RESOURCE = {
+    "add_role": "discord_roles",
+    "remove_role": "discord_roles",
+    "add_tag": "manychat_tags",
+    "remove_tag": "manychat_tags",
+    "enroll": "classes",
+    "unenroll": "classes",
+}
+
+
+class RulesError(Exception):
+    """The rules are invalid; ``problems`` lists every error found."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+@lru_cache(maxsize=1)
+def _validator():
+    from jsonschema import Draft202012Validator
+
+    schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    return Draft202012Validator(schema)
+
+
+def load_rules(rules_dir: Path | str) -> Rules:
+    """Load and check a rules directory; raises :class:`RulesError` listing every problem."""
+    rules, problems = check_rules(rules_dir)
+    if problems or rules is None:
+        raise RulesError(problems)
+    return rules
+
+
+def check_rules(rules_dir: Path | str) -> tuple[Rules | None, list[Problem]]:
+    rules_dir = Path(rules_dir)
+    display_root = rules_dir.name or str(rules_dir)
+    if not rules_dir.is_dir():
+        return None, [Problem(str(rules_dir), 1, "rules directory not found")]
+    paths = sorted(p for p in rules_dir.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+    documents: dict[str, list[tuple[str, Any]]] = defaultdict(list)
+    problems: list[Problem] = []
+    for path in paths:
+        display = f"{display_root}/{path.relative_to(rules_dir).as_posix()}"
+        data, found = load_yaml(path, display)
+        problems += found
+        if data is None and not found:
+            problems.append(Problem(display, 1, "empty file"))
+            continue
+        if data is None:
+            continue
+        schema_problems = _schema_problems(data, display)
+        problems += schema_problems
+        if not schema_problems:
+            kind = next(iter(data))
+            documents[kind].append((display, data))
+    builder = _Builder(display_root, documents)
+    rules = builder.build()
+    problems += builder.problems
+    # A step shared through a YAML anchor is checked once per transition: report it once.
+    problems = sorted(set(problems), key=lambda p: (p.file, p.line, p.message))
+    return (None if problems else rules), problems
+
+
+# --- schema ------------------------------------------------------------------------------
+
+
+def _schema_problems(data: Any, display: str) -> list[Problem]:
+    from jsonschema.exceptions import best_match
+
+    problems = []
+    for error in _validator().iter_errors(data):
+        # oneOf/anyOf errors say little; the most relevant sub-error says what to fix.
+        while error.context:
+            error = best_match(error.context)
+        path = list(error.absolute_path)
+        message = _explain(data, path, error)
+        problems.append(Problem(display, line_of(data, path), message))
+    # One mistake can break several branches: keep one message per line.
+    unique: dict[tuple[int, str], Problem] = {}
+    for problem in problems:
+        unique.setdefault((problem.line, problem.message), problem)
+    return list(unique.values())
+
+
+def _explain(data: Any, path: list[Any], error) -> str:
+    where = ".".join(str(part) for part in path) or "(top)"
+    if error.validator == "additionalProperties" and not path and isinstance(data, dict):
+        return f"unknown top-level key; a rules file holds exactly one of: {', '.join(FILE_KINDS)}"
+    if error.validator in ("minProperties", "maxProperties") and not path:
+        return f"a rules file holds exactly one of: {', '.join(FILE_KINDS)}"
+    # A step: say "unknown action" rather than a schema branch mismatch.
+    if len(path) >= 2 and path[-2] == "do" and isinstance(path[-1], int):
+        step = error.instance
+        name = step if isinstance(step, str) else next(iter(step), None) if step else None
+        if name not in ACTIONS:
+            return f"unknown action {name!r} (known: {', '.join(sorted(ACTIONS))})"
+    return f"{where}: {error.message}"
+
+
+# --- building and semantic checks ----------------------------------------------------------
+
+
+class _Builder:
+    def __init__(self, root: str, documents: dict[str, list[tuple[str, Any]]]):
+        self.root = root
+        self.documents = documents
+        self.problems: list[Problem] = []
+
+    def error(self, file: str, line: int, message: str) -> None:
+        self.problems.append(Problem(file, line, message))
+
+    def _single(self, kind: str, required: bool) -> tuple[str, Any] | None:
+        docs = self.documents.get(kind, [])
+        if not docs:
+            if required:
+                self.error(f"{self.root}/", 1, f"no {kind} file (a file whose top-level key is '{kind}:')")
+            return None
+        for file, data in docs[1:]:
+            self.error(file, data.line, f"a second {kind} file; the first is {docs[0][0]}")
+        return docs[0]
+
+    def build(self) -> Rules | None:
+        lifecycle_doc = self._single("lifecycle", required=True)
+        onboarding_doc = self._single("onboarding", required=True)
+        catalog_doc = self._single("catalog", required=False)
+        catalog = catalog_doc[1]["catalog"] if catalog_doc else {}
+        manychat = catalog.get("manychat", {})
+        self.catalog_file = catalog_doc[0] if catalog_doc else f"{self.root}/"
+        self.tags = frozenset(manychat.get("tags", []))
+        self.fields = frozenset(manychat.get("fields", []))
+        self.classes = dict(catalog.get("classes", {}))
+        products = self._products()
+        if lifecycle_doc is None or onboarding_doc is None:
+            return None
+        self.products = products
+        file, data = lifecycle_doc
+        lifecycle = data["lifecycle"]
+        self.lifecycle_file = file
+        self.states = tuple(lifecycle["states"])
+        self.internal_events = dict(lifecycle.get("events", {}))
+        from connectors.hotmart import HOTMART_EVENTS
+
+        self.hotmart_events = frozenset(HOTMART_EVENTS)
+        clash = sorted(set(self.internal_events) & self.hotmart_events)
+        for name in clash:
+            self.error(
+                file,
+                line_of(data, ["lifecycle", "events", name]),
+                f"event {name} is Hotmart's; declare only internal events",
+            )
+        self.known_events = self.hotmart_events | frozenset(self.internal_events)
+        initial = lifecycle["initial"]
+        if initial not in self.states:
+            self.error(file, line_of(data, ["lifecycle", "initial"]), f"unknown state {initial!r} in initial")
+        self.predicates: dict[str, Condition] = {}
+        for name, spec in lifecycle.get("predicates", {}).items():
+            where = ["lifecycle", "predicates", name]
+            if name in BUILTIN_PREDICATES:
+                self.error(file, line_of(data, where), f"predicate {name!r} is built in")
+                continue
+            self.predicates[name] = self._condition(spec, data, where, allow_named=False)
+        transitions = tuple(self._transition(index, spec, data) for index, spec in enumerate(lifecycle["transitions"]))
+        ignore: dict[str, str] = {}
+        for index, entry in enumerate(lifecycle.get("ignore", [])):
+            for event in _as_list(entry["on"]):
+                where = ["lifecycle", "ignore", index, "on"]
+                self._check_event(event, data, where)
+                ignore.setdefault(event, entry["reason"])
+        self._check_names(transitions)
+        self._check_reachable(transitions, initial, data)
+        self._check_shadowing(transitions)
+        self._check_outcomes(transitions, ignore)
+        onboarding = self._onboarding(*onboarding_doc)
+        return Rules(
+            initial=initial,
+            states=self.states,
+            internal_events=self.internal_events,
+            predicates=self.predicates,
+            transitions=transitions,
+            ignore=ignore,
+            products=products,
+            manychat_tags=self.tags,
+            manychat_fields=self.fields,
+            create_missing_subscribers=bool(manychat.get("create_missing_subscribers", False)),
+            classes=self.classes,
+            onboarding=onboarding,
+            files=tuple(f for docs in self.documents.values() for f, _ in docs),
+        )
+
+    # products ----------------------------------------------------------------------------
+
+    def _products(self) -> dict[str, Product]:
+        products: dict[str, Product] = {}
+        claims: dict[str, list[Product]] = defaultdict(list)
+        for file, data in self.documents.get("product", []):
+            spec = data["product"]
+            access = spec.get("access", {})
+            product = Product(
+                key=spec["key"],
+                name=spec["name"],
+                kind=spec.get("kind", "one_time"),
+                hotmart_product_ids=tuple(str(i) for i in spec["hotmart_product_ids"]),
+                offer_codes=tuple(spec.get("offer_codes", [])),
+                discord_roles=tuple(access.get("discord_roles", [])),
+                manychat_tags=tuple(access.get("manychat_tags", [])),
+                classes=tuple(access.get("classes", [])),
+                flows=dict(spec.get("flows", {})),
+                file=file,
+                line=data.line,
+            )
+            if product.key in products:
+                first = products[product.key]
+                self.error(
+                    file, line_of(data, ["product", "key"]), f"product key {product.key!r} already used in {first.file}"
+                )
+                continue
+            products[product.key] = product
+            for tag_index, tag in enumerate(product.manychat_tags):
+                if tag not in self.tags:
+                    self.error(
+                        file,
+                        line_of(data, ["product", "access", "manychat_tags", tag_index]),
+                        f"tag {tag!r} is not in catalog.manychat.tags",
+                    )
+            for class_index, key in enumerate(product.classes):
+                if key not in self.classes:
+                    self.error(
+                        file,
+                        line_of(data, ["product", "access", "classes", class_index]),
+                        f"class {key!r} is not in catalog.classes",
+                    )
+            for id_index, hotmart_id in enumerate(product.hotmart_product_ids):
+                for other in claims[hotmart_id]:
+                    if _offers_overlap(product.offer_codes, other.offer_codes):
+                        self.error(
+                            file,
+                            line_of(data, ["product", "hotmart_product_ids", id_index]),
+                            f"Hotmart product {hotmart_id} is already claimed by product {other.key!r} ({other.file})",
+                        )
+                claims[hotmart_id].append(product)
+        return products
+
+    # conditions --------------------------------------------------------------------------
+
+    def _condition(self, spec: Any, data: Any, where: list, *, allow_named: bool = True) -> Condition:
+        file = self.lifecycle_file
+        if isinstance(spec, str):
+            known = spec in BUILTIN_PREDICATES or (allow_named and spec in self.predicates)
+            if not known:
+                names = sorted(set(BUILTIN_PREDICATES) | set(self.predicates))
+                self.error(file, line_of(data, where), f"unknown predicate {spec!r} (known: {', '.join(names)})")
+            return Condition("predicate", name=spec)
+        if isinstance(spec, list):
+            return Condition(
+                "all",
+                children=tuple(
+                    self._condition(item, data, [*where, i], allow_named=allow_named) for i, item in enumerate(spec)
+                ),
+            )
+        if "all" in spec or "any" in spec:
+            kind = "all" if "all" in spec else "any"
+            return Condition(
+                kind,
+                children=tuple(
+                    self._condition(item, data, [*where, kind, i], allow_named=allow_named)
+                    for i, item in enumerate(spec[kind])
+                ),
+            )
+        if "not" in spec:
+            child = self._condition(spec["not"], data, [*where, "not"], allow_named=allow_named)
+            return Condition("not", children=(child,))
+        field_name = spec["field"]
+        if field_name not in EVENT_FIELDS:
+            self.error(
+                file,
+                line_of(data, [*where, "field"]),
+                f"unknown event field {field_name!r} (known: {', '.join(sorted(EVENT_FIELDS))})",
+            )
+        op = next(k for k in spec if k in COMPARISONS)
+        return Condition("compare", name=field_name, op=op, value=spec[op])
+
+    # transitions -------------------------------------------------------------------------
+
+    def _transition(self, index: int, spec: Any, data: Any) -> TransitionRule:
+        file = self.lifecycle_file
+        where = ["lifecycle", "transitions", index]
+        events = tuple(_as_list(spec["on"]))
+        for i, event in enumerate(events):
+            self._check_event(event, data, [*where, "on", i] if isinstance(spec["on"], list) else [*where, "on"])
+        sources = tuple(_as_list(spec["from"]))
+        for i, state in enumerate(sources):
+            if state != "*" and state not in self.states:
+                path = [*where, "from", i] if isinstance(spec["from"], list) else [*where, "from"]
+                self.error(file, line_of(data, path), f"unknown state {state!r} in from{self._states_hint()}")
+        dest = spec.get("to")
+        if dest is not None and dest not in self.states:
+            self.error(file, line_of(data, [*where, "to"]), f"unknown state {dest!r} in to{self._states_hint()}")
+        kinds = tuple(_as_list(spec["kind"])) if "kind" in spec else None
+        rule = TransitionRule(
+            name=spec.get("name") or f"transition_{index + 1}",
+            events=events,
+            sources=sources,
+            dest=dest,
+            kinds=kinds,
+            if_=self._condition(spec["if"], data, [*where, "if"]) if "if" in spec else None,
+            unless=self._condition(spec["unless"], data, [*where, "unless"]) if "unless" in spec else None,
+            steps=tuple(
+                StepSpec(_action_of(step), _args_of(step), line_of(data, [*where, "do", i]))
+                for i, step in enumerate(spec.get("do", []))
+            ),
+            file=file,
+            line=line_of(data, where),
+        )
+        self._check_steps(rule)
+        return rule
+
+    def _states_hint(self) -> str:
+        return f" (states: {', '.join(self.states)})"
+
+    def _check_event(self, event: str, data: Any, where: list) -> None:
+        if event not in self.known_events:
+            self.error(
+                self.lifecycle_file,
+                line_of(data, where),
+                f"unknown event {event!r}: neither a Hotmart event nor declared under lifecycle.events",
+            )
+
+    def _products_of(self, rule: TransitionRule) -> list[Product]:
+        return [p for p in self.products.values() if rule.applies_to_kind(p.kind)]
+
+    def _check_steps(self, rule: TransitionRule) -> None:
+        file = self.lifecycle_file
+        for step in rule.steps:
+            args = step.args
+            if step.action in ("add_tag", "remove_tag") and args is not None:
+                for tag in _as_list(args):
+                    if tag not in self.tags:
+                        self.error(file, step.line, f"tag {tag!r} is not in catalog.manychat.tags")
+            elif step.action in ("enroll", "unenroll") and args is not None:
+                for key in _as_list(args):
+                    if key not in self.classes:
+                        self.error(file, step.line, f"class {key!r} is not in catalog.classes")
+            elif step.action == "set_field":
+                if args["name"] not in self.fields:
+                    self.error(file, step.line, f"custom field {args['name']!r} is not in catalog.manychat.fields")
+                self._check_template(str(args["value"]), step.line)
+            elif step.action == "trigger_flow":
+                flow = args if isinstance(args, str) else args["flow"]
+                for product in self._products_of(rule):
+                    if flow not in product.flows:
+                        self.error(
+                            file,
+                            step.line,
+                            f"flow {flow!r} is not defined for product {product.key!r} ({product.file})",
+                        )
+            elif step.action == "schedule":
+                event = args["event"]
+                if event not in self.internal_events:
+                    self.error(file, step.line, f"schedule: event {event!r} is not declared under lifecycle.events")
+                if "after" in args:
+                    try:
+                        parse_duration(args["after"])
+                    except ValueError as exc:
+                        self.error(file, step.line, str(exc))
+            elif step.action == "cancel_timers" and args is not None:
+                for event in args:
+                    if event not in self.internal_events:
+                        self.error(
+                            file, step.line, f"cancel_timers: event {event!r} is not declared under lifecycle.events"
+                        )
+            elif step.action == "alert":
+                self._check_template(args, step.line)
+
+    def _check_template(self, text: str, line: int) -> None:
+        for name in TEMPLATE_RE.findall(text):
+            if name not in TEMPLATE_VARIABLES:
+                self.error(
+                    self.lifecycle_file,
+                    line,
+                    f"unknown template variable {{{name}}} (known: token, product.key, product.name, "
+                    "student.email, student.name, event.<field>)",
+                )
+
+    def _check_names(self, transitions: tuple[TransitionRule, ...]) -> None:
+        seen: dict[str, TransitionRule] = {}
+        for rule in transitions:
+            if rule.name in seen:
+                self.error(
+                    rule.file, rule.line, f"transition name {rule.name!r} already used at line {seen[rule.name].line}"
+                )
+            seen.setdefault(rule.name, rule)
+
+    def _check_reachable(self, transitions: tuple[TransitionRule, ...], initial: str, data: Any) -> None:
+        reached = {initial}
+        for rule in transitions:
+            if rule.dest:
+                reached.add(rule.dest)
+        for index, state in enumerate(self.states):
+            if state not in reached:
+                self.error(
+                    self.lifecycle_file,
+                    line_of(data, ["lifecycle", "states", index]),
+                    f"state {state!r} is unreachable: no transition leads to it",
+                )
+
+    def _check_shadowing(self, transitions: tuple[TransitionRule, ...]) -> None:
+        for first, second in combinations(transitions, 2):
+            events = [e for e in first.events if e in second.events]
+            if not events or not _kinds_overlap(first.kinds, second.kinds):
+                continue
+            states = _sources_overlap(first.sources, second.sources, self.states)
+            if not states or _exclusive(first, second):
+                continue
+            self.error(
+                second.file,
+                second.line,
+                f"transition {second.name!r} overlaps {first.name!r} (line {first.line}) on "
+                f"{events[0]} from {states[0]!r}: both conditions can hold, so the first one always "
+                "wins; make their conditions exclusive (if/unless the same predicate)",
+            )
+
+    def _check_outcomes(self, transitions: tuple[TransitionRule, ...], ignore: dict[str, str]) -> None:
+        handled = {e for rule in transitions for e in rule.events} | set(ignore)
+        for event in sorted(self.hotmart_events - handled):
+            self.error(
+                self.lifecycle_file,
+                1,
+                f"Hotmart event {event} has no transition and is not listed under ignore: give it a deliberate outcome",
+            )
+
+    # onboarding --------------------------------------------------------------------------
+
+    def _onboarding(self, file: str, data: Any) -> Onboarding:
+        spec = data["onboarding"]
+        attempts = spec.get("failed_attempts", {})
+        return Onboarding(
+            code_valid_for=parse_duration(spec.get("code_valid_for", "7d")),
+            max_failed_attempts=int(attempts.get("max", 5)),
+            failed_attempts_window=parse_duration(attempts.get("window", "10m")),
+            replies=dict(spec["replies"]),
+        )
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _as_list(value: Any) -> list:
+    return list(value) if isinstance(value, list) else [value]
+
+
+def _action_of(step: Any) -> str:
+    return step if isinstance(step, str) else next(iter(step))
+
+
+def _args_of(step: Any) -> Any:
+    return None if isinstance(step, str) else step[next(iter(step))]
+
+
+def _offers_overlap(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    return not a or not b or bool(set(a) & set(b))
+
+
+def _kinds_overlap(a: tuple[str, ...] | None, b: tuple[str, ...] | None) -> bool:
+    return a is None or b is None or bool(set(a) & set(b))
+
+
+def _sources_overlap(a: tuple[str, ...], b: tuple[str, ...], states: tuple[str, ...]) -> list[str]:
+    expand = lambda s: set(states) if "*" in s else set(s)  # noqa: E731
+    common = expand(a) & expand(b)
+    return [state for state in states if state in common]
+
+
+def _literals(rule: TransitionRule) -> set[tuple[str, bool]] | None:
+    """The conjunction of (condition, polarity) a rule requires; None if not a plain conjunction."""
+    literals: set[tuple[str, bool]] = set()
+    for cond, polarity in ((rule.if_, True), (rule.unless, False)):
+        if cond is None:
+            continue
+        parts = cond.children if cond.kind == "all" and polarity else (cond,)
+        for part in parts:
+            if part.kind == "not":
+                literals.add((part.children[0].describe(), not polarity))
+            elif part.kind in ("predicate", "compare"):
+                literals.add((part.describe(), polarity))
+            elif polarity is False and cond.kind == "all":
+                return None
+            else:
+                return None
+    return literals
+
+
+def _exclusive(a: TransitionRule, b: TransitionRule) -> bool:
+    """True when a's and b's conditions can never both hold (syntactically provable)."""
+    la, lb = _literals(a), _literals(b)
+    if la is None or lb is None:
+        return False
+    return any((name, not polarity) in lb for name, polarity in la)
+
+
+__all__ = ["RulesError", "check_rules", "load_rules", "LineDict"]

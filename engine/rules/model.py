@@ -1,0 +1,178 @@
+"""The rules as typed, immutable objects (built by :mod:`engine.rules.loader`)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+# Actions a step may name. A bare name (no parameters) uses the product's own resources.
+ACTIONS: frozenset[str] = frozenset(
+    {
+        "add_role",
+        "remove_role",
+        "add_tag",
+        "remove_tag",
+        "set_field",
+        "trigger_flow",
+        "enroll",
+        "unenroll",
+        "issue_token",
+        "revoke_token",
+        "schedule",
+        "cancel_timers",
+        "alert",
+    }
+)
+
+# Predicates the engine computes from the student's facts and the event.
+BUILTIN_PREDICATES: dict[str, str] = {
+    "discord_linked": "the student has a Discord account linked",
+    "discord_account_changed": "DISCORD_LINKED brings a different account than the one linked before",
+    "date_next_charge_passed": "the event's date_next_charge is missing or already past",
+    "is_test_event": "a Hotmart 'send test' payload (product id 0)",
+}
+
+# Event fields a comparison or a template may read (Hotmart's, see connectors.hotmart).
+EVENT_FIELDS: frozenset[str] = frozenset(
+    {
+        "event_type",
+        "product_id",
+        "offer_code",
+        "email",
+        "name",
+        "phone",
+        "transaction",
+        "subscriber_code",
+        "recurrence_number",
+        "date_next_charge",
+        "creation_date",
+        "purchase_status",
+        "payment_type",
+        "plan_id",
+        "plan_name",
+        "is_test",
+    }
+)
+
+TEMPLATE_VARIABLES: frozenset[str] = frozenset(
+    {"token", "product.key", "product.name", "student.email", "student.name"}
+    | {f"event.{name}" for name in EVENT_FIELDS}
+)
+TEMPLATE_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.]*)\}")
+
+COMPARISONS = ("equals", "not_equals", "in", "not_in", "gt", "gte", "lt", "lte", "exists")
+PRODUCT_KINDS = ("one_time", "subscription")
+
+_DURATION_RE = re.compile(r"^(\d+)([smhd])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_duration(text: str) -> timedelta:
+    match = _DURATION_RE.match(text)
+    if not match:
+        raise ValueError(f"invalid duration {text!r} (use e.g. 30s, 10m, 24h, 7d)")
+    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A condition tree: a named predicate, a field comparison, or all/any/not."""
+
+    kind: str  # "predicate" | "compare" | "all" | "any" | "not"
+    name: str = ""  # predicate name, or compared field
+    op: str = ""
+    value: Any = None
+    children: tuple[Condition, ...] = ()
+
+    def describe(self) -> str:
+        if self.kind == "predicate":
+            return self.name
+        if self.kind == "compare":
+            return f"{self.name} {self.op} {self.value!r}"
+        if self.kind == "not":
+            return f"not {self.children[0].describe()}"
+        joiner = " and " if self.kind == "all" else " or "
+        return "(" + joiner.join(child.describe() for child in self.children) + ")"
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    action: str
+    args: Any  # None for a bare action; otherwise the YAML value
+    line: int
+
+
+@dataclass(frozen=True)
+class TransitionRule:
+    name: str
+    events: tuple[str, ...]
+    sources: tuple[str, ...]  # ("*",) means any state
+    dest: str | None  # None: stay in the same state
+    kinds: tuple[str, ...] | None
+    if_: Condition | None
+    unless: Condition | None
+    steps: tuple[StepSpec, ...]
+    file: str
+    line: int
+
+    def applies_to_kind(self, kind: str) -> bool:
+        return self.kinds is None or kind in self.kinds
+
+
+@dataclass(frozen=True)
+class Product:
+    key: str
+    name: str
+    kind: str
+    hotmart_product_ids: tuple[str, ...]
+    offer_codes: tuple[str, ...]
+    discord_roles: tuple[str, ...]
+    manychat_tags: tuple[str, ...]
+    classes: tuple[str, ...]
+    flows: dict[str, str]
+    file: str
+    line: int
+
+
+@dataclass(frozen=True)
+class Onboarding:
+    code_valid_for: timedelta
+    max_failed_attempts: int
+    failed_attempts_window: timedelta
+    replies: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Rules:
+    initial: str
+    states: tuple[str, ...]
+    internal_events: dict[str, str]
+    predicates: dict[str, Condition]
+    transitions: tuple[TransitionRule, ...]
+    ignore: dict[str, str]
+    products: dict[str, Product]
+    manychat_tags: frozenset[str]
+    manychat_fields: frozenset[str]
+    create_missing_subscribers: bool
+    classes: dict[str, str]
+    onboarding: Onboarding
+    files: tuple[str, ...] = field(default=())
+
+    def product_for(self, product_id: str | None, offer_code: str | None = None) -> Product | None:
+        """The product a Hotmart product id (and offer) belongs to, or None."""
+        if not product_id:
+            return None
+        for product in self.products.values():
+            if product_id in product.hotmart_product_ids and (
+                not product.offer_codes or offer_code in product.offer_codes
+            ):
+                return product
+        return None
+
+    @property
+    def known_events(self) -> frozenset[str]:
+        from connectors.hotmart import HOTMART_EVENTS
+
+        return frozenset(HOTMART_EVENTS) | frozenset(self.internal_events)
