@@ -46,10 +46,18 @@ def from_hotmart(body: Any, rules: Rules) -> EventInput:
 
 
 def from_internal(body: dict[str, Any], rules: Rules) -> EventInput:
-    fields = dict(body.get("fields") or {})
+    problems = []
+    raw_fields = body.get("fields") or {}
+    if not isinstance(raw_fields, dict):  # dict() of a list or string raised
+        problems.append("fields: expected an object")
+        raw_fields = {}
+    fields = dict(raw_fields)
     key = body.get("product")
     fields.setdefault("event_type", body.get("event"))
-    problems = []
+    email = body.get("email")
+    if email is not None and not isinstance(email, str):  # .strip() of a number raised
+        problems.append("email: expected a string")
+        email = None
     product = rules.products.get(key) if isinstance(key, str) else None
     if key is not None and product is None:
         problems.append(f"product {key!r} is not defined in the rules")
@@ -58,7 +66,7 @@ def from_internal(body: dict[str, Any], rules: Rules) -> EventInput:
         event_type=str(body.get("event")) if body.get("event") else None,
         fields=fields,
         product=product,
-        email=(body.get("email") or "").strip().lower() or None,
+        email=(email or "").strip().lower() or None,
         problems=problems,
         product_key=key if isinstance(key, str) else None,
     )

@@ -128,14 +128,16 @@ class Planner:
         """The plan for ``event_type`` applied to the membership of ``product`` in ``state``."""
         state = state or self.rules.initial
         plan = Plan(event_type, product.key if product else None, state, state)
+        # Before the product lookup: no product can claim id 0 (the schema's minimum is 1),
+        # so checked after it this reason was never given.
+        if fields.get("is_test"):
+            plan.ignored_reason = "Hotmart test event (product id 0)"
+            return plan
         if product is None:
             plan.ignored_reason = f"no product matches id {fields.get('product_id') or '(none)'}"
             return plan
         if event_type not in self.rules.known_events:
             plan.ignored_reason = f"unknown event type {event_type!r}"
-            return plan
-        if fields.get("is_test"):
-            plan.ignored_reason = "Hotmart test event (product id 0)"
             return plan
         if state not in self.rules.states:
             plan.ignored_reason = f"membership is in unknown state {state!r}"

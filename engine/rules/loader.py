@@ -7,6 +7,7 @@ first one, so an admin sees every mistake of a change in one ``engine check``.
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 from functools import lru_cache
 from itertools import combinations
@@ -32,6 +33,7 @@ from engine.rules.source import LineDict, Problem, line_of, load_yaml
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config.schema.json"
 FILE_KINDS = ("lifecycle", "product", "catalog", "onboarding")
+_KIND_LINE = re.compile(rf"^({'|'.join(FILE_KINDS)})\s*:", re.MULTILINE)
 # Actions whose bare form uses a product resource list, and which list.
 _PRODUCT_RESOURCE = {
     "add_role": "discord_roles",
@@ -75,6 +77,8 @@ def check_rules(rules_dir: Path | str) -> tuple[Rules | None, list[Problem]]:
     paths = sorted(p for p in rules_dir.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
     documents: dict[str, list[tuple[str, Any]]] = defaultdict(list)
     problems: list[Problem] = []
+    # Kinds of the files that failed to parse or validate: they exist, so no "no <kind> file".
+    broken: set[str] = set()
     for path in paths:
         display = f"{display_root}/{path.relative_to(rules_dir).as_posix()}"
         data, found = load_yaml(path, display)
@@ -83,13 +87,16 @@ def check_rules(rules_dir: Path | str) -> tuple[Rules | None, list[Problem]]:
             problems.append(Problem(display, 1, "empty file"))
             continue
         if data is None:
+            broken.update(_KIND_LINE.findall(path.read_text(encoding="utf-8", errors="replace")))
             continue
         schema_problems = _schema_problems(data, display)
         problems += schema_problems
         if not schema_problems:
             kind = next(iter(data))
             documents[kind].append((display, data))
-    builder = _Builder(display_root, documents)
+        elif isinstance(data, dict):
+            broken.update(k for k in data if k in FILE_KINDS)
+    builder = _Builder(display_root, documents, broken)
     rules = builder.build()
     problems += builder.problems
     # A step shared through a YAML anchor is checked once per transition: report it once.
@@ -106,8 +113,11 @@ def _schema_problems(data: Any, display: str) -> list[Problem]:
     problems = []
     for error in _validator().iter_errors(data):
         # oneOf/anyOf errors say little; the most relevant sub-error says what to fix.
+        # best_match([error]) descends to the deepest sub-error (a step's wrong parameter),
+        # where best_match(error.context) picked the shallowest ("... is not of type 'string'").
         while error.context:
-            error = best_match(error.context)
+            deeper = best_match([error])
+            error = deeper if deeper is not error else best_match(error.context)
         path = list(error.absolute_path)
         message = _explain(data, path, error)
         problems.append(Problem(display, line_of(data, path), message))
@@ -137,9 +147,10 @@ def _explain(data: Any, path: list[Any], error) -> str:
 
 
 class _Builder:
-    def __init__(self, root: str, documents: dict[str, list[tuple[str, Any]]]):
+    def __init__(self, root: str, documents: dict[str, list[tuple[str, Any]]], broken: set[str] | None = None):
         self.root = root
         self.documents = documents
+        self.broken = broken or set()
         self.problems: list[Problem] = []
 
     def error(self, file: str, line: int, message: str) -> None:
@@ -148,7 +159,7 @@ class _Builder:
     def _single(self, kind: str, required: bool) -> tuple[str, Any] | None:
         docs = self.documents.get(kind, [])
         if not docs:
-            if required:
+            if required and kind not in self.broken:
                 self.error(f"{self.root}/", 1, f"no {kind} file (a file whose top-level key is '{kind}:')")
             return None
         for file, data in docs[1:]:

@@ -1,0 +1,1 @@
+"""HTTP: the Hotmart webhook and the admin API."""

@@ -1,0 +1,78 @@
+"""``POST /webhooks/hotmart``: verify, store, acknowledge. No outbound call here.
+
+Hotmart disables a URL that keeps failing, so only a problem a redelivery can fix (the
+database is down) gets a 5xx; everything else is stored and answered 200/400/401.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from connectors import hotmart
+from engine.api.deps import RuntimeDep
+from engine.pipeline.intake import store_hotmart, store_rejected
+from engine.pipeline.runtime import Runtime
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["webhooks"])
+
+
+def _store(rt: Runtime, body: bytes, headers: dict[str, str]):
+    with rt.sessions.begin() as session:
+        return store_hotmart(session, body, headers, held=not rt.settings.hotmart_enabled)
+
+
+def _reject(rt: Runtime, body: bytes, headers: dict[str, str], reason: str) -> None:
+    with rt.sessions.begin() as session:
+        store_rejected(session, body, headers, reason)
+
+
+@router.post(
+    "/webhooks/hotmart",
+    summary="Receive a Hotmart v2 webhook",
+    responses={
+        200: {"description": '`{"status": "accepted"}` or `{"status": "duplicate"}`'},
+        400: {"description": "body is not JSON (stored as rejected)"},
+        401: {"description": "missing or wrong X-HOTMART-HOTTOK"},
+        413: {"description": "body too large"},
+        503: {"description": "could not store the event (database unavailable); Hotmart will redeliver"},
+    },
+)
+async def hotmart_webhook(request: Request, rt: RuntimeDep) -> JSONResponse:
+    limit = rt.settings.max_body_bytes
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return JSONResponse({"detail": f"body larger than {limit} bytes"}, status_code=413)
+    body = await request.body()
+    if len(body) > limit:
+        return JSONResponse({"detail": f"body larger than {limit} bytes"}, status_code=413)
+    headers = dict(request.headers)
+    expected = rt.settings.hotmart_hottok.get_secret_value()
+    header_token = request.headers.get("x-hotmart-hottok")
+    try:
+        decoded = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        if not hotmart.verify_hottok(header_token, None, expected):
+            return JSONResponse({"detail": "invalid hottok"}, status_code=401)
+        try:
+            await run_in_threadpool(_reject, rt, body, headers, "body is not JSON")
+        except Exception:  # noqa: BLE001 - the answer stays 400 either way
+            log.exception("could not store a rejected body")
+        return JSONResponse({"detail": "body is not JSON"}, status_code=400)
+    if not hotmart.verify_hottok(header_token, decoded, expected):
+        return JSONResponse({"detail": "invalid hottok"}, status_code=401)
+    try:
+        stored = await run_in_threadpool(_store, rt, body, headers)
+    except Exception:  # noqa: BLE001
+        log.exception("could not store a webhook")
+        return JSONResponse({"detail": "could not store the event; please redeliver"}, status_code=503)
+    if stored.duplicate:
+        return JSONResponse({"status": "duplicate"})
+    if stored.status == "received":
+        await run_in_threadpool(rt.enqueue, stored.event_id)
+    return JSONResponse({"status": "accepted", "event_id": stored.event_id})

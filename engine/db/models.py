@@ -1,0 +1,229 @@
+"""Tables (DESIGN section 5). PostgreSQL in production, SQLite as the embedded default."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+# JSONB on PostgreSQL (indexable, compact), plain JSON elsewhere.
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+# SQLite only auto-increments INTEGER PRIMARY KEY.
+BigID = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware datetimes on every backend (SQLite drops the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime")
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSONType, datetime: UTCDateTime}
+
+
+class Student(Base):
+    __tablename__ = "students"
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)  # lower-cased
+    name: Mapped[str | None] = mapped_column(String(200))
+    phone: Mapped[str | None] = mapped_column(String(20))  # E.164
+    discord_id: Mapped[str | None] = mapped_column(String(21), unique=True)
+    previous_discord_id: Mapped[str | None] = mapped_column(String(21))
+    manychat_subscriber_id: Mapped[str | None] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    memberships: Mapped[list[Membership]] = relationship(back_populates="student", order_by="Membership.id")
+
+
+class Membership(Base):
+    __tablename__ = "memberships"
+    __table_args__ = (UniqueConstraint("student_id", "product_key"),)
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    student_id: Mapped[int] = mapped_column(ForeignKey("students.id"))
+    product_key: Mapped[str] = mapped_column(String(100))
+    state: Mapped[str] = mapped_column(String(50), index=True)
+    transaction: Mapped[str | None] = mapped_column(String(64))
+    subscriber_code: Mapped[str | None] = mapped_column(String(64))
+    paid_until: Mapped[datetime | None]
+    # creation_date of the newest Hotmart event applied: older ones are stale.
+    last_event_at: Mapped[datetime | None]
+    # The event whose plan last changed this membership: steps of older plans are superseded.
+    last_event_id: Mapped[int | None] = mapped_column(BigInteger)
+    state_changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    student: Mapped[Student] = relationship(back_populates="memberships")
+
+
+class Event(Base):
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_status_id", "status", "id"),)
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    source: Mapped[str] = mapped_column(String(20))  # hotmart | bot | timer | admin
+    type: Mapped[str | None] = mapped_column(String(60), index=True)
+    dedupe_key: Mapped[str] = mapped_column(String(100), unique=True)
+    payload: Mapped[Any] = mapped_column(JSONType, nullable=True)  # the raw body, any JSON value
+    raw_body: Mapped[str | None] = mapped_column(Text)  # kept when the body is not JSON
+    headers: Mapped[dict[str, Any] | None]
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    occurred_at: Mapped[datetime | None]  # Hotmart's creation_date
+    # received | held | processing | processed | ignored | failed | rejected
+    status: Mapped[str] = mapped_column(String(20), default="received")
+    reason: Mapped[str | None] = mapped_column(Text)
+    email: Mapped[str | None] = mapped_column(String(320), index=True)
+    student_id: Mapped[int | None] = mapped_column(ForeignKey("students.id"), index=True)
+    product_key: Mapped[str | None] = mapped_column(String(100))
+    plans: Mapped[Any] = mapped_column(JSONType, nullable=True)  # one Plan per membership touched
+    correlation_id: Mapped[str] = mapped_column(String(32))
+    enqueued_at: Mapped[datetime | None]
+    processed_at: Mapped[datetime | None]
+
+    action_runs: Mapped[list[ActionRun]] = relationship(order_by="ActionRun.step_index")
+
+
+class ActionRun(Base):
+    """One planned step (the outbox): recorded before it runs, marked after."""
+
+    __tablename__ = "action_runs"
+    __table_args__ = (UniqueConstraint("event_id", "step_index"),)
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id"), index=True)
+    membership_id: Mapped[int | None] = mapped_column(ForeignKey("memberships.id"))
+    step_index: Mapped[int] = mapped_column(Integer)
+    action: Mapped[str] = mapped_column(String(40))
+    params: Mapped[dict[str, Any]]
+    # pending | running | done | skipped | failed
+    status: Mapped[str] = mapped_column(String(20), default="pending", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(String(60))
+    detail: Mapped[str | None] = mapped_column(Text)
+    result: Mapped[dict[str, Any] | None]
+    retry_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+
+class Grant(Base):
+    """The ledger of what the engine granted, per membership (access is a union)."""
+
+    __tablename__ = "grants"
+    __table_args__ = (UniqueConstraint("membership_id", "kind", "resource"),)
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    student_id: Mapped[int] = mapped_column(ForeignKey("students.id"), index=True)
+    membership_id: Mapped[int] = mapped_column(ForeignKey("memberships.id"))
+    kind: Mapped[str] = mapped_column(String(20))  # discord_role | manychat_tag | class
+    resource: Mapped[str] = mapped_column(String(200))
+    applied: Mapped[bool] = mapped_column(Boolean, default=True)  # False: wanted, not yet applied
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Alert(Base):
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(60))
+    message: Mapped[str] = mapped_column(Text)
+    event_id: Mapped[int | None] = mapped_column(ForeignKey("events.id"))
+    action_run_id: Mapped[int | None] = mapped_column(ForeignKey("action_runs.id"))
+    student_id: Mapped[int | None] = mapped_column(ForeignKey("students.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    notified: Mapped[str | None] = mapped_column(String(20))  # discord delivery: done | skipped | failed
+    acknowledged_at: Mapped[datetime | None]
+
+
+class ScheduledEvent(Base):
+    """A timer: fires ``event_type`` for a membership at ``due_at`` (survives restarts)."""
+
+    __tablename__ = "scheduled_events"
+    __table_args__ = (Index("ix_scheduled_status_due", "status", "due_at"),)
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    membership_id: Mapped[int] = mapped_column(ForeignKey("memberships.id"), index=True)
+    event_type: Mapped[str] = mapped_column(String(60))
+    due_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(20), default="pending")  # pending | fired | cancelled
+    created_by_event_id: Mapped[int | None] = mapped_column(ForeignKey("events.id"))
+    fired_event_id: Mapped[int | None] = mapped_column(ForeignKey("events.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class OnboardingToken(Base):
+    __tablename__ = "onboarding_tokens"
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    code: Mapped[str] = mapped_column(String(16), unique=True)
+    student_id: Mapped[int] = mapped_column(ForeignKey("students.id"), index=True)
+    membership_id: Mapped[int | None] = mapped_column(ForeignKey("memberships.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+    used_by_discord_id: Mapped[str | None] = mapped_column(String(21))
+    revoked_at: Mapped[datetime | None]
+
+
+class LinkAttempt(Base):
+    """Failed /registrar attempts, for the per-user attempt limit."""
+
+    __tablename__ = "link_attempts"
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    discord_user_id: Mapped[str] = mapped_column(String(21), index=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    outcome: Mapped[str] = mapped_column(String(30))
+
+
+class CourseClass(Base):
+    __tablename__ = "classes"
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    key: Mapped[str] = mapped_column(String(100), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+
+
+class ClassEnrollment(Base):
+    __tablename__ = "class_enrollments"
+    __table_args__ = (UniqueConstraint("class_id", "student_id"),)
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    class_id: Mapped[int] = mapped_column(ForeignKey("classes.id"))
+    student_id: Mapped[int] = mapped_column(ForeignKey("students.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

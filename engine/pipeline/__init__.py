@@ -1,0 +1,1 @@
+"""The event pipeline: intake -> plan -> outbox of steps -> connectors (DESIGN section 2)."""

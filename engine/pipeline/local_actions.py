@@ -1,0 +1,126 @@
+"""Steps the engine runs in its own database: codes, timers, alerts.
+
+Each runs inside the transaction that records its result, so it is done exactly once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from connectors.base import StepResult
+from engine.db.models import ActionRun, Membership, OnboardingToken, ScheduledEvent, Student
+from engine.pipeline.alerts import raise_alert
+from engine.pipeline.runtime import Runtime
+
+LocalAction = Callable[[Runtime, Session, ActionRun, Membership | None, Student], StepResult]
+
+
+def _revoke_open_codes(session: Session, student: Student, now: datetime, keep: str | None = None) -> int:
+    result = session.execute(
+        update(OnboardingToken)
+        .where(
+            OnboardingToken.student_id == student.id,
+            OnboardingToken.used_at.is_(None),
+            OnboardingToken.revoked_at.is_(None),
+            OnboardingToken.code != (keep or ""),
+        )
+        .values(revoked_at=now)
+    )
+    return result.rowcount or 0
+
+
+def issue_token(
+    rt: Runtime, session: Session, run: ActionRun, membership: Membership | None, student: Student
+) -> StepResult:
+    code = run.params["code"]
+    existing = session.scalar(select(OnboardingToken).where(OnboardingToken.code == code))
+    if existing is not None:  # this step already ran (resumed after a crash)
+        return StepResult.done(f"code already issued (token {existing.id})")
+    now = rt.now()
+    replaced = _revoke_open_codes(session, student, now)
+    token = OnboardingToken(
+        code=code,
+        student_id=student.id,
+        membership_id=membership.id if membership else None,
+        created_at=now,
+        expires_at=datetime.fromisoformat(run.params["expires_at"]),
+    )
+    session.add(token)
+    session.flush()
+    note = f"; {replaced} earlier code(s) invalidated" if replaced else ""
+    return StepResult.done(f"code issued, valid until {token.expires_at.isoformat()}{note}")
+
+
+def revoke_token(
+    rt: Runtime, session: Session, run: ActionRun, membership: Membership | None, student: Student
+) -> StepResult:
+    count = _revoke_open_codes(session, student, rt.now())
+    return StepResult.done(f"{count} open code(s) revoked")
+
+
+def schedule(
+    rt: Runtime, session: Session, run: ActionRun, membership: Membership | None, student: Student
+) -> StepResult:
+    if membership is None:
+        return StepResult.failed("engine.no_membership", "a timer needs a membership")
+    event_type = run.params["event"]
+    # One pending timer per event type and membership: a new one replaces the old.
+    session.execute(
+        update(ScheduledEvent)
+        .where(
+            ScheduledEvent.membership_id == membership.id,
+            ScheduledEvent.event_type == event_type,
+            ScheduledEvent.status == "pending",
+        )
+        .values(status="cancelled")
+    )
+    due = datetime.fromisoformat(run.params["due_at"])
+    session.add(
+        ScheduledEvent(
+            membership_id=membership.id,
+            event_type=event_type,
+            due_at=due,
+            created_by_event_id=run.event_id,
+            created_at=rt.now(),
+        )
+    )
+    return StepResult.done(f"{event_type} due at {due.isoformat()}")
+
+
+def cancel_timers(
+    rt: Runtime, session: Session, run: ActionRun, membership: Membership | None, student: Student
+) -> StepResult:
+    if membership is None:
+        return StepResult.done("no membership, no timers")
+    condition = [ScheduledEvent.membership_id == membership.id, ScheduledEvent.status == "pending"]
+    events = run.params.get("events") or []
+    if events:
+        condition.append(ScheduledEvent.event_type.in_(events))
+    result = session.execute(update(ScheduledEvent).where(*condition).values(status="cancelled"))
+    return StepResult.done(f"{result.rowcount or 0} timer(s) cancelled")
+
+
+def alert(rt: Runtime, session: Session, run: ActionRun, membership: Membership | None, student: Student) -> StepResult:
+    created = raise_alert(
+        rt,
+        session,
+        kind="rules.alert",
+        message=run.params["message"],
+        event_id=run.event_id,
+        action_run_id=run.id,
+        student_id=student.id,
+    )
+    return StepResult.done(f"alert {created.id} raised")
+
+
+LOCAL_ACTIONS: dict[str, LocalAction] = {
+    "issue_token": issue_token,
+    "revoke_token": revoke_token,
+    "schedule": schedule,
+    "cancel_timers": cancel_timers,
+    "alert": alert,
+}

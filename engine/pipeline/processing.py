@@ -1,0 +1,245 @@
+"""Process one event: plan it for each membership it touches, store the outbox, run it.
+
+The plan, the new states and the planned steps are written in ONE transaction, under
+the student's lock; the steps then run in order (see :mod:`engine.pipeline.execution`).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from engine.db.models import ActionRun, Event, Membership, Student, utcnow
+from engine.inputs import EventInput, event_input
+from engine.pipeline.execution import drain_student
+from engine.pipeline.locks import student_lock
+from engine.pipeline.runtime import Runtime
+from engine.planner import Facts, Plan
+
+log = logging.getLogger(__name__)
+
+# No look-alikes (0/O, 1/I): 32 symbols, 5 bits each; 8 characters = 40 bits.
+CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+assert len(set(CODE_ALPHABET)) == 32
+
+
+def new_code(length: int = 8) -> str:
+    return "".join(secrets.choice(CODE_ALPHABET) for _ in range(length))
+
+
+# Internal events that concern the student, not one product: every membership gets them.
+STUDENT_WIDE_EVENTS = frozenset({"DISCORD_LINKED", "MEMBER_JOINED"})
+FINAL_STATUSES = frozenset({"processed", "ignored", "failed", "rejected"})
+
+
+@dataclass
+class _Target:
+    membership: Membership | None  # None: would be created if the plan applies
+    product_key: str
+
+
+def process_event(rt: Runtime, event_id: int) -> str:
+    """Plan and run one event; returns the event's status afterwards."""
+    rt.rules.reload_if_changed()
+    with rt.sessions.begin() as session:
+        event = session.get(Event, event_id)
+        if event is None:
+            return "missing"
+        if event.status == "held":
+            return "held"
+        if event.status != "received":
+            student_id = event.student_id
+            status = event.status
+        else:
+            student_id, status = _prepare(rt, session, event)
+    if status == "received" and student_id is not None:
+        with student_lock(rt.sessions, student_id):
+            with rt.sessions.begin() as session:
+                event = session.get(Event, event_id)
+                if event.status == "received":
+                    _plan(rt, session, event, student_id)
+            drain_student(rt, student_id)
+    elif status in ("processing", "retrying") and student_id is not None:
+        with student_lock(rt.sessions, student_id):
+            drain_student(rt, student_id)
+    with rt.sessions.begin() as session:
+        return session.get(Event, event_id).status
+
+
+def _ignore(event: Event, reason: str, plans: list[dict[str, Any]] | None = None) -> tuple[None, str]:
+    event.status = "ignored"
+    event.reason = reason
+    event.plans = plans
+    event.processed_at = utcnow()
+    return None, "ignored"
+
+
+def _prepare(rt: Runtime, session: Session, event: Event) -> tuple[int | None, str]:
+    """Decide whether the event concerns a student; create the student when it will act."""
+    if event.payload is None:
+        return _ignore(event, "body is not JSON")
+    rules = rt.rules.rules
+    inp = event_input(event.payload, rules)
+    if inp.problems:
+        event.reason = "; ".join(inp.problems)[:2000]  # kept even if the event goes on
+    if not inp.event_type:
+        return _ignore(event, "no event type in the body")
+    if inp.source == "hotmart" and inp.event_type not in rules.known_events:
+        return _ignore(event, f"unknown event type {inp.event_type!r}")
+    if event.student_id is not None:
+        return event.student_id, "received"
+    if inp.product is None and inp.source == "hotmart":
+        if inp.fields.get("is_test"):
+            return _ignore(event, "Hotmart test event (product id 0)")
+        return _ignore(event, f"no product matches id {inp.fields.get('product_id') or '(none)'}")
+    if not inp.email:
+        return _ignore(event, "no buyer e-mail in the payload")
+    student = session.scalar(select(Student).where(Student.email == inp.email))
+    if student is None:
+        # A lead (abandoned cart, unpaid boleto...) does not become a student unless a rule acts.
+        plan = rt.rules.planner.plan(
+            inp.event_type, inp.fields, inp.product, None, Facts(now=rt.now(), email=inp.email)
+        )
+        if plan.ignored:
+            return _ignore(event, plan.ignored_reason or "ignored", [plan.to_dict()])
+        student = _upsert_student(session, inp)
+    event.student_id = student.id
+    return student.id, "received"
+
+
+def _upsert_student(session: Session, inp: EventInput) -> Student:
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    now = utcnow()
+    session.execute(
+        insert(Student)
+        .values(
+            email=inp.email, name=inp.fields.get("name"), phone=inp.fields.get("phone"), created_at=now, updated_at=now
+        )
+        .on_conflict_do_nothing(index_elements=["email"])
+    )
+    return session.scalars(select(Student).where(Student.email == inp.email)).one()
+
+
+def _targets(rt: Runtime, session: Session, student: Student, inp: EventInput) -> list[_Target] | str:
+    memberships = {m.product_key: m for m in student.memberships}
+    if inp.product is not None:
+        return [_Target(memberships.get(inp.product.key), inp.product.key)]
+    if inp.event_type in STUDENT_WIDE_EVENTS:
+        targets = [_Target(m, m.product_key) for m in memberships.values() if m.product_key in rt.rules.rules.products]
+        return targets or "the student has no membership"
+    return f"product {inp.product_key or '(none)'} is not defined in the rules"
+
+
+def _plan(rt: Runtime, session: Session, event: Event, student_id: int) -> None:
+    rules, planner = rt.rules.rules, rt.rules.planner
+    inp = event_input(event.payload, rules)
+    student = session.get(Student, student_id)
+    _refresh_student(student, inp)
+    targets = _targets(rt, session, student, inp)
+    if isinstance(targets, str):
+        _ignore(event, targets)
+        return
+    now = rt.now()
+    plans: list[dict[str, Any]] = []
+    reasons: list[str] = []
+    step_index = 0
+    applied = False
+    for target in targets:
+        product = rules.products[target.product_key]
+        membership = target.membership
+        state = membership.state if membership else rules.initial
+        stale = _stale_reason(inp, membership) if inp.source == "hotmart" else None
+        if stale:
+            plan = Plan(inp.event_type or "", product.key, state, state, ignored_reason=stale)
+        else:
+            facts = Facts(
+                now=now,
+                discord_linked=bool(student.discord_id),
+                discord_id=inp.fields.get("discord_id") or student.discord_id,
+                previous_discord_id=inp.fields.get("previous_discord_id"),
+                email=student.email,
+                name=student.name,
+                token=new_code(),
+            )
+            plan = planner.plan(inp.event_type or "", inp.fields, product, state, facts)
+        if plan.ignored:
+            reasons.append(f"{product.key}: {plan.ignored_reason}")
+        else:
+            applied = True
+            membership = membership or _new_membership(session, student, product.key, rules.initial)
+            _apply(membership, plan, inp, event, now)
+            for step in plan.steps:
+                session.add(
+                    ActionRun(
+                        event_id=event.id,
+                        membership_id=membership.id,
+                        step_index=step_index,
+                        action=step.action,
+                        params=step.params,
+                        status="pending",
+                    )
+                )
+                step_index += 1
+        plans.append({**plan.to_dict(), "membership_id": membership.id if membership else None})
+    event.plans = plans
+    event.product_key = inp.product.key if inp.product else inp.product_key
+    if not applied:
+        _ignore(event, "; ".join(reasons), plans)
+    elif step_index:
+        event.status = "processing"
+    else:
+        event.status, event.processed_at = "processed", utcnow()
+
+
+def _refresh_student(student: Student, inp: EventInput) -> None:
+    # Contact data improves over time (a later event may carry the phone the first lacked).
+    if inp.source != "hotmart":
+        return
+    if inp.fields.get("name") and not student.name:
+        student.name = inp.fields["name"]
+    if inp.fields.get("phone") and not student.phone:
+        student.phone = inp.fields["phone"]
+
+
+def _new_membership(session: Session, student: Student, product_key: str, initial: str) -> Membership:
+    membership = Membership(student_id=student.id, product_key=product_key, state=initial)
+    session.add(membership)
+    session.flush()
+    return membership
+
+
+def _stale_reason(inp: EventInput, membership: Membership | None) -> str | None:
+    if membership is None or membership.last_event_at is None or inp.occurred_at is None:
+        return None
+    if inp.occurred_at < membership.last_event_at:
+        return (
+            f"stale: created {inp.occurred_at.isoformat()}, before the last applied event "
+            f"({membership.last_event_at.isoformat()})"
+        )
+    return None
+
+
+def _apply(membership: Membership, plan: Plan, inp: EventInput, event: Event, now: datetime) -> None:
+    if plan.to_state and plan.to_state != membership.state:
+        membership.state = plan.to_state
+        membership.state_changed_at = now
+    membership.last_event_id = event.id
+    newer = membership.last_event_at is None or (inp.occurred_at and inp.occurred_at > membership.last_event_at)
+    if inp.source == "hotmart" and inp.occurred_at and newer:
+        membership.last_event_at = inp.occurred_at
+    if inp.fields.get("transaction"):
+        membership.transaction = inp.fields["transaction"]
+    if inp.fields.get("subscriber_code"):
+        membership.subscriber_code = inp.fields["subscriber_code"]
+    paid_until = inp.fields.get("date_next_charge")
+    if paid_until and event.type in ("PURCHASE_APPROVED", "UPDATE_SUBSCRIPTION_CHARGE_DATE"):
+        membership.paid_until = datetime.fromisoformat(paid_until)

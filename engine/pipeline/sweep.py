@@ -1,0 +1,104 @@
+"""The periodic sweep: fire due timers, re-enqueue what was lost, release held events.
+
+Nothing waits forever: if Redis was down when an event was stored, or a worker died
+holding it, the sweep enqueues it again (processing is idempotent).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from sqlalchemy import func, select
+
+from engine.db.models import ActionRun, Event, Membership, ScheduledEvent, Student
+from engine.pipeline.alerts import notify_alerts
+from engine.pipeline.intake import store_internal
+from engine.pipeline.runtime import Runtime
+
+log = logging.getLogger(__name__)
+STUCK_AFTER = timedelta(minutes=2)
+
+
+def fire_due_timers(rt: Runtime, limit: int = 500) -> list[int]:
+    """Turn due timers into events; returns the new event ids (already enqueued)."""
+    now = rt.now()
+    fired: list[int] = []
+    with rt.sessions.begin() as session:
+        rows = session.execute(
+            select(ScheduledEvent, Membership, Student)
+            .join(Membership, ScheduledEvent.membership_id == Membership.id)
+            .join(Student, Membership.student_id == Student.id)
+            .where(ScheduledEvent.status == "pending", ScheduledEvent.due_at <= now)
+            .order_by(ScheduledEvent.due_at, ScheduledEvent.id)
+            .limit(limit)
+        ).all()
+        for timer, membership, student in rows:
+            stored = store_internal(
+                session,
+                timer.event_type,
+                email=student.email,
+                student_id=student.id,
+                product_key=membership.product_key,
+                source="timer",
+                dedupe_key=f"timer:{timer.id}",
+                fields={"timer_id": timer.id, "due_at": timer.due_at.isoformat()},
+                occurred_at=now,
+            )
+            timer.status = "fired"
+            timer.fired_event_id = stored.event_id
+            if stored.event_id is not None:
+                fired.append(stored.event_id)
+    for event_id in fired:
+        rt.enqueue(event_id)
+    return fired
+
+
+def release_held(rt: Runtime) -> list[int]:
+    """With HOTMART_ENABLED on, held webhooks are processed in creation order."""
+    if not rt.settings.hotmart_enabled:
+        return []
+    with rt.sessions.begin() as session:
+        held = session.scalars(
+            select(Event).where(Event.status == "held").order_by(Event.occurred_at.asc().nulls_first(), Event.id)
+        ).all()
+        for event in held:
+            event.status = "received"
+        ids = [event.id for event in held]
+    for event_id in ids:
+        rt.enqueue(event_id)
+    return ids
+
+
+def requeue_stuck(rt: Runtime) -> list[int]:
+    now = rt.now()
+    with rt.sessions.begin() as session:
+        stale = select(Event.id).where(
+            Event.status.in_(("received", "processing")), Event.received_at < now - STUCK_AFTER
+        )
+        overdue_retry = (
+            select(ActionRun.event_id)
+            .where(ActionRun.status == "retrying")
+            .group_by(ActionRun.event_id)
+            .having(func.min(ActionRun.retry_at) < now - timedelta(minutes=1))
+        )
+        ids = sorted(set(session.scalars(stale).all()) | set(session.scalars(overdue_retry).all()))
+    for event_id in ids:
+        rt.enqueue(event_id)
+    return ids
+
+
+def sweep(rt: Runtime) -> dict[str, int]:
+    released = release_held(rt)
+    fired = fire_due_timers(rt)
+    stuck = requeue_stuck(rt)
+    notified = notify_alerts(rt)
+    if released or fired or stuck or notified:
+        log.info(
+            "sweep: %d released, %d timers fired, %d re-enqueued, %d alerts posted",
+            len(released),
+            len(fired),
+            len(stuck),
+            notified,
+        )
+    return {"released": len(released), "timers": len(fired), "requeued": len(stuck), "alerts": notified}

@@ -1,0 +1,69 @@
+"""Huey: the queue (Redis, or SQLite for the embedded default) and the worker's tasks.
+
+Run a worker with ``engine worker`` (or ``huey_consumer engine.worker.huey``).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from huey import Huey, RedisHuey, SqliteHuey, crontab
+
+from engine.pipeline.execution import drain_student
+from engine.pipeline.locks import student_lock
+from engine.pipeline.processing import process_event
+from engine.pipeline.runtime import Runtime, build_runtime
+from engine.pipeline.sweep import sweep
+from engine.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+
+def make_huey(settings: Settings) -> Huey:
+    if settings.redis_url:
+        return RedisHuey("lifecycle-engine", url=settings.redis_url)
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    return SqliteHuey("lifecycle-engine", filename=str(settings.var_dir / "queue.db"))
+
+
+huey = make_huey(get_settings())
+_runtime: Runtime | None = None
+
+
+def enqueue_event(event_id: int) -> None:
+    """Queue an event; if the queue is down the sweep picks the event up later."""
+    try:
+        process_event_task(event_id)
+    except Exception:  # noqa: BLE001 - the event is stored; never lose the request over the queue
+        log.warning("could not enqueue event %s; the sweep will retry", event_id, exc_info=True)
+
+
+def schedule_drain(student_id: int, delay: float) -> None:
+    try:
+        drain_student_task.schedule((student_id,), delay=max(delay, 0.0))
+    except Exception:  # noqa: BLE001
+        log.warning("could not schedule the retry for student %s; the sweep will", student_id, exc_info=True)
+
+
+def runtime() -> Runtime:
+    global _runtime
+    if _runtime is None:
+        _runtime = build_runtime(get_settings(), enqueue=enqueue_event, schedule_drain=schedule_drain)
+    return _runtime
+
+
+@huey.task()
+def process_event_task(event_id: int) -> str:
+    return process_event(runtime(), event_id)
+
+
+@huey.task()
+def drain_student_task(student_id: int) -> None:
+    rt = runtime()
+    with student_lock(rt.sessions, student_id):
+        drain_student(rt, student_id)
+
+
+@huey.periodic_task(crontab(minute="*"))
+def sweep_task() -> dict[str, int]:
+    return sweep(runtime())

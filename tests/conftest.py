@@ -1,0 +1,182 @@
+"""Shared fixtures: the real PostgreSQL and Redis, and runtimes wired to test connectors.
+
+In CI (CI=true) a missing service is a failure, never a skip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("ENGINE_ENV", "test")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+REFERENCE = SHARED / "reference" / "hotmart"
+CORPUS = SHARED / "corpus" / "hotmart-webhooks"
+RULES = REPO / "rules"
+
+PG_HOST, PG_PORT = "127.0.0.1", 5432
+REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
+ADMIN_TOKEN = "admin-test-token"
+HOTTOK = "hottok-test-secret"
+
+DISCORD_ACTIONS = frozenset({"add_role", "remove_role", "send_dm"})
+MANYCHAT_ACTIONS = frozenset({"add_tag", "remove_tag", "set_field", "trigger_flow"})
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def require_service(name: str, host: str, port: int) -> None:
+    if _reachable(host, port):
+        return
+    message = f"{name} is not reachable on {host}:{port} (.ci/run starts it)"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def load_payload(name: str) -> dict:
+    return json.loads((REFERENCE / name).read_text())
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh database for this test session, migrated to head."""
+    require_service("PostgreSQL", PG_HOST, PG_PORT)
+    import psycopg
+
+    name = f"engine_test_{uuid.uuid4().hex[:8]}"
+    admin_url = f"postgresql://postgres@{PG_HOST}:{PG_PORT}/postgres"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = f"postgresql://postgres@{PG_HOST}:{PG_PORT}/{name}"
+    from engine.db.migrate import upgrade
+    from engine.settings import Settings
+
+    upgrade(Settings(ENGINE_ENV="test", database_url=url))
+    yield url
+    from engine.db.session import dispose_all
+
+    dispose_all()
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pg(postgres_url: str) -> str:
+    """The session database, emptied before the test."""
+    from sqlalchemy import text
+
+    from engine.db.models import Base
+    from engine.db.session import session_factory
+    from engine.settings import Settings
+
+    sessions = session_factory(Settings(ENGINE_ENV="test", database_url=postgres_url))
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    with sessions.begin() as session:
+        session.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    return postgres_url
+
+
+@pytest.fixture
+def redis_url() -> str:
+    require_service("Redis", REDIS_HOST, REDIS_PORT)
+    import redis
+
+    url = f"redis://{REDIS_HOST}:{REDIS_PORT}/15"
+    redis.Redis.from_url(url).flushdb()
+    return url
+
+
+@dataclass
+class Clock:
+    """A controllable clock for timers and retries."""
+
+    now: datetime = field(default_factory=lambda: datetime(2026, 3, 2, 12, 0, tzinfo=UTC))
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta) -> None:
+        from datetime import timedelta
+
+        self.now += timedelta(**delta)
+
+
+@dataclass
+class Harness:
+    """A runtime with recording connectors, a manual queue and a controllable clock."""
+
+    runtime: object
+    discord: object
+    manychat: object
+    clock: Clock
+    queued: list[int] = field(default_factory=list)
+    drains: list[tuple[int, float]] = field(default_factory=list)
+
+    def run_queue(self) -> list[str]:
+        from engine.pipeline.processing import process_event
+
+        results = []
+        while self.queued:
+            results.append(process_event(self.runtime, self.queued.pop(0)))
+        return results
+
+
+@pytest.fixture
+def make_harness(pg: str) -> Callable[..., Harness]:
+    from connectors.base import RecordingConnector
+    from engine.db.session import session_factory
+    from engine.pipeline.runtime import Runtime, build_connectors
+    from engine.rules.repository import RulesRepository
+    from engine.settings import Settings
+
+    def factory(*, rules_dir: Path = RULES, connectors: dict | None = None, **overrides) -> Harness:
+        settings = Settings(
+            ENGINE_ENV="test",
+            database_url=pg,
+            rules_dir=rules_dir,
+            admin_api_token=ADMIN_TOKEN,
+            hotmart_hottok=HOTTOK,
+            retry_delay_seconds=30,
+            **overrides,
+        )
+        sessions = session_factory(settings)
+        rules = RulesRepository(rules_dir)
+        registry, _ = build_connectors(settings, sessions, rules.rules.classes)
+        discord = RecordingConnector("discord", DISCORD_ACTIONS)
+        manychat = RecordingConnector("manychat", MANYCHAT_ACTIONS)
+        for action in DISCORD_ACTIONS:
+            registry[action] = discord
+        for action in MANYCHAT_ACTIONS:
+            registry[action] = manychat
+        registry.update(connectors or {})
+        clock = Clock()
+        harness = Harness(runtime=None, discord=discord, manychat=manychat, clock=clock)
+        harness.runtime = Runtime(
+            settings=settings,
+            sessions=sessions,
+            rules=rules,
+            connectors=registry,
+            clock=clock,
+            enqueue=harness.queued.append,
+            schedule_drain=lambda student_id, delay: harness.drains.append((student_id, delay)),
+        )
+        return harness
+
+    return factory
