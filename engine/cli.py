@@ -36,6 +36,13 @@ def _load_or_exit(rules_dir: Path):
     return rules
 
 
+def _configure_logging() -> None:
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("transitions").setLevel(logging.WARNING)  # it logs every callback at INFO
+
+
 @click.group()
 def main() -> None:
     """Student lifecycle rules engine: Hotmart -> Discord, ManyChat, classes."""
@@ -104,6 +111,69 @@ def graph(rules_dir: Path | None) -> None:
     from engine.graph import mermaid
 
     click.echo(mermaid(_load_or_exit(_rules_dir(rules_dir))), nl=False)
+
+
+@main.command()
+def migrate() -> None:
+    """Apply the database migrations (Alembic) up to the latest."""
+    from engine.db.migrate import upgrade
+    from engine.settings import get_settings
+
+    upgrade(get_settings())
+    click.echo("database is up to date")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option(
+    "--worker/--no-worker",
+    default=None,
+    help="Run a worker inside the API process (default: yes without REDIS_URL, the embedded setup).",
+)
+@click.option("--threads", default=2, show_default=True, help="Worker threads for the in-process worker.")
+def serve(host: str, port: int, worker: bool | None, threads: int) -> None:
+    """Run the API (webhooks + admin); migrations are applied first."""
+    import uvicorn
+
+    from engine.api.app import create_app
+    from engine.db.migrate import upgrade
+    from engine.settings import get_settings
+
+    _configure_logging()
+    settings = get_settings()
+    upgrade(settings)
+    from engine.worker import huey, runtime
+
+    app = create_app(runtime(), queue_check=huey.pending_count)
+    consumer = None
+    if worker if worker is not None else not settings.redis_url:
+        consumer = huey.create_consumer(workers=threads, worker_type="thread", periodic=True)
+        consumer.start()
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="info")
+    finally:
+        if consumer is not None:
+            consumer.stop(graceful=True)
+
+
+@main.command()
+@click.option("--threads", default=4, show_default=True, help="Worker threads.")
+def worker(threads: int) -> None:
+    """Run a Huey worker: processes events, retries and timers."""
+    _configure_logging()
+    from engine.worker import huey, runtime
+
+    runtime()  # fail fast on invalid rules or settings
+    huey.create_consumer(workers=threads, worker_type="thread", periodic=True).run()
+
+
+@main.command()
+def bot() -> None:
+    """Run the Discord bot: /registrar and member joins (needs DISCORD_BOT_TOKEN, DISCORD_GUILD_ID)."""
+    from bot.main import run
+
+    run()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,190 @@
+"""Response models of the admin API (so ``/docs`` documents every shape).
+
+Secrets never appear here: headers were stripped at intake, and the admin router redacts
+the hottok and onboarding codes from payloads, step params, plans and messages.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+EventStatus = Literal["received", "held", "processing", "retrying", "processed", "ignored", "failed", "rejected"]
+
+
+class Page(BaseModel):
+    total: int = Field(description="Rows matching the filters (all pages).")
+    limit: int
+    offset: int
+
+
+# --- events ---------------------------------------------------------------------------
+
+
+class EventSummary(BaseModel):
+    id: int
+    source: str = Field(description="hotmart | bot | timer | admin")
+    type: str | None
+    status: str
+    reason: str | None
+    email: str | None
+    student_id: int | None
+    product: str | None = Field(description="Product key in the rules (set once the event is planned).")
+    received_at: datetime
+    occurred_at: datetime | None = Field(description="Hotmart's creation_date (or when the engine raised it).")
+    processed_at: datetime | None
+
+
+class EventPage(Page):
+    items: list[EventSummary]
+
+
+class StepOut(BaseModel):
+    """One planned step (an ``action_runs`` row)."""
+
+    id: int
+    step_index: int
+    action: str
+    params: dict[str, Any]
+    membership_id: int | None
+    status: str = Field(description="pending | running | retrying | done | skipped | failed")
+    attempts: int
+    error: str | None
+    detail: str | None
+    result: dict[str, Any] | None
+    retry_at: datetime | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class AlertOut(BaseModel):
+    id: int
+    kind: str
+    message: str
+    event_id: int | None
+    action_run_id: int | None
+    student_id: int | None
+    student_email: str | None
+    created_at: datetime
+    notified: str | None = Field(description="Discord admin-channel delivery: done | skipped | failed | null (not yet)")
+    acknowledged_at: datetime | None
+
+
+class AlertPage(Page):
+    items: list[AlertOut]
+
+
+class EventDetail(EventSummary):
+    dedupe_key: str
+    correlation_id: str
+    enqueued_at: datetime | None
+    payload: Any = Field(description="The raw JSON body (hottok redacted).")
+    raw_body: str | None = Field(description="The body as received, when it was not JSON.")
+    headers: dict[str, Any] | None = Field(description="Request headers, without credentials.")
+    plans: Any = Field(description="One plan per membership touched: transition, conditions, steps.")
+    steps: list[StepOut]
+    alerts: list[AlertOut]
+
+
+class RetryOut(BaseModel):
+    status: Literal["queued"]
+
+
+# --- students -------------------------------------------------------------------------
+
+
+class MembershipBrief(BaseModel):
+    product: str
+    state: str
+    since: datetime = Field(description="When the membership entered its current state.")
+
+
+class StudentSummary(BaseModel):
+    id: int
+    email: str
+    name: str | None
+    discord_id: str | None = Field(description="null until the student links Discord with /registrar.")
+    discord_linked: bool
+    memberships: list[MembershipBrief]
+    created_at: datetime
+
+
+class StudentPage(Page):
+    items: list[StudentSummary]
+
+
+class MembershipOut(BaseModel):
+    id: int
+    product: str
+    state: str
+    since: datetime
+    paid_until: datetime | None
+    transaction: str | None
+    subscriber_code: str | None
+    last_event_at: datetime | None
+    last_event_id: int | None
+    created_at: datetime
+
+
+class GrantOut(BaseModel):
+    id: int
+    product: str | None
+    membership_id: int
+    kind: str = Field(description="discord_role | manychat_tag | class")
+    resource: str
+    applied: bool = Field(description="false: wanted but not applied yet (e.g. waiting for the server join).")
+    created_at: datetime
+
+
+class TimerOut(BaseModel):
+    id: int
+    product: str | None
+    membership_id: int
+    event_type: str
+    due_at: datetime
+    created_by_event_id: int | None
+    created_at: datetime
+
+
+class OnboardingCodeOut(BaseModel):
+    """An open (unused, unrevoked, unexpired) code. The code itself is never shown."""
+
+    id: int
+    product: str | None
+    membership_id: int | None
+    created_at: datetime
+    expires_at: datetime
+
+
+class HistoryItem(BaseModel):
+    id: int
+    source: str
+    type: str | None
+    status: str
+    reason: str | None
+    product: str | None
+    received_at: datetime
+    occurred_at: datetime | None
+    processed_at: datetime | None
+
+
+class StudentDetail(BaseModel):
+    id: int
+    email: str
+    name: str | None
+    phone: str | None
+    discord_id: str | None
+    discord_linked: bool
+    previous_discord_id: str | None
+    manychat_subscriber_id: str | None
+    created_at: datetime
+    updated_at: datetime
+    memberships: list[MembershipOut]
+    grants: list[GrantOut]
+    pending_timers: list[TimerOut]
+    open_codes: list[OnboardingCodeOut]
+    history: list[HistoryItem] = Field(description="The student's events, newest first (up to history_limit).")
+    history_total: int

@@ -1,0 +1,319 @@
+"""The worker side: ordering, staleness, crash recovery, retry-once-then-alert, the ledger."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+from sqlalchemy import select
+
+from connectors.base import StepResult, StepStatus
+from engine.db.models import ActionRun, Alert, Event, Grant, Membership, Student
+from engine.pipeline.admin import RetryRefused, retry_event
+from engine.pipeline.execution import drain_student
+from engine.pipeline.intake import store_hotmart, store_internal
+from engine.pipeline.locks import student_lock
+from engine.pipeline.processing import process_event
+from tests.conftest import load_payload
+
+DISCORD_ID = "80351110224678912"
+
+
+def deliver(h, payload: dict) -> int:
+    with h.runtime.sessions.begin() as session:
+        stored = store_hotmart(session, json.dumps(payload).encode(), {}, held=False)
+    assert stored.event_id is not None
+    h.queued.append(stored.event_id)
+    h.run_queue()
+    return stored.event_id
+
+
+def link(h, discord_id: str = DISCORD_ID, email: str = "ana.exemplo@example.com") -> int:
+    with h.runtime.sessions.begin() as session:
+        student = session.scalars(select(Student).where(Student.email == email)).one()
+        previous = student.discord_id
+        student.previous_discord_id, student.discord_id = previous, discord_id
+        stored = store_internal(
+            session,
+            "DISCORD_LINKED",
+            email=email,
+            student_id=student.id,
+            source="bot",
+            fields={"discord_id": discord_id, "previous_discord_id": previous},
+        )
+    h.queued.append(stored.event_id)
+    h.run_queue()
+    return stored.event_id
+
+
+def event(h, event_id: int) -> Event:
+    with h.runtime.sessions() as session:
+        found = session.get(Event, event_id)
+        found.action_runs  # noqa: B018 - load while the session is open
+        return found
+
+
+def states(h) -> dict[str, str]:
+    with h.runtime.sessions() as session:
+        return {m.product_key: m.state for m in session.scalars(select(Membership))}
+
+
+def grants(h) -> set[tuple[str, str]]:
+    with h.runtime.sessions() as session:
+        return {(g.kind, g.resource) for g in session.scalars(select(Grant))}
+
+
+def with_product(payload: dict, product_id: int, transaction: str) -> dict:
+    payload = copy.deepcopy(payload)
+    payload["id"] = f"{payload['id']}-{product_id}-{transaction}"
+    payload["data"]["product"]["id"] = product_id
+    payload["data"]["purchase"]["transaction"] = transaction
+    return payload
+
+
+def test_refund_then_late_approval_keeps_access_revoked(make_harness):
+    h = make_harness()
+    approval = load_payload("purchase_approved.json")
+    deliver(h, approval)
+    link(h)
+    refund = load_payload("purchase_refunded.json")
+    deliver(h, refund)
+    assert states(h) == {"curso": "refunded"}
+    # The same purchase's approval, redelivered late under a new envelope id with its old date.
+    late = {**copy.deepcopy(approval), "id": "late-redelivery"}
+    late_id = deliver(h, late)
+    found = event(h, late_id)
+    assert found.status == "ignored" and found.reason.startswith("curso: stale: created")
+    assert states(h) == {"curso": "refunded"}
+    assert grants(h) == set()
+
+
+def test_buying_again_after_refund_grants_again(make_harness):
+    h = make_harness()
+    deliver(h, load_payload("purchase_approved.json"))
+    link(h)
+    deliver(h, load_payload("purchase_refunded.json"))
+    again = load_payload("purchase_approved.json")
+    again["id"], again["creation_date"] = "new-purchase", load_payload("purchase_refunded.json")["creation_date"] + 1
+    again["data"]["purchase"]["transaction"] = "HP1999"
+    deliver(h, again)
+    assert states(h) == {"curso": "active"}  # already linked: straight to active
+    assert ("discord_role", "1180000000000000001") in grants(h)
+
+
+class WorkerKilled(BaseException):
+    """Stands for the process dying: not an error a connector reports."""
+
+
+def test_worker_killed_mid_event_resumes_without_repeating_done_steps(make_harness):
+    h = make_harness()
+    calls = {"n": 0}
+
+    def dies_on_second_manychat_call(step, ctx):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise WorkerKilled()
+        return StepResult.done("ok")
+
+    for action in ("add_tag", "set_field", "trigger_flow"):
+        h.manychat.results[action] = dies_on_second_manychat_call
+    with h.runtime.sessions.begin() as session:
+        stored = store_hotmart(session, json.dumps(load_payload("purchase_approved.json")).encode(), {}, held=False)
+    with pytest.raises(WorkerKilled):
+        process_event(h.runtime, stored.event_id)
+    runs = event(h, stored.event_id).action_runs
+    assert [(r.action, r.status) for r in runs[:3]] == [
+        ("issue_token", "done"),
+        ("add_tag", "done"),
+        ("set_field", "running"),
+    ]
+    process_event(h.runtime, stored.event_id)  # the restarted worker
+    runs = event(h, stored.event_id).action_runs
+    assert all(r.status == "done" for r in runs)
+    assert h.manychat.actions_called() == ["add_tag", "set_field", "set_field", "trigger_flow"]
+    assert [r.attempts for r in runs] == [1, 1, 2, 1, 1, 1]
+
+
+def test_worker_killed_while_sending_a_flow_never_resends_it(make_harness):
+    h = make_harness()
+
+    def dies(step, ctx):
+        raise WorkerKilled()
+
+    h.manychat.results["trigger_flow"] = dies
+    with h.runtime.sessions.begin() as session:
+        stored = store_hotmart(session, json.dumps(load_payload("purchase_approved.json")).encode(), {}, held=False)
+    with pytest.raises(WorkerKilled):
+        process_event(h.runtime, stored.event_id)
+    h.manychat.results["trigger_flow"] = [StepResult.done("sent")]
+    assert process_event(h.runtime, stored.event_id) == "failed"
+    assert h.manychat.actions_called().count("trigger_flow") == 1
+    with h.runtime.sessions() as session:
+        alert = session.scalars(select(Alert)).one()
+        assert alert.kind == "worker.interrupted" and "may have been delivered" in alert.message
+
+
+def test_failing_step_is_retried_once_then_alerts_and_admin_retry_completes(make_harness):
+    h = make_harness()
+    down = StepResult.failed("manychat.unavailable", "503", retryable=True)
+    h.manychat.results["add_tag"] = [down, down]
+    event_id = deliver(h, load_payload("purchase_approved.json"))
+    found = event(h, event_id)
+    assert found.status == "retrying"
+    assert [r.status for r in found.action_runs[:3]] == ["done", "retrying", "pending"]
+    assert h.drains and h.drains[-1][1] == 30  # the retry is scheduled after the delay
+    # Before the delay nothing runs again.
+    with student_lock(h.runtime.sessions, found.student_id):
+        drain_student(h.runtime, found.student_id)
+    assert h.manychat.actions_called() == ["add_tag"]
+    h.clock.advance(seconds=31)
+    with student_lock(h.runtime.sessions, found.student_id):
+        drain_student(h.runtime, found.student_id)
+    found = event(h, event_id)
+    assert found.status == "failed"
+    failed = found.action_runs[1]
+    assert (failed.status, failed.attempts, failed.error) == ("failed", 2, "manychat.unavailable")
+    assert [r.status for r in found.action_runs[2:]] == ["pending"] * 4  # later steps wait
+    with h.runtime.sessions() as session:
+        alert = session.scalars(select(Alert)).one()
+        assert alert.event_id == event_id and "Retried once already" in alert.message
+    # The admin fixes ManyChat and retries: resumes from the failed step.
+    assert retry_event(h.runtime, event_id) == "queued"
+    h.run_queue()
+    found = event(h, event_id)
+    assert found.status == "processed" and all(r.status == "done" for r in found.action_runs)
+    assert h.manychat.actions_called() == ["add_tag", "add_tag", "add_tag", "set_field", "trigger_flow"]
+
+
+def test_non_retryable_failure_alerts_at_once(make_harness):
+    h = make_harness()
+    deliver(h, load_payload("purchase_approved.json"))
+    h.discord.results["add_role"] = [StepResult.failed("discord.forbidden", "move the bot's role up")]
+    event_id = link(h)
+    found = event(h, event_id)
+    assert found.status == "failed"
+    role_step = next(r for r in found.action_runs if r.action == "add_role")
+    assert (role_step.status, role_step.attempts) == ("failed", 1)
+    with h.runtime.sessions() as session:
+        assert "move the bot's role up" in session.scalars(select(Alert)).one().message
+
+
+def test_flow_that_may_have_been_delivered_is_not_retried(make_harness):
+    h = make_harness()
+    h.manychat.results["trigger_flow"] = [
+        StepResult.failed("manychat.unavailable", "timeout", retryable=False, maybe_delivered=True)
+    ]
+    event_id = deliver(h, load_payload("purchase_approved.json"))
+    assert event(h, event_id).status == "failed"
+    assert h.drains == []
+    with h.runtime.sessions() as session:
+        assert "may have been delivered" in session.scalars(select(Alert)).one().message
+
+
+def test_admin_retry_refuses_an_event_overtaken_by_a_later_one(make_harness):
+    h = make_harness()
+    deliver(h, load_payload("purchase_approved.json"))
+    h.discord.results["add_role"] = [StepResult.failed("discord.forbidden", "hierarchy")]
+    failed_id = link(h)
+    deliver(h, load_payload("purchase_refunded.json"))
+    with pytest.raises(RetryRefused):
+        retry_event(h.runtime, failed_id)
+    assert retry_event(h.runtime, failed_id, force=True) == "queued"
+
+
+def test_access_is_a_union_refunding_one_product_keeps_what_the_bundle_grants(make_harness):
+    h = make_harness()
+    base = load_payload("purchase_approved.json")
+    deliver(h, base)  # curso
+    link(h)
+    bundle = with_product(base, 3333333, "HP3000000000001")
+    deliver(h, bundle)  # combo, already linked: active at once
+    assert states(h) == {"curso": "active", "combo": "active"}
+    deliver(h, load_payload("purchase_refunded.json"))  # refund of curso only
+    assert states(h) == {"curso": "refunded", "combo": "active"}
+    # What the bundle grants stays: the course role, tag and class.
+    assert {
+        ("discord_role", "1180000000000000001"),
+        ("manychat_tag", "aluno-curso"),
+        ("class", "curso-2026"),
+    } <= grants(h)
+    removes = [s for s, _ in h.discord.calls if s.action == "remove_role"]
+    assert removes == []  # nothing to send: the only role is still granted by the bundle
+    with h.runtime.sessions() as session:
+        step = session.scalars(select(ActionRun).where(ActionRun.action == "remove_role")).one()
+        assert "still granted by another product" in step.detail
+
+
+def test_a_role_given_by_hand_is_never_removed(make_harness):
+    h = make_harness()
+    deliver(h, load_payload("purchase_approved.json"))
+    link(h)
+    # The rules ask to remove the course role and a hand-given VIP role: only ours goes.
+    with h.runtime.sessions.begin() as session:
+        student = session.scalars(select(Student)).one()
+        membership = session.scalars(select(Membership)).one()
+        vip = "1180000000000000999"
+        stored = store_internal(
+            session, "ACCESS_ENDS", email=student.email, student_id=student.id, product_key="curso", source="admin"
+        )
+        session.add(
+            ActionRun(
+                event_id=stored.event_id,
+                membership_id=membership.id,
+                step_index=0,
+                action="remove_role",
+                params={"role_ids": ["1180000000000000001", vip]},
+            )
+        )
+        session.get(Event, stored.event_id).status = "processing"
+    h.queued.append(stored.event_id)
+    h.run_queue()
+    sent = [s.params["role_ids"] for s, _ in h.discord.calls if s.action == "remove_role"]
+    assert sent == [["1180000000000000001"]]
+
+
+def test_flags_off_records_skipped_never_done(make_harness):
+    from engine.pipeline.runtime import DisabledConnector
+
+    disabled = DisabledConnector("discord", frozenset({"add_role", "remove_role"}), "DISCORD_ENABLED")
+    h = make_harness(connectors={"add_role": disabled, "remove_role": disabled})
+    deliver(h, load_payload("purchase_approved.json"))
+    event_id = link(h)
+    role_step = next(r for r in event(h, event_id).action_runs if r.action == "add_role")
+    assert (role_step.status, role_step.detail) == ("skipped", "DISCORD_ENABLED is off")
+    assert ("discord_role", "1180000000000000001") not in grants(h)
+
+
+def test_unknown_member_keeps_roles_desired_and_rejoin_applies_them(make_harness):
+    h = make_harness()
+    deliver(h, load_payload("purchase_approved.json"))
+    h.discord.results["add_role"] = [
+        StepResult(
+            StepStatus.SKIPPED, error="discord.unknown_member", detail="not in the server", data={"pending_join": True}
+        )
+    ]
+    link(h)
+    with h.runtime.sessions() as session:
+        grant = session.scalars(select(Grant).where(Grant.kind == "discord_role")).one()
+        assert grant.applied is False
+        student = session.scalars(select(Student)).one()
+    with h.runtime.sessions.begin() as session:
+        stored = store_internal(session, "MEMBER_JOINED", email=student.email, student_id=student.id, source="bot")
+    h.queued.append(stored.event_id)
+    h.run_queue()
+    with h.runtime.sessions() as session:
+        assert session.scalars(select(Grant).where(Grant.kind == "discord_role")).one().applied is True
+    assert [s.action for s, _ in h.discord.calls] == ["add_role", "add_role"]
+
+
+def test_first_purchase_sets_the_issued_code_before_the_flow(make_harness):
+    h = make_harness()
+    deliver(h, load_payload("purchase_approved.json"))
+    assert h.manychat.actions_called() == ["add_tag", "set_field", "trigger_flow"]
+    set_field = next(s for s, _ in h.manychat.calls if s.action == "set_field")
+    with h.runtime.sessions() as session:
+        from engine.db.models import OnboardingToken
+
+        token = session.scalars(select(OnboardingToken)).one()
+    assert set_field.params["value"] == token.code and len(token.code) == 8
