@@ -9,6 +9,7 @@ import logging
 
 from huey import Huey, RedisHuey, SqliteHuey, crontab
 
+from engine.pipeline.alerts import notify_alerts
 from engine.pipeline.execution import drain_student
 from engine.pipeline.locks import student_lock
 from engine.pipeline.processing import process_event
@@ -62,6 +63,7 @@ def drain_student_task(student_id: int) -> None:
     rt = runtime()
     with student_lock(rt.sessions, student_id):
         drain_student(rt, student_id)
+    notify_alerts(rt)
 
 
 @huey.periodic_task(crontab(minute="*"))

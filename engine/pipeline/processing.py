@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from engine.db.models import ActionRun, Event, Membership, Student, utcnow
 from engine.inputs import EventInput, event_input
+from engine.pipeline.alerts import notify_alerts
 from engine.pipeline.execution import drain_student
 from engine.pipeline.locks import student_lock
 from engine.pipeline.runtime import Runtime
@@ -70,6 +71,7 @@ def process_event(rt: Runtime, event_id: int) -> str:
     elif status in ("processing", "retrying") and student_id is not None:
         with student_lock(rt.sessions, student_id):
             drain_student(rt, student_id)
+    notify_alerts(rt)  # post alerts raised by this event now, not at the next sweep
     with rt.sessions.begin() as session:
         return session.get(Event, event_id).status
 

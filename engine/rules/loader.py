@@ -538,6 +538,10 @@ def _literals(rule: TransitionRule) -> set[tuple[str, bool]] | None:
 
 def _exclusive(a: TransitionRule, b: TransitionRule) -> bool:
     """True when a's and b's conditions can never both hold (syntactically provable)."""
+    # The same condition required by one and excluded by the other (`if: X` / `unless: X`).
+    for first, second in ((a, b), (b, a)):
+        if first.if_ is not None and second.unless is not None and first.if_ == second.unless:
+            return True
     la, lb = _literals(a), _literals(b)
     if la is None or lb is None:
         return False

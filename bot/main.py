@@ -1,0 +1,86 @@
+"""The Discord bot process: ``/registrar`` and member joins (run with ``engine bot``).
+
+The handlers are thin: they hand the work to :class:`bot.link.LinkService` in a thread (the
+database must not block the gateway's event loop) and answer with the text it returns.
+The bot never grants a role itself: it stores events, and the worker's Discord connector
+does the REST calls.
+
+``on_member_join`` needs the privileged *Server Members Intent*: enable it in the
+Developer Portal (Bot → Privileged Gateway Intents), or the gateway closes with 4014.
+
+Importing this module connects nowhere; only :func:`run` does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import discord
+
+from bot.link import LinkService, normalize_code
+
+log = logging.getLogger(__name__)
+
+COMMAND_NAME = "registrar"
+COMMAND_DESCRIPTION = "Vincule sua conta do Discord ao curso"
+CODE_DESCRIPTION = "Código de 8 caracteres recebido no WhatsApp"
+
+
+def build_bot(service: LinkService, guild_id: int) -> discord.Bot:
+    """A bot with the guild-only ``/registrar`` command and the member-join listener.
+
+    The command and the listener are also reachable as ``bot.registrar`` and
+    ``bot.member_join_listener`` (tests call ``bot.registrar.callback(ctx, codigo=...)``).
+    """
+    guild_id = int(guild_id)
+    intents = discord.Intents.default()
+    intents.members = True  # on_member_join (privileged: "Server Members Intent")
+    bot = discord.Bot(intents=intents)
+
+    # The decorator form of the option: annotations are strings under `from __future__ import annotations`.
+    @bot.slash_command(name=COMMAND_NAME, description=COMMAND_DESCRIPTION, guild_ids=[guild_id])
+    @discord.option("codigo", str, description=CODE_DESCRIPTION, required=True, min_length=8, max_length=8)
+    async def registrar(ctx: discord.ApplicationContext, codigo: str) -> None:
+        await ctx.defer(ephemeral=True)  # the database may take longer than Discord's 3 s
+        try:
+            outcome = await asyncio.to_thread(service.link, ctx.author.id, normalize_code(codigo))
+            reply = outcome.reply
+        except Exception:  # noqa: BLE001 - the student always gets an answer
+            log.exception("/registrar failed for Discord user %s", ctx.author.id)
+            reply = service.reply("unavailable")
+        await ctx.respond(reply, ephemeral=True)
+
+    async def on_member_join(member: discord.Member) -> None:
+        if member.bot or member.guild.id != guild_id:
+            return
+        event_id = await asyncio.to_thread(service.member_joined, member.id)
+        if event_id is not None:
+            log.info("Discord user %s (re)joined: event %s", member.id, event_id)
+
+    bot.add_listener(on_member_join, "on_member_join")
+
+    @bot.listen("on_ready", once=True)
+    async def on_ready() -> None:
+        log.info("bot connected as %s; /%s in guild %s", bot.user, COMMAND_NAME, guild_id)
+
+    bot.registrar = registrar
+    bot.member_join_listener = on_member_join
+    return bot
+
+
+def run() -> None:
+    """Build everything from the environment and run the bot until stopped."""
+    from engine.db.session import session_factory
+    from engine.rules.repository import RulesRepository
+    from engine.settings import get_settings
+    from engine.worker import enqueue_event
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = get_settings()
+    token = settings.discord_bot_token.get_secret_value()
+    if not token or not settings.discord_guild_id:
+        raise SystemExit("the bot needs DISCORD_BOT_TOKEN and DISCORD_GUILD_ID")
+    service = LinkService(session_factory(settings), RulesRepository(settings.rules_dir), enqueue_event)
+    bot = build_bot(service, int(settings.discord_guild_id))
+    bot.run(token)  # blocking; handles SIGINT/SIGTERM
