@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 
 import discord
 
@@ -79,8 +80,15 @@ def run() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = get_settings()
     token = settings.discord_bot_token.get_secret_value()
-    if not token or not settings.discord_guild_id:
-        raise SystemExit("the bot needs DISCORD_BOT_TOKEN and DISCORD_GUILD_ID")
+    if not (settings.discord_enabled and token and settings.discord_guild_id):
+        # During the rollout Discord is off: idle instead of exiting, or the container's
+        # restart policy would restart the bot in a loop.
+        logging.getLogger(__name__).warning(
+            "Discord is disabled or not configured (DISCORD_ENABLED, DISCORD_BOT_TOKEN, DISCORD_GUILD_ID); "
+            "the bot idles until it is restarted with them set"
+        )
+        threading.Event().wait()
+        return
     service = LinkService(session_factory(settings), RulesRepository(settings.rules_dir), enqueue_event)
     bot = build_bot(service, int(settings.discord_guild_id))
     bot.run(token)  # blocking; handles SIGINT/SIGTERM

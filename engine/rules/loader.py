@@ -31,7 +31,8 @@ from engine.rules.model import (
 )
 from engine.rules.source import LineDict, Problem, line_of, load_yaml
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config.schema.json"
+# engine/config.schema.json links to the top-level file, so an installed package carries it too.
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "config.schema.json"
 FILE_KINDS = ("lifecycle", "product", "catalog", "onboarding")
 _KIND_LINE = re.compile(rf"^({'|'.join(FILE_KINDS)})\s*:", re.MULTILINE)
 # Actions whose bare form uses a product resource list, and which list.
