@@ -42,8 +42,10 @@ class TokenBucket:
         while True:
             with self._lock:
                 self._refill()
-                if self._tokens >= 1:
-                    self._tokens -= 1
+                # The epsilon absorbs float rounding: after sleeping exactly the computed wait,
+                # the refill can land a hair under 1 and would otherwise wait forever.
+                if self._tokens >= 1 - 1e-9:
+                    self._tokens = max(self._tokens - 1, 0.0)
                     return waited
                 wait = (1 - self._tokens) / self.rate
             self._sleep(wait)

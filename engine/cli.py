@@ -126,32 +126,47 @@ def migrate() -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, help="API processes (uvicorn workers).")
 @click.option(
     "--worker/--no-worker",
     default=None,
-    help="Run a worker inside the API process (default: yes without REDIS_URL, the embedded setup).",
+    help="Run a queue worker inside the API process (default: yes without REDIS_URL, the embedded setup).",
 )
-@click.option("--threads", default=2, show_default=True, help="Worker threads for the in-process worker.")
-def serve(host: str, port: int, worker: bool | None, threads: int) -> None:
+@click.option("--threads", default=2, show_default=True, help="Threads of the in-process queue worker.")
+@click.option(
+    "--access-log/--no-access-log",
+    default=False,
+    show_default=True,
+    help="Log every HTTP request (the event log already records every webhook).",
+)
+def serve(host: str, port: int, workers: int, worker: bool | None, threads: int, access_log: bool) -> None:
     """Run the API (webhooks + admin); migrations are applied first."""
     import uvicorn
 
-    from engine.api.app import create_app
     from engine.db.migrate import upgrade
     from engine.settings import get_settings
 
     _configure_logging()
     settings = get_settings()
     upgrade(settings)
-    from engine.worker import huey, runtime
+    in_process = worker if worker is not None else not settings.redis_url
+    if in_process and workers > 1:
+        raise click.UsageError("an in-process worker needs --workers 1 (run `engine worker` separately)")
+    if workers > 1:
+        uvicorn.run(
+            "engine.api.main:app_factory", factory=True, host=host, port=port, workers=workers, access_log=access_log
+        )
+        return
+    from engine.api.main import app_factory
+    from engine.worker import huey
 
-    app = create_app(runtime(), queue_check=huey.pending_count)
+    app = app_factory()
     consumer = None
-    if worker if worker is not None else not settings.redis_url:
+    if in_process:
         consumer = huey.create_consumer(workers=threads, worker_type="thread", periodic=True)
         consumer.start()
     try:
-        uvicorn.run(app, host=host, port=port, log_level="info")
+        uvicorn.run(app, host=host, port=port, access_log=access_log)
     finally:
         if consumer is not None:
             consumer.stop(graceful=True)
@@ -174,6 +189,70 @@ def bot() -> None:
     from bot.main import run
 
     run()
+
+
+EVENT_STATUSES = ("received", "held", "processing", "retrying", "processed", "ignored", "failed", "rejected")
+
+
+@main.command()
+@click.option("--status", type=click.Choice(EVENT_STATUSES), default=None, help="Only events in this status.")
+@click.option("--type", "event_type", default=None, help="Only this event type (e.g. PURCHASE_APPROVED).")
+@click.option("--email", default=None, help="Only events of this student (case-insensitive).")
+@click.option("--limit", type=click.IntRange(1, 500), default=50, show_default=True, help="How many, newest first.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object, as GET /admin/events does.")
+def events(status: str | None, event_type: str | None, email: str | None, limit: int, as_json: bool) -> None:
+    """List events from the event log, newest first."""
+    from engine.api.admin import Redactor, event_summary, query_events
+    from engine.db.session import session_factory
+    from engine.settings import get_settings
+
+    settings = get_settings()
+    with session_factory(settings)() as session:
+        rows, total = query_events(session, status=status, type=event_type, email=email, limit=limit)
+    redact = Redactor.for_settings(settings)
+    items = [event_summary(event, redact) for event in rows]
+    if as_json:
+        page = {"items": [item.model_dump(mode="json") for item in items], "total": total, "limit": limit, "offset": 0}
+        click.echo(json.dumps(page, ensure_ascii=False, indent=2))
+        return
+    header = ("ID", "RECEIVED", "TYPE", "STATUS", "EMAIL", "PRODUCT", "REASON")
+    table = [
+        (
+            str(item.id),
+            item.received_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+            item.type or "-",
+            item.status,
+            item.email or "-",
+            item.product or "-",
+            " ".join((item.reason or "").split())[:80],
+        )
+        for item in items
+    ]
+    widths = [max(len(row[i]) for row in (header, *table)) for i in range(len(header) - 1)]
+    for row in (header, *table):
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        click.echo("  ".join([*cells, row[-1]]).rstrip())
+    click.echo(f"{len(table)} of {total} event(s)")
+
+
+@main.command()
+@click.argument("event_id", type=int)
+@click.option("--force", is_flag=True, help="Resume even if a later event changed the membership since.")
+def retry(event_id: int, force: bool) -> None:
+    """Retry a failed (or stuck) event from its failed step."""
+    import engine.worker
+    from engine.pipeline.admin import RetryRefused, retry_event
+    from engine.pipeline.runtime import build_runtime
+    from engine.settings import get_settings
+
+    rt = build_runtime(get_settings(), enqueue=engine.worker.enqueue_event)
+    try:
+        outcome = retry_event(rt, event_id, force=force)
+    except (RetryRefused, LookupError) as exc:
+        message = exc.args[0] if exc.args else str(exc)
+        click.echo(f"error: {message}", err=True)
+        sys.exit(1)
+    click.echo(f"event {event_id}: {outcome}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -223,9 +223,7 @@ def list_events(
         session, status=status_, type=type_, email=email, since=since, until=until, limit=limit, offset=offset
     )
     redact = Redactor.for_settings(rt.settings)
-    return schemas.EventPage(
-        items=[event_summary(e, redact) for e in events], total=total, limit=limit, offset=offset
-    )
+    return schemas.EventPage(items=[event_summary(e, redact) for e in events], total=total, limit=limit, offset=offset)
 
 
 @router.get(
@@ -294,7 +292,9 @@ def retry(
 
 
 @router.get(
-    "/students", summary="List students (filter by state, product, stuck)", response_model=schemas.StudentPage,
+    "/students",
+    summary="List students (filter by state, product, stuck)",
+    response_model=schemas.StudentPage,
     responses=_UNAUTHORIZED,
 )
 def list_students(
@@ -473,7 +473,7 @@ def _parse_acknowledged(value: str) -> bool | None:
         return True
     if lowered in ("any", "all"):
         return None
-    raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "acknowledged must be false, true or any")
+    raise HTTPException(422, "acknowledged must be false, true or any")
 
 
 @router.get("/alerts", summary="List alerts, newest first", response_model=schemas.AlertPage, responses=_UNAUTHORIZED)

@@ -22,9 +22,12 @@ log = logging.getLogger(__name__)
 router = APIRouter(tags=["webhooks"])
 
 
-def _store(rt: Runtime, body: bytes, headers: dict[str, str]):
+def _store_and_enqueue(rt: Runtime, body: bytes, headers: dict[str, str]):
     with rt.sessions.begin() as session:
-        return store_hotmart(session, body, headers, held=not rt.settings.hotmart_enabled)
+        stored = store_hotmart(session, body, headers, held=not rt.settings.hotmart_enabled)
+    if stored.status == "received" and not stored.duplicate:
+        rt.enqueue(stored.event_id)  # after the commit: the worker must find the row
+    return stored
 
 
 def _reject(rt: Runtime, body: bytes, headers: dict[str, str], reason: str) -> None:
@@ -67,12 +70,10 @@ async def hotmart_webhook(request: Request, rt: RuntimeDep) -> JSONResponse:
     if not hotmart.verify_hottok(header_token, decoded, expected):
         return JSONResponse({"detail": "invalid hottok"}, status_code=401)
     try:
-        stored = await run_in_threadpool(_store, rt, body, headers)
+        stored = await run_in_threadpool(_store_and_enqueue, rt, body, headers)
     except Exception:  # noqa: BLE001
         log.exception("could not store a webhook")
         return JSONResponse({"detail": "could not store the event; please redeliver"}, status_code=503)
     if stored.duplicate:
         return JSONResponse({"status": "duplicate"})
-    if stored.status == "received":
-        await run_in_threadpool(rt.enqueue, stored.event_id)
     return JSONResponse({"status": "accepted", "event_id": stored.event_id})

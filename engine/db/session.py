@@ -34,7 +34,8 @@ def make_engine(settings: Settings) -> Engine:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    # Recycle instead of pinging on every checkout: a ping is a round trip per webhook.
+    return create_engine(url, pool_size=10, max_overflow=20, pool_recycle=1800)
 
 
 _factories: dict[str, sessionmaker[Session]] = {}

@@ -34,8 +34,9 @@ def _insert(session: Session, values: dict[str, Any]) -> int | None:
     """INSERT ... ON CONFLICT (dedupe_key) DO NOTHING; the new id, or None for a duplicate."""
     dialect = session.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    statement = insert(Event).values(**values).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(Event.id)
-    return session.execute(statement).scalar_one_or_none()
+    table = Event.__table__  # Core, not the ORM bulk path: this runs on every webhook
+    statement = insert(table).values(**values).on_conflict_do_nothing(index_elements=["dedupe_key"])
+    return session.execute(statement.returning(table.c.id)).scalar_one_or_none()
 
 
 def safe_headers(headers: dict[str, str]) -> dict[str, str]:

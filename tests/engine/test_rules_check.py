@@ -1,0 +1,502 @@
+"""Broken rules: each case copies the shipped ``rules/``, breaks one thing, and expects the
+exact ``file:line: message`` list from ``check_rules`` (and from ``engine check``)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from engine.cli import main
+from engine.rules import check_rules, load_rules
+from engine.rules.loader import RulesError
+
+ROOT = Path(__file__).resolve().parents[2]
+RULES = ROOT / "rules"
+
+STATES = "new, pending_payment, pending_onboarding, active, overdue, cancelled, disputed, churned, refunded"
+ACTIONS = (
+    "add_role, add_tag, alert, cancel_timers, enroll, issue_token, remove_role, remove_tag, "
+    "revoke_token, schedule, set_field, trigger_flow, unenroll"
+)
+PREDICATES = "date_next_charge_passed, discord_account_changed, discord_linked, is_renewal, is_test_event"
+# the index of the transition `payment_late` (schema messages name the path)
+PAYMENT_LATE = [
+    t["name"]
+    for t in yaml.safe_load((RULES / "lifecycle.yaml").read_text(encoding="utf-8"))["lifecycle"]["transitions"]
+].index("payment_late")
+TEMPLATE_HINT = "(known: token, product.key, product.name, student.email, student.name, event.<field>)"
+
+
+def copy_rules(tmp_path: Path) -> Path:
+    target = tmp_path / "rules"
+    shutil.copytree(RULES, target)
+    return target
+
+
+def edit(rules_dir: Path, file: str, old: str, new: str) -> None:
+    path = rules_dir / file
+    text = path.read_text(encoding="utf-8")
+    assert text.count(old) == 1, f"{old!r} must occur once in {file}"
+    path.write_text(text.replace(old, new), encoding="utf-8")
+
+
+def lines_with(rules_dir: Path, file: str, needle: str) -> list[int]:
+    text = (rules_dir / file).read_text(encoding="utf-8")
+    return [number for number, line in enumerate(text.splitlines(), 1) if needle in line]
+
+
+_AT_FILE = re.compile(r"^rules/([^:]+):<<(.+?)>>")
+_AT_LIFECYCLE = re.compile(r"<<(.+?)>>")
+
+
+def resolve(expected: str, rules_dir: Path) -> str:
+    """``rules/F:<<text>>: ...`` -> the number of the one line of F holding ``text``.
+
+    Other ``<<text>>`` name a line of lifecycle.yaml. Locating lines by their text keeps the
+    assertions exact while the shipped rules gain or lose lines.
+    """
+
+    def line(file: str, needle: str) -> str:
+        found = lines_with(rules_dir, file, needle)
+        assert len(found) == 1, f"{needle!r} must be on exactly one line of {file}: {found}"
+        return str(found[0])
+
+    expected = _AT_FILE.sub(lambda m: f"rules/{m[1]}:{line(m[1], m[2])}", expected)
+    return _AT_LIFECYCLE.sub(lambda m: line("lifecycle.yaml", m[1]), expected)
+
+
+@dataclass(frozen=True)
+class Broken:
+    id: str
+    file: str
+    old: str
+    new: str
+    expected: tuple[str, ...]
+
+
+CASES = [
+    Broken(
+        "unknown-state-in-from",
+        "lifecycle.yaml",
+        "      from: [new, refunded, churned]\n",
+        "      from: [new, refundd, churned]\n",
+        (f"rules/lifecycle.yaml:<<refundd>>: unknown state 'refundd' in from (states: {STATES})",),
+    ),
+    Broken(
+        "unknown-state-in-to",
+        "lifecycle.yaml",
+        "      from: pending_payment\n      to: new\n",
+        "      from: pending_payment\n      to: nwe\n",
+        (f"rules/lifecycle.yaml:<<to: nwe>>: unknown state 'nwe' in to (states: {STATES})",),
+    ),
+    Broken(
+        "unknown-event",
+        "lifecycle.yaml",
+        "      on: MEMBER_JOINED\n",
+        "      on: MEMBER_JOIND\n",
+        (
+            "rules/lifecycle.yaml:<<MEMBER_JOIND>>: unknown event 'MEMBER_JOIND': neither a Hotmart event nor "
+            "declared under lifecycle.events",
+        ),
+    ),
+    Broken(
+        "unknown-event-in-a-list",
+        "lifecycle.yaml",
+        "      on: [PURCHASE_EXPIRED, PURCHASE_CANCELED]\n",
+        "      on: [PURCHASE_EXPIRED, PURCHASE_CANCELLED]\n",
+        (
+            "rules/lifecycle.yaml:<<PURCHASE_CANCELLED>>: unknown event 'PURCHASE_CANCELLED': neither a Hotmart "
+            "event nor declared under lifecycle.events",
+        ),
+    ),
+    Broken(
+        # a schema failure of the lifecycle file must not also claim there is no lifecycle file
+        "unknown-action",
+        "lifecycle.yaml",
+        "      do: [add_role]\n",
+        "      do: [add_rol]\n",
+        (f"rules/lifecycle.yaml:<<[add_rol]>>: unknown action 'add_rol' (known: {ACTIONS})",),
+    ),
+    Broken(
+        "unknown-action-with-params",
+        "lifecycle.yaml",
+        "        - remove_role: {account: previous}\n",
+        "        - remove_roles: {account: previous}\n",
+        (f"rules/lifecycle.yaml:<<remove_roles>>: unknown action 'remove_roles' (known: {ACTIONS})",),
+    ),
+    Broken(
+        "flow-a-product-lacks",
+        "products/curso.yaml",
+        "    payment_confirmed: content20261101000000_000006\n",
+        "",
+        (
+            "rules/lifecycle.yaml:<<trigger_flow: payment_confirmed>>: flow 'payment_confirmed' is not defined "
+            "for product 'curso' (rules/products/curso.yaml)",
+        ),
+    ),
+    Broken(
+        # kind: subscription -> only the subscription products must define it
+        "flow-of-a-subscription-rule",
+        "lifecycle.yaml",
+        "        - trigger_flow: payment_late\n",
+        "        - trigger_flow: payment_lat\n",
+        (
+            "rules/lifecycle.yaml:<<trigger_flow: payment_lat>>: flow 'payment_lat' is not defined for "
+            "product 'combo' (rules/products/combo.yaml)",
+            "rules/lifecycle.yaml:<<trigger_flow: payment_lat>>: flow 'payment_lat' is not defined for "
+            "product 'comunidade' (rules/products/comunidade.yaml)",
+        ),
+    ),
+    Broken(
+        # the step is shared by three transitions through a YAML anchor: reported once
+        "tag-not-in-catalog",
+        "lifecycle.yaml",
+        "        - add_tag: ex-assinante\n",
+        "        - add_tag: ex-aluno\n",
+        ("rules/lifecycle.yaml:<<ex-aluno>>: tag 'ex-aluno' is not in catalog.manychat.tags",),
+    ),
+    Broken(
+        "product-tag-not-in-catalog",
+        "products/curso.yaml",
+        "    manychat_tags: [aluno-curso]\n",
+        "    manychat_tags: [aluno]\n",
+        ("rules/products/curso.yaml:<<[aluno]>>: tag 'aluno' is not in catalog.manychat.tags",),
+    ),
+    Broken(
+        "undefined-custom-field",
+        "lifecycle.yaml",
+        '        - set_field: {name: codigo_discord, value: "{token}"}  # field first',
+        '        - set_field: {name: codigo, value: "{token}"}  # field first',
+        ("rules/lifecycle.yaml:<<name: codigo,>>: custom field 'codigo' is not in catalog.manychat.fields",),
+    ),
+    Broken(
+        "class-not-in-catalog",
+        "lifecycle.yaml",
+        "      do: [add_tag, add_role, enroll, {trigger_flow: welcome}]",
+        "      do: [add_tag, add_role, {enroll: curso-2025}, {trigger_flow: welcome}]",
+        ("rules/lifecycle.yaml:<<curso-2025>>: class 'curso-2025' is not in catalog.classes",),
+    ),
+    Broken(
+        "product-class-not-in-catalog",
+        "products/combo.yaml",
+        "    classes: [curso-2026]\n",
+        "    classes: [curso-2025]\n",
+        ("rules/products/combo.yaml:<<curso-2025>>: class 'curso-2025' is not in catalog.classes",),
+    ),
+    Broken(
+        "hotmart-id-claimed-twice",
+        "products/comunidade.yaml",
+        "[2222222]",
+        "[2222222, 1111111]",
+        (
+            "rules/products/curso.yaml:<<hotmart_product_ids>>: Hotmart product 1111111 is already claimed by "
+            "product 'comunidade' (rules/products/comunidade.yaml)",
+        ),
+    ),
+    Broken(
+        "unreachable-state",
+        "lifecycle.yaml",
+        "      to: disputed\n",
+        "      to: active\n",
+        ("rules/lifecycle.yaml:<<- disputed>>: state 'disputed' is unreachable: no transition leads to it",),
+    ),
+    Broken(
+        # the first rule loses its `unless`: both can hold from pending_onboarding
+        "shadowing-transitions",
+        "lifecycle.yaml",
+        "      unless: {any: [is_renewal, discord_linked]}",
+        "",
+        (
+            "rules/lifecycle.yaml:<<name: renewal_while_onboarding>>: transition 'renewal_while_onboarding' "
+            "overlaps 'new_purchase_while_onboarding' (line <<name: new_purchase_while_onboarding>>) on "
+            "PURCHASE_APPROVED from 'pending_onboarding': both conditions can hold, so the first one always wins; "
+            "make their conditions exclusive (if/unless the same predicate)",
+        ),
+    ),
+    Broken(
+        "shadowing-without-conditions",
+        "lifecycle.yaml",
+        "      on: ONBOARDING_REMINDER\n      from: pending_onboarding\n",
+        "      on: TOKEN_EXPIRED\n      from: pending_onboarding\n",
+        (
+            "rules/lifecycle.yaml:<<name: code_expired>>: transition 'code_expired' overlaps 'onboarding_reminder' "
+            "(line <<name: onboarding_reminder>>) on TOKEN_EXPIRED from 'pending_onboarding': both conditions can "
+            "hold, so the first one always wins; make their conditions exclusive (if/unless the same predicate)",
+        ),
+    ),
+    Broken(
+        # the lifecycle file exists: no extra "no lifecycle file"
+        "invalid-yaml",
+        "lifecycle.yaml",
+        "  initial: new\n",
+        "  initial: [new\n",
+        ("rules/lifecycle.yaml:<<  states:>>: invalid YAML: did not find expected ',' or ']'",),
+    ),
+    Broken(
+        "unknown-predicate",
+        "lifecycle.yaml",
+        "      if: discord_account_changed\n",
+        "      if: discord_acount_changed\n",
+        (
+            "rules/lifecycle.yaml:<<discord_acount_changed>>: unknown predicate 'discord_acount_changed' "
+            f"(known: {PREDICATES})",
+            # and `relinked` no longer excludes `linked_after_cancelling` (unless discord_account_changed)
+            "rules/lifecycle.yaml:<<name: linked_after_cancelling>>: transition 'linked_after_cancelling' overlaps "
+            "'relinked' (line <<name: relinked>>) on DISCORD_LINKED from 'cancelled': both conditions can hold, so "
+            "the first one always wins; make their conditions exclusive (if/unless the same predicate)",
+        ),
+    ),
+    Broken(
+        "unknown-event-field",
+        "lifecycle.yaml",
+        "    is_renewal: {field: recurrence_number, gt: 1}\n",
+        "    is_renewal: {field: recurrence, gt: 1}\n",
+        (
+            "rules/lifecycle.yaml:<<field: recurrence,>>: unknown event field 'recurrence' (known: creation_date, "
+            "date_next_charge, email, event_type, is_test, name, offer_code, payment_type, phone, plan_id, "
+            "plan_name, product_id, purchase_status, recurrence_number, subscriber_code, transaction)",
+        ),
+    ),
+    Broken(
+        "unknown-template-variable",
+        "lifecycle.yaml",
+        "em {product.name} (transação",
+        "em {product.title} (transação",
+        (f"rules/lifecycle.yaml:<<product.title>>: unknown template variable {{product.title}} {TEMPLATE_HINT}",),
+    ),
+    Broken(
+        "unknown-template-variable-in-field",
+        "lifecycle.yaml",
+        '        - set_field: {name: codigo_discord, value: "{token}"}  # field first',
+        '        - set_field: {name: codigo_discord, value: "{code}"}  # field first',
+        (f"rules/lifecycle.yaml:<<{{code}}>>: unknown template variable {{code}} {TEMPLATE_HINT}",),
+    ),
+    Broken(
+        "duplicate-key",
+        "onboarding.yaml",
+        "  code_valid_for: 7d\n",
+        "  code_valid_for: 7d\n  code_valid_for: 3d\n",
+        ("rules/onboarding.yaml:<<code_valid_for: 3d>>: duplicate key 'code_valid_for'",),
+    ),
+    Broken(
+        "schema-wrong-type",
+        "products/curso.yaml",
+        "  hotmart_product_ids: [1111111]\n",
+        '  hotmart_product_ids: "abc"\n',
+        (
+            "rules/products/curso.yaml:<<hotmart_product_ids>>: product.hotmart_product_ids: 'abc' is not of "
+            "type 'array'",
+        ),
+    ),
+    Broken(
+        # the message names the wrong parameter, not "... is not of type 'string'"
+        "schema-bad-step-parameter",
+        "lifecycle.yaml",
+        "        - schedule: {event: GRACE_EXPIRED, after: 7d}\n",
+        "        - schedule: {event: GRACE_EXPIRED, after: 7w}\n",
+        (
+            f"rules/lifecycle.yaml:<<after: 7w>>: lifecycle.transitions.{PAYMENT_LATE}.do.1.schedule.after: '7w' "
+            "does not match '^[0-9]+[smhd]$'",
+        ),
+    ),
+    Broken(
+        # reported on the mapping that has the extra key
+        "schema-unknown-product-key",
+        "products/curso.yaml",
+        "  kind: one_time\n",
+        "  kind: one_time\n  price: 97\n",
+        (
+            "rules/products/curso.yaml:<<product:>>: product: Additional properties are not allowed "
+            "('price' was unexpected)",
+        ),
+    ),
+    Broken(
+        "schedule-undeclared-event",
+        "lifecycle.yaml",
+        "        - schedule: {event: ONBOARDING_REMINDER, after: 24h}\n",
+        "        - schedule: {event: ONBOARDING_REMINDR, after: 24h}\n",
+        (
+            "rules/lifecycle.yaml:<<ONBOARDING_REMINDR>>: schedule: event 'ONBOARDING_REMINDR' is not declared "
+            "under lifecycle.events",
+        ),
+    ),
+    Broken(
+        "cancel-undeclared-timer",
+        "lifecycle.yaml",
+        "        - cancel_timers: [GRACE_EXPIRED]\n",
+        "        - cancel_timers: [GRACE_EXPIRD]\n",
+        (
+            "rules/lifecycle.yaml:<<GRACE_EXPIRD>>: cancel_timers: event 'GRACE_EXPIRD' is not declared under "
+            "lifecycle.events",
+        ),
+    ),
+    Broken(
+        "hotmart-event-without-outcome",
+        "lifecycle.yaml",
+        "    - on: ORDER_FULFILLMENT\n      reason: logistics of physical products\n",
+        "",
+        (
+            "rules/lifecycle.yaml:1: Hotmart event ORDER_FULFILLMENT has no transition and is not listed under "
+            "ignore: give it a deliberate outcome",
+        ),
+    ),
+    Broken(
+        "duplicate-transition-name",
+        "lifecycle.yaml",
+        "    - name: rejoined ",
+        "    - name: relinked ",
+        ("rules/lifecycle.yaml:<<# roles back>>: transition name 'relinked' already used at line <<# roles move>>",),
+    ),
+    Broken(
+        "internal-event-named-like-hotmart",
+        "lifecycle.yaml",
+        "    ACCESS_ENDS: Timer, the paid-until date of a cancelled subscription.\n",
+        "    ACCESS_ENDS: Timer, the paid-until date of a cancelled subscription.\n    SWITCH_PLAN: mine.\n",
+        ("rules/lifecycle.yaml:<<SWITCH_PLAN: mine>>: event SWITCH_PLAN is Hotmart's; declare only internal events",),
+    ),
+    Broken(
+        "unknown-initial-state",
+        "lifecycle.yaml",
+        "  initial: new\n",
+        "  initial: start\n",
+        ("rules/lifecycle.yaml:<<initial: start>>: unknown state 'start' in initial",),
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_broken_rules_report_exact_problems(tmp_path: Path, case: Broken) -> None:
+    rules_dir = copy_rules(tmp_path)
+    edit(rules_dir, case.file, case.old, case.new)
+    rules, problems = check_rules(rules_dir)
+    assert rules is None
+    assert [str(p) for p in problems] == [resolve(e, rules_dir) for e in case.expected]
+
+
+def test_resolve_finds_the_line_of_a_text(tmp_path: Path) -> None:
+    rules_dir = copy_rules(tmp_path)
+    (rules_dir / "products" / "curso.yaml").write_text("# c\nproduct:\n  key: x\n", encoding="utf-8")
+    assert resolve("rules/products/curso.yaml:<<key: x>>: m", rules_dir) == "rules/products/curso.yaml:3: m"
+
+
+def test_load_rules_raises_with_every_problem(tmp_path: Path) -> None:
+    rules_dir = copy_rules(tmp_path)
+    edit(rules_dir, "lifecycle.yaml", "      on: MEMBER_JOINED\n", "      on: MEMBER_JOIND\n")
+    edit(rules_dir, "products/curso.yaml", "    manychat_tags: [aluno-curso]\n", "    manychat_tags: [aluno]\n")
+    with pytest.raises(RulesError) as raised:
+        load_rules(rules_dir)
+    # sorted by file, then line
+    assert str(raised.value).splitlines() == [
+        resolve(
+            "rules/lifecycle.yaml:<<MEMBER_JOIND>>: unknown event 'MEMBER_JOIND': neither a Hotmart event nor "
+            "declared under lifecycle.events",
+            rules_dir,
+        ),
+        resolve("rules/products/curso.yaml:<<[aluno]>>: tag 'aluno' is not in catalog.manychat.tags", rules_dir),
+    ]
+
+
+def test_second_lifecycle_file(tmp_path: Path) -> None:
+    rules_dir = copy_rules(tmp_path)
+    shutil.copy(rules_dir / "lifecycle.yaml", rules_dir / "lifecycle2.yaml")
+    _, problems = check_rules(rules_dir)
+    top = (rules_dir / "lifecycle2.yaml").read_text(encoding="utf-8").splitlines().index("lifecycle:") + 1
+    assert [str(p) for p in problems] == [
+        f"rules/lifecycle2.yaml:{top}: a second lifecycle file; the first is rules/lifecycle.yaml"
+    ]
+
+
+def test_missing_onboarding_file(tmp_path: Path) -> None:
+    rules_dir = copy_rules(tmp_path)
+    (rules_dir / "onboarding.yaml").unlink()
+    _, problems = check_rules(rules_dir)
+    assert [str(p) for p in problems] == ["rules/:1: no onboarding file (a file whose top-level key is 'onboarding:')"]
+
+
+def test_empty_file_and_unknown_top_level_key(tmp_path: Path) -> None:
+    rules_dir = copy_rules(tmp_path)
+    (rules_dir / "products" / "empty.yaml").write_text("# nothing yet\n", encoding="utf-8")
+    (rules_dir / "settings.yaml").write_text("settings:\n  debug: true\n", encoding="utf-8")
+    _, problems = check_rules(rules_dir)
+    assert [str(p) for p in problems] == [
+        "rules/products/empty.yaml:1: empty file",
+        "rules/settings.yaml:1: unknown top-level key; a rules file holds exactly one of: "
+        "lifecycle, product, catalog, onboarding",
+    ]
+
+
+def test_valid_example_loads() -> None:
+    rules, problems = check_rules(RULES)
+    assert problems == []
+    assert rules is not None
+    assert sorted(rules.products) == ["combo", "comunidade", "curso"]
+    assert rules.initial == "new"
+
+
+# --- through the CLI ------------------------------------------------------------------------
+
+
+def test_cli_check_valid_example() -> None:
+    result = CliRunner().invoke(main, ["check", "--rules", str(RULES)])
+    assert result.exit_code == 0, result.output
+    lifecycle = yaml.safe_load((RULES / "lifecycle.yaml").read_text(encoding="utf-8"))["lifecycle"]
+    files, products = len(list(RULES.rglob("*.yaml"))), len(list((RULES / "products").glob("*.yaml")))
+    states, transitions = len(lifecycle["states"]), len(lifecycle["transitions"])
+    assert (files, products, states) == (6, 3, 9)
+    assert result.stdout == f"ok: {files} files, {products} products, {states} states, {transitions} transitions\n"
+    assert result.stderr == ""
+
+
+def test_cli_check_uses_rules_dir_env(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["check"], env={"RULES_DIR": str(tmp_path / "nowhere")})
+    assert result.exit_code == 1
+    assert f"{tmp_path / 'nowhere'}:1: rules directory not found" in result.stderr.splitlines()
+
+
+def test_cli_check_broken_rules_exit_1_with_file_line_message(tmp_path: Path) -> None:
+    rules_dir = copy_rules(tmp_path)
+    edit(rules_dir, "lifecycle.yaml", "      do: [add_role]\n", "      do: [add_rol]\n")
+    edit(rules_dir, "catalog.yaml", "    fields: [codigo_discord]\n", "    fields: [codigo]\n")
+    result = CliRunner().invoke(main, ["check", "--rules", str(rules_dir)])
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    # the lifecycle fails the schema, so its set_field steps are never checked against the catalog
+    assert result.stderr.splitlines() == [
+        resolve(f"rules/lifecycle.yaml:<<[add_rol]>>: unknown action 'add_rol' (known: {ACTIONS})", rules_dir),
+        f"1 error(s) in {rules_dir}",
+    ]
+
+
+def test_cli_check_reports_semantic_errors_of_several_files(tmp_path: Path) -> None:
+    rules_dir = copy_rules(tmp_path)
+    edit(rules_dir, "catalog.yaml", "    fields: [codigo_discord]\n", "    fields: [codigo]\n")
+    edit(rules_dir, "products/combo.yaml", "[3333333]", "[2222222]")
+    result = CliRunner().invoke(main, ["check", "--rules", str(rules_dir)])
+    assert result.exit_code == 1
+    set_field_lines = lines_with(rules_dir, "lifecycle.yaml", "set_field: {name: codigo_discord")
+    assert len(set_field_lines) == 3
+    assert result.stderr.splitlines() == [
+        *(
+            f"rules/lifecycle.yaml:{line}: custom field 'codigo_discord' is not in catalog.manychat.fields"
+            for line in set_field_lines
+        ),
+        resolve(
+            "rules/products/comunidade.yaml:<<hotmart_product_ids>>: Hotmart product 2222222 is already claimed by "
+            "product 'combo' (rules/products/combo.yaml)",
+            rules_dir,
+        ),
+        f"4 error(s) in {rules_dir}",
+    ]
+
+
+def test_cli_check_missing_rules_dir(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-rules"
+    result = CliRunner().invoke(main, ["check", "--rules", str(missing)])
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [f"{missing}:1: rules directory not found", f"1 error(s) in {missing}"]
