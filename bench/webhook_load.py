@@ -1,0 +1,202 @@
+"""Webhook intake and end-to-end latency, on loopback, against the API as deployed.
+
+Starts `engine serve --no-worker` (uvicorn) on PostgreSQL + Redis, then:
+1. fixed rates (default 50, 200, 500 req/s): p50/p95/p99 acknowledgement latency;
+2. a closed loop: the maximum sustained accepted events/s;
+3. with `engine worker` running against the local fake Discord and ManyChat, 20 events/s:
+   the time from POST to all of the event's steps done (p50/p99).
+
+Usage: .venv/bin/python bench/webhook_load.py [--rates 50,200,500] [--seconds 5]
+Needs PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379 (`bash .ci/services`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import copy
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import psycopg
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.e2e.conftest import ANA, _seed_manychat  # noqa: E402
+from tests.fakes import discord_app, manychat_app  # noqa: E402
+from tests.fakes.server import serve  # noqa: E402
+
+ENGINE = str(Path(sys.executable).with_name("engine"))
+PAYLOAD = json.loads((REPO.parent / "shared/reference/hotmart/purchase_approved.json").read_text())
+HOTTOK = "bench-hottok"
+ADMIN = "bench-admin"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def body(i: int) -> bytes:
+    payload = copy.deepcopy(PAYLOAD)
+    payload["id"] = str(uuid.uuid4())
+    payload["data"]["buyer"]["email"] = f"bench{i}-{payload['id'][:8]}@example.com"
+    return json.dumps(payload).encode()
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+async def fixed_rate(url: str, rate: int, seconds: float) -> tuple[list[float], int]:
+    latencies: list[float] = []
+    errors = 0
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=10) as client:
+        payloads = [body(i) for i in range(int(rate * seconds))]
+
+        async def one(data: bytes) -> None:
+            nonlocal errors
+            start = time.perf_counter()
+            response = await client.post("/webhooks/hotmart", content=data, headers={"X-HOTMART-HOTTOK": HOTTOK})
+            latencies.append((time.perf_counter() - start) * 1000)
+            if response.status_code != 200:
+                errors += 1
+
+        tasks = []
+        start = time.perf_counter()
+        for i, data in enumerate(payloads):  # open loop: send on schedule whatever the answers
+            delay = start + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(data)))
+        await asyncio.gather(*tasks)
+    return latencies, errors
+
+
+async def closed_loop(url: str, concurrency: int, seconds: float) -> float:
+    done = 0
+    deadline = time.perf_counter() + seconds
+    async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+
+        async def worker(n: int) -> None:
+            nonlocal done
+            i = 0
+            while time.perf_counter() < deadline:
+                response = await client.post("/webhooks/hotmart", content=body(n * 10**6 + i),
+                                             headers={"X-HOTMART-HOTTOK": HOTTOK})
+                i += 1
+                if response.status_code == 200:
+                    done += 1
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(n) for n in range(concurrency)))
+        return done / (time.perf_counter() - start)
+
+
+def wait_healthy(url: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/healthz").status_code == 200:
+                return
+        time.sleep(0.1)
+    raise SystemExit("the API did not start")
+
+
+def end_to_end(env: dict[str, str], url: str, dsn: str, rate: int, seconds: float) -> list[float]:
+    worker = subprocess.Popen([ENGINE, "worker", "--threads", "4"], env=env, cwd=REPO,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(2)
+        asyncio.run(fixed_rate(url, rate, seconds))
+        deadline = time.monotonic() + 60
+        with psycopg.connect(dsn) as conn:
+            while time.monotonic() < deadline:
+                left = conn.execute("SELECT count(*) FROM events WHERE status NOT IN "
+                                    "('processed','ignored','failed')").fetchone()[0]
+                if left == 0:
+                    break
+                time.sleep(0.2)
+            rows = conn.execute(
+                "SELECT extract(epoch FROM max(a.finished_at) - e.received_at) FROM events e "
+                "JOIN action_runs a ON a.event_id = e.id GROUP BY e.id"
+            ).fetchall()
+            statuses = conn.execute("SELECT status, count(*) FROM events GROUP BY status").fetchall()
+        print(f"  statuses: {dict(statuses)}")
+        return [float(r[0]) * 1000 for r in rows]
+    finally:
+        worker.terminate()
+        worker.wait(10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rates", default="50,200,500")
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--e2e-rate", type=int, default=20)
+    parser.add_argument("--e2e-seconds", type=float, default=10.0)
+    args = parser.parse_args()
+
+    name = f"engine_bench_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    dsn = f"postgresql://postgres@127.0.0.1:5432/{name}"
+    discord = discord_app.create_app(token="bench", route_limit=50, route_window=1.0)
+    manychat = manychat_app.create_app(token="bench")
+    discord.state.fake.add_member(ANA["discord_id"])
+    _seed_manychat(manychat.state.fake)
+    manychat.state.fake.phone_lookup_matches_whatsapp = True
+    api = None
+    try:
+        with serve(discord) as discord_url, serve(manychat) as manychat_url, tempfile.TemporaryDirectory() as tmp:
+            env = {**os.environ, "ENGINE_ENV": "production", "DATABASE_URL": dsn,
+                   "REDIS_URL": "redis://127.0.0.1:6379/14", "RULES_DIR": str(REPO / "rules"),
+                   "HOTMART_HOTTOK": HOTTOK, "ADMIN_API_TOKEN": ADMIN, "VAR_DIR": tmp,
+                   "DISCORD_ENABLED": "true", "DISCORD_BOT_TOKEN": "bench", "DISCORD_GUILD_ID": discord_app.GUILD_ID,
+                   "DISCORD_API_BASE": f"{discord_url}/api/v10", "MANYCHAT_ENABLED": "true",
+                   "MANYCHAT_API_TOKEN": "bench", "MANYCHAT_API_BASE": manychat_url}
+            subprocess.run(["redis-cli", "-n", "14", "flushdb"], check=True, stdout=subprocess.DEVNULL)
+            port = free_port()
+            url = f"http://127.0.0.1:{port}"
+            api = subprocess.Popen([ENGINE, "serve", "--no-worker", "--port", str(port)], env=env, cwd=REPO,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            wait_healthy(url)
+            print(f"acknowledgement latency ({args.seconds:.0f} s per rate; uvicorn + PostgreSQL + Redis, 2 cores):")
+            for rate in (int(r) for r in args.rates.split(",")):
+                latencies, errors = asyncio.run(fixed_rate(url, rate, args.seconds))
+                print(f"  {rate:>4}/s: p50 {percentile(latencies, 50):6.1f} ms  p95 {percentile(latencies, 95):6.1f} ms"
+                      f"  p99 {percentile(latencies, 99):6.1f} ms  ({len(latencies)} requests, {errors} non-200)")
+            sustained = asyncio.run(closed_loop(url, args.concurrency, args.seconds))
+            print(f"max sustained: {sustained:,.0f} accepted events/s (closed loop, {args.concurrency} connections)")
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                conn.execute("TRUNCATE events, action_runs, students, memberships, grants, alerts, "
+                             "scheduled_events, onboarding_tokens RESTART IDENTITY CASCADE")
+            subprocess.run(["redis-cli", "-n", "14", "flushdb"], check=True, stdout=subprocess.DEVNULL)
+            print(f"POST to all steps done, {args.e2e_rate} events/s for {args.e2e_seconds:.0f} s "
+                  "(worker, fake Discord + ManyChat):")
+            e2e = end_to_end(env, url, dsn, args.e2e_rate, args.e2e_seconds)
+            print(f"  p50 {percentile(e2e, 50):6.0f} ms  p99 {percentile(e2e, 99):6.0f} ms  ({len(e2e)} events)")
+    finally:
+        if api is not None:
+            api.terminate()
+            api.wait(10)
+        with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+if __name__ == "__main__":
+    main()
