@@ -10,7 +10,9 @@ from collections.abc import Callable
 class TokenBucket:
     """At most ``rate`` acquisitions per second on average, bursts up to ``burst``.
 
-    Thread-safe: Huey may run several worker threads in one process.
+    Implemented as GCRA ("virtual scheduling"): each caller reserves the next free slot
+    under a lock and then sleeps until it, once. No polling loop, so float rounding or
+    a clock that only moves when we sleep cannot make it spin. Thread-safe.
     """
 
     def __init__(
@@ -24,29 +26,21 @@ class TokenBucket:
         if rate <= 0:
             raise ValueError("rate must be positive")
         self.rate = rate
-        self.capacity = burst if burst is not None else rate
-        self._tokens = self.capacity
+        self.capacity = max(burst if burst is not None else rate, 1.0)
+        self._interval = 1.0 / rate
+        self._tolerance = (self.capacity - 1.0) * self._interval  # how far ahead a burst may run
         self._clock = clock
         self._sleep = sleep
-        self._updated = clock()
+        self._next = clock()  # theoretical arrival time of the next acquisition
         self._lock = threading.Lock()
 
-    def _refill(self) -> None:
-        now = self._clock()
-        self._tokens = min(self.capacity, self._tokens + (now - self._updated) * self.rate)
-        self._updated = now
-
     def acquire(self) -> float:
-        """Take one token, sleeping as needed; returns the seconds waited."""
-        waited = 0.0
-        while True:
-            with self._lock:
-                self._refill()
-                # The epsilon absorbs float rounding: after sleeping exactly the computed wait,
-                # the refill can land a hair under 1 and would otherwise wait forever.
-                if self._tokens >= 1 - 1e-9:
-                    self._tokens = max(self._tokens - 1, 0.0)
-                    return waited
-                wait = (1 - self._tokens) / self.rate
+        """Take one slot, sleeping as needed; returns the seconds waited."""
+        with self._lock:
+            now = self._clock()
+            start = max(self._next, now)
+            wait = max(0.0, start - self._tolerance - now)
+            self._next = start + self._interval
+        if wait > 0:
             self._sleep(wait)
-            waited += wait
+        return wait

@@ -1,0 +1,146 @@
+"""``engine events`` and ``engine retry`` through click's CliRunner, on the real PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from connectors.base import StepResult
+from engine.api.app import create_app
+from engine.cli import main
+from engine.db.models import ActionRun, Event
+from engine.settings import get_settings
+from tests.api.test_admin import ANA, BIA, accepted, post_webhook, purchase
+from tests.conftest import HOTTOK, RULES
+
+
+@pytest.fixture
+def cli_env(pg: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    env = {
+        "DATABASE_URL": pg,
+        "ENGINE_ENV": "test",
+        "RULES_DIR": str(RULES),
+        "VAR_DIR": str(tmp_path),  # the embedded queue, if engine.worker is first imported here
+        "HOTMART_HOTTOK": HOTTOK,
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    get_settings.cache_clear()
+    yield env
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def enqueued(cli_env, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """What ``engine retry`` hands to the worker's queue."""
+    import engine.worker
+
+    calls: list[int] = []
+    monkeypatch.setattr(engine.worker, "enqueue_event", calls.append)
+    return calls
+
+
+def engine(env: dict[str, str], *args: str) -> Result:
+    return CliRunner(env=env).invoke(main, list(args))
+
+
+@pytest.fixture
+def seeded(make_harness, cli_env):
+    """ana's purchase fails on a bad tag (alert), bia's is processed, one body is rejected."""
+    h = make_harness()
+    client = TestClient(create_app(h.runtime))
+    h.manychat.results["add_tag"] = [StepResult.failed("manychat.unknown_tag", "tag aluno-curso does not exist")]
+    failed = accepted(client, purchase(ANA, envelope="cli-1"))
+    processed = accepted(client, purchase(BIA, envelope="cli-2"))
+    assert post_webhook(client, b"not json").status_code == 400
+    assert h.run_queue() == ["failed", "processed"]
+    return h, failed, processed
+
+
+def test_events_json_lists_the_log(seeded, cli_env):
+    h, failed, processed = seeded
+    result = engine(cli_env, "events", "--json")
+    assert result.exit_code == 0, result.output
+    page = json.loads(result.stdout)
+    assert (page["total"], page["limit"], page["offset"]) == (3, 50, 0)
+    rejected, bia, ana = page["items"]
+    assert (ana["id"], ana["status"], ana["type"], ana["email"], ana["product"]) == (
+        failed,
+        "failed",
+        "PURCHASE_APPROVED",
+        ANA,
+        "curso",
+    )
+    assert ana["reason"] == "step 1 (add_tag) failed: manychat.unknown_tag"
+    assert (bia["id"], bia["status"]) == (processed, "processed")
+    assert (rejected["status"], rejected["reason"]) == ("rejected", "body is not JSON")
+
+    only_failed = json.loads(engine(cli_env, "events", "--json", "--status", "failed").stdout)
+    assert [item["id"] for item in only_failed["items"]] == [failed]
+    by_email = json.loads(engine(cli_env, "events", "--json", "--email", BIA.upper()).stdout)
+    assert [item["id"] for item in by_email["items"]] == [processed]
+    by_type = json.loads(engine(cli_env, "events", "--json", "--type", "purchase_approved", "--limit", "1").stdout)
+    assert (by_type["total"], [item["id"] for item in by_type["items"]]) == (2, [processed])
+
+    bad = engine(cli_env, "events", "--status", "bogus")
+    assert bad.exit_code == 2
+    assert "bogus" in bad.stderr
+
+
+def test_events_prints_a_table(seeded, cli_env):
+    h, failed, processed = seeded
+    result = engine(cli_env, "events", "--status", "failed")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["ID", "RECEIVED", "TYPE", "STATUS", "EMAIL", "PRODUCT", "REASON"]
+    row = lines[1].split()
+    assert row[0] == str(failed)
+    assert row[3:7] == ["PURCHASE_APPROVED", "failed", ANA, "curso"]
+    assert "step 1 (add_tag) failed: manychat.unknown_tag" in lines[1]
+    assert lines[-1] == "1 of 1 event(s)"
+
+
+def test_retry_queues_a_failed_event_and_refuses_the_rest(seeded, cli_env, enqueued):
+    h, failed, processed = seeded
+    result = engine(cli_env, "retry", str(failed))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == f"event {failed}: queued"
+    assert enqueued == [failed]
+    with h.runtime.sessions() as session:
+        assert session.get(Event, failed).status == "processing"
+        add_tag = session.scalar(select(ActionRun).where(ActionRun.event_id == failed, ActionRun.action == "add_tag"))
+        assert (add_tag.status, add_tag.attempts) == ("pending", 0)
+
+    h.queued.append(failed)  # what the worker would do with the queued id
+    assert h.run_queue() == ["processed"]
+
+    again = engine(cli_env, "retry", str(failed))
+    assert again.exit_code == 1
+    assert again.stderr.strip() == "error: event is processed: nothing to retry"
+    missing = engine(cli_env, "retry", "987654")
+    assert missing.exit_code == 1
+    assert missing.stderr.strip() == "error: event 987654 not found"
+    assert enqueued == [failed]
+
+
+def test_retry_of_an_overtaken_event_needs_force(seeded, cli_env, enqueued):
+    h, failed, processed = seeded
+    client = TestClient(create_app(h.runtime))
+    refund = purchase(ANA, envelope="cli-3", name="purchase_refunded.json")
+    accepted(client, refund)
+    assert h.run_queue() == ["processed"]
+
+    refused = engine(cli_env, "retry", str(failed))
+    assert refused.exit_code == 1
+    assert "a later event changed this membership" in refused.stderr
+    assert enqueued == []
+    forced = engine(cli_env, "retry", str(failed), "--force")
+    assert forced.exit_code == 0, forced.output
+    assert enqueued == [failed]
