@@ -95,8 +95,9 @@ async def closed_loop(url: str, concurrency: int, seconds: float) -> float:
             nonlocal done
             i = 0
             while time.perf_counter() < deadline:
-                response = await client.post("/webhooks/hotmart", content=body(n * 10**6 + i),
-                                             headers={"X-HOTMART-HOTTOK": HOTTOK})
+                response = await client.post(
+                    "/webhooks/hotmart", content=body(n * 10**6 + i), headers={"X-HOTMART-HOTTOK": HOTTOK}
+                )
                 i += 1
                 if response.status_code == 200:
                     done += 1
@@ -117,16 +118,18 @@ def wait_healthy(url: str) -> None:
 
 
 def end_to_end(env: dict[str, str], url: str, dsn: str, rate: int, seconds: float) -> list[float]:
-    worker = subprocess.Popen([ENGINE, "worker", "--threads", "4"], env=env, cwd=REPO,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    worker = subprocess.Popen(
+        [ENGINE, "worker", "--threads", "4"], env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         time.sleep(2)
         asyncio.run(fixed_rate(url, rate, seconds))
         deadline = time.monotonic() + 60
         with psycopg.connect(dsn) as conn:
             while time.monotonic() < deadline:
-                left = conn.execute("SELECT count(*) FROM events WHERE status NOT IN "
-                                    "('processed','ignored','failed')").fetchone()[0]
+                left = conn.execute(
+                    "SELECT count(*) FROM events WHERE status NOT IN ('processed','ignored','failed')"
+                ).fetchone()[0]
                 if left == 0:
                     break
                 time.sleep(0.2)
@@ -163,31 +166,53 @@ def main() -> None:
     api = None
     try:
         with serve(discord) as discord_url, serve(manychat) as manychat_url, tempfile.TemporaryDirectory() as tmp:
-            env = {**os.environ, "ENGINE_ENV": "production", "DATABASE_URL": dsn,
-                   "REDIS_URL": "redis://127.0.0.1:6379/14", "RULES_DIR": str(REPO / "rules"),
-                   "HOTMART_HOTTOK": HOTTOK, "ADMIN_API_TOKEN": ADMIN, "VAR_DIR": tmp,
-                   "DISCORD_ENABLED": "true", "DISCORD_BOT_TOKEN": "bench", "DISCORD_GUILD_ID": discord_app.GUILD_ID,
-                   "DISCORD_API_BASE": f"{discord_url}/api/v10", "MANYCHAT_ENABLED": "true",
-                   "MANYCHAT_API_TOKEN": "bench", "MANYCHAT_API_BASE": manychat_url}
+            env = {
+                **os.environ,
+                "ENGINE_ENV": "production",
+                "DATABASE_URL": dsn,
+                "REDIS_URL": "redis://127.0.0.1:6379/14",
+                "RULES_DIR": str(REPO / "rules"),
+                "HOTMART_HOTTOK": HOTTOK,
+                "ADMIN_API_TOKEN": ADMIN,
+                "VAR_DIR": tmp,
+                "DISCORD_ENABLED": "true",
+                "DISCORD_BOT_TOKEN": "bench",
+                "DISCORD_GUILD_ID": discord_app.GUILD_ID,
+                "DISCORD_API_BASE": f"{discord_url}/api/v10",
+                "MANYCHAT_ENABLED": "true",
+                "MANYCHAT_API_TOKEN": "bench",
+                "MANYCHAT_API_BASE": manychat_url,
+            }
             subprocess.run(["redis-cli", "-n", "14", "flushdb"], check=True, stdout=subprocess.DEVNULL)
             port = free_port()
             url = f"http://127.0.0.1:{port}"
-            api = subprocess.Popen([ENGINE, "serve", "--no-worker", "--port", str(port)], env=env, cwd=REPO,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            api = subprocess.Popen(
+                [ENGINE, "serve", "--no-worker", "--port", str(port)],
+                env=env,
+                cwd=REPO,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             wait_healthy(url)
             print(f"acknowledgement latency ({args.seconds:.0f} s per rate; uvicorn + PostgreSQL + Redis, 2 cores):")
             for rate in (int(r) for r in args.rates.split(",")):
                 latencies, errors = asyncio.run(fixed_rate(url, rate, args.seconds))
-                print(f"  {rate:>4}/s: p50 {percentile(latencies, 50):6.1f} ms  p95 {percentile(latencies, 95):6.1f} ms"
-                      f"  p99 {percentile(latencies, 99):6.1f} ms  ({len(latencies)} requests, {errors} non-200)")
+                print(
+                    f"  {rate:>4}/s: p50 {percentile(latencies, 50):6.1f} ms  p95 {percentile(latencies, 95):6.1f} ms"
+                    f"  p99 {percentile(latencies, 99):6.1f} ms  ({len(latencies)} requests, {errors} non-200)"
+                )
             sustained = asyncio.run(closed_loop(url, args.concurrency, args.seconds))
             print(f"max sustained: {sustained:,.0f} accepted events/s (closed loop, {args.concurrency} connections)")
             with psycopg.connect(dsn, autocommit=True) as conn:
-                conn.execute("TRUNCATE events, action_runs, students, memberships, grants, alerts, "
-                             "scheduled_events, onboarding_tokens RESTART IDENTITY CASCADE")
+                conn.execute(
+                    "TRUNCATE events, action_runs, students, memberships, grants, alerts, "
+                    "scheduled_events, onboarding_tokens RESTART IDENTITY CASCADE"
+                )
             subprocess.run(["redis-cli", "-n", "14", "flushdb"], check=True, stdout=subprocess.DEVNULL)
-            print(f"POST to all steps done, {args.e2e_rate} events/s for {args.e2e_seconds:.0f} s "
-                  "(worker, fake Discord + ManyChat):")
+            print(
+                f"POST to all steps done, {args.e2e_rate} events/s for {args.e2e_seconds:.0f} s "
+                "(worker, fake Discord + ManyChat):"
+            )
             e2e = end_to_end(env, url, dsn, args.e2e_rate, args.e2e_seconds)
             print(f"  p50 {percentile(e2e, 50):6.0f} ms  p99 {percentile(e2e, 99):6.0f} ms  ({len(e2e)} events)")
     finally:

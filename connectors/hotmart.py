@@ -136,9 +136,7 @@ def parse(body: object) -> HotmartEvent:
             r.email("data.user.email"),
             r.email("data.subscription.user.email"),
         ),
-        name=_first(
-            r.text("data.buyer.name"), r.text("data.subscriber.name"), r.text("data.user.name")
-        ),
+        name=_first(r.text("data.buyer.name"), r.text("data.subscriber.name"), r.text("data.user.name")),
         phone=_phone(r),
         transaction=r.code("data.purchase.transaction"),
         # §3: the subscriber code lives in a different place per event family.
@@ -157,9 +155,7 @@ def parse(body: object) -> HotmartEvent:
         purchase_status=r.text("data.purchase.status"),
         payment_type=r.text("data.purchase.payment.type"),
         plan_id=_first(r.code("data.subscription.plan.id"), r.code("data.plan.id"), plan_id),
-        plan_name=_first(
-            r.text("data.subscription.plan.name"), r.text("data.plan.name"), plan_name
-        ),
+        plan_name=_first(r.text("data.subscription.plan.name"), r.text("data.plan.name"), plan_name),
         is_test=product_id == "0",  # §9: UI test events carry product id 0
         problems=tuple(r.problems),
     )
@@ -185,9 +181,7 @@ def verify_hottok(header_value: str | None, body: object, expected: str) -> bool
     return hmac.compare_digest(got.encode(), expected.encode())
 
 
-def normalize_phone(
-    number: str | None, code: str | None = None, country_iso: str | None = None
-) -> str | None:
+def normalize_phone(number: str | None, code: str | None = None, country_iso: str | None = None) -> str | None:
     """Best-effort E.164 ("+5511999990001") following §8; None when implausible.
 
     ``code`` is Hotmart's ``checkout_phone_code`` (the Brazilian DDD), ``country_iso`` the

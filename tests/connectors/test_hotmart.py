@@ -109,9 +109,7 @@ def test_every_reference_payload_has_a_case() -> None:
 
 @pytest.mark.parametrize("name", sorted(REFERENCE_CASES))
 def test_reference_payload_key_fields(name: str) -> None:
-    event_type, product_id, transaction, subscriber, recurrence, next_charge, offer = (
-        REFERENCE_CASES[name]
-    )
+    event_type, product_id, transaction, subscriber, recurrence, next_charge, offer = REFERENCE_CASES[name]
     body = ref(name)
     event = parse(body)
 
@@ -314,9 +312,7 @@ def test_non_object_body_never_raises(body: object) -> None:
 
 
 @pytest.mark.parametrize("junk", ["192.168.4.57", [], [1, 2], 42, True])
-@pytest.mark.parametrize(
-    "key", ["product", "buyer", "purchase", "subscription", "subscriber", "user", "plan", "offer"]
-)
+@pytest.mark.parametrize("key", ["product", "buyer", "purchase", "subscription", "subscriber", "user", "plan", "offer"])
 def test_junk_where_an_object_belongs_is_reported(key: str, junk: object) -> None:
     for name in REFERENCE_CASES:
         body = ref(name)
@@ -383,9 +379,7 @@ def test_unknown_event_is_still_parsed_and_normalised() -> None:
         (("event",), 5, "event_type", None, "event"),
     ],
 )  # fmt: skip
-def test_field_values(
-    path: tuple[str, ...], value: object, field: str, expected: object, problem: str | None
-) -> None:
+def test_field_values(path: tuple[str, ...], value: object, field: str, expected: object, problem: str | None) -> None:
     body = ref("purchase_approved")
     node = body
     for key in path[:-1]:
@@ -501,9 +495,7 @@ def test_verify_hottok(header: str | None, body: object, expected: str, ok: bool
         (None, "11", "BR", None),
     ],
 )
-def test_normalize_phone(
-    number: str | None, code: str | None, country: str | None, expected: str | None
-) -> None:
+def test_normalize_phone(number: str | None, code: str | None, country: str | None, expected: str | None) -> None:
     assert normalize_phone(number, code, country) == expected
 
 

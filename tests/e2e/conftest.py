@@ -133,9 +133,7 @@ def start_stack(pg: str, redis_url: str, fakes: Fakes, tmp_path: Path):
         ):
             log_files.append((logs / f"{name}.log").open("w"))
             processes.append(
-                subprocess.Popen(
-                    [ENGINE, *args], env=env, cwd=REPO, stdout=log_files[-1], stderr=subprocess.STDOUT
-                )
+                subprocess.Popen([ENGINE, *args], env=env, cwd=REPO, stdout=log_files[-1], stderr=subprocess.STDOUT)
             )
         client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
         clients.append(client)
