@@ -18,6 +18,7 @@ import contextlib
 import copy
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -48,10 +49,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def email(i: int) -> str:
+    return f"bench{i}@example.com"
+
+
 def body(i: int) -> bytes:
+    """A first purchase by student i (one ManyChat contact each, seeded for the end-to-end part)."""
     payload = copy.deepcopy(PAYLOAD)
     payload["id"] = str(uuid.uuid4())
-    payload["data"]["buyer"]["email"] = f"bench{i}-{payload['id'][:8]}@example.com"
+    payload["data"]["buyer"]["email"] = email(i)
+    payload["data"]["buyer"]["checkout_phone"] = f"9{i:08d}"
     return json.dumps(payload).encode()
 
 
@@ -107,6 +114,40 @@ async def closed_loop(url: str, concurrency: int, seconds: float) -> float:
         return done / (time.perf_counter() - start)
 
 
+WRK_SCRIPT = """
+local f = io.open("%s", "r")
+local template = f:read("*all")
+f:close()
+local counter = 0
+local prefix = tostring(math.random(1, 1000000000))
+request = function()
+  counter = counter + 1
+  local body = template:gsub("5b0e8c1e%%-1f0a%%-4c52%%-9d1e%%-0a0000000001", "wrk-" .. prefix .. "-" .. counter)
+  body = body:gsub("ana.exemplo@example.com", "wrk" .. prefix .. "-" .. counter .. "@example.com")
+  return wrk.format("POST", "/webhooks/hotmart", {["X-HOTMART-HOTTOK"] = "%s"}, body)
+end
+"""
+
+
+def max_sustained(url: str, concurrency: int, seconds: float) -> tuple[float, str]:
+    """Closed loop: wrk when installed (a C client leaves the CPU to the server), else Python."""
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        return asyncio.run(closed_loop(url, concurrency, seconds)), "closed loop, Python client"
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(WRK_SCRIPT % (REPO.parent / "shared/reference/hotmart/purchase_approved.json", HOTTOK))
+    out = subprocess.run(
+        [wrk, "-t2", f"-c{concurrency}", f"-d{int(seconds)}s", "-s", script.name, url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    os.unlink(script.name)
+    non_2xx = next((int(line.split()[-1]) for line in out.splitlines() if "Non-2xx" in line), 0)
+    rate = next(float(line.split()[-1]) for line in out.splitlines() if line.startswith("Requests/sec"))
+    return rate * (1 - non_2xx / max(1, rate * seconds)), "wrk"
+
+
 def wait_healthy(url: str) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -152,6 +193,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--e2e-rate", type=int, default=20)
     parser.add_argument("--e2e-seconds", type=float, default=10.0)
+    parser.add_argument("--api-workers", type=int, default=2, help="uvicorn worker processes")
+    parser.add_argument("--skip-ack", action="store_true", help="only the end-to-end part")
+    parser.add_argument("--keep-db", action="store_true", help="keep the bench database for inspection")
     args = parser.parse_args()
 
     name = f"engine_bench_{uuid.uuid4().hex[:6]}"
@@ -162,7 +206,8 @@ def main() -> None:
     manychat = manychat_app.create_app(token="bench")
     discord.state.fake.add_member(ANA["discord_id"])
     _seed_manychat(manychat.state.fake)
-    manychat.state.fake.phone_lookup_matches_whatsapp = True
+    for i in range(int(args.e2e_rate * args.e2e_seconds)):
+        manychat.state.fake.seed_subscriber(email=email(i), whatsapp_phone=f"+55119{i:08d}", first_name=f"Bench {i}")
     api = None
     try:
         with serve(discord) as discord_url, serve(manychat) as manychat_url, tempfile.TemporaryDirectory() as tmp:
@@ -187,22 +232,25 @@ def main() -> None:
             port = free_port()
             url = f"http://127.0.0.1:{port}"
             api = subprocess.Popen(
-                [ENGINE, "serve", "--no-worker", "--port", str(port)],
+                [ENGINE, "serve", "--no-worker", "--port", str(port), "--workers", str(args.api_workers)],
                 env=env,
                 cwd=REPO,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
             wait_healthy(url)
+            if args.skip_ack:
+                args.rates = ""
             print(f"acknowledgement latency ({args.seconds:.0f} s per rate; uvicorn + PostgreSQL + Redis, 2 cores):")
-            for rate in (int(r) for r in args.rates.split(",")):
+            for rate in (int(r) for r in args.rates.split(",") if r):
                 latencies, errors = asyncio.run(fixed_rate(url, rate, args.seconds))
                 print(
                     f"  {rate:>4}/s: p50 {percentile(latencies, 50):6.1f} ms  p95 {percentile(latencies, 95):6.1f} ms"
                     f"  p99 {percentile(latencies, 99):6.1f} ms  ({len(latencies)} requests, {errors} non-200)"
                 )
-            sustained = asyncio.run(closed_loop(url, args.concurrency, args.seconds))
-            print(f"max sustained: {sustained:,.0f} accepted events/s (closed loop, {args.concurrency} connections)")
+            if not args.skip_ack:
+                sustained, tool = max_sustained(url, args.concurrency, args.seconds)
+                print(f"max sustained: {sustained:,.0f} accepted events/s ({tool}, {args.concurrency} connections)")
             with psycopg.connect(dsn, autocommit=True) as conn:
                 conn.execute(
                     "TRUNCATE events, action_runs, students, memberships, grants, alerts, "
@@ -219,8 +267,11 @@ def main() -> None:
         if api is not None:
             api.terminate()
             api.wait(10)
-        with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if args.keep_db:
+            print(f"kept database {name}")
+        else:
+            with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ _REMOVE_TAG = "/fb/subscriber/removeTagByName"
 _SET_FIELD = "/fb/subscriber/setCustomFieldByName"
 _SEND_FLOW = "/fb/sending/sendFlow"
 
-# Requests per second per endpoint class (manychat.md section 3).
+# Requests per second for each endpoint, by class (manychat.md section 3: per-endpoint ceilings).
 _DEFAULT_RATES = {"default": 10.0, "send_flow": 20.0, "find": 50.0}
 _ENDPOINT_CLASS = {_FIND: "find", _SEND_FLOW: "send_flow"}
 _FLOWS_PER_SUBSCRIBER_HOUR = 100
@@ -133,7 +133,10 @@ class ManyChatConnector:
         self._clock = clock
         self._consent_phrase = consent_phrase
         merged = {**_DEFAULT_RATES, **(rates or {})}
-        self._buckets = {key: TokenBucket(rate, clock=clock, sleep=sleep) for key, rate in merged.items()}
+        self._rates = merged
+        self._clock, self._sleep = clock, sleep
+        self._buckets: dict[str, TokenBucket] = {}  # one per endpoint: ManyChat's limits are per endpoint
+        self._buckets_lock = threading.Lock()
         self._flows_sent: dict[str, deque[float]] = {}
         self._flows_lock = threading.Lock()
 
@@ -317,6 +320,13 @@ class ManyChatConnector:
 
     # ------------------------------------------------------------------- HTTP
 
+    def _bucket(self, path: str) -> TokenBucket:
+        with self._buckets_lock:
+            if path not in self._buckets:
+                rate = self._rates.get(_ENDPOINT_CLASS.get(path, "default"), self._rates["default"])
+                self._buckets[path] = TokenBucket(rate, clock=self._clock, sleep=self._sleep)
+            return self._buckets[path]
+
     def _call(
         self,
         method: str,
@@ -325,7 +335,7 @@ class ManyChatConnector:
         params: dict[str, Any] | None = None,
         json: dict[str, Any] | None = None,
     ) -> _Reply:
-        bucket = self._buckets.get(_ENDPOINT_CLASS.get(path, "default")) or self._buckets["default"]
+        bucket = self._bucket(path)
         for attempt in range(len(_BACKOFF) + 1):
             bucket.acquire()
             try:

@@ -215,10 +215,10 @@ class FakeManyChat:
     # ----------------------------------------------------- request guards
 
     def take_rate(self, path: str) -> bool:
-        key = _endpoint_class(path)
-        bucket = self._buckets.get(key)
+        # ManyChat's ceilings are per endpoint: each path has its own bucket at its class's rate.
+        bucket = self._buckets.get(path)
         if bucket is None:
-            bucket = self._buckets[key] = _Bucket(float(self.limits[key]), self.clock)
+            bucket = self._buckets[path] = _Bucket(float(self.limits[_endpoint_class(path)]), self.clock)
         if bucket.take():
             return True
         self.rate_limited += 1
