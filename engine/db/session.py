@@ -35,7 +35,9 @@ def make_engine(settings: Settings) -> Engine:
 
         return engine
     # Recycle instead of pinging on every checkout: a ping is a round trip per webhook.
-    return create_engine(url, pool_size=10, max_overflow=20, pool_recycle=1800)
+    # Recycle instead of pinging on every checkout (a ping is a round trip per webhook). Sized so
+    # two API processes, a worker and the bot stay under PostgreSQL's default 100 connections.
+    return create_engine(url, pool_size=20, max_overflow=10, pool_recycle=1800)
 
 
 _factories: dict[str, sessionmaker[Session]] = {}
