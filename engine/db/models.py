@@ -92,7 +92,10 @@ class Membership(Base):
 
 class Event(Base):
     __tablename__ = "events"
-    __table_args__ = (Index("ix_events_status_id", "status", "id"),)
+    __table_args__ = (
+        Index("ix_events_status_id", "status", "id"),
+        Index("ix_events_received_at", "received_at"),  # the admin API's date filters
+    )
 
     id: Mapped[int] = mapped_column(BigID, primary_key=True)
     source: Mapped[str] = mapped_column(String(20))  # hotmart | bot | timer | admin
@@ -103,7 +106,7 @@ class Event(Base):
     headers: Mapped[dict[str, Any] | None]
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
     occurred_at: Mapped[datetime | None]  # Hotmart's creation_date
-    # received | held | processing | processed | ignored | failed | rejected
+    # received | held | processing | retrying | processed | ignored | failed | rejected
     status: Mapped[str] = mapped_column(String(20), default="received")
     reason: Mapped[str | None] = mapped_column(Text)
     email: Mapped[str | None] = mapped_column(String(320), index=True)
@@ -129,7 +132,7 @@ class ActionRun(Base):
     step_index: Mapped[int] = mapped_column(Integer)
     action: Mapped[str] = mapped_column(String(40))
     params: Mapped[dict[str, Any]]
-    # pending | running | done | skipped | failed
+    # pending | running | retrying | done | skipped | failed
     status: Mapped[str] = mapped_column(String(20), default="pending", index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(String(60))

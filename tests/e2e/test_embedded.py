@@ -1,0 +1,58 @@
+"""The embedded default (README's `make run`): no DATABASE_URL, no REDIS_URL — SQLite files
+under VAR_DIR for the data and the queue, an in-process worker, migrations applied at start."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+
+import httpx
+
+from tests.conftest import ADMIN_TOKEN, HOTTOK, REFERENCE, REPO, RULES
+from tests.e2e.conftest import ENGINE, Stack, _free_port
+
+
+def test_serve_on_sqlite_takes_a_webhook_and_processes_it(tmp_path):
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_", "DISCORD_", "MANYCHAT_"))}
+    env.update(
+        {
+            "ENGINE_ENV": "development",
+            "VAR_DIR": str(tmp_path / "var"),
+            "RULES_DIR": str(RULES),
+            "HOTMART_HOTTOK": HOTTOK,
+            "ADMIN_API_TOKEN": ADMIN_TOKEN,
+        }
+    )
+    log = (tmp_path / "serve.log").open("w")
+    process = subprocess.Popen(
+        [ENGINE, "serve", "--port", str(port)], env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        stack = Stack(f"http://127.0.0.1:{port}", env, httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10))
+
+        def healthy() -> bool:
+            try:
+                return stack.client.get("/healthz").json() == {"status": "ok", "database": "ok", "queue": "ok"}
+            except (httpx.HTTPError, ValueError):
+                return False
+
+        stack.wait_for(healthy, timeout=30, what="the embedded service")
+        response = stack.post_webhook((REFERENCE / "purchase_approved.json").read_bytes())
+        assert response.json()["status"] == "accepted"
+        event = stack.wait_event(response.json()["event_id"])
+        assert event["status"] == "processed"
+        actions = {step["action"]: step["status"] for step in event["steps"]}
+        # Connectors are off by default: their steps are skipped, never done; local steps are done.
+        assert actions["add_tag"] == "skipped" and actions["trigger_flow"] == "skipped"
+        assert actions["issue_token"] == "done" and actions["schedule"] == "done"
+        assert stack.post_webhook((REFERENCE / "purchase_approved.json").read_bytes()).json() == {"status": "duplicate"}
+        stack.client.close()
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+        log.close()
+    assert (tmp_path / "var" / "queue.db").exists()
+    with sqlite3.connect(tmp_path / "var" / "engine.db") as db:
+        assert db.execute("SELECT status FROM events").fetchall() == [("processed",)]
