@@ -26,7 +26,10 @@ def _store_and_enqueue(rt: Runtime, body: bytes, headers: dict[str, str]):
     with rt.sessions.begin() as session:
         stored = store_hotmart(session, body, headers, held=not rt.settings.hotmart_enabled)
     if stored.status == "received" and not stored.duplicate:
-        rt.enqueue(stored.event_id)  # after the commit: the worker must find the row
+        try:
+            rt.enqueue(stored.event_id)  # after the commit: the worker must find the row
+        except Exception:  # noqa: BLE001 - stored is what matters; the sweep enqueues it later
+            log.warning("could not enqueue event %s; the sweep will", stored.event_id, exc_info=True)
     return stored
 
 
@@ -59,14 +62,19 @@ async def hotmart_webhook(request: Request, rt: RuntimeDep) -> JSONResponse:
     header_token = request.headers.get("x-hotmart-hottok")
     try:
         decoded = json.loads(body)
+        problem = None
     except (ValueError, UnicodeDecodeError):
+        problem = "body is not JSON"
+    except RecursionError:  # a hostile body nested thousands deep; the parser must not fall over
+        problem = "body nests too deep"
+    if problem:
         if not hotmart.verify_hottok(header_token, None, expected):
             return JSONResponse({"detail": "invalid hottok"}, status_code=401)
         try:
-            await run_in_threadpool(_reject, rt, body, headers, "body is not JSON")
+            await run_in_threadpool(_reject, rt, body, headers, problem)
         except Exception:  # noqa: BLE001 - the answer stays 400 either way
             log.exception("could not store a rejected body")
-        return JSONResponse({"detail": "body is not JSON"}, status_code=400)
+        return JSONResponse({"detail": problem}, status_code=400)
     if not hotmart.verify_hottok(header_token, decoded, expected):
         return JSONResponse({"detail": "invalid hottok"}, status_code=401)
     try:

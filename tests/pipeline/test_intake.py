@@ -145,3 +145,26 @@ def test_hotmart_disabled_holds_then_releases_in_creation_order(make_harness):
         events = {e.type: e for e in session.scalars(select(Event))}
         assert events["PURCHASE_APPROVED"].status == "processed"
         assert events["PURCHASE_REFUNDED"].status == "processed"
+
+
+def test_deeply_nested_body_is_rejected_not_a_crash(client, harness):
+    body = b"[" * 100_000 + b"]" * 100_000
+    response = post(client, body[:200_000])
+    assert response.status_code == 400
+    with harness.runtime.sessions() as session:
+        event = session.scalars(select(Event)).one()
+        assert (event.status, event.reason) == ("rejected", "body nests too deep")
+
+
+def test_queue_down_still_acknowledges_and_keeps_the_event(make_harness):
+    h = make_harness()
+
+    def queue_down(event_id: int) -> None:
+        raise ConnectionError("redis is down")
+
+    h.runtime.enqueue = queue_down
+    client = TestClient(create_app(h.runtime))
+    response = post(client, (REFERENCE / "purchase_approved.json").read_bytes())
+    assert response.status_code == 200 and response.json()["status"] == "accepted"
+    with h.runtime.sessions() as session:
+        assert session.scalars(select(Event.status)).one() == "received"
