@@ -238,7 +238,8 @@ def events(status: str | None, event_type: str | None, email: str | None, limit:
 @main.command()
 @click.argument("event_id", type=int)
 @click.option("--force", is_flag=True, help="Resume even if a later event changed the membership since.")
-def retry(event_id: int, force: bool) -> None:
+@click.option("--skipped", is_flag=True, help="Also replay steps skipped while a connector's flag was off.")
+def retry(event_id: int, force: bool, skipped: bool) -> None:
     """Retry a failed (or stuck) event from its failed step."""
     import engine.worker
     from engine.pipeline.admin import RetryRefused, retry_event
@@ -247,7 +248,7 @@ def retry(event_id: int, force: bool) -> None:
 
     rt = build_runtime(get_settings(), enqueue=engine.worker.enqueue_event)
     try:
-        outcome = retry_event(rt, event_id, force=force)
+        outcome = retry_event(rt, event_id, force=force, skipped=skipped)
     except (RetryRefused, LookupError) as exc:
         message = exc.args[0] if exc.args else str(exc)
         click.echo(f"error: {message}", err=True)

@@ -23,7 +23,10 @@ log = logging.getLogger(__name__)
 def make_huey(settings: Settings) -> Huey:
     if settings.redis_url:
         # Bounded connects: with Redis down the webhook must answer (the sweep enqueues later).
-        return RedisHuey("lifecycle-engine", url=settings.redis_url, socket_connect_timeout=2, socket_timeout=10)
+        from redis import ConnectionPool
+
+        pool = ConnectionPool.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=10)
+        return RedisHuey("lifecycle-engine", connection_pool=pool)
     settings.var_dir.mkdir(parents=True, exist_ok=True)
     return SqliteHuey("lifecycle-engine", filename=str(settings.var_dir / "queue.db"))
 

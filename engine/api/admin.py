@@ -29,7 +29,7 @@ from engine.db.models import (
     ScheduledEvent,
     Student,
 )
-from engine.pipeline.admin import RetryRefused, retry_event
+from engine.pipeline.admin import RetryRefused, request_code, retry_event
 from engine.settings import Settings
 
 router = APIRouter(prefix="/admin", tags=["admin"])
@@ -278,9 +278,12 @@ def retry(
     force: Annotated[
         bool, Query(description="Resume even if a later event changed the membership since (may undo it).")
     ] = False,
+    skipped: Annotated[
+        bool, Query(description="Also replay steps skipped because a connector's flag was off.")
+    ] = False,
 ) -> schemas.RetryOut:
     try:
-        outcome = retry_event(rt, event_id, force=force)
+        outcome = retry_event(rt, event_id, force=force, skipped=skipped)
     except RetryRefused as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
     except LookupError as exc:
@@ -289,6 +292,26 @@ def retry(
 
 
 # --- students -------------------------------------------------------------------------
+
+
+@router.post(
+    "/students/{email}/code",
+    summary="Send the student a new /registrar code for one product (the old one stops working)",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=schemas.CodeRequestOut,
+    responses={**_UNAUTHORIZED, **_NOT_FOUND},
+)
+def new_code(
+    _: AdminDep,
+    rt: RuntimeDep,
+    email: str,
+    product: Annotated[str, Query(description="The product key of the membership, e.g. curso.")],
+) -> schemas.CodeRequestOut:
+    try:
+        event_id = request_code(rt, email, product)
+    except LookupError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+    return schemas.CodeRequestOut(status="queued", event_id=event_id)
 
 
 @router.get(

@@ -188,3 +188,8 @@ class StudentDetail(BaseModel):
     open_codes: list[OnboardingCodeOut]
     history: list[HistoryItem] = Field(description="The student's events, newest first (up to history_limit).")
     history_total: int
+
+
+class CodeRequestOut(BaseModel):
+    status: str
+    event_id: int

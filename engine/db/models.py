@@ -110,6 +110,7 @@ class Event(Base):
     status: Mapped[str] = mapped_column(String(20), default="received")
     reason: Mapped[str | None] = mapped_column(Text)
     email: Mapped[str | None] = mapped_column(String(320), index=True)
+    transaction: Mapped[str | None] = mapped_column(String(64), index=True)  # Hotmart's purchase code
     student_id: Mapped[int | None] = mapped_column(ForeignKey("students.id"), index=True)
     product_key: Mapped[str | None] = mapped_column(String(100))
     plans: Mapped[Any] = mapped_column(JSONType, nullable=True)  # one Plan per membership touched

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
-from engine.db.models import ActionRun, Event, Membership
+from engine.db.models import ActionRun, Event, Membership, Student
+from engine.pipeline.intake import store_internal
 from engine.pipeline.runtime import Runtime
 
 
@@ -12,11 +13,13 @@ class RetryRefused(Exception):
     pass
 
 
-def retry_event(rt: Runtime, event_id: int, *, force: bool = False) -> str:
+def retry_event(rt: Runtime, event_id: int, *, force: bool = False, skipped: bool = False) -> str:
     """Resume a failed event from its failed step (or process a stuck one again).
 
-    A failed step's event may have been overtaken: if a later event changed the same
-    membership (a refund after a failed grant), resuming could undo it, so it takes force.
+    ``skipped`` also replays the steps recorded as skipped because a connector's flag was
+    off (turning a flag on never replays them by itself). A failed event may have been
+    overtaken: if a later event changed the same membership (a refund after a failed
+    grant), resuming could undo it, so that takes ``force``.
     """
     with rt.sessions.begin() as session:
         event = session.get(Event, event_id)
@@ -24,14 +27,19 @@ def retry_event(rt: Runtime, event_id: int, *, force: bool = False) -> str:
             raise LookupError(f"event {event_id} not found")
         if event.status == "held":
             raise RetryRefused("event is held: turn HOTMART_ENABLED on to process held events")
-        if event.status in ("processed", "ignored", "rejected"):
+        runs = session.scalars(select(ActionRun).where(ActionRun.event_id == event_id)).all()
+        wanted = [
+            run
+            for run in runs
+            if run.status in ("failed", "retrying")
+            or (skipped and run.status == "skipped" and run.error == "flag.disabled")
+        ]
+        if event.status in ("ignored", "rejected") or (event.status == "processed" and not wanted):
             raise RetryRefused(f"event is {event.status}: nothing to retry")
-        if event.status == "failed" and not force:
+        if not force and any(run.membership_id for run in wanted):
             overtaken = session.scalars(
-                select(Membership.id)
-                .join(ActionRun, ActionRun.membership_id == Membership.id)
-                .where(
-                    ActionRun.event_id == event_id,
+                select(Membership.id).where(
+                    Membership.id.in_({run.membership_id for run in wanted}),
                     Membership.last_event_id.is_not(None),
                     Membership.last_event_id > event_id,
                 )
@@ -41,13 +49,30 @@ def retry_event(rt: Runtime, event_id: int, *, force: bool = False) -> str:
                     "a later event changed this membership since; retrying could undo it "
                     "(use force to run the remaining steps anyway)"
                 )
-        session.execute(
-            update(ActionRun)
-            .where(ActionRun.event_id == event_id, ActionRun.status.in_(("failed", "retrying")))
-            .values(status="pending", attempts=0, retry_at=None)
-        )
-        if event.status in ("failed", "retrying"):
-            event.status = "processing"
-        event.reason = None if event.status == "processing" else event.reason
+        for run in wanted:
+            run.status, run.attempts, run.retry_at = "pending", 0, None
+        if event.status in ("failed", "retrying", "processed"):
+            event.status, event.reason, event.processed_at = "processing", None, None
     rt.enqueue(event_id)
     return "queued"
+
+
+def request_code(rt: Runtime, email: str, product_key: str) -> int:
+    """Ask the rules for a new /registrar code for one membership (CODE_REQUESTED)."""
+    email = email.strip().lower()
+    if product_key not in rt.rules.rules.products:
+        raise LookupError(f"product {product_key!r} is not defined in the rules")
+    with rt.sessions.begin() as session:
+        student = session.scalar(select(Student).where(Student.email == email))
+        if student is None:
+            raise LookupError(f"student {email} not found")
+        membership = session.scalar(
+            select(Membership).where(Membership.student_id == student.id, Membership.product_key == product_key)
+        )
+        if membership is None:
+            raise LookupError(f"{email} has no {product_key} membership")
+        stored = store_internal(
+            session, "CODE_REQUESTED", email=email, student_id=student.id, product_key=product_key, source="admin"
+        )
+    rt.enqueue(stored.event_id)
+    return stored.event_id

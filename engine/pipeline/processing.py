@@ -96,6 +96,9 @@ def _prepare(rt: Runtime, session: Session, event: Event) -> tuple[int | None, s
         return _ignore(event, "no event type in the body")
     if inp.source == "hotmart" and inp.event_type not in rules.known_events:
         return _ignore(event, f"unknown event type {inp.event_type!r}")
+    revoked = _revoked_transaction(session, inp, event)
+    if revoked:
+        return _ignore(event, revoked)
     if event.student_id is not None:
         return event.student_id, "received"
     if inp.product is None and inp.source == "hotmart":
@@ -115,6 +118,31 @@ def _prepare(rt: Runtime, session: Session, event: Event) -> tuple[int | None, s
         student = _upsert_student(session, inp)
     event.student_id = student.id
     return student.id, "received"
+
+
+# Events that would grant (or restore) access for a purchase, and those that end it for good.
+GRANTING_EVENTS = frozenset({"PURCHASE_APPROVED", "PURCHASE_COMPLETE", "PURCHASE_BILLET_PRINTED"})
+REVOKING_EVENTS = ("PURCHASE_REFUNDED", "PURCHASE_CHARGEBACK")
+
+
+def _revoked_transaction(session: Session, inp: EventInput, event: Event) -> str | None:
+    """A refunded or charged-back purchase never grants again, whatever order events arrive in.
+
+    Hotmart does not guarantee ordering: a refund may arrive before its approval (and be
+    ignored then, as nothing was granted yet); the approval must not grant afterwards.
+    """
+    transaction = inp.fields.get("transaction")
+    if inp.source != "hotmart" or inp.event_type not in GRANTING_EVENTS or not transaction:
+        return None
+    revoking = session.scalar(
+        select(Event.id)
+        .where(Event.transaction == transaction, Event.type.in_(REVOKING_EVENTS), Event.id != event.id)
+        .order_by(Event.id)
+        .limit(1)
+    )
+    if revoking is None:
+        return None
+    return f"stale: transaction {transaction} was refunded or charged back (event {revoking})"
 
 
 def _upsert_student(session: Session, inp: EventInput) -> Student:

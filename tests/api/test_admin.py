@@ -123,6 +123,7 @@ ROUTES = [
     ("GET", "/admin/students/{email}", f"/admin/students/{ANA}", 200),
     ("GET", "/admin/alerts", "/admin/alerts", 200),
     ("POST", "/admin/alerts/{alert_id}/ack", "/admin/alerts/1/ack", 200),
+    ("POST", "/admin/students/{email}/code", f"/admin/students/{ANA}/code?product=curso", 202),
 ]
 BAD_CREDENTIALS = {
     "missing": {},
@@ -578,3 +579,51 @@ def test_openapi_and_docs_list_every_admin_route(client):
     assert docs.status_code == 200
     assert "swagger-ui" in docs.text.lower()
     assert "/openapi.json" in docs.text
+
+
+# --- admin actions: a new code, replaying skipped steps --------------------------------
+
+
+def test_new_code_request_replaces_the_old_code_and_sends_it(h, client):
+    from engine.db.models import OnboardingToken
+
+    post_webhook(client, load_payload("purchase_approved.json"))
+    h.run_queue()
+    response = client.post(f"/admin/students/{ANA.upper()}/code", params={"product": "curso"}, headers=AUTH)
+    assert response.status_code == 202 and response.json()["status"] == "queued"
+    h.run_queue()
+    with h.runtime.sessions() as session:
+        tokens = session.scalars(select(OnboardingToken).order_by(OnboardingToken.id)).all()
+    assert len(tokens) == 2 and tokens[0].revoked_at is not None and tokens[1].revoked_at is None
+    sent = [s.params for s, _ in h.manychat.calls if s.action in ("set_field", "trigger_flow")]
+    assert sent[-2:] == [
+        {"field": "codigo_discord", "value": tokens[1].code},
+        {"flow": "onboarding", "flow_ns": "content20261101000000_000001"},
+    ]
+    assert client.post(f"/admin/students/{ANA}/code", params={"product": "combo"}, headers=AUTH).status_code == 404
+    assert (
+        client.post("/admin/students/nobody@example.com/code", params={"product": "curso"}, headers=AUTH).status_code
+        == 404
+    )
+
+
+def test_retry_with_skipped_replays_steps_skipped_while_a_flag_was_off(make_harness):
+    from engine.pipeline.runtime import DisabledConnector
+
+    off = DisabledConnector("manychat", frozenset({"add_tag", "set_field", "trigger_flow"}), "MANYCHAT_ENABLED")
+    h = make_harness(connectors={"add_tag": off, "set_field": off, "trigger_flow": off})
+    client = TestClient(create_app(h.runtime))
+    event_id = post_webhook(client, load_payload("purchase_approved.json")).json()["event_id"]
+    h.run_queue()
+    detail = client.get(f"/admin/events/{event_id}", headers=AUTH).json()
+    assert detail["status"] == "processed"
+    assert [s["status"] for s in detail["steps"] if s["action"] == "trigger_flow"] == ["skipped"]
+    # Turning the flag on replays nothing by itself; a plain retry refuses a processed event.
+    assert client.post(f"/admin/events/{event_id}/retry", headers=AUTH).status_code == 409
+    for action in ("add_tag", "set_field", "trigger_flow"):
+        h.runtime.connectors[action] = h.manychat
+    assert client.post(f"/admin/events/{event_id}/retry", params={"skipped": "true"}, headers=AUTH).status_code == 202
+    h.run_queue()
+    detail = client.get(f"/admin/events/{event_id}", headers=AUTH).json()
+    assert detail["status"] == "processed" and all(s["status"] == "done" for s in detail["steps"])
+    assert h.manychat.actions_called() == ["add_tag", "set_field", "trigger_flow"]

@@ -32,7 +32,7 @@ from engine.pipeline.processing import new_code, process_event
 from engine.pipeline.runtime import build_connectors
 from engine.pipeline.sweep import release_held, sweep
 from engine.settings import Settings
-from tests.conftest import HOTTOK, REFERENCE
+from tests.conftest import HOTTOK, REFERENCE, load_payload
 from tests.e2e.scenario_fixtures import (
     ANA_DISCORD,
     ANA_EMAIL,
@@ -363,8 +363,27 @@ def test_story_09_refund(world: World):
     assert w.grants() == set()
 
 
-# Story 10 (chargeback: "as 9, plus an admin alert") has no test: the shipped `chargeback`
-# transition revokes and alerts but sends no refund flow, which story 9 includes (reported).
+def test_story_10_chargeback(world: World):
+    """PURCHASE_CHARGEBACK(C) -> as 9 (revoked at once, refund flow), plus an admin alert:
+    a chargeback is a fraud signal."""
+    w = world
+    onboard(w)
+    chargeback = hotmart(
+        "purchase_chargeback",
+        product_id=COURSE_ID,
+        transaction="HP10000000000001",
+        creation_date=load_payload("purchase_refunded.json")["creation_date"],
+    )
+    event_id = w.deliver(chargeback)
+    assert w.event(event_id).status == "processed"
+    assert w.states() == {"curso": "refunded"}
+    assert w.roles() == set() and w.classes() == set()
+    assert w.subscriber().tags == set()
+    assert w.flows() == [("curso", "onboarding"), ("curso", "welcome"), ("curso", "refund")]
+    expected = w.rule_alert("chargeback", "curso", transaction="HP10000000000001")
+    [alert] = w.alerts()
+    assert (alert.message, alert.event_id) == (expected, event_id)
+    assert any(expected in message for message in w.channel())
 
 
 def test_story_11_dispute(world: World):
@@ -466,7 +485,7 @@ def test_story_16_out_of_order(world: World):
     flows, tokens = w.flows(), len(w.tokens())
     late_id = w.deliver(hotmart(APPROVED))  # same purchase and date, new envelope id
     found = w.event(late_id)
-    assert found.status == "ignored" and found.reason.startswith("curso: stale: created")
+    assert found.status == "ignored" and found.reason.startswith("stale: transaction HP10000000000001 was refunded")
     assert w.states() == {"curso": "refunded"}
     assert w.roles() == set() and w.classes() == set() and w.subscriber().tags == set()
     assert w.flows() == flows and len(w.tokens()) == tokens

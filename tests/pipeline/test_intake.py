@@ -143,8 +143,29 @@ def test_hotmart_disabled_holds_then_releases_in_creation_order(make_harness):
     held.run_queue()
     with held.runtime.sessions() as session:
         events = {e.type: e for e in session.scalars(select(Event))}
-        assert events["PURCHASE_APPROVED"].status == "processed"
-        assert events["PURCHASE_REFUNDED"].status == "processed"
+        # The purchase was refunded: its approval grants nothing, so there is nothing to revoke.
+        assert events["PURCHASE_APPROVED"].status == "ignored"
+        assert events["PURCHASE_APPROVED"].reason.startswith("stale: transaction HP10000000000001 was refunded")
+        assert events["PURCHASE_REFUNDED"].status == "ignored"
+    assert held.manychat.calls == [] and held.discord.calls == []
+
+
+def test_released_held_events_run_in_creation_order(make_harness):
+    from engine.pipeline.sweep import release_held
+
+    held = make_harness(hotmart_enabled=False)
+    client = TestClient(create_app(held.runtime))
+    first = json.loads((REFERENCE / "purchase_approved_subscription_first.json").read_bytes())
+    renewal = json.loads((REFERENCE / "purchase_approved_renewal.json").read_bytes())
+    assert post(client, json.dumps(renewal).encode()).status_code == 200  # arrives first, created later
+    assert post(client, json.dumps(first).encode()).status_code == 200
+    held.runtime.settings.hotmart_enabled = True
+    assert release_held(held.runtime) == [2, 1]
+    held.run_queue()
+    with held.runtime.sessions() as session:
+        events = {e.id: e for e in session.scalars(select(Event))}
+        assert events[2].status == "processed"  # the first charge: onboarding
+        assert events[1].status == "processed"  # then the renewal, while onboarding: no new code
 
 
 def test_deeply_nested_body_is_rejected_not_a_crash(client, harness):

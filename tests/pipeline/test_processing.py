@@ -84,9 +84,23 @@ def test_refund_then_late_approval_keeps_access_revoked(make_harness):
     late = {**copy.deepcopy(approval), "id": "late-redelivery"}
     late_id = deliver(h, late)
     found = event(h, late_id)
-    assert found.status == "ignored" and found.reason.startswith("curso: stale: created")
+    assert found.status == "ignored"
+    assert found.reason.startswith("stale: transaction HP10000000000001 was refunded")
     assert states(h) == {"curso": "refunded"}
     assert grants(h) == set()
+
+
+def test_an_event_older_than_the_last_applied_one_is_stale(make_harness):
+    h = make_harness()
+    deliver(h, load_payload("purchase_approved.json"))
+    link(h)
+    deliver(h, load_payload("purchase_refunded.json"))
+    # Another purchase's approval, created before the refund, delivered after it.
+    older = load_payload("purchase_approved.json")
+    older["id"], older["data"]["purchase"]["transaction"] = "older-purchase", "HP1000000000077"
+    found = event(h, deliver(h, older))
+    assert found.status == "ignored" and found.reason.startswith("curso: stale: created")
+    assert states(h) == {"curso": "refunded"}
 
 
 def test_buying_again_after_refund_grants_again(make_harness):
@@ -317,3 +331,23 @@ def test_first_purchase_sets_the_issued_code_before_the_flow(make_harness):
 
         token = session.scalars(select(OnboardingToken)).one()
     assert set_field.params["value"] == token.code and len(token.code) == 8
+
+
+def test_refund_arriving_before_its_approval_still_wins(make_harness):
+    h = make_harness()
+    refund_id = deliver(h, load_payload("purchase_refunded.json"))  # nothing granted yet: ignored
+    assert event(h, refund_id).status == "ignored"
+    approval_id = deliver(h, load_payload("purchase_approved.json"))
+    found = event(h, approval_id)
+    assert found.status == "ignored"
+    assert found.reason.startswith("stale: transaction HP10000000000001 was refunded or charged back")
+    assert states(h) == {} and h.manychat.calls == []
+
+
+def test_a_new_purchase_of_the_same_product_is_not_blocked_by_an_old_refund(make_harness):
+    h = make_harness()
+    deliver(h, load_payload("purchase_refunded.json"))
+    again = load_payload("purchase_approved.json")
+    again["id"], again["data"]["purchase"]["transaction"] = "another-purchase", "HP1000000000099"
+    deliver(h, again)
+    assert states(h) == {"curso": "pending_onboarding"}
