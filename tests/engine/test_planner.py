@@ -348,7 +348,7 @@ CASES = [
         "new",
         ignored="no transition for PURCHASE_REFUNDED from 'new' (product curso)",
     ),
-    # 10. chargeback: as a refund, plus an admin alert (and no refund flow)
+    # 10. chargeback: as a refund (refund flow included), plus an admin alert
     *(
         Case(
             f"chargeback-from-{state}",
@@ -358,6 +358,7 @@ CASES = [
             "refunded",
             [
                 *revoke_steps("comunidade"),
+                flow("comunidade", "refund"),
                 ("alert", {"message": f"Chargeback de {ANA} em {COMUNIDADE} (transação HP20000000000002)."}),
             ],
             product="comunidade",

@@ -480,7 +480,7 @@ def test_cli_check_reports_semantic_errors_of_several_files(tmp_path: Path) -> N
     result = CliRunner().invoke(main, ["check", "--rules", str(rules_dir)])
     assert result.exit_code == 1
     set_field_lines = lines_with(rules_dir, "lifecycle.yaml", "set_field: {name: codigo_discord")
-    assert len(set_field_lines) == 3
+    assert len(set_field_lines) == 4  # first purchase, new purchase, code expired, code requested
     assert result.stderr.splitlines() == [
         *(
             f"rules/lifecycle.yaml:{line}: custom field 'codigo_discord' is not in catalog.manychat.fields"
@@ -491,7 +491,7 @@ def test_cli_check_reports_semantic_errors_of_several_files(tmp_path: Path) -> N
             "product 'combo' (rules/products/combo.yaml)",
             rules_dir,
         ),
-        f"4 error(s) in {rules_dir}",
+        f"5 error(s) in {rules_dir}",
     ]
 
 
