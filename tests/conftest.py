@@ -129,6 +129,19 @@ class Harness:
     queued: list[int] = field(default_factory=list)
     drains: list[tuple[int, float]] = field(default_factory=list)
 
+    def deliver(self, payload: dict) -> int:
+        """Store a Hotmart payload as a verified webhook and process the queue; the event id."""
+        import json
+
+        from engine.pipeline.intake import store_hotmart
+
+        with self.runtime.sessions.begin() as session:
+            stored = store_hotmart(session, json.dumps(payload).encode(), {}, held=False)
+        assert stored.event_id is not None
+        self.queued.append(stored.event_id)
+        self.run_queue()
+        return stored.event_id
+
     def run_queue(self) -> list[str]:
         from engine.pipeline.processing import process_event
 

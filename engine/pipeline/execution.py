@@ -22,27 +22,13 @@ from engine.pipeline import ledger
 from engine.pipeline.alerts import raise_alert
 from engine.pipeline.local_actions import LOCAL_ACTIONS
 from engine.pipeline.runtime import Runtime
+from engine.rules.model import ACTIONS
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 2  # the first run and one automatic retry
 # Running these twice has the same effect as once; everything else may double a message.
-IDEMPOTENT_ACTIONS = frozenset(
-    {
-        "add_role",
-        "remove_role",
-        "add_tag",
-        "remove_tag",
-        "set_field",
-        "enroll",
-        "unenroll",
-        "issue_token",
-        "revoke_token",
-        "schedule",
-        "cancel_timers",
-        "alert",
-    }
-)
+IDEMPOTENT_ACTIONS = ACTIONS - {"trigger_flow"}
 OPEN_STATUSES = ("processing", "retrying")
 
 

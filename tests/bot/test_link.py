@@ -7,7 +7,6 @@ reply with ``rules.onboarding.replies[outcome]``.
 from __future__ import annotations
 
 import copy
-import json
 import threading
 import time
 from datetime import timedelta
@@ -18,7 +17,6 @@ from sqlalchemy.orm import sessionmaker
 
 from bot.link import LinkService
 from engine.db.models import Event, LinkAttempt, Membership, OnboardingToken, Student
-from engine.pipeline.intake import store_hotmart
 from engine.pipeline.processing import CODE_ALPHABET
 from tests.conftest import load_payload
 
@@ -32,18 +30,9 @@ COURSE_ROLES = ["1180000000000000001"]
 # helpers ---------------------------------------------------------------------------------------
 
 
-def deliver(h, payload: dict) -> int:
-    with h.runtime.sessions.begin() as session:
-        stored = store_hotmart(session, json.dumps(payload).encode(), {}, held=False)
-    assert stored.event_id is not None
-    h.queued.append(stored.event_id)
-    h.run_queue()
-    return stored.event_id
-
-
 def seed(h) -> str:
     """Ana buys the course: pending_onboarding with an open code; returns the code."""
-    deliver(h, load_payload("purchase_approved.json"))
+    h.deliver(load_payload("purchase_approved.json"))
     assert states(h) == {"curso": "pending_onboarding"}
     code = open_code(h)
     assert len(code) == 8 and set(code) <= set(CODE_ALPHABET)
@@ -202,7 +191,7 @@ def test_code_still_valid_just_before_expiry(make_harness):
 def test_code_replaced_by_a_newer_one_replies_expired(make_harness):
     h = make_harness()
     old = seed(h)
-    deliver(h, new_purchase("second-approval"))  # new_purchase_while_onboarding: a new code
+    h.deliver(new_purchase("second-approval"))  # new_purchase_while_onboarding: a new code
     new = open_code(h)
     assert new != old
     svc = service(h)

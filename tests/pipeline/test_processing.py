@@ -20,15 +20,6 @@ from tests.conftest import load_payload
 DISCORD_ID = "80351110224678912"
 
 
-def deliver(h, payload: dict) -> int:
-    with h.runtime.sessions.begin() as session:
-        stored = store_hotmart(session, json.dumps(payload).encode(), {}, held=False)
-    assert stored.event_id is not None
-    h.queued.append(stored.event_id)
-    h.run_queue()
-    return stored.event_id
-
-
 def link(h, discord_id: str = DISCORD_ID, email: str = "ana.exemplo@example.com") -> int:
     with h.runtime.sessions.begin() as session:
         student = session.scalars(select(Student).where(Student.email == email)).one()
@@ -75,14 +66,14 @@ def with_product(payload: dict, product_id: int, transaction: str) -> dict:
 def test_refund_then_late_approval_keeps_access_revoked(make_harness):
     h = make_harness()
     approval = load_payload("purchase_approved.json")
-    deliver(h, approval)
+    h.deliver(approval)
     link(h)
     refund = load_payload("purchase_refunded.json")
-    deliver(h, refund)
+    h.deliver(refund)
     assert states(h) == {"curso": "refunded"}
     # The same purchase's approval, redelivered late under a new envelope id with its old date.
     late = {**copy.deepcopy(approval), "id": "late-redelivery"}
-    late_id = deliver(h, late)
+    late_id = h.deliver(late)
     found = event(h, late_id)
     assert found.status == "ignored"
     assert found.reason.startswith("stale: transaction HP10000000000001 was refunded")
@@ -92,26 +83,26 @@ def test_refund_then_late_approval_keeps_access_revoked(make_harness):
 
 def test_an_event_older_than_the_last_applied_one_is_stale(make_harness):
     h = make_harness()
-    deliver(h, load_payload("purchase_approved.json"))
+    h.deliver(load_payload("purchase_approved.json"))
     link(h)
-    deliver(h, load_payload("purchase_refunded.json"))
+    h.deliver(load_payload("purchase_refunded.json"))
     # Another purchase's approval, created before the refund, delivered after it.
     older = load_payload("purchase_approved.json")
     older["id"], older["data"]["purchase"]["transaction"] = "older-purchase", "HP1000000000077"
-    found = event(h, deliver(h, older))
+    found = event(h, h.deliver(older))
     assert found.status == "ignored" and found.reason.startswith("curso: stale: created")
     assert states(h) == {"curso": "refunded"}
 
 
 def test_buying_again_after_refund_grants_again(make_harness):
     h = make_harness()
-    deliver(h, load_payload("purchase_approved.json"))
+    h.deliver(load_payload("purchase_approved.json"))
     link(h)
-    deliver(h, load_payload("purchase_refunded.json"))
+    h.deliver(load_payload("purchase_refunded.json"))
     again = load_payload("purchase_approved.json")
     again["id"], again["creation_date"] = "new-purchase", load_payload("purchase_refunded.json")["creation_date"] + 1
     again["data"]["purchase"]["transaction"] = "HP1999"
-    deliver(h, again)
+    h.deliver(again)
     assert states(h) == {"curso": "active"}  # already linked: straight to active
     assert ("discord_role", "1180000000000000001") in grants(h)
 
@@ -172,7 +163,7 @@ def test_failing_step_is_retried_once_then_alerts_and_admin_retry_completes(make
     h = make_harness()
     down = StepResult.failed("manychat.unavailable", "503", retryable=True)
     h.manychat.results["add_tag"] = [down, down]
-    event_id = deliver(h, load_payload("purchase_approved.json"))
+    event_id = h.deliver(load_payload("purchase_approved.json"))
     found = event(h, event_id)
     assert found.status == "retrying"
     assert [r.status for r in found.action_runs[:3]] == ["done", "retrying", "pending"]
@@ -202,7 +193,7 @@ def test_failing_step_is_retried_once_then_alerts_and_admin_retry_completes(make
 
 def test_non_retryable_failure_alerts_at_once(make_harness):
     h = make_harness()
-    deliver(h, load_payload("purchase_approved.json"))
+    h.deliver(load_payload("purchase_approved.json"))
     h.discord.results["add_role"] = [StepResult.failed("discord.forbidden", "move the bot's role up")]
     event_id = link(h)
     found = event(h, event_id)
@@ -218,7 +209,7 @@ def test_flow_that_may_have_been_delivered_is_not_retried(make_harness):
     h.manychat.results["trigger_flow"] = [
         StepResult.failed("manychat.unavailable", "timeout", retryable=False, maybe_delivered=True)
     ]
-    event_id = deliver(h, load_payload("purchase_approved.json"))
+    event_id = h.deliver(load_payload("purchase_approved.json"))
     assert event(h, event_id).status == "failed"
     assert h.drains == []
     with h.runtime.sessions() as session:
@@ -227,10 +218,10 @@ def test_flow_that_may_have_been_delivered_is_not_retried(make_harness):
 
 def test_admin_retry_refuses_an_event_overtaken_by_a_later_one(make_harness):
     h = make_harness()
-    deliver(h, load_payload("purchase_approved.json"))
+    h.deliver(load_payload("purchase_approved.json"))
     h.discord.results["add_role"] = [StepResult.failed("discord.forbidden", "hierarchy")]
     failed_id = link(h)
-    deliver(h, load_payload("purchase_refunded.json"))
+    h.deliver(load_payload("purchase_refunded.json"))
     with pytest.raises(RetryRefused):
         retry_event(h.runtime, failed_id)
     assert retry_event(h.runtime, failed_id, force=True) == "queued"
@@ -239,12 +230,12 @@ def test_admin_retry_refuses_an_event_overtaken_by_a_later_one(make_harness):
 def test_access_is_a_union_refunding_one_product_keeps_what_the_bundle_grants(make_harness):
     h = make_harness()
     base = load_payload("purchase_approved.json")
-    deliver(h, base)  # curso
+    h.deliver(base)  # curso
     link(h)
     bundle = with_product(base, 3333333, "HP3000000000001")
-    deliver(h, bundle)  # combo, already linked: active at once
+    h.deliver(bundle)  # combo, already linked: active at once
     assert states(h) == {"curso": "active", "combo": "active"}
-    deliver(h, load_payload("purchase_refunded.json"))  # refund of curso only
+    h.deliver(load_payload("purchase_refunded.json"))  # refund of curso only
     assert states(h) == {"curso": "refunded", "combo": "active"}
     # What the bundle grants stays: the course role, tag and class.
     assert {
@@ -261,7 +252,7 @@ def test_access_is_a_union_refunding_one_product_keeps_what_the_bundle_grants(ma
 
 def test_a_role_given_by_hand_is_never_removed(make_harness):
     h = make_harness()
-    deliver(h, load_payload("purchase_approved.json"))
+    h.deliver(load_payload("purchase_approved.json"))
     link(h)
     # The rules ask to remove the course role and a hand-given VIP role: only ours goes.
     with h.runtime.sessions.begin() as session:
@@ -292,7 +283,7 @@ def test_flags_off_records_skipped_never_done(make_harness):
 
     disabled = DisabledConnector("discord", frozenset({"add_role", "remove_role"}), "DISCORD_ENABLED")
     h = make_harness(connectors={"add_role": disabled, "remove_role": disabled})
-    deliver(h, load_payload("purchase_approved.json"))
+    h.deliver(load_payload("purchase_approved.json"))
     event_id = link(h)
     role_step = next(r for r in event(h, event_id).action_runs if r.action == "add_role")
     assert (role_step.status, role_step.detail) == ("skipped", "DISCORD_ENABLED is off")
@@ -301,7 +292,7 @@ def test_flags_off_records_skipped_never_done(make_harness):
 
 def test_unknown_member_keeps_roles_desired_and_rejoin_applies_them(make_harness):
     h = make_harness()
-    deliver(h, load_payload("purchase_approved.json"))
+    h.deliver(load_payload("purchase_approved.json"))
     h.discord.results["add_role"] = [
         StepResult(
             StepStatus.SKIPPED, error="discord.unknown_member", detail="not in the server", data={"pending_join": True}
@@ -323,7 +314,7 @@ def test_unknown_member_keeps_roles_desired_and_rejoin_applies_them(make_harness
 
 def test_first_purchase_sets_the_issued_code_before_the_flow(make_harness):
     h = make_harness()
-    deliver(h, load_payload("purchase_approved.json"))
+    h.deliver(load_payload("purchase_approved.json"))
     assert h.manychat.actions_called() == ["add_tag", "set_field", "trigger_flow"]
     set_field = next(s for s, _ in h.manychat.calls if s.action == "set_field")
     with h.runtime.sessions() as session:
@@ -335,9 +326,9 @@ def test_first_purchase_sets_the_issued_code_before_the_flow(make_harness):
 
 def test_refund_arriving_before_its_approval_still_wins(make_harness):
     h = make_harness()
-    refund_id = deliver(h, load_payload("purchase_refunded.json"))  # nothing granted yet: ignored
+    refund_id = h.deliver(load_payload("purchase_refunded.json"))  # nothing granted yet: ignored
     assert event(h, refund_id).status == "ignored"
-    approval_id = deliver(h, load_payload("purchase_approved.json"))
+    approval_id = h.deliver(load_payload("purchase_approved.json"))
     found = event(h, approval_id)
     assert found.status == "ignored"
     assert found.reason.startswith("stale: transaction HP10000000000001 was refunded or charged back")
@@ -346,8 +337,8 @@ def test_refund_arriving_before_its_approval_still_wins(make_harness):
 
 def test_a_new_purchase_of_the_same_product_is_not_blocked_by_an_old_refund(make_harness):
     h = make_harness()
-    deliver(h, load_payload("purchase_refunded.json"))
+    h.deliver(load_payload("purchase_refunded.json"))
     again = load_payload("purchase_approved.json")
     again["id"], again["data"]["purchase"]["transaction"] = "another-purchase", "HP1000000000099"
-    deliver(h, again)
+    h.deliver(again)
     assert states(h) == {"curso": "pending_onboarding"}

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from engine.db.models import Event, ScheduledEvent
 from engine.pipeline.sweep import fire_due_timers, requeue_stuck, sweep
 from tests.conftest import load_payload
-from tests.pipeline.test_processing import deliver, link, states
+from tests.pipeline.test_processing import link, states
 
 
 def timers(h) -> list[tuple[str, str]]:
@@ -20,7 +20,7 @@ def timers(h) -> list[tuple[str, str]]:
 
 def test_onboarding_reminder_fires_once_after_24h(make_harness):
     h = make_harness()
-    deliver(h, load_payload("purchase_approved.json"))
+    h.deliver(load_payload("purchase_approved.json"))
     assert timers(h) == [("ONBOARDING_REMINDER", "pending"), ("TOKEN_EXPIRED", "pending")]
     h.clock.advance(hours=23)
     assert fire_due_timers(h.runtime) == []
@@ -38,7 +38,7 @@ def test_onboarding_reminder_fires_once_after_24h(make_harness):
 
 def test_linking_cancels_the_onboarding_timers(make_harness):
     h = make_harness()
-    deliver(h, load_payload("purchase_approved.json"))
+    h.deliver(load_payload("purchase_approved.json"))
     link(h)
     assert timers(h) == [("ONBOARDING_REMINDER", "cancelled"), ("TOKEN_EXPIRED", "cancelled")]
     h.clock.advance(days=8)
@@ -47,7 +47,7 @@ def test_linking_cancels_the_onboarding_timers(make_harness):
 
 def test_code_expiry_issues_a_new_code_and_alerts(make_harness):
     h = make_harness()
-    deliver(h, load_payload("purchase_approved.json"))
+    h.deliver(load_payload("purchase_approved.json"))
     h.clock.advance(days=7, seconds=1)
     sweep(h.runtime)
     h.run_queue()
@@ -64,7 +64,7 @@ def test_code_expiry_issues_a_new_code_and_alerts(make_harness):
 def test_cancelled_subscription_keeps_access_until_paid_until_then_churns(make_harness):
     h = make_harness()
     first = load_payload("purchase_approved_subscription_first.json")
-    deliver(h, first)
+    h.deliver(first)
     link(h)
     assert states(h) == {"comunidade": "active"}
     cancellation = load_payload("subscription_cancellation.json")
@@ -73,7 +73,7 @@ def test_cancelled_subscription_keeps_access_until_paid_until_then_churns(make_h
     from datetime import timedelta
 
     h.clock.now = paid_until - timedelta(days=12)
-    deliver(h, cancellation)
+    h.deliver(cancellation)
     assert states(h) == {"comunidade": "cancelled"}
     removed = [s for s, _ in h.discord.calls if s.action == "remove_role"]
     assert removed == []  # access kept
@@ -91,16 +91,16 @@ def test_cancelled_subscription_keeps_access_until_paid_until_then_churns(make_h
 
 def test_resubscribing_before_the_end_cancels_the_access_end(make_harness):
     h = make_harness()
-    deliver(h, load_payload("purchase_approved_subscription_first.json"))
+    h.deliver(load_payload("purchase_approved_subscription_first.json"))
     link(h)
     cancellation = load_payload("subscription_cancellation.json")
     h.clock.now = datetime.fromtimestamp(cancellation["data"]["date_next_charge"] / 1000).astimezone()
 
     h.clock.advance(days=-5)
-    deliver(h, cancellation)
+    h.deliver(cancellation)
     renewal = load_payload("purchase_approved_renewal.json")
     renewal["creation_date"] = cancellation["creation_date"] + 1000
-    deliver(h, renewal)
+    h.deliver(renewal)
     assert states(h) == {"comunidade": "active"}
     assert ("ACCESS_ENDS", "cancelled") in timers(h)
     h.clock.advance(days=30)
