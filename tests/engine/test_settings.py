@@ -1,0 +1,37 @@
+"""The one settings class refuses unsafe values and names what is missing."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from engine.settings import Settings
+
+
+def test_production_refuses_missing_secrets_and_names_them(monkeypatch):
+    monkeypatch.delenv("HOTMART_HOTTOK", raising=False)
+    monkeypatch.delenv("ADMIN_API_TOKEN", raising=False)
+    with pytest.raises(ValidationError, match="HOTMART_HOTTOK, ADMIN_API_TOKEN must be set"):
+        Settings(ENGINE_ENV="production", _env_file=None)
+    with pytest.raises(ValidationError, match="ADMIN_API_TOKEN must be set") as caught:
+        Settings(ENGINE_ENV="production", hotmart_hottok="x", _env_file=None)
+    assert "HOTMART_HOTTOK" not in str(caught.value)
+
+
+def test_development_runs_without_secrets_on_sqlite(tmp_path):
+    settings = Settings(ENGINE_ENV="development", var_dir=tmp_path, _env_file=None)
+    assert settings.sqlalchemy_url == f"sqlite:///{tmp_path}/engine.db"
+    assert not settings.discord_enabled and not settings.manychat_enabled and settings.hotmart_enabled
+
+
+def test_enabling_a_connector_requires_its_credentials():
+    with pytest.raises(ValidationError, match="DISCORD_ENABLED needs DISCORD_BOT_TOKEN and DISCORD_GUILD_ID"):
+        Settings(ENGINE_ENV="test", discord_enabled=True, _env_file=None)
+    with pytest.raises(ValidationError, match="MANYCHAT_ENABLED needs MANYCHAT_API_TOKEN"):
+        Settings(ENGINE_ENV="test", manychat_enabled=True, _env_file=None)
+
+
+def test_postgres_urls_get_the_psycopg_driver_and_secrets_stay_hidden():
+    settings = Settings(ENGINE_ENV="test", database_url="postgres://u:p@db/x", hotmart_hottok="s3cret", _env_file=None)
+    assert settings.sqlalchemy_url == "postgresql+psycopg://u:p@db/x"
+    assert "s3cret" not in repr(settings) and "s3cret" not in str(settings.model_dump())
