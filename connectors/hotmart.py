@@ -107,21 +107,55 @@ class HotmartEvent:
         }
 
 
+@dataclass(frozen=True)
+class Envelope:
+    """The few fields the webhook stores in columns, read without a full parse (hot path)."""
+
+    id: str | None
+    event_type: str | None
+    creation_date: datetime | None
+    email: str | None
+    transaction: str | None
+
+
+def envelope(body: object) -> Envelope:
+    """Read the envelope fields of a decoded body (any JSON value). Never raises."""
+    r = _Reader(body)
+    return Envelope(r.text("id"), _event_type(r), _creation_date(r), _email(r), r.code("data.purchase.transaction"))
+
+
+def _event_type(r: _Reader) -> str | None:
+    event_type = r.text("event")
+    return event_type.upper() if event_type else None
+
+
+def _creation_date(r: _Reader) -> datetime | None:
+    # §3: CLUB_FIRST_ACCESS spells it creationDate.
+    return _first(r.when("creation_date"), r.when("creationDate"))
+
+
+def _email(r: _Reader) -> str | None:
+    return _first(
+        r.email("data.buyer.email"),
+        r.email("data.subscriber.email"),
+        r.email("data.user.email"),
+        r.email("data.subscription.user.email"),
+    )
+
+
 def parse(body: object) -> HotmartEvent:
     """Parse a decoded v2 webhook body (any JSON value). Never raises."""
     r = _Reader(body)
     if not isinstance(body, dict):
         r.problems.append("body: expected a JSON object")
 
-    event_type = r.text("event")
     product_id = _first(r.code("data.product.id"), r.code("data.subscription.product.id"))
     plan_id, plan_name, plan_offer = _current_plan(r)
     return HotmartEvent(
         id=r.text("id"),
-        event_type=event_type.upper() if event_type else None,
+        event_type=_event_type(r),
         version=r.text("version"),
-        # §3: CLUB_FIRST_ACCESS spells it creationDate.
-        creation_date=_first(r.when("creation_date"), r.when("creationDate")),
+        creation_date=_creation_date(r),
         product_id=product_id,
         product_name=_first(r.text("data.product.name"), r.text("data.subscription.product.name")),
         offer_code=_first(
@@ -130,12 +164,7 @@ def parse(body: object) -> HotmartEvent:
             r.code("data.plan.offer.code"),  # §3.2 charge-date change
             plan_offer,  # §3.2 switch plan: offer.key of the current plan
         ),
-        email=_first(
-            r.email("data.buyer.email"),
-            r.email("data.subscriber.email"),
-            r.email("data.user.email"),
-            r.email("data.subscription.user.email"),
-        ),
+        email=_email(r),
         name=_first(r.text("data.buyer.name"), r.text("data.subscriber.name"), r.text("data.user.name")),
         phone=_phone(r),
         transaction=r.code("data.purchase.transaction"),
@@ -161,7 +190,7 @@ def parse(body: object) -> HotmartEvent:
     )
 
 
-def dedupe_key(raw_body: bytes, event: HotmartEvent) -> str:
+def dedupe_key(raw_body: bytes, event: HotmartEvent | Envelope) -> str:
     """'hotmart:<envelope id>' (§3: the id is unique per event), else a hash of the body."""
     if isinstance(event.id, str) and event.id:
         return f"hotmart:{event.id}"

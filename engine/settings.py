@@ -26,6 +26,7 @@ class Settings(BaseSettings):
     hotmart_hottok: SecretStr = SecretStr("")
     admin_api_token: SecretStr = SecretStr("")
     max_body_bytes: int = 256 * 1024
+    webhook_threads: int = Field(default=3, ge=1)  # per API process (see engine/api/webhooks.py)
 
     hotmart_enabled: bool = True
     discord_enabled: bool = False

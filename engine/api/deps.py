@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session
 from engine.pipeline.runtime import Runtime
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
+    # async: a sync dependency costs a threadpool round trip on every webhook.
     return request.app.state.runtime
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -30,9 +30,9 @@ class Stored:
     status: str
 
 
-def _insert(session: Session, values: dict[str, Any]) -> int | None:
+def _insert(session: Session | Connection, values: dict[str, Any]) -> int | None:
     """INSERT ... ON CONFLICT (dedupe_key) DO NOTHING; the new id, or None for a duplicate."""
-    dialect = session.get_bind().dialect.name
+    dialect = (session.dialect if isinstance(session, Connection) else session.get_bind().dialect).name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     table = Event.__table__  # Core, not the ORM bulk path: this runs on every webhook
     statement = insert(table).values(**values).on_conflict_do_nothing(index_elements=["dedupe_key"])
@@ -43,10 +43,15 @@ def safe_headers(headers: dict[str, str]) -> dict[str, str]:
     return {k.lower(): v for k, v in headers.items() if k.lower() not in _SECRET_HEADERS}
 
 
-def store_hotmart(session: Session, raw_body: bytes, headers: dict[str, str], *, held: bool) -> Stored:
-    """Store a verified webhook body (any JSON value), deduplicated on the envelope id."""
-    body = json.loads(raw_body)
-    parsed = hotmart.parse(body)
+def store_hotmart(
+    session: Session | Connection, raw_body: bytes, headers: dict[str, str], *, held: bool, decoded: Any = None
+) -> Stored:
+    """Store a verified webhook body (any JSON value), deduplicated on the envelope id.
+
+    Only the envelope is read here (the worker parses the whole body): this runs per webhook.
+    """
+    body = json.loads(raw_body) if decoded is None else decoded
+    parsed = hotmart.envelope(body)
     key = hotmart.dedupe_key(raw_body, parsed)
     status = "held" if held else "received"
     event_id = _insert(
