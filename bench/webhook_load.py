@@ -173,13 +173,64 @@ def wait_healthy(url: str) -> None:
     raise SystemExit("the API did not start")
 
 
-def end_to_end(env: dict[str, str], url: str, dsn: str, rate: int, seconds: float) -> list[float]:
+def lifecycle_mix(url: str, dsn: str, redis_url: str, rate: int, seconds: float) -> None:
+    """The steady state of a course at ``rate`` events/s: half are first purchases, half are
+    students linking Discord with the code a purchase one second earlier sent them."""
+    from bot.link import LinkService
+    from engine.db.session import session_factory
+    from engine.rules.repository import RulesRepository
+    from engine.settings import Settings
+    from tests.e2e.conftest import remote_enqueue
+
+    service = LinkService(
+        session_factory(Settings(ENGINE_ENV="test", database_url=dsn)),
+        RulesRepository(REPO / "rules"),
+        remote_enqueue(redis_url),
+    )
+    purchases = int(rate / 2 * seconds)
+    lag = int(rate / 2)  # link the student who bought one second ago
+
+    def code_of(i: int) -> str | None:
+        with psycopg.connect(dsn) as conn:
+            row = conn.execute(
+                "SELECT t.code FROM onboarding_tokens t JOIN students s ON s.id = t.student_id "
+                "WHERE s.email = %s AND t.revoked_at IS NULL",
+                (email(i),),
+            ).fetchone()
+        return row[0] if row else None
+
+    with httpx.Client(base_url=url, timeout=10) as client:
+        start = time.perf_counter()
+        for step in range(purchases + lag):
+            delay = start + step * 2 / rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            if step < purchases:
+                client.post("/webhooks/hotmart", content=body(step), headers={"X-HOTMART-HOTTOK": HOTTOK})
+            if step >= lag:
+                student = step - lag
+                code = code_of(student)
+                if code:
+                    service.link(discord_id(student), code)
+            half = start + (step * 2 + 1) / rate - time.perf_counter()
+            if half > 0:
+                time.sleep(half)
+
+
+def discord_id(i: int) -> str:
+    return str(1_200_000_000_000_000_000 + i)
+
+
+def end_to_end(env: dict[str, str], url: str, dsn: str, rate: int, seconds: float, mix: bool) -> list[float]:
     worker = subprocess.Popen(
         [ENGINE, "worker", "--threads", "4"], env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
         time.sleep(2)
-        asyncio.run(fixed_rate(url, rate, seconds))
+        if mix:
+            lifecycle_mix(url, dsn, env["REDIS_URL"], rate, seconds)
+        else:
+            asyncio.run(fixed_rate(url, rate, seconds))
         deadline = time.monotonic() + 60
         with psycopg.connect(dsn) as conn:
             while time.monotonic() < deadline:
@@ -193,8 +244,8 @@ def end_to_end(env: dict[str, str], url: str, dsn: str, rate: int, seconds: floa
                 "SELECT extract(epoch FROM max(a.finished_at) - e.received_at) FROM events e "
                 "JOIN action_runs a ON a.event_id = e.id GROUP BY e.id"
             ).fetchall()
-            statuses = conn.execute("SELECT status, count(*) FROM events GROUP BY status").fetchall()
-        print(f"  statuses: {dict(statuses)}")
+            statuses = conn.execute("SELECT type, status, count(*) FROM events GROUP BY 1, 2").fetchall()
+        print(f"  events: {', '.join(f'{t} {s}: {n}' for t, s, n in statuses)}")
         return [float(r[0]) * 1000 for r in rows]
     finally:
         worker.terminate()
@@ -224,6 +275,7 @@ def main() -> None:
     _seed_manychat(manychat.state.fake)
     for i in range(int(args.e2e_rate * args.e2e_seconds)):
         manychat.state.fake.seed_subscriber(email=email(i), whatsapp_phone=f"+55119{i:08d}", first_name=f"Bench {i}")
+        discord.state.fake.add_member(discord_id(i))
     api = None
     try:
         with serve(discord) as discord_url, serve(manychat) as manychat_url, tempfile.TemporaryDirectory() as tmp:
@@ -273,12 +325,18 @@ def main() -> None:
                     "scheduled_events, onboarding_tokens RESTART IDENTITY CASCADE"
                 )
             subprocess.run(["redis-cli", "-n", "14", "flushdb"], check=True, stdout=subprocess.DEVNULL)
-            print(
-                f"POST to all steps done, {args.e2e_rate} events/s for {args.e2e_seconds:.0f} s "
-                "(worker, fake Discord + ManyChat):"
-            )
-            e2e = end_to_end(env, url, dsn, args.e2e_rate, args.e2e_seconds)
-            print(f"  p50 {percentile(e2e, 50):6.0f} ms  p99 {percentile(e2e, 99):6.0f} ms  ({len(e2e)} events)")
+            for mix, label in ((True, "purchases + links, half each"), (False, "first purchases only")):
+                with psycopg.connect(dsn, autocommit=True) as conn:
+                    conn.execute(
+                        "TRUNCATE events, action_runs, students, memberships, grants, alerts, "
+                        "scheduled_events, onboarding_tokens, link_attempts RESTART IDENTITY CASCADE"
+                    )
+                print(
+                    f"stored to all steps done, {args.e2e_rate} events/s for {args.e2e_seconds:.0f} s, {label} "
+                    "(engine worker, fake Discord + ManyChat):"
+                )
+                e2e = end_to_end(env, url, dsn, args.e2e_rate, args.e2e_seconds, mix)
+                print(f"  p50 {percentile(e2e, 50):6.0f} ms  p99 {percentile(e2e, 99):6.0f} ms  ({len(e2e)} events)")
     finally:
         if api is not None:
             api.terminate()
