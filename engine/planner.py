@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from transitions import Machine
@@ -337,10 +337,3 @@ def _compare(actual: Any, op: str, expected: Any) -> bool:
 def _norm(value: Any) -> Any:
     # Hotmart sends ids sometimes as numbers, sometimes as strings.
     return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-__all__ = ["Facts", "Plan", "Planner", "ConditionTrace", "utcnow", "timedelta"]

@@ -38,7 +38,6 @@ def new_code(length: int = 8) -> str:
 
 # Internal events that concern the student, not one product: every membership gets them.
 STUDENT_WIDE_EVENTS = frozenset({"DISCORD_LINKED", "MEMBER_JOINED"})
-FINAL_STATUSES = frozenset({"processed", "ignored", "failed", "rejected"})
 
 
 @dataclass
@@ -78,7 +77,8 @@ def process_event(rt: Runtime, event_id: int) -> str:
 
 def _ignore(event: Event, reason: str, plans: list[dict[str, Any]] | None = None) -> tuple[None, str]:
     event.status = "ignored"
-    event.reason = reason
+    # Fields the parser could not use (kept in `reason` by _prepare) stay visible after the verdict.
+    event.reason = f"{reason} (unusable input: {event.reason})" if event.reason else reason
     event.plans = plans
     event.processed_at = utcnow()
     return None, "ignored"
@@ -159,7 +159,7 @@ def _upsert_student(session: Session, inp: EventInput) -> Student:
     return session.scalars(select(Student).where(Student.email == inp.email)).one()
 
 
-def _targets(rt: Runtime, session: Session, student: Student, inp: EventInput) -> list[_Target] | str:
+def _targets(rt: Runtime, student: Student, inp: EventInput) -> list[_Target] | str:
     memberships = {m.product_key: m for m in student.memberships}
     if inp.product is not None:
         return [_Target(memberships.get(inp.product.key), inp.product.key)]
@@ -174,7 +174,7 @@ def _plan(rt: Runtime, session: Session, event: Event, student_id: int) -> None:
     inp = event_input(event.payload, rules)
     student = session.get(Student, student_id)
     _refresh_student(student, inp)
-    targets = _targets(rt, session, student, inp)
+    targets = _targets(rt, student, inp)
     if isinstance(targets, str):
         _ignore(event, targets)
         return

@@ -29,7 +29,7 @@ from engine.rules.model import (
     TransitionRule,
     parse_duration,
 )
-from engine.rules.source import LineDict, Problem, line_of, load_yaml
+from engine.rules.source import Problem, line_of, load_yaml
 
 # engine/config.schema.json links to the top-level file, so an installed package carries it too.
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "config.schema.json"
@@ -547,6 +547,3 @@ def _exclusive(a: TransitionRule, b: TransitionRule) -> bool:
     if la is None or lb is None:
         return False
     return any((name, not polarity) in lb for name, polarity in la)
-
-
-__all__ = ["RulesError", "check_rules", "load_rules", "LineDict"]
