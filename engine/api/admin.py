@@ -395,12 +395,7 @@ def get_student(
     ).all()
     codes = session.scalars(
         select(OnboardingToken)
-        .where(
-            OnboardingToken.student_id == student.id,
-            OnboardingToken.used_at.is_(None),
-            OnboardingToken.revoked_at.is_(None),
-            OnboardingToken.expires_at > rt.now(),
-        )
+        .where(*OnboardingToken.unspent(student.id), OnboardingToken.expires_at > rt.now())
         .order_by(OnboardingToken.created_at.desc(), OnboardingToken.id.desc())
     ).all()
     mine = or_(Event.student_id == student.id, Event.email == student.email)

@@ -203,6 +203,11 @@ class OnboardingToken(Base):
     used_by_discord_id: Mapped[str | None] = mapped_column(String(21))
     revoked_at: Mapped[datetime | None]
 
+    @classmethod
+    def unspent(cls, student_id: int) -> tuple:
+        """WHERE clauses for a student's codes neither used nor revoked (expiry aside)."""
+        return (cls.student_id == student_id, cls.used_at.is_(None), cls.revoked_at.is_(None))
+
 
 class LinkAttempt(Base):
     """Failed /registrar attempts, for the per-user attempt limit."""

@@ -19,17 +19,8 @@ from engine.pipeline.runtime import Runtime
 LocalAction = Callable[[Runtime, Session, ActionRun, Membership | None, Student], StepResult]
 
 
-def _revoke_open_codes(session: Session, student: Student, now: datetime, keep: str | None = None) -> int:
-    result = session.execute(
-        update(OnboardingToken)
-        .where(
-            OnboardingToken.student_id == student.id,
-            OnboardingToken.used_at.is_(None),
-            OnboardingToken.revoked_at.is_(None),
-            OnboardingToken.code != (keep or ""),
-        )
-        .values(revoked_at=now)
-    )
+def _revoke_open_codes(session: Session, student: Student, now: datetime) -> int:
+    result = session.execute(update(OnboardingToken).where(*OnboardingToken.unspent(student.id)).values(revoked_at=now))
     return result.rowcount or 0
 
 
