@@ -6,6 +6,7 @@ Run a worker with ``engine worker`` (or ``huey_consumer engine.worker.huey``).
 from __future__ import annotations
 
 import logging
+import threading
 
 from huey import Huey, RedisHuey, SqliteHuey, crontab
 
@@ -33,6 +34,7 @@ def make_huey(settings: Settings) -> Huey:
 
 huey = make_huey(get_settings())
 _runtime: Runtime | None = None
+_runtime_lock = threading.Lock()
 
 
 def enqueue_event(event_id: int) -> None:
@@ -51,9 +53,11 @@ def schedule_drain(student_id: int, delay: float) -> None:
 
 
 def runtime() -> Runtime:
+    """The process's runtime, built once (worker threads may ask for it at the same moment)."""
     global _runtime
-    if _runtime is None:
-        _runtime = build_runtime(get_settings(), enqueue=enqueue_event, schedule_drain=schedule_drain)
+    with _runtime_lock:
+        if _runtime is None:
+            _runtime = build_runtime(get_settings(), enqueue=enqueue_event, schedule_drain=schedule_drain)
     return _runtime
 
 
