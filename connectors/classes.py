@@ -9,6 +9,24 @@ from connectors.base import Step, StepContext, StepResult
 from engine.db.models import ClassEnrollment, CourseClass
 
 
+def enroll_student(session: Session, student_id: int, key: str, name: str | None = None) -> bool:
+    """Enroll a student in a class (created on first use); False if already enrolled."""
+    course_class = session.scalar(select(CourseClass).where(CourseClass.key == key))
+    if course_class is None:
+        course_class = CourseClass(key=key, name=name or key)
+        session.add(course_class)
+        session.flush()
+    exists = session.scalar(
+        select(ClassEnrollment.id).where(
+            ClassEnrollment.class_id == course_class.id, ClassEnrollment.student_id == student_id
+        )
+    )
+    if exists is not None:
+        return False
+    session.add(ClassEnrollment(class_id=course_class.id, student_id=student_id))
+    return True
+
+
 class ClassesConnector:
     name = "classes"
     actions = frozenset({"enroll", "unenroll"})
@@ -24,15 +42,7 @@ class ClassesConnector:
         with self._sessions.begin() as session:
             if step.action == "enroll":
                 for key in keys:
-                    course_class = self._class(session, key)
-                    exists = session.scalar(
-                        select(ClassEnrollment.id).where(
-                            ClassEnrollment.class_id == course_class.id,
-                            ClassEnrollment.student_id == ctx.student.id,
-                        )
-                    )
-                    if exists is None:
-                        session.add(ClassEnrollment(class_id=course_class.id, student_id=ctx.student.id))
+                    enroll_student(session, ctx.student.id, key, self._names.get(key))
                 return StepResult.done(f"enrolled in {', '.join(keys) or 'nothing'}")
             class_ids = select(CourseClass.id).where(CourseClass.key.in_(keys))
             session.execute(
@@ -41,11 +51,3 @@ class ClassesConnector:
                 )
             )
             return StepResult.done(f"left {', '.join(keys) or 'nothing'}")
-
-    def _class(self, session: Session, key: str) -> CourseClass:
-        course_class = session.scalar(select(CourseClass).where(CourseClass.key == key))
-        if course_class is None:
-            course_class = CourseClass(key=key, name=self._names.get(key, key))
-            session.add(course_class)
-            session.flush()
-        return course_class

@@ -256,5 +256,56 @@ def retry(event_id: int, force: bool, skipped: bool) -> None:
     click.echo(f"event {event_id}: {outcome}")
 
 
+@main.command("import-students")
+@click.argument("csv_file", type=click.Path(path_type=Path))
+@click.option(
+    "--adopt-access",
+    is_flag=True,
+    help="Record each membership's roles, tags and classes as granted by the engine (a later "
+    "refund or churn removes them) and enroll in the product's classes.",
+)
+@click.option("--dry-run", "check_only", is_flag=True, help="Check the file and report; change nothing.")
+def import_students(csv_file: Path, adopt_access: bool, check_only: bool) -> None:
+    """One-time seed of existing students: CSV columns email,product[,state,name,phone,discord_id]."""
+    from engine.db.session import session_factory
+    from engine.pipeline.seed import read_rows, seed
+    from engine.rules.repository import RulesRepository
+    from engine.settings import get_settings
+
+    settings = get_settings()
+    rules = RulesRepository(settings.rules_dir).rules
+    try:
+        text = csv_file.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        click.echo(f"error: cannot read {csv_file}: {exc}", err=True)
+        sys.exit(2)
+    rows, errors = read_rows(text, rules, source=str(csv_file))
+    if errors:
+        for error in errors:
+            click.echo(error, err=True)
+        click.echo(f"{len(errors)} error(s); nothing imported", err=True)
+        sys.exit(1)
+    session = session_factory(settings)()
+    try:
+        report = seed(session, rows, rules, adopt_access=adopt_access)
+        if report.errors:
+            session.rollback()
+            for error in report.errors:
+                click.echo(f"{csv_file}:{error}", err=True)
+            click.echo(f"{len(report.errors)} error(s); nothing imported", err=True)
+            sys.exit(1)
+        if check_only:
+            session.rollback()
+        else:
+            session.commit()
+    finally:
+        session.close()
+    verb = "would create" if check_only else "created"
+    click.echo(
+        f"{verb} {report.students_created} student(s) and {report.memberships_created} membership(s) "
+        f"({report.memberships_existing} already there, {report.grants_recorded} grant(s) recorded)"
+    )
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

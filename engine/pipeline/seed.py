@@ -1,0 +1,151 @@
+"""One-time seed of the students a course already has (the owner's migration plan, step 4).
+
+A CSV row per membership: ``email,product,state,name,phone,discord_id`` (``state`` defaults to
+the first state with access in the example, ``active``). The whole file is checked first and
+nothing is imported if any row is wrong, so a fixed file can simply be run again.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from connectors.classes import enroll_student
+from engine.db.models import Grant, Membership, Student, utcnow
+from engine.pipeline.ledger import RESOURCES
+from engine.rules.model import Rules
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_SNOWFLAKE = re.compile(r"^[0-9]{15,21}$")
+_E164 = re.compile(r"^\+[1-9][0-9]{7,14}$")
+COLUMNS = ("email", "product", "state", "name", "phone", "discord_id")
+
+
+@dataclass
+class SeedRow:
+    line: int
+    email: str
+    product: str
+    state: str
+    name: str | None
+    phone: str | None
+    discord_id: str | None
+
+
+@dataclass
+class SeedReport:
+    errors: list[str] = field(default_factory=list)
+    students_created: int = 0
+    memberships_created: int = 0
+    memberships_existing: int = 0
+    grants_recorded: int = 0
+
+
+def read_rows(text: str, rules: Rules, source: str = "students.csv") -> tuple[list[SeedRow], list[str]]:
+    """Parse and check the CSV; every problem is reported as ``source:LINE: message``."""
+    reader = csv.DictReader(io.StringIO(text))
+    missing = [c for c in ("email", "product") if c not in (reader.fieldnames or [])]
+    if missing:
+        return [], [f"{source}:1: missing column(s): {', '.join(missing)} (columns: {', '.join(COLUMNS)})"]
+    rows, errors, seen = [], [], {}
+    for number, raw in enumerate(reader, start=2):
+        value = {k: (raw.get(k) or "").strip() for k in COLUMNS}
+        row = SeedRow(
+            number,
+            value["email"].lower(),
+            value["product"],
+            value["state"] or "active",
+            value["name"] or None,
+            value["phone"] or None,
+            value["discord_id"] or None,
+        )
+        where = f"{source}:{number}:"
+        if not _EMAIL.match(row.email):
+            errors.append(f"{where} invalid e-mail {value['email']!r}")
+        if row.product not in rules.products:
+            errors.append(f"{where} unknown product {row.product!r} (products: {', '.join(rules.products)})")
+        if row.state not in rules.states:
+            errors.append(f"{where} unknown state {row.state!r} (states: {', '.join(rules.states)})")
+        if row.phone and not _E164.match(row.phone):
+            errors.append(f"{where} phone {row.phone!r} is not E.164 (e.g. +5511999990001)")
+        if row.discord_id and not _SNOWFLAKE.match(row.discord_id):
+            errors.append(f"{where} discord_id {row.discord_id!r} is not a Discord id")
+        key = (row.email, row.product)
+        if key in seen:
+            errors.append(f"{where} {row.email} / {row.product} already on line {seen[key]}")
+        seen.setdefault(key, number)
+        rows.append(row)
+    return rows, errors
+
+
+def seed(session: Session, rows: list[SeedRow], rules: Rules, *, adopt_access: bool) -> SeedReport:
+    """Create students and memberships (existing memberships are left as they are).
+
+    ``adopt_access`` records each imported membership's roles, tags and classes in the grant
+    ledger, as if the engine had granted them: a later refund or churn then removes them.
+    """
+    report = SeedReport()
+    now = utcnow()
+    for row in rows:
+        student = session.scalar(select(Student).where(Student.email == row.email))
+        if student is None:
+            student = Student(email=row.email, name=row.name, phone=row.phone, created_at=now, updated_at=now)
+            session.add(student)
+            report.students_created += 1
+        student.name = student.name or row.name
+        student.phone = student.phone or row.phone
+        if row.discord_id and student.discord_id != row.discord_id:
+            owner = session.scalar(select(Student.email).where(Student.discord_id == row.discord_id))
+            if owner and owner != row.email:
+                report.errors.append(f"line {row.line}: discord_id {row.discord_id} is linked to {owner}")
+                continue
+            if student.discord_id:
+                report.errors.append(f"line {row.line}: {row.email} is linked to another Discord account")
+                continue
+            student.discord_id = row.discord_id
+        session.flush()
+        membership = session.scalar(
+            select(Membership).where(Membership.student_id == student.id, Membership.product_key == row.product)
+        )
+        if membership is not None:
+            report.memberships_existing += 1
+            continue
+        membership = Membership(
+            student_id=student.id,
+            product_key=row.product,
+            state=row.state,
+            state_changed_at=now,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(membership)
+        session.flush()
+        report.memberships_created += 1
+        if adopt_access:
+            product = rules.products[row.product]
+            owned = {
+                "discord_role": product.discord_roles,
+                "manychat_tag": product.manychat_tags,
+                "class": product.classes,
+            }
+            for kind in {kind for kind, _ in RESOURCES.values()}:
+                for resource in owned[kind]:
+                    session.add(
+                        Grant(
+                            student_id=student.id,
+                            membership_id=membership.id,
+                            kind=kind,
+                            resource=resource,
+                            applied=True,
+                            created_at=now,
+                        )
+                    )
+                    report.grants_recorded += 1
+            for key in product.classes:
+                enroll_student(session, student.id, key, rules.classes.get(key))
+    return report
