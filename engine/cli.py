@@ -177,9 +177,12 @@ def serve(host: str, port: int, workers: int, worker: bool | None, threads: int,
 def worker(threads: int) -> None:
     """Run a Huey worker: processes events, retries and timers."""
     _configure_logging()
+    from engine.pipeline.sweep import sweep
     from engine.worker import huey, runtime
 
-    runtime()  # fail fast on invalid rules or settings
+    # Fail fast on invalid rules or settings; then sweep once now rather than at the next minute,
+    # so held webhooks (HOTMART_ENABLED just turned on) and overdue timers don't wait.
+    sweep(runtime())
     huey.create_consumer(workers=threads, worker_type="thread", periodic=True).run()
 
 
