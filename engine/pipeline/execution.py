@@ -11,6 +11,7 @@ never retried automatically.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import timedelta
 
 from sqlalchemy import select
@@ -96,7 +97,8 @@ def _execute(rt: Runtime, run_id: int) -> str:
         local = LOCAL_ACTIONS.get(run.action)
         if local is not None:
             try:
-                result = local(rt, session, run, membership, student)
+                with session.begin_nested():  # a database error undoes the step, not its record
+                    result = local(rt, session, run, membership, student)
             except Exception as exc:  # noqa: BLE001 - a bug in one step must not stop the others
                 log.exception("step %s failed", run.id)
                 result = StepResult.failed("engine.error", f"{type(exc).__name__}: {exc}", retryable=True)
@@ -110,14 +112,7 @@ def _execute(rt: Runtime, run_id: int) -> str:
             result = StepResult.failed("engine.no_connector", f"no connector runs {step.action!r}")
         else:
             if "discord_id" in step.params:  # relink: act on the account linked before
-                ctx = StepContext(
-                    StudentRef(**{**ctx.student.__dict__, "discord_id": step.params["discord_id"]}),
-                    ctx.event_id,
-                    ctx.event_type,
-                    ctx.product_key,
-                    ctx.membership_id,
-                    ctx.action_run_id,
-                )
+                ctx = replace(ctx, student=replace(ctx.student, discord_id=step.params["discord_id"]))
             try:
                 result = connector.run(step, ctx)
             except Exception as exc:  # noqa: BLE001 - connectors should not raise; survive if one does

@@ -29,8 +29,14 @@ def issue_token(
 ) -> StepResult:
     code = run.params["code"]
     existing = session.scalar(select(OnboardingToken).where(OnboardingToken.code == code))
-    if existing is not None:  # this step already ran (resumed after a crash)
-        return StepResult.done(f"code already issued (token {existing.id})")
+    if existing is not None:
+        if existing.student_id == student.id and existing.membership_id == (membership.id if membership else None):
+            return StepResult.done(f"code already issued (token {existing.id})")  # resumed after a crash
+        # 40 random bits met an existing code: the planned steps carry this code, so stop here.
+        return StepResult.failed(
+            "engine.code_collision",
+            "the new code collided with an existing one; send a fresh one with POST /admin/students/{email}/code",
+        )
     now = rt.now()
     replaced = _revoke_open_codes(session, student, now)
     token = OnboardingToken(

@@ -342,3 +342,39 @@ def test_a_new_purchase_of_the_same_product_is_not_blocked_by_an_old_refund(make
     again["id"], again["data"]["purchase"]["transaction"] = "another-purchase", "HP1000000000099"
     h.deliver(again)
     assert states(h) == {"curso": "pending_onboarding"}
+
+
+def test_a_database_error_in_a_local_step_fails_that_step_and_keeps_its_record(make_harness, monkeypatch):
+    from sqlalchemy import text
+
+    from engine.pipeline import local_actions
+
+    def broken_schedule(rt, session, run, membership, student):
+        session.execute(text("SELECT * FROM no_such_table"))
+
+    monkeypatch.setitem(local_actions.LOCAL_ACTIONS, "schedule", broken_schedule)
+    h = make_harness()
+    found = event(h, h.deliver(load_payload("purchase_approved.json")))
+    step = next(r for r in found.action_runs if r.action == "schedule")
+    assert (step.status, step.error) == ("retrying", "engine.error")
+    assert "no_such_table" in step.detail
+    assert [r.status for r in found.action_runs[:4]] == ["done"] * 4  # earlier steps kept
+
+
+def test_a_code_colliding_with_another_students_code_is_not_reported_as_issued(make_harness, monkeypatch):
+    import engine.pipeline.processing as processing
+    from engine.db.models import OnboardingToken
+
+    h = make_harness()
+    h.deliver(load_payload("purchase_approved.json"))
+    with h.runtime.sessions() as session:
+        taken = session.scalars(select(OnboardingToken)).one().code
+    monkeypatch.setattr(processing, "new_code", lambda length=8: taken)
+    other = load_payload("purchase_approved.json")
+    other["id"], other["data"]["buyer"]["email"] = "another-student", "bia@example.com"
+    other["data"]["purchase"]["transaction"] = "HP1000000000055"
+    found = event(h, h.deliver(other))
+    step = found.action_runs[0]
+    assert (step.action, step.status, step.error) == ("issue_token", "failed", "engine.code_collision")
+    assert found.status == "failed"
+    assert h.manychat.actions_called().count("set_field") == 1  # the colliding code was never sent
