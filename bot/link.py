@@ -57,13 +57,14 @@ _USER_LOCK_NAMESPACE = 0x5E18
 LINKED = "linked"
 UNKNOWN_CODE = "unknown_code"
 EXPIRED_CODE = "expired_code"
+ACCESS_ENDED = "access_ended_code"  # optional in the rules; expired_code stands in without it
 USED_CODE = "used_code"
 LINKED_TO_OTHER_STUDENT = "linked_to_other_student"
 TOO_MANY_ATTEMPTS = "too_many_attempts"
 UNAVAILABLE = "unavailable"
 
 # The outcomes that count toward the attempt limit.
-FAILED_OUTCOMES = frozenset({UNKNOWN_CODE, EXPIRED_CODE, USED_CODE, LINKED_TO_OTHER_STUDENT})
+FAILED_OUTCOMES = frozenset({UNKNOWN_CODE, EXPIRED_CODE, ACCESS_ENDED, USED_CODE, LINKED_TO_OTHER_STUDENT})
 
 
 @dataclass(frozen=True)
@@ -157,6 +158,9 @@ class LinkService:
 
     # internals ---------------------------------------------------------------------------------
 
+    def _says(self, outcome: str) -> bool:
+        return outcome in self.rules_repo.rules.onboarding.replies
+
     def _onboarding(self) -> Onboarding:
         try:
             self.rules_repo.reload_if_changed()  # the bot runs for weeks; admins edit the texts
@@ -201,6 +205,8 @@ class LinkService:
             if token.used_by_discord_id == user and student.discord_id == user:
                 return LINKED, None  # the same user again: already done, nothing new
             return USED_CODE, None
+        if token.revoked_at is not None and token.revoked_reason == "access_ended" and self._says(ACCESS_ENDED):
+            return ACCESS_ENDED, None  # refunded or charged back: "ask for a new code" would mislead
         if token.revoked_at is not None or token.expires_at <= now:
             return EXPIRED_CODE, None
         other = session.scalar(select(Student.id).where(Student.discord_id == user, Student.id != student.id))

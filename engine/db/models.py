@@ -202,6 +202,7 @@ class OnboardingToken(Base):
     used_at: Mapped[datetime | None]
     used_by_discord_id: Mapped[str | None] = mapped_column(String(21))
     revoked_at: Mapped[datetime | None]
+    revoked_reason: Mapped[str | None] = mapped_column(String(20))  # replaced | access_ended
 
     @classmethod
     def unspent(cls, student_id: int) -> tuple:

@@ -19,8 +19,12 @@ from engine.pipeline.runtime import Runtime
 LocalAction = Callable[[Runtime, Session, ActionRun, Membership | None, Student], StepResult]
 
 
-def _revoke_open_codes(session: Session, student: Student, now: datetime) -> int:
-    result = session.execute(update(OnboardingToken).where(*OnboardingToken.unspent(student.id)).values(revoked_at=now))
+def _revoke_open_codes(session: Session, student: Student, now: datetime, reason: str) -> int:
+    result = session.execute(
+        update(OnboardingToken)
+        .where(*OnboardingToken.unspent(student.id))
+        .values(revoked_at=now, revoked_reason=reason)
+    )
     return result.rowcount or 0
 
 
@@ -38,7 +42,7 @@ def issue_token(
             "the new code collided with an existing one; send a fresh one with POST /admin/students/{email}/code",
         )
     now = rt.now()
-    replaced = _revoke_open_codes(session, student, now)
+    replaced = _revoke_open_codes(session, student, now, "replaced")
     token = OnboardingToken(
         code=code,
         student_id=student.id,
@@ -55,7 +59,7 @@ def issue_token(
 def revoke_token(
     rt: Runtime, session: Session, run: ActionRun, membership: Membership | None, student: Student
 ) -> StepResult:
-    count = _revoke_open_codes(session, student, rt.now())
+    count = _revoke_open_codes(session, student, rt.now(), "access_ended")
     return StepResult.done(f"{count} open code(s) revoked")
 
 

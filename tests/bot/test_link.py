@@ -203,6 +203,32 @@ def test_code_replaced_by_a_newer_one_replies_expired(make_harness):
     assert svc.link(ACCOUNT_A, new).outcome == "linked"
 
 
+def test_code_of_a_refunded_purchase_says_the_access_ended(make_harness):
+    h = make_harness()
+    code = seed(h)
+    h.deliver(load_payload("purchase_refunded.json"))  # revoke_token: the access ended
+    outcome = service(h).link(ACCOUNT_A, code)
+    assert (outcome.outcome, outcome.reply) == ("access_ended_code", replies(h)["access_ended_code"])
+    assert student(h).discord_id is None and events(h, "DISCORD_LINKED") == []
+
+
+def test_without_the_optional_reply_a_refunded_code_says_expired(make_harness, tmp_path):
+    import shutil
+
+    from tests.conftest import RULES
+
+    rules_dir = tmp_path / "rules"
+    shutil.copytree(RULES, rules_dir)
+    onboarding = rules_dir / "onboarding.yaml"
+    onboarding.write_text(
+        "".join(line for line in onboarding.read_text().splitlines(keepends=True) if "access_ended_code" not in line)
+    )
+    h = make_harness(rules_dir=rules_dir)
+    code = seed(h)
+    h.deliver(load_payload("purchase_refunded.json"))
+    assert service(h).link(ACCOUNT_A, code).outcome == "expired_code"
+
+
 def test_used_code(make_harness):
     h = make_harness()
     code = seed(h)
