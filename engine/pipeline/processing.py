@@ -49,6 +49,7 @@ class _Target:
 def process_event(rt: Runtime, event_id: int) -> str:
     """Plan and run one event; returns the event's status afterwards."""
     rt.rules.reload_if_changed()
+    inp: EventInput | None = None
     with rt.sessions.begin() as session:
         event = session.get(Event, event_id)
         if event is None:
@@ -59,13 +60,15 @@ def process_event(rt: Runtime, event_id: int) -> str:
             student_id = event.student_id
             status = event.status
         else:
-            student_id, status = _prepare(rt, session, event)
-    if status == "received" and student_id is not None:
+            # Parsed once here; planning under the lock reuses it.
+            inp = event_input(event.payload, rt.rules.rules) if event.payload is not None else None
+            student_id, status = _prepare(rt, session, event, inp)
+    if status == "received" and student_id is not None and inp is not None:
         with student_lock(rt.sessions, student_id):
             with rt.sessions.begin() as session:
                 event = session.get(Event, event_id)
                 if event.status == "received":
-                    _plan(rt, session, event, student_id)
+                    _plan(rt, session, event, student_id, inp)
             drain_student(rt, student_id)
     elif status in ("processing", "retrying") and student_id is not None:
         with student_lock(rt.sessions, student_id):
@@ -84,12 +87,11 @@ def _ignore(event: Event, reason: str, plans: list[dict[str, Any]] | None = None
     return None, "ignored"
 
 
-def _prepare(rt: Runtime, session: Session, event: Event) -> tuple[int | None, str]:
+def _prepare(rt: Runtime, session: Session, event: Event, inp: EventInput | None) -> tuple[int | None, str]:
     """Decide whether the event concerns a student; create the student when it will act."""
-    if event.payload is None:
+    if inp is None:
         return _ignore(event, "body is not JSON")
     rules = rt.rules.rules
-    inp = event_input(event.payload, rules)
     if inp.problems:
         event.reason = "; ".join(inp.problems)[:2000]  # kept even if the event goes on
     if not inp.event_type:
@@ -169,9 +171,8 @@ def _targets(rt: Runtime, student: Student, inp: EventInput) -> list[_Target] | 
     return f"product {inp.product_key or '(none)'} is not defined in the rules"
 
 
-def _plan(rt: Runtime, session: Session, event: Event, student_id: int) -> None:
+def _plan(rt: Runtime, session: Session, event: Event, student_id: int, inp: EventInput) -> None:
     rules, planner = rt.rules.rules, rt.rules.planner
-    inp = event_input(event.payload, rules)
     student = session.get(Student, student_id)
     _refresh_student(student, inp)
     targets = _targets(rt, student, inp)
