@@ -20,6 +20,8 @@ class Settings(BaseSettings):
 
     database_url: str | None = None  # unset: SQLite under var_dir
     redis_url: str | None = None  # unset: Huey's SQLite storage under var_dir
+    # Huey's name: every key it keeps in Redis carries it (two installs can share one Redis).
+    queue_name: str = Field(default="lifecycle-engine", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
     var_dir: Path = Path("var")
     rules_dir: Path = Path("rules")
 

@@ -27,9 +27,9 @@ def make_huey(settings: Settings) -> Huey:
         from redis import ConnectionPool
 
         pool = ConnectionPool.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=10)
-        return RedisHuey("lifecycle-engine", connection_pool=pool)
+        return RedisHuey(settings.queue_name, connection_pool=pool)
     settings.var_dir.mkdir(parents=True, exist_ok=True)
-    return SqliteHuey("lifecycle-engine", filename=str(settings.var_dir / "queue.db"))
+    return SqliteHuey(settings.queue_name, filename=str(settings.var_dir / "queue.db"))
 
 
 huey = make_huey(get_settings())

@@ -13,10 +13,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
 os.environ.setdefault("ENGINE_ENV", "test")
+# One queue name per test run: the Redis keys this run creates are the only ones it deletes.
+os.environ.setdefault("QUEUE_NAME", f"engine-test-{uuid.uuid4().hex[:8]}")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -24,8 +27,12 @@ REFERENCE = SHARED / "reference" / "hotmart"
 CORPUS = SHARED / "corpus" / "hotmart-webhooks"
 RULES = REPO / "rules"
 
-PG_HOST, PG_PORT = "127.0.0.1", 5432
-REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
+# Service URLs come from the environment; the defaults are the CI machine's.
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+_pg, _redis = urlsplit(TEST_DATABASE_URL), urlsplit(TEST_REDIS_URL)
+PG_HOST, PG_PORT = _pg.hostname or "127.0.0.1", _pg.port or 5432
+REDIS_HOST, REDIS_PORT = _redis.hostname or "127.0.0.1", _redis.port or 6379
 ADMIN_TOKEN = "admin-test-token"
 HOTTOK = "hottok-test-secret"
 
@@ -61,10 +68,10 @@ def postgres_url() -> Iterator[str]:
     import psycopg
 
     name = f"engine_test_{uuid.uuid4().hex[:8]}"
-    admin_url = f"postgresql://postgres@{PG_HOST}:{PG_PORT}/postgres"
+    admin_url = TEST_DATABASE_URL
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    url = f"postgresql://postgres@{PG_HOST}:{PG_PORT}/{name}"
+    url = urlunsplit(_pg._replace(path=f"/{name}"))
     from engine.db.migrate import upgrade
     from engine.settings import Settings
 
@@ -98,9 +105,12 @@ def redis_url() -> str:
     require_service("Redis", REDIS_HOST, REDIS_PORT)
     import redis
 
-    url = f"redis://{REDIS_HOST}:{REDIS_PORT}/15"
-    redis.Redis.from_url(url).flushdb()
-    return url
+    # Only this run's queue keys (Huey puts its name in every key), never the whole database.
+    client = redis.Redis.from_url(TEST_REDIS_URL)
+    keys = list(client.scan_iter(match=f"*{os.environ['QUEUE_NAME']}*"))
+    if keys:
+        client.delete(*keys)
+    return TEST_REDIS_URL
 
 
 @dataclass

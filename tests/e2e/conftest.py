@@ -166,7 +166,7 @@ def remote_enqueue(redis_url: str) -> Callable[[int], None]:
     """Enqueue process_event_task into the stack's Redis from this test process (as the bot does)."""
     from huey import RedisHuey
 
-    client = RedisHuey("lifecycle-engine", url=redis_url)
+    client = RedisHuey(os.environ["QUEUE_NAME"], url=redis_url)
 
     def process_event_task(event_id: int) -> None:  # executed by the worker, never here
         raise AssertionError("runs in the worker")
