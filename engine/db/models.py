@@ -174,6 +174,23 @@ class Alert(Base):
     acknowledged_at: Mapped[datetime | None]
 
 
+class History(Base):
+    """The audit trail of what happened to a student beyond their events' own rows: replays,
+    state renames, imports, admin requests. Insert-only; ``engine student`` reads it."""
+
+    __tablename__ = "history"
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    kind: Mapped[str] = mapped_column(String(40))  # replay | state_renamed | imported | ...
+    student_id: Mapped[int | None] = mapped_column(ForeignKey("students.id"), index=True)
+    membership_id: Mapped[int | None] = mapped_column(ForeignKey("memberships.id"))
+    event_id: Mapped[int | None] = mapped_column(ForeignKey("events.id"), index=True)
+    actor: Mapped[str | None] = mapped_column(String(100))  # who asked: "admin-api", "cli", "worker"
+    rules_version: Mapped[str | None] = mapped_column(String(80))
+    detail: Mapped[dict[str, Any] | None]
+
+
 class ScheduledEvent(Base):
     """A timer: fires ``event_type`` for a membership at ``due_at`` (survives restarts)."""
 
