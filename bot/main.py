@@ -75,7 +75,7 @@ def run() -> None:
     from engine.db.session import session_factory
     from engine.rules.repository import RulesRepository
     from engine.settings import get_settings
-    from engine.worker import enqueue_event
+    from engine.worker import enqueue_urgent
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = get_settings()
@@ -89,6 +89,7 @@ def run() -> None:
         )
         threading.Event().wait()
         return
-    service = LinkService(session_factory(settings), RulesRepository(settings.rules_dir), enqueue_event)
+    # A student who links is waiting for the role: their events go ahead of bulk work.
+    service = LinkService(session_factory(settings), RulesRepository(settings.rules_dir), enqueue_urgent)
     bot = build_bot(service, int(settings.discord_guild_id))
     bot.run(token)  # blocking; handles SIGINT/SIGTERM

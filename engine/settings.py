@@ -42,6 +42,16 @@ class Settings(BaseSettings):
     manychat_api_token: SecretStr = SecretStr("")
     manychat_api_base: str = MANYCHAT_API_BASE
 
+    # Discord allows 50 requests/s per bot; a little under it, so network jitter between
+    # processes never lands a 51st request in one of Discord's seconds.
+    discord_global_rate: float = Field(default=48.0, gt=0, le=50)
+    # Threads of `engine worker` that run ManyChat steps in their own lane (0: no lane, the
+    # main threads run them and may sleep in ManyChat's budget).
+    manychat_lane_threads: int = Field(default=4, ge=0, le=64)
+    # Database connections per process: None sizes the pool from the threads (one per
+    # thread plus a few for the sweep and the API); checked against max_connections at start.
+    database_pool_size: int | None = Field(default=None, ge=1, le=500)
+
     retry_delay_seconds: float = 30.0  # the one automatic retry of a failed step
     timer_poll_seconds: float = 30.0  # how often due timers and stuck events are swept
 

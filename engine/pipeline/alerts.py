@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -12,6 +13,14 @@ from engine.db.models import Alert
 from engine.pipeline.runtime import Runtime
 
 log = logging.getLogger(__name__)
+_raised = threading.local()
+
+
+def take_raised() -> bool:
+    """Whether this thread raised an alert since it last asked (then post it without waiting)."""
+    raised = getattr(_raised, "flag", False)
+    _raised.flag = False
+    return raised
 
 
 def raise_alert(
@@ -35,6 +44,7 @@ def raise_alert(
     )
     session.add(alert)
     session.flush()
+    _raised.flag = True
     log.warning("alert %s (%s): %s", alert.id, kind, message)
     return alert
 

@@ -19,9 +19,9 @@ from sqlalchemy.orm import Session
 
 from engine.db.models import ActionRun, Event, Membership, Student, utcnow
 from engine.inputs import EventInput, event_input
-from engine.pipeline.alerts import notify_alerts
-from engine.pipeline.execution import drain_student
-from engine.pipeline.locks import student_lock
+from engine.pipeline.alerts import notify_alerts, take_raised
+from engine.pipeline.execution import OPEN_STATUSES, drain_student
+from engine.pipeline.locks import StudentHold
 from engine.pipeline.runtime import Runtime
 from engine.planner import Facts, Plan
 
@@ -47,35 +47,47 @@ class _Target:
 
 
 def process_event(rt: Runtime, event_id: int) -> str:
-    """Plan and run one event; returns the event's status afterwards."""
+    """Plan and run one event; returns the event's status afterwards.
+
+    One connection and, for a typical event, three transactions: read + lock + plan +
+    local steps; each remote step's result; the unlock.
+    """
     rt.rules.reload_if_changed()
-    inp: EventInput | None = None
-    with rt.sessions.begin() as session:
+    seen: dict[str, str] = {}
+
+    def plan(session: Session) -> int | None:
         event = session.get(Event, event_id)
         if event is None:
-            return "missing"
+            seen["status"] = "missing"
+            return None
+        if event.student_id is not None and event.status in ("received", *OPEN_STATUSES):
+            hold.lock(session, event.student_id)  # before reading anything the lock protects
+            session.refresh(event)
+        seen["status"] = event.status
         if event.status == "held":
-            return "held"
+            return None
         if event.status != "received":
-            student_id = event.student_id
-            status = event.status
-        else:
-            # Parsed once here; planning under the lock reuses it.
-            inp = event_input(event.payload, rt.rules.rules) if event.payload is not None else None
-            student_id, status = _prepare(rt, session, event, inp)
-    if status == "received" and student_id is not None and inp is not None:
-        with student_lock(rt.sessions, student_id):
-            with rt.sessions.begin() as session:
-                event = session.get(Event, event_id)
-                if event.status == "received":
-                    _plan(rt, session, event, student_id, inp)
-            drain_student(rt, student_id)
-    elif status in ("processing", "retrying") and student_id is not None:
-        with student_lock(rt.sessions, student_id):
-            drain_student(rt, student_id)
-    notify_alerts(rt)  # post alerts raised by this event now, not at the next sweep
-    with rt.sessions.begin() as session:
-        return session.get(Event, event_id).status
+            return event.student_id if event.status in OPEN_STATUSES else None
+        # Parsed once here; planning reuses it.
+        inp = event_input(event.payload, rt.rules.rules) if event.payload is not None else None
+        student_id, status = _prepare(rt, session, event, inp)
+        if status != "received" or student_id is None or inp is None:
+            seen["status"] = event.status
+            return None
+        hold.lock(session, student_id)
+        session.refresh(event)
+        if event.status == "received":
+            _plan(rt, session, event, student_id, inp)
+        seen["status"] = event.status
+        return student_id if event.status in OPEN_STATUSES else None
+
+    with StudentHold(rt.sessions) as hold:
+        drained = drain_student(rt, None, hold=hold, first=plan)
+    if drained.handed_to and hold.student_id is not None:
+        rt.hand_off(hold.student_id, drained.handed_to)
+    if take_raised():
+        notify_alerts(rt)  # post alerts raised by this event now, not at the next sweep
+    return drained.statuses.get(event_id, seen.get("status", "missing"))
 
 
 def _ignore(event: Event, reason: str, plans: list[dict[str, Any]] | None = None) -> tuple[None, str]:

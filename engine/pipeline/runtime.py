@@ -41,6 +41,18 @@ class Runtime:
     clock: Callable[[], datetime] = utcnow
     alert_sink: Connector | None = None  # has post_alert(content, nonce=)
     extra: dict = field(default_factory=dict)
+    # An event a student waits for interactively (a link, a join, an admin's new code).
+    enqueue_urgent: Callable[[int], None] | None = None
+    # Connector name -> the lane (queue) its steps run in; none: every thread runs them.
+    lanes: dict[str, str] = field(default_factory=dict)
+    hand_off: Callable[[int, str], None] = lambda student_id, lane: None  # continue a student in a lane
+
+    def enqueue_now(self, event_id: int) -> None:
+        """Queue an event ahead of bulk work."""
+        (self.enqueue_urgent or self.enqueue)(event_id)
+
+    def lane_for(self, connector: Connector) -> str | None:
+        return self.lanes.get(connector.name)
 
     def now(self) -> datetime:
         return self.clock()
@@ -54,7 +66,10 @@ def build_connectors(
 ) -> tuple[dict[str, Connector], Connector]:
     """Connectors by action, honouring the feature flags; plus the admin-alert sink."""
     from connectors.classes import ClassesConnector
+    from connectors.throttle import LocalLimiter, RedisLimiter
 
+    # One budget per outside service for every worker process: in Redis when there is one.
+    limiter = RedisLimiter.from_url(settings.redis_url, settings.queue_name) if settings.redis_url else LocalLimiter()
     registry: dict[str, Connector] = {}
     discord_actions = frozenset({"add_role", "remove_role", "send_dm"})
     manychat_actions = frozenset({"add_tag", "remove_tag", "set_field", "trigger_flow"})
@@ -66,6 +81,8 @@ def build_connectors(
             settings.discord_guild_id,
             api_base=settings.discord_api_base,
             alert_channel_id=settings.discord_alert_channel_id,
+            global_rate=settings.discord_global_rate,
+            limiter=limiter,
         )
     else:
         discord = DisabledConnector("discord", discord_actions, "DISCORD_ENABLED")
@@ -73,7 +90,7 @@ def build_connectors(
         from connectors.manychat import ManyChatConnector
 
         manychat: Connector = ManyChatConnector(
-            settings.manychat_api_token.get_secret_value(), api_base=settings.manychat_api_base
+            settings.manychat_api_token.get_secret_value(), api_base=settings.manychat_api_base, limiter=limiter
         )
     else:
         manychat = DisabledConnector("manychat", manychat_actions, "MANYCHAT_ENABLED")
@@ -90,6 +107,7 @@ def build_runtime(
     enqueue: Callable[[int], None] | None = None,
     schedule_drain: Callable[[int, float], None] | None = None,
     sessions: sessionmaker[Session] | None = None,
+    enqueue_urgent: Callable[[int], None] | None = None,
 ) -> Runtime:
     from engine.db.session import session_factory
 
@@ -101,4 +119,5 @@ def build_runtime(
         runtime.enqueue = enqueue
     if schedule_drain is not None:
         runtime.schedule_drain = schedule_drain
+    runtime.enqueue_urgent = enqueue_urgent
     return runtime
