@@ -173,17 +173,42 @@ def serve(host: str, port: int, workers: int, worker: bool | None, threads: int,
 
 
 @main.command()
-@click.option("--threads", default=4, show_default=True, help="Worker threads.")
-def worker(threads: int) -> None:
-    """Run a Huey worker: processes events, retries and timers."""
+@click.option("--threads", default=4, show_default=True, help="Worker threads (main queue).")
+@click.option(
+    "--lane-threads",
+    default=None,
+    type=click.IntRange(0, 64),
+    help="Threads of the ManyChat lane [default: MANYCHAT_LANE_THREADS, 4]; 0: no lane.",
+)
+def worker(threads: int, lane_threads: int | None) -> None:
+    """Run a Huey worker: processes events, retries and timers (plus the ManyChat lane)."""
     _configure_logging()
+    from engine.db.session import check_connection_budget, worker_pool_size
     from engine.pipeline.sweep import sweep
-    from engine.worker import huey, runtime
+    from engine.settings import get_settings
 
+    settings = get_settings()
+    lane_threads = settings.manychat_lane_threads if lane_threads is None else lane_threads
+    if settings.database_pool_size is None:
+        settings.database_pool_size = worker_pool_size(threads + lane_threads)
+
+    import engine.worker as queue
+
+    if lane_threads:
+        queue.enable_lanes({"manychat"})
     # Fail fast on invalid rules or settings; then sweep once now rather than at the next minute,
     # so held webhooks (HOTMART_ENABLED just turned on) and overdue timers don't wait.
-    sweep(runtime())
-    huey.create_consumer(workers=threads, worker_type="thread", periodic=True).run()
+    sweep(queue.runtime())
+    check_connection_budget(settings, role="this worker")
+    lanes = []
+    if lane_threads:
+        lanes.append(queue.lane_queues["manychat"].create_consumer(workers=lane_threads, worker_type="thread"))
+        lanes[-1].start()
+    try:
+        queue.huey.create_consumer(workers=threads, worker_type="thread", periodic=True).run()
+    finally:
+        for consumer in lanes:
+            consumer.stop(graceful=True)
 
 
 @main.command()

@@ -74,6 +74,7 @@ def process_event(rt: Runtime, event_id: int) -> str:
         if status != "received" or student_id is None or inp is None:
             seen["status"] = event.status
             return None
+        session.flush()  # the refresh below must not drop what _prepare set
         hold.lock(session, student_id)
         session.refresh(event)
         if event.status == "received":

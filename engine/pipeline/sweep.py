@@ -7,9 +7,11 @@ holding it, the sweep enqueues it again (processing is idempotent).
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select, text
 
 from engine.db.models import ActionRun, Event, Membership, ScheduledEvent, Student
 from engine.pipeline.alerts import notify_alerts
@@ -18,6 +20,7 @@ from engine.pipeline.runtime import Runtime
 
 log = logging.getLogger(__name__)
 STUCK_AFTER = timedelta(minutes=2)
+_SWEEP_LOCK = 0x5E18  # advisory-lock namespace of the sweep (the student locks use 0x5E17)
 
 
 def fire_due_timers(rt: Runtime, limit: int = 500) -> list[int]:
@@ -71,24 +74,66 @@ def release_held(rt: Runtime) -> list[int]:
 
 
 def requeue_stuck(rt: Runtime) -> list[int]:
+    """Enqueue events nobody finished; each at most once per STUCK_AFTER, whichever process sweeps.
+
+    ``enqueued_at`` records the re-enqueue in the same transaction that picks the events
+    (rows another sweep is picking are skipped), so two processes sweeping at the same
+    moment never queue the same event twice.
+    """
     now = rt.now()
     with rt.sessions.begin() as session:
-        stale = select(Event.id).where(
-            Event.status.in_(("received", "processing")), Event.received_at < now - STUCK_AFTER
-        )
         overdue_retry = (
             select(ActionRun.event_id)
             .where(ActionRun.status == "retrying")
             .group_by(ActionRun.event_id)
             .having(func.min(ActionRun.retry_at) < now - timedelta(minutes=1))
         )
-        ids = sorted(set(session.scalars(stale).all()) | set(session.scalars(overdue_retry).all()))
+        last_queued = func.coalesce(Event.enqueued_at, Event.received_at)
+        stuck = (
+            select(Event)
+            .where(
+                or_(Event.status.in_(("received", "processing")), Event.id.in_(overdue_retry)),
+                last_queued < now - STUCK_AFTER,
+            )
+            .order_by(Event.id)
+            .limit(1000)
+            .with_for_update(skip_locked=True)
+        )
+        events = session.scalars(stuck).all()
+        for event in events:
+            event.enqueued_at = now
+        ids = [event.id for event in events]
     for event_id in ids:
         rt.enqueue(event_id)
     return ids
 
 
+@contextmanager
+def _one_sweeper(rt: Runtime) -> Iterator[bool]:
+    """Every worker process runs the periodic sweep; only one at a time does the work."""
+    bind = rt.sessions.kw["bind"]
+    if bind.dialect.name != "postgresql":
+        yield True
+        return
+    with bind.connect() as connection:
+        got = connection.execute(text("SELECT pg_try_advisory_lock(:ns, 0)"), {"ns": _SWEEP_LOCK}).scalar()
+        connection.commit()
+        try:
+            yield bool(got)
+        finally:
+            if got:
+                connection.execute(text("SELECT pg_advisory_unlock(:ns, 0)"), {"ns": _SWEEP_LOCK})
+                connection.commit()
+
+
 def sweep(rt: Runtime) -> dict[str, int]:
+    with _one_sweeper(rt) as mine:
+        if not mine:
+            return {"released": 0, "timers": 0, "requeued": 0, "alerts": 0}
+        return _sweep(rt)
+
+
+def _sweep(rt: Runtime) -> dict[str, int]:
     released = release_held(rt)
     fired = fire_due_timers(rt)
     stuck = requeue_stuck(rt)

@@ -164,9 +164,9 @@ def start_stack(pg: str, redis_url: str, fakes: Fakes, tmp_path: Path):
 
 def remote_enqueue(redis_url: str) -> Callable[[int], None]:
     """Enqueue process_event_task into the stack's Redis from this test process (as the bot does)."""
-    from huey import RedisHuey
+    from huey import PriorityRedisHuey
 
-    client = RedisHuey(os.environ["QUEUE_NAME"], url=redis_url)
+    client = PriorityRedisHuey(os.environ["QUEUE_NAME"], url=redis_url)
 
     def process_event_task(event_id: int) -> None:  # executed by the worker, never here
         raise AssertionError("runs in the worker")
