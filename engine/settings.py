@@ -54,6 +54,8 @@ class Settings(BaseSettings):
 
     retry_delay_seconds: float = 30.0  # the one automatic retry of a failed step
     timer_poll_seconds: float = 30.0  # how often due timers and stuck events are swept
+    # An event no worker finished this long after it was (re-)queued is queued again by the sweep.
+    stuck_after_seconds: float = Field(default=120.0, ge=1)
 
     @property
     def development(self) -> bool:

@@ -19,7 +19,6 @@ from engine.pipeline.intake import store_internal
 from engine.pipeline.runtime import Runtime
 
 log = logging.getLogger(__name__)
-STUCK_AFTER = timedelta(minutes=2)
 _SWEEP_LOCK = 0x5E18  # advisory-lock namespace of the sweep (the student locks use 0x5E17)
 
 
@@ -74,7 +73,7 @@ def release_held(rt: Runtime) -> list[int]:
 
 
 def requeue_stuck(rt: Runtime) -> list[int]:
-    """Enqueue events nobody finished; each at most once per STUCK_AFTER, whichever process sweeps.
+    """Enqueue events nobody finished; each at most once per STUCK_AFTER_SECONDS, whichever process sweeps.
 
     ``enqueued_at`` records the re-enqueue in the same transaction that picks the events
     (rows another sweep is picking are skipped), so two processes sweeping at the same
@@ -93,7 +92,7 @@ def requeue_stuck(rt: Runtime) -> list[int]:
             select(Event)
             .where(
                 or_(Event.status.in_(("received", "processing")), Event.id.in_(overdue_retry)),
-                last_queued < now - STUCK_AFTER,
+                last_queued < now - timedelta(seconds=rt.settings.stuck_after_seconds),
             )
             .order_by(Event.id)
             .limit(1000)

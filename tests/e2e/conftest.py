@@ -122,15 +122,15 @@ def start_stack(pg: str, redis_url: str, fakes: Fakes, tmp_path: Path):
     clients: list[httpx.Client] = []
     log_files = []
 
-    def start(**extra: str) -> Stack:
+    def start(*, worker: bool = True, **extra: str) -> Stack:
         env = stack_env(pg, redis_url, fakes, **extra)
         port = _free_port()
         logs = tmp_path / f"stack-{port}"
         logs.mkdir()
-        for name, args in (
-            ("api", ["serve", "--no-worker", "--port", str(port)]),
-            ("worker", ["worker", "--threads", "2"]),
-        ):
+        commands = [("api", ["serve", "--no-worker", "--port", str(port)])]
+        if worker:
+            commands.append(("worker", ["worker", "--threads", "2"]))
+        for name, args in commands:
             log_files.append((logs / f"{name}.log").open("w"))
             processes.append(
                 subprocess.Popen([ENGINE, *args], env=env, cwd=REPO, stdout=log_files[-1], stderr=subprocess.STDOUT)
