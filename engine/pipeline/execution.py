@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -107,7 +107,7 @@ def drain_student(
     """
     hold = hold or _NoHold(rt)
     drained = Drained()
-    pending: tuple[int, StepResult] | None = None  # the last call's result, recorded next
+    pending: tuple[int, StepResult, datetime] | None = None  # the last call's result, recorded next
     while True:
         patience = time.monotonic() + RECORD_PATIENCE_SECONDS
         delay = 0.5
@@ -121,6 +121,8 @@ def drain_student(
                     if pending is not None:
                         run = session.get(ActionRun, pending[0])
                         event = session.get(Event, run.event_id)
+                        # Counted with its result: one UPDATE, and a stopped worker's try is no attempt.
+                        run.attempts, run.started_at = run.attempts + 1, pending[2]
                         outcome = _record(rt, session, event, run, pending[1])
                         drained.statuses[event.id] = event.status
                         if outcome == "retrying":
@@ -138,7 +140,8 @@ def drain_student(
         first, pending = None, None
         if call is None:
             return drained
-        pending = (call.run_id, _call_remote(rt, hold, call))
+        started = rt.now()
+        pending = (call.run_id, _call_remote(rt, hold, call), started)
 
 
 def run_student(rt: Runtime, student_id: int, *, lane: str | None = None) -> Drained:
@@ -230,7 +233,6 @@ def _advance(rt: Runtime, session: Session, student_id: int, lane: str | None, d
         if step_lane is not None and step_lane != lane:
             drained.handed_to = step_lane  # that lane's threads wait for the budget, not ours
             return None
-        run.attempts, run.started_at = run.attempts + 1, now
         ctx = _context(event, run, membership, student)
         if "discord_id" in step.params:  # relink: act on the account linked before
             ctx = replace(ctx, student=replace(ctx.student, discord_id=step.params["discord_id"]))

@@ -6,7 +6,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 # Advisory-lock namespace, so our keys never collide with another application's.
@@ -69,6 +69,14 @@ class StudentHold:
         if self._postgres:
             self._connection = self._engine.connect()
             self.sessions = sessionmaker(bind=self._connection, expire_on_commit=False)
+        # One session for the whole hold: under the lock nobody else changes this student's
+        # rows, so what a transaction loaded or wrote stays valid for the next one.
+        self._session = self.sessions()
+        # The identity map holds objects weakly; keep them, so a later transaction of this task
+        # does not read again a row it already loaded (or wrote).
+        kept: list = []
+        event.listen(self._session, "loaded_as_persistent", lambda _session, obj: kept.append(obj))
+        event.listen(self._session, "pending_to_persistent", lambda _session, obj: kept.append(obj))
         return self
 
     def lock(self, session: Session, student_id: int) -> None:
@@ -92,7 +100,8 @@ class StudentHold:
         If the connection was lost and replaced (the database restarted, a connection
         was killed), the server dropped the lock with it: take it again first.
         """
-        with self.sessions.begin() as session:
+        session = self._session
+        with session.begin():
             if self._postgres and self.student_id is not None:
                 current = session.connection().connection.dbapi_connection
                 if current is not self._locked_on:
@@ -101,6 +110,7 @@ class StudentHold:
             yield session
 
     def __exit__(self, *exc) -> None:
+        self._session.close()
         if not self._postgres:
             if self._local is not None:
                 self._local.release()
