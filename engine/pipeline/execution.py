@@ -33,7 +33,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from connectors.base import Connector, Step, StepContext, StepResult, StepStatus, StudentRef
 from engine.db.models import ActionRun, Event, Membership, Student
@@ -50,6 +50,7 @@ MAX_ATTEMPTS = 2  # the first run and one automatic retry
 IDEMPOTENT_ACTIONS = ACTIONS - {"trigger_flow"}
 OPEN_STATUSES = ("processing", "retrying")
 _OPEN_STEPS = ("pending", "running", "retrying")
+_LIGHT_EVENT = (defer(Event.payload), defer(Event.raw_body), defer(Event.headers), defer(Event.plans))
 # How long a step that already ran keeps trying to record its result while the database
 # is unreachable, rather than losing it (and running the step again later).
 RECORD_PATIENCE_SECONDS = 120.0
@@ -167,6 +168,7 @@ def _advance(rt: Runtime, session: Session, student_id: int, lane: str | None, d
     while True:
         event = session.scalars(
             select(Event)
+            .options(*_LIGHT_EVENT)  # the body is not needed to run steps
             .where(Event.student_id == student_id, Event.status.in_(OPEN_STATUSES))
             .order_by(Event.id)
             .limit(1)

@@ -62,7 +62,7 @@ def process_event(rt: Runtime, event_id: int) -> str:
             return None
         if event.student_id is not None and event.status in ("received", *OPEN_STATUSES):
             hold.lock(session, event.student_id)  # before reading anything the lock protects
-            session.refresh(event)
+            session.refresh(event, ["status", "student_id"])
         seen["status"] = event.status
         if event.status == "held":
             return None
@@ -76,7 +76,7 @@ def process_event(rt: Runtime, event_id: int) -> str:
             return None
         session.flush()  # the refresh below must not drop what _prepare set
         hold.lock(session, student_id)
-        session.refresh(event)
+        session.refresh(event, ["status", "student_id"])
         if event.status == "received":
             _plan(rt, session, event, student_id, inp)
         seen["status"] = event.status
