@@ -120,7 +120,7 @@ class Workers:
                     stderr=subprocess.DEVNULL,
                 )
             )
-        time.sleep(2.5)  # imports, rules, the startup sweep
+        time.sleep(4.0)  # imports, rules, the startup sweep
         self.rss_start_mb = [rss_mb(p.pid) for p in self.processes]
         self._cpu_start = [cpu_seconds(p.pid) for p in self.processes]
 

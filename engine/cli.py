@@ -41,6 +41,7 @@ def _configure_logging() -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("transitions").setLevel(logging.WARNING)  # it logs every callback at INFO
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per Discord/ManyChat request
 
 
 @click.group()

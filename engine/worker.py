@@ -40,9 +40,10 @@ def make_huey(settings: Settings, lane: str | None = None) -> Huey:
         from redis import ConnectionPool
 
         pool = ConnectionPool.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=10)
-        return PriorityRedisHuey(name, connection_pool=pool)
+        # results=False: nobody reads a task's return value; stored, they would pile up in Redis.
+        return PriorityRedisHuey(name, connection_pool=pool, results=False)
     settings.var_dir.mkdir(parents=True, exist_ok=True)
-    return SqliteHuey(name, filename=str(settings.var_dir / "queue.db"))
+    return SqliteHuey(name, filename=str(settings.var_dir / "queue.db"), results=False)
 
 
 huey = make_huey(get_settings())

@@ -130,3 +130,39 @@ def test_a_role_change_takes_three_transactions(make_harness, pg):
         sa_event.remove(engine, "commit", listener)
     assert h.discord.actions_called()[-1] == "add_role"
     assert len(commits) == 3  # plan (with the lock), the role's result, the unlock
+
+
+def test_the_sweep_requeues_a_stuck_event_once(make_harness):
+    from datetime import timedelta
+
+    from engine.db.models import utcnow
+    from engine.pipeline.sweep import requeue_stuck
+
+    h = make_harness()
+    event_id = stored_purchase(h)  # stored, never processed (its task was lost)
+    h.clock.now = utcnow()  # the intake stamps received_at with the real clock
+    assert requeue_stuck(h.runtime) == []  # not stuck yet
+    h.clock.advance(seconds=h.runtime.settings.stuck_after_seconds + 1)
+    assert requeue_stuck(h.runtime) == [event_id]
+    assert requeue_stuck(h.runtime) == []  # another process sweeping now finds it already queued
+    h.clock.advance(seconds=h.runtime.settings.stuck_after_seconds + 1)
+    assert requeue_stuck(h.runtime) == [event_id]  # still not done a period later: once more
+    with h.runtime.sessions() as session:
+        assert session.get(Event, event_id).enqueued_at == h.clock.now
+    assert timedelta(seconds=h.runtime.settings.stuck_after_seconds) == timedelta(minutes=2)
+
+
+def test_a_pool_too_big_for_the_server_is_reported(pg):
+    from engine.db.session import check_connection_budget, dispose_all
+    from engine.settings import Settings
+
+    dispose_all()
+    try:
+        fits = Settings(ENGINE_ENV="test", database_url=pg, database_pool_size=5)
+        assert check_connection_budget(fits) is None
+        dispose_all()
+        huge = Settings(ENGINE_ENV="test", database_url=pg, database_pool_size=500)
+        warning = check_connection_budget(huge, role="this worker")
+        assert warning is not None and "max_connections=" in warning and "this worker may open 502" in warning
+    finally:
+        dispose_all()
