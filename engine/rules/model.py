@@ -64,6 +64,7 @@ TEMPLATE_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.]*)\}")
 
 COMPARISONS = ("equals", "not_equals", "in", "not_in", "gt", "gte", "lt", "lte", "exists")
 PRODUCT_KINDS = ("one_time", "subscription")
+NO_FLOW = "none"  # `flows: {billet_reminder: none}`: the product sends no such flow
 
 _DURATION_RE = re.compile(r"^(\d+)([smhd])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
@@ -131,9 +132,10 @@ class Product:
     discord_roles: tuple[str, ...]
     manychat_tags: tuple[str, ...]
     classes: tuple[str, ...]
-    flows: dict[str, str]
+    flows: dict[str, str]  # logical name -> ManyChat flow_ns
     file: str
     line: int
+    no_flows: frozenset[str] = frozenset()  # flows listed as `none`: this product sends none
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from engine.rules.messages import yaml_syntax
+
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
@@ -91,9 +93,9 @@ def load_yaml(path: Path, display: str) -> tuple[Any, list[Problem]]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
-        return None, [Problem(display, line, f"invalid YAML: {exc.problem or exc}")]
+        return None, [Problem(display, line, yaml_syntax(str(exc.problem or exc)))]
     except yaml.YAMLError as exc:
-        return None, [Problem(display, 1, f"invalid YAML: {exc}")]
+        return None, [Problem(display, 1, yaml_syntax(str(exc)))]
     finally:
         loader.dispose()
     return data, [Problem(display, line, msg) for line, msg in loader.duplicates]
