@@ -110,17 +110,9 @@ def check_rules(rules_dir: Path | str) -> tuple[Rules | None, list[Problem]]:
 
 
 def _schema_problems(data: Any, display: str) -> list[Problem]:
-    from jsonschema.exceptions import best_match
-
     found: list[messages.SchemaMessage] = []
     for error in _validator().iter_errors(data):
-        # oneOf/anyOf errors say little; the most relevant sub-error says what to fix.
-        # best_match([error]) descends to the deepest sub-error (a step's wrong parameter),
-        # where best_match(error.context) picked the shallowest ("... is not of type 'string'").
-        while error.context:
-            deeper = best_match([error])
-            error = deeper if deeper is not error else best_match(error.context)
-        found += messages.schema_messages(error)
+        found += messages.schema_messages(messages.narrow(error))
     # A misspelt key (`form:`) is one mistake: say "unknown key", not also "missing 'from'".
     covered = {m.covers for m in found if m.covers is not None}
     problems = [Problem(display, line_of(data, m.path), m.text) for m in found if m.missing not in covered]

@@ -145,6 +145,7 @@ _ITEM_NAMES = {
     "cancel_timers": "cancel_timers event",
     "transitions": "transition",
     "do": "step",
+    "ignore": "ignore entry",
 }
 
 # Patterns of config.schema.json, explained. tests/engine/test_rules_messages.py checks that
@@ -225,14 +226,13 @@ def label(path: list[Any]) -> str:
     """The words an admin would use for the element at ``path``: `schedule after`, `Discord role`."""
     if not path:
         return "this file"
-    at = _step_index(path)
-    if at is not None and len(path) > at + 2:
-        words = [str(p) for p in path[at + 2 :] if isinstance(p, str)]
-        return " ".join(words)
     last = path[-1]
     if isinstance(last, int):
         parent = next((p for p in reversed(path[:-1]) if isinstance(p, str)), "")
         return _ITEM_NAMES.get(parent, parent)
+    at = _step_index(path)
+    if at is not None and len(path) > at + 2:
+        return " ".join(str(p) for p in path[at + 2 :] if isinstance(p, str))
     return str(last)
 
 
@@ -251,6 +251,40 @@ class SchemaMessage:
     missing: tuple[Any, ...] | None = None
 
 
+CONDITION_KEYS = ("all", "any", "not", "field")
+
+
+def narrow(error: Any) -> Any:
+    """The sub-error of a oneOf/anyOf error that says what to fix.
+
+    best_match([error]) descends to the deepest sub-error (a step's wrong parameter); a
+    condition written as a mapping is matched to the branch its keys name (`field:`, `all:` ...),
+    not to the "write text" branch.
+    """
+    from jsonschema.exceptions import best_match
+
+    while error.context:
+        if error.validator == "oneOf" and isinstance(error.instance, dict) and _is_condition(error.schema):
+            branch = _condition_branch(error)
+            if branch is None:
+                return error  # no branch fits its keys: schema_messages names the odd key
+            error = branch
+            continue
+        deeper = best_match([error])
+        error = deeper if deeper is not error else best_match(error.context)
+    return error
+
+
+def _condition_branch(error: Any) -> Any:
+    wanted = {
+        index
+        for index, branch in enumerate(error.validator_value)
+        if isinstance(branch, dict) and set(branch.get("required", [])) & set(error.instance)
+    }
+    errors = [sub for sub in error.context if sub.relative_schema_path and sub.relative_schema_path[0] in wanted]
+    return min(errors, key=lambda sub: len(sub.relative_schema_path), default=None)
+
+
 def schema_messages(error: Any) -> list[SchemaMessage]:
     """Turn one (already narrowed) jsonschema error into messages."""
     path = list(error.absolute_path)
@@ -258,6 +292,17 @@ def schema_messages(error: Any) -> list[SchemaMessage]:
     validator = error.validator
     schema = error.schema if isinstance(error.schema, dict) else {}
     what = label(path)
+
+    # A condition mapping naming none of all/any/not/field: a misspelt key.
+    if validator == "oneOf" and isinstance(value, dict) and _is_condition(schema):
+        allowed = [*CONDITION_KEYS, *COMPARISON_KEYS]
+        return [
+            SchemaMessage(
+                [*path, key], f"unknown key {key!r}{did_you_mean(key, allowed) or ' (write all, any, not or field)'}"
+            )
+            for key in value
+            if key not in allowed
+        ] or [SchemaMessage(path, f"{what}: write a condition, e.g. {{field: recurrence_number, gt: 1}}")]
 
     # A step: a name that is not an action, or an action missing its parameters.
     if len(path) >= 2 and path[-2] == "do" and isinstance(path[-1], int):
@@ -326,6 +371,14 @@ def _owner(error: Any, path: list[Any]) -> str:
     return label(path)
 
 
+COMPARISON_KEYS = ("equals", "not_equals", "in", "not_in", "gt", "gte", "lt", "lte", "exists")
+
+
+def _is_condition(schema: dict) -> bool:
+    branches = schema.get("oneOf", [])
+    return any(isinstance(b, dict) and b.get("required") == ["field"] for b in branches)
+
+
 def _step_message(step: Any, validator: str, schema: dict) -> str | None:
     from engine.rules.model import ACTIONS
 
@@ -377,8 +430,7 @@ def _type_message(what: str, value: Any, expected: Any, path: list[Any]) -> str:
     if "string" in types and isinstance(value, int | float) and not isinstance(value, bool):
         if what == "Discord role" or len(str(value)) >= 15:
             return (
-                f'{what} {value}: put the id in quotes, "{value}" '
-                "(YAML turns a long unquoted number into an integer, and ids must stay text)"
+                f'{what} {value}: put the id in quotes, "{value}" (YAML turns a long unquoted number into an integer)'
             )
         return f'{what} {value}: put it in quotes, "{value}"'
     if types == ["number"] and isinstance(value, str):

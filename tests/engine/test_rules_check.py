@@ -43,11 +43,12 @@ def edit(rules_dir: Path, file: str, old: str, new: str) -> None:
 
 def lines_with(rules_dir: Path, file: str, needle: str) -> list[int]:
     text = (rules_dir / file).read_text(encoding="utf-8")
-    return [number for number, line in enumerate(text.splitlines(), 1) if needle in line]
+    # a needle may hold "\n" to anchor it at the start or end of its line
+    return [number for number, line in enumerate(text.splitlines(), 1) if needle in f"\n{line}\n"]
 
 
-_AT_FILE = re.compile(r"^rules/([^:]+):<<(.+?)>>")
-_AT_LIFECYCLE = re.compile(r"<<(.+?)>>")
+_AT_FILE = re.compile(r"^rules/([^:]+):<<(.+?)>>", re.DOTALL)
+_AT_LIFECYCLE = re.compile(r"<<(.+?)>>", re.DOTALL)
 
 
 def resolve(expected: str, rules_dir: Path) -> str:
