@@ -28,6 +28,8 @@ from engine.rules.model import (
     Rules,
     StepSpec,
     TransitionRule,
+    flow_name,
+    is_optional,
     parse_duration,
 )
 from engine.rules.source import Problem, line_of, load_yaml
@@ -521,15 +523,6 @@ def _action_of(step: Any) -> str:
 
 def _args_of(step: Any) -> Any:
     return None if isinstance(step, str) else step[next(iter(step))]
-
-
-def flow_name(args: Any) -> str:
-    """The flow a trigger_flow step names (``trigger_flow: x`` or ``{flow: x}``)."""
-    return args if isinstance(args, str) else args["flow"]
-
-
-def is_optional(step: StepSpec) -> bool:
-    return isinstance(step.args, dict) and bool(step.args.get("optional"))
 
 
 def _offers_overlap(a: tuple[str, ...], b: tuple[str, ...]) -> bool:

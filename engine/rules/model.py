@@ -105,6 +105,16 @@ class StepSpec:
     line: int
 
 
+def flow_name(args: Any) -> str:
+    """The flow a trigger_flow step names (``trigger_flow: x`` or ``{flow: x, optional: true}``)."""
+    return args if isinstance(args, str) else args["flow"]
+
+
+def is_optional(step: StepSpec) -> bool:
+    """A step marked ``optional: true``: a product without its flow skips it."""
+    return isinstance(step.args, dict) and bool(step.args.get("optional"))
+
+
 @dataclass(frozen=True)
 class TransitionRule:
     name: str
