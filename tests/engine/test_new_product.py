@@ -25,7 +25,7 @@ def test_a_one_time_product_lists_every_flow_and_passes_check(tmp_path: Path) ->
     path = rules_dir / "products" / "mentoria.yaml"
     text = path.read_text(encoding="utf-8")
     assert text.startswith("# yaml-language-server: $schema=../../config.schema.json\n")
-    assert "    onboarding: none                  # TODO: flow ns; sent by purchase_not_linked, " in text
+    assert f"{'    onboarding: none':<33} # TODO: flow ns; sent by purchase_not_linked, " in text
     spec = yaml.safe_load(text)["product"]
     assert spec["key"] == "mentoria" and spec["kind"] == "one_time"
     assert spec["hotmart_product_ids"] == [4444444]
