@@ -214,7 +214,7 @@ class _Builder:
         if not self.bad_destination:
             self._check_reachable(transitions, initial, data)
         self._check_shadowing(transitions)
-        self._check_outcomes(transitions, ignore)
+        self._check_outcomes(transitions, ignore, data)
         onboarding = self._onboarding(*onboarding_doc)
         return Rules(
             initial=initial,
@@ -474,7 +474,8 @@ class _Builder:
                 self.error(
                     self.lifecycle_file,
                     line_of(data, ["lifecycle", "states", index]),
-                    f"state {state!r} is unreachable: no transition leads to it",
+                    f"state {state!r} is unreachable: no transition leads to it (add one with `to: {state}`, "
+                    "or remove the state)",
                 )
 
     def _check_shadowing(self, transitions: tuple[TransitionRule, ...]) -> None:
@@ -494,13 +495,16 @@ class _Builder:
                 "wins; make their conditions exclusive (if/unless the same predicate)",
             )
 
-    def _check_outcomes(self, transitions: tuple[TransitionRule, ...], ignore: dict[str, str]) -> None:
+    def _check_outcomes(self, transitions: tuple[TransitionRule, ...], ignore: dict[str, str], data: Any) -> None:
         handled = {e for rule in transitions for e in rule.events} | set(ignore)
+        # The fix goes under `ignore:` (or a new transition): point there.
+        line = line_of(data, ["lifecycle", "ignore"] if "ignore" in data["lifecycle"] else ["lifecycle"])
         for event in sorted(self.hotmart_events - handled - self.meant_events):
             self.error(
                 self.lifecycle_file,
-                1,
-                f"Hotmart event {event} has no transition and is not listed under ignore: give it a deliberate outcome",
+                line,
+                f"Hotmart event {event} has no transition and is not listed under ignore: give it a deliberate "
+                "outcome (a transition, or an ignore entry with a reason)",
             )
 
     # onboarding --------------------------------------------------------------------------

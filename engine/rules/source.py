@@ -55,7 +55,9 @@ class _LineLoader(_Loader):  # type: ignore[misc, valid-type]
         for key_node, value_node in node.value:
             key = self.construct_object(key_node, deep=True)
             if key in mapping:
-                self.duplicates.append((key_node.start_mark.line + 1, f"duplicate key {key!r}"))
+                first = mapping.key_lines[key]
+                message = f"duplicate key {key!r} (also at line {first}): keep one; YAML would use only this one"
+                self.duplicates.append((key_node.start_mark.line + 1, message))
             mapping[key] = self.construct_object(value_node, deep=True)
             mapping.key_lines[key] = key_node.start_mark.line + 1
         return mapping

@@ -241,7 +241,10 @@ CASES = [
         "lifecycle.yaml",
         "      to: disputed\n",
         "      to: active\n",
-        ("rules/lifecycle.yaml:<<- disputed>>: state 'disputed' is unreachable: no transition leads to it",),
+        (
+            "rules/lifecycle.yaml:<<- disputed>>: state 'disputed' is unreachable: no transition leads to it (add one "
+            "with `to: disputed`, or remove the state)",
+        ),
     ),
     Broken(
         # the first rule loses its `unless`: both can hold from pending_onboarding
@@ -339,7 +342,20 @@ CASES = [
         "onboarding.yaml",
         "  code_valid_for: 7d\n",
         "  code_valid_for: 7d\n  code_valid_for: 3d\n",
-        ("rules/onboarding.yaml:<<code_valid_for: 3d>>: duplicate key 'code_valid_for'",),
+        (
+            "rules/onboarding.yaml:<<code_valid_for: 3d>>: duplicate key 'code_valid_for' (also at line 4): keep "
+            "one; YAML would use only this one",
+        ),
+    ),
+    Broken(
+        "duplicate-key-in-the-lifecycle",
+        "lifecycle.yaml",
+        "  initial: new\n",
+        "  initial: new    # first\n  initial: new    # again\n",
+        (
+            "rules/lifecycle.yaml:<<# again>>: duplicate key 'initial' (also at line <<# first>>): keep one; YAML "
+            "would use only this one",
+        ),
     ),
     Broken(
         "schema-wrong-type",
@@ -396,8 +412,8 @@ CASES = [
         "    - on: ORDER_FULFILLMENT\n      reason: logistics of physical products\n",
         "",
         (
-            "rules/lifecycle.yaml:1: Hotmart event ORDER_FULFILLMENT has no transition and is not listed under "
-            "ignore: give it a deliberate outcome",
+            "rules/lifecycle.yaml:<<  ignore:>>: Hotmart event ORDER_FULFILLMENT has no transition and is not listed "
+            "under ignore: give it a deliberate outcome (a transition, or an ignore entry with a reason)",
         ),
     ),
     Broken(
