@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from tests.engine.test_cli import ANA, REFERENCE, dry_run, dry_run_json, write_json
-from tests.engine.test_rules_check import copy_rules, edit
+from tests.engine.test_optional_flows import curso_declines_billet_reminder
 
 
 def test_no_transition_from_the_state_lists_where_it_applies_and_suggests_state() -> None:
@@ -49,13 +49,7 @@ def test_bare_cancel_timers_reads_all_pending_timers() -> None:
 
 
 def test_a_skipped_step_shows_why(tmp_path: Path) -> None:
-    rules_dir = copy_rules(tmp_path)
-    edit(
-        rules_dir,
-        "products/curso.yaml",
-        "    billet_reminder: content20261101000000_000005\n",
-        "    billet_reminder: none\n",
-    )
+    rules_dir = curso_declines_billet_reminder(tmp_path)
     result = dry_run(str(REFERENCE / "purchase_billet_printed.json"), rules=rules_dir)
     assert result.stdout.splitlines()[-1] == (
         "  1. trigger_flow   flow='billet_reminder'  (skipped: product curso sends no 'billet_reminder' flow "

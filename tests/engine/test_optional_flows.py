@@ -19,9 +19,15 @@ def _plan_billet(rules_dir: Path):
     return Planner(rules).plan("PURCHASE_BILLET_PRINTED", {}, product, "new", Facts(now=NOW))
 
 
-def test_a_product_declining_a_flow_with_none_passes_check_and_skips_the_step(tmp_path: Path) -> None:
+def curso_declines_billet_reminder(tmp_path: Path) -> Path:
+    """A copy of the rules where curso lists `billet_reminder: none`."""
     rules_dir = copy_rules(tmp_path)
     edit(rules_dir, "products/curso.yaml", BILLET, "    billet_reminder: none   # no boleto reminder\n")
+    return rules_dir
+
+
+def test_a_product_declining_a_flow_with_none_passes_check_and_skips_the_step(tmp_path: Path) -> None:
+    rules_dir = curso_declines_billet_reminder(tmp_path)
     assert check_rules(rules_dir)[1] == []
     plan = _plan_billet(rules_dir)
     assert plan.transition == "waiting_for_payment"

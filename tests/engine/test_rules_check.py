@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from engine.cli import main
 from engine.rules import check_rules, load_rules
 from engine.rules.loader import RulesError
+from engine.rules.source import Problem
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "rules"
@@ -457,13 +458,19 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_broken_rules_report_exact_problems(tmp_path: Path, case: Broken) -> None:
+def assert_exact_problems(tmp_path: Path, case: Broken) -> list[Problem]:
+    """Make the case's mistake in a copy of the rules; its problems must be exactly the expected ones."""
     rules_dir = copy_rules(tmp_path)
     edit(rules_dir, case.file, case.old, case.new)
     rules, problems = check_rules(rules_dir)
     assert rules is None
     assert [str(p) for p in problems] == [resolve(e, rules_dir) for e in case.expected]
+    return problems
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_broken_rules_report_exact_problems(tmp_path: Path, case: Broken) -> None:
+    assert_exact_problems(tmp_path, case)
 
 
 def test_resolve_finds_the_line_of_a_text(tmp_path: Path) -> None:

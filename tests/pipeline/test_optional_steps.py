@@ -6,18 +6,11 @@ from sqlalchemy import select
 
 from engine.db.models import ActionRun, Event
 from tests.conftest import load_payload
-from tests.engine.test_rules_check import copy_rules, edit
+from tests.engine.test_optional_flows import curso_declines_billet_reminder
 
 
 def test_a_declined_flow_is_recorded_as_skipped_and_never_sent(make_harness, tmp_path):
-    rules_dir = copy_rules(tmp_path)
-    edit(
-        rules_dir,
-        "products/curso.yaml",
-        "    billet_reminder: content20261101000000_000005\n",
-        "    billet_reminder: none\n",
-    )
-    h = make_harness(rules_dir=rules_dir)
+    h = make_harness(rules_dir=curso_declines_billet_reminder(tmp_path))
     payload = load_payload("purchase_billet_printed.json")
     payload["data"]["product"]["id"] = 1111111  # curso
     event_id = h.deliver(payload)
