@@ -92,16 +92,6 @@ MESSAGE_CASES = [
         ("rules/lifecycle.yaml:<<optinal>>: unknown key 'optinal' — did you mean 'optional'?",),
     ),
     Broken(
-        "key-without-a-near-name",
-        "products/curso.yaml",
-        "  kind: one_time\n",
-        "  kind: one_time\n  price: 97\n",
-        (
-            "rules/products/curso.yaml:<<price: 97>>: unknown key 'price' (keys here: key, name, kind, "
-            "hotmart_product_ids, offer_codes, access, flows)",
-        ),
-    ),
-    Broken(
         "top-level-typo",
         "products/curso.yaml",
         "product:\n",
