@@ -26,12 +26,13 @@ def _rules_dir(rules_dir: Path | None) -> Path:
 
 def _load_or_exit(rules_dir: Path):
     from engine.rules import check_rules
+    from engine.rules.translate import problem_line, summary
 
     rules, problems = check_rules(rules_dir)
     if problems:
-        for problem in problems:
-            click.echo(str(problem), err=True)
-        click.echo(f"{len(problems)} error(s) in {rules_dir}", err=True)
+        for problem in problems:  # in $ENGINE_LANG (pt-BR) when asked
+            click.echo(problem_line(problem), err=True)
+        click.echo(summary(len(problems), rules_dir), err=True)
         sys.exit(1)
     return rules
 
