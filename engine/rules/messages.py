@@ -427,6 +427,10 @@ def _pattern_message(what: str, value: Any, pattern: str) -> str:
 
 def _type_message(what: str, value: Any, expected: Any, path: list[Any]) -> str:
     types = expected if isinstance(expected, list) else [expected]
+    if value is None and len(path) == 3 and path[:2] == ["product", "flows"]:
+        return f"flow {what} has no value: paste its ManyChat flow namespace, or write none (no such flow)"
+    if value is None:
+        return f"{what} has no value: write {_words_for_types(types)}"
     if "string" in types and isinstance(value, int | float) and not isinstance(value, bool):
         if what == "Discord role" or len(str(value)) >= 15:
             return (

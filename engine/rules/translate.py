@@ -203,6 +203,19 @@ _RULES: list[_Rule] = [
         ),
     ),
     _rule(
+        r"flow (?P<flow>\S+) has no value: paste its ManyChat flow namespace, or write none \(no such flow\)",
+        lambda m: (
+            f"o fluxo {m['flow']} está sem valor: cole o namespace do fluxo no ManyChat, ou escreva none (nenhum fluxo)"
+        ),
+    ),
+    _rule(
+        r"(?P<what>.+?) has no value: write (?P<types>.+)",
+        lambda m: (
+            f"{_label(m['what'])} está sem valor: escreva "
+            + " ou ".join(_TYPES.get(t, t) for t in m["types"].split(" or "))
+        ),
+    ),
+    _rule(
         r"(?P<what>.+): (?P<value>\S+) is not valid here",
         lambda m: f"{_label(m['what'])}: {m['value']} não é válido aqui",
     ),

@@ -92,6 +92,23 @@ MESSAGE_CASES = [
         ("rules/lifecycle.yaml:<<optinal>>: unknown key 'optinal' — did you mean 'optional'?",),
     ),
     Broken(
+        "flow-without-a-value",
+        "products/curso.yaml",
+        "    billet_reminder: content20261101000000_000005\n",
+        "    billet_reminder:\n",
+        (
+            "rules/products/curso.yaml:<<billet_reminder:>>: flow billet_reminder has no value: paste its ManyChat "
+            "flow namespace, or write none (no such flow)",
+        ),
+    ),
+    Broken(
+        "key-without-a-value",
+        "products/curso.yaml",
+        "  name: Workshop Exemplo de Automação\n",
+        "  name:\n",
+        ("rules/products/curso.yaml:<<  name:>>: name has no value: write text",),
+    ),
+    Broken(
         "top-level-typo",
         "products/curso.yaml",
         "product:\n",
