@@ -297,7 +297,7 @@ class _Builder:
             if not known:
                 names = sorted(set(BUILTIN_PREDICATES) | set(self.predicates))
                 self.error(file, line_of(data, where), messages.unknown("predicate", spec, names, known_as="known"))
-                self.unsure.add(where[2] if where[1] == "transitions" else -1)
+                self._unsure(where)
             return Condition("predicate", name=spec)
         if isinstance(spec, list):
             return Condition(
@@ -325,8 +325,13 @@ class _Builder:
                 line_of(data, [*where, "field"]),
                 messages.unknown("event field", field_name, sorted(EVENT_FIELDS), known_as="known"),
             )
+            self._unsure(where)
         op = next(k for k in spec if k in COMPARISONS)
         return Condition("compare", name=field_name, op=op, value=spec[op])
+
+    def _unsure(self, where: list) -> None:
+        if where[1] == "transitions":  # a condition of a transition (not of a named predicate)
+            self.unsure.add(where[2])
 
     # transitions -------------------------------------------------------------------------
 
