@@ -50,13 +50,8 @@ def worker_pool_size(threads: int) -> int:
     return threads + 3
 
 
-def check_connection_budget(settings: Settings, *, role: str = "process") -> str | None:
-    """Warn when this process's pool does not fit in what the server has left.
-
-    Returns the warning (also logged), or None when it fits or the database is not PostgreSQL.
-    """
-    import logging
-
+def connection_room(settings: Settings) -> tuple[int, int, int] | None:
+    """(max_connections, reserved for superusers, in use) of the PostgreSQL server; None elsewhere."""
     from sqlalchemy import text
 
     if not settings.sqlalchemy_url.startswith("postgresql"):
@@ -66,7 +61,21 @@ def check_connection_budget(settings: Settings, *, role: str = "process") -> str
         limit = int(connection.execute(text("SHOW max_connections")).scalar())
         reserved = int(connection.execute(text("SHOW superuser_reserved_connections")).scalar())
         used = int(connection.execute(text("SELECT count(*) FROM pg_stat_activity")).scalar())
-    ours = engine.pool.size() + _OVERFLOW
+    return limit, reserved, used
+
+
+def check_connection_budget(settings: Settings, *, role: str = "process") -> str | None:
+    """Warn when this process's pool does not fit in what the server has left.
+
+    Returns the warning (also logged), or None when it fits or the database is not PostgreSQL.
+    """
+    import logging
+
+    room = connection_room(settings)
+    if room is None:
+        return None
+    limit, reserved, used = room
+    ours = session_factory(settings).kw["bind"].pool.size() + _OVERFLOW
     left = limit - reserved - used + 1  # our own check connection is among the used ones
     if ours <= left:
         return None

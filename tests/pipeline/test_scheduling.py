@@ -166,3 +166,17 @@ def test_a_pool_too_big_for_the_server_is_reported(pg):
         assert warning is not None and "max_connections=" in warning and "this worker may open 502" in warning
     finally:
         dispose_all()
+
+
+def test_engine_doctor_says_how_many_workers_fit(pg):
+    from engine.db.session import dispose_all
+    from engine.doctor import OK, WARN, connection_budget_check
+    from engine.settings import Settings
+
+    try:
+        check = connection_budget_check(Settings(ENGINE_ENV="test", database_url=pg))
+        assert check.status == OK and "opens up to 13: room for" in check.message
+        check = connection_budget_check(Settings(ENGINE_ENV="test", database_url=pg, database_pool_size=500))
+        assert check.status == WARN and "room for 0 more" in check.message
+    finally:
+        dispose_all()
