@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DISCORD_API_BASE = "https://discord.com/api/v10"
@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     # Database connections per process: None sizes the pool from the threads (one per
     # thread plus a few for the sweep and the API); checked against max_connections at start.
     database_pool_size: int | None = Field(default=None, ge=1, le=500)
+
+    @field_validator("database_pool_size", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value  # DATABASE_POOL_SIZE= (as in .env.example)
 
     retry_delay_seconds: float = 30.0  # the one automatic retry of a failed step
     timer_poll_seconds: float = 30.0  # how often due timers and stuck events are swept
