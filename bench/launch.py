@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=20.0, help="purchases per second during the burst")
     parser.add_argument("--linkers", type=int, default=None, help="links, one per second [burst length]")
     parser.add_argument("--threads", type=int, default=4)
-    parser.add_argument("--lane-threads", type=int, default=4)
+    parser.add_argument("--lane-threads", type=int, default=8)
     args = parser.parse_args(argv)
     burst_seconds = args.purchases / args.rate
     linkers = args.linkers if args.linkers is not None else int(burst_seconds)

@@ -271,7 +271,7 @@ def serve(host: str, port: int, workers: int, worker: bool | None, threads: int,
     "--lane-threads",
     default=None,
     type=click.IntRange(0, 64),
-    help="Threads of the ManyChat lane [default: MANYCHAT_LANE_THREADS, 4]; 0: no lane.",
+    help="Threads of the ManyChat lane [default: MANYCHAT_LANE_THREADS, 8]; 0: no lane.",
 )
 def worker(threads: int, lane_threads: int | None) -> None:
     """Run a Huey worker: processes events, retries and timers (plus the ManyChat lane)."""

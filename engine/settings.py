@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     discord_global_rate: float = Field(default=48.0, gt=0, le=50)
     # Threads of `engine worker` that run ManyChat steps in their own lane (0: no lane, the
     # main threads run them and may sleep in ManyChat's budget).
-    manychat_lane_threads: int = Field(default=4, ge=0, le=64)
+    manychat_lane_threads: int = Field(default=8, ge=0, le=64)
     # Database connections per process: None sizes the pool from the threads (one per
     # thread plus a few for the sweep and the API); checked against max_connections at start.
     database_pool_size: int | None = Field(default=None, ge=1, le=500)

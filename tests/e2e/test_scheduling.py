@@ -66,11 +66,11 @@ def test_link_gets_its_role_while_manychat_crawls(start_stack, fakes, pg, redis_
     assert stack.wait_event(first["event_id"])["status"] == "processed"
     code = ana_code(fakes)
 
-    # A launch: every ManyChat request now takes 2 s, and twelve buyers queue behind it
-    # (four requests each: lookup, tag, field, flow; four lane threads: ~24 s of backlog).
+    # A launch: every ManyChat request now takes 2 s, and sixteen buyers queue behind it
+    # (four requests each: lookup, tag, field, flow; eight lane threads: ~16 s of backlog).
     fakes.manychat.stall("/fb/", 2.0)
-    seed_buyers(fakes, 12)
-    purchases = [stack.post_webhook(purchase(i)).json()["event_id"] for i in range(12)]
+    seed_buyers(fakes, 16)
+    purchases = [stack.post_webhook(purchase(i)).json()["event_id"] for i in range(16)]
     time.sleep(1.0)
 
     sessions = session_factory(Settings(ENGINE_ENV="test", database_url=pg))
@@ -81,7 +81,7 @@ def test_link_gets_its_role_while_manychat_crawls(start_stack, fakes, pg, redis_
     waited = time.monotonic() - linked_at
     open_purchases = [e for e in purchases if stack.event(e)["status"] != "processed"]
     # The role did not wait for the ManyChat backlog: most purchases are still in it.
-    assert len(open_purchases) >= 8, (waited, open_purchases)
+    assert len(open_purchases) >= 12, (waited, open_purchases)
     steps = {s["action"]: s["status"] for s in stack.event(outcome.event_id)["steps"]}
     assert steps["add_role"] == "done" and steps["trigger_flow"] in ("pending", "running")
     fakes.manychat.stall("/fb/", 0.0)

@@ -175,7 +175,7 @@ def test_engine_doctor_says_how_many_workers_fit(pg):
 
     try:
         check = connection_budget_check(Settings(ENGINE_ENV="test", database_url=pg))
-        assert check.status == OK and "opens up to 13: room for" in check.message
+        assert check.status == OK and "opens up to 17: room for" in check.message
         check = connection_budget_check(Settings(ENGINE_ENV="test", database_url=pg, database_pool_size=500))
         assert check.status == WARN and "room for 0 more" in check.message
     finally:
