@@ -191,7 +191,9 @@ def serve(host: str, port: int, workers: int, worker: bool | None, threads: int,
 def worker(threads: int) -> None:
     """Run a Huey worker: processes events, retries and timers."""
     _configure_logging()
-    from engine.pipeline.sweep import sweep
+    from engine.pipeline.alerts import notify_alerts
+    from engine.pipeline.attention import report_rules_failure
+    from engine.pipeline.sweep import resume_waiting_for_rules, sweep
     from engine.worker import huey, runtime
 
     rt = runtime()
@@ -199,7 +201,13 @@ def worker(threads: int) -> None:
         # Wait instead of crash-looping: events are held (needs_attention) and alerted, and
         # processed by themselves once valid rules load.
         click.echo(f"error: invalid rules, holding events until they load: {rt.rules.load_error}", err=True)
-    rt.rules.watch(rt.settings.rules_reload_seconds)
+
+    def rules_changed() -> None:  # alert a broken version, run held events on a valid one
+        report_rules_failure(rt)
+        resume_waiting_for_rules(rt)
+        notify_alerts(rt)
+
+    rt.rules.watch(rt.settings.rules_reload_seconds, on_change=rules_changed)
     # Sweep once now rather than at the next minute, so held webhooks (HOTMART_ENABLED just
     # turned on) and overdue timers don't wait.
     sweep(rt)

@@ -107,7 +107,8 @@ def replay(
     results: list[ReplayResult] = []
     for event_id in event_ids:
         with rt.sessions.begin() as session:
-            event = session.get(Event, event_id)
+            # Locked: the sweep and the rules watcher may resume the same event at once.
+            event = session.get(Event, event_id, with_for_update=True)
             if event is None:
                 raise LookupError(f"event {event_id} not found")
             before = event.status

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from engine.planner import Planner
@@ -75,8 +76,9 @@ class RulesRepository:
         if self._fingerprint() != self._stamp:
             self.reload()
 
-    def watch(self, interval: float = 30.0) -> threading.Thread:
-        """Reload changed rules every ``interval`` seconds in a daemon thread, events or not."""
+    def watch(self, interval: float = 30.0, on_change: Callable[[], None] | None = None) -> threading.Thread:
+        """Reload changed rules every ``interval`` seconds in a daemon thread, events or not;
+        ``on_change`` runs after each reload that changed the outcome (a new version or error)."""
         if self._watcher is not None:
             return self._watcher
 
@@ -84,7 +86,10 @@ class RulesRepository:
             while True:
                 threading.Event().wait(interval)
                 try:
+                    before = (self.version, self.failed_hash)
                     self.reload_if_changed()
+                    if on_change is not None and (self.version, self.failed_hash) != before:
+                        on_change()
                 except Exception:  # noqa: BLE001 - a watcher that dies would leave the rules stale
                     log.exception("reloading the rules failed")
 
