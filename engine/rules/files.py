@@ -14,6 +14,8 @@ from pathlib import Path
 
 RULE_SUFFIXES = (".yaml", ".yml")
 PRODUCTS_DIR = "products"
+# Admins' rule tests (engine test) live beside the rules but are not rules (nor ignored by mistake).
+RULE_TESTS_DIR = "tests"
 
 
 def rule_files(rules_dir: Path) -> list[Path]:
@@ -32,7 +34,7 @@ def ignored_entries(rules_dir: Path) -> list[str]:
     rules = set(rule_files(rules_dir))
     ignored: list[str] = []
     for entry in sorted(rules_dir.iterdir()):
-        if entry.name.startswith("."):
+        if entry.name.startswith(".") or (entry.is_dir() and entry.name == RULE_TESTS_DIR):
             continue
         if entry.is_dir() and entry.name == PRODUCTS_DIR:
             ignored += [

@@ -14,7 +14,7 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
-from engine.rules.files import rule_files
+from engine.rules.files import RULE_TESTS_DIR, rule_files  # noqa: F401 - RULE_TESTS_DIR re-exported
 from engine.rules.model import (
     ACTIONS,
     BUILTIN_PREDICATES,
@@ -76,7 +76,7 @@ def check_rules(rules_dir: Path | str) -> tuple[Rules | None, list[Problem]]:
     display_root = rules_dir.name or str(rules_dir)
     if not rules_dir.is_dir():
         return None, [Problem(str(rules_dir), 1, "rules directory not found")]
-    paths = rule_files(rules_dir)
+    paths = rule_files(rules_dir)  # the rule tests (rules/tests/) and other folders are not rules
     documents: dict[str, list[tuple[str, Any]]] = defaultdict(list)
     problems: list[Problem] = []
     # Kinds of the files that failed to parse or validate: they exist, so no "no <kind> file".
