@@ -130,3 +130,5 @@ def test_without_valid_rules_webhooks_are_still_stored_and_replay_is_refused(mak
     assert h.queued == [event_id]
     response = client.post("/admin/replay", headers=AUTH)
     assert response.status_code == 409 and "rules cannot be loaded" in response.json()["detail"]
+    doctor = client.get("/admin/doctor", headers=AUTH)
+    assert doctor.status_code == 200 and doctor.json()["ok"] is False  # a failed check, not a 500
