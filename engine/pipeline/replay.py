@@ -72,7 +72,7 @@ def select_events(
 
 
 def reset_for_replay(rt: Runtime, session: Session, event: Event, *, actor: str) -> None:
-    """Make the event ``received`` again and record the replay (in the caller's transaction)."""
+    """Make the event ``received`` (or ``held``) again and record the replay (in the caller's transaction)."""
     if event.status in IN_FLIGHT:
         raise ReplayRefused(f"event {event.id} is {event.status}: it is still being processed")
     student_id = event.student_id
@@ -92,7 +92,10 @@ def reset_for_replay(rt: Runtime, session: Session, event: Event, *, actor: str)
             "previous_rules_version": event.rules_version,
         },
     )
-    event.status, event.reason, event.plans, event.processed_at, event.failures = "received", None, None, None, 0
+    # With HOTMART_ENABLED off a replayed webhook is held like a new one (released in creation order).
+    held = event.source == "hotmart" and not rt.settings.hotmart_enabled
+    event.status, event.reason, event.plans = ("held" if held else "received"), None, None
+    event.processed_at, event.failures = None, 0
 
 
 def replay(

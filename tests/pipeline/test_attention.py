@@ -201,6 +201,15 @@ def test_replay_refuses_events_still_in_flight_and_names_events_of_any_status(ma
     assert history(h) == []
 
 
+def test_a_replay_while_hotmart_is_disabled_is_held(make_harness, rules_dir):
+    h = make_harness(rules_dir=rules_dir)
+    event_id = deliver(h, purchase())
+    add_product(rules_dir)
+    h.runtime.settings = h.runtime.settings.model_copy(update={"hotmart_enabled": False})
+    [result] = replay.replay(h.runtime, [event_id], actor="cli", process=process_event)
+    assert (result.before, result.after) == ("needs_attention", "held")
+
+
 # --- unknown states -----------------------------------------------------------------------
 
 
