@@ -24,6 +24,8 @@ NEEDS_ATTENTION = "needs_attention"
 # The reason of events that arrived while no valid rules were loaded: resumed by the sweep
 # as soon as valid rules are (see engine.pipeline.sweep.resume_waiting_for_rules).
 RULES_UNAVAILABLE = "rules cannot be loaded"
+# Set in ``session.info`` by a preview (dry-run replay): the verdict, without the alert.
+PREVIEW = "needs_attention.preview"
 _REPLAY_HINT = "then `engine replay --status needs_attention` (or POST /admin/replay)"
 
 
@@ -32,6 +34,8 @@ def needs_attention(
 ) -> tuple[None, str]:
     """Mark the event and count it in its cause's alert."""
     event.status, event.reason, event.processed_at = NEEDS_ATTENTION, reason[:2000], utcnow()
+    if session.info.get(PREVIEW):
+        return None, NEEDS_ATTENTION
     raise_alert(
         rt,
         session,

@@ -109,14 +109,15 @@ def preview_event(rt: Runtime, event_id: int) -> Event:
         event = session.get(Event, event_id)
         if event is None:
             raise LookupError(f"event {event_id} not found")
+        session.info[attention.PREVIEW] = True  # no alert is raised, not even one rolled back
         event.status, event.reason, event.plans = "received", None, None
         if not rt.rules.available:
-            _preview_attention(event, f"{attention.RULES_UNAVAILABLE}: {rt.rules.load_error}")
+            attention.rules_unavailable(rt, session, event, rt.rules.load_error)
         else:
             inp = event_input(event.payload, rt.rules.rules) if event.payload is not None else None
-            student_id, status = _prepare(rt, session, event, inp, preview=True)
+            student_id, status = _prepare(rt, session, event, inp)
             if status == "received" and student_id is not None and inp is not None:
-                _plan(rt, session, event, student_id, inp, preview=True)
+                _plan(rt, session, event, student_id, inp)
         session.flush()
         preview = Event(
             id=event.id,
@@ -142,9 +143,7 @@ def _ignore(event: Event, reason: str, plans: list[dict[str, Any]] | None = None
     return None, "ignored"
 
 
-def _prepare(
-    rt: Runtime, session: Session, event: Event, inp: EventInput | None, *, preview: bool = False
-) -> tuple[int | None, str]:
+def _prepare(rt: Runtime, session: Session, event: Event, inp: EventInput | None) -> tuple[int | None, str]:
     """Decide whether the event concerns a student; create the student when it will act."""
     event.rules_version = rt.rules.version
     if inp is None:
@@ -162,7 +161,7 @@ def _prepare(
     if event.student_id is not None:
         return event.student_id, "received"
     if inp.product is None and inp.source == "hotmart":
-        return _no_product(rt, session, event, inp, preview)
+        return _no_product(rt, session, event, inp)
     if not inp.email:
         return _ignore(event, "no buyer e-mail in the payload")
     student = session.scalar(select(Student).where(Student.email == inp.email))
@@ -178,7 +177,7 @@ def _prepare(
     return student.id, "received"
 
 
-def _no_product(rt: Runtime, session: Session, event: Event, inp: EventInput, preview: bool) -> tuple[None, str]:
+def _no_product(rt: Runtime, session: Session, event: Event, inp: EventInput) -> tuple[None, str]:
     """A Hotmart event no product claims: ignored only when the rules say so."""
     rules = rt.rules.rules
     product_id = inp.fields.get("product_id")
@@ -188,14 +187,7 @@ def _no_product(rt: Runtime, session: Session, event: Event, inp: EventInput, pr
         return _ignore(event, f"product id {product_id} is unmanaged (catalog.unmanaged_products)")
     if inp.event_type in rules.ignore and not any(inp.event_type in t.events for t in rules.transitions):
         return _ignore(event, rules.ignore[inp.event_type])  # ignored whatever the product
-    if preview:
-        return _preview_attention(event, f"no product matches id {product_id or '(none)'}")
     return attention.unknown_product(rt, session, event, product_id)
-
-
-def _preview_attention(event: Event, reason: str) -> tuple[None, str]:
-    event.status, event.reason = attention.NEEDS_ATTENTION, reason
-    return None, attention.NEEDS_ATTENTION
 
 
 # Events that would grant (or restore) access for a purchase, and those that end it for good.
@@ -247,9 +239,7 @@ def _targets(rt: Runtime, student: Student, inp: EventInput) -> list[_Target] | 
     return None  # a product the rules do not define (any more)
 
 
-def _plan(
-    rt: Runtime, session: Session, event: Event, student_id: int, inp: EventInput, *, preview: bool = False
-) -> None:
+def _plan(rt: Runtime, session: Session, event: Event, student_id: int, inp: EventInput) -> None:
     rules, planner = rt.rules.rules, rt.rules.planner
     event.rules_version = rt.rules.version
     student = session.get(Student, student_id)
@@ -259,18 +249,12 @@ def _plan(
         _ignore(event, targets)
         return
     if targets is None:
-        if preview:
-            _preview_attention(event, f"product {inp.product_key or '(none)'} is not defined in the rules")
-        else:
-            attention.unknown_product_key(rt, session, event, inp.product_key)
+        attention.unknown_product_key(rt, session, event, inp.product_key)
         return
     for target in targets:
         # Nothing is decided for a membership the rules cannot place: the whole event waits.
         if target.membership is not None and target.membership.state not in rules.states:
-            if preview:
-                _preview_attention(event, f"{target.product_key}: state {target.membership.state!r} is unknown")
-            else:
-                attention.unknown_state(rt, session, event, target.product_key, target.membership.state)
+            attention.unknown_state(rt, session, event, target.product_key, target.membership.state)
             return
     now = rt.now()
     plans: list[dict[str, Any]] = []

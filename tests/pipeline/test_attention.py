@@ -139,6 +139,9 @@ def test_replay_after_the_product_is_merged_applies_the_events_and_records_it(ma
     old_version = get(h, Event, event_id).rules_version
     redelivered = store_hotmart_again(h, purchase())
     assert redelivered == "needs_attention"  # Hotmart's redelivery stays a duplicate
+    [still] = replay.preview(h.runtime, [event_id])  # before the fix: the same verdict, no new alert
+    assert (still.after, still.reason) == ("needs_attention", f"no product matches id {UNKNOWN_ID}")
+    assert [a.count for a in alerts(h)] == [1]
 
     add_product(rules_dir)
     h.runtime.rules.reload_if_changed()
