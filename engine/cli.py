@@ -43,7 +43,22 @@ def _configure_logging() -> None:
     logging.getLogger("transitions").setLevel(logging.WARNING)  # it logs every callback at INFO
 
 
-@click.group()
+class _Engine(click.Group):
+    """Invalid rules end any command with one line per error, never a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        from engine.rules.loader import RulesError
+
+        try:
+            return super().invoke(ctx)
+        except RulesError as exc:
+            for problem in exc.problems:
+                click.echo(f"error: {problem}", err=True)
+            click.echo(f"{len(exc.problems)} error(s) in the rules: run `engine check`", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=_Engine)
 def main() -> None:
     """Student lifecycle rules engine: Hotmart -> Discord, ManyChat, classes."""
 

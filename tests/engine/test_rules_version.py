@@ -57,3 +57,26 @@ def test_a_repository_may_start_without_valid_rules(tmp_path):
     digest, problems = repository.take_failure()
     assert digest == content_hash(copy) and [str(p) for p in problems] == [repository.load_error]
     assert repository.take_failure() is None  # one report per broken version
+
+
+def test_a_command_that_needs_valid_rules_ends_with_one_line_per_error(tmp_path, monkeypatch):
+    copy = tmp_path / "rules"
+    shutil.copytree(RULES, copy)
+    (copy / "onboarding.yaml").unlink()
+    monkeypatch.setenv("RULES_DIR", str(copy))
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'engine.db'}")
+    from engine.settings import get_settings
+
+    get_settings.cache_clear()
+    try:
+        csv = tmp_path / "students.csv"
+        csv.write_text("email,product\nana@example.com,curso\n")
+        result = CliRunner().invoke(main, ["import-students", str(csv), "--dry-run"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "error: rules/:1: no onboarding file (a file whose top-level key is 'onboarding:')",
+        "1 error(s) in the rules: run `engine check`",
+    ]
+    assert "Traceback" not in result.output
