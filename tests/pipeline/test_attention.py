@@ -213,6 +213,24 @@ def test_a_replay_while_hotmart_is_disabled_is_held(make_harness, rules_dir):
     assert (result.before, result.after) == ("needs_attention", "held")
 
 
+def test_replay_selection_by_status_type_and_date(make_harness):
+    from datetime import UTC, datetime, timedelta
+
+    h = make_harness()
+    approval = deliver(h, purchase(n=1))
+    refund = copy.deepcopy(load_payload("purchase_refunded.json"))
+    refund["data"]["product"]["id"] = UNKNOWN_ID
+    refunded = deliver(h, refund)
+    with h.runtime.sessions.begin() as session:  # the approval arrived two days ago
+        session.get(Event, approval).received_at = datetime.now(UTC) - timedelta(days=2)
+    with h.runtime.sessions() as session:
+        assert replay.select_events(session) == [approval, refunded]
+        assert replay.select_events(session, event_type="purchase_refunded") == [refunded]
+        assert replay.select_events(session, since=datetime.now(UTC) - timedelta(days=1)) == [refunded]
+        assert replay.select_events(session, status="ignored") == []
+        assert replay.select_events(session, status=None, ids=[approval]) == [approval]
+
+
 # --- unknown states -----------------------------------------------------------------------
 
 
