@@ -14,12 +14,13 @@ from datetime import timedelta
 from sqlalchemy import func, or_, select, text
 
 from engine.db.models import ActionRun, Event, Membership, ScheduledEvent, Student
+from engine.pipeline import attention
 from engine.pipeline.alerts import notify_alerts
 from engine.pipeline.intake import store_internal
 from engine.pipeline.runtime import Runtime
 
 log = logging.getLogger(__name__)
-_SWEEP_LOCK = 0x5E18  # advisory-lock namespace of the sweep (the student locks use 0x5E17)
+_SWEEP_LOCK = 0x5E19  # advisory-lock namespace of the sweep (students 0x5E17, alert groups 0x5E18)
 
 
 def fire_due_timers(rt: Runtime, limit: int = 500) -> list[int]:
@@ -107,6 +108,25 @@ def requeue_stuck(rt: Runtime) -> list[int]:
     return ids
 
 
+def resume_waiting_for_rules(rt: Runtime) -> list[int]:
+    """Events that arrived while no valid rules were loaded are replayed once valid rules are."""
+    if not rt.rules.available:
+        return []
+    from engine.pipeline.replay import replay
+
+    with rt.sessions() as session:
+        ids = session.scalars(
+            select(Event.id)
+            .where(
+                Event.status == attention.NEEDS_ATTENTION,
+                Event.reason.startswith(attention.RULES_UNAVAILABLE, autoescape=True),
+            )
+            .order_by(Event.occurred_at.asc().nulls_first(), Event.id)
+        ).all()
+    replay(rt, ids, actor="worker")
+    return list(ids)
+
+
 @contextmanager
 def _one_sweeper(rt: Runtime) -> Iterator[bool]:
     """Every worker process runs the periodic sweep; only one at a time does the work."""
@@ -126,23 +146,34 @@ def _one_sweeper(rt: Runtime) -> Iterator[bool]:
 
 
 def sweep(rt: Runtime) -> dict[str, int]:
+    # Every process: newest valid rules within a minute, events or not; a broken version alerts once.
+    rt.rules.reload_if_changed()
+    attention.report_rules_failure(rt)
     with _one_sweeper(rt) as mine:
         if not mine:
-            return {"released": 0, "timers": 0, "requeued": 0, "alerts": 0}
+            return {"resumed": 0, "released": 0, "timers": 0, "requeued": 0, "alerts": 0}
         return _sweep(rt)
 
 
 def _sweep(rt: Runtime) -> dict[str, int]:
+    resumed = resume_waiting_for_rules(rt)
     released = release_held(rt)
     fired = fire_due_timers(rt)
     stuck = requeue_stuck(rt)
     notified = notify_alerts(rt)
-    if released or fired or stuck or notified:
+    if resumed or released or fired or stuck or notified:
         log.info(
-            "sweep: %d released, %d timers fired, %d re-enqueued, %d alerts posted",
+            "sweep: %d resumed (rules back), %d released, %d timers fired, %d re-enqueued, %d alerts posted",
+            len(resumed),
             len(released),
             len(fired),
             len(stuck),
             notified,
         )
-    return {"released": len(released), "timers": len(fired), "requeued": len(stuck), "alerts": notified}
+    return {
+        "resumed": len(resumed),
+        "released": len(released),
+        "timers": len(fired),
+        "requeued": len(stuck),
+        "alerts": notified,
+    }
