@@ -183,7 +183,7 @@ def test_story_31_worker_stopped_while_the_flow_waits_for_its_slot(start_stack, 
 
 def test_worker_killed_at_random_points_sends_every_flow_once(start_stack, fakes, pg, redis_url, tmp_path):
     """Issue 9 part 6: kill the worker at random points during a burst of purchases."""
-    buyers = 120
+    buyers = 200
     stack = start_stack(worker=False, STUCK_AFTER_SECONDS="2")
     seed_buyers(fakes, buyers)
     rng = random.Random(31)
