@@ -28,6 +28,7 @@ def take_raised() -> bool:
     _raised.flag = False
     return raised
 
+
 REPOST_AFTER = timedelta(hours=1)
 _GROUP_LOCK_NAMESPACE = 0x5E18  # advisory xact locks on a group key (the student lock uses 0x5E17)
 
