@@ -172,6 +172,7 @@ def _advance(rt: Runtime, session: Session, student_id: int, lane: str | None, d
             .where(Event.student_id == student_id, Event.status.in_(OPEN_STATUSES))
             .order_by(Event.id)
             .limit(1)
+            .execution_options(populate_existing=True)  # an admin's retry may have changed it
         ).first()
         if event is None:
             return None
@@ -180,6 +181,7 @@ def _advance(rt: Runtime, session: Session, student_id: int, lane: str | None, d
             .where(ActionRun.event_id == event.id, ActionRun.status.in_(_OPEN_STEPS))
             .order_by(ActionRun.step_index)
             .limit(1)
+            .execution_options(populate_existing=True)
         ).first()
         now = rt.now()
         if run is None:
