@@ -57,6 +57,9 @@ class StepContext:
     # Called by a connector right before it writes a request that must not be repeated
     # (a ManyChat flow): until then a stopped worker may simply run the step again.
     before_send: Callable[[], None] | None = field(default=None, compare=False, repr=False)
+    # Called when the other side proved it did not act (a 429) and the connector will wait
+    # before sending again: the step is no longer in flight meanwhile.
+    not_sent: Callable[[], None] | None = field(default=None, compare=False, repr=False)
 
     @property
     def reason(self) -> str:

@@ -150,7 +150,7 @@ class ManyChatConnector:
             "set_field": self._set_field,
             # The flow is the one request that cannot be repeated: it tells the engine just
             # before it is written to the network (the step is "in flight" from then on).
-            "trigger_flow": lambda sid, step: self._trigger_flow(sid, step, ctx.before_send),
+            "trigger_flow": lambda sid, step: self._trigger_flow(sid, step, ctx.before_send, ctx.not_sent),
         }.get(step.action)
         if handler is None:
             return StepResult.failed(BAD_REQUEST, f"unknown ManyChat action {step.action!r}")
@@ -215,7 +215,13 @@ class ManyChatConnector:
             raise _idempotent_failure(reply, f"field {field!r}")
         return f"field {field} set (subscriber {sid})"
 
-    def _trigger_flow(self, sid: str, step: Step, before_send: Callable[[], None] | None = None) -> str:
+    def _trigger_flow(
+        self,
+        sid: str,
+        step: Step,
+        before_send: Callable[[], None] | None = None,
+        not_sent: Callable[[], None] | None = None,
+    ) -> str:
         flow_ns = step.params["flow_ns"]
         label = f"flow {step.params.get('flow') or flow_ns!r} ({flow_ns})"
         if not self._flow_budget_left(sid):
@@ -228,7 +234,11 @@ class ManyChatConnector:
         # The body is exactly these two keys; ManyChat takes no variables here, which is
         # why fields are set by an earlier set_field step.
         reply = self._call(
-            "POST", _SEND_FLOW, json={"subscriber_id": _wire_id(sid), "flow_ns": flow_ns}, before_send=before_send
+            "POST",
+            _SEND_FLOW,
+            json={"subscriber_id": _wire_id(sid), "flow_ns": flow_ns},
+            before_send=before_send,
+            not_sent=not_sent,
         )
         if reply.ok or (reply.error == UNAVAILABLE and reply.sent):
             self._count_flow(sid)
@@ -340,6 +350,7 @@ class ManyChatConnector:
         params: dict[str, Any] | None = None,
         json: dict[str, Any] | None = None,
         before_send: Callable[[], None] | None = None,
+        not_sent: Callable[[], None] | None = None,
     ) -> _Reply:
         for attempt in range(len(_BACKOFF) + 1):
             self._pace(path)
@@ -364,6 +375,8 @@ class ManyChatConnector:
             if delay > _MAX_RETRY_AFTER:
                 return reply
             log.info("manychat: %s rate limited, retrying in %.1fs", path, delay)
+            if not_sent is not None:
+                not_sent()  # a 429 is a refusal: nothing is in flight while we wait
             self._sleep(delay)
         raise AssertionError("unreachable")
 

@@ -252,13 +252,21 @@ def _call_remote(rt: Runtime, hold, call: _Call) -> StepResult:
         def before_send() -> None:
             nonlocal in_flight
             if in_flight:
-                return  # a resend after a 429 (nothing was delivered): already marked
+                return
             with hold.begin() as session:
                 run = session.get(ActionRun, call.run_id)
                 run.status, run.started_at = "running", rt.now()
             in_flight = True
 
-        ctx = replace(ctx, before_send=before_send)
+        def not_sent() -> None:
+            nonlocal in_flight
+            if not in_flight:
+                return
+            with hold.begin() as session:
+                session.get(ActionRun, call.run_id).status = "pending"
+            in_flight = False
+
+        ctx = replace(ctx, before_send=before_send, not_sent=not_sent)
     try:
         return call.connector.run(call.step, ctx)
     except Exception as exc:  # noqa: BLE001 - connectors should not raise; survive if one does
