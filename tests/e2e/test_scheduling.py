@@ -215,16 +215,19 @@ def test_worker_killed_at_random_points_sends_every_flow_once(start_stack, fakes
     with sessions() as session:
         statuses = dict(session.execute(select(Event.id, Event.status).where(Event.id.in_(events))).all())
         interrupted = session.scalars(select(ActionRun).where(ActionRun.error == "worker.interrupted")).all()
-    assert set(statuses.values()) <= {"processed", "failed"}, statuses
+        interrupted_emails = {session.get(Event, run.event_id).email for run in interrupted}
+    assert set(statuses.values()) <= {"processed", "failed"}, statuses  # every event completed
     assert all(count == 1 for count in sent.values()), sent  # no flow twice
-    # A flow marked "may have been delivered" was written: the fake received it.
-    for run in interrupted:
-        assert run.action == "trigger_flow"
-        with sessions() as session:
-            email = session.get(Event, run.event_id).email
-        sub = fakes.manychat.find(email=email)
-        assert sent.get(sub.id) == 1, (email, run.detail)
-    assert len(sent) + 0 >= buyers - len(interrupted)
-    failed = [e for e, s in statuses.items() if s == "failed"]
+    assert all(run.action == "trigger_flow" for run in interrupted)
+    failed = {e for e, s in statuses.items() if s == "failed"}
     assert len(failed) == len(interrupted)  # nothing else failed
-    assert len(sent) == buyers  # every buyer got the flow, exactly once
+    # No flow that was never written is marked "may have been delivered": a marked flow was either
+    # delivered (the worker died before reading the answer) or its request reached ManyChat and was
+    # cut off with the worker's connection (the fake saw it arrive, not finish).
+    delivered = {fakes.manychat.subscribers[sid].email for sid in sent}
+    reached = sum(1 for _, path in fakes.manychat.requests if path == "/fb/sending/sendFlow")
+    cut_off = interrupted_emails - delivered
+    assert len(cut_off) <= reached - sum(sent.values()), (cut_off, reached, len(sent))
+    # Nothing is lost silently: a buyer without the flow is one an admin was told about.
+    missing = {f"buyer{i}@example.com" for i in range(buyers)} - delivered
+    assert missing <= interrupted_emails, missing
