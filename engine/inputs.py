@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from connectors import hotmart
 from engine.rules.model import Product, Rules
+from engine.sources import hotmart
 
 
 @dataclass
@@ -32,10 +32,10 @@ def is_internal(body: Any) -> bool:
 
 
 def from_hotmart(body: Any, rules: Rules) -> EventInput:
-    parsed = hotmart.parse(body)
+    parsed = hotmart.SOURCE.parse(body)
     fields = parsed.fields()
     return EventInput(
-        source="hotmart",
+        source=hotmart.SOURCE.name,
         event_type=parsed.event_type,
         fields=fields,
         product=rules.product_for(parsed.product_id, parsed.offer_code),

@@ -14,10 +14,10 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from connectors import hotmart
 from engine.api.deps import RuntimeDep
 from engine.pipeline.intake import store_hotmart, store_rejected
 from engine.pipeline.runtime import Runtime
+from engine.sources import hotmart
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["webhooks"])

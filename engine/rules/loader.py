@@ -186,7 +186,7 @@ class _Builder:
         self.lifecycle_file = file
         self.states = tuple(lifecycle["states"])
         self.internal_events = dict(lifecycle.get("events", {}))
-        from connectors.hotmart import HOTMART_EVENTS
+        from engine.sources.hotmart import HOTMART_EVENTS
 
         self.hotmart_events = frozenset(HOTMART_EVENTS)
         clash = sorted(set(self.internal_events) & self.hotmart_events)

@@ -34,7 +34,7 @@ BUILTIN_PREDICATES: dict[str, str] = {
     "is_test_event": "a Hotmart 'send test' payload (product id 0)",
 }
 
-# Event fields a comparison or a template may read (Hotmart's, see connectors.hotmart).
+# Event fields a comparison or a template may read (Hotmart's, see engine.sources.hotmart).
 EVENT_FIELDS: frozenset[str] = frozenset(
     {
         "event_type",
@@ -173,6 +173,6 @@ class Rules:
 
     @property
     def known_events(self) -> frozenset[str]:
-        from connectors.hotmart import HOTMART_EVENTS
+        from engine.sources import SOURCE_EVENTS
 
-        return frozenset(HOTMART_EVENTS) | frozenset(self.internal_events)
+        return SOURCE_EVENTS | frozenset(self.internal_events)

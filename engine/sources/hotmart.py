@@ -435,3 +435,18 @@ class _Reader:
             self.problem(path, "not an ISO country code")
             return None
         return value.upper() if value is not None else None
+
+
+class HotmartSource:
+    """Hotmart as a :class:`engine.sources.base.Source`."""
+
+    name = "hotmart"
+    events = HOTMART_EVENTS
+
+    envelope = staticmethod(envelope)
+    parse = staticmethod(parse)
+    dedupe_key = staticmethod(dedupe_key)
+    verify = staticmethod(verify_hottok)
+
+
+SOURCE = HotmartSource()
