@@ -181,7 +181,7 @@ def make_harness(pg: str) -> Callable[..., Harness]:
         )
         sessions = session_factory(settings)
         rules = RulesRepository(rules_dir)
-        registry, _ = build_connectors(settings, sessions, rules.rules.classes)
+        registry, _ = build_connectors(settings)
         discord = RecordingConnector("discord", DISCORD_ACTIONS)
         manychat = RecordingConnector("manychat", MANYCHAT_ACTIONS)
         for action in DISCORD_ACTIONS:

@@ -49,12 +49,8 @@ class Runtime:
         return self.connectors.get(action)
 
 
-def build_connectors(
-    settings: Settings, sessions: sessionmaker[Session], class_names: dict[str, str] | None = None
-) -> tuple[dict[str, Connector], Connector]:
+def build_connectors(settings: Settings) -> tuple[dict[str, Connector], Connector]:
     """Connectors by action, honouring the feature flags; plus the admin-alert sink."""
-    from connectors.classes import ClassesConnector
-
     registry: dict[str, Connector] = {}
     discord_actions = frozenset({"add_role", "remove_role", "send_dm"})
     manychat_actions = frozenset({"add_tag", "remove_tag", "set_field", "trigger_flow"})
@@ -77,8 +73,7 @@ def build_connectors(
         )
     else:
         manychat = DisabledConnector("manychat", manychat_actions, "MANYCHAT_ENABLED")
-    classes = ClassesConnector(sessions, class_names)
-    for connector in (discord, manychat, classes):
+    for connector in (discord, manychat):
         for action in connector.actions:
             registry[action] = connector
     return registry, discord
@@ -95,7 +90,7 @@ def build_runtime(
 
     sessions = sessions or session_factory(settings)
     rules = RulesRepository(settings.rules_dir)
-    connectors, alert_sink = build_connectors(settings, sessions, rules.rules.classes)
+    connectors, alert_sink = build_connectors(settings)
     runtime = Runtime(settings=settings, sessions=sessions, rules=rules, connectors=connectors, alert_sink=alert_sink)
     if enqueue is not None:
         runtime.enqueue = enqueue

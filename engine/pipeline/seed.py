@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from connectors.classes import enroll_student
 from engine.db.models import Grant, Membership, Student, utcnow
+from engine.pipeline.classes import enroll_student
 from engine.pipeline.ledger import RESOURCES
 from engine.rules.model import Rules
 
