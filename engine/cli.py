@@ -205,8 +205,8 @@ EVENT_STATUSES = ("received", "held", "processing", "retrying", "processed", "ig
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object, as GET /admin/events does.")
 def events(status: str | None, event_type: str | None, email: str | None, limit: int, as_json: bool) -> None:
     """List events from the event log, newest first."""
-    from engine.api.admin import Redactor, event_summary, query_events
     from engine.db.session import session_factory
+    from engine.service.views import Redactor, event_summary, query_events
     from engine.settings import get_settings
 
     settings = get_settings()
@@ -271,8 +271,8 @@ def retry(event_id: int, force: bool, skipped: bool) -> None:
 def import_students(csv_file: Path, adopt_access: bool, check_only: bool) -> None:
     """One-time seed of existing students: CSV columns email,product[,state,name,phone,discord_id]."""
     from engine.db.session import session_factory
+    from engine.pipeline.rules_repository import RulesRepository
     from engine.pipeline.seed import read_rows, seed
-    from engine.rules.repository import RulesRepository
     from engine.settings import get_settings
 
     settings = get_settings()

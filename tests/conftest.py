@@ -165,8 +165,8 @@ class Harness:
 def make_harness(pg: str) -> Callable[..., Harness]:
     from connectors.base import RecordingConnector
     from engine.db.session import session_factory
+    from engine.pipeline.rules_repository import RulesRepository
     from engine.pipeline.runtime import Runtime, build_connectors
-    from engine.rules.repository import RulesRepository
     from engine.settings import Settings
 
     def factory(*, rules_dir: Path = RULES, connectors: dict | None = None, **overrides) -> Harness:

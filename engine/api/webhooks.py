@@ -25,7 +25,7 @@ router = APIRouter(tags=["webhooks"])
 
 def _store_and_enqueue(rt: Runtime, body: bytes, decoded: object, headers: dict[str, str]):
     # A bare connection, not an ORM session: one insert, on the hot path.
-    with rt.sessions.kw["bind"].begin() as connection:
+    with rt.db.begin() as connection:
         stored = store_hotmart(connection, body, headers, held=not rt.settings.hotmart_enabled, decoded=decoded)
     if stored.status == "received" and not stored.duplicate:
         try:

@@ -7,7 +7,6 @@ the student's lock; the steps then run in order (see :mod:`engine.pipeline.execu
 from __future__ import annotations
 
 import logging
-import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,6 +16,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from engine.codes import new_code
 from engine.db.models import ActionRun, Event, Membership, Student, utcnow
 from engine.inputs import EventInput, event_input
 from engine.pipeline.alerts import notify_alerts
@@ -26,15 +26,6 @@ from engine.pipeline.runtime import Runtime
 from engine.planner import Facts, Plan
 
 log = logging.getLogger(__name__)
-
-# No look-alikes (0/O, 1/I): 32 symbols, 5 bits each; 8 characters = 40 bits.
-CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
-assert len(set(CODE_ALPHABET)) == 32
-
-
-def new_code(length: int = 8) -> str:
-    return "".join(secrets.choice(CODE_ALPHABET) for _ in range(length))
-
 
 # Internal events that concern the student, not one product: every membership gets them.
 STUDENT_WIDE_EVENTS = frozenset({"DISCORD_LINKED", "MEMBER_JOINED"})

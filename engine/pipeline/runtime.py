@@ -7,11 +7,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.base import Connector, Step, StepContext, StepResult, StepStatus
 from engine.db.models import utcnow
-from engine.rules.repository import RulesRepository
+from engine.db.session import engine_of, session_factory
+from engine.pipeline.rules_repository import RulesRepository
 from engine.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -40,7 +42,10 @@ class Runtime:
     schedule_drain: Callable[[int, float], None] = lambda student_id, delay: None
     clock: Callable[[], datetime] = utcnow
     alert_sink: Connector | None = None  # has post_alert(content, nonce=)
-    extra: dict = field(default_factory=dict)
+    db: Engine = field(init=False)  # the pool ``sessions`` is bound to: bare connections on the hot path
+
+    def __post_init__(self) -> None:
+        self.db = engine_of(self.sessions)
 
     def now(self) -> datetime:
         return self.clock()
@@ -86,8 +91,6 @@ def build_runtime(
     schedule_drain: Callable[[int, float], None] | None = None,
     sessions: sessionmaker[Session] | None = None,
 ) -> Runtime:
-    from engine.db.session import session_factory
-
     sessions = sessions or session_factory(settings)
     rules = RulesRepository(settings.rules_dir)
     connectors, alert_sink = build_connectors(settings)

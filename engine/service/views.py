@@ -1,0 +1,180 @@
+"""What the admin sees, for the API and the CLI alike: event queries and redacted read models.
+
+Secrets never leave: the hottok and other configured tokens are redacted wherever they could
+appear, and onboarding codes are never shown (only when they were issued and expire).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy.orm import Session
+
+from engine.db.models import ActionRun, Alert, Event, OnboardingToken, Student
+from engine.service import schemas
+from engine.settings import Settings
+
+REDACTED = "[redacted]"
+# Keys whose values are credentials wherever they appear (a payload, a header, a result).
+_SECRET_KEYS = frozenset({"hottok", "x-hotmart-hottok", "authorization", "cookie", "set-cookie"})
+# A form-encoded or broken-JSON body may carry the hottok; redact its value in text.
+_HOTTOK_IN_TEXT = re.compile(r"""(hottok["']?\s*[=:]\s*["']?)[^&"'\s,}]*""", re.IGNORECASE)
+
+
+# --- redaction ------------------------------------------------------------------------
+
+
+class Redactor:
+    """Replaces known secret strings (configured tokens, onboarding codes) and secret keys."""
+
+    def __init__(self, secrets: Iterable[str | None] = ()):
+        self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+
+    @classmethod
+    def for_settings(cls, settings: Settings, extra: Iterable[str | None] = ()) -> Redactor:
+        configured = (
+            settings.hotmart_hottok,
+            settings.admin_api_token,
+            settings.discord_bot_token,
+            settings.manychat_api_token,
+        )
+        return cls([*(s.get_secret_value() for s in configured), *extra])
+
+    def text(self, value: str | None) -> str | None:
+        if not value:
+            return value
+        for secret in self.secrets:
+            if secret in value:
+                value = value.replace(secret, REDACTED)
+        return _HOTTOK_IN_TEXT.sub(lambda m: m.group(1) + REDACTED, value) if "hottok" in value.lower() else value
+
+    def __call__(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, dict):
+            return {
+                key: REDACTED if isinstance(key, str) and key.lower() in _SECRET_KEYS else self(item)
+                for key, item in value.items()
+            }
+        if isinstance(value, list | tuple):
+            return [self(item) for item in value]
+        return value
+
+
+def student_codes(session: Session, student_ids: Iterable[int | None]) -> list[str]:
+    ids = {i for i in student_ids if i is not None}
+    if not ids:
+        return []
+    return list(session.scalars(select(OnboardingToken.code).where(OnboardingToken.student_id.in_(ids))))
+
+
+def planned_codes(runs: Sequence[ActionRun], plans: Any) -> list[str]:
+    """Codes an issue_token step carries, whether or not the step has run yet."""
+    codes = [run.params.get("code") for run in runs if run.action == "issue_token"]
+    for plan in plans if isinstance(plans, list) else []:
+        steps = plan.get("steps") if isinstance(plan, dict) else None
+        for step in steps if isinstance(steps, list) else []:
+            if isinstance(step, dict) and step.get("action") == "issue_token":
+                codes.append((step.get("params") or {}).get("code"))
+    return [c for c in codes if isinstance(c, str) and c != "{token}"]
+
+
+# --- queries ---------------------------------------------------------------------------
+
+
+def aware(value: datetime | None) -> datetime | None:
+    """Query datetimes without a zone are taken as UTC."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def email_key(email: str) -> str:
+    return email.strip().lower()
+
+
+def event_filters(
+    *,
+    status: str | None = None,
+    type: str | None = None,
+    email: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
+    if status:
+        conditions.append(Event.status == status)
+    if type:
+        conditions.append(Event.type == type.strip().upper())
+    if email:
+        key = email_key(email)
+        # E-mails are stored lower-cased (intake and students); an event of the student may
+        # also be known only by its student id.
+        conditions.append(or_(Event.email == key, Event.student_id.in_(select(Student.id).where(Student.email == key))))
+    if since is not None:
+        conditions.append(Event.received_at >= aware(since))
+    if until is not None:
+        conditions.append(Event.received_at < aware(until))
+    return conditions
+
+
+def query_events(session: Session, *, limit: int = 50, offset: int = 0, **filters: Any) -> tuple[list[Event], int]:
+    """Events matching ``filters`` (see :func:`event_filters`), newest first, and their total."""
+    conditions = event_filters(**filters)
+    total = session.scalar(select(func.count()).select_from(Event).where(*conditions)) or 0
+    rows = session.scalars(select(Event).where(*conditions).order_by(Event.id.desc()).limit(limit).offset(offset))
+    return list(rows), total
+
+
+def event_summary(event: Event, redact: Redactor) -> schemas.EventSummary:
+    return schemas.EventSummary(
+        id=event.id,
+        source=event.source,
+        type=event.type,
+        status=event.status,
+        reason=redact.text(event.reason),
+        email=event.email,
+        student_id=event.student_id,
+        product=event.product_key,
+        received_at=event.received_at,
+        occurred_at=event.occurred_at,
+        processed_at=event.processed_at,
+    )
+
+
+def alert_out(alert: Alert, student_email: str | None, redact: Redactor) -> schemas.AlertOut:
+    return schemas.AlertOut(
+        id=alert.id,
+        kind=alert.kind,
+        message=redact.text(alert.message) or "",
+        event_id=alert.event_id,
+        action_run_id=alert.action_run_id,
+        student_id=alert.student_id,
+        student_email=student_email,
+        created_at=alert.created_at,
+        notified=alert.notified,
+        acknowledged_at=alert.acknowledged_at,
+    )
+
+
+def step_out(run: ActionRun, redact: Redactor) -> schemas.StepOut:
+    return schemas.StepOut(
+        id=run.id,
+        step_index=run.step_index,
+        action=run.action,
+        params=redact(run.params or {}),
+        membership_id=run.membership_id,
+        status=run.status,
+        attempts=run.attempts,
+        error=run.error,
+        detail=redact.text(run.detail),
+        result=redact(run.result),
+        retry_at=run.retry_at,
+        created_at=run.created_at,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
+    )
