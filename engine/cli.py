@@ -152,21 +152,20 @@ def serve(host: str, port: int, workers: int, worker: bool | None, threads: int,
     in_process = worker if worker is not None else not settings.redis_url
     if in_process and workers > 1:
         raise click.UsageError("an in-process worker needs --workers 1 (run `engine worker` separately)")
+    # The app by its import string: the CLI starts the API, it does not import it.
+    app = "engine.api.main:app_factory"
     if workers > 1:
-        uvicorn.run(
-            "engine.api.main:app_factory", factory=True, host=host, port=port, workers=workers, access_log=access_log
-        )
+        uvicorn.run(app, factory=True, host=host, port=port, workers=workers, access_log=access_log)
         return
-    from engine.api.main import app_factory
-    from engine.worker import huey
+    from engine.worker import get_huey, runtime
 
-    app = app_factory()
+    runtime()  # fail fast on invalid rules or settings, before the worker starts; the app reuses it
     consumer = None
     if in_process:
-        consumer = huey.create_consumer(workers=threads, worker_type="thread", periodic=True)
+        consumer = get_huey().create_consumer(workers=threads, worker_type="thread", periodic=True)
         consumer.start()
     try:
-        uvicorn.run(app, host=host, port=port, access_log=access_log)
+        uvicorn.run(app, factory=True, host=host, port=port, access_log=access_log)
     finally:
         if consumer is not None:
             consumer.stop(graceful=True)
@@ -178,12 +177,12 @@ def worker(threads: int) -> None:
     """Run a Huey worker: processes events, retries and timers."""
     _configure_logging()
     from engine.pipeline.sweep import sweep
-    from engine.worker import huey, runtime
+    from engine.worker import get_huey, runtime
 
     # Fail fast on invalid rules or settings; then sweep once now rather than at the next minute,
     # so held webhooks (HOTMART_ENABLED just turned on) and overdue timers don't wait.
     sweep(runtime())
-    huey.create_consumer(workers=threads, worker_type="thread", periodic=True).run()
+    get_huey().create_consumer(workers=threads, worker_type="thread", periodic=True).run()
 
 
 @main.command()
