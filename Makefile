@@ -28,6 +28,7 @@ test: install services
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/engine check
+	$(BIN)/engine test
 	$(BIN)/pytest -q
 
 lint: install
@@ -36,3 +37,4 @@ lint: install
 
 check: install
 	$(BIN)/engine check
+	$(BIN)/engine test
