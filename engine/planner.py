@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import threading
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from transitions import Machine
 
 from connectors.base import Step
+from engine.rules.actions import ACTIONS, TOKEN_PLACEHOLDER, RenderContext
 from engine.rules.model import (
     TEMPLATE_RE,
     Condition,
@@ -22,10 +23,8 @@ from engine.rules.model import (
     Rules,
     StepSpec,
     TransitionRule,
-    parse_duration,
+    as_datetime,
 )
-
-TOKEN_PLACEHOLDER = "{token}"
 
 
 @dataclass(frozen=True)
@@ -157,7 +156,7 @@ class Planner:
             plan.ignored_reason = self._ignore_reason(event_type, state, product)
             return plan
         plan.transition = decision.fired.name
-        plan.steps = [step for spec in decision.fired.steps if (step := self._render(spec, decision)) is not None]
+        plan.steps = [self._render(spec, decision) for spec in decision.fired.steps]
         return plan
 
     # machine callbacks -----------------------------------------------------------------------
@@ -208,7 +207,7 @@ class Planner:
         if name == "discord_account_changed":
             return bool(facts.previous_discord_id) and facts.previous_discord_id != facts.discord_id
         if name == "date_next_charge_passed":
-            when = _as_datetime(decision.fields.get("date_next_charge"))
+            when = as_datetime(decision.fields.get("date_next_charge"))
             return when is None or when <= facts.now
         if name == "is_test_event":
             return bool(decision.fields.get("is_test"))
@@ -222,60 +221,17 @@ class Planner:
 
     # steps -----------------------------------------------------------------------------------
 
-    def _render(self, spec: StepSpec, decision: _Decision) -> Step | None:
-        product, facts, args = decision.product, decision.facts, spec.args
-        action = spec.action
-        manychat_extra = {"create_if_missing": True} if self.rules.create_missing_subscribers else {}
-        if action in ("add_role", "remove_role"):
-            args = args or {}
-            params: dict[str, Any] = {"role_ids": list(args.get("roles") or product.discord_roles)}
-            if args.get("account") == "previous":
-                params["discord_id"] = facts.previous_discord_id
-            return Step(action, params)
-        if action in ("add_tag", "remove_tag"):
-            tags = list(product.manychat_tags) if args is None else _listify(args)
-            return Step(action, {"tags": tags, **manychat_extra})
-        if action in ("enroll", "unenroll"):
-            classes = list(product.classes) if args is None else _listify(args)
-            return Step(action, {"classes": classes})
-        if action == "set_field":
-            value = args["value"]
-            if isinstance(value, str):
-                value = self._template(value, decision)
-            return Step(action, {"field": args["name"], "value": value, **manychat_extra})
-        if action == "trigger_flow":
-            flow = args if isinstance(args, str) else args["flow"]
-            return Step(action, {"flow": flow, "flow_ns": product.flows[flow], **manychat_extra})
-        if action == "issue_token":
-            valid_for = self.rules.onboarding.code_valid_for
-            return Step(
-                action,
-                {
-                    "code": facts.token or TOKEN_PLACEHOLDER,
-                    "expires_at": (facts.now + valid_for).isoformat(),
-                },
-            )
-        if action == "revoke_token":
-            return Step(action, {})
-        if action == "schedule":
-            return Step(action, self._schedule(args, decision))
-        if action == "cancel_timers":
-            return Step(action, {"events": list(args or [])})
-        if action == "alert":
-            return Step(action, {"message": self._template(args, decision)})
-        raise ValueError(f"unknown action {action!r}")  # the loader rejects these
-
-    def _schedule(self, args: dict[str, Any], decision: _Decision) -> dict[str, Any]:
-        now = decision.facts.now
-        if "after" in args:
-            due = now + parse_duration(args["after"])
-            return {"event": args["event"], "due_at": due.isoformat()}
-        # `at`: a date taken from the event; a missing or past date means "now".
-        when = _as_datetime(decision.fields.get(args["at"]))
-        params = {"event": args["event"], "due_at": max(when or now, now).isoformat()}
-        if when is None:
-            params["note"] = f"event has no {args['at']}; due now"
-        return params
+    def _render(self, spec: StepSpec, decision: _Decision) -> Step:
+        context = RenderContext(
+            rules=self.rules,
+            product=decision.product,
+            fields=decision.fields,
+            now=decision.facts.now,
+            token=decision.facts.token,
+            previous_discord_id=decision.facts.previous_discord_id,
+            template=lambda text: self._template(text, decision),
+        )
+        return Step(spec.action, ACTIONS[spec.action].render(spec.args, context))
 
     def _template(self, text: str, decision: _Decision) -> str:
         values = {
@@ -294,22 +250,6 @@ class Planner:
             return str(values.get(name, match.group(0)))
 
         return TEMPLATE_RE.sub(substitute, text)
-
-
-def _listify(value: Any) -> list:
-    return list(value) if isinstance(value, list) else [value]
-
-
-def _as_datetime(value: Any) -> datetime | None:
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if isinstance(value, str) and value:
-        try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-    return None
 
 
 def _compare(actual: Any, op: str, expected: Any) -> bool:

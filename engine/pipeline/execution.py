@@ -23,13 +23,11 @@ from engine.pipeline import ledger
 from engine.pipeline.alerts import raise_alert
 from engine.pipeline.local_actions import LOCAL_ACTIONS
 from engine.pipeline.runtime import Runtime
-from engine.rules.model import ACTIONS
+from engine.rules.actions import IDEMPOTENT
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 2  # the first run and one automatic retry
-# Running these twice has the same effect as once; everything else may double a message.
-IDEMPOTENT_ACTIONS = ACTIONS - {"trigger_flow"}
 OPEN_STATUSES = ("processing", "retrying")
 
 
@@ -69,7 +67,7 @@ def run_event_steps(rt: Runtime, event_id: int) -> str:
                 rt.schedule_drain(event.student_id, (run.retry_at - now).total_seconds())
                 return "retrying"
             outcome = None
-            if run.status == "running" and run.action not in IDEMPOTENT_ACTIONS:
+            if run.status == "running" and run.action not in IDEMPOTENT:
                 # A worker died while sending: the message may have gone out. Never resend on our own.
                 interrupted = StepResult.failed(
                     "worker.interrupted",
@@ -120,8 +118,8 @@ def _execute(rt: Runtime, run_id: int) -> str:
                 result = StepResult.failed(
                     f"{connector.name}.error",
                     f"{type(exc).__name__}: {exc}",
-                    retryable=step.action in IDEMPOTENT_ACTIONS,
-                    maybe_delivered=step.action not in IDEMPOTENT_ACTIONS,
+                    retryable=step.action in IDEMPOTENT,
+                    maybe_delivered=step.action not in IDEMPOTENT,
                 )
     with rt.sessions.begin() as session:
         run = session.get(ActionRun, run_id)

@@ -14,6 +14,7 @@ from connectors.base import Connector, Step, StepContext, StepResult, StepStatus
 from engine.db.models import utcnow
 from engine.db.session import engine_of, session_factory
 from engine.pipeline.rules_repository import RulesRepository
+from engine.rules.actions import DISCORD, MANYCHAT, run_by
 from engine.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -57,8 +58,7 @@ class Runtime:
 def build_connectors(settings: Settings) -> tuple[dict[str, Connector], Connector]:
     """Connectors by action, honouring the feature flags; plus the admin-alert sink."""
     registry: dict[str, Connector] = {}
-    discord_actions = frozenset({"add_role", "remove_role", "send_dm"})
-    manychat_actions = frozenset({"add_tag", "remove_tag", "set_field", "trigger_flow"})
+    discord_actions, manychat_actions = run_by(DISCORD), run_by(MANYCHAT)
     if settings.discord_enabled:
         from connectors.discord import DiscordConnector
 
@@ -78,8 +78,8 @@ def build_connectors(settings: Settings) -> tuple[dict[str, Connector], Connecto
         )
     else:
         manychat = DisabledConnector("manychat", manychat_actions, "MANYCHAT_ENABLED")
-    for connector in (discord, manychat):
-        for action in connector.actions:
+    for connector, actions in ((discord, discord_actions), (manychat, manychat_actions)):
+        for action in actions:
             registry[action] = connector
     return registry, discord
 

@@ -14,8 +14,8 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
+from engine.rules.actions import ACTIONS, CheckContext
 from engine.rules.model import (
-    ACTIONS,
     BUILTIN_PREDICATES,
     COMPARISONS,
     EVENT_FIELDS,
@@ -27,6 +27,7 @@ from engine.rules.model import (
     Rules,
     StepSpec,
     TransitionRule,
+    as_list,
     parse_duration,
 )
 from engine.rules.source import Problem, line_of, load_yaml
@@ -37,15 +38,6 @@ FILE_KINDS = ("lifecycle", "product", "catalog", "onboarding")
 # Admins' rule tests (engine test) live beside the rules but are not rules.
 RULE_TESTS_DIR = "tests"
 _KIND_LINE = re.compile(rf"^({'|'.join(FILE_KINDS)})\s*:", re.MULTILINE)
-# Actions whose bare form uses a product resource list, and which list.
-_PRODUCT_RESOURCE = {
-    "add_role": "discord_roles",
-    "remove_role": "discord_roles",
-    "add_tag": "manychat_tags",
-    "remove_tag": "manychat_tags",
-    "enroll": "classes",
-    "unenroll": "classes",
-}
 
 
 class RulesError(Exception):
@@ -216,7 +208,7 @@ class _Builder:
         transitions = tuple(self._transition(index, spec, data) for index, spec in enumerate(lifecycle["transitions"]))
         ignore: dict[str, str] = {}
         for index, entry in enumerate(lifecycle.get("ignore", [])):
-            for event in _as_list(entry["on"]):
+            for event in as_list(entry["on"]):
                 where = ["lifecycle", "ignore", index, "on"]
                 self._check_event(event, data, where)
                 ignore.setdefault(event, entry["reason"])
@@ -338,10 +330,10 @@ class _Builder:
     def _transition(self, index: int, spec: Any, data: Any) -> TransitionRule:
         file = self.lifecycle_file
         where = ["lifecycle", "transitions", index]
-        events = tuple(_as_list(spec["on"]))
+        events = tuple(as_list(spec["on"]))
         for i, event in enumerate(events):
             self._check_event(event, data, [*where, "on", i] if isinstance(spec["on"], list) else [*where, "on"])
-        sources = tuple(_as_list(spec["from"]))
+        sources = tuple(as_list(spec["from"]))
         for i, state in enumerate(sources):
             if state != "*" and state not in self.states:
                 path = [*where, "from", i] if isinstance(spec["from"], list) else [*where, "from"]
@@ -349,7 +341,7 @@ class _Builder:
         dest = spec.get("to")
         if dest is not None and dest not in self.states:
             self.error(file, line_of(data, [*where, "to"]), f"unknown state {dest!r} in to{self._states_hint()}")
-        kinds = tuple(_as_list(spec["kind"])) if "kind" in spec else None
+        kinds = tuple(as_list(spec["kind"])) if "kind" in spec else None
         rule = TransitionRule(
             name=spec.get("name") or f"transition_{index + 1}",
             events=events,
@@ -383,57 +375,17 @@ class _Builder:
         return [p for p in self.products.values() if rule.applies_to_kind(p.kind)]
 
     def _check_steps(self, rule: TransitionRule) -> None:
-        file = self.lifecycle_file
+        context = CheckContext(
+            tags=self.tags,
+            fields=self.fields,
+            classes=self.classes,
+            internal_events=self.internal_events,
+            products=self._products_of(rule),
+            template_problems=_template_problems,
+        )
         for step in rule.steps:
-            args = step.args
-            if step.action in ("add_tag", "remove_tag") and args is not None:
-                for tag in _as_list(args):
-                    if tag not in self.tags:
-                        self.error(file, step.line, f"tag {tag!r} is not in catalog.manychat.tags")
-            elif step.action in ("enroll", "unenroll") and args is not None:
-                for key in _as_list(args):
-                    if key not in self.classes:
-                        self.error(file, step.line, f"class {key!r} is not in catalog.classes")
-            elif step.action == "set_field":
-                if args["name"] not in self.fields:
-                    self.error(file, step.line, f"custom field {args['name']!r} is not in catalog.manychat.fields")
-                self._check_template(str(args["value"]), step.line)
-            elif step.action == "trigger_flow":
-                flow = args if isinstance(args, str) else args["flow"]
-                for product in self._products_of(rule):
-                    if flow not in product.flows:
-                        self.error(
-                            file,
-                            step.line,
-                            f"flow {flow!r} is not defined for product {product.key!r} ({product.file})",
-                        )
-            elif step.action == "schedule":
-                event = args["event"]
-                if event not in self.internal_events:
-                    self.error(file, step.line, f"schedule: event {event!r} is not declared under lifecycle.events")
-                if "after" in args:
-                    try:
-                        parse_duration(args["after"])
-                    except ValueError as exc:
-                        self.error(file, step.line, str(exc))
-            elif step.action == "cancel_timers" and args is not None:
-                for event in args:
-                    if event not in self.internal_events:
-                        self.error(
-                            file, step.line, f"cancel_timers: event {event!r} is not declared under lifecycle.events"
-                        )
-            elif step.action == "alert":
-                self._check_template(args, step.line)
-
-    def _check_template(self, text: str, line: int) -> None:
-        for name in TEMPLATE_RE.findall(text):
-            if name not in TEMPLATE_VARIABLES:
-                self.error(
-                    self.lifecycle_file,
-                    line,
-                    f"unknown template variable {{{name}}} (known: token, product.key, product.name, "
-                    "student.email, student.name, event.<field>)",
-                )
+            for message in ACTIONS[step.action].check(step.args, context):
+                self.error(self.lifecycle_file, step.line, message)
 
     def _check_names(self, transitions: tuple[TransitionRule, ...]) -> None:
         seen: dict[str, TransitionRule] = {}
@@ -498,8 +450,13 @@ class _Builder:
 # --- helpers -------------------------------------------------------------------------------
 
 
-def _as_list(value: Any) -> list:
-    return list(value) if isinstance(value, list) else [value]
+def _template_problems(text: str) -> list[str]:
+    return [
+        f"unknown template variable {{{name}}} (known: token, product.key, product.name, "
+        "student.email, student.name, event.<field>)"
+        for name in TEMPLATE_RE.findall(text)
+        if name not in TEMPLATE_VARIABLES
+    ]
 
 
 def _action_of(step: Any) -> str:

@@ -4,27 +4,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-# Actions a step may name. A bare name (no parameters) uses the product's own resources.
-ACTIONS: frozenset[str] = frozenset(
-    {
-        "add_role",
-        "remove_role",
-        "add_tag",
-        "remove_tag",
-        "set_field",
-        "trigger_flow",
-        "enroll",
-        "unenroll",
-        "issue_token",
-        "revoke_token",
-        "schedule",
-        "cancel_timers",
-        "alert",
-    }
-)
+# The actions a step may name are declared in engine.rules.actions.
 
 # Predicates the engine computes from the student's facts and the event.
 BUILTIN_PREDICATES: dict[str, str] = {
@@ -74,6 +57,24 @@ def parse_duration(text: str) -> timedelta:
     if not match:
         raise ValueError(f"invalid duration {text!r} (use e.g. 30s, 10m, 24h, 7d)")
     return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+
+def as_list(value: Any) -> list:
+    """A YAML value that may be one item or a list of them, as a list."""
+    return list(value) if isinstance(value, list) else [value]
+
+
+def as_datetime(value: Any) -> datetime | None:
+    """An event's date (ISO 8601 text or a datetime) as an aware datetime; None if missing or unreadable."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, str) and value:
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return None
 
 
 @dataclass(frozen=True)

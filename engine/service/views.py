@@ -15,6 +15,7 @@ from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session
 
 from engine.db.models import ActionRun, Alert, Event, OnboardingToken, Student
+from engine.rules.actions import ACTIONS, TOKEN_PLACEHOLDER
 from engine.service import schemas
 from engine.settings import Settings
 
@@ -73,14 +74,18 @@ def student_codes(session: Session, student_ids: Iterable[int | None]) -> list[s
 
 
 def planned_codes(runs: Sequence[ActionRun], plans: Any) -> list[str]:
-    """Codes an issue_token step carries, whether or not the step has run yet."""
-    codes = [run.params.get("code") for run in runs if run.action == "issue_token"]
+    """Secret parameters (the code an issue_token step carries), whether or not the step has run yet."""
+    steps: list[tuple[Any, Any]] = [(run.action, run.params) for run in runs]
     for plan in plans if isinstance(plans, list) else []:
-        steps = plan.get("steps") if isinstance(plan, dict) else None
-        for step in steps if isinstance(steps, list) else []:
-            if isinstance(step, dict) and step.get("action") == "issue_token":
-                codes.append((step.get("params") or {}).get("code"))
-    return [c for c in codes if isinstance(c, str) and c != "{token}"]
+        planned = plan.get("steps") if isinstance(plan, dict) else None
+        for step in planned if isinstance(planned, list) else []:
+            if isinstance(step, dict):
+                steps.append((step.get("action"), step.get("params")))
+    codes = []
+    for action, params in steps:
+        if isinstance(action, str) and action in ACTIONS and isinstance(params, dict):
+            codes += [params.get(name) for name in ACTIONS[action].secret_params]
+    return [c for c in codes if isinstance(c, str) and c != TOKEN_PLACEHOLDER]
 
 
 # --- queries ---------------------------------------------------------------------------
