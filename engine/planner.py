@@ -97,6 +97,22 @@ class _Decision:
     fired: TransitionRule | None = None
 
 
+def refusal(rules: Rules, event_type: str | None, fields: dict[str, Any], product: Product | None) -> str | None:
+    """Why no rule can apply to this event at all (None: planning may go on).
+
+    The one place these guards live: the worker's admission and every plan ask here.
+    """
+    if event_type not in rules.known_events:
+        return f"unknown event type {event_type!r}"
+    # Before the product lookup: no product can claim id 0 (the schema's minimum is 1),
+    # so checked after it this reason was never given.
+    if fields.get("is_test"):
+        return "Hotmart test event (product id 0)"
+    if product is None:
+        return f"no product matches id {fields.get('product_id') or '(none)'}"
+    return None
+
+
 class Planner:
     def __init__(self, rules: Rules):
         self.rules = rules
@@ -127,16 +143,8 @@ class Planner:
         """The plan for ``event_type`` applied to the membership of ``product`` in ``state``."""
         state = state or self.rules.initial
         plan = Plan(event_type, product.key if product else None, state, state)
-        # Before the product lookup: no product can claim id 0 (the schema's minimum is 1),
-        # so checked after it this reason was never given.
-        if fields.get("is_test"):
-            plan.ignored_reason = "Hotmart test event (product id 0)"
-            return plan
-        if product is None:
-            plan.ignored_reason = f"no product matches id {fields.get('product_id') or '(none)'}"
-            return plan
-        if event_type not in self.rules.known_events:
-            plan.ignored_reason = f"unknown event type {event_type!r}"
+        plan.ignored_reason = refusal(self.rules, event_type, fields, product)
+        if plan.ignored:
             return plan
         if state not in self.rules.states:
             plan.ignored_reason = f"membership is in unknown state {state!r}"

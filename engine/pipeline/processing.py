@@ -23,13 +23,10 @@ from engine.pipeline.alerts import notify_alerts
 from engine.pipeline.execution import drain_student
 from engine.pipeline.locks import student_lock
 from engine.pipeline.runtime import Runtime
-from engine.planner import Facts, Plan
+from engine.planner import Facts, Plan, refusal
+from engine.sources import SOURCES
 
 log = logging.getLogger(__name__)
-
-# Internal events that concern the student, not one product: every membership gets them.
-STUDENT_WIDE_EVENTS = frozenset({"DISCORD_LINKED", "MEMBER_JOINED"})
-
 
 @dataclass
 class _Target:
@@ -87,17 +84,15 @@ def _prepare(rt: Runtime, session: Session, event: Event, inp: EventInput | None
         event.reason = "; ".join(inp.problems)[:2000]  # kept even if the event goes on
     if not inp.event_type:
         return _ignore(event, "no event type in the body")
-    if inp.source == "hotmart" and inp.event_type not in rules.known_events:
-        return _ignore(event, f"unknown event type {inp.event_type!r}")
+    # A webhook names its product; an internal event may concern every membership (its targets decide).
+    refused = refusal(rules, inp.event_type, inp.fields, inp.product) if inp.source == "hotmart" else None
+    if refused:
+        return _ignore(event, refused)
     revoked = _revoked_transaction(session, inp, event)
     if revoked:
         return _ignore(event, revoked)
     if event.student_id is not None:
         return event.student_id, "received"
-    if inp.product is None and inp.source == "hotmart":
-        if inp.fields.get("is_test"):
-            return _ignore(event, "Hotmart test event (product id 0)")
-        return _ignore(event, f"no product matches id {inp.fields.get('product_id') or '(none)'}")
     if not inp.email:
         return _ignore(event, "no buyer e-mail in the payload")
     student = session.scalar(select(Student).where(Student.email == inp.email))
@@ -113,11 +108,6 @@ def _prepare(rt: Runtime, session: Session, event: Event, inp: EventInput | None
     return student.id, "received"
 
 
-# Events that would grant (or restore) access for a purchase, and those that end it for good.
-GRANTING_EVENTS = frozenset({"PURCHASE_APPROVED", "PURCHASE_COMPLETE", "PURCHASE_BILLET_PRINTED"})
-REVOKING_EVENTS = ("PURCHASE_REFUNDED", "PURCHASE_CHARGEBACK")
-
-
 def _revoked_transaction(session: Session, inp: EventInput, event: Event) -> str | None:
     """A refunded or charged-back purchase never grants again, whatever order events arrive in.
 
@@ -125,11 +115,12 @@ def _revoked_transaction(session: Session, inp: EventInput, event: Event) -> str
     ignored then, as nothing was granted yet); the approval must not grant afterwards.
     """
     transaction = inp.fields.get("transaction")
-    if inp.source != "hotmart" or inp.event_type not in GRANTING_EVENTS or not transaction:
+    source = SOURCES.get(inp.source)
+    if source is None or inp.event_type not in source.granting_events or not transaction:
         return None
     revoking = session.scalar(
         select(Event.id)
-        .where(Event.transaction == transaction, Event.type.in_(REVOKING_EVENTS), Event.id != event.id)
+        .where(Event.transaction == transaction, Event.type.in_(source.revoking_events), Event.id != event.id)
         .order_by(Event.id)
         .limit(1)
     )
@@ -156,7 +147,7 @@ def _targets(rt: Runtime, student: Student, inp: EventInput) -> list[_Target] | 
     memberships = {m.product_key: m for m in student.memberships}
     if inp.product is not None:
         return [_Target(memberships.get(inp.product.key), inp.product.key)]
-    if inp.event_type in STUDENT_WIDE_EVENTS:
+    if inp.event_type in rt.rules.rules.student_events:  # declared in the rules
         targets = [_Target(m, m.product_key) for m in memberships.values() if m.product_key in rt.rules.rules.products]
         return targets or "the student has no membership"
     return f"product {inp.product_key or '(none)'} is not defined in the rules"
@@ -263,5 +254,6 @@ def _apply(membership: Membership, plan: Plan, inp: EventInput, event: Event, no
     if inp.fields.get("subscriber_code"):
         membership.subscriber_code = inp.fields["subscriber_code"]
     paid_until = inp.fields.get("date_next_charge")
-    if paid_until and event.type in ("PURCHASE_APPROVED", "UPDATE_SUBSCRIPTION_CHARGE_DATE"):
+    source = SOURCES.get(inp.source)
+    if paid_until and source is not None and event.type in source.paid_until_events:
         membership.paid_until = datetime.fromisoformat(paid_until)

@@ -195,6 +195,10 @@ class _Builder:
                 f"event {name} is Hotmart's; declare only internal events",
             )
         self.known_events = self.hotmart_events | frozenset(self.internal_events)
+        for index, name in enumerate(lifecycle.get("student_events", [])):
+            if name not in self.internal_events:
+                where = ["lifecycle", "student_events", index]
+                self.error(file, line_of(data, where), f"student_events: {name} is not declared under lifecycle.events")
         initial = lifecycle["initial"]
         if initial not in self.states:
             self.error(file, line_of(data, ["lifecycle", "initial"]), f"unknown state {initial!r} in initial")
@@ -221,6 +225,7 @@ class _Builder:
             initial=initial,
             states=self.states,
             internal_events=self.internal_events,
+            student_events=frozenset(lifecycle.get("student_events", [])),
             predicates=self.predicates,
             transitions=transitions,
             ignore=ignore,

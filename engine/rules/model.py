@@ -150,6 +150,7 @@ class Rules:
     initial: str
     states: tuple[str, ...]
     internal_events: dict[str, str]
+    student_events: frozenset[str]  # internal events every membership of the student gets
     predicates: dict[str, Condition]
     transitions: tuple[TransitionRule, ...]
     ignore: dict[str, str]

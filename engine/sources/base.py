@@ -39,6 +39,10 @@ class SourceEvent(Protocol):
 class Source(Protocol):
     name: str  # the event log's ``source`` column
     events: frozenset[str]  # every event type the platform sends; the rules may name these
+    # The platform's semantics the engine relies on, whatever the rules say:
+    granting_events: frozenset[str]  # would grant (or restore) access for a purchase
+    revoking_events: frozenset[str]  # end a purchase for good: its transaction never grants again
+    paid_until_events: frozenset[str]  # their date_next_charge is the date the payment covers
 
     def envelope(self, body: object) -> Envelope:
         """Read the envelope of any decoded JSON value; never raises."""

@@ -442,6 +442,9 @@ class HotmartSource:
 
     name = "hotmart"
     events = HOTMART_EVENTS
+    granting_events = frozenset({"PURCHASE_APPROVED", "PURCHASE_COMPLETE", "PURCHASE_BILLET_PRINTED"})
+    revoking_events = frozenset({"PURCHASE_REFUNDED", "PURCHASE_CHARGEBACK"})
+    paid_until_events = frozenset({"PURCHASE_APPROVED", "UPDATE_SUBSCRIPTION_CHARGE_DATE"})
 
     envelope = staticmethod(envelope)
     parse = staticmethod(parse)
