@@ -248,51 +248,21 @@ def _render_dm(args: Any, ctx: RenderContext) -> dict[str, Any]:
 # --- the registry ---------------------------------------------------------------------------
 
 
-def _roles(name: str, grants: bool) -> Action:
-    return Action(
-        name,
-        DISCORD,
-        _ref("role_params"),
-        _render_roles,
-        bare=True,
-        product_resource="discord_roles",
-        ledger=LedgerUse("discord_role", "role_ids", grants),
-    )
+def _access(name: str, executor: str, resource: str, ledger: LedgerUse, render, check=_no_check) -> Action:
+    """An action that grants or removes one kind of access; bare, it takes the product's own."""
+    params = {"discord_roles": "role_params", "manychat_tags": "tag_params", "classes": "class_params"}[resource]
+    return Action(name, executor, _ref(params), render, check, bare=True, product_resource=resource, ledger=ledger)
 
 
-def _tags(name: str, grants: bool) -> Action:
-    return Action(
-        name,
-        MANYCHAT,
-        _ref("tag_params"),
-        _render_tags,
-        _check_tags,
-        bare=True,
-        product_resource="manychat_tags",
-        ledger=LedgerUse("manychat_tag", "tags", grants),
-    )
-
-
-def _classes(name: str, grants: bool) -> Action:
-    return Action(
-        name,
-        LOCAL,
-        _ref("class_params"),
-        _render_classes,
-        _check_classes,
-        bare=True,
-        product_resource="classes",
-        ledger=LedgerUse("class", "classes", grants),
-    )
-
+_ROLE, _TAG, _CLASS = ("discord_role", "role_ids"), ("manychat_tag", "tags"), ("class", "classes")
 
 _ALL = (
-    _roles("add_role", grants=True),
-    _roles("remove_role", grants=False),
-    _tags("add_tag", grants=True),
-    _tags("remove_tag", grants=False),
-    _classes("enroll", grants=True),
-    _classes("unenroll", grants=False),
+    _access("add_role", DISCORD, "discord_roles", LedgerUse(*_ROLE, grants=True), _render_roles),
+    _access("remove_role", DISCORD, "discord_roles", LedgerUse(*_ROLE, grants=False), _render_roles),
+    _access("add_tag", MANYCHAT, "manychat_tags", LedgerUse(*_TAG, grants=True), _render_tags, _check_tags),
+    _access("remove_tag", MANYCHAT, "manychat_tags", LedgerUse(*_TAG, grants=False), _render_tags, _check_tags),
+    _access("enroll", LOCAL, "classes", LedgerUse(*_CLASS, grants=True), _render_classes, _check_classes),
+    _access("unenroll", LOCAL, "classes", LedgerUse(*_CLASS, grants=False), _render_classes, _check_classes),
     Action(
         "set_field",
         MANYCHAT,
@@ -415,4 +385,3 @@ def with_actions(schema: dict[str, Any]) -> dict[str, Any]:
     defs["step"] = step_schema()
     defs.update(PARAM_DEFS)
     return {**schema, "$defs": defs}
-
