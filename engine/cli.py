@@ -9,6 +9,8 @@ from pathlib import Path
 
 import click
 
+from engine.statuses import EventStatus
+
 RULES_OPTION = click.option(
     "--rules",
     "rules_dir",
@@ -271,7 +273,7 @@ def bot() -> None:
     run()
 
 
-EVENT_STATUSES = ("received", "held", "processing", "retrying", "processed", "ignored", "failed", "rejected")
+EVENT_STATUSES = tuple(status.value for status in EventStatus)
 
 
 @main.command()

@@ -38,6 +38,7 @@ from engine.service.views import (
     student_codes,
     student_detail,
 )
+from engine.statuses import EventStatus
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 
@@ -57,7 +58,7 @@ def list_events(
     _: AdminDep,
     rt: RuntimeDep,
     session: SessionDep,
-    status_: Annotated[schemas.EventStatus | None, Query(alias="status")] = None,
+    status_: Annotated[EventStatus | None, Query(alias="status")] = None,
     type_: Annotated[str | None, Query(alias="type", description="Event type, e.g. PURCHASE_APPROVED.")] = None,
     email: Annotated[str | None, Query(description="The student's e-mail (case-insensitive).")] = None,
     since: Annotated[datetime | None, Query(description="received_at >= since (ISO 8601; no zone = UTC).")] = None,

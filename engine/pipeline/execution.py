@@ -23,12 +23,13 @@ from engine.pipeline import ledger
 from engine.pipeline.alerts import raise_alert
 from engine.pipeline.local_actions import LOCAL_ACTIONS
 from engine.pipeline.runtime import Runtime
-from engine.rules.actions import IDEMPOTENT
+from engine.rules.actions import IDEMPOTENT as IDEMPOTENT_ACTIONS  # declared per action
+from engine.statuses import OPEN_EVENT_STATUSES, OPEN_RUN_STATUSES
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 2  # the first run and one automatic retry
-OPEN_STATUSES = ("processing", "retrying")
+OPEN_STATUSES = OPEN_EVENT_STATUSES
 
 
 def drain_student(rt: Runtime, student_id: int) -> None:
@@ -54,7 +55,7 @@ def run_event_steps(rt: Runtime, event_id: int) -> str:
             event = session.get(Event, event_id)
             run = session.scalars(
                 select(ActionRun)
-                .where(ActionRun.event_id == event_id, ActionRun.status.in_(("pending", "running", "retrying")))
+                .where(ActionRun.event_id == event_id, ActionRun.status.in_(OPEN_RUN_STATUSES))
                 .order_by(ActionRun.step_index)
                 .limit(1)
             ).first()
@@ -67,7 +68,7 @@ def run_event_steps(rt: Runtime, event_id: int) -> str:
                 rt.schedule_drain(event.student_id, (run.retry_at - now).total_seconds())
                 return "retrying"
             outcome = None
-            if run.status == "running" and run.action not in IDEMPOTENT:
+            if run.status == "running" and run.action not in IDEMPOTENT_ACTIONS:
                 # A worker died while sending: the message may have gone out. Never resend on our own.
                 interrupted = StepResult.failed(
                     "worker.interrupted",
@@ -118,8 +119,8 @@ def _execute(rt: Runtime, run_id: int) -> str:
                 result = StepResult.failed(
                     f"{connector.name}.error",
                     f"{type(exc).__name__}: {exc}",
-                    retryable=step.action in IDEMPOTENT,
-                    maybe_delivered=step.action not in IDEMPOTENT,
+                    retryable=step.action in IDEMPOTENT_ACTIONS,
+                    maybe_delivered=step.action not in IDEMPOTENT_ACTIONS,
                 )
     with rt.sessions.begin() as session:
         run = session.get(ActionRun, run_id)

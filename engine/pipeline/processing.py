@@ -25,8 +25,10 @@ from engine.pipeline.locks import student_lock
 from engine.pipeline.runtime import Runtime
 from engine.planner import Facts, Plan, refusal
 from engine.sources import SOURCES
+from engine.statuses import OPEN_EVENT_STATUSES
 
 log = logging.getLogger(__name__)
+
 
 @dataclass
 class _Target:
@@ -58,7 +60,7 @@ def process_event(rt: Runtime, event_id: int) -> str:
                 if event.status == "received":
                     _plan(rt, session, event, student_id, inp)
             drain_student(rt, student_id)
-    elif status in ("processing", "retrying") and student_id is not None:
+    elif status in OPEN_EVENT_STATUSES and student_id is not None:
         with student_lock(rt.sessions, student_id):
             drain_student(rt, student_id)
     notify_alerts(rt)  # post alerts raised by this event now, not at the next sweep

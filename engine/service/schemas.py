@@ -13,8 +13,6 @@ from typing import Annotated, Any, Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationInfo, computed_field
 from pydantic.functional_validators import AfterValidator
 
-EventStatus = Literal["received", "held", "processing", "retrying", "processed", "ignored", "failed", "rejected"]
-
 
 def _redact(value: Any, info: ValidationInfo) -> Any:
     redact = (info.context or {}).get("redact")
