@@ -99,7 +99,7 @@ def _execute(rt: Runtime, run_id: int) -> str:
                 with session.begin_nested():  # a database error undoes the step, not its record
                     result = local(rt, session, run, membership, student)
             except Exception as exc:  # noqa: BLE001 - a bug in one step must not stop the others
-                log.exception("step %s failed", run.id)
+                log.exception("step %s failed (correlation %s)", run.id, ctx.correlation_id)
                 result = StepResult.failed("engine.error", f"{type(exc).__name__}: {exc}", retryable=True)
             return _record(rt, session, event, run, result)
         step, skip = ledger.effective_step(session, run, membership)
@@ -115,7 +115,9 @@ def _execute(rt: Runtime, run_id: int) -> str:
             try:
                 result = connector.run(step, ctx)
             except Exception as exc:  # noqa: BLE001 - connectors should not raise; survive if one does
-                log.exception("connector %s raised on step %s", connector.name, run_id)
+                log.exception(
+                    "connector %s raised on step %s (correlation %s)", connector.name, run_id, ctx.correlation_id
+                )
                 result = StepResult.failed(
                     f"{connector.name}.error",
                     f"{type(exc).__name__}: {exc}",
@@ -143,6 +145,7 @@ def _context(event: Event, run: ActionRun, membership: Membership | None, studen
         product_key=membership.product_key if membership else "",
         membership_id=membership.id if membership else None,
         action_run_id=run.id,
+        correlation_id=event.correlation_id,
     )
 
 
