@@ -1,4 +1,7 @@
-"""Admin alerts: a row in ``alerts`` and a message in the Discord admin channel."""
+"""Admin alerts: a row in ``alerts`` and a message in the Discord admin channel.
+
+The engine's own alert texts live here (a rule's ``alert`` step brings its own).
+"""
 
 from __future__ import annotations
 
@@ -7,11 +10,32 @@ import logging
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from connectors.base import StepStatus
-from engine.db.models import Alert
+from connectors.base import StepResult, StepStatus
+from engine.db.models import ActionRun, Alert, Event
 from engine.pipeline.runtime import Runtime
 
 log = logging.getLogger(__name__)
+
+
+def step_failed_text(event: Event, run: ActionRun, result: StepResult, *, retried: bool) -> str:
+    """A failed step: what failed, why, and whether retrying is safe and how."""
+    what = f"Step {run.action} for {event.email or 'student ' + str(event.student_id)} (event {event.id}, {event.type})"
+    text = f"{what} failed: {result.error}. {result.detail}".strip()
+    if result.maybe_delivered:
+        text += (
+            " It may have been delivered, so it was NOT retried automatically: check before retrying "
+            f"(POST /admin/events/{event.id}/retry)."
+        )
+    elif retried:
+        text += f" Retried once already. Fix the cause, then POST /admin/events/{event.id}/retry."
+    else:
+        text += f" Retrying cannot help until the cause is fixed; then POST /admin/events/{event.id}/retry."
+    return text
+
+
+def channel_text(kind: str, message: str) -> str:
+    """An alert as posted in the Discord admin channel (Discord takes 2,000 characters)."""
+    return f"⚠️ [{kind}] {message}"[:2000]
 
 
 def raise_alert(
@@ -53,7 +77,7 @@ def notify_alerts(rt: Runtime, limit: int = 50) -> int:
         items = [(alert.id, alert.kind, alert.message) for alert in pending]
     handled = 0
     for alert_id, kind, message in items:
-        result = sink.post_alert(f"⚠️ [{kind}] {message}"[:2000], nonce=f"alert-{alert_id}")
+        result = sink.post_alert(channel_text(kind, message), nonce=f"alert-{alert_id}")
         if result.status is StepStatus.FAILED and result.retryable:
             continue  # left unposted: the next sweep tries again (same nonce)
         with rt.sessions.begin() as session:

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from connectors.base import StepContext, StepResult, StepStatus, StudentRef
 from engine.db.models import ActionRun, Event, Membership, Student, utcnow
 from engine.pipeline import ledger
-from engine.pipeline.alerts import raise_alert
+from engine.pipeline.alerts import raise_alert, step_failed_text
 from engine.pipeline.local_actions import LOCAL_ACTIONS
 from engine.pipeline.runtime import Runtime
 from engine.rules.actions import IDEMPOTENT as IDEMPOTENT_ACTIONS  # declared per action
@@ -178,24 +178,9 @@ def _record(rt: Runtime, session: Session, event: Event, run: ActionRun, result:
         rt,
         session,
         kind=result.error or "step.failed",
-        message=_alert_text(event, run, result),
+        message=step_failed_text(event, run, result, retried=run.attempts >= MAX_ATTEMPTS),
         event_id=event.id,
         action_run_id=run.id,
         student_id=event.student_id,
     )
     return "failed"
-
-
-def _alert_text(event: Event, run: ActionRun, result: StepResult) -> str:
-    what = f"Step {run.action} for {event.email or 'student ' + str(event.student_id)} (event {event.id}, {event.type})"
-    text = f"{what} failed: {result.error}. {result.detail}".strip()
-    if result.maybe_delivered:
-        text += (
-            " It may have been delivered, so it was NOT retried automatically: check before retrying "
-            f"(POST /admin/events/{event.id}/retry)."
-        )
-    elif run.attempts >= MAX_ATTEMPTS:
-        text += f" Retried once already. Fix the cause, then POST /admin/events/{event.id}/retry."
-    else:
-        text += f" Retrying cannot help until the cause is fixed; then POST /admin/events/{event.id}/retry."
-    return text
