@@ -100,12 +100,12 @@ def _prepare(rt: Runtime, session: Session, event: Event, inp: EventInput | None
     student = session.scalar(select(Student).where(Student.email == inp.email))
     if student is None:
         # A lead (abandoned cart, unpaid boleto...) does not become a student unless a rule acts.
-        plan = rt.rules.planner.plan(
-            inp.event_type, inp.fields, inp.product, None, Facts(now=rt.now(), email=inp.email)
-        )
+        facts = _facts(rt.now(), inp, email=inp.email, name=inp.fields.get("name"), discord_id=None)
+        plan = rt.rules.planner.plan(inp.event_type, inp.fields, inp.product, None, facts)
         if plan.ignored:
             return _ignore(event, plan.ignored_reason or "ignored", [plan.to_dict()])
-        student = _upsert_student(session, inp)
+        student, created = _upsert_student(session, inp)
+        inp.lead_plan = plan if created else None
     event.student_id = student.id
     return student.id, "received"
 
@@ -131,18 +131,32 @@ def _revoked_transaction(session: Session, inp: EventInput, event: Event) -> str
     return f"stale: transaction {transaction} was refunded or charged back (event {revoking})"
 
 
-def _upsert_student(session: Session, inp: EventInput) -> Student:
+def _upsert_student(session: Session, inp: EventInput) -> tuple[Student, bool]:
+    """The student of this e-mail, and whether this call created it."""
     dialect = session.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     now = utcnow()
-    session.execute(
+    created = session.execute(
         insert(Student)
         .values(
             email=inp.email, name=inp.fields.get("name"), phone=inp.fields.get("phone"), created_at=now, updated_at=now
         )
         .on_conflict_do_nothing(index_elements=["email"])
+        .returning(Student.id)
+    ).scalar()
+    return session.scalars(select(Student).where(Student.email == inp.email)).one(), created is not None
+
+
+def _facts(now: datetime, inp: EventInput, *, email: str, name: str | None, discord_id: str | None) -> Facts:
+    return Facts(
+        now=now,
+        discord_linked=bool(discord_id),
+        discord_id=inp.fields.get("discord_id") or discord_id,
+        previous_discord_id=inp.fields.get("previous_discord_id"),
+        email=email,
+        name=name,
+        token=new_code(),
     )
-    return session.scalars(select(Student).where(Student.email == inp.email)).one()
 
 
 def _targets(rt: Runtime, student: Student, inp: EventInput) -> list[_Target] | str:
@@ -173,18 +187,13 @@ def _plan(rt: Runtime, session: Session, event: Event, student_id: int, inp: Eve
         membership = target.membership
         state = membership.state if membership else rules.initial
         stale = _stale_reason(inp, membership) if inp.source == "hotmart" else None
+        lead = inp.lead_plan
         if stale:
             plan = Plan(inp.event_type or "", product.key, state, state, ignored_reason=stale)
+        elif lead is not None and membership is None and lead.product == product.key:
+            plan = lead  # this new student's plan, decided when the event was admitted
         else:
-            facts = Facts(
-                now=now,
-                discord_linked=bool(student.discord_id),
-                discord_id=inp.fields.get("discord_id") or student.discord_id,
-                previous_discord_id=inp.fields.get("previous_discord_id"),
-                email=student.email,
-                name=student.name,
-                token=new_code(),
-            )
+            facts = _facts(now, inp, email=student.email, name=student.name, discord_id=student.discord_id)
             plan = planner.plan(inp.event_type or "", inp.fields, product, state, facts)
         if plan.ignored:
             reasons.append(f"{product.key}: {plan.ignored_reason}")
