@@ -256,14 +256,6 @@ def _render_cancel_timers(args: Any, ctx: RenderContext) -> dict[str, Any]:
     return {"events": list(args or [])}
 
 
-def _render_alert(args: Any, ctx: RenderContext) -> dict[str, Any]:
-    return {"message": ctx.template(args)}
-
-
-def _render_dm(args: Any, ctx: RenderContext) -> dict[str, Any]:
-    return {"content": ctx.template(args)}
-
-
 # --- the registry ---------------------------------------------------------------------------
 
 
@@ -283,6 +275,16 @@ def _access(
         ledger=ledger,
         example=example,
     )
+
+
+def _text(name: str, executor: str, param: str, description: str, *, example: str, idempotent: bool = True) -> Action:
+    """An action whose argument is one templated text (pt-BR when a student reads it)."""
+
+    def render(args: Any, ctx: RenderContext) -> dict[str, Any]:
+        return {param: ctx.template(args)}
+
+    schema = {"type": "string", "minLength": 1, "description": description}
+    return Action(name, executor, schema, render, _check_text, example=example, idempotent=idempotent)
 
 
 _ROLE, _TAG, _CLASS = ("discord_role", "role_ids"), ("manychat_tag", "tags"), ("class", "classes")
@@ -410,12 +412,11 @@ _ALL = (
         bare=True,
         example="cancel_timers: [GRACE_EXPIRED]",
     ),
-    Action(
+    _text(
         "alert",
         LOCAL,
-        {"type": "string", "minLength": 1, "description": "a message for the admins (alerts + Discord channel)"},
-        _render_alert,
-        _check_text,
+        "message",
+        "a message for the admins (alerts + Discord channel)",
         example='alert: "Chargeback de {student.email}"',
     ),
     Action(
@@ -428,12 +429,11 @@ _ALL = (
         example="issue_token",
     ),
     Action("revoke_token", LOCAL, {"type": "null"}, _render_nothing, bare=True, example="revoke_token"),
-    Action(
+    _text(
         "send_dm",
         DISCORD,
-        {"type": "string", "minLength": 1, "description": "a direct message to the student's linked Discord account"},
-        _render_dm,
-        _check_text,
+        "content",
+        "a direct message to the student's linked Discord account",
         example='send_dm: "Olá {student.name}, seu acesso está liberado"',
         idempotent=False,  # Discord dedupes a nonce for minutes only: a late resend is a second message
     ),
