@@ -251,12 +251,12 @@ def serve(host: str, port: int, workers: int, worker: bool | None, threads: int,
     if workers > 1:
         uvicorn.run(app, factory=True, host=host, port=port, workers=workers, access_log=access_log)
         return
-    from engine.worker import get_huey, runtime
+    from engine.worker import huey, runtime
 
     runtime()  # fail fast on invalid rules or settings, before the worker starts; the app reuses it
     consumer = None
     if in_process:
-        consumer = get_huey().create_consumer(workers=threads, worker_type="thread", periodic=True)
+        consumer = huey.create_consumer(workers=threads, worker_type="thread", periodic=True)
         consumer.start()
     try:
         uvicorn.run(app, factory=True, host=host, port=port, access_log=access_log)
@@ -271,12 +271,12 @@ def worker(threads: int) -> None:
     """Run a Huey worker: processes events, retries and timers."""
     _configure_logging()
     from engine.pipeline.sweep import sweep
-    from engine.worker import get_huey, runtime
+    from engine.worker import huey, runtime
 
     # Fail fast on invalid rules or settings; then sweep once now rather than at the next minute,
     # so held webhooks (HOTMART_ENABLED just turned on) and overdue timers don't wait.
     sweep(runtime())
-    get_huey().create_consumer(workers=threads, worker_type="thread", periodic=True).run()
+    huey.create_consumer(workers=threads, worker_type="thread", periodic=True).run()
 
 
 @main.command()
