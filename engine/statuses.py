@@ -32,7 +32,13 @@ class RunStatus(StrEnum):
 # Planned events whose steps the worker still runs.
 OPEN_EVENT_STATUSES = (EventStatus.PROCESSING, EventStatus.RETRYING)
 # Nothing more happens unless an admin retries or replays.
-FINAL_EVENT_STATUSES = (EventStatus.PROCESSED, EventStatus.IGNORED, EventStatus.FAILED, EventStatus.REJECTED)
+FINAL_EVENT_STATUSES = (
+    EventStatus.PROCESSED,
+    EventStatus.IGNORED,
+    EventStatus.NEEDS_ATTENTION,
+    EventStatus.FAILED,
+    EventStatus.REJECTED,
+)
 # Steps not done yet, in the order the worker picks them up.
 OPEN_RUN_STATUSES = (RunStatus.PENDING, RunStatus.RUNNING, RunStatus.RETRYING)
 FINAL_RUN_STATUSES = (RunStatus.DONE, RunStatus.SKIPPED, RunStatus.FAILED)
