@@ -17,8 +17,10 @@ from __future__ import annotations
 import logging
 import random
 import threading
+from dataclasses import dataclass, field
 
 from huey import Huey, PriorityRedisHuey, SqliteHuey, crontab
+from huey.api import TaskWrapper
 
 from engine.pipeline.execution import is_connection_error, run_student
 from engine.pipeline.processing import process_event
@@ -46,11 +48,42 @@ def make_huey(settings: Settings, lane: str | None = None) -> Huey:
     return SqliteHuey(name, filename=str(settings.var_dir / "queue.db"), results=False)
 
 
-huey = make_huey(get_settings())
-lane_queues: dict[str, Huey] = {lane: make_huey(get_settings(), lane) for lane in LANES}
 _runtime: Runtime | None = None
 _runtime_lock = threading.Lock()
+_queue: Queue | None = None
+_queue_lock = threading.Lock()
 _lanes_running: set[str] = set()  # lanes this process consumes (set by `engine worker`)
+_current_priority = threading.local()
+
+
+@dataclass(frozen=True)
+class Queue:
+    """The Huey instances (main queue and lanes) and the tasks registered on them."""
+
+    huey: Huey
+    process_event: TaskWrapper
+    drain_student: TaskWrapper
+    lanes: dict[str, tuple[Huey, TaskWrapper]] = field(default_factory=dict)
+
+
+def get_queue() -> Queue:
+    """The process's queue, built on first use: importing this module reads no settings, creates nothing."""
+    global _queue
+    with _queue_lock:
+        if _queue is None:
+            _queue = build_queue(get_settings())
+    return _queue
+
+
+def get_huey() -> Huey:
+    return get_queue().huey
+
+
+def __getattr__(name: str) -> object:
+    # ``huey_consumer engine.worker.huey`` and ``from engine.worker import huey`` still work.
+    if name == "huey":
+        return get_huey()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def enqueue_event(event_id: int) -> None:
@@ -65,26 +98,23 @@ def enqueue_urgent(event_id: int) -> None:
 
 def _enqueue(event_id: int, priority: int) -> None:
     try:
-        process_event_task(event_id, priority=priority)
+        get_queue().process_event(event_id, priority=priority)
     except Exception:  # noqa: BLE001 - the event is stored; never lose the request over the queue
         log.warning("could not enqueue event %s; the sweep will retry", event_id, exc_info=True)
 
 
 def schedule_drain(student_id: int, delay: float) -> None:
     try:
-        drain_student_task.schedule((student_id,), delay=max(delay, 0.0))
+        get_queue().drain_student.schedule((student_id,), delay=max(delay, 0.0))
     except Exception:  # noqa: BLE001
         log.warning("could not schedule the retry for student %s; the sweep will", student_id, exc_info=True)
-
-
-_current_priority = threading.local()
 
 
 def hand_off(student_id: int, lane: str) -> None:
     """Continue a student's steps in ``lane`` (at the priority of the task handing over)."""
     priority = getattr(_current_priority, "value", 0)
     try:
-        lane_tasks[lane](student_id, priority=priority)
+        get_queue().lanes[lane][1](student_id, priority=priority)
     except Exception:  # noqa: BLE001
         log.warning("could not hand student %s to lane %s; the sweep will", student_id, lane, exc_info=True)
 
@@ -113,7 +143,7 @@ def _backoff(attempt: int) -> float:
     return min(0.5 * 2**attempt, 5.0) * random.uniform(0.8, 1.2)
 
 
-def _retry_later(task, args: tuple, attempt: int, priority: int, exc: BaseException) -> None:
+def _retry_later(task: TaskWrapper, args: tuple, attempt: int, priority: int, exc: BaseException) -> None:
     """No database connection: try again in a few seconds (the sweep is the last resort)."""
     if attempt >= _DB_RETRY_LIMIT:
         raise exc
@@ -122,48 +152,59 @@ def _retry_later(task, args: tuple, attempt: int, priority: int, exc: BaseExcept
     task.schedule(args, {"attempt": attempt + 1}, delay=delay, priority=priority)
 
 
-@huey.task(context=True)
-def process_event_task(event_id: int, attempt: int = 0, task=None) -> str | None:
-    priority = (task.priority if task else 0) or 0
+def _priority(task) -> int:
+    priority = (task.priority if task is not None else 0) or 0
     _current_priority.value = priority
+    return priority
+
+
+def process_event_task(event_id: int, attempt: int = 0, task=None) -> str | None:
+    priority = _priority(task)
     try:
         return process_event(runtime(), event_id)
     except Exception as exc:
         if not is_connection_error(exc):
             raise
-        _retry_later(process_event_task, (event_id,), attempt, priority, exc)
+        _retry_later(get_queue().process_event, (event_id,), attempt, priority, exc)
         return None
 
 
-@huey.task(context=True)
 def drain_student_task(student_id: int, attempt: int = 0, task=None) -> None:
-    _drain(drain_student_task, student_id, None, attempt, task)
+    _drain(get_queue().drain_student, student_id, None, attempt, task)
 
 
-def _drain(task_fn, student_id: int, lane: str | None, attempt: int, task) -> None:
-    priority = (task.priority if task else 0) or 0
-    _current_priority.value = priority
+def manychat_lane_task(student_id: int, attempt: int = 0, task=None) -> None:
+    _drain(get_queue().lanes["manychat"][1], student_id, "manychat", attempt, task)
+
+
+_LANE_TASKS = {"manychat": manychat_lane_task}
+
+
+def _drain(wrapper: TaskWrapper, student_id: int, lane: str | None, attempt: int, task) -> None:
+    priority = _priority(task)
     try:
         run_student(runtime(), student_id, lane=lane)
     except Exception as exc:
         if not is_connection_error(exc):
             raise
-        _retry_later(task_fn, (student_id,), attempt, priority, exc)
+        _retry_later(wrapper, (student_id,), attempt, priority, exc)
 
 
-def _lane_task(lane: str):
-    queue = lane_queues[lane]
-
-    def run_lane(student_id: int, attempt: int = 0, task=None) -> None:
-        _drain(lane_tasks[lane], student_id, lane, attempt, task)
-
-    run_lane.__name__ = f"run_{lane}_lane"
-    return queue.task(context=True, name=f"run_{lane}_lane")(run_lane)
-
-
-lane_tasks = {lane: _lane_task(lane) for lane in LANES}
-
-
-@huey.periodic_task(crontab(minute="*"))
 def sweep_task() -> dict[str, int]:
     return sweep(runtime())
+
+
+def build_queue(settings: Settings) -> Queue:
+    """A queue with the worker's tasks (their names stay ``engine.worker.<function>``), and its lanes."""
+    huey = make_huey(settings)
+    huey.periodic_task(crontab(minute="*"))(sweep_task)
+    lanes = {}
+    for lane in LANES:
+        lane_huey = make_huey(settings, lane)
+        lanes[lane] = (lane_huey, lane_huey.task(context=True)(_LANE_TASKS[lane]))
+    return Queue(
+        huey,
+        huey.task(context=True)(process_event_task),
+        huey.task(context=True)(drain_student_task),
+        lanes,
+    )

@@ -38,18 +38,17 @@ from sqlalchemy.orm import Session, defer
 from connectors.base import Connector, Step, StepContext, StepResult, StepStatus, StudentRef
 from engine.db.models import ActionRun, Event, Membership, Student
 from engine.pipeline import ledger
-from engine.pipeline.alerts import raise_alert
+from engine.pipeline.alerts import raise_alert, step_failed_text
 from engine.pipeline.local_actions import LOCAL_ACTIONS
 from engine.pipeline.runtime import Runtime
-from engine.rules.model import ACTIONS
+from engine.rules.actions import IDEMPOTENT as IDEMPOTENT_ACTIONS  # declared per action
+from engine.statuses import OPEN_EVENT_STATUSES, OPEN_RUN_STATUSES
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 2  # the first run and one automatic retry
-# Running these twice has the same effect as once; everything else may double a message.
-IDEMPOTENT_ACTIONS = ACTIONS - {"trigger_flow"}
-OPEN_STATUSES = ("processing", "retrying")
-_OPEN_STEPS = ("pending", "running", "retrying")
+OPEN_STATUSES = OPEN_EVENT_STATUSES
+_OPEN_STEPS = OPEN_RUN_STATUSES
 _LIGHT_EVENT = (defer(Event.payload), defer(Event.raw_body), defer(Event.headers), defer(Event.plans))
 # How long a step that already ran keeps trying to record its result while the database
 # is unreachable, rather than losing it (and running the step again later).
@@ -215,7 +214,7 @@ def _advance(rt: Runtime, session: Session, student_id: int, lane: str | None, d
             except Exception as exc:  # noqa: BLE001 - a bug in one step must not stop the others
                 if is_connection_error(exc):
                     raise
-                log.exception("step %s failed", run.id)
+                log.exception("step %s failed (correlation %s)", run.id, event.correlation_id)
                 result = StepResult.failed("engine.error", f"{type(exc).__name__}: {exc}", retryable=True)
             if _record(rt, session, event, run, result) == "retrying":
                 drained.statuses[event.id] = event.status
@@ -272,7 +271,9 @@ def _call_remote(rt: Runtime, hold, call: _Call) -> StepResult:
     except Exception as exc:  # noqa: BLE001 - connectors should not raise; survive if one does
         if not in_flight and is_connection_error(exc):
             raise  # marking it failed: nothing was sent; the task retries the step later
-        log.exception("connector %s raised on step %s", call.connector.name, call.run_id)
+        log.exception(
+            "connector %s raised on step %s (correlation %s)", call.connector.name, call.run_id, ctx.correlation_id
+        )
         idempotent = call.step.action in IDEMPOTENT_ACTIONS
         return StepResult.failed(
             f"{call.connector.name}.error",
@@ -297,6 +298,7 @@ def _context(event: Event, run: ActionRun, membership: Membership | None, studen
         product_key=membership.product_key if membership else "",
         membership_id=membership.id if membership else None,
         action_run_id=run.id,
+        correlation_id=event.correlation_id,
     )
 
 
@@ -329,24 +331,9 @@ def _record(rt: Runtime, session: Session, event: Event, run: ActionRun, result:
         rt,
         session,
         kind=result.error or "step.failed",
-        message=_alert_text(event, run, result),
+        message=step_failed_text(event, run, result, retried=run.attempts >= MAX_ATTEMPTS),
         event_id=event.id,
         action_run_id=run.id,
         student_id=event.student_id,
     )
     return "failed"
-
-
-def _alert_text(event: Event, run: ActionRun, result: StepResult) -> str:
-    what = f"Step {run.action} for {event.email or 'student ' + str(event.student_id)} (event {event.id}, {event.type})"
-    text = f"{what} failed: {result.error}. {result.detail}".strip()
-    if result.maybe_delivered:
-        text += (
-            " It may have been delivered, so it was NOT retried automatically: check before retrying "
-            f"(POST /admin/events/{event.id}/retry)."
-        )
-    elif run.attempts >= MAX_ATTEMPTS:
-        text += f" Retried once already. Fix the cause, then POST /admin/events/{event.id}/retry."
-    else:
-        text += f" Retrying cannot help until the cause is fixed; then POST /admin/events/{event.id}/retry."
-    return text
