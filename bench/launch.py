@@ -201,7 +201,7 @@ def _burst(client: httpx.Client, dsn: str, fake_discord, codes: dict[int, str], 
     """Post the purchases on schedule; link one student per second; returns link -> role seconds."""
     from bot.link import LinkService
     from engine.db.session import session_factory
-    from engine.rules.repository import RulesRepository
+    from engine.pipeline.rules_repository import RulesRepository
     from engine.settings import Settings
 
     service = LinkService(

@@ -22,7 +22,7 @@ from connectors.throttle import RedisLimiter
 from engine.db.models import ActionRun, Alert, Event
 from engine.db.session import dispose_all, session_factory
 from engine.pipeline.intake import store_hotmart
-from engine.rules.repository import RulesRepository
+from engine.pipeline.rules_repository import RulesRepository
 from engine.settings import Settings
 from tests.conftest import REFERENCE, RULES, TEST_DATABASE_URL
 from tests.e2e.conftest import ANA, ENGINE, REPO, remote_enqueue
