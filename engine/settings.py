@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DISCORD_API_BASE = "https://discord.com/api/v10"
@@ -44,6 +45,30 @@ class Settings(BaseSettings):
 
     retry_delay_seconds: float = 30.0  # the one automatic retry of a failed step
     timer_poll_seconds: float = 30.0  # how often due timers and stuck events are swept
+
+    # engine reconcile in the worker: a cron line (minute hour day month weekday, UTC) or "off".
+    reconcile_schedule: str = "30 3 * * *"
+    # What a scheduled run applies: none (report only), grants (missing grants only), all (guarded).
+    reconcile_apply: Literal["none", "grants", "all"] = "none"
+    # Revocations a run applies without --confirm (unset: 10 or 5 % of the students, the larger).
+    reconcile_max_revokes: int | None = Field(default=None, ge=0)
+
+    @field_validator("reconcile_schedule")
+    @classmethod
+    def _cron_line(cls, value: str) -> str:
+        value = " ".join(value.split())
+        if value.lower() == "off":
+            return "off"
+        fields = value.split(" ")
+        if len(fields) != 5:
+            raise ValueError(f"RECONCILE_SCHEDULE {value!r}: five cron fields (e.g. '30 3 * * *') or 'off'")
+        from huey import crontab
+
+        try:
+            crontab(*fields)
+        except ValueError as exc:
+            raise ValueError(f"RECONCILE_SCHEDULE {value!r}: {exc}") from exc
+        return value
 
     @property
     def development(self) -> bool:

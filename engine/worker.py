@@ -108,8 +108,17 @@ def sweep_task() -> dict[str, int]:
     return sweep(runtime())
 
 
+def reconcile_task() -> int | None:
+    """RECONCILE_SCHEDULE: compare the world with the rules; apply what RECONCILE_APPLY allows."""
+    from engine.reconcile import scheduled_run
+
+    return scheduled_run(runtime())
+
+
 def build_queue(settings: Settings) -> Queue:
     """A queue with the worker's tasks (their names stay ``engine.worker.<function>``)."""
     huey = make_huey(settings)
     huey.periodic_task(crontab(minute="*"))(sweep_task)
+    if settings.reconcile_schedule != "off":
+        huey.periodic_task(crontab(*settings.reconcile_schedule.split()))(reconcile_task)
     return Queue(huey, huey.task()(process_event_task), huey.task()(drain_student_task))

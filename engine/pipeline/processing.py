@@ -28,6 +28,7 @@ from engine.sources import SOURCES
 
 log = logging.getLogger(__name__)
 
+
 @dataclass
 class _Target:
     membership: Membership | None  # None: would be created if the plan applies
