@@ -22,7 +22,6 @@ from engine.reconcile import RECONCILE_EVENT, compute, run_reconcile, scheduled_
 from engine.rules import load_rules
 from tests.conftest import RULES
 from tests.e2e.scenario_fixtures import (
-    ALERT_CHANNEL,
     ANA_DISCORD,
     ANA_EMAIL,
     COMMUNITY_ROLE,
@@ -74,9 +73,7 @@ def seed_students(w: World, count: int, product: str, role: str, *, first_user: 
             membership = Membership(student_id=student.id, product_key=product, state="active")
             session.add(membership)
             session.flush()
-            session.add(
-                Grant(student_id=student.id, membership_id=membership.id, kind="discord_role", resource=role)
-            )
+            session.add(Grant(student_id=student.id, membership_id=membership.id, kind="discord_role", resource=role))
             for key in w.rules.products[product].classes:
                 enroll_student(session, student.id, key)
                 session.add(Grant(student_id=student.id, membership_id=membership.id, kind="class", resource=key))
