@@ -318,11 +318,14 @@ def reconcile(
 
 def _progress_bar(label: str, total: int):
     """click's progress bar on stderr (hidden when stderr is not a terminal); total 0: a counter."""
+    import itertools
     from contextlib import contextmanager
 
     @contextmanager
     def bar():
-        with click.progressbar(length=total or None, label=label, file=sys.stderr) as progress:
+        # No total known (Discord's member list): an endless iterable makes click show a counter.
+        source = {"length": total} if total else {"iterable": itertools.repeat(None)}
+        with click.progressbar(label=label, file=sys.stderr, **source) as progress:
             yield progress.update
 
     return bar()
@@ -352,7 +355,8 @@ def _run_text(run: dict) -> str:
         f"{run['students']} student(s)"
     ]
     for product, counts in (run.get("counts") or {}).items():
-        lines.append(f"  {product}: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in counts.items()))
+        order = ("missing", "extra", "not_in_server", "subscribers_not_found")
+        lines.append(f"  {product}: " + ", ".join(f"{k.replace('_', ' ')} {counts.get(k, 0)}" for k in order))
     for note in (run.get("diff") or {}).get("notes", []):
         lines.append(f"  note: {note}")
     if run.get("applied"):
