@@ -53,6 +53,11 @@ class Settings(BaseSettings):
     # Revocations a run applies without --confirm (unset: 10 or 5 % of the students, the larger).
     reconcile_max_revokes: int | None = Field(default=None, ge=0)
 
+    @field_validator("reconcile_max_revokes", mode="before")
+    @classmethod
+    def _empty_is_default(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("reconcile_schedule")
     @classmethod
     def _cron_line(cls, value: str) -> str:

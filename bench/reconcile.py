@@ -1,0 +1,187 @@
+"""Reconciling N students against the rate-limited fake Discord, on PostgreSQL.
+
+Story 35 at scale: every student is active in ``curso``, linked, in the guild and holding
+R_course; the rules then add R_alumni to the product. ``--grants`` of the students (default
+2,000 of 10,000, to keep a run near a minute on a shared 2-core machine; ``--grants 10000`` is
+the full story, about 200 s) do not hold it yet (the rest were given it already). The run is
+``run_reconcile(mode="all")`` — List Guild Members in pages of 1,000, the diff, one RECONCILE
+event per student — and the events' steps run through the pipeline on ``--threads`` worker
+threads (``process_event``, as ``engine worker`` does), each role grant a Discord PUT.
+
+The fake serves Discord's documented global limit (50 requests/s) and per-route windows
+(``--route-limit`` per ``--route-window`` s; by default the global limit binds). The minimum
+the limits allow is (list pages + grants) / the binding rate; the target is 1.2x of it.
+
+    TEST_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres .venv/bin/python bench/reconcile.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from queue import Empty, SimpleQueue
+from urllib.parse import urlsplit, urlunsplit
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sqlalchemy import insert, select  # noqa: E402
+
+from connectors.discord import DiscordConnector  # noqa: E402
+from engine.db.migrate import upgrade  # noqa: E402
+from engine.db.models import ClassEnrollment, CourseClass, Event, Grant, Membership, Student  # noqa: E402
+from engine.db.session import dispose_all, session_factory  # noqa: E402
+from engine.pipeline.processing import process_event  # noqa: E402
+from engine.pipeline.rules_repository import RulesRepository  # noqa: E402
+from engine.pipeline.runtime import Runtime, build_connectors  # noqa: E402
+from engine.reconcile import RECONCILE_EVENT, run_reconcile  # noqa: E402
+from engine.settings import Settings  # noqa: E402
+from tests.fakes.discord_app import COURSE_ROLE_ID, create_app  # noqa: E402
+from tests.fakes.server import serve  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+ALUMNI_ROLE = "1180000000000000077"
+FIRST_USER = 400000000000000000
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--students", type=int, default=10_000)
+    parser.add_argument("--grants", type=int, default=2_000, help="students missing the new role (<= --students)")
+    parser.add_argument("--global-rate", type=float, default=50.0, help="req/s, fake and client")
+    parser.add_argument("--route-limit", type=int, default=60)
+    parser.add_argument("--route-window", type=float, default=1.0)
+    parser.add_argument("--threads", type=int, default=4, help="worker threads running the steps")
+    parser.add_argument(
+        "--database-url", default=os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    )
+    args = parser.parse_args(argv)
+    grants = min(args.grants, args.students)
+    logging.basicConfig(level=logging.ERROR)
+
+    import psycopg
+
+    name = f"engine_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(args.database_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = urlunsplit(urlsplit(args.database_url)._replace(path=f"/{name}"))
+    rules_dir = Path(tempfile.mkdtemp()) / "rules"
+    try:
+        return _run(args, grants, url, rules_dir)
+    finally:
+        dispose_all()
+        shutil.rmtree(rules_dir.parent, ignore_errors=True)
+        with psycopg.connect(args.database_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _run(args, grants: int, url: str, rules_dir: Path) -> int:
+    shutil.copytree(REPO / "rules", rules_dir)
+    curso = rules_dir / "products" / "curso.yaml"
+    curso.write_text(curso.read_text().replace(f'["{COURSE_ROLE_ID}"]', f'["{COURSE_ROLE_ID}", "{ALUMNI_ROLE}"]'))
+    settings = Settings(ENGINE_ENV="test", database_url=url, rules_dir=rules_dir)
+    upgrade(settings)
+    sessions = session_factory(settings)
+
+    app = create_app(route_limit=args.route_limit, route_window=args.route_window, global_limit=int(args.global_rate))
+    fake = app.state.fake
+    fake.add_role(ALUMNI_ROLE, "Alumni", position=1)
+    _seed(sessions, fake, args.students, grants)
+
+    route_rate = args.route_limit / args.route_window
+    rate = min(args.global_rate, route_rate)
+    pages = args.students // 1000 + 1
+    minimum = (pages + grants) / rate
+
+    with serve(app) as base:
+        discord = DiscordConnector(fake.token, fake.guild_id, api_base=f"{base}/api/v10", global_rate=args.global_rate)
+        registry, _ = build_connectors(settings)  # ManyChat's flag is off: tags are not compared
+        registry.update({action: discord for action in discord.actions})
+        queue: SimpleQueue[int] = SimpleQueue()
+        rt = Runtime(settings=settings, sessions=sessions, rules=RulesRepository(rules_dir), connectors=registry)
+        rt.enqueue = queue.put
+
+        started = time.monotonic()
+        fake_started = fake.clock()
+        run_id, report, applied = run_reconcile(rt, mode="all", trigger="bench")
+        diffed = time.monotonic() - started
+        threads = [threading.Thread(target=_worker, args=(rt, queue)) for _ in range(args.threads)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        elapsed = time.monotonic() - started
+        discord.close()
+
+    with sessions() as session:
+        statuses = session.scalars(select(Event.status).where(Event.type == RECONCILE_EVENT)).all()
+    holding = sum(1 for roles in fake.members.values() if ALUMNI_ROLE in roles)
+    list_calls = sum(1 for r in fake.requests if r["path"].endswith("/members"))
+    puts = [r["at"] - fake_started for r in fake.requests if r["method"] == "PUT"]
+    print(f"students           {args.students} ({grants} missing R_alumni; --grants scales the writes)")
+    print(f"diff               {len(report.diff.grants)} grant(s), {len(report.diff.revokes)} revocation(s)")
+    print(f"limits             global {args.global_rate:g}/s, route {args.route_limit}/{args.route_window:g}s")
+    print(f"discord calls      {list_calls} List Guild Members page(s) + {grants} role PUT(s)")
+    print(f"read + diff        {diffed:.2f} s (run {run_id}, events queued)")
+    if puts:
+        print(f"role PUTs          first at {min(puts):.2f} s, last at {max(puts):.2f} s")
+    print(f"elapsed            {elapsed:.2f} s (until every RECONCILE event is processed)")
+    print(f"theoretical min    {minimum:.2f} s ((pages + grants) / {rate:g} per s)")
+    print(f"ratio              {elapsed / minimum:.3f} (target <= 1.2)")
+    print(f"429s served        {fake.rate_limited}; max in one bucket window {fake.max_429_per_window()}")
+    print(
+        f"state check        {holding} members hold R_alumni (expected {args.students}); events {len(statuses)}, "
+        f"not processed {sum(1 for s in statuses if s != 'processed')}"
+    )
+    ok = holding == args.students and all(s == "processed" for s in statuses) and not applied.held
+    return 0 if ok and elapsed / minimum <= 1.2 else 1
+
+
+def _seed(sessions, fake, students: int, grants: int) -> None:
+    """``students`` linked, active curso students holding R_course (and R_alumni but for ``grants``)."""
+    with sessions.begin() as session:
+        session.execute(insert(CourseClass), [{"key": "curso-2026", "name": "curso-2026"}])
+        class_id = session.scalar(select(CourseClass.id))
+        users = [str(FIRST_USER + i) for i in range(students)]
+        session.execute(
+            insert(Student), [{"email": f"s{i}@example.com", "discord_id": user} for i, user in enumerate(users)]
+        )
+        ids = dict(session.execute(select(Student.discord_id, Student.id)).all())
+        session.execute(
+            insert(Membership), [{"student_id": ids[u], "product_key": "curso", "state": "active"} for u in users]
+        )
+        memberships = dict(session.execute(select(Membership.student_id, Membership.id)).all())
+        rows = []
+        for i, user in enumerate(users):
+            held = [COURSE_ROLE_ID] if i < grants else [COURSE_ROLE_ID, ALUMNI_ROLE]
+            fake.add_member(user, held)
+            sid = ids[user]
+            rows += [
+                {"student_id": sid, "membership_id": memberships[sid], "kind": "discord_role", "resource": role}
+                for role in held
+            ]
+            rows.append(
+                {"student_id": sid, "membership_id": memberships[sid], "kind": "class", "resource": "curso-2026"}
+            )
+        session.execute(insert(Grant), rows)
+        session.execute(insert(ClassEnrollment), [{"class_id": class_id, "student_id": ids[u]} for u in users])
+
+
+def _worker(rt: Runtime, queue: SimpleQueue[int]) -> None:
+    while True:
+        try:
+            event_id = queue.get_nowait()
+        except Empty:
+            return
+        process_event(rt, event_id)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
