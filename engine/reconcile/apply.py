@@ -16,14 +16,16 @@ mistake that would strip a tenth of the course never does) are not applied witho
 from __future__ import annotations
 
 import math
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.db.models import ActionRun, Event
+from sqlalchemy import insert
+from sqlalchemy.orm import Session
+
+from engine.db.models import ActionRun, Event, History
 from engine.pipeline.alerts import notify_alerts, raise_alert
-from engine.pipeline.history import record_history
-from engine.pipeline.intake import store_internal
 from engine.pipeline.runtime import Runtime
 from engine.reconcile.diff import AccessDiff, Change
 from engine.rules.actions import ledger_uses
@@ -90,67 +92,94 @@ def apply_access_diff(
     for change in diff.grants:
         by_student[change.student_id].append((change, True))
     applied = Applied(limit=limit, grants=len(diff.grants), revokes=len(revokes))
-    students = list(by_student.items())
+    students = list(by_student.values())
     for start in range(0, len(students), _BATCH):
         with rt.sessions.begin() as session:
-            chunk = students[start : start + _BATCH]
-            batch = [_queue_student(rt, session, changes, actor, run_id) for _, changes in chunk]
+            batch = _queue_students(rt, session, students[start : start + _BATCH], actor, run_id)
         applied.events += batch
         for event_id in batch:
             rt.enqueue(event_id)
     return applied
 
 
-def _queue_student(rt: Runtime, session, changes: list[tuple[Change, bool]], actor: str, run_id: int | None) -> int:
-    first = changes[0][0]
-    dedupe = f"reconcile:{run_id}:{first.student_id}" if run_id is not None else None
-    stored = store_internal(
-        session,
-        RECONCILE_EVENT,
-        email=first.email,
-        student_id=first.student_id,
-        source="reconcile",
-        dedupe_key=dedupe,
-        fields={"run_id": run_id, "actor": actor},
-        occurred_at=rt.now(),
-    )
-    event = session.get(Event, stored.event_id)
-    steps: dict[tuple[int, str, str], list[str]] = {}  # (membership, action, param) -> resources, in order
+def _queue_students(
+    rt: Runtime, session: Session, students: list[list[tuple[Change, bool]]], actor: str, run_id: int | None
+) -> list[int]:
+    """One RECONCILE event per student, planned already (status processing): three statements per batch."""
+    now = rt.now()
+    planned = [_steps(changes) for changes in students]
+    events = []
+    for changes in students:
+        first = changes[0][0]
+        dedupe = f"reconcile:{run_id}:{first.student_id}" if run_id is not None else f"reconcile:{uuid.uuid4().hex}"
+        events.append(
+            {
+                "source": "reconcile",
+                "type": RECONCILE_EVENT,
+                "dedupe_key": dedupe,
+                # The shape of every internal event (engine.pipeline.intake.store_internal).
+                "payload": {
+                    "event": RECONCILE_EVENT,
+                    "product": None,
+                    "email": first.email,
+                    "fields": {"run_id": run_id, "actor": actor},
+                },
+                "occurred_at": now,
+                "received_at": now,
+                "status": "processing",  # planned: the worker runs the steps
+                "email": first.email,
+                "student_id": first.student_id,
+                "plans": [
+                    {
+                        "reconcile": {
+                            "run_id": run_id,
+                            "actor": actor,
+                            "grants": [_brief(c) for c, grant in changes if grant],
+                            "revokes": [_brief(c) for c, grant in changes if not grant],
+                        }
+                    }
+                ],
+                "correlation_id": uuid.uuid4().hex,
+            }
+        )
+    ids = list(session.scalars(insert(Event).returning(Event.id, sort_by_parameter_order=True), events))
+    runs, history = [], []
+    for event_id, changes, steps in zip(ids, students, planned, strict=True):
+        for index, ((membership_id, action, param), resources) in enumerate(steps.items()):
+            runs.append(
+                {
+                    "event_id": event_id,
+                    "membership_id": membership_id,
+                    "step_index": index,
+                    "action": action,
+                    "params": {param: resources},
+                    "status": "pending",
+                    "attempts": 0,
+                    "created_at": now,
+                }
+            )
+        history.append(
+            {
+                "kind": "reconcile",
+                "created_at": now,
+                "student_id": changes[0][0].student_id,
+                "event_id": event_id,
+                "actor": actor,
+                "detail": {"run_id": run_id, "steps": [f"{a} {', '.join(r)}" for (_, a, _), r in steps.items()]},
+            }
+        )
+    session.execute(insert(ActionRun), runs)
+    session.execute(insert(History), history)
+    return ids
+
+
+def _steps(changes: list[tuple[Change, bool]]) -> dict[tuple[int, str, str], list[str]]:
+    """(membership, action, parameter) -> resources, in order: one step per membership and action."""
+    steps: dict[tuple[int, str, str], list[str]] = {}
     for change, grant in changes:
         action, param = _ACTION_FOR[(change.kind, grant)]
         steps.setdefault((change.membership_id, action, param), []).append(change.resource)
-    event.status = "processing"  # planned already: the worker runs the steps
-    event.plans = [
-        {
-            "reconcile": {
-                "run_id": run_id,
-                "actor": actor,
-                "grants": [_brief(c) for c, grant in changes if grant],
-                "revokes": [_brief(c) for c, grant in changes if not grant],
-            }
-        }
-    ]
-    for index, ((membership_id, action, param), resources) in enumerate(steps.items()):
-        session.add(
-            ActionRun(
-                event_id=event.id,
-                membership_id=membership_id,
-                step_index=index,
-                action=action,
-                params={param: resources},
-                status="pending",
-            )
-        )
-    record_history(
-        session,
-        kind="reconcile",
-        at=rt.now(),
-        student_id=first.student_id,
-        event_id=event.id,
-        actor=actor,
-        detail={"run_id": run_id, "steps": [f"{action} {', '.join(r)}" for (_, action, _), r in steps.items()]},
-    )
-    return event.id
+    return steps
 
 
 def _brief(change: Change) -> dict[str, Any]:
