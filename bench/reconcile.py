@@ -139,6 +139,7 @@ def _run(args, grants: int, url: str, rules_dir: Path) -> int:
     print(f"elapsed            {elapsed:.2f} s (until every RECONCILE event is processed)")
     print(f"theoretical min    {minimum:.2f} s ((pages + grants) / {rate:g} per s)")
     print(f"ratio              {elapsed / minimum:.3f} (target <= 1.2)")
+    print(f"machine load       {' '.join(f'{x:.1f}' for x in os.getloadavg())} (1/5/15 min, {os.cpu_count()} cores)")
     print(f"429s served        {fake.rate_limited}; max in one bucket window {fake.max_429_per_window()}")
     print(
         f"state check        {holding} members hold R_alumni (expected {args.students}); events {len(statuses)}, "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import Literal
@@ -17,7 +18,15 @@ from engine.db.session import engine_of
 from engine.pipeline.runtime import Runtime
 from engine.reconcile.apply import Applied, apply_access_diff
 from engine.reconcile.diff import AccessDiff, Report, StudentView, diff_student
-from engine.reconcile.world import Progress, load_students, no_progress, read_classes, read_discord, read_manychat
+from engine.reconcile.world import (
+    Progress,
+    assign_roles,
+    load_students,
+    no_progress,
+    read_classes,
+    read_discord,
+    read_manychat,
+)
 from engine.rules.model import Rules
 
 log = logging.getLogger(__name__)
@@ -36,14 +45,18 @@ def compute(rt: Runtime, rules: Rules | None = None, *, progress: Progress = no_
     """Compare every student's access with what ``rules`` (default: the loaded ones) want. Reads only."""
     rules = rules or rt.rules.rules
     access = derive(rules)
-    with rt.sessions() as session:
-        students = load_students(session)
-        read_classes(session, students)
+    # Discord's member list is paced by its rate limits: page through it while the database is read.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="reconcile-discord") as pool:
+        members = pool.submit(read_discord, rt, progress)
+        with rt.sessions() as session:
+            students = load_students(session)
+            read_classes(session, students)
+        roles = members.result()
     report = Report(AccessDiff(students=len(students)))
-    note = read_discord(rt, students, progress)
-    if note:
-        report.notes.append(note)
+    if isinstance(roles, str):
+        report.notes.append(roles)
     else:
+        assign_roles(students, roles)
         report.checked.append("discord_role")
 
     note, learned = read_manychat(rt, students, lambda s: _has_tags(s, access), progress)

@@ -73,8 +73,8 @@ def read_classes(session: Session, students: Iterable[StudentView]) -> None:
         student.actual["class"] = enrolled.get(student.id, set())
 
 
-def read_discord(rt: Runtime, students: list[StudentView], progress: Progress) -> str | None:
-    """Fill each student's Discord roles; None, or why roles could not be compared."""
+def read_discord(rt: Runtime, progress: Progress) -> dict[str, set[str]] | str:
+    """Every guild member's roles by user id, or why roles cannot be compared."""
     connector = rt.connector_for("add_role")
     if not hasattr(connector, "list_members"):
         return "Discord roles not compared: DISCORD_ENABLED is off"
@@ -91,12 +91,15 @@ def read_discord(rt: Runtime, students: list[StudentView], progress: Progress) -
     except DiscordError as exc:
         log.warning("reconcile: cannot list guild members: %s", exc)
         return f"Discord roles not compared: {exc.result.error}: {exc.result.detail}"
+    return roles
+
+
+def assign_roles(students: Iterable[StudentView], roles: dict[str, set[str]]) -> None:
     for student in students:
         if student.discord_id is None:
             student.actual["discord_role"] = set()  # no account holds no role
         else:
             student.actual["discord_role"] = roles.get(student.discord_id)  # None: not in the server
-    return None
 
 
 def read_manychat(
