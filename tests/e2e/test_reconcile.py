@@ -328,3 +328,26 @@ def test_a_run_already_in_progress_blocks_a_second(make_world):
         run_reconcile(w.runtime)
     with w.runtime.sessions() as session:
         assert session.scalars(select(Alert)).all() == []
+
+
+def test_a_reconcile_step_is_retried_and_alerted_like_any_step(make_world):
+    w = make_world()
+    onboard(w)
+    w.discord.set_member_roles(ANA_DISCORD, [])
+    w.discord.queue_failure(503, times=2, path_contains=f"/roles/{COURSE_ROLE}", method="PUT")
+    run_reconcile(w.runtime, mode="grants")
+    w.h.run_queue()
+    [event] = reconcile_events(w)
+    [step] = w.steps(event.id)
+    assert (event.status, step.status, step.error) == ("retrying", "retrying", "discord.unavailable")
+    w.drain_retries()
+    [step] = w.steps(event.id)
+    assert (w.event(event.id).status, step.status, step.attempts) == ("failed", "failed", 2)
+    [alert] = w.alerts()
+    assert alert.kind == "discord.unavailable" and alert.event_id == event.id
+    assert f"Step add_role for {ANA_EMAIL} (event {event.id}, RECONCILE) failed" in alert.message
+    assert w.roles() == set()
+    response = w.admin("POST", f"/admin/events/{event.id}/retry")  # the admin's retry, as for any event
+    assert response.status_code == 202, response.text
+    w.h.run_queue()
+    assert w.roles() == {COURSE_ROLE}
