@@ -26,6 +26,9 @@ class Step:
 
     action: str
     params: dict[str, Any] = field(default_factory=dict)
+    # Set when the rules say this step does nothing for this product (an optional flow the
+    # product lacks): recorded as skipped with this reason, never sent to a connector.
+    skip_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class StepContext:
 
     student: StudentRef
     event_id: int | None = None
+    correlation_id: str | None = None  # the event's: ties a step's requests and log lines to its webhook
     event_type: str = ""
     product_key: str = ""
     membership_id: int | None = None

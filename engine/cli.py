@@ -9,6 +9,8 @@ from pathlib import Path
 
 import click
 
+from engine.statuses import EventStatus
+
 RULES_OPTION = click.option(
     "--rules",
     "rules_dir",
@@ -26,12 +28,13 @@ def _rules_dir(rules_dir: Path | None) -> Path:
 
 def _load_or_exit(rules_dir: Path):
     from engine.rules import check_rules
+    from engine.rules.translate import problem_line, summary
 
     rules, problems = check_rules(rules_dir)
     if problems:
-        for problem in problems:
-            click.echo(str(problem), err=True)
-        click.echo(f"{len(problems)} error(s) in {rules_dir}", err=True)
+        for problem in problems:  # in $ENGINE_LANG (pt-BR) when asked
+            click.echo(problem_line(problem), err=True)
+        click.echo(summary(len(problems), rules_dir), err=True)
         sys.exit(1)
     return rules
 
@@ -43,7 +46,22 @@ def _configure_logging() -> None:
     logging.getLogger("transitions").setLevel(logging.WARNING)  # it logs every callback at INFO
 
 
-@click.group()
+class _Engine(click.Group):
+    """Invalid rules end any command with one line per error, never a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        from engine.rules.loader import RulesError
+
+        try:
+            return super().invoke(ctx)
+        except RulesError as exc:
+            for problem in exc.problems:
+                click.echo(f"error: {problem}", err=True)
+            click.echo(f"{len(exc.problems)} error(s) in the rules: run `engine check`", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=_Engine)
 def main() -> None:
     """Student lifecycle rules engine: Hotmart -> Discord, ManyChat, classes."""
 
@@ -56,6 +74,7 @@ def check(rules_dir: Path | None, strict: bool) -> None:
     from engine.ruletests import coverage_warnings
 
     rules_dir = _rules_dir(rules_dir)
+    _note_ignored(rules_dir)
     rules = _load_or_exit(rules_dir)
     warnings = coverage_warnings(rules, rules_dir)
     for warning in warnings:
@@ -139,6 +158,66 @@ def plan(candidate_dir: Path | None, git_ref: str | None, as_json: bool) -> None
         click.echo(result.summary())
 
 
+@main.command("new-product")
+@click.argument("key")
+@click.option("--hotmart-id", required=True, help="The product's id in Hotmart (digits).")
+@click.option("--subscription", is_flag=True, help="A subscription (default: a one-time purchase).")
+@click.option("--name", default=None, help="The name students read (default: from KEY).")
+@click.option("--role", "roles", multiple=True, help="A Discord role id it grants (repeatable).")
+@click.option("--tag", default=None, help="Its ManyChat tag, added to the catalog (default: aluno-KEY; '' for none).")
+@RULES_OPTION
+def new_product(
+    key: str,
+    hotmart_id: str,
+    subscription: bool,
+    name: str | None,
+    roles: tuple[str, ...],
+    tag: str | None,
+    rules_dir: Path | None,
+) -> None:
+    """Write rules/products/KEY.yaml with every flow the lifecycle uses, then run the checks."""
+    from engine.newproduct import ScaffoldRefused, write_product, write_rule_test
+
+    rules_dir = _rules_dir(rules_dir)
+    rules = _load_or_exit(rules_dir)
+    try:
+        scaffold = write_product(
+            rules, rules_dir, key, hotmart_id, subscription=subscription, name=name, roles=roles, tag=tag
+        )
+    except ScaffoldRefused as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    click.echo(f"wrote {scaffold.product_file}")
+    if scaffold.catalog_note:
+        click.echo(scaffold.catalog_note)
+    rules = _load_or_exit(rules_dir)
+    test_file = write_rule_test(rules, rules_dir, key)
+    if test_file is not None:
+        click.echo(f"wrote {test_file} (a rule test: engine test)")
+    todo = [flow for flow in scaffold.flows if flow not in scaffold.optional_flows]
+    if todo:
+        click.echo(
+            f"next: paste the ManyChat flow namespace of {', '.join(todo)} in {scaffold.product_file.name} "
+            "(until then each is `none`: the step is skipped)"
+        )
+    if not roles:
+        click.echo("next: list the Discord role ids it grants under access: discord_roles (in quotes)")
+    click.echo(f"$ engine check --rules {rules_dir}")
+    ctx = click.get_current_context()
+    ctx.invoke(check, rules_dir=rules_dir, strict=False)
+
+
+def _note_ignored(rules_dir: Path) -> None:
+    from engine.rules.files import ignored_entries
+
+    for entry in ignored_entries(rules_dir):
+        click.echo(
+            f"note: {rules_dir.name}/{entry} ignored: only {rules_dir.name}/*.yaml and "
+            f"{rules_dir.name}/products/*.yaml are rules",
+            err=True,
+        )
+
+
 @main.command("dry-run")
 @click.argument("event_file", type=click.Path(path_type=Path))
 @RULES_OPTION
@@ -175,8 +254,10 @@ def dry_run(
         sys.exit(2)
 
     from engine.dryrun import dry_run as run
+    from engine.rules.files import rules_version
 
     result = run(body, rules, state=state, linked=linked, now=now, previous_discord_id=previous_discord_id)
+    result.rules_version = rules_version(_rules_dir(rules_dir))
     if as_json:
         click.echo(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
     else:
@@ -236,12 +317,12 @@ def serve(host: str, port: int, workers: int, worker: bool | None, threads: int,
     if workers > 1:
         uvicorn.run(app, factory=True, host=host, port=port, workers=workers, access_log=access_log)
         return
-    from engine.worker import get_huey, runtime
+    from engine.worker import huey, runtime
 
     runtime()  # fail fast on invalid rules or settings, before the worker starts; the app reuses it
     consumer = None
     if in_process:
-        consumer = get_huey().create_consumer(workers=threads, worker_type="thread", periodic=True)
+        consumer = huey.create_consumer(workers=threads, worker_type="thread", periodic=True)
         consumer.start()
     try:
         uvicorn.run(app, factory=True, host=host, port=port, access_log=access_log)
@@ -255,13 +336,27 @@ def serve(host: str, port: int, workers: int, worker: bool | None, threads: int,
 def worker(threads: int) -> None:
     """Run a Huey worker: processes events, retries and timers."""
     _configure_logging()
-    from engine.pipeline.sweep import sweep
-    from engine.worker import get_huey, runtime
+    from engine.pipeline.alerts import notify_alerts
+    from engine.pipeline.attention import report_rules_failure
+    from engine.pipeline.sweep import resume_waiting_for_rules, sweep
+    from engine.worker import huey, runtime
 
-    # Fail fast on invalid rules or settings; then sweep once now rather than at the next minute,
-    # so held webhooks (HOTMART_ENABLED just turned on) and overdue timers don't wait.
-    sweep(runtime())
-    get_huey().create_consumer(workers=threads, worker_type="thread", periodic=True).run()
+    rt = runtime()
+    if not rt.rules.available:
+        # Wait instead of crash-looping: events are held (needs_attention) and alerted, and
+        # processed by themselves once valid rules load.
+        click.echo(f"error: invalid rules, holding events until they load: {rt.rules.load_error}", err=True)
+
+    def rules_changed() -> None:  # alert a broken version, run held events on a valid one
+        report_rules_failure(rt)
+        resume_waiting_for_rules(rt)
+        notify_alerts(rt)
+
+    rt.rules.watch(rt.settings.rules_reload_seconds, on_change=rules_changed)
+    # Sweep once now rather than at the next minute, so held webhooks (HOTMART_ENABLED just
+    # turned on) and overdue timers don't wait.
+    sweep(rt)
+    huey.create_consumer(workers=threads, worker_type="thread", periodic=True).run()
 
 
 @main.command()
@@ -411,7 +506,7 @@ def bot() -> None:
     run()
 
 
-EVENT_STATUSES = ("received", "held", "processing", "retrying", "processed", "ignored", "failed", "rejected")
+EVENT_STATUSES = tuple(status.value for status in EventStatus)
 
 
 @main.command()
@@ -460,7 +555,7 @@ def events(status: str | None, event_type: str | None, email: str | None, limit:
 @click.option("--force", is_flag=True, help="Resume even if a later event changed the membership since.")
 @click.option("--skipped", is_flag=True, help="Also replay steps skipped while a connector's flag was off.")
 def retry(event_id: int, force: bool, skipped: bool) -> None:
-    """Retry a failed (or stuck) event from its failed step."""
+    """Retry a failed (or stuck) event from its failed step; replay a needs_attention one."""
     import engine.worker
     from engine.pipeline.admin import RetryRefused, retry_event
     from engine.pipeline.runtime import build_runtime
@@ -468,12 +563,154 @@ def retry(event_id: int, force: bool, skipped: bool) -> None:
 
     rt = build_runtime(get_settings(), enqueue=engine.worker.enqueue_event)
     try:
-        outcome = retry_event(rt, event_id, force=force, skipped=skipped)
+        outcome = retry_event(rt, event_id, force=force, skipped=skipped, actor="cli")
     except (RetryRefused, LookupError) as exc:
         message = exc.args[0] if exc.args else str(exc)
         click.echo(f"error: {message}", err=True)
         sys.exit(1)
     click.echo(f"event {event_id}: {outcome}")
+
+
+def _parse_since(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        since = datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not an ISO date (e.g. 2026-03-01)", param_hint="--since") from None
+    return since if since.tzinfo else since.replace(tzinfo=UTC)
+
+
+@main.command()
+@click.argument("event_ids", nargs=-1, type=int)
+@click.option(
+    "--status",
+    type=click.Choice(("needs_attention", "ignored", "failed", "processed", "rejected")),
+    default=None,
+    help="Replay the events in this status (default: needs_attention when no EVENT_IDS are named).",
+)
+@click.option("--type", "event_type", default=None, help="Only this event type (e.g. PURCHASE_APPROVED).")
+@click.option("--since", "since_text", default=None, help="Only events received since this ISO date.")
+@click.option("--dry-run", "dry", is_flag=True, help="Say what each replay would decide; change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (results and summary).")
+def replay(
+    event_ids: tuple[int, ...],
+    status: str | None,
+    event_type: str | None,
+    since_text: str | None,
+    dry: bool,
+    as_json: bool,
+) -> None:
+    """Re-run stored events against the current rules: all needs_attention ones, and any EVENT_IDS named.
+
+    Each replay is recorded in the event's history (actor cli, the rules version)."""
+    import engine.worker
+    from engine.pipeline import replay as replays
+    from engine.pipeline.processing import process_event
+    from engine.pipeline.runtime import build_runtime
+    from engine.settings import get_settings
+
+    since = _parse_since(since_text)
+    rt = build_runtime(get_settings(), enqueue=engine.worker.enqueue_event, schedule_drain=engine.worker.schedule_drain)
+    if not rt.rules.available:
+        click.echo(f"error: invalid rules, nothing replayed: {rt.rules.load_error}", err=True)
+        sys.exit(1)
+    with rt.sessions() as session:
+        ids = replays.select_events(
+            session,
+            status=status or (None if event_ids else "needs_attention"),
+            event_type=event_type,
+            since=since,
+            ids=event_ids,
+        )
+    try:
+        with click.progressbar(length=len(ids), label="replaying", file=sys.stderr, show_pos=True) as bar:
+            if dry:
+                results = []
+                for event_id in ids:
+                    results += replays.preview(rt, [event_id])
+                    bar.update(1)
+            else:
+                results = replays.replay(rt, ids, actor="cli", process=process_event, on_each=lambda _: bar.update(1))
+    except LookupError as exc:
+        click.echo(f"error: {exc.args[0]}", err=True)
+        sys.exit(1)
+    summary = replays.summarize(results)
+    if as_json:
+        payload = {
+            "dry_run": dry,
+            "rules_version": rt.rules.version,
+            "count": len(results),
+            "summary": summary,
+            "items": [r.to_dict() for r in results],
+        }
+        click.echo(json.dumps(payload, ensure_ascii=False, indent=2))
+        return
+    verb = "would become" if dry else "->"
+    for r in results:
+        click.echo(
+            f"event {r.event_id} {r.type or '-'}: {r.before} {verb} {r.after}" + (f" ({r.reason})" if r.reason else "")
+        )
+    done = ", ".join(f"{count} {outcome}" for outcome, count in summary.items()) or "nothing to replay"
+    click.echo(f"{'dry run: ' if dry else ''}{len(results)} event(s) with rules {rt.rules.version}: {done}")
+
+
+@main.command()
+def status() -> None:
+    """Rules version and last load error (as /healthz), queue depth, the oldest unprocessed event."""
+    from sqlalchemy import func, select
+
+    from engine.db.models import Alert, Event
+    from engine.pipeline.rules_repository import RulesRepository
+    from engine.settings import get_settings
+
+    settings = get_settings()
+    repository = RulesRepository(settings.rules_dir, strict=False)
+    click.echo(f"rules      {repository.version or '(none loaded)'}  ({settings.rules_dir})")
+    click.echo(f"rules      {'ok' if repository.load_error is None else 'error: ' + repository.load_error}")
+    try:
+        from engine.worker import huey
+
+        click.echo(f"queue      {huey.pending_count()} task(s) waiting")
+    except Exception as exc:  # noqa: BLE001 - status reports an outage, it does not crash on one
+        click.echo(f"queue      error: {type(exc).__name__}: {exc}".splitlines()[0])
+    from engine.db.session import session_factory
+
+    unprocessed = ("received", "held", "processing", "retrying")
+    try:
+        with session_factory(settings)() as session:
+            oldest = session.execute(
+                select(Event.id, Event.type, Event.status, Event.received_at)
+                .where(Event.status.in_(unprocessed))
+                .order_by(Event.received_at, Event.id)
+                .limit(1)
+            ).first()
+            counts = dict(
+                session.execute(
+                    select(Event.status, func.count())
+                    .where(Event.status.in_((*unprocessed, "needs_attention", "failed")))
+                    .group_by(Event.status)
+                ).all()
+            )
+            open_alerts = session.scalar(select(func.count()).select_from(Alert).where(Alert.acknowledged_at.is_(None)))
+    except Exception as exc:  # noqa: BLE001
+        click.echo(f"database   error: {type(exc).__name__}: {exc}".splitlines()[0])
+        sys.exit(1)
+    if oldest is None:
+        click.echo("oldest     no unprocessed event")
+    else:
+        age = datetime.now(UTC) - oldest.received_at
+        click.echo(
+            f"oldest     event {oldest.id} {oldest.type or '-'} {oldest.status} since "
+            f"{oldest.received_at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC ({int(age.total_seconds())} s ago)"
+        )
+    click.echo(
+        "events     "
+        + ", ".join(f"{counts.get(name, 0)} {name}" for name in (*unprocessed, "needs_attention", "failed"))
+    )
+    click.echo(f"alerts     {open_alerts} open")
+    if repository.load_error is not None:
+        sys.exit(1)
 
 
 @main.command("import-students")

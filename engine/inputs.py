@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.rules.model import Product, Rules
+
+if TYPE_CHECKING:
+    from engine.planner import Plan
 from engine.sources import hotmart
 
 
@@ -25,6 +28,9 @@ class EventInput:
     occurred_at: datetime | None = None
     problems: list[str] = field(default_factory=list)
     product_key: str | None = None  # internal events name the product directly
+    # A new student's plan, decided when admitting the event (it creates the student only if a
+    # rule acts); planning reuses it unless the student changed meanwhile. Planned once.
+    lead_plan: Plan | None = None
 
 
 def is_internal(body: Any) -> bool:

@@ -15,7 +15,7 @@ from typing import Any
 from transitions import Machine
 
 from connectors.base import Step
-from engine.rules.actions import ACTIONS, TOKEN_PLACEHOLDER, RenderContext
+from engine.rules.actions import ACTIONS, TOKEN_PLACEHOLDER, RenderContext, Skipped
 from engine.rules.model import (
     TEMPLATE_RE,
     Condition,
@@ -77,7 +77,10 @@ class Plan:
             "conditions": [
                 {**asdict(c), "kind": "if" if c.required else "unless", "passed": c.passed} for c in self.conditions
             ],
-            "steps": [{"action": s.action, "params": s.params} for s in self.steps],
+            "steps": [
+                {"action": s.action, "params": s.params, **({"skipped": s.skip_reason} if s.skip_reason else {})}
+                for s in self.steps
+            ],
             "ignored_reason": self.ignored_reason,
         }
 
@@ -239,7 +242,10 @@ class Planner:
             previous_discord_id=decision.facts.previous_discord_id,
             template=lambda text: self._template(text, decision),
         )
-        return Step(spec.action, ACTIONS[spec.action].render(spec.args, context))
+        rendered = ACTIONS[spec.action].render(spec.args, context)
+        if isinstance(rendered, Skipped):
+            return Step(spec.action, rendered.params, skip_reason=rendered.reason)
+        return Step(spec.action, rendered)
 
     def _template(self, text: str, decision: _Decision) -> str:
         values = {

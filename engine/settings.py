@@ -45,6 +45,10 @@ class Settings(BaseSettings):
 
     retry_delay_seconds: float = 30.0  # the one automatic retry of a failed step
     timer_poll_seconds: float = 30.0  # how often due timers and stuck events are swept
+    # An event the worker raises on this many times is needs_attention, no longer re-queued.
+    worker_max_failures: int = Field(default=3, ge=1)
+    # How often a running process looks for changed rules, even when no event arrives.
+    rules_reload_seconds: float = Field(default=30.0, gt=0)
 
     # engine reconcile in the worker: a cron line (minute hour day month weekday, UTC) or "off".
     reconcile_schedule: str = "30 3 * * *"

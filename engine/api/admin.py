@@ -11,13 +11,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Query, status
+from fastapi import APIRouter, Body, HTTPException, Path, Query, status
 from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import selectinload
 
 from engine.api.deps import AdminDep, RuntimeDep, SessionDep
 from engine.db.models import (
-    ActionRun,
     Alert,
     Event,
     Grant,
@@ -32,12 +31,14 @@ from engine.service.views import (
     Redactor,
     alert_out,
     email_key,
+    event_detail,
     event_summary,
     planned_codes,
     query_events,
-    step_out,
     student_codes,
+    student_detail,
 )
+from engine.statuses import EventStatus
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 
@@ -57,7 +58,7 @@ def list_events(
     _: AdminDep,
     rt: RuntimeDep,
     session: SessionDep,
-    status_: Annotated[schemas.EventStatus | None, Query(alias="status")] = None,
+    status_: Annotated[EventStatus | None, Query(alias="status")] = None,
     type_: Annotated[str | None, Query(alias="type", description="Event type, e.g. PURCHASE_APPROVED.")] = None,
     email: Annotated[str | None, Query(description="The student's e-mail (case-insensitive).")] = None,
     since: Annotated[datetime | None, Query(description="received_at >= since (ISO 8601; no zone = UTC).")] = None,
@@ -82,7 +83,7 @@ def get_event(_: AdminDep, rt: RuntimeDep, session: SessionDep, event_id: int) -
     event = session.get(Event, event_id)
     if event is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"event {event_id} not found")
-    runs = list(session.scalars(select(ActionRun).where(ActionRun.event_id == event_id).order_by(ActionRun.step_index)))
+    runs = event.action_runs
     alerts = session.execute(
         select(Alert, Student.email)
         .outerjoin(Student, Alert.student_id == Student.id)
@@ -90,20 +91,7 @@ def get_event(_: AdminDep, rt: RuntimeDep, session: SessionDep, event_id: int) -
         .order_by(Alert.id.desc())
     ).all()
     codes = student_codes(session, [event.student_id]) + planned_codes(runs, event.plans)
-    redact = Redactor.for_settings(rt.settings, codes)
-    summary = event_summary(event, redact)
-    return schemas.EventDetail(
-        **summary.model_dump(),
-        dedupe_key=event.dedupe_key,
-        correlation_id=event.correlation_id,
-        enqueued_at=event.enqueued_at,
-        payload=redact(event.payload),
-        raw_body=redact.text(event.raw_body),
-        headers=redact(event.headers),
-        plans=redact(event.plans),
-        steps=[step_out(run, redact) for run in runs],
-        alerts=[alert_out(alert, email, redact) for alert, email in alerts],
-    )
+    return event_detail(event, alerts, Redactor.for_settings(rt.settings, codes))
 
 
 @router.post(
@@ -129,12 +117,49 @@ def retry(
     ] = False,
 ) -> schemas.RetryOut:
     try:
-        outcome = retry_event(rt, event_id, force=force, skipped=skipped)
+        outcome = retry_event(rt, event_id, force=force, skipped=skipped, actor="admin-api")
     except RetryRefused as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
     except LookupError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
     return schemas.RetryOut(status=outcome)
+
+
+@router.post(
+    "/replay",
+    summary="Replay stored events (default: all needs_attention) against the current rules",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=schemas.ReplayOut,
+    responses={**_UNAUTHORIZED, **_NOT_FOUND, 409: {"description": "no valid rules are loaded"}},
+)
+def replay_events(
+    _: AdminDep, rt: RuntimeDep, body: Annotated[schemas.ReplayIn | None, Body()] = None
+) -> schemas.ReplayOut:
+    """Each replayed event is queued for the workers and recorded in the history (actor
+    ``admin-api``, the rules version); ``dry_run`` plans each one and keeps nothing.
+    No body: replay every needs_attention event."""
+    from engine.pipeline import replay
+
+    body = body or schemas.ReplayIn()
+    rt.rules.reload_if_changed()
+    if not rt.rules.available:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"rules cannot be loaded: {rt.rules.load_error}")
+    with rt.sessions() as session:
+        ids = replay.select_events(
+            session, status=body.status, event_type=body.type, since=body.since, ids=body.event_ids
+        )
+    try:
+        results = replay.preview(rt, ids) if body.dry_run else replay.replay(rt, ids, actor="admin-api")
+    except LookupError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+    redact = Redactor.for_settings(rt.settings)
+    return schemas.ReplayOut(
+        dry_run=body.dry_run,
+        rules_version=rt.rules.version,
+        count=len(results),
+        summary=replay.summarize(results),
+        items=[schemas.ReplayItem(**{**r.to_dict(), "reason": redact.text(r.reason)}) for r in results],
+    )
 
 
 # --- students -------------------------------------------------------------------------
@@ -195,21 +220,7 @@ def list_students(
     students = session.scalars(
         query.options(selectinload(Student.memberships)).order_by(Student.id.desc()).limit(limit).offset(offset)
     ).all()
-    items = [
-        schemas.StudentSummary(
-            id=s.id,
-            email=s.email,
-            name=s.name,
-            discord_id=s.discord_id,
-            discord_linked=s.discord_id is not None,
-            memberships=[
-                schemas.MembershipBrief(product=m.product_key, state=m.state, since=m.state_changed_at)
-                for m in s.memberships
-            ],
-            created_at=s.created_at,
-        )
-        for s in students
-    ]
+    items = [schemas.StudentSummary.model_validate(s) for s in students]
     return schemas.StudentPage(items=items, total=total, limit=limit, offset=offset)
 
 
@@ -231,7 +242,6 @@ def get_student(
     )
     if student is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "student not found")
-    products = {m.id: m.product_key for m in student.memberships}
     grants = session.scalars(select(Grant).where(Grant.student_id == student.id).order_by(Grant.id)).all()
     timers = session.scalars(
         select(ScheduledEvent)
@@ -248,81 +258,8 @@ def get_student(
     history_total = session.scalar(select(func.count()).select_from(Event).where(mine)) or 0
     history = session.scalars(select(Event).where(mine).order_by(Event.id.desc()).limit(history_limit)).all()
     redact = Redactor.for_settings(rt.settings, student_codes(session, [student.id]))
-    return schemas.StudentDetail(
-        id=student.id,
-        email=student.email,
-        name=student.name,
-        phone=student.phone,
-        discord_id=student.discord_id,
-        discord_linked=student.discord_id is not None,
-        previous_discord_id=student.previous_discord_id,
-        manychat_subscriber_id=student.manychat_subscriber_id,
-        created_at=student.created_at,
-        updated_at=student.updated_at,
-        memberships=[
-            schemas.MembershipOut(
-                id=m.id,
-                product=m.product_key,
-                state=m.state,
-                since=m.state_changed_at,
-                paid_until=m.paid_until,
-                transaction=m.transaction,
-                subscriber_code=m.subscriber_code,
-                last_event_at=m.last_event_at,
-                last_event_id=m.last_event_id,
-                created_at=m.created_at,
-            )
-            for m in student.memberships
-        ],
-        grants=[
-            schemas.GrantOut(
-                id=g.id,
-                product=products.get(g.membership_id),
-                membership_id=g.membership_id,
-                kind=g.kind,
-                resource=g.resource,
-                applied=g.applied,
-                created_at=g.created_at,
-            )
-            for g in grants
-        ],
-        pending_timers=[
-            schemas.TimerOut(
-                id=t.id,
-                product=products.get(t.membership_id),
-                membership_id=t.membership_id,
-                event_type=t.event_type,
-                due_at=t.due_at,
-                created_by_event_id=t.created_by_event_id,
-                created_at=t.created_at,
-            )
-            for t in timers
-        ],
-        open_codes=[
-            schemas.OnboardingCodeOut(
-                id=c.id,
-                product=products.get(c.membership_id) if c.membership_id else None,
-                membership_id=c.membership_id,
-                created_at=c.created_at,
-                expires_at=c.expires_at,
-            )
-            for c in codes
-        ],
-        history=[
-            schemas.HistoryItem(
-                id=e.id,
-                source=e.source,
-                type=e.type,
-                status=e.status,
-                reason=redact.text(e.reason),
-                product=e.product_key,
-                received_at=e.received_at,
-                occurred_at=e.occurred_at,
-                processed_at=e.processed_at,
-            )
-            for e in history
-        ],
-        history_total=history_total,
+    return student_detail(
+        student, grants=grants, timers=timers, codes=codes, history=history, history_total=history_total, redact=redact
     )
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -19,12 +19,14 @@ from sqlalchemy.orm import Session
 from engine.codes import new_code
 from engine.db.models import ActionRun, Event, Membership, Student, utcnow
 from engine.inputs import EventInput, event_input
+from engine.pipeline import attention
 from engine.pipeline.alerts import notify_alerts
 from engine.pipeline.execution import drain_student
 from engine.pipeline.locks import student_lock
 from engine.pipeline.runtime import Runtime
 from engine.planner import Facts, Plan, refusal
 from engine.sources import SOURCES
+from engine.statuses import OPEN_EVENT_STATUSES
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +38,25 @@ class _Target:
 
 
 def process_event(rt: Runtime, event_id: int) -> str:
-    """Plan and run one event; returns the event's status afterwards."""
+    """Plan and run one event; returns the event's status afterwards.
+
+    An exception is counted on the event (it stays queued for the sweep); the
+    ``WORKER_MAX_FAILURES``-th makes it ``needs_attention`` (a poison event, never re-queued).
+    """
     rt.rules.reload_if_changed()
+    attention.report_rules_failure(rt)
+    try:
+        status = _process(rt, event_id)
+    except Exception as exc:
+        if attention.is_transient(exc):
+            raise
+        log.exception("processing event %s failed", event_id)
+        status = attention.record_failure(rt, event_id, exc)
+    notify_alerts(rt)  # post alerts raised by this event now, not at the next sweep
+    return status
+
+
+def _process(rt: Runtime, event_id: int) -> str:
     inp: EventInput | None = None
     with rt.sessions.begin() as session:
         event = session.get(Event, event_id)
@@ -45,6 +64,9 @@ def process_event(rt: Runtime, event_id: int) -> str:
             return "missing"
         if event.status == "held":
             return "held"
+        if event.status == "received" and not rt.rules.available:
+            attention.rules_unavailable(rt, session, event, rt.rules.load_error)
+            return event.status
         if event.status != "received":
             student_id = event.student_id
             status = event.status
@@ -59,12 +81,47 @@ def process_event(rt: Runtime, event_id: int) -> str:
                 if event.status == "received":
                     _plan(rt, session, event, student_id, inp)
             drain_student(rt, student_id)
-    elif status in ("processing", "retrying") and student_id is not None:
+    elif status in OPEN_EVENT_STATUSES and student_id is not None:
         with student_lock(rt.sessions, student_id):
             drain_student(rt, student_id)
-    notify_alerts(rt)  # post alerts raised by this event now, not at the next sweep
     with rt.sessions.begin() as session:
         return session.get(Event, event_id).status
+
+
+def preview_event(rt: Runtime, event_id: int) -> Event:
+    """What processing the stored event would decide now (status, reason, plans): nothing is kept.
+
+    The real planning runs in a transaction that is rolled back, so the preview is exactly
+    what a replay would decide (the onboarding code aside: a new one is drawn each time).
+    """
+    session = rt.sessions()
+    try:
+        event = session.get(Event, event_id)
+        if event is None:
+            raise LookupError(f"event {event_id} not found")
+        session.info[attention.PREVIEW] = True  # no alert is raised, not even one rolled back
+        event.status, event.reason, event.plans = "received", None, None
+        if not rt.rules.available:
+            attention.rules_unavailable(rt, session, event, rt.rules.load_error)
+        else:
+            inp = event_input(event.payload, rt.rules.rules) if event.payload is not None else None
+            student_id, status = _prepare(rt, session, event, inp)
+            if status == "received" and student_id is not None and inp is not None:
+                _plan(rt, session, event, student_id, inp)
+        session.flush()
+        preview = Event(
+            id=event.id,
+            type=event.type,
+            status=event.status,
+            reason=event.reason,
+            plans=event.plans,
+            rules_version=rt.rules.version,
+            email=event.email,
+        )
+        return preview
+    finally:
+        session.rollback()
+        session.close()
 
 
 def _ignore(event: Event, reason: str, plans: list[dict[str, Any]] | None = None) -> tuple[None, str]:
@@ -78,6 +135,7 @@ def _ignore(event: Event, reason: str, plans: list[dict[str, Any]] | None = None
 
 def _prepare(rt: Runtime, session: Session, event: Event, inp: EventInput | None) -> tuple[int | None, str]:
     """Decide whether the event concerns a student; create the student when it will act."""
+    event.rules_version = rt.rules.version
     if inp is None:
         return _ignore(event, "body is not JSON")
     rules = rt.rules.rules
@@ -87,6 +145,8 @@ def _prepare(rt: Runtime, session: Session, event: Event, inp: EventInput | None
         return _ignore(event, "no event type in the body")
     # A webhook names its product; an internal event may concern every membership (its targets decide).
     refused = refusal(rules, inp.event_type, inp.fields, inp.product) if inp.source == "hotmart" else None
+    if refused and inp.product is None and inp.event_type in rules.known_events:
+        return _no_product(rt, session, event, inp)  # needs attention unless the rules say to ignore it
     if refused:
         return _ignore(event, refused)
     revoked = _revoked_transaction(session, inp, event)
@@ -99,14 +159,27 @@ def _prepare(rt: Runtime, session: Session, event: Event, inp: EventInput | None
     student = session.scalar(select(Student).where(Student.email == inp.email))
     if student is None:
         # A lead (abandoned cart, unpaid boleto...) does not become a student unless a rule acts.
-        plan = rt.rules.planner.plan(
-            inp.event_type, inp.fields, inp.product, None, Facts(now=rt.now(), email=inp.email)
-        )
+        facts = _facts(rt.now(), inp, email=inp.email, name=inp.fields.get("name"), discord_id=None)
+        plan = rt.rules.planner.plan(inp.event_type, inp.fields, inp.product, None, facts)
         if plan.ignored:
             return _ignore(event, plan.ignored_reason or "ignored", [plan.to_dict()])
-        student = _upsert_student(session, inp)
+        student, created = _upsert_student(session, inp)
+        inp.lead_plan = plan if created else None
     event.student_id = student.id
     return student.id, "received"
+
+
+def _no_product(rt: Runtime, session: Session, event: Event, inp: EventInput) -> tuple[None, str]:
+    """A Hotmart event no product claims: ignored only when the rules say so."""
+    rules = rt.rules.rules
+    product_id = inp.fields.get("product_id")
+    if inp.fields.get("is_test"):
+        return _ignore(event, "Hotmart test event (product id 0)")
+    if product_id and str(product_id) in rules.unmanaged_products:
+        return _ignore(event, f"product id {product_id} is unmanaged (catalog.unmanaged_products)")
+    if inp.event_type in rules.ignore and not any(inp.event_type in t.events for t in rules.transitions):
+        return _ignore(event, rules.ignore[inp.event_type])  # ignored whatever the product
+    return attention.unknown_product(rt, session, event, product_id)
 
 
 def _revoked_transaction(session: Session, inp: EventInput, event: Event) -> str | None:
@@ -130,60 +203,80 @@ def _revoked_transaction(session: Session, inp: EventInput, event: Event) -> str
     return f"stale: transaction {transaction} was refunded or charged back (event {revoking})"
 
 
-def _upsert_student(session: Session, inp: EventInput) -> Student:
+def _upsert_student(session: Session, inp: EventInput) -> tuple[Student, bool]:
+    """The student of this e-mail, and whether this call created it."""
     dialect = session.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     now = utcnow()
-    session.execute(
+    created = session.execute(
         insert(Student)
         .values(
             email=inp.email, name=inp.fields.get("name"), phone=inp.fields.get("phone"), created_at=now, updated_at=now
         )
         .on_conflict_do_nothing(index_elements=["email"])
+        .returning(Student.id)
+    ).scalar()
+    return session.scalars(select(Student).where(Student.email == inp.email)).one(), created is not None
+
+
+def _facts(now: datetime, inp: EventInput, *, email: str, name: str | None, discord_id: str | None) -> Facts:
+    return Facts(
+        now=now,
+        discord_linked=bool(discord_id),
+        discord_id=inp.fields.get("discord_id") or discord_id,
+        previous_discord_id=inp.fields.get("previous_discord_id"),
+        email=email,
+        name=name,
+        token=new_code(),
     )
-    return session.scalars(select(Student).where(Student.email == inp.email)).one()
 
 
-def _targets(rt: Runtime, student: Student, inp: EventInput) -> list[_Target] | str:
+def _targets(rt: Runtime, student: Student, inp: EventInput) -> list[_Target] | str | None:
     memberships = {m.product_key: m for m in student.memberships}
     if inp.product is not None:
         return [_Target(memberships.get(inp.product.key), inp.product.key)]
     if inp.event_type in rt.rules.rules.student_events:  # declared in the rules
         targets = [_Target(m, m.product_key) for m in memberships.values() if m.product_key in rt.rules.rules.products]
         return targets or "the student has no membership"
-    return f"product {inp.product_key or '(none)'} is not defined in the rules"
+    return None  # a product the rules do not define (any more)
 
 
 def _plan(rt: Runtime, session: Session, event: Event, student_id: int, inp: EventInput) -> None:
     rules, planner = rt.rules.rules, rt.rules.planner
+    event.rules_version = rt.rules.version
     student = session.get(Student, student_id)
     _refresh_student(student, inp)
     targets = _targets(rt, student, inp)
     if isinstance(targets, str):
         _ignore(event, targets)
         return
+    if targets is None:
+        attention.unknown_product_key(rt, session, event, inp.product_key)
+        return
+    for target in targets:
+        # Nothing is decided for a membership the rules cannot place: the whole event waits.
+        if target.membership is not None and target.membership.state not in rules.states:
+            attention.unknown_state(rt, session, event, target.product_key, target.membership.state)
+            return
     now = rt.now()
     plans: list[dict[str, Any]] = []
     reasons: list[str] = []
-    step_index = 0
+    # A replayed event keeps the steps of its earlier plan (audit); new ones are numbered after.
+    last_step = select(func.coalesce(func.max(ActionRun.step_index), -1)).where(ActionRun.event_id == event.id)
+    step_index = session.scalar(last_step) + 1
     applied = False
     for target in targets:
         product = rules.products[target.product_key]
         membership = target.membership
         state = membership.state if membership else rules.initial
         stale = _stale_reason(inp, membership) if inp.source == "hotmart" else None
+        lead = inp.lead_plan
         if stale:
             plan = Plan(inp.event_type or "", product.key, state, state, ignored_reason=stale)
+        elif lead is not None and membership is None and lead.product == product.key:
+            plan = lead  # this new student's plan, decided when the event was admitted
         else:
-            facts = Facts(
-                now=now,
-                discord_linked=bool(student.discord_id),
-                discord_id=inp.fields.get("discord_id") or student.discord_id,
-                previous_discord_id=inp.fields.get("previous_discord_id"),
-                email=student.email,
-                name=student.name,
-                token=new_code(),
-            )
+            facts = _facts(now, inp, email=student.email, name=student.name, discord_id=student.discord_id)
             plan = planner.plan(inp.event_type or "", inp.fields, product, state, facts)
         if plan.ignored:
             reasons.append(f"{product.key}: {plan.ignored_reason}")
@@ -199,7 +292,10 @@ def _plan(rt: Runtime, session: Session, event: Event, student_id: int, inp: Eve
                         step_index=step_index,
                         action=step.action,
                         params=step.params,
-                        status="pending",
+                        # the rules skip it for this product (an optional flow): recorded, never run
+                        status="skipped" if step.skip_reason else "pending",
+                        detail=step.skip_reason,
+                        finished_at=now if step.skip_reason else None,
                     )
                 )
                 step_index += 1

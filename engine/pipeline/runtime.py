@@ -92,7 +92,9 @@ def build_runtime(
     sessions: sessionmaker[Session] | None = None,
 ) -> Runtime:
     sessions = sessions or session_factory(settings)
-    rules = RulesRepository(settings.rules_dir)
+    # Invalid rules do not stop a process: the API stores webhooks without them, the worker
+    # holds events (needs_attention) until valid rules load.
+    rules = RulesRepository(settings.rules_dir, strict=False)
     connectors, alert_sink = build_connectors(settings)
     runtime = Runtime(settings=settings, sessions=sessions, rules=rules, connectors=connectors, alert_sink=alert_sink)
     if enqueue is not None:

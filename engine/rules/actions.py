@@ -18,7 +18,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from engine.rules.model import Product, Rules, as_datetime, as_list, parse_duration
+from engine.rules import messages
+from engine.rules.model import (
+    TEMPLATE_RE,
+    TEMPLATE_VARIABLES,
+    Product,
+    Rules,
+    as_datetime,
+    as_list,
+    flow_name,
+    parse_duration,
+)
 
 TOKEN_PLACEHOLDER = "{token}"
 
@@ -53,6 +63,14 @@ class RenderContext:
 
 
 @dataclass(frozen=True)
+class Skipped:
+    """A step this product does without (a flow it declines, an optional one it lacks): recorded as skipped."""
+
+    params: dict[str, Any]
+    reason: str
+
+
+@dataclass(frozen=True)
 class CheckContext:
     """What the loader's semantic check of one step may read."""
 
@@ -60,8 +78,6 @@ class CheckContext:
     fields: frozenset[str]
     classes: dict[str, str]
     internal_events: dict[str, str]
-    products: list[Product]  # the products the step's transition can apply to
-    template_problems: Callable[[str], list[str]]
 
 
 def _no_check(args: Any, ctx: CheckContext) -> list[str]:
@@ -73,13 +89,14 @@ class Action:
     name: str
     executor: str  # DISCORD | MANYCHAT | LOCAL
     schema: dict[str, Any]  # JSON Schema of the step's argument
-    render: Callable[[Any, RenderContext], dict[str, Any]]
+    render: Callable[[Any, RenderContext], dict[str, Any] | Skipped]
     check: Callable[[Any, CheckContext], list[str]] = _no_check
     bare: bool = False  # may the step be written as its bare name?
     product_resource: str | None = None  # the Product attribute a bare step uses
     idempotent: bool = True  # running it twice has the effect of once (safe to retry)
     ledger: LedgerUse | None = None
     secret_params: frozenset[str] = field(default_factory=frozenset)  # never shown to the admin
+    example: str = ""  # the step written with its parameters, for the loader's messages
 
 
 # --- argument schemas -----------------------------------------------------------------------
@@ -127,40 +144,38 @@ def _ref(name: str) -> dict[str, str]:
 def _check_tags(args: Any, ctx: CheckContext) -> list[str]:
     if args is None:
         return []
-    return [f"tag {tag!r} is not in catalog.manychat.tags" for tag in as_list(args) if tag not in ctx.tags]
+    return [
+        messages.not_in_catalog("tag", tag, "manychat.tags", ctx.tags) for tag in as_list(args) if tag not in ctx.tags
+    ]
 
 
 def _check_classes(args: Any, ctx: CheckContext) -> list[str]:
     if args is None:
         return []
-    return [f"class {key!r} is not in catalog.classes" for key in as_list(args) if key not in ctx.classes]
+    return [
+        messages.not_in_catalog("class", key, "classes", ctx.classes) for key in as_list(args) if key not in ctx.classes
+    ]
+
+
+def _template_problems(text: str) -> list[str]:
+    return [
+        messages.unknown_template_variable(name, TEMPLATE_VARIABLES)
+        for name in TEMPLATE_RE.findall(text)
+        if name not in TEMPLATE_VARIABLES
+    ]
 
 
 def _check_set_field(args: Any, ctx: CheckContext) -> list[str]:
     problems = []
     if args["name"] not in ctx.fields:
-        problems.append(f"custom field {args['name']!r} is not in catalog.manychat.fields")
-    return problems + ctx.template_problems(str(args["value"]))
-
-
-def flow_of(args: Any) -> str:
-    """The flow a trigger_flow step names (``trigger_flow: x`` or ``{flow: x}``)."""
-    return args if isinstance(args, str) else args["flow"]
-
-
-def _check_flow(args: Any, ctx: CheckContext) -> list[str]:
-    flow = flow_of(args)
-    return [
-        f"flow {flow!r} is not defined for product {product.key!r} ({product.file})"
-        for product in ctx.products
-        if flow not in product.flows
-    ]
+        problems.append(messages.not_in_catalog("custom field", args["name"], "manychat.fields", ctx.fields))
+    return problems + _template_problems(str(args["value"]))
 
 
 def _check_schedule(args: Any, ctx: CheckContext) -> list[str]:
     problems = []
     if args["event"] not in ctx.internal_events:
-        problems.append(f"schedule: event {args['event']!r} is not declared under lifecycle.events")
+        problems.append(messages.undeclared_timer("schedule", args["event"], ctx.internal_events))
     if "after" in args:
         try:
             parse_duration(args["after"])
@@ -171,14 +186,14 @@ def _check_schedule(args: Any, ctx: CheckContext) -> list[str]:
 
 def _check_cancel_timers(args: Any, ctx: CheckContext) -> list[str]:
     return [
-        f"cancel_timers: event {event!r} is not declared under lifecycle.events"
+        messages.undeclared_timer("cancel_timers", event, ctx.internal_events)
         for event in args or []
         if event not in ctx.internal_events
     ]
 
 
 def _check_text(args: Any, ctx: CheckContext) -> list[str]:
-    return ctx.template_problems(args)
+    return _template_problems(args)
 
 
 # --- rendering (the planner: YAML argument -> the step's parameters) ------------------------
@@ -208,9 +223,13 @@ def _render_set_field(args: Any, ctx: RenderContext) -> dict[str, Any]:
     return {"field": args["name"], "value": value, **ctx.manychat_options}
 
 
-def _render_flow(args: Any, ctx: RenderContext) -> dict[str, Any]:
-    flow = flow_of(args)
-    return {"flow": flow, "flow_ns": ctx.product.flows[flow], **ctx.manychat_options}
+def _render_flow(args: Any, ctx: RenderContext) -> dict[str, Any] | Skipped:
+    flow, product = flow_name(args), ctx.product
+    if flow not in product.flows:  # declined (`none`) or optional: the loader allows nothing else
+        if flow in product.no_flows:
+            return Skipped({"flow": flow}, f"product {product.key} sends no {flow!r} flow (flows: {flow}: none)")
+        return Skipped({"flow": flow}, f"product {product.key} has no {flow!r} flow (optional step)")
+    return {"flow": flow, "flow_ns": product.flows[flow], **ctx.manychat_options}
 
 
 def _render_issue_token(args: Any, ctx: RenderContext) -> dict[str, Any]:
@@ -237,32 +256,92 @@ def _render_cancel_timers(args: Any, ctx: RenderContext) -> dict[str, Any]:
     return {"events": list(args or [])}
 
 
-def _render_alert(args: Any, ctx: RenderContext) -> dict[str, Any]:
-    return {"message": ctx.template(args)}
-
-
-def _render_dm(args: Any, ctx: RenderContext) -> dict[str, Any]:
-    return {"content": ctx.template(args)}
-
-
 # --- the registry ---------------------------------------------------------------------------
 
 
-def _access(name: str, executor: str, resource: str, ledger: LedgerUse, render, check=_no_check) -> Action:
+def _access(
+    name: str, executor: str, resource: str, ledger: LedgerUse, render, check=_no_check, *, example: str
+) -> Action:
     """An action that grants or removes one kind of access; bare, it takes the product's own."""
     params = {"discord_roles": "role_params", "manychat_tags": "tag_params", "classes": "class_params"}[resource]
-    return Action(name, executor, _ref(params), render, check, bare=True, product_resource=resource, ledger=ledger)
+    return Action(
+        name,
+        executor,
+        _ref(params),
+        render,
+        check,
+        bare=True,
+        product_resource=resource,
+        ledger=ledger,
+        example=example,
+    )
+
+
+def _text(name: str, executor: str, param: str, description: str, *, example: str, idempotent: bool = True) -> Action:
+    """An action whose argument is one templated text (pt-BR when a student reads it)."""
+
+    def render(args: Any, ctx: RenderContext) -> dict[str, Any]:
+        return {param: ctx.template(args)}
+
+    schema = {"type": "string", "minLength": 1, "description": description}
+    return Action(name, executor, schema, render, _check_text, example=example, idempotent=idempotent)
 
 
 _ROLE, _TAG, _CLASS = ("discord_role", "role_ids"), ("manychat_tag", "tags"), ("class", "classes")
 
 _ALL = (
-    _access("add_role", DISCORD, "discord_roles", LedgerUse(*_ROLE, grants=True), _render_roles),
-    _access("remove_role", DISCORD, "discord_roles", LedgerUse(*_ROLE, grants=False), _render_roles),
-    _access("add_tag", MANYCHAT, "manychat_tags", LedgerUse(*_TAG, grants=True), _render_tags, _check_tags),
-    _access("remove_tag", MANYCHAT, "manychat_tags", LedgerUse(*_TAG, grants=False), _render_tags, _check_tags),
-    _access("enroll", LOCAL, "classes", LedgerUse(*_CLASS, grants=True), _render_classes, _check_classes),
-    _access("unenroll", LOCAL, "classes", LedgerUse(*_CLASS, grants=False), _render_classes, _check_classes),
+    _access(
+        "add_role",
+        DISCORD,
+        "discord_roles",
+        LedgerUse(*_ROLE, grants=True),
+        _render_roles,
+        example='add_role: {roles: ["1180000000000000001"]}',
+    ),
+    _access(
+        "remove_role",
+        DISCORD,
+        "discord_roles",
+        LedgerUse(*_ROLE, grants=False),
+        _render_roles,
+        example="remove_role: {account: previous}",
+    ),
+    _access(
+        "add_tag",
+        MANYCHAT,
+        "manychat_tags",
+        LedgerUse(*_TAG, grants=True),
+        _render_tags,
+        _check_tags,
+        example="add_tag: ex-assinante",
+    ),
+    _access(
+        "remove_tag",
+        MANYCHAT,
+        "manychat_tags",
+        LedgerUse(*_TAG, grants=False),
+        _render_tags,
+        _check_tags,
+        example="remove_tag: aluno-curso",
+    ),
+    _access(
+        "enroll",
+        LOCAL,
+        "classes",
+        LedgerUse(*_CLASS, grants=True),
+        _render_classes,
+        _check_classes,
+        example="enroll: curso-2026",
+    ),
+    _access(
+        "unenroll",
+        LOCAL,
+        "classes",
+        LedgerUse(*_CLASS, grants=False),
+        _render_classes,
+        _check_classes,
+        example="unenroll: curso-2026",
+    ),
     Action(
         "set_field",
         MANYCHAT,
@@ -277,19 +356,32 @@ _ALL = (
         },
         _render_set_field,
         _check_set_field,
+        example='set_field: {name: codigo_discord, value: "{token}"}',
     ),
     Action(
         "trigger_flow",
         MANYCHAT,
         {
-            "description": "A logical flow name, resolved per product (flows:).",
+            "description": "A logical flow name, resolved per product (flows:). optional: true skips the step "
+            "for a product that does not define the flow.",
             "oneOf": [
                 _FLOW,
-                {"type": "object", "required": ["flow"], "additionalProperties": False, "properties": {"flow": _FLOW}},
+                {
+                    "type": "object",
+                    "required": ["flow"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "flow": _FLOW,
+                        "optional": {
+                            "type": "boolean",
+                            "description": "true: a product without this flow skips the step (recorded as skipped)",
+                        },
+                    },
+                },
             ],
         },
         _render_flow,
-        _check_flow,
+        example="trigger_flow: welcome",
         idempotent=False,  # a second request sends the WhatsApp message again
     ),
     Action(
@@ -309,6 +401,7 @@ _ALL = (
         },
         _render_schedule,
         _check_schedule,
+        example="schedule: {event: GRACE_EXPIRED, after: 7d}",
     ),
     Action(
         "cancel_timers",
@@ -317,13 +410,14 @@ _ALL = (
         _render_cancel_timers,
         _check_cancel_timers,
         bare=True,
+        example="cancel_timers: [GRACE_EXPIRED]",
     ),
-    Action(
+    _text(
         "alert",
         LOCAL,
-        {"type": "string", "minLength": 1, "description": "a message for the admins (alerts + Discord channel)"},
-        _render_alert,
-        _check_text,
+        "message",
+        "a message for the admins (alerts + Discord channel)",
+        example='alert: "Chargeback de {student.email}"',
     ),
     Action(
         "issue_token",
@@ -332,19 +426,21 @@ _ALL = (
         _render_issue_token,
         bare=True,
         secret_params=frozenset({"code"}),
+        example="issue_token",
     ),
-    Action("revoke_token", LOCAL, {"type": "null"}, _render_nothing, bare=True),
-    Action(
+    Action("revoke_token", LOCAL, {"type": "null"}, _render_nothing, bare=True, example="revoke_token"),
+    _text(
         "send_dm",
         DISCORD,
-        {"type": "string", "minLength": 1, "description": "a direct message to the student's linked Discord account"},
-        _render_dm,
-        _check_text,
+        "content",
+        "a direct message to the student's linked Discord account",
+        example='send_dm: "Olá {student.name}, seu acesso está liberado"',
         idempotent=False,  # Discord dedupes a nonce for minutes only: a late resend is a second message
     ),
 )
 
 ACTIONS: dict[str, Action] = {action.name: action for action in _ALL}
+EXAMPLES: dict[str, str] = {name: action.example for name, action in ACTIONS.items()}
 IDEMPOTENT: frozenset[str] = frozenset(name for name, action in ACTIONS.items() if action.idempotent)
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session
 
-from engine.db.models import ActionRun, Alert, Event, OnboardingToken, Student
+from engine.db.models import ActionRun, Alert, Event, Grant, OnboardingToken, ScheduledEvent, Student
 from engine.rules.actions import ACTIONS, TOKEN_PLACEHOLDER
 from engine.service import schemas
 from engine.settings import Settings
@@ -136,50 +136,49 @@ def query_events(session: Session, *, limit: int = 50, offset: int = 0, **filter
 
 
 def event_summary(event: Event, redact: Redactor) -> schemas.EventSummary:
-    return schemas.EventSummary(
-        id=event.id,
-        source=event.source,
-        type=event.type,
-        status=event.status,
-        reason=redact.text(event.reason),
-        email=event.email,
-        student_id=event.student_id,
-        product=event.product_key,
-        received_at=event.received_at,
-        occurred_at=event.occurred_at,
-        processed_at=event.processed_at,
-    )
+    return schemas.EventSummary.model_validate(event, context={"redact": redact})
+
+
+def event_detail(event: Event, alerts: Iterable[tuple[Alert, str | None]], redact: Redactor) -> schemas.EventDetail:
+    """The event with its steps (``event.action_runs``) and its alerts (with their student's e-mail)."""
+    detail = schemas.EventDetail.model_validate(event, context={"redact": redact})
+    return detail.model_copy(update={"alerts": [alert_out(alert, email, redact) for alert, email in alerts]})
 
 
 def alert_out(alert: Alert, student_email: str | None, redact: Redactor) -> schemas.AlertOut:
-    return schemas.AlertOut(
-        id=alert.id,
-        kind=alert.kind,
-        message=redact.text(alert.message) or "",
-        event_id=alert.event_id,
-        action_run_id=alert.action_run_id,
-        student_id=alert.student_id,
-        student_email=student_email,
-        created_at=alert.created_at,
-        notified=alert.notified,
-        acknowledged_at=alert.acknowledged_at,
-    )
+    out = schemas.AlertOut.model_validate(alert, context={"redact": redact})
+    return out.model_copy(update={"student_email": student_email})
 
 
 def step_out(run: ActionRun, redact: Redactor) -> schemas.StepOut:
-    return schemas.StepOut(
-        id=run.id,
-        step_index=run.step_index,
-        action=run.action,
-        params=redact(run.params or {}),
-        membership_id=run.membership_id,
-        status=run.status,
-        attempts=run.attempts,
-        error=run.error,
-        detail=redact.text(run.detail),
-        result=redact(run.result),
-        retry_at=run.retry_at,
-        created_at=run.created_at,
-        started_at=run.started_at,
-        finished_at=run.finished_at,
+    return schemas.StepOut.model_validate(run, context={"redact": redact})
+
+
+def student_detail(
+    student: Student,
+    *,
+    grants: Iterable[Grant],
+    timers: Iterable[ScheduledEvent],
+    codes: Iterable[OnboardingToken],
+    history: Iterable[Event],
+    history_total: int,
+    redact: Redactor,
+) -> schemas.StudentDetail:
+    products = {m.id: m.product_key for m in student.memberships}
+
+    def owned(model: type[schemas.Row], rows: Iterable[Any]) -> list[Any]:
+        # Grants, timers and codes name their membership; the admin reads its product.
+        return [
+            model.model_validate(row).model_copy(update={"product": products.get(row.membership_id)}) for row in rows
+        ]
+
+    detail = schemas.StudentDetail.model_validate(student, context={"redact": redact})
+    return detail.model_copy(
+        update={
+            "grants": owned(schemas.GrantOut, grants),
+            "pending_timers": owned(schemas.TimerOut, timers),
+            "open_codes": owned(schemas.OnboardingCodeOut, codes),
+            "history": [schemas.HistoryItem.model_validate(e, context={"redact": redact}) for e in history],
+            "history_total": history_total,
+        }
     )

@@ -80,10 +80,7 @@ def test_send_dm_is_checked_like_any_step(rules_with_dm):
     lifecycle = rules_with_dm / "lifecycle.yaml"
     lifecycle.write_text(lifecycle.read_text().replace("{student.name}!", "{student.nome}!"))
     _, problems = check_rules(rules_with_dm)
-    assert [p.message for p in problems] == [
-        "unknown template variable {student.nome} (known: token, product.key, product.name, "
-        "student.email, student.name, event.<field>)"
-    ]
+    assert [p.message for p in problems] == ["unknown template variable {student.nome} — did you mean {student.name}?"]
 
 
 def test_send_dm_from_a_rule_reaches_the_discord_connector(make_harness, rules_with_dm):

@@ -1,7 +1,7 @@
 """reconcile_runs: each engine reconcile run (counts, diff, what was applied)
 
 Revision ID: 0014
-Revises: 0005
+Revises: 0006
 """
 
 import sqlalchemy as sa
@@ -9,7 +9,7 @@ from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
 revision = "0014"
-down_revision = "0005"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

@@ -1,5 +1,5 @@
-"""Lifecycle policy is declared, not hidden: student-wide events come from the rules,
-a platform's granting/revoking/paid-until events from its source module."""
+"""Decided once, in one place: a new student is planned once; lifecycle policy is declared, not
+hidden (student-wide events in the rules, a platform's granting/revoking/paid-until events on its source)."""
 
 from __future__ import annotations
 
@@ -50,7 +50,8 @@ def test_an_internal_event_the_rules_do_not_declare_student_wide_concerns_no_mem
     h = make_harness(rules_dir=rules_with(tmp_path, "  student_events: [MEMBER_JOINED]\n"))
     h.deliver(load_payload("purchase_approved.json"))
     found = event(h, link(h))
-    assert (found.status, found.reason) == ("ignored", "product (none) is not defined in the rules")
+    # Not a decision of the rules but a gap in them: an admin is told (needs attention), not silence.
+    assert (found.status, found.reason) == ("needs_attention", "product (none) is not defined in the rules")
     assert states(h) == {"curso": "pending_onboarding"}
 
 
@@ -58,3 +59,23 @@ def test_the_platform_semantics_live_in_the_source():
     hotmart = SOURCES["hotmart"]
     assert hotmart.revoking_events == {"PURCHASE_REFUNDED", "PURCHASE_CHARGEBACK"}
     assert hotmart.granting_events <= hotmart.events and hotmart.paid_until_events <= hotmart.events
+
+
+def test_a_new_students_first_event_is_planned_once(make_harness, monkeypatch):
+    from engine.planner import Planner
+
+    calls = []
+    plan = Planner.plan
+
+    def counted(self, *args, **kwargs):
+        calls.append(args[0])
+        return plan(self, *args, **kwargs)
+
+    monkeypatch.setattr(Planner, "plan", counted)
+    h = make_harness()
+    found = event(h, h.deliver(load_payload("purchase_approved.json")))
+    assert calls == ["PURCHASE_APPROVED"]
+    assert found.status == "processed" and states(h) == {"curso": "pending_onboarding"}
+    assert [run.action for run in found.action_runs][:2] == ["issue_token", "add_tag"]
+    code = found.action_runs[0].params["code"]
+    assert len(code) == 8 and found.action_runs[2].params["value"] == code  # the code the plan carried
