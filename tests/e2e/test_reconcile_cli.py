@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+from collections.abc import Iterator
 
+import pytest
 from sqlalchemy import select
 
 from engine.db.models import Event, Grant, Membership, Student
@@ -14,6 +17,16 @@ from tests.conftest import REPO
 from tests.e2e.conftest import ANA, ENGINE, stack_env
 
 COURSE_ROLE = "1180000000000000001"
+
+
+@pytest.fixture
+def queue_name(redis_url: str) -> Iterator[str]:
+    """A queue of the test's own for what `engine reconcile --apply` enqueues (no worker runs here), emptied after."""
+    from engine.worker import make_huey
+
+    name = f"{os.environ['QUEUE_NAME']}-reconcile-cli"
+    yield name
+    make_huey(Settings(ENGINE_ENV="test", redis_url=redis_url, queue_name=name)).flush()
 
 
 def engine(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
@@ -65,12 +78,12 @@ def test_report_json_and_last(pg, redis_url, fakes):
     assert fakes.discord.member_roles(ANA["discord_id"]) == set()  # a report changes nothing
 
 
-def test_apply_held_by_the_guard_exits_3_and_lists_the_revocations(pg, redis_url, fakes):
+def test_apply_held_by_the_guard_exits_3_and_lists_the_revocations(pg, redis_url, fakes, queue_name):
     seed(pg, students=12, state="refunded")  # the rules say refunded students hold nothing
     for i in range(1, 12):
         fakes.discord.add_member(str(10**17 + i), [COURSE_ROLE])
     fakes.discord.set_member_roles(ANA["discord_id"], [COURSE_ROLE])
-    env = stack_env(pg, redis_url, fakes)
+    env = stack_env(pg, redis_url, fakes, QUEUE_NAME=queue_name)
 
     held = engine(env, "--apply")
     assert held.returncode == 3
@@ -86,6 +99,9 @@ def test_apply_held_by_the_guard_exits_3_and_lists_the_revocations(pg, redis_url
     with sessions() as session:
         events = session.scalars(select(Event)).all()
     assert len(events) == 12 and {e.status for e in events} == {"processing"}  # the worker runs them
+    from engine.worker import make_huey
+
+    assert make_huey(Settings(ENGINE_ENV="test", redis_url=redis_url, queue_name=queue_name)).pending_count() == 12
 
     usage = engine(env, "--confirm")
     assert usage.returncode == 2 and "--grants-only and --confirm go with --apply" in usage.stderr
