@@ -8,8 +8,9 @@ the full story, about 200 s) do not hold it yet (the rest were given it already)
 event per student — and the events' steps run through the pipeline on ``--threads`` worker
 threads (``process_event``, as ``engine worker`` does), each role grant a Discord PUT.
 
-The fake serves Discord's documented global limit (50 requests/s) and per-route windows
-(``--route-limit`` per ``--route-window`` s; by default the global limit binds). The minimum
+The fake Discord runs in a process of its own and serves Discord's documented global limit
+(50 requests/s) and per-route windows (``--route-limit`` per ``--route-window`` s; by default
+the global limit binds). The minimum
 the limits allow is (list pages + grants) / the binding rate; the target is 1.2x of it.
 
     TEST_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres .venv/bin/python bench/reconcile.py
@@ -19,19 +20,24 @@ from __future__ import annotations
 
 import argparse
 import logging
+import multiprocessing
 import os
 import shutil
+import socket
 import sys
 import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from queue import SimpleQueue
 from urllib.parse import urlsplit, urlunsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import httpx  # noqa: E402
 from sqlalchemy import insert, select  # noqa: E402
 
 from connectors.discord import DiscordConnector  # noqa: E402
@@ -43,12 +49,12 @@ from engine.pipeline.rules_repository import RulesRepository  # noqa: E402
 from engine.pipeline.runtime import Runtime, build_connectors  # noqa: E402
 from engine.reconcile import RECONCILE_EVENT, run_reconcile  # noqa: E402
 from engine.settings import Settings  # noqa: E402
-from tests.fakes.discord_app import COURSE_ROLE_ID, create_app  # noqa: E402
-from tests.fakes.server import serve  # noqa: E402
+from tests.fakes.discord_app import COURSE_ROLE_ID, GUILD_ID, create_app  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 ALUMNI_ROLE = "1180000000000000077"
 FIRST_USER = 400000000000000000
+FAKE_TOKEN = "bench-token"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,18 +96,15 @@ def _run(args, grants: int, url: str, rules_dir: Path) -> int:
     upgrade(settings)
     sessions = session_factory(settings)
 
-    app = create_app(route_limit=args.route_limit, route_window=args.route_window, global_limit=int(args.global_rate))
-    fake = app.state.fake
-    fake.add_role(ALUMNI_ROLE, "Alumni", position=1)
-    _seed(sessions, fake, args.students, grants)
+    _seed(sessions, args.students, grants)
 
     route_rate = args.route_limit / args.route_window
     rate = min(args.global_rate, route_rate)
     pages = args.students // 1000 + 1
     minimum = (pages + grants) / rate
 
-    with serve(app) as base:
-        discord = DiscordConnector(fake.token, fake.guild_id, api_base=f"{base}/api/v10", global_rate=args.global_rate)
+    with _fake_discord(args, grants) as base:
+        discord = DiscordConnector(FAKE_TOKEN, GUILD_ID, api_base=f"{base}/api/v10", global_rate=args.global_rate)
         registry, _ = build_connectors(settings)  # ManyChat's flag is off: tags are not compared
         registry.update({action: discord for action in discord.actions})
         queue: SimpleQueue[int | None] = SimpleQueue()
@@ -114,7 +117,6 @@ def _run(args, grants: int, url: str, rules_dir: Path) -> int:
         for thread in threads:
             thread.start()
         started = time.monotonic()
-        fake_started = fake.clock()
         run_id, report, applied = run_reconcile(rt, mode="all", trigger="bench")
         diffed = time.monotonic() - started
         for _ in threads:
@@ -123,24 +125,22 @@ def _run(args, grants: int, url: str, rules_dir: Path) -> int:
             thread.join()
         elapsed = time.monotonic() - started
         discord.close()
+        fake = httpx.get(f"{base}/_fake/state", timeout=30).json()
 
     with sessions() as session:
         statuses = session.scalars(select(Event.status).where(Event.type == RECONCILE_EVENT)).all()
-    holding = sum(1 for roles in fake.members.values() if ALUMNI_ROLE in roles)
-    list_calls = sum(1 for r in fake.requests if r["path"].endswith("/members"))
-    puts = [r["at"] - fake_started for r in fake.requests if r["method"] == "PUT"]
+    holding = sum(1 for roles in fake["members"].values() if ALUMNI_ROLE in roles)
+    max_429 = max(fake["rate_limited_by_window"].values(), default=0)
     print(f"students           {args.students} ({grants} missing R_alumni; --grants scales the writes)")
     print(f"diff               {len(report.diff.grants)} grant(s), {len(report.diff.revokes)} revocation(s)")
     print(f"limits             global {args.global_rate:g}/s, route {args.route_limit}/{args.route_window:g}s")
-    print(f"discord calls      {list_calls} List Guild Members page(s) + {grants} role PUT(s)")
+    print(f"discord calls      {fake['requests']} ({pages} List Guild Members page(s) + {grants} role PUT(s))")
     print(f"read, diff, queue  {diffed:.2f} s (run {run_id}; the workers start on the first batch)")
-    if puts:
-        print(f"role PUTs          first at {min(puts):.2f} s, last at {max(puts):.2f} s")
     print(f"elapsed            {elapsed:.2f} s (until every RECONCILE event is processed)")
     print(f"theoretical min    {minimum:.2f} s ((pages + grants) / {rate:g} per s)")
     print(f"ratio              {elapsed / minimum:.3f} (target <= 1.2)")
     print(f"machine load       {' '.join(f'{x:.1f}' for x in os.getloadavg())} (1/5/15 min, {os.cpu_count()} cores)")
-    print(f"429s served        {fake.rate_limited}; max in one bucket window {fake.max_429_per_window()}")
+    print(f"429s served        {fake['rate_limited']}; max in one bucket window {max_429}")
     print(
         f"state check        {holding} members hold R_alumni (expected {args.students}); events {len(statuses)}, "
         f"not processed {sum(1 for s in statuses if s != 'processed')}"
@@ -149,7 +149,50 @@ def _run(args, grants: int, url: str, rules_dir: Path) -> int:
     return 0 if ok and elapsed / minimum <= 1.2 else 1
 
 
-def _seed(sessions, fake, students: int, grants: int) -> None:
+@contextmanager
+def _fake_discord(args, grants: int) -> Iterator[str]:
+    """The fake Discord in a process of its own (as Discord is not in the worker's), its guild seeded."""
+    port = _free_port()
+    limits = (args.route_limit, args.route_window, int(args.global_rate))
+    process = multiprocessing.get_context("spawn").Process(
+        target=_serve_fake, args=(port, limits, args.students, grants), daemon=True
+    )
+    process.start()
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+        except OSError:
+            if time.monotonic() > deadline or not process.is_alive():
+                raise RuntimeError("the fake Discord did not start") from None
+            time.sleep(0.1)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.join(timeout=10)
+
+
+def _serve_fake(port: int, limits: tuple[int, float, int], students: int, grants: int) -> None:
+    import uvicorn
+
+    route_limit, route_window, global_limit = limits
+    app = create_app(route_limit=route_limit, route_window=route_window, global_limit=global_limit, token=FAKE_TOKEN)
+    fake = app.state.fake
+    fake.add_role(ALUMNI_ROLE, "Alumni", position=1)
+    for i in range(students):
+        fake.add_member(str(FIRST_USER + i), [COURSE_ROLE_ID] if i < grants else [COURSE_ROLE_ID, ALUMNI_ROLE])
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _seed(sessions, students: int, grants: int) -> None:
     """``students`` linked, active curso students holding R_course (and R_alumni but for ``grants``)."""
     with sessions.begin() as session:
         session.execute(insert(CourseClass), [{"key": "curso-2026", "name": "curso-2026"}])
@@ -166,7 +209,6 @@ def _seed(sessions, fake, students: int, grants: int) -> None:
         rows = []
         for i, user in enumerate(users):
             held = [COURSE_ROLE_ID] if i < grants else [COURSE_ROLE_ID, ALUMNI_ROLE]
-            fake.add_member(user, held)
             sid = ids[user]
             rows += [
                 {"student_id": sid, "membership_id": memberships[sid], "kind": "discord_role", "resource": role}
