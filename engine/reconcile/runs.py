@@ -15,6 +15,7 @@ from sqlalchemy import func, select, text, update
 from engine.access import derive
 from engine.db.models import ReconcileRun, Student
 from engine.db.session import engine_of
+from engine.pipeline.alerts import notify_alerts, raise_alert
 from engine.pipeline.runtime import Runtime
 from engine.reconcile.apply import Applied, apply_access_diff
 from engine.reconcile.diff import AccessDiff, Report, StudentView, diff_student
@@ -182,7 +183,35 @@ def scheduled_run(rt: Runtime) -> int | None:
         return None
     totals = report.to_dict(limit=0)["totals"]
     log.info("reconcile run %s (%s): %s; applied: %s", run_id, mode, totals, applied.to_dict() if applied else None)
+    _alert_drift(rt, run_id, mode, report, applied)
     return run_id
+
+
+def _alert_drift(rt: Runtime, run_id: int, mode: Mode, report: Report, applied: Applied | None) -> None:
+    """A nightly run tells the admins what it found and left for them (a held run has alerted already)."""
+    if applied is not None and applied.held:
+        return
+    left = {"missing": [] if applied else report.diff.grants, "extra": [] if mode == "all" else report.diff.revokes}
+    if not (left["missing"] or left["extra"]):
+        return
+    per_product: dict[str, dict[str, int]] = {}
+    for what, changes in left.items():
+        for change in changes:
+            counts = per_product.setdefault(change.product, {"missing": 0, "extra": 0})
+            counts[what] += 1
+    summary = "; ".join(
+        f"{product}: " + ", ".join(f"{n} {what}" for what, n in counts.items() if n)
+        for product, counts in sorted(per_product.items())
+    )
+    example = (left["missing"] or left["extra"])[0].line()
+    message = (
+        f"Reconcile run {run_id} found access that differs from the rules and left it as is "
+        f"(RECONCILE_APPLY={rt.settings.reconcile_apply}): {summary} (e.g. {example}). "
+        "See engine reconcile --last; engine reconcile --apply fixes it."
+    )
+    with rt.sessions.begin() as session:
+        raise_alert(rt, session, kind="reconcile.drift", message=message)
+    notify_alerts(rt)
 
 
 def list_runs(session, *, limit: int = 20, offset: int = 0) -> tuple[list[ReconcileRun], int]:

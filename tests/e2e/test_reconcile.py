@@ -139,6 +139,7 @@ def test_story_33_a_role_removed_by_hand(make_world):
     assert w.roles() == {COURSE_ROLE, VIP_ROLE}
     runs = w.admin("GET", "/admin/reconcile/runs").json()
     assert runs["total"] == 2 and runs["items"][0]["status"] == "reported" and runs["items"][0]["counts"] == {}
+    assert w.alerts() == []  # everything it found, it fixed: nothing to tell
 
 
 def test_report_only_by_default_changes_nothing(make_world):
@@ -150,6 +151,13 @@ def test_report_only_by_default_changes_nothing(make_world):
     with w.runtime.sessions() as session:
         run = session.scalars(select(ReconcileRun)).one()
     assert (run.mode, run.status, run.counts["curso"]["missing"]) == ("report", "reported", 1)
+    [alert] = w.alerts()  # the admins hear of it without polling
+    assert alert.kind == "reconcile.drift"
+    assert alert.message.startswith(
+        f"Reconcile run {run.id} found access that differs from the rules and left it as is (RECONCILE_APPLY=none): "
+        f"curso: 1 missing (e.g. {ANA_EMAIL}: role {COURSE_ROLE} (curso))."
+    )
+    assert any("[reconcile.drift]" in message for message in w.channel())
 
 
 def test_a_tag_and_a_class_removed_by_hand_come_back(make_world):
