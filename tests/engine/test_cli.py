@@ -14,9 +14,8 @@ from engine.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "rules"
-SHARED = Path(__file__).resolve().parents[3] / "shared"
-REFERENCE = SHARED / "reference" / "hotmart"
-CORPUS = SHARED / "corpus" / "hotmart-webhooks"
+from tests.conftest import CORPUS, REFERENCE  # noqa: E402
+
 CORPUS_FILES = sorted(CORPUS.glob("*.json"))
 
 NOW = "2025-05-10T12:00:00+00:00"

@@ -23,8 +23,7 @@ from engine.planner import ConditionTrace, Facts, Plan, Planner
 from engine.rules import load_rules
 
 ROOT = Path(__file__).resolve().parents[2]
-SHARED = Path(__file__).resolve().parents[3] / "shared"
-REFERENCE = SHARED / "reference" / "hotmart"
+from tests.conftest import REFERENCE  # noqa: E402
 
 RULES = load_rules(ROOT / "rules")
 PLANNER = Planner(RULES)
