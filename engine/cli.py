@@ -9,6 +9,8 @@ from pathlib import Path
 
 import click
 
+from engine.cli_errors import EngineGroup, require_local_database, require_rules_dir
+
 RULES_OPTION = click.option(
     "--rules",
     "rules_dir",
@@ -21,7 +23,10 @@ RULES_OPTION = click.option(
 def _rules_dir(rules_dir: Path | None) -> Path:
     import os
 
-    return rules_dir or Path(os.environ.get("RULES_DIR", "rules"))
+    explicit = rules_dir is not None or bool(os.environ.get("RULES_DIR"))
+    rules_dir = rules_dir or Path(os.environ.get("RULES_DIR") or "rules")
+    require_rules_dir(rules_dir, explicit=explicit)
+    return rules_dir
 
 
 def _load_or_exit(rules_dir: Path):
@@ -36,6 +41,15 @@ def _load_or_exit(rules_dir: Path):
     return rules
 
 
+def _service_settings():
+    """The settings of a command that runs the service; first, the rules must be where it looks."""
+    from engine.settings import get_settings
+
+    settings = get_settings()
+    require_rules_dir(settings.rules_dir, explicit=settings.rules_dir != Path("rules"))
+    return settings
+
+
 def _configure_logging() -> None:
     import logging
 
@@ -43,7 +57,8 @@ def _configure_logging() -> None:
     logging.getLogger("transitions").setLevel(logging.WARNING)  # it logs every callback at INFO
 
 
-@click.group()
+@click.group(cls=EngineGroup)
+@click.version_option(package_name="lifecycle-engine", prog_name="engine")
 def main() -> None:
     """Student lifecycle rules engine: Hotmart -> Discord, ManyChat, classes."""
 
@@ -186,10 +201,9 @@ def serve(host: str, port: int, workers: int, worker: bool | None, threads: int,
     import uvicorn
 
     from engine.db.migrate import upgrade
-    from engine.settings import get_settings
 
     _configure_logging()
-    settings = get_settings()
+    settings = _service_settings()
     upgrade(settings)
     in_process = worker if worker is not None else not settings.redis_url
     if in_process and workers > 1:
@@ -219,6 +233,7 @@ def serve(host: str, port: int, workers: int, worker: bool | None, threads: int,
 def worker(threads: int) -> None:
     """Run a Huey worker: processes events, retries and timers."""
     _configure_logging()
+    _service_settings()
     from engine.pipeline.sweep import sweep
     from engine.worker import huey, runtime
 
@@ -249,9 +264,10 @@ def events(status: str | None, event_type: str | None, email: str | None, limit:
     """List events from the event log, newest first."""
     from engine.api.admin import Redactor, event_summary, query_events
     from engine.db.session import session_factory
-    from engine.settings import get_settings
+    from engine.settings import ToolSettings
 
-    settings = get_settings()
+    settings = ToolSettings()
+    require_local_database(settings)
     with session_factory(settings)() as session:
         rows, total = query_events(session, status=status, type=event_type, email=email, limit=limit)
     redact = Redactor.for_settings(settings)
@@ -285,18 +301,22 @@ def events(status: str | None, event_type: str | None, email: str | None, limit:
 @click.option("--force", is_flag=True, help="Resume even if a later event changed the membership since.")
 @click.option("--skipped", is_flag=True, help="Also replay steps skipped while a connector's flag was off.")
 def retry(event_id: int, force: bool, skipped: bool) -> None:
-    """Retry a failed (or stuck) event from its failed step."""
+    """Retry a failed (or stuck) event from its failed step.
+
+    An event a later one has overtaken (the membership changed since) is refused unless --force.
+    """
     import engine.worker
     from engine.pipeline.admin import RetryRefused, retry_event
     from engine.pipeline.runtime import build_runtime
     from engine.settings import get_settings
 
+    require_local_database(get_settings())
     rt = build_runtime(get_settings(), enqueue=engine.worker.enqueue_event)
     try:
         outcome = retry_event(rt, event_id, force=force, skipped=skipped)
     except (RetryRefused, LookupError) as exc:
         message = exc.args[0] if exc.args else str(exc)
-        click.echo(f"error: {message}", err=True)
+        click.echo(f"error: {message.replace('(use force ', '(pass --force ')}", err=True)
         sys.exit(1)
     click.echo(f"event {event_id}: {outcome}")
 
@@ -318,6 +338,8 @@ def import_students(csv_file: Path, adopt_access: bool, check_only: bool) -> Non
     from engine.settings import get_settings
 
     settings = get_settings()
+    require_rules_dir(settings.rules_dir, explicit=settings.rules_dir != Path("rules"))
+    require_local_database(settings)
     rules = RulesRepository(settings.rules_dir).rules
     try:
         text = csv_file.read_text(encoding="utf-8-sig")
@@ -332,7 +354,8 @@ def import_students(csv_file: Path, adopt_access: bool, check_only: bool) -> Non
         sys.exit(1)
     session = session_factory(settings)()
     try:
-        report = seed(session, rows, rules, adopt_access=adopt_access)
+        with click.progressbar(length=len(rows), label="importing", file=sys.stderr) as bar:
+            report = seed(session, rows, rules, adopt_access=adopt_access, progress=bar.update)
         if report.errors:
             session.rollback()
             for error in report.errors:

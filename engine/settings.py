@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import ClassVar
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -45,13 +46,16 @@ class Settings(BaseSettings):
     retry_delay_seconds: float = 30.0  # the one automatic retry of a failed step
     timer_poll_seconds: float = 30.0  # how often due timers and stuck events are swept
 
+    # The read-only commands (ToolSettings) serve nothing, so they need neither secret.
+    secrets_required: ClassVar[bool] = True
+
     @property
     def development(self) -> bool:
         return self.environment.lower() in {"development", "dev", "test"}
 
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> Settings:
-        if not self.development:
+        if not self.development and self.secrets_required:
             missing = [
                 name
                 for name, value in (
@@ -78,6 +82,13 @@ class Settings(BaseSettings):
                     return "postgresql+psycopg://" + url[len(prefix) :]
             return url
         return f"sqlite:///{(self.var_dir / 'engine.db').as_posix()}"
+
+
+class ToolSettings(Settings):
+    """Settings of the commands that read rules or the database and serve nothing (events, student,
+    check...): no webhook secret or admin token needed. Every other check still applies."""
+
+    secrets_required: ClassVar[bool] = False
 
 
 @lru_cache

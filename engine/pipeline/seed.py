@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
@@ -83,15 +84,25 @@ def read_rows(text: str, rules: Rules, source: str = "students.csv") -> tuple[li
     return rows, errors
 
 
-def seed(session: Session, rows: list[SeedRow], rules: Rules, *, adopt_access: bool) -> SeedReport:
+def seed(
+    session: Session,
+    rows: list[SeedRow],
+    rules: Rules,
+    *,
+    adopt_access: bool,
+    progress: Callable[[int], object] | None = None,
+) -> SeedReport:
     """Create students and memberships (existing memberships are left as they are).
 
     ``adopt_access`` records each imported membership's roles, tags and classes in the grant
     ledger, as if the engine had granted them: a later refund or churn then removes them.
+    ``progress(1)`` is called after each row (the CLI's progress bar).
     """
     report = SeedReport()
     now = utcnow()
     for row in rows:
+        if progress is not None:
+            progress(1)
         student = session.scalar(select(Student).where(Student.email == row.email))
         if student is None:
             student = Student(email=row.email, name=row.name, phone=row.phone, created_at=now, updated_at=now)
