@@ -163,11 +163,13 @@ def dry_run(
 
 @main.command()
 @RULES_OPTION
-def graph(rules_dir: Path | None) -> None:
+@click.option("--markdown", is_flag=True, help="Wrap the diagram in a ```mermaid fence, ready for a pull request.")
+def graph(rules_dir: Path | None, markdown: bool) -> None:
     """Print the lifecycle as a mermaid stateDiagram-v2."""
     from engine.graph import mermaid
 
-    click.echo(mermaid(_load_or_exit(_rules_dir(rules_dir))), nl=False)
+    diagram = mermaid(_load_or_exit(_rules_dir(rules_dir)))
+    click.echo(f"```mermaid\n{diagram}```\n" if markdown else diagram, nl=False)
 
 
 @main.command()

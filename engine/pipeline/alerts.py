@@ -52,8 +52,9 @@ def notify_alerts(rt: Runtime, limit: int = 50) -> int:
         pending = session.scalars(select(Alert).where(Alert.notified.is_(None)).order_by(Alert.id).limit(limit)).all()
         items = [(alert.id, alert.kind, alert.message) for alert in pending]
     handled = 0
-    for alert_id, kind, message in items:
-        result = sink.post_alert(f"⚠️ [{kind}] {message}"[:2000], nonce=f"alert-{alert_id}")
+    for alert_id, _kind, message in items:
+        # The admins read the message itself; the kind (rules.alert, discord.forbidden...) is for the API.
+        result = sink.post_alert(f"⚠️ {message}"[:2000], nonce=f"alert-{alert_id}")
         if result.status is StepStatus.FAILED and result.retryable:
             continue  # left unposted: the next sweep tries again (same nonce)
         with rt.sessions.begin() as session:

@@ -299,6 +299,14 @@ def test_graph_is_a_mermaid_state_diagram() -> None:
         assert line.count(":") == 1, line
 
 
+def test_graph_markdown_wraps_the_diagram_in_a_mermaid_fence() -> None:
+    plain = CliRunner().invoke(main, ["graph", "--rules", str(RULES)]).stdout
+    result = CliRunner().invoke(main, ["graph", "--rules", str(RULES), "--markdown"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"```mermaid\n{plain}```\n"
+    assert plain.endswith("\n")  # so the closing fence starts its own line
+
+
 def test_graph_with_broken_rules_exits_1(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["graph", "--rules", str(tmp_path)])
     assert result.exit_code == 1

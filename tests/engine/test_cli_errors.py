@@ -122,3 +122,9 @@ def test_a_real_process_prints_no_traceback(elsewhere: Path) -> None:
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     assert done.stderr.startswith("error: no database:")
+
+
+def test_retry_help_names_the_force_flag() -> None:
+    result = CliRunner().invoke(main, ["retry", "--help"])
+    assert result.exit_code == 0
+    assert "unless --force" in " ".join(result.output.split())
