@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -349,20 +350,21 @@ def import_students(csv_file: Path, adopt_access: bool, check_only: bool) -> Non
         click.echo(f"error: cannot read {csv_file}: {exc}", err=True)
         sys.exit(2)
     rows, errors = read_rows(text, rules, source=str(csv_file))
-    if errors:
-        for error in errors:
-            click.echo(error, err=True)
-        click.echo(f"{len(errors)} error(s); nothing imported", err=True)
-        sys.exit(1)
     session = session_factory(settings)()
     try:
-        with click.progressbar(length=len(rows), label="importing", file=sys.stderr) as bar:
-            report = seed(session, rows, rules, adopt_access=adopt_access, progress=bar.update)
-        if report.errors:
+        # The rows that read well are checked against the database too, so every problem shows at once.
+        # Shown on a terminal only: a log or a pipe gets the summary line, not a stray label.
+        with click.progressbar(
+            length=len(rows), label="importing", file=sys.stderr, hidden=not sys.stderr.isatty()
+        ) as bar:
+            report = seed(session, rows, rules, adopt_access=adopt_access, progress=bar.update, source=str(csv_file))
+        errors += [f"{csv_file}:{error}" for error in report.errors]
+        if errors:
             session.rollback()
-            for error in report.errors:
-                click.echo(f"{csv_file}:{error}", err=True)
-            click.echo(f"{len(report.errors)} error(s); nothing imported", err=True)
+            line = re.compile(rf"^{re.escape(str(csv_file))}:(\d+):")
+            for error in sorted(errors, key=lambda e: int(m.group(1)) if (m := line.match(e)) else 0):
+                click.echo(error, err=True)
+            click.echo(f"{len(errors)} error(s); nothing imported", err=True)
             sys.exit(1)
         if check_only:
             session.rollback()
