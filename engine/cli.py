@@ -217,16 +217,20 @@ def serve(host: str, port: int, workers: int, worker: bool | None, threads: int,
         )
         return
     from engine.api.main import app_factory
-    from engine.worker import huey
+    from engine.pipeline.sweep import SweepLoop
+    from engine.worker import huey, runtime
 
     app = app_factory()
-    consumer = None
+    consumer = sweeper = None
     if in_process:
         consumer = huey.create_consumer(workers=threads, worker_type="thread", periodic=True)
         consumer.start()
+        sweeper = SweepLoop(runtime, settings.timer_poll_seconds).start()
     try:
         uvicorn.run(app, host=host, port=port, access_log=access_log)
     finally:
+        if sweeper is not None:
+            sweeper.stop()
         if consumer is not None:
             consumer.stop(graceful=True)
 
@@ -236,13 +240,14 @@ def serve(host: str, port: int, workers: int, worker: bool | None, threads: int,
 def worker(threads: int) -> None:
     """Run a Huey worker: processes events, retries and timers."""
     _configure_logging()
-    _service_settings()
-    from engine.pipeline.sweep import sweep
+    settings = _service_settings()
+    from engine.pipeline.sweep import SweepLoop, sweep
     from engine.worker import huey, runtime
 
-    # Fail fast on invalid rules or settings; then sweep once now rather than at the next minute,
-    # so held webhooks (HOTMART_ENABLED just turned on) and overdue timers don't wait.
+    # Fail fast on invalid rules or settings; then sweep once now rather than after the first
+    # interval, so held webhooks (HOTMART_ENABLED just turned on) and overdue timers don't wait.
     sweep(runtime())
+    SweepLoop(runtime, settings.timer_poll_seconds).start()
     huey.create_consumer(workers=threads, worker_type="thread", periodic=True).run()
 
 

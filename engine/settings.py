@@ -44,7 +44,8 @@ class Settings(BaseSettings):
     manychat_api_base: str = MANYCHAT_API_BASE
 
     retry_delay_seconds: float = 30.0  # the one automatic retry of a failed step
-    timer_poll_seconds: float = 30.0  # how often due timers and stuck events are swept
+    # How often each worker sweeps: due timers, lost or stuck events, held webhooks, unposted alerts.
+    timer_poll_seconds: float = Field(default=30.0, gt=0, le=3600)
 
     # The read-only commands (ToolSettings) serve nothing, so they need neither secret.
     secrets_required: ClassVar[bool] = True

@@ -1,6 +1,7 @@
 """Huey: the queue (Redis, or SQLite for the embedded default) and the worker's tasks.
 
-Run a worker with ``engine worker`` (or ``huey_consumer engine.worker.huey``).
+Run a worker with ``engine worker``: the Huey consumer plus the sweep every TIMER_POLL_SECONDS
+(engine.pipeline.sweep.SweepLoop; a bare ``huey_consumer engine.worker.huey`` would not sweep).
 """
 
 from __future__ import annotations
@@ -8,14 +9,13 @@ from __future__ import annotations
 import logging
 import threading
 
-from huey import Huey, RedisHuey, SqliteHuey, crontab
+from huey import Huey, RedisHuey, SqliteHuey
 
 from engine.pipeline.alerts import notify_alerts
 from engine.pipeline.execution import drain_student
 from engine.pipeline.locks import student_lock
 from engine.pipeline.processing import process_event
 from engine.pipeline.runtime import Runtime, build_runtime
-from engine.pipeline.sweep import sweep
 from engine.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -72,8 +72,3 @@ def drain_student_task(student_id: int) -> None:
     with student_lock(rt.sessions, student_id):
         drain_student(rt, student_id)
     notify_alerts(rt)
-
-
-@huey.periodic_task(crontab(minute="*"))
-def sweep_task() -> dict[str, int]:
-    return sweep(runtime())
