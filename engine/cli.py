@@ -212,6 +212,7 @@ def serve(host: str, port: int, workers: int, worker: bool | None, threads: int,
     if in_process and workers > 1:
         raise click.UsageError("an in-process worker needs --workers 1 (run `engine worker` separately)")
     if workers > 1:
+        _share_api_metrics(settings)
         uvicorn.run(
             "engine.api.main:app_factory", factory=True, host=host, port=port, workers=workers, access_log=access_log
         )
@@ -233,6 +234,18 @@ def serve(host: str, port: int, workers: int, worker: bool | None, threads: int,
             sweeper.stop()
         if consumer is not None:
             consumer.stop(graceful=True)
+
+
+def _share_api_metrics(settings) -> None:
+    """Several API processes add up their webhook metrics through files (prometheus-client's
+    multiprocess mode); a directory left by an earlier run is emptied first."""
+    import os
+
+    folder = Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or settings.var_dir / "prometheus")
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*.db"):
+        stale.unlink()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
 
 
 @main.command()

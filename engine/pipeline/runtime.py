@@ -54,6 +54,7 @@ def build_connectors(
 ) -> tuple[dict[str, Connector], Connector]:
     """Connectors by action, honouring the feature flags; plus the admin-alert sink."""
     from connectors.classes import ClassesConnector
+    from engine.metrics import CountingTransport, connector_counters
 
     registry: dict[str, Connector] = {}
     discord_actions = frozenset({"add_role", "remove_role", "send_dm"})
@@ -66,6 +67,7 @@ def build_connectors(
             settings.discord_guild_id,
             api_base=settings.discord_api_base,
             alert_channel_id=settings.discord_alert_channel_id,
+            transport=CountingTransport("discord", connector_counters(settings)),
         )
     else:
         discord = DisabledConnector("discord", discord_actions, "DISCORD_ENABLED")
@@ -73,7 +75,9 @@ def build_connectors(
         from connectors.manychat import ManyChatConnector
 
         manychat: Connector = ManyChatConnector(
-            settings.manychat_api_token.get_secret_value(), api_base=settings.manychat_api_base
+            settings.manychat_api_token.get_secret_value(),
+            api_base=settings.manychat_api_base,
+            transport=CountingTransport("manychat", connector_counters(settings)),
         )
     else:
         manychat = DisabledConnector("manychat", manychat_actions, "MANYCHAT_ENABLED")
