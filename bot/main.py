@@ -73,12 +73,13 @@ def build_bot(service: LinkService, guild_id: int) -> discord.Bot:
 def run() -> None:
     """Build everything from the environment and run the bot until stopped."""
     from engine.db.session import session_factory
+    from engine.logs import configure_logging
     from engine.rules.repository import RulesRepository
     from engine.settings import get_settings
     from engine.worker import enqueue_event
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = get_settings()
+    configure_logging(settings.logs_as)
     token = settings.discord_bot_token.get_secret_value()
     if not (settings.discord_enabled and token and settings.discord_guild_id):
         # During the rollout Discord is off: idle instead of exiting, or the container's

@@ -51,11 +51,10 @@ def _service_settings():
     return settings
 
 
-def _configure_logging() -> None:
-    import logging
+def _configure_logging(settings) -> None:
+    from engine.logs import configure_logging
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("transitions").setLevel(logging.WARNING)  # it logs every callback at INFO
+    configure_logging(settings.logs_as)
 
 
 @click.group(cls=EngineGroup)
@@ -205,8 +204,8 @@ def serve(host: str, port: int, workers: int, worker: bool | None, threads: int,
 
     from engine.db.migrate import upgrade
 
-    _configure_logging()
     settings = _service_settings()
+    _configure_logging(settings)
     upgrade(settings)
     in_process = worker if worker is not None else not settings.redis_url
     if in_process and workers > 1:
@@ -214,7 +213,13 @@ def serve(host: str, port: int, workers: int, worker: bool | None, threads: int,
     if workers > 1:
         _share_api_metrics(settings)
         uvicorn.run(
-            "engine.api.main:app_factory", factory=True, host=host, port=port, workers=workers, access_log=access_log
+            "engine.api.main:app_factory",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            access_log=access_log,
+            log_config=None,  # each process logs through engine.logs (app_factory configures it)
         )
         return
     from engine.api.main import app_factory
@@ -228,7 +233,7 @@ def serve(host: str, port: int, workers: int, worker: bool | None, threads: int,
         consumer.start()
         sweeper = SweepLoop(runtime, settings.timer_poll_seconds).start()
     try:
-        uvicorn.run(app, host=host, port=port, access_log=access_log)
+        uvicorn.run(app, host=host, port=port, access_log=access_log, log_config=None)
     finally:
         if sweeper is not None:
             sweeper.stop()
@@ -252,8 +257,8 @@ def _share_api_metrics(settings) -> None:
 @click.option("--threads", default=4, show_default=True, help="Worker threads.")
 def worker(threads: int) -> None:
     """Run a Huey worker: processes events, retries and timers."""
-    _configure_logging()
     settings = _service_settings()
+    _configure_logging(settings)
     from engine.pipeline.sweep import SweepLoop, sweep
     from engine.worker import huey, runtime
 

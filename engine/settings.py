@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     manychat_api_token: SecretStr = SecretStr("")
     manychat_api_base: str = MANYCHAT_API_BASE
 
+    # "json": one object per line (production's default); "text": a developer's terminal (development's).
+    log_format: Literal["text", "json"] | None = None
+
     retry_delay_seconds: float = 30.0  # the one automatic retry of a failed step
     # How often each worker sweeps: due timers, lost or stuck events, held webhooks, unposted alerts.
     timer_poll_seconds: float = Field(default=30.0, gt=0, le=3600)
@@ -53,6 +56,10 @@ class Settings(BaseSettings):
     @property
     def development(self) -> bool:
         return self.environment.lower() in {"development", "dev", "test"}
+
+    @property
+    def logs_as(self) -> str:
+        return self.log_format or ("text" if self.development else "json")
 
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> Settings:
