@@ -11,7 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
 from engine import metrics
-from engine.api import admin, webhooks
+from engine.api import admin, doctor, webhooks
 from engine.api.deps import RuntimeDep, require_admin
 from engine.pipeline.runtime import Runtime
 
@@ -27,6 +27,7 @@ def create_app(runtime: Runtime, *, queue_check: Callable[[], object] | None = N
     app.state.queue_check = queue_check
     app.include_router(webhooks.router)
     app.include_router(admin.router)
+    app.include_router(doctor.router)
 
     @app.get("/healthz", tags=["health"], summary="Database and queue reachable")
     async def healthz(rt: RuntimeDep) -> JSONResponse:

@@ -128,3 +128,11 @@ def test_retry_help_names_the_force_flag() -> None:
     result = CliRunner().invoke(main, ["retry", "--help"])
     assert result.exit_code == 0
     assert "unless --force" in " ".join(result.output.split())
+
+
+def test_doctor_runs_without_secrets_and_reports_them(elsewhere: Path) -> None:
+    result = invoke("doctor")
+    assert result.exit_code == 1
+    assert "error: invalid settings" not in result.output
+    assert "FAIL  engine    HOTMART_HOTTOK is not set: set it in the environment (.env)" in result.stdout
+    assert "FAIL  engine    ADMIN_API_TOKEN is not set: set it in the environment (.env)" in result.stdout
