@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from engine.cli_errors import EngineGroup, require_local_database, require_rules_dir
+from engine.cli_errors import CommandError, EngineGroup, require_local_database, require_rules_dir
 
 RULES_OPTION = click.option(
     "--rules",
@@ -259,13 +259,18 @@ def worker(threads: int) -> None:
     """Run a Huey worker: processes events, retries and timers."""
     settings = _service_settings()
     _configure_logging(settings)
+    from functools import partial
+
+    from engine.heartbeat import beat
     from engine.pipeline.sweep import SweepLoop, sweep
     from engine.worker import huey, runtime
 
     # Fail fast on invalid rules or settings; then sweep once now rather than after the first
     # interval, so held webhooks (HOTMART_ENABLED just turned on) and overdue timers don't wait.
     sweep(runtime())
-    SweepLoop(runtime, settings.timer_poll_seconds).start()
+    alive = partial(beat, settings.var_dir, "worker")  # read by the compose healthcheck
+    alive()
+    SweepLoop(runtime, settings.timer_poll_seconds, on_success=alive).start()
     huey.create_consumer(workers=threads, worker_type="thread", periodic=True).run()
 
 
@@ -303,6 +308,24 @@ def doctor(discord: bool | None, manychat: bool | None, as_json: bool) -> None:
             click.echo(f"(not checked: {', '.join(skipped)} — its flag is off; pass --discord/--manychat to check it)")
     if failed(checks):
         sys.exit(1)
+
+
+@main.command()
+@click.argument("name", type=click.Choice(["worker", "bot"]))
+@click.option("--max-age", type=float, default=None, help="Seconds (default: 3 x TIMER_POLL_SECONDS, at least 90).")
+def heartbeat(name: str, max_age: float | None) -> None:
+    """Exit 0 if the worker's or the bot's heartbeat is fresh (the compose healthcheck)."""
+    from engine.heartbeat import age, heartbeat_path
+    from engine.settings import ToolSettings
+
+    settings = ToolSettings()
+    limit = max_age if max_age is not None else max(3 * settings.timer_poll_seconds, 90.0)
+    seconds = age(settings.var_dir, name)
+    if seconds is None:
+        raise CommandError(f"no heartbeat yet at {heartbeat_path(settings.var_dir, name).resolve()}")
+    if seconds > limit:
+        raise CommandError(f"{name} heartbeat is {seconds:.0f}s old (more than {limit:.0f}s)")
+    click.echo(f"{name} alive: heartbeat {seconds:.0f}s ago")
 
 
 @main.command()

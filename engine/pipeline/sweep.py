@@ -114,9 +114,16 @@ class SweepLoop:
     Several workers each sweep; every step of the sweep is safe to run twice at once.
     """
 
-    def __init__(self, runtime: Callable[[], Runtime], interval: float, *, run: Callable[[Runtime], object] = sweep):
+    def __init__(
+        self,
+        runtime: Callable[[], Runtime],
+        interval: float,
+        *,
+        run: Callable[[Runtime], object] = sweep,
+        on_success: Callable[[], object] = lambda: None,
+    ):
         self.interval = interval
-        self._runtime, self._run = runtime, run
+        self._runtime, self._run, self._on_success = runtime, run, on_success
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="sweep", daemon=True)
 
@@ -134,3 +141,5 @@ class SweepLoop:
                 self._run(self._runtime())
             except Exception:  # noqa: BLE001 - a database blip must not end the sweeping
                 log.exception("sweep failed; next one in %ss", self.interval)
+                continue
+            self._on_success()  # the worker's heartbeat: it swept, so it reaches the database
