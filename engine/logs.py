@@ -92,8 +92,8 @@ def configure_logging(log_format: str, level: int = logging.INFO) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    # Their own handlers (if any) would print a second, differently formatted line. Propagation
+    # is left alone: uvicorn turns it off for the access log unless --access-log.
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "huey"):
-        logger = logging.getLogger(name)
-        logger.handlers.clear()
-        logger.propagate = True
+        logging.getLogger(name).handlers.clear()
     logging.getLogger("transitions").setLevel(logging.WARNING)  # it logs every callback at INFO
