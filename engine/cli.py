@@ -381,6 +381,7 @@ def heartbeat(name: str, max_age: float | None) -> None:
 @main.command()
 def bot() -> None:
     """Run the Discord bot: /registrar and member joins (needs DISCORD_BOT_TOKEN, DISCORD_GUILD_ID)."""
+    _service_settings()
     from bot.main import run
 
     run()

@@ -69,8 +69,9 @@ def test_events_outside_the_project_says_where_it_looked_and_creates_no_database
     assert not (elsewhere / "var").exists()
 
 
-def test_serve_outside_the_project_creates_no_stray_var(elsewhere: Path) -> None:
-    line = one_error_line(invoke("serve", ENGINE_ENV="development"))
+@pytest.mark.parametrize("command", ["serve", "worker", "bot"])
+def test_services_outside_the_project_create_no_stray_var(elsewhere: Path, command: str) -> None:
+    line = one_error_line(invoke(command, ENGINE_ENV="development"))
     assert f"no rules directory at {elsewhere / 'rules'}" in line
     assert not (elsewhere / "var").exists()
 
