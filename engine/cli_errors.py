@@ -1,4 +1,5 @@
-"""How the ``engine`` command fails: one line ``error: ...`` and a non-zero exit code, no traceback.
+"""How the ``engine`` command fails: one line ``error: ...`` (one per rules error) and a non-zero
+exit code, no traceback.
 
 The click group of ``engine/cli.py`` uses :class:`EngineGroup`; commands raise whatever they
 raise and the group turns the failures an operator can fix (settings, database, files, queue)
@@ -32,10 +33,6 @@ def describe(exc: BaseException) -> str:
 
     if isinstance(exc, ValidationError):
         return "invalid settings: " + "; ".join(_setting_problem(error) for error in exc.errors())
-    rules_loader = sys.modules.get("engine.rules.loader")
-    if rules_loader is not None and isinstance(exc, rules_loader.RulesError):
-        first = str(exc.problems[0]) if exc.problems else "no details"
-        return f"invalid rules: {first} ({len(exc.problems)} error(s); `engine check` lists them all)"
     sqlalchemy_exc = sys.modules.get("sqlalchemy.exc")
     if sqlalchemy_exc is not None and isinstance(exc, sqlalchemy_exc.DBAPIError):
         return _database_problem(exc)
@@ -81,6 +78,13 @@ class EngineGroup(click.Group):
         except Exception as exc:
             if os.environ.get("ENGINE_DEBUG"):
                 raise
+            rules_loader = sys.modules.get("engine.rules.loader")
+            if rules_loader is not None and isinstance(exc, rules_loader.RulesError):
+                # Invalid rules: one line per error, as `engine check` lists them.
+                for problem in exc.problems:
+                    click.echo(f"error: {problem}", err=True)
+                click.echo(f"{len(exc.problems)} error(s) in the rules: run `engine check`", err=True)
+                ctx.exit(EXIT_ERROR)
             click.echo(f"error: {describe(exc)}", err=True)
             ctx.exit(EXIT_ERROR)
 

@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     retry_delay_seconds: float = 30.0  # the one automatic retry of a failed step
     # How often each worker sweeps: due timers, lost or stuck events, held webhooks, unposted alerts.
     timer_poll_seconds: float = Field(default=30.0, gt=0, le=3600)
+    # An event the worker raises on this many times is needs_attention, no longer re-queued.
+    worker_max_failures: int = Field(default=3, ge=1)
+    # How often a running process looks for changed rules, even when no event arrives.
+    rules_reload_seconds: float = Field(default=30.0, gt=0)
 
     # The read-only commands (ToolSettings) serve nothing, so they need neither secret.
     secrets_required: ClassVar[bool] = True

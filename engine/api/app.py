@@ -29,7 +29,7 @@ def create_app(runtime: Runtime, *, queue_check: Callable[[], object] | None = N
     app.include_router(admin.router)
     app.include_router(doctor.router)
 
-    @app.get("/healthz", tags=["health"], summary="Database and queue reachable")
+    @app.get("/healthz", tags=["health"], summary="Database and queue reachable; the rules version")
     async def healthz(rt: RuntimeDep) -> JSONResponse:
         checks: dict[str, str] = {}
 
@@ -46,7 +46,9 @@ def create_app(runtime: Runtime, *, queue_check: Callable[[], object] | None = N
             except Exception as exc:  # noqa: BLE001
                 checks[name] = f"error: {type(exc).__name__}"
         healthy = all(value == "ok" for value in checks.values())
-        return JSONResponse({"status": "ok" if healthy else "degraded", **checks}, status_code=200 if healthy else 503)
+        rules = rules_health(rt)
+        status = "ok" if healthy and rules["rules_error"] is None else "degraded"
+        return JSONResponse({"status": status, **checks, **rules}, status_code=200 if healthy else 503)
 
     collector = metrics.EngineCollector(runtime, queue_depth=queue_check)
 
@@ -62,3 +64,9 @@ def create_app(runtime: Runtime, *, queue_check: Callable[[], object] | None = N
         return PlainTextResponse(body, media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def rules_health(rt: Runtime) -> dict[str, str | None]:
+    """The loaded rules version and the last load error (invalid rules degrade, still 200:
+    webhooks are stored without rules, and the last valid version keeps running)."""
+    return {"rules_version": rt.rules.version, "rules_error": rt.rules.load_error}

@@ -13,4 +13,6 @@ def app_factory() -> FastAPI:
 
     configure_logging(get_settings().logs_as)  # also in `serve --workers N`'s child processes
 
-    return create_app(runtime(), queue_check=huey.pending_count)
+    rt = runtime()
+    rt.rules.watch(rt.settings.rules_reload_seconds)  # the newest valid rules, even with no traffic
+    return create_app(rt, queue_check=huey.pending_count)
