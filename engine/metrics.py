@@ -15,14 +15,12 @@ Where each number comes from, so that one scrape of the API covers every process
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import threading
 from collections import Counter as Tally
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from pathlib import Path
 
 import httpx
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -123,14 +121,6 @@ def connector_counters(settings) -> ConnectorCounters:
 UNPROCESSED = ("received", "processing", "retrying")
 
 
-def rules_version(rules_dir: Path) -> str:
-    """A short hash of the rule files' contents: which rules this process runs."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in Path(rules_dir).rglob("*") if p.suffix in (".yaml", ".yml")):
-        digest.update(path.relative_to(rules_dir).as_posix().encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()[:12]
-
-
 class EngineCollector(Collector):
     """The numbers of every process, read from the database, the queue and the shared counters."""
 
@@ -174,11 +164,12 @@ class EngineCollector(Collector):
             except Exception:  # noqa: BLE001 - the queue being down is what healthz reports
                 depth = float("nan")
             yield GaugeMetricFamily("engine_queue_depth", "Tasks waiting in the queue (NaN: unreachable)", value=depth)
-        info = GaugeMetricFamily(
-            "engine_rules_info", "The rules the API runs (version: a content hash)", labels=["version"]
-        )
-        info.add_metric([rules_version(self._rt.rules.rules_dir)], 1)
+        rules = self._rt.rules
+        info = GaugeMetricFamily("engine_rules_info", "The rules version the API runs", labels=["version"])
+        info.add_metric([rules.version or ""], 1)
         yield info
+        broken = int(rules.load_error is not None)
+        yield GaugeMetricFamily("engine_rules_load_error", "1 while the rules on disk are invalid", value=broken)
         yield from self._connectors()
 
     def _connectors(self) -> Iterable:

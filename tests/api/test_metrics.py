@@ -14,7 +14,8 @@ from sqlalchemy import update
 from connectors.base import StepResult
 from engine.api.app import create_app
 from engine.db.models import Event
-from engine.metrics import ConnectorCounters, CountingTransport, connector_counters, rules_version
+from engine.metrics import ConnectorCounters, CountingTransport, connector_counters
+from engine.rules.files import rules_version
 from tests.conftest import ADMIN_TOKEN, HOTTOK, RULES, load_payload
 from tests.pipeline.test_processing import link
 
@@ -77,6 +78,7 @@ def test_metrics_count_webhooks_events_steps_alerts_and_ages(make_harness):
     assert value(samples, "engine_queue_depth") == 7
     assert 0 <= value(samples, "engine_last_webhook_age_seconds") < 60
     assert value(samples, "engine_rules_info", version=rules_version(RULES)) == 1
+    assert value(samples, "engine_rules_load_error") == 0
 
     # Received an hour ago and still not processed: the age says so.
     with h.runtime.sessions.begin() as session:
@@ -140,3 +142,19 @@ def test_connector_counts_reach_the_api_through_redis(make_harness, redis_url):
     samples = scrape(TestClient(create_app(h.runtime)))
     assert value(samples, "engine_connector_rate_limited_total", connector="manychat") == 1
     assert value(samples, "engine_connector_http_requests_total", connector="manychat", status="2xx") == 1
+
+
+def test_invalid_rules_on_disk_show_as_a_load_error_while_the_last_version_runs(make_harness, tmp_path):
+    import shutil
+
+    rules_dir = tmp_path / "rules"
+    shutil.copytree(RULES, rules_dir)
+    h = make_harness(rules_dir=rules_dir)
+    client = TestClient(create_app(h.runtime))
+    version = h.runtime.rules.version
+    lifecycle = rules_dir / "lifecycle.yaml"
+    lifecycle.write_text(lifecycle.read_text(encoding="utf-8").replace("do: [add_role]", "do: [add_rol]"))
+    h.runtime.rules.reload()
+    samples = scrape(client)
+    assert value(samples, "engine_rules_load_error") == 1
+    assert value(samples, "engine_rules_info", version=version) == 1
