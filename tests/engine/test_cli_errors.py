@@ -137,3 +137,10 @@ def test_doctor_runs_without_secrets_and_reports_them(elsewhere: Path) -> None:
     assert "error: invalid settings" not in result.output
     assert "FAIL  engine    HOTMART_HOTTOK is not set: set it in the environment (.env)" in result.stdout
     assert "FAIL  engine    ADMIN_API_TOKEN is not set: set it in the environment (.env)" in result.stdout
+
+
+def test_plan_and_status_need_no_secret_and_say_where_the_database_is(elsewhere: Path) -> None:
+    for command in (["plan", "--rules", str(RULES)], ["status"]):
+        line = one_error_line(invoke(*command, RULES_DIR=str(RULES)))
+        assert line.startswith("error: no database: "), command  # past the settings, without secrets
+        assert not (elsewhere / "var").exists()
