@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import ClassVar, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -42,6 +43,12 @@ class Settings(BaseSettings):
     manychat_api_token: SecretStr = SecretStr("")
     manychat_api_base: str = MANYCHAT_API_BASE
 
+    # "json": one object per line (production's default); "text": a developer's terminal (development's).
+    log_format: Literal["text", "json"] | None = None
+
+    retry_delay_seconds: float = 30.0  # the one automatic retry of a failed step
+    # How often each worker sweeps: due timers, lost or stuck events, held webhooks, unposted alerts.
+    timer_poll_seconds: float = Field(default=30.0, gt=0, le=3600)
     # Discord allows 50 requests/s per bot; a little under it, so network jitter between
     # processes never lands a 51st request in one of Discord's seconds.
     discord_global_rate: float = Field(default=48.0, gt=0, le=50)
@@ -57,8 +64,6 @@ class Settings(BaseSettings):
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value  # DATABASE_POOL_SIZE= (as in .env.example)
 
-    retry_delay_seconds: float = 30.0  # the one automatic retry of a failed step
-    timer_poll_seconds: float = 30.0  # how often due timers and stuck events are swept
     # An event no worker finished this long after it was (re-)queued is queued again by the sweep.
     stuck_after_seconds: float = Field(default=120.0, ge=1)
     # An event the worker raises on this many times is needs_attention, no longer re-queued.
@@ -66,13 +71,49 @@ class Settings(BaseSettings):
     # How often a running process looks for changed rules, even when no event arrives.
     rules_reload_seconds: float = Field(default=30.0, gt=0)
 
+    # engine reconcile in the worker: a cron line (minute hour day month weekday, UTC) or "off".
+    reconcile_schedule: str = "30 3 * * *"
+    # What a scheduled run applies: none (report only), grants (missing grants only), all (guarded).
+    reconcile_apply: Literal["none", "grants", "all"] = "none"
+    # Revocations a run applies without --confirm (unset: 10 or 5 % of the students, the larger).
+    reconcile_max_revokes: int | None = Field(default=None, ge=0)
+
+    @field_validator("reconcile_max_revokes", mode="before")
+    @classmethod
+    def _empty_is_default(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("reconcile_schedule")
+    @classmethod
+    def _cron_line(cls, value: str) -> str:
+        value = " ".join(value.split())
+        if value.lower() == "off":
+            return "off"
+        fields = value.split(" ")
+        if len(fields) != 5:
+            raise ValueError(f"RECONCILE_SCHEDULE {value!r}: five cron fields (e.g. '30 3 * * *') or 'off'")
+        from huey import crontab
+
+        try:
+            crontab(*fields)
+        except ValueError as exc:
+            raise ValueError(f"RECONCILE_SCHEDULE {value!r}: {exc}") from exc
+        return value
+
+    # The read-only commands (ToolSettings) serve nothing, so they need neither secret.
+    secrets_required: ClassVar[bool] = True
+
     @property
     def development(self) -> bool:
         return self.environment.lower() in {"development", "dev", "test"}
 
+    @property
+    def logs_as(self) -> str:
+        return self.log_format or ("text" if self.development else "json")
+
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> Settings:
-        if not self.development:
+        if not self.development and self.secrets_required:
             missing = [
                 name
                 for name, value in (
@@ -99,6 +140,13 @@ class Settings(BaseSettings):
                     return "postgresql+psycopg://" + url[len(prefix) :]
             return url
         return f"sqlite:///{(self.var_dir / 'engine.db').as_posix()}"
+
+
+class ToolSettings(Settings):
+    """Settings of the commands that read rules or the database and serve nothing (events, student,
+    check...): no webhook secret or admin token needed. Every other check still applies."""
+
+    secrets_required: ClassVar[bool] = False
 
 
 @lru_cache

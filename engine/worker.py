@@ -1,6 +1,8 @@
 """Huey: the queues (Redis, or SQLite for the embedded default) and the worker's tasks.
 
-Run a worker with ``engine worker``: it consumes the main queue and each lane's queue.
+Run a worker with ``engine worker``: it consumes the main queue and each lane's queue, and runs
+the sweep every TIMER_POLL_SECONDS (engine.pipeline.sweep.SweepLoop; a bare
+``huey_consumer engine.worker.huey`` would neither sweep nor serve the lanes).
 
 * Priority: events a student waits for interactively (``DISCORD_LINKED``,
   ``MEMBER_JOINED``, an admin's new code) are queued with a higher priority than bulk
@@ -25,7 +27,6 @@ from huey.api import TaskWrapper
 from engine.pipeline.execution import is_connection_error, run_student
 from engine.pipeline.processing import process_event
 from engine.pipeline.runtime import Runtime, build_runtime
-from engine.pipeline.sweep import sweep
 from engine.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -190,14 +191,20 @@ def _drain(wrapper: TaskWrapper, student_id: int, lane: str | None, attempt: int
         _retry_later(wrapper, (student_id,), attempt, priority, exc)
 
 
-def sweep_task() -> dict[str, int]:
-    return sweep(runtime())
+def reconcile_task() -> int | None:
+    """RECONCILE_SCHEDULE: compare the world with the rules; apply what RECONCILE_APPLY allows."""
+    from engine.reconcile import scheduled_run
+
+    return scheduled_run(runtime())
 
 
 def build_queue(settings: Settings) -> Queue:
-    """A queue with the worker's tasks (their names stay ``engine.worker.<function>``), and its lanes."""
+    """A queue with the worker's tasks (their names stay ``engine.worker.<function>``), and its lanes.
+    The sweep is not a periodic task: each worker runs it every TIMER_POLL_SECONDS
+    (engine.pipeline.sweep.SweepLoop)."""
     huey = make_huey(settings)
-    huey.periodic_task(crontab(minute="*"))(sweep_task)
+    if settings.reconcile_schedule != "off":
+        huey.periodic_task(crontab(*settings.reconcile_schedule.split()))(reconcile_task)
     lanes = {}
     for lane in LANES:
         lane_huey = make_huey(settings, lane)

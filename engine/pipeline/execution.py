@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session, defer
 
 from connectors.base import Connector, Step, StepContext, StepResult, StepStatus, StudentRef
 from engine.db.models import ActionRun, Event, Membership, Student
+from engine.logs import log_context
 from engine.pipeline import ledger
 from engine.pipeline.alerts import raise_alert, step_failed_text
 from engine.pipeline.local_actions import LOCAL_ACTIONS
@@ -88,6 +89,7 @@ class _Call:
     connector: Connector
     step: Step
     ctx: StepContext
+    log: dict  # what the step's log lines say about it
 
 
 def drain_student(
@@ -141,7 +143,8 @@ def drain_student(
         if call is None:
             return drained
         started = rt.now()
-        pending = (call.run_id, _call_remote(rt, hold, call), started)
+        with log_context(**call.log):  # a step's log lines (connectors' too) name the step
+            pending = (call.run_id, _call_remote(rt, hold, call), started)
 
 
 def run_student(rt: Runtime, student_id: int, *, lane: str | None = None) -> Drained:
@@ -239,7 +242,15 @@ def _advance(rt: Runtime, session: Session, student_id: int, lane: str | None, d
         ctx = _context(event, run, membership, student)
         if "discord_id" in step.params:  # relink: act on the account linked before
             ctx = replace(ctx, student=replace(ctx.student, discord_id=step.params["discord_id"]))
-        return _Call(run.id, connector, step, ctx)
+        log_fields = {
+            "event_id": event.id,
+            "correlation_id": event.correlation_id,
+            "student": event.email,
+            # An event can touch several memberships (a bundle; a link): the step's own product.
+            "product": membership.product_key if membership else event.product_key,
+            "step": f"{run.step_index}:{run.action}",
+        }
+        return _Call(run.id, connector, step, ctx, log_fields)
 
 
 def _call_remote(rt: Runtime, hold, call: _Call) -> StepResult:

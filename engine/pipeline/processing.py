@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from engine.codes import new_code
 from engine.db.models import ActionRun, Event, Membership, Student, utcnow
 from engine.inputs import EventInput, event_input
+from engine.logs import log_context
 from engine.pipeline import attention
 from engine.pipeline.alerts import notify_alerts, take_raised
 from engine.pipeline.execution import OPEN_STATUSES, drain_student, is_connection_error
@@ -43,7 +44,13 @@ def process_event(rt: Runtime, event_id: int) -> str:
     ``WORKER_MAX_FAILURES``-th makes it ``needs_attention`` (a poison event, never re-queued).
     A lost or missing database connection is no fault of the event: it propagates (the
     worker task retries itself within seconds).
+    Every log line of the event says which it is (``event_id``).
     """
+    with log_context(event_id=event_id):
+        return _process_event(rt, event_id)
+
+
+def _process_event(rt: Runtime, event_id: int) -> str:
     rt.rules.reload_if_changed()
     attention.report_rules_failure(rt)
     try:

@@ -70,6 +70,7 @@ class Runtime:
 def build_connectors(settings: Settings) -> tuple[dict[str, Connector], Connector]:
     """Connectors by action, honouring the feature flags; plus the admin-alert sink."""
     from connectors.throttle import LocalLimiter, RedisLimiter
+    from engine.metrics import CountingTransport, connector_counters
 
     # One budget per outside service for every worker process: in Redis when there is one.
     limiter = RedisLimiter.from_url(settings.redis_url, settings.queue_name) if settings.redis_url else LocalLimiter()
@@ -85,6 +86,7 @@ def build_connectors(settings: Settings) -> tuple[dict[str, Connector], Connecto
             alert_channel_id=settings.discord_alert_channel_id,
             global_rate=settings.discord_global_rate,
             limiter=limiter,
+            transport=CountingTransport("discord", connector_counters(settings)),
         )
     else:
         discord = DisabledConnector("discord", discord_actions, "DISCORD_ENABLED")
@@ -92,7 +94,10 @@ def build_connectors(settings: Settings) -> tuple[dict[str, Connector], Connecto
         from connectors.manychat import ManyChatConnector
 
         manychat: Connector = ManyChatConnector(
-            settings.manychat_api_token.get_secret_value(), api_base=settings.manychat_api_base, limiter=limiter
+            settings.manychat_api_token.get_secret_value(),
+            api_base=settings.manychat_api_base,
+            transport=CountingTransport("manychat", connector_counters(settings)),
+            limiter=limiter,
         )
     else:
         manychat = DisabledConnector("manychat", manychat_actions, "MANYCHAT_ENABLED")

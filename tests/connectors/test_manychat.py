@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from connectors.base import Step, StepContext, StepStatus, StudentRef
-from connectors.manychat import ManyChatConnector
+from connectors.manychat import ManyChatConnector, ManyChatError
 
 TOKEN = "1234567890123456:secret-api-key"
 FLOW_NS = "content20261101000000_000001"
@@ -334,3 +334,25 @@ def test_idempotent_steps_never_call_the_in_flight_hook():
     ok = mock_connector(lambda request: httpx.Response(200, json={"status": "success"}))
     assert ok.run(Step("add_tag", {"tags": ["aluno-curso"]}), hooked).ok
     assert events == []
+
+
+def test_subscriber_tags_reads_get_info():
+    seen = []
+
+    def handler(request):
+        seen.append(request)
+        sid = request.url.params["subscriber_id"]
+        if sid == "900000001":
+            tags = [{"id": 11, "name": "aluno-curso"}, {"id": 12, "name": "assinante"}]
+            return httpx.Response(200, json={"status": "success", "data": {"id": sid, "tags": tags}})
+        if sid == "900000002":
+            return httpx.Response(400, json={"status": "error", "message": "Subscriber not found"})
+        return httpx.Response(401, json={"status": "error", "message": "Wrong token"})
+
+    connector = mock_connector(handler)
+    assert connector.subscriber_tags("900000001") == {"aluno-curso", "assinante"}
+    assert connector.subscriber_tags("900000002") is None
+    with pytest.raises(ManyChatError) as raised:
+        connector.subscriber_tags("900000003")
+    assert raised.value.error == "manychat.unauthorized"
+    assert {(r.method, r.url.path) for r in seen} == {("GET", "/fb/subscriber/getInfo")}
