@@ -49,7 +49,7 @@ from bench.stack import (  # noqa: E402
 from tests.fakes import discord_app, manychat_app  # noqa: E402
 from tests.fakes.server import serve  # noqa: E402
 
-PAYLOAD = json.loads((REPO.parent / "shared/reference/hotmart/purchase_approved.json").read_text())
+PAYLOAD = json.loads((REPO / "examples/hotmart/purchase_approved.json").read_text())
 COURSE_ROLE = "1180000000000000001"
 URGENT = 10  # engine.worker.URGENT: what the bot uses
 
