@@ -50,7 +50,14 @@ def main() -> None:
 
 @main.command()
 @RULES_OPTION
-def check(rules_dir: Path | None) -> None:
+@click.option(
+    "--database",
+    "with_database",
+    is_flag=True,
+    help="Also compare the rules with the live database (DATABASE_URL): states, products and timer "
+    "events that memberships or pending timers use but the rules no longer define.",
+)
+def check(rules_dir: Path | None, with_database: bool) -> None:
     """Validate the rules; exit 1 listing every error as file:line: message."""
     rules_dir = _rules_dir(rules_dir)
     rules = _load_or_exit(rules_dir)
@@ -58,6 +65,42 @@ def check(rules_dir: Path | None) -> None:
         f"ok: {len(rules.files)} files, {len(rules.products)} products, "
         f"{len(rules.states)} states, {len(rules.transitions)} transitions"
     )
+    if with_database:
+        _check_database(rules)
+
+
+def _settings_or_exit():
+    from pydantic import ValidationError
+
+    from engine.settings import get_settings
+
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        click.echo(f"error: settings: {exc.errors()[0]['msg']}", err=True)
+        sys.exit(2)
+
+
+def _check_database(rules) -> None:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from engine.db.session import session_factory
+    from engine.pipeline.rules_fit import check_database
+
+    try:
+        with session_factory(_settings_or_exit())() as session:
+            fit = check_database(session, rules)
+    except SQLAlchemyError as exc:
+        click.echo(f"error: cannot read the database: {' '.join(str(exc.orig or exc).split())[:300]}", err=True)
+        sys.exit(2)
+    for rename in fit.renames:
+        click.echo(f"note: {rename}")
+    if fit.misfits:
+        for misfit in fit.misfits:
+            click.echo(str(misfit), err=True)
+        click.echo(f"{len(fit.misfits)} error(s): the database uses what the rules no longer define", err=True)
+        sys.exit(1)
+    click.echo(f"database ok: {fit.memberships} memberships and {fit.pending_timers} pending timers fit the rules")
 
 
 @main.command("dry-run")

@@ -22,6 +22,7 @@ from engine.inputs import EventInput, event_input
 from engine.pipeline.alerts import notify_alerts
 from engine.pipeline.execution import drain_student
 from engine.pipeline.locks import student_lock
+from engine.pipeline.rules_fit import fit_database
 from engine.pipeline.runtime import Runtime
 from engine.planner import Facts, Plan
 
@@ -49,6 +50,7 @@ class _Target:
 def process_event(rt: Runtime, event_id: int) -> str:
     """Plan and run one event; returns the event's status afterwards."""
     rt.rules.reload_if_changed()
+    fit_database(rt)  # a new rules version: declared renames first, then plan on them
     inp: EventInput | None = None
     with rt.sessions.begin() as session:
         event = session.get(Event, event_id)

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from engine.db.models import ActionRun, Event, Membership, ScheduledEvent, Student
 from engine.pipeline.alerts import notify_alerts
 from engine.pipeline.intake import store_internal
+from engine.pipeline.rules_fit import fit_database
 from engine.pipeline.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,7 @@ def requeue_stuck(rt: Runtime) -> list[int]:
 
 
 def sweep(rt: Runtime) -> dict[str, int]:
+    fit_database(rt, renames_only=True)
     released = release_held(rt)
     fired = fire_due_timers(rt)
     stuck = requeue_stuck(rt)

@@ -197,6 +197,7 @@ class _Builder:
                 f"event {name} is Hotmart's; declare only internal events",
             )
         self.known_events = self.hotmart_events | frozenset(self.internal_events)
+        renamed_states = self._renamed_states(lifecycle, data)
         initial = lifecycle["initial"]
         if initial not in self.states:
             self.error(file, line_of(data, ["lifecycle", "initial"]), f"unknown state {initial!r} in initial")
@@ -233,7 +234,31 @@ class _Builder:
             classes=self.classes,
             onboarding=onboarding,
             files=tuple(f for docs in self.documents.values() for f, _ in docs),
+            renamed_states=renamed_states,
+            locations={
+                f"lifecycle.{key}": (file, line_of(data, ["lifecycle", key]))
+                for key in ("states", "events", "renamed_states")
+            },
         )
+
+    def _renamed_states(self, lifecycle: Any, data: Any) -> dict[str, str]:
+        """``renamed_states: {old: new}``: a rename is declared, never guessed from the data."""
+        renamed = dict(lifecycle.get("renamed_states", {}))
+        for old, new in renamed.items():
+            line = line_of(data, ["lifecycle", "renamed_states", old])
+            if old in self.states:
+                self.error(
+                    self.lifecycle_file,
+                    line,
+                    f"renamed_states: {old!r} is still a state; a renamed state's old name must leave states",
+                )
+            if new not in self.states:
+                self.error(
+                    self.lifecycle_file,
+                    line,
+                    f"renamed_states: {old!r} is renamed to {new!r}, which is not a state{self._states_hint()}",
+                )
+        return renamed
 
     # products ----------------------------------------------------------------------------
 

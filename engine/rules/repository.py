@@ -22,6 +22,9 @@ class RulesRepository:
         self._rules: Rules | None = None
         self._planner: Planner | None = None
         self.last_problems: list[Problem] = []
+        # Bumped by every successful load: who must act once per loaded version (the database
+        # fit, engine.pipeline.rules_fit) compares it with the one it last saw.
+        self.generation = 0
         self.reload()
         if self._rules is None:
             from engine.rules.loader import RulesError
@@ -50,6 +53,7 @@ class RulesRepository:
                 )
                 return False
             self._rules, self._planner = rules, Planner(rules)
+            self.generation += 1
             return True
 
     def reload_if_changed(self) -> None:

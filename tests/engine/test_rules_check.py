@@ -361,6 +361,33 @@ CASES = [
         ("rules/lifecycle.yaml:<<SWITCH_PLAN: mine>>: event SWITCH_PLAN is Hotmart's; declare only internal events",),
     ),
     Broken(
+        "renamed-state-still-a-state",
+        "lifecycle.yaml",
+        "  # Events the engine raises itself",
+        "  renamed_states: {late: overdue, active: overdue}\n  # Events the engine raises itself",
+        (
+            "rules/lifecycle.yaml:<<renamed_states>>: renamed_states: 'active' is still a state; a renamed "
+            "state's old name must leave states",
+        ),
+    ),
+    Broken(
+        "renamed-state-to-an-unknown-state",
+        "lifecycle.yaml",
+        "  # Events the engine raises itself",
+        "  renamed_states:\n    late: atrasado\n  # Events the engine raises itself",
+        (
+            "rules/lifecycle.yaml:<<late: atrasado>>: renamed_states: 'late' is renamed to 'atrasado', which is "
+            f"not a state (states: {STATES})",
+        ),
+    ),
+    Broken(
+        "renamed-states-schema",
+        "lifecycle.yaml",
+        "  # Events the engine raises itself",
+        "  renamed_states: [overdue]\n  # Events the engine raises itself",
+        ("rules/lifecycle.yaml:<<renamed_states>>: lifecycle.renamed_states: ['overdue'] is not of type 'object'",),
+    ),
+    Broken(
         "unknown-initial-state",
         "lifecycle.yaml",
         "  initial: new\n",

@@ -1,0 +1,254 @@
+"""Rules that fit the data they govern.
+
+A rules change can drop a state, a product or a timer event that live memberships and
+pending timers still use; nothing in the YAML shows it. :func:`check_database` compares
+the two (``engine check --database``; the worker at each rules load, as an alert).
+A rename is declared, never guessed: ``lifecycle.renamed_states: {old: new}`` moves the
+memberships in ``old`` when a worker first loads those rules (:func:`apply_renames`),
+each move recorded in the student's history.
+"""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from engine.db.models import Alert, Membership, ScheduledEvent, Student
+from engine.pipeline.alerts import raise_alert
+from engine.pipeline.history import record_history
+from engine.pipeline.runtime import Runtime
+from engine.rules.model import Rules
+
+log = logging.getLogger(__name__)
+
+EXAMPLES = 3
+ALERT_KIND = "rules.database"
+_FITTED = "rules_fit.generation"  # Runtime.extra: the rules generation last fitted
+_fit_lock = threading.Lock()
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+@dataclass(frozen=True)
+class Misfit:
+    """Something the database uses that the rules no longer define."""
+
+    cause: str  # "state 'overdue'", "product 'old'", "timer event 'OLD_EVENT'"
+    memberships: int
+    timers: int  # pending timers involved
+    examples: tuple[str, ...]  # up to three "email (product)"
+    fix: str
+    file: str
+    line: int | None
+
+    @property
+    def message(self) -> str:
+        used = []
+        if self.memberships:
+            used.append(_plural(self.memberships, "membership"))
+        if self.timers or not self.memberships:
+            used.append(_plural(self.timers, "pending timer"))
+        return (
+            f"{self.cause} is not defined, but {' and '.join(used)} use it; e.g. {', '.join(self.examples)}; {self.fix}"
+        )
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.message}"
+
+
+@dataclass(frozen=True)
+class PendingRename:
+    old: str
+    new: str
+    memberships: int
+
+    def __str__(self) -> str:
+        return (
+            f"{_plural(self.memberships, 'membership')} in {self.old!r} will move to {self.new!r} "
+            "when a worker loads these rules (renamed_states)"
+        )
+
+
+@dataclass
+class DatabaseFit:
+    memberships: int = 0
+    pending_timers: int = 0
+    misfits: list[Misfit] = field(default_factory=list)
+    renames: list[PendingRename] = field(default_factory=list)
+
+
+def _examples(session: Session, *conditions, timers: bool = False) -> tuple[str, ...]:
+    query = select(Student.email, Membership.product_key).join(Student, Membership.student_id == Student.id)
+    if timers:
+        query = query.join(ScheduledEvent, ScheduledEvent.membership_id == Membership.id).distinct()
+    rows = session.execute(query.where(*conditions).order_by(Student.email).limit(EXAMPLES)).all()
+    return tuple(f"{email} ({product})" for email, product in rows)
+
+
+def _pending_timers(session: Session, *conditions) -> int:
+    query = (
+        select(func.count())
+        .select_from(ScheduledEvent)
+        .join(Membership, ScheduledEvent.membership_id == Membership.id)
+        .where(ScheduledEvent.status == "pending", *conditions)
+    )
+    return session.scalar(query) or 0
+
+
+def _where(rules: Rules, key: str) -> tuple[str, int | None]:
+    file, line = rules.locations.get(key, ("rules/", None))
+    return file, line
+
+
+def check_database(session: Session, rules: Rules) -> DatabaseFit:
+    """What live memberships and pending timers use that ``rules`` does not define."""
+    fit = DatabaseFit()
+    by_state = dict(session.execute(select(Membership.state, func.count()).group_by(Membership.state)).all())
+    by_product = dict(
+        session.execute(select(Membership.product_key, func.count()).group_by(Membership.product_key)).all()
+    )
+    by_timer_event = dict(
+        session.execute(
+            select(ScheduledEvent.event_type, func.count())
+            .where(ScheduledEvent.status == "pending")
+            .group_by(ScheduledEvent.event_type)
+        ).all()
+    )
+    fit.memberships = sum(by_state.values())
+    fit.pending_timers = sum(by_timer_event.values())
+    states_file, states_line = _where(rules, "lifecycle.states")
+    for state, count in sorted(by_state.items()):
+        if state in rules.states:
+            continue
+        if state in rules.renamed_states:
+            fit.renames.append(PendingRename(state, rules.renamed_states[state], count))
+            continue
+        fit.misfits.append(
+            Misfit(
+                cause=f"state {state!r}",
+                memberships=count,
+                timers=_pending_timers(session, Membership.state == state),
+                examples=_examples(session, Membership.state == state),
+                fix=f"declare lifecycle.renamed_states: {{{state}: <new state>}} or keep the state",
+                file=states_file,
+                line=states_line,
+            )
+        )
+    products_dir = posixpath.join(posixpath.dirname(states_file) or "rules", "products/")
+    for product, count in sorted(by_product.items()):
+        if product in rules.products:
+            continue
+        fit.misfits.append(
+            Misfit(
+                cause=f"product {product!r}",
+                memberships=count,
+                timers=_pending_timers(session, Membership.product_key == product),
+                examples=_examples(session, Membership.product_key == product),
+                fix=f"restore its file under {products_dir} (a product with students cannot be removed)",
+                file=products_dir,
+                line=None,
+            )
+        )
+    events_file, events_line = _where(rules, "lifecycle.events")
+    for event_type, count in sorted(by_timer_event.items()):
+        if event_type in rules.internal_events:
+            continue
+        pending_of_type = (ScheduledEvent.status == "pending", ScheduledEvent.event_type == event_type)
+        fit.misfits.append(
+            Misfit(
+                cause=f"timer event {event_type!r}",
+                memberships=0,
+                timers=count,
+                examples=_examples(session, *pending_of_type, timers=True),
+                fix="declare it again under lifecycle.events (the timers fire it)",
+                file=events_file,
+                line=events_line,
+            )
+        )
+    return fit
+
+
+def apply_renames(session: Session, rules: Rules, *, at: datetime, actor: str, rules_version: str | None = None) -> int:
+    """Move the memberships in a renamed state to its new name; one history entry each.
+
+    The conditional UPDATE makes it safe with several workers: a membership is moved (and
+    recorded) once. Its pending timers stay: they belong to the membership, not the state.
+    """
+    moved = 0
+    for old, new in rules.renamed_states.items():
+        rows = session.execute(
+            select(Membership.id, Membership.student_id).where(Membership.state == old).order_by(Membership.id)
+        ).all()
+        for membership_id, student_id in rows:
+            result = session.execute(
+                update(Membership)
+                .where(Membership.id == membership_id, Membership.state == old)
+                .values(state=new)
+                .execution_options(synchronize_session=False)
+            )
+            if not result.rowcount:
+                continue
+            timers = session.scalars(
+                select(ScheduledEvent.event_type).where(
+                    ScheduledEvent.membership_id == membership_id, ScheduledEvent.status == "pending"
+                )
+            ).all()
+            record_history(
+                session,
+                kind="state_renamed",
+                at=at,
+                student_id=student_id,
+                membership_id=membership_id,
+                actor=actor,
+                rules_version=rules_version,
+                detail={"from": old, "to": new, "pending_timers": sorted(timers)},
+            )
+            moved += 1
+        if rows:
+            log.info("renamed state %r to %r on %d membership(s)", old, new, len(rows))
+    return moved
+
+
+def fit_database(rt: Runtime, *, renames_only: bool = False) -> None:
+    """The worker's side: once per loaded rules version, apply the renames and alert on misfits.
+
+    ``renames_only`` (the periodic sweep) re-applies the renames even without a new version:
+    a process still on the old rules may have moved a membership into the old name since.
+    """
+    generation = rt.rules.generation
+    fresh = rt.extra.get(_FITTED) != generation
+    rules = rt.rules.rules
+    if not fresh and not (renames_only and rules.renamed_states):
+        return
+    with _fit_lock:
+        fresh = rt.extra.get(_FITTED) != generation
+        with rt.sessions.begin() as session:
+            apply_renames(session, rules, at=rt.now(), actor="worker")
+            if fresh:
+                for misfit in check_database(session, rules).misfits:
+                    _alert_once(rt, session, misfit)
+        rt.extra[_FITTED] = generation
+
+
+def _alert_once(rt: Runtime, session: Session, misfit: Misfit) -> None:
+    """One open alert per cause: a reload or a restart does not repeat it."""
+    open_alert = session.scalar(
+        select(Alert.id)
+        .where(
+            Alert.kind == ALERT_KIND,
+            Alert.acknowledged_at.is_(None),
+            Alert.message.contains(f"{misfit.cause} is not defined"),
+        )
+        .limit(1)
+    )
+    if open_alert is None:
+        raise_alert(rt, session, kind=ALERT_KIND, message=f"the rules do not fit the database: {misfit}")
