@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -81,18 +82,27 @@ def _settings_or_exit():
         sys.exit(2)
 
 
-def _check_database(rules) -> None:
+@contextmanager
+def _database_session():
+    """A read session on DATABASE_URL; an unreachable database is one line and exit 2."""
     from sqlalchemy.exc import SQLAlchemyError
 
     from engine.db.session import session_factory
-    from engine.pipeline.rules_fit import check_database
 
     try:
         with session_factory(_settings_or_exit())() as session:
-            fit = check_database(session, rules)
+            yield session
     except SQLAlchemyError as exc:
-        click.echo(f"error: cannot read the database: {' '.join(str(exc.orig or exc).split())[:300]}", err=True)
+        detail = getattr(exc, "orig", None) or exc
+        click.echo(f"error: cannot read the database: {' '.join(str(detail).split())[:300]}", err=True)
         sys.exit(2)
+
+
+def _check_database(rules) -> None:
+    from engine.pipeline.rules_fit import check_database
+
+    with _database_session() as session:
+        fit = check_database(session, rules)
     for rename in fit.renames:
         click.echo(f"note: {rename}")
     if fit.misfits:
@@ -104,28 +114,37 @@ def _check_database(rules) -> None:
 
 
 @main.command("dry-run")
-@click.argument("event_file", type=click.Path(path_type=Path))
+@click.argument("event_file", type=click.Path(path_type=Path), required=False)
+@click.option(
+    "--event",
+    "event_id",
+    type=int,
+    default=None,
+    help="A stored event (its id in the event log) instead of a file: planned with the student's real "
+    "state, link and timers, and compared with what was decided at the time.",
+)
 @RULES_OPTION
 @click.option("--state", default=None, help="Current state of the membership (default: initial).")
-@click.option("--linked/--not-linked", default=False, help="Whether the student linked Discord.")
+@click.option("--linked/--not-linked", default=None, help="Whether the student linked Discord.")
 @click.option("--previous-discord-id", default=None, help="For DISCORD_LINKED: the account linked before.")
 @click.option("--now", "now_text", default=None, help="ISO time to decide at (default: now).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def dry_run(
-    event_file: Path,
+    event_file: Path | None,
+    event_id: int | None,
     rules_dir: Path | None,
     state: str | None,
-    linked: bool,
+    linked: bool | None,
     previous_discord_id: str | None,
     now_text: str | None,
     as_json: bool,
 ) -> None:
-    """Show what EVENT_FILE (a Hotmart payload or an internal event) would do. Runs nothing."""
-    try:
-        body = json.loads(event_file.read_bytes())
-    except (OSError, ValueError) as exc:
-        click.echo(f"error: cannot read {event_file}: {exc}", err=True)
-        sys.exit(2)
+    """Show what EVENT_FILE (a Hotmart payload or an internal event), or stored event --event ID,
+    would do. Runs nothing."""
+    if (event_file is None) == (event_id is None):
+        raise click.UsageError("give an EVENT_FILE or --event ID (one of them)")
+    if event_id is not None and (state is not None or linked is not None or previous_discord_id is not None):
+        raise click.UsageError("--event plans with the student's real state and link: drop --state/--linked")
     try:
         now = datetime.fromisoformat(now_text) if now_text else datetime.now(UTC)
     except ValueError:
@@ -133,6 +152,14 @@ def dry_run(
         sys.exit(2)
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
+    if event_id is not None:
+        _dry_run_stored(event_id, _load_or_exit(_rules_dir(rules_dir)), now, as_json)
+        return
+    try:
+        body = json.loads(event_file.read_bytes())
+    except (OSError, ValueError) as exc:
+        click.echo(f"error: cannot read {event_file}: {exc}", err=True)
+        sys.exit(2)
     rules = _load_or_exit(_rules_dir(rules_dir))
     if state is not None and state not in rules.states:
         click.echo(f"error: unknown state {state!r} (states: {', '.join(rules.states)})", err=True)
@@ -140,11 +167,24 @@ def dry_run(
 
     from engine.dryrun import dry_run as run
 
-    result = run(body, rules, state=state, linked=linked, now=now, previous_discord_id=previous_discord_id)
+    result = run(body, rules, state=state, linked=bool(linked), now=now, previous_discord_id=previous_discord_id)
     if as_json:
         click.echo(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
     else:
         click.echo(result.trace())
+
+
+def _dry_run_stored(event_id: int, rules, now: datetime, as_json: bool) -> None:
+    from engine.pipeline.replan import replan_event
+
+    with _database_session() as session:
+        try:
+            replan = replan_event(session, event_id, rules, now=now)
+        except LookupError as exc:
+            click.echo(f"error: {exc.args[0]}", err=True)
+            sys.exit(2)
+        out = json.dumps(replan.to_dict(), ensure_ascii=False, indent=2) if as_json else replan.trace()
+    click.echo(out)
 
 
 @main.command()
@@ -279,6 +319,25 @@ def events(status: str | None, event_type: str | None, email: str | None, limit:
         cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
         click.echo("  ".join([*cells, row[-1]]).rstrip())
     click.echo(f"{len(table)} of {total} event(s)")
+
+
+@main.command()
+@click.argument("email")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def student(email: str, as_json: bool) -> None:
+    """A student's whole timeline: events (status, reason), transitions, steps and their results,
+    grants, timers, alerts and history (replays, renames), in time order."""
+    from engine.api.admin import Redactor
+    from engine.pipeline.timeline import student_timeline
+
+    settings = _settings_or_exit()
+    with _database_session() as session:
+        timeline = student_timeline(session, email, redactor=lambda codes: Redactor.for_settings(settings, codes))
+        if timeline is None:
+            click.echo(f"error: student {email.strip().lower()} not found", err=True)
+            sys.exit(1)
+        out = json.dumps(timeline.to_dict(), ensure_ascii=False, indent=2) if as_json else "\n".join(timeline.lines())
+    click.echo(out)
 
 
 @main.command()

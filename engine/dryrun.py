@@ -34,25 +34,32 @@ class DryRun:
         for problem in event.problems:
             lines.append(f"warning     {problem}")
         lines.append(f"product     {plan.product or '-'}")
-        if plan.ignored:
-            lines.append(f"state       {plan.from_state} (unchanged)")
-            lines.append(f"ignored     {plan.ignored_reason}")
-        else:
-            lines.append(f"transition  {plan.transition}: {plan.from_state} -> {plan.to_state}")
-        if plan.conditions:
-            lines.append("conditions")
-            for c in plan.conditions:
-                kind = "if" if c.required else "unless"
-                mark = "ok" if c.passed else "no"
-                lines.append(f"  [{mark}] {c.transition}: {kind} {c.condition} = {str(c.value).lower()}")
-        if plan.steps:
-            lines.append("steps")
-            for index, step in enumerate(plan.steps, 1):
-                params = ", ".join(f"{k}={v!r}" for k, v in step.params.items())
-                lines.append(f"  {index}. {step.action:<14} {params}")
-        elif not plan.ignored:
-            lines.append("steps       (none)")
+        lines += plan_lines(plan)
         return "\n".join(lines)
+
+
+def plan_lines(plan: Plan) -> list[str]:
+    """The decision as the trace shows it: transition (or why ignored), conditions, steps."""
+    lines = []
+    if plan.ignored:
+        lines.append(f"state       {plan.from_state} (unchanged)")
+        lines.append(f"ignored     {plan.ignored_reason}")
+    else:
+        lines.append(f"transition  {plan.transition}: {plan.from_state} -> {plan.to_state}")
+    if plan.conditions:
+        lines.append("conditions")
+        for c in plan.conditions:
+            kind = "if" if c.required else "unless"
+            mark = "ok" if c.passed else "no"
+            lines.append(f"  [{mark}] {c.transition}: {kind} {c.condition} = {str(c.value).lower()}")
+    if plan.steps:
+        lines.append("steps")
+        for index, step in enumerate(plan.steps, 1):
+            params = ", ".join(f"{k}={v!r}" for k, v in step.params.items())
+            lines.append(f"  {index}. {step.action:<14} {params}")
+    elif not plan.ignored:
+        lines.append("steps       (none)")
+    return lines
 
 
 def dry_run(

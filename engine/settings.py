@@ -44,6 +44,9 @@ class Settings(BaseSettings):
 
     retry_delay_seconds: float = 30.0  # the one automatic retry of a failed step
     timer_poll_seconds: float = 30.0  # how often due timers and stuck events are swept
+    # Hotmart disables a webhook URL that keeps failing, and silence is the only symptom:
+    # alert once when no webhook arrived for this long (0 turns it off).
+    alert_no_webhooks_hours: float = Field(default=24.0, ge=0)
 
     @property
     def development(self) -> bool:

@@ -203,3 +203,20 @@ def make_harness(pg: str) -> Callable[..., Harness]:
         return harness
 
     return factory
+
+
+@pytest.fixture
+def engine_cli(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., object]]:
+    """Run the `engine` command in-process (click's CliRunner) on a given database."""
+    from click.testing import CliRunner
+
+    from engine.cli import main
+    from engine.settings import get_settings
+
+    def run(database_url: str, *args: str):
+        monkeypatch.setenv("DATABASE_URL", database_url)
+        get_settings.cache_clear()
+        return CliRunner().invoke(main, list(args))
+
+    yield run
+    get_settings.cache_clear()  # the next get_settings() must not keep this test's database

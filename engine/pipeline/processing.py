@@ -25,6 +25,7 @@ from engine.pipeline.locks import student_lock
 from engine.pipeline.rules_fit import fit_database
 from engine.pipeline.runtime import Runtime
 from engine.planner import Facts, Plan
+from engine.rules.model import Rules
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ STUDENT_WIDE_EVENTS = frozenset({"DISCORD_LINKED", "MEMBER_JOINED"})
 
 
 @dataclass
-class _Target:
+class Target:
     membership: Membership | None  # None: would be created if the plan applies
     product_key: str
 
@@ -100,7 +101,7 @@ def _prepare(rt: Runtime, session: Session, event: Event, inp: EventInput | None
         return _ignore(event, "no event type in the body")
     if inp.source == "hotmart" and inp.event_type not in rules.known_events:
         return _ignore(event, f"unknown event type {inp.event_type!r}")
-    revoked = _revoked_transaction(session, inp, event)
+    revoked = revoked_transaction(session, inp, event)
     if revoked:
         return _ignore(event, revoked)
     if event.student_id is not None:
@@ -129,7 +130,7 @@ GRANTING_EVENTS = frozenset({"PURCHASE_APPROVED", "PURCHASE_COMPLETE", "PURCHASE
 REVOKING_EVENTS = ("PURCHASE_REFUNDED", "PURCHASE_CHARGEBACK")
 
 
-def _revoked_transaction(session: Session, inp: EventInput, event: Event) -> str | None:
+def revoked_transaction(session: Session, inp: EventInput, event: Event) -> str | None:
     """A refunded or charged-back purchase never grants again, whatever order events arrive in.
 
     Hotmart does not guarantee ordering: a refund may arrive before its approval (and be
@@ -163,12 +164,13 @@ def _upsert_student(session: Session, inp: EventInput) -> Student:
     return session.scalars(select(Student).where(Student.email == inp.email)).one()
 
 
-def _targets(rt: Runtime, student: Student, inp: EventInput) -> list[_Target] | str:
+def event_targets(rules: Rules, student: Student, inp: EventInput) -> list[Target] | str:
+    """The memberships an event concerns, or why none (also ``engine dry-run --event``)."""
     memberships = {m.product_key: m for m in student.memberships}
     if inp.product is not None:
-        return [_Target(memberships.get(inp.product.key), inp.product.key)]
+        return [Target(memberships.get(inp.product.key), inp.product.key)]
     if inp.event_type in STUDENT_WIDE_EVENTS:
-        targets = [_Target(m, m.product_key) for m in memberships.values() if m.product_key in rt.rules.rules.products]
+        targets = [Target(m, m.product_key) for m in memberships.values() if m.product_key in rules.products]
         return targets or "the student has no membership"
     return f"product {inp.product_key or '(none)'} is not defined in the rules"
 
@@ -177,7 +179,7 @@ def _plan(rt: Runtime, session: Session, event: Event, student_id: int, inp: Eve
     rules, planner = rt.rules.rules, rt.rules.planner
     student = session.get(Student, student_id)
     _refresh_student(student, inp)
-    targets = _targets(rt, student, inp)
+    targets = event_targets(rules, student, inp)
     if isinstance(targets, str):
         _ignore(event, targets)
         return
@@ -190,19 +192,11 @@ def _plan(rt: Runtime, session: Session, event: Event, student_id: int, inp: Eve
         product = rules.products[target.product_key]
         membership = target.membership
         state = membership.state if membership else rules.initial
-        stale = _stale_reason(inp, membership) if inp.source == "hotmart" else None
+        stale = stale_reason(inp, membership) if inp.source == "hotmart" else None
         if stale:
             plan = Plan(inp.event_type or "", product.key, state, state, ignored_reason=stale)
         else:
-            facts = Facts(
-                now=now,
-                discord_linked=bool(student.discord_id),
-                discord_id=inp.fields.get("discord_id") or student.discord_id,
-                previous_discord_id=inp.fields.get("previous_discord_id"),
-                email=student.email,
-                name=student.name,
-                token=new_code(),
-            )
+            facts = student_facts(student, inp, now, token=new_code())
             plan = planner.plan(inp.event_type or "", inp.fields, product, state, facts)
         if plan.ignored:
             reasons.append(f"{product.key}: {plan.ignored_reason}")
@@ -233,6 +227,19 @@ def _plan(rt: Runtime, session: Session, event: Event, student_id: int, inp: Eve
         event.status, event.processed_at = "processed", utcnow()
 
 
+def student_facts(student: Student, inp: EventInput, now: datetime, *, token: str | None = None) -> Facts:
+    """What the planner knows of the student besides the event."""
+    return Facts(
+        now=now,
+        discord_linked=bool(student.discord_id),
+        discord_id=inp.fields.get("discord_id") or student.discord_id,
+        previous_discord_id=inp.fields.get("previous_discord_id"),
+        email=student.email,
+        name=student.name,
+        token=token,
+    )
+
+
 def _refresh_student(student: Student, inp: EventInput) -> None:
     # Contact data improves over time (a later event may carry the phone the first lacked).
     if inp.source != "hotmart":
@@ -250,7 +257,7 @@ def _new_membership(session: Session, student: Student, product_key: str, initia
     return membership
 
 
-def _stale_reason(inp: EventInput, membership: Membership | None) -> str | None:
+def stale_reason(inp: EventInput, membership: Membership | None) -> str | None:
     if membership is None or membership.last_event_at is None or inp.occurred_at is None:
         return None
     if inp.occurred_at < membership.last_event_at:

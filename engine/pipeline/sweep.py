@@ -16,6 +16,7 @@ from engine.pipeline.alerts import notify_alerts
 from engine.pipeline.intake import store_internal
 from engine.pipeline.rules_fit import fit_database
 from engine.pipeline.runtime import Runtime
+from engine.pipeline.silence import alert_webhook_silence
 
 log = logging.getLogger(__name__)
 STUCK_AFTER = timedelta(minutes=2)
@@ -94,6 +95,7 @@ def sweep(rt: Runtime) -> dict[str, int]:
     released = release_held(rt)
     fired = fire_due_timers(rt)
     stuck = requeue_stuck(rt)
+    alert_webhook_silence(rt)
     notified = notify_alerts(rt)
     if released or fired or stuck or notified:
         log.info(

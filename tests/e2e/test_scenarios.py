@@ -917,6 +917,11 @@ def test_story_29_a_state_is_renamed(make_world, tmp_path):
         "database ok: 1 memberships and 1 pending timers fit the rules"
     ]
     assert w.alerts() == []  # a declared rename is not a problem
+    timeline = engine_cli(w, "student", BIA_EMAIL).stdout.splitlines()
+    assert timeline[1].startswith("membership  comunidade: atrasado since ")
+    assert [line[21:] for line in timeline if " history " in line] == [
+        "history     comunidade: state renamed overdue -> atrasado by worker"
+    ]
 
     # The renamed state works as the old one did: Bia pays within grace and is active again.
     w.clock.advance(days=2)

@@ -35,3 +35,12 @@ def test_postgres_urls_get_the_psycopg_driver_and_secrets_stay_hidden():
     settings = Settings(ENGINE_ENV="test", database_url="postgres://u:p@db/x", hotmart_hottok="s3cret", _env_file=None)
     assert settings.sqlalchemy_url == "postgresql+psycopg://u:p@db/x"
     assert "s3cret" not in repr(settings) and "s3cret" not in str(settings.model_dump())
+
+
+def test_webhook_silence_alert_defaults_to_a_day_and_refuses_negative_hours(monkeypatch):
+    monkeypatch.delenv("ALERT_NO_WEBHOOKS_HOURS", raising=False)
+    assert Settings(ENGINE_ENV="test", _env_file=None).alert_no_webhooks_hours == 24
+    monkeypatch.setenv("ALERT_NO_WEBHOOKS_HOURS", "0")
+    assert Settings(ENGINE_ENV="test", _env_file=None).alert_no_webhooks_hours == 0
+    with pytest.raises(ValidationError, match="greater than or equal to 0"):
+        Settings(ENGINE_ENV="test", alert_no_webhooks_hours=-1, _env_file=None)

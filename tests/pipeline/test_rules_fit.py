@@ -7,10 +7,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from sqlalchemy import select
 
-from engine.cli import main
 from engine.db.models import Alert, History, Membership, ScheduledEvent, Student
 from engine.pipeline.rules_fit import check_database
 from engine.pipeline.sweep import sweep
@@ -108,49 +106,35 @@ def test_a_state_a_product_and_a_timer_event_the_rules_lost(make_harness, tmp_pa
     ]
 
 
-def test_check_database_cli_fails_then_passes_with_the_rename(make_harness, tmp_path, monkeypatch):
+def test_check_database_cli_fails_then_passes_with_the_rename(make_harness, tmp_path, engine_cli):
     rules_dir = copy_rules(tmp_path)
     h = make_harness(rules_dir=rules_dir)
     overdue_subscriber(h)
     rename_overdue(rules_dir, declare=False)
-    monkeypatch.setenv("DATABASE_URL", h.runtime.settings.database_url)
-    from engine.settings import get_settings
+    database = h.runtime.settings.database_url
+    failed = engine_cli(database, "check", "--database", "--rules", str(rules_dir))
+    assert failed.exit_code == 1, failed.output
+    assert failed.stderr.splitlines() == [
+        f"rules/lifecycle.yaml:{states_line(rules_dir)}: state 'overdue' is not defined, but 1 membership "
+        "and 1 pending timer use it; e.g. ana.exemplo@example.com (comunidade); declare "
+        "lifecycle.renamed_states: {overdue: <new state>} or keep the state",
+        "1 error(s): the database uses what the rules no longer define",
+    ]
+    # Without --database the rules alone are fine: the mistake only shows against the data.
+    assert engine_cli(database, "check", "--rules", str(rules_dir)).exit_code == 0
 
-    get_settings.cache_clear()
-    try:
-        runner = CliRunner()
-        failed = runner.invoke(main, ["check", "--database", "--rules", str(rules_dir)])
-        assert failed.exit_code == 1, failed.output
-        assert failed.stderr.splitlines() == [
-            f"rules/lifecycle.yaml:{states_line(rules_dir)}: state 'overdue' is not defined, but 1 membership "
-            "and 1 pending timer use it; e.g. ana.exemplo@example.com (comunidade); declare "
-            "lifecycle.renamed_states: {overdue: <new state>} or keep the state",
-            "1 error(s): the database uses what the rules no longer define",
-        ]
-        # Without --database the rules alone are fine: the mistake only shows against the data.
-        assert runner.invoke(main, ["check", "--rules", str(rules_dir)]).exit_code == 0
-
-        rename_overdue(rules_dir, declare=True)
-        passed = runner.invoke(main, ["check", "--database", "--rules", str(rules_dir)])
-        assert passed.exit_code == 0, passed.output
-        assert passed.stdout.splitlines()[1:] == [
-            "note: 1 membership in 'overdue' will move to 'atrasado' when a worker loads these rules (renamed_states)",
-            "database ok: 1 memberships and 1 pending timers fit the rules",
-        ]
-        assert states(h) == {"comunidade": "overdue"}  # a check changes nothing
-    finally:
-        get_settings.cache_clear()
+    rename_overdue(rules_dir, declare=True)
+    passed = engine_cli(database, "check", "--database", "--rules", str(rules_dir))
+    assert passed.exit_code == 0, passed.output
+    assert passed.stdout.splitlines()[1:] == [
+        "note: 1 membership in 'overdue' will move to 'atrasado' when a worker loads these rules (renamed_states)",
+        "database ok: 1 memberships and 1 pending timers fit the rules",
+    ]
+    assert states(h) == {"comunidade": "overdue"}  # a check changes nothing
 
 
-def test_check_database_cli_cannot_reach_the_database(tmp_path, monkeypatch):
-    monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
-    from engine.settings import get_settings
-
-    get_settings.cache_clear()
-    try:
-        result = CliRunner().invoke(main, ["check", "--database", "--rules", str(RULES)])
-    finally:
-        get_settings.cache_clear()
+def test_check_database_cli_cannot_reach_the_database(engine_cli):
+    result = engine_cli("postgresql://nobody@127.0.0.1:1/none", "check", "--database", "--rules", str(RULES))
     assert result.exit_code == 2
     assert result.stderr.startswith("error: cannot read the database: ")
     assert "Traceback" not in result.output
