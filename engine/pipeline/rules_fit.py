@@ -109,6 +109,20 @@ def _where(rules: Rules, key: str) -> tuple[str, int | None]:
     return file, line
 
 
+def _memberships_misfit(
+    session: Session, cause: str, condition, count: int, *, fix: str, where: tuple[str, int | None]
+) -> Misfit:
+    return Misfit(
+        cause=cause,
+        memberships=count,
+        timers=_pending_timers(session, condition),
+        examples=_examples(session, condition),
+        fix=fix,
+        file=where[0],
+        line=where[1],
+    )
+
+
 def check_database(session: Session, rules: Rules) -> DatabaseFit:
     """What live memberships and pending timers use that ``rules`` does not define."""
     fit = DatabaseFit()
@@ -133,14 +147,13 @@ def check_database(session: Session, rules: Rules) -> DatabaseFit:
             fit.renames.append(PendingRename(state, rules.renamed_states[state], count))
             continue
         fit.misfits.append(
-            Misfit(
-                cause=f"state {state!r}",
-                memberships=count,
-                timers=_pending_timers(session, Membership.state == state),
-                examples=_examples(session, Membership.state == state),
+            _memberships_misfit(
+                session,
+                f"state {state!r}",
+                Membership.state == state,
+                count,
                 fix=f"declare lifecycle.renamed_states: {{{state}: <new state>}} or keep the state",
-                file=states_file,
-                line=states_line,
+                where=(states_file, states_line),
             )
         )
     products_dir = posixpath.join(posixpath.dirname(states_file) or "rules", "products/")
@@ -148,14 +161,13 @@ def check_database(session: Session, rules: Rules) -> DatabaseFit:
         if product in rules.products:
             continue
         fit.misfits.append(
-            Misfit(
-                cause=f"product {product!r}",
-                memberships=count,
-                timers=_pending_timers(session, Membership.product_key == product),
-                examples=_examples(session, Membership.product_key == product),
+            _memberships_misfit(
+                session,
+                f"product {product!r}",
+                Membership.product_key == product,
+                count,
                 fix=f"restore its file under {products_dir} (a product with students cannot be removed)",
-                file=products_dir,
-                line=None,
+                where=(products_dir, None),
             )
         )
     events_file, events_line = _where(rules, "lifecycle.events")
