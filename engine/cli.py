@@ -51,6 +51,7 @@ def main() -> None:
 
 @main.command()
 @RULES_OPTION
+@click.option("--strict", is_flag=True, help="Fail (exit 1) on warnings too: transitions no rule test covers.")
 @click.option(
     "--database",
     "with_database",
@@ -58,16 +59,24 @@ def main() -> None:
     help="Also compare the rules with the live database (DATABASE_URL): states, products and timer "
     "events that memberships or pending timers use but the rules no longer define.",
 )
-def check(rules_dir: Path | None, with_database: bool) -> None:
+def check(rules_dir: Path | None, strict: bool, with_database: bool) -> None:
     """Validate the rules; exit 1 listing every error as file:line: message."""
+    from engine.ruletests import coverage_warnings
+
     rules_dir = _rules_dir(rules_dir)
     rules = _load_or_exit(rules_dir)
+    warnings = coverage_warnings(rules, rules_dir)
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
     click.echo(
         f"ok: {len(rules.files)} files, {len(rules.products)} products, "
         f"{len(rules.states)} states, {len(rules.transitions)} transitions"
+        + (f", {len(warnings)} warning(s)" if warnings else "")
     )
     if with_database:
         _check_database(rules)
+    if strict and warnings:
+        sys.exit(1)
 
 
 def _settings_or_exit():
@@ -111,6 +120,39 @@ def _check_database(rules) -> None:
         click.echo(f"{len(fit.misfits)} error(s): the database uses what the rules no longer define", err=True)
         sys.exit(1)
     click.echo(f"database ok: {fit.memberships} memberships and {fit.pending_timers} pending timers fit the rules")
+
+
+@main.command("test")
+@RULES_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def rule_test(rules_dir: Path | None, as_json: bool) -> None:
+    """Run the rule tests in RULES/tests/*.yaml (planner only, nothing sent); exit 1 on any failure."""
+    from engine.ruletests import run_rule_tests
+
+    rules_dir = _rules_dir(rules_dir)
+    rules = _load_or_exit(rules_dir)
+    report = run_rule_tests(rules, rules_dir)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "files": report.files,
+                    "cases": report.cases,
+                    "failures": [{"file": f.file, "line": f.line, "message": f.message} for f in report.failures],
+                },
+                ensure_ascii=False,
+            )
+        )
+    else:
+        for failure in report.failures:
+            click.echo(str(failure), err=True)
+        if report.files == 0:
+            click.echo(f"no rule tests in {rules_dir}/tests (see the README: Changing the rules safely)")
+        else:
+            failed = f", {len(report.failures)} failure(s)" if report.failures else ""
+            click.echo(f"{'FAILED' if failed else 'ok'}: {report.cases} cases in {report.files} files{failed}")
+    if report.failures:
+        sys.exit(1)
 
 
 @main.command("dry-run")

@@ -26,7 +26,9 @@ def copy_rules(tmp_path: Path) -> Path:
 
 
 def rename_overdue(rules_dir: Path, *, declare: bool) -> None:
-    """What an admin does: every `overdue` of lifecycle.yaml becomes `atrasado`."""
+    """What an admin does: every `overdue` of lifecycle.yaml (and of the rule tests) becomes `atrasado`."""
+    for test_file in (rules_dir / "tests").glob("*.yaml"):
+        test_file.write_text(re.sub(r"\boverdue\b", "atrasado", test_file.read_text(encoding="utf-8")))
     path = rules_dir / "lifecycle.yaml"
     text = re.sub(r"\boverdue\b", "atrasado", path.read_text(encoding="utf-8"))
     if declare:
