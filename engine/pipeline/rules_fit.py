@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import posixpath
 import threading
+import weakref
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -29,7 +30,8 @@ log = logging.getLogger(__name__)
 
 EXAMPLES = 3
 ALERT_KIND = "rules.database"
-_FITTED = "rules_fit.generation"  # Runtime.extra: the rules generation last fitted
+# Per rules repository (one per process): the generation of the rules last fitted.
+_fitted: weakref.WeakKeyDictionary[object, int] = weakref.WeakKeyDictionary()
 _fit_lock = threading.Lock()
 
 
@@ -237,18 +239,18 @@ def fit_database(rt: Runtime, *, renames_only: bool = False) -> None:
     a process still on the old rules may have moved a membership into the old name since.
     """
     generation = rt.rules.generation
-    fresh = rt.extra.get(_FITTED) != generation
+    fresh = _fitted.get(rt.rules) != generation
     rules = rt.rules.rules
     if not fresh and not (renames_only and rules.renamed_states):
         return
     with _fit_lock:
-        fresh = rt.extra.get(_FITTED) != generation
+        fresh = _fitted.get(rt.rules) != generation
         with rt.sessions.begin() as session:
             apply_renames(session, rules, at=rt.now(), actor="worker")
             if fresh:
                 for misfit in check_database(session, rules).misfits:
                     _alert_once(rt, session, misfit)
-        rt.extra[_FITTED] = generation
+        _fitted[rt.rules] = generation
 
 
 def _alert_once(rt: Runtime, session: Session, misfit: Misfit) -> None:
