@@ -147,3 +147,23 @@ def test_cli_refuses_ambiguous_or_missing_input(make_harness, engine_cli):
     assert neither.exit_code == 2 and "give an EVENT_FILE or --event ID" in neither.stderr
     with_state = engine_cli(database, "dry-run", "--event", "1", "--state", "active")
     assert with_state.exit_code == 2 and "real state" in with_state.stderr
+
+
+def test_a_student_wide_event_is_planned_for_each_membership(make_harness):
+    from datetime import UTC, datetime
+
+    h = make_harness()
+    h.deliver(load_payload("purchase_approved.json"))
+    h.deliver(load_payload("purchase_approved_subscription_first.json"))
+    linked = link(h)
+    assert states(h) == {"curso": "active", "comunidade": "active"}
+    with h.runtime.sessions() as session:
+        replan = replan_event(session, linked, h.runtime.rules.rules, now=datetime(2026, 3, 5, tzinfo=UTC))
+    assert [(t.plan.product, t.plan.from_state, t.plan.ignored_reason is not None) for t in replan.targets] == [
+        ("curso", "active", True),
+        ("comunidade", "active", True),
+    ]
+    assert sorted(d for d in replan.differences if "state then" in d) == [
+        "comunidade: state then pending_onboarding, now active",
+        "curso: state then pending_onboarding, now active",
+    ]
