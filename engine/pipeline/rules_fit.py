@@ -35,36 +35,62 @@ _fitted: weakref.WeakKeyDictionary[object, int] = weakref.WeakKeyDictionary()
 _fit_lock = threading.Lock()
 
 
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}{'' if count == 1 else 's'}"
+def _plural(count: int, word: str, plural: str | None = None) -> str:
+    return f"{count} {word if count == 1 else plural or word + 's'}"
+
+
+def _memberships(count: int, portuguese: bool) -> str:
+    return _plural(count, "matrícula") if portuguese else _plural(count, "membership")
+
+
+def _timers(count: int, portuguese: bool) -> str:
+    return _plural(count, "timer pendente", "timers pendentes") if portuguese else _plural(count, "pending timer")
 
 
 @dataclass(frozen=True)
 class Misfit:
     """Something the database uses that the rules no longer define."""
 
-    cause: str  # "state 'overdue'", "product 'old'", "timer event 'OLD_EVENT'"
+    kind: str  # "state" | "product" | "timer event"
+    name: str
     memberships: int
     timers: int  # pending timers involved
     examples: tuple[str, ...]  # up to three "email (product)"
-    fix: str
     file: str
     line: int | None
 
     @property
-    def message(self) -> str:
+    def cause(self) -> str:
+        return f"{self.kind} {self.name!r}"
+
+    def message(self, portuguese: bool = False) -> str:
         used = []
         if self.memberships:
-            used.append(_plural(self.memberships, "membership"))
+            used.append(_memberships(self.memberships, portuguese))
         if self.timers or not self.memberships:
-            used.append(_plural(self.timers, "pending timer"))
-        return (
-            f"{self.cause} is not defined, but {' and '.join(used)} use it; e.g. {', '.join(self.examples)}; {self.fix}"
-        )
+            used.append(_timers(self.timers, portuguese))
+        examples = ", ".join(self.examples)
+        if portuguese:
+            what = {"state": "o estado", "product": "o produto", "timer event": "o evento de timer"}[self.kind]
+            fix = {
+                "state": f"declare lifecycle.renamed_states: {{{self.name}: <novo estado>}} ou mantenha o estado",
+                "product": f"restaure o arquivo dele em {self.file} (um produto com alunos não pode ser removido)",
+                "timer event": "declare-o de novo em lifecycle.events (os timers o disparam)",
+            }[self.kind]
+            return f"{what} {self.name!r} não está definido, mas {' e '.join(used)} o usam; ex.: {examples}; {fix}"
+        fix = {
+            "state": f"declare lifecycle.renamed_states: {{{self.name}: <new state>}} or keep the state",
+            "product": f"restore its file under {self.file} (a product with students cannot be removed)",
+            "timer event": "declare it again under lifecycle.events (the timers fire it)",
+        }[self.kind]
+        return f"{self.cause} is not defined, but {' and '.join(used)} use it; e.g. {examples}; {fix}"
+
+    def line_text(self, portuguese: bool = False) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.message(portuguese)}"
 
     def __str__(self) -> str:
-        where = f"{self.file}:{self.line}" if self.line else self.file
-        return f"{where}: {self.message}"
+        return self.line_text()
 
 
 @dataclass(frozen=True)
@@ -73,11 +99,19 @@ class PendingRename:
     new: str
     memberships: int
 
-    def __str__(self) -> str:
+    def text(self, portuguese: bool = False) -> str:
+        if portuguese:
+            return (
+                f"{_memberships(self.memberships, True)} em {self.old!r} passa(m) para {self.new!r} quando um "
+                "worker carregar estas regras (renamed_states)"
+            )
         return (
-            f"{_plural(self.memberships, 'membership')} in {self.old!r} will move to {self.new!r} "
+            f"{_memberships(self.memberships, False)} in {self.old!r} will move to {self.new!r} "
             "when a worker loads these rules (renamed_states)"
         )
+
+    def __str__(self) -> str:
+        return self.text()
 
 
 @dataclass
@@ -112,14 +146,14 @@ def _where(rules: Rules, key: str) -> tuple[str, int | None]:
 
 
 def _memberships_misfit(
-    session: Session, cause: str, condition, count: int, *, fix: str, where: tuple[str, int | None]
+    session: Session, kind: str, name: str, condition, count: int, where: tuple[str, int | None]
 ) -> Misfit:
     return Misfit(
-        cause=cause,
+        kind=kind,
+        name=name,
         memberships=count,
         timers=_pending_timers(session, condition),
         examples=_examples(session, condition),
-        fix=fix,
         file=where[0],
         line=where[1],
     )
@@ -149,14 +183,7 @@ def check_database(session: Session, rules: Rules) -> DatabaseFit:
             fit.renames.append(PendingRename(state, rules.renamed_states[state], count))
             continue
         fit.misfits.append(
-            _memberships_misfit(
-                session,
-                f"state {state!r}",
-                Membership.state == state,
-                count,
-                fix=f"declare lifecycle.renamed_states: {{{state}: <new state>}} or keep the state",
-                where=(states_file, states_line),
-            )
+            _memberships_misfit(session, "state", state, Membership.state == state, count, (states_file, states_line))
         )
     products_dir = posixpath.join(posixpath.dirname(states_file) or "rules", "products/")
     for product, count in sorted(by_product.items()):
@@ -164,12 +191,7 @@ def check_database(session: Session, rules: Rules) -> DatabaseFit:
             continue
         fit.misfits.append(
             _memberships_misfit(
-                session,
-                f"product {product!r}",
-                Membership.product_key == product,
-                count,
-                fix=f"restore its file under {products_dir} (a product with students cannot be removed)",
-                where=(products_dir, None),
+                session, "product", product, Membership.product_key == product, count, (products_dir, None)
             )
         )
     events_file, events_line = _where(rules, "lifecycle.events")
@@ -179,11 +201,11 @@ def check_database(session: Session, rules: Rules) -> DatabaseFit:
         pending_of_type = (ScheduledEvent.status == "pending", ScheduledEvent.event_type == event_type)
         fit.misfits.append(
             Misfit(
-                cause=f"timer event {event_type!r}",
+                kind="timer event",
+                name=event_type,
                 memberships=0,
                 timers=count,
                 examples=_examples(session, *pending_of_type, timers=True),
-                fix="declare it again under lifecycle.events (the timers fire it)",
                 file=events_file,
                 line=events_line,
             )

@@ -212,3 +212,26 @@ def test_rules_record_the_declared_renames(tmp_path, declare):
     rules = load_rules(rules_dir)
     assert rules.renamed_states == ({"overdue": "atrasado"} if declare else {})
     assert "atrasado" in rules.states and "overdue" not in rules.states
+
+
+def test_check_database_speaks_portuguese_when_asked(make_harness, tmp_path, engine_cli, monkeypatch):
+    rules_dir = copy_rules(tmp_path)
+    h = make_harness(rules_dir=rules_dir)
+    overdue_subscriber(h)
+    rename_overdue(rules_dir, declare=False)
+    monkeypatch.setenv("ENGINE_LANG", "pt-BR")
+    failed = engine_cli(h.runtime.settings.database_url, "check", "--database", "--rules", str(rules_dir))
+    assert failed.exit_code == 1
+    assert failed.stderr.splitlines() == [
+        f"rules/lifecycle.yaml:{states_line(rules_dir)}: o estado 'overdue' não está definido, mas 1 matrícula e "
+        "1 timer pendente o usam; ex.: ana.exemplo@example.com (comunidade); declare lifecycle.renamed_states: "
+        "{overdue: <novo estado>} ou mantenha o estado",
+        "1 erro(s): o banco de dados usa o que as regras não definem mais",
+    ]
+    rename_overdue(rules_dir, declare=True)
+    passed = engine_cli(h.runtime.settings.database_url, "check", "--database", "--rules", str(rules_dir))
+    assert passed.stdout.splitlines()[1:] == [
+        "nota: 1 matrícula em 'overdue' passa(m) para 'atrasado' quando um worker carregar estas regras "
+        "(renamed_states)",
+        "banco de dados ok: 1 matrícula(s) e 1 timer(s) pendente(s) condizem com as regras",
+    ]
