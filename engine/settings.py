@@ -44,6 +44,10 @@ class Settings(BaseSettings):
 
     retry_delay_seconds: float = 30.0  # the one automatic retry of a failed step
     timer_poll_seconds: float = 30.0  # how often due timers and stuck events are swept
+    # An event the worker raises on this many times is needs_attention, no longer re-queued.
+    worker_max_failures: int = Field(default=3, ge=1)
+    # How often a running process looks for changed rules, even when no event arrives.
+    rules_reload_seconds: float = Field(default=30.0, gt=0)
     # Hotmart disables a webhook URL that keeps failing, and silence is the only symptom:
     # alert once when no webhook arrived for this long (0 turns it off).
     alert_no_webhooks_hours: float = Field(default=24.0, ge=0)

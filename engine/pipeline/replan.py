@@ -55,6 +55,7 @@ class Replan:
     then: list[dict[str, Any]] = field(default_factory=list)  # the stored plans, codes hidden
     notes: list[str] = field(default_factory=list)
     differences: list[str] = field(default_factory=list)
+    rules_version: str | None = None  # of the rules planning it now
 
     def to_dict(self) -> dict[str, Any]:
         event = self.event
@@ -67,7 +68,9 @@ class Replan:
                 "reason": event.reason,
                 "received_at": event.received_at.isoformat(),
                 "occurred_at": event.occurred_at.isoformat() if event.occurred_at else None,
+                "rules_version": event.rules_version,
             },
+            "rules_version": self.rules_version,
             "student": {"email": self.email, "discord_linked": self.discord_linked} if self.email else None,
             "plans": [target.to_dict() for target in self.targets],
             "then": self.then,
@@ -82,6 +85,9 @@ class Replan:
             f"received {event.received_at:%Y-%m-%d %H:%M:%S}",
             f"at the time {event.status}" + (f": {event.reason}" if event.reason else ""),
         ]
+        if event.rules_version or self.rules_version:
+            then, now = event.rules_version or "(unknown)", self.rules_version or "(unknown)"
+            lines.append(f"rules       then {then}, now {now}")
         if self.email:
             lines.append(f"student     {self.email}  (Discord {'linked' if self.discord_linked else 'not linked'})")
         for note in self.notes:
@@ -103,14 +109,18 @@ class Replan:
         return "\n".join(lines)
 
 
-def replan_event(session: Session, event_id: int, rules: Rules, *, now: datetime) -> Replan:
-    """Plan stored event ``event_id`` on today's data; raises LookupError if there is none."""
+def replan_event(
+    session: Session, event_id: int, rules: Rules, *, now: datetime, rules_version: str | None = None
+) -> Replan:
+    """Plan stored event ``event_id`` on today's data with ``rules`` (version ``rules_version``);
+    raises LookupError if there is no such event."""
     event = session.get(Event, event_id)
     if event is None:
         raise LookupError(f"event {event_id} not found")
     then = _hide_codes(event.plans if isinstance(event.plans, list) else [])
     if event.payload is None:
         replan = Replan(event, event.email, False, then=then, notes=["the body is not JSON: nothing to plan"])
+        replan.rules_version = rules_version
         replan.differences = _differences(then, [], event)
         return replan
     inp = event_input(event.payload, rules)
@@ -119,6 +129,7 @@ def replan_event(session: Session, event_id: int, rules: Rules, *, now: datetime
     if student is None and email:
         student = session.scalar(select(Student).where(Student.email == email))
     replan = Replan(event, student.email if student else email, bool(student and student.discord_id), then=then)
+    replan.rules_version = rules_version
     replan.notes += [f"input: {problem}" for problem in inp.problems]
     revoked = revoked_transaction(session, inp, event)
     if revoked:
@@ -131,6 +142,8 @@ def replan_event(session: Session, event_id: int, rules: Rules, *, now: datetime
         replan.targets.append(TargetPlan(plan, None, None, []))
     else:
         targets = event_targets(rules, student, inp)
+        if targets is None:
+            targets = f"product {inp.product_key or '(none)'} is not defined in the rules"
         if isinstance(targets, str):
             plan = Plan(event_type, inp.product_key, None, None, ignored_reason=targets)
             replan.targets.append(TargetPlan(plan, None, None, []))

@@ -20,7 +20,7 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from engine.db.models import Alert, Membership, ScheduledEvent, Student
+from engine.db.models import Membership, ScheduledEvent, Student
 from engine.pipeline.alerts import raise_alert
 from engine.pipeline.history import record_history
 from engine.pipeline.runtime import Runtime
@@ -260,6 +260,8 @@ def fit_database(rt: Runtime, *, renames_only: bool = False) -> None:
     ``renames_only`` (the periodic sweep) re-applies the renames even without a new version:
     a process still on the old rules may have moved a membership into the old name since.
     """
+    if not rt.rules.available:
+        return  # no valid rules loaded yet: nothing to compare with
     generation = rt.rules.generation
     fresh = _fitted.get(rt.rules) != generation
     rules = rt.rules.rules
@@ -268,7 +270,7 @@ def fit_database(rt: Runtime, *, renames_only: bool = False) -> None:
     with _fit_lock:
         fresh = _fitted.get(rt.rules) != generation
         with rt.sessions.begin() as session:
-            apply_renames(session, rules, at=rt.now(), actor="worker")
+            apply_renames(session, rules, at=rt.now(), actor="worker", rules_version=rt.rules.version)
             if fresh:
                 for misfit in check_database(session, rules).misfits:
                     _alert_once(rt, session, misfit)
@@ -276,15 +278,11 @@ def fit_database(rt: Runtime, *, renames_only: bool = False) -> None:
 
 
 def _alert_once(rt: Runtime, session: Session, misfit: Misfit) -> None:
-    """One open alert per cause: a reload or a restart does not repeat it."""
-    open_alert = session.scalar(
-        select(Alert.id)
-        .where(
-            Alert.kind == ALERT_KIND,
-            Alert.acknowledged_at.is_(None),
-            Alert.message.contains(f"{misfit.cause} is not defined"),
-        )
-        .limit(1)
+    """One open alert per cause (grouped): a reload or a restart counts it, never a new alert."""
+    raise_alert(
+        rt,
+        session,
+        kind=ALERT_KIND,
+        message=f"the rules do not fit the database: {misfit}",
+        group_key=f"{ALERT_KIND}:{misfit.kind}:{misfit.name}",
     )
-    if open_alert is None:
-        raise_alert(rt, session, kind=ALERT_KIND, message=f"the rules do not fit the database: {misfit}")

@@ -224,6 +224,11 @@ def _history(session: Session, student: Student, products: dict[int, str], redac
         detail = h.detail or {}
         if h.kind == "state_renamed":
             text = f"{products.get(h.membership_id)}: state renamed {detail.get('from')} -> {detail.get('to')}"
+        elif h.kind == "replay" and "previous_status" in detail:
+            was, reason = detail["previous_status"], detail.get("previous_reason")
+            if reason:
+                was += ": " + " ".join(str(reason).split())
+            text = f"event #{h.event_id} replayed (was {was})"
         else:
             described = ", ".join(f"{k}={v}" for k, v in detail.items())
             text = h.kind + (f" event #{h.event_id}" if h.event_id else "") + (f" ({described})" if described else "")

@@ -171,6 +171,8 @@ class Rules:
     classes: dict[str, str]
     onboarding: Onboarding
     files: tuple[str, ...] = field(default=())
+    # Hotmart product ids sold outside the engine (catalog.unmanaged_products): plainly ignored.
+    unmanaged_products: frozenset[str] = frozenset()
     # Declared renames (old state -> new state), applied to the database when first loaded.
     renamed_states: dict[str, str] = field(default_factory=dict)
     # Where a part of the rules is declared, as (file, line), for messages about the database:

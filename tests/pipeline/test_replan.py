@@ -40,11 +40,13 @@ def test_a_processed_event_against_todays_state(make_harness, engine_cli):
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0].startswith(f"event       #{delayed} PURCHASE_DELAYED  (hotmart), received ")
+    version = h.runtime.rules.version
     assert lines[1:] == [
         "at the time processed",
+        f"rules       then {version}, now {version}",
         "student     ana.exemplo@example.com  (Discord linked)",
         "product     comunidade",
-        lines[4],  # membership #N, since <time>
+        lines[5],  # membership #N, since <time>
         "timer       GRACE_EXPIRED due 2026-03-09 12:00:00",
         "state       overdue (unchanged)",
         "ignored     no active subscription to put in grace",
@@ -54,7 +56,7 @@ def test_a_processed_event_against_todays_state(make_harness, engine_cli):
         f'  comunidade: - trigger_flow {{"flow": "payment_late", "flow_ns": "{PAYMENT_LATE_NS}"}}',
         '  comunidade: - schedule {"event": "GRACE_EXPIRED"}',
     ]
-    assert lines[4].startswith("membership  #")
+    assert lines[5].startswith("membership  #")
     # Nothing ran, nothing was stored, nothing changed.
     assert counts(h) == before
     assert states(h) == {"comunidade": "overdue"}
@@ -67,6 +69,7 @@ def test_json_holds_the_plans_then_and_now(make_harness, engine_cli):
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert out["event"]["id"] == delayed and out["event"]["status"] == "processed"
+    assert out["event"]["rules_version"] == out["rules_version"] == h.runtime.rules.version
     assert out["student"] == {"email": "ana.exemplo@example.com", "discord_linked": True}
     [now] = out["plans"]
     assert (now["product"], now["from_state"], now["transition"]) == ("comunidade", "overdue", None)
@@ -110,12 +113,12 @@ def test_an_event_the_rules_did_not_know_against_new_rules(make_harness, engine_
     )
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[1] == "at the time ignored: no product matches id 9999999"
+    assert lines[1] == "at the time needs_attention: no product matches id 9999999"
     assert "membership  none yet (would be created)" in lines
     assert "transition  purchase_not_linked: new -> pending_onboarding" in lines
     assert lines[-2:] == [
         "differences from what was decided at the time",
-        "  curso: no plan at the time (ignored: no product matches id 9999999); now purchase_not_linked -> "
+        "  curso: no plan at the time (needs_attention: no product matches id 9999999); now purchase_not_linked -> "
         "pending_onboarding",
     ]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from engine.db.models import Alert, History, Membership, ScheduledEvent, Student
+from engine.db.models import Alert, Event, History, Membership, ScheduledEvent, Student
 from engine.pipeline.rules_fit import check_database
 from engine.pipeline.sweep import sweep
 from engine.rules import load_rules
@@ -184,20 +184,22 @@ def test_the_worker_alerts_once_per_cause_when_rules_lose_a_state(make_harness, 
     rules_dir = copy_rules(tmp_path)
     h = make_harness(rules_dir=rules_dir)
     overdue_subscriber(h)
+    assert alerts(h) == []
     rename_overdue(rules_dir, declare=False)
-    sweep(h.runtime)  # nothing reloaded yet: the process still has the old rules
-    assert [a.kind for a in alerts(h)] == []
-    h.runtime.rules.reload()
-    h.deliver(renewal("renewal-after-bad-rename"))
+    sweep(h.runtime)  # the sweep picks up the new rules (events or not) and compares them with the data
     [alert] = alerts(h)
     assert alert.kind == "rules.database"
     assert "state 'overdue' is not defined, but 1 membership and 1 pending timer use it" in alert.message
     assert "ana.exemplo@example.com (comunidade)" in alert.message
-    # Another reload (a restart, another commit) with the same misfit: no second alert.
+    # Another load (a restart, another commit) with the same misfit counts in the same alert.
     h.runtime.rules.reload()
+    delayed_renewal = h.deliver(renewal("renewal-after-bad-rename"))
     sweep(h.runtime)
-    assert len(alerts(h)) == 1
+    [alert] = alerts(h)
+    assert alert.count == 2
     assert states(h) == {"comunidade": "overdue"}  # never guessed
+    with h.runtime.sessions() as session:
+        assert session.get(Event, delayed_renewal).status == "needs_attention"
 
 
 def alerts(h) -> list[Alert]:

@@ -31,6 +31,7 @@ def ana_disputes(h) -> dict[str, int]:
             event_id=ids["protest"],
             actor="cli",
             rules_version="abc123",
+            detail={"previous_status": "needs_attention", "previous_reason": "no product matches id 1111111"},
         )
     return ids
 
@@ -61,7 +62,7 @@ def test_the_timeline_in_time_order(make_harness, engine_cli):
         "grant       curso: discord_role 1180000000000000001",
         f"event       #{p} PURCHASE_PROTEST (hotmart) processed [curso]",
         f"transition  curso: active -> disputed (dispute_opened, event #{p})",
-        f"history     replay event #{p} by cli, rules abc123",
+        f"history     event #{p} replayed (was needs_attention: no product matches id 1111111) by cli, rules abc123",
     ]
     positions = [_index(body, line) for line in expected_in_order]
     assert positions == sorted(positions), body
