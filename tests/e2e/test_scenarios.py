@@ -908,14 +908,14 @@ def test_story_29_a_state_is_renamed(make_world, tmp_path):
     assert "note: 1 membership in 'overdue' will move to 'atrasado' when a worker loads these rules" in passed.stdout
     assert w.states() == {"comunidade": "overdue"}
 
-    # The worker loads the new rules (at its next event or sweep): Bia moves, recorded.
-    w.runtime.rules.reload_if_changed()
+    # The worker's sweep (every minute, events or not) loads the new rules: Bia moves, recorded.
     sweep(w.runtime)
     assert w.states() == {"comunidade": "atrasado"}
     with w.runtime.sessions() as session:
         [entry] = session.scalars(select(History)).all()
         bia = session.scalar(select(Student).where(Student.email == BIA_EMAIL))
         assert (entry.kind, entry.student_id, entry.actor) == ("state_renamed", bia.id, "worker")
+        assert entry.rules_version == w.runtime.rules.version  # the rules that declared the rename
         assert entry.detail == {"from": "overdue", "to": "atrasado", "pending_timers": ["GRACE_EXPIRED"]}
     assert engine_cli(w, "check", "--database", "--rules", str(rules_dir)).stdout.splitlines()[1:] == [
         "database ok: 1 memberships and 1 pending timers fit the rules"
@@ -924,7 +924,7 @@ def test_story_29_a_state_is_renamed(make_world, tmp_path):
     timeline = engine_cli(w, "student", BIA_EMAIL).stdout.splitlines()
     assert timeline[1].startswith("membership  comunidade: atrasado since ")
     assert [line[21:] for line in timeline if " history " in line] == [
-        "history     comunidade: state renamed overdue -> atrasado by worker"
+        f"history     comunidade: state renamed overdue -> atrasado by worker, rules {w.runtime.rules.version}"
     ]
 
     # The renamed state works as the old one did: Bia pays within grace and is active again.

@@ -158,6 +158,7 @@ def test_the_worker_moves_renamed_memberships_once_and_records_it(make_harness, 
     assert states(h) == {"comunidade": "active"}
     [entry] = history(h)
     assert entry.kind == "state_renamed" and entry.actor == "worker"
+    assert entry.rules_version == h.runtime.rules.version
     assert entry.detail == {"from": "overdue", "to": "atrasado", "pending_timers": ["GRACE_EXPIRED"]}
     with h.runtime.sessions() as session:
         ana = session.scalar(select(Student).where(Student.email == "ana.exemplo@example.com"))
