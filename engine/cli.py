@@ -11,6 +11,8 @@ from pathlib import Path
 
 import click
 
+from engine.statuses import EventStatus
+
 RULES_OPTION = click.option(
     "--rules",
     "rules_dir",
@@ -184,6 +186,43 @@ def rule_test(rules_dir: Path | None, as_json: bool) -> None:
         sys.exit(1)
 
 
+@main.command()
+@click.option(
+    "--rules",
+    "candidate_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Candidate rules, compared with the loaded ones ($RULES_DIR).",
+)
+@click.option("--against", "git_ref", default=None, help="Compare $RULES_DIR with itself at this git ref (e.g. main).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def plan(candidate_dir: Path | None, git_ref: str | None, as_json: bool) -> None:
+    """What a rules change does to the students already there: access gained or lost, dropped states, timers."""
+    from engine.db.session import session_factory
+    from engine.plan import GitRefError, plan_rules, rules_at_ref
+    from engine.settings import get_settings
+
+    if (candidate_dir is None) == (git_ref is None):
+        raise click.UsageError("give either --rules DIR (candidate) or --against GIT_REF (baseline)")
+    settings = get_settings()
+    loaded_dir = _rules_dir(None)
+    try:
+        if git_ref is not None:
+            with rules_at_ref(loaded_dir, git_ref) as baseline_dir:
+                current = _load_or_exit(baseline_dir)
+            candidate = _load_or_exit(loaded_dir)
+        else:
+            current, candidate = _load_or_exit(loaded_dir), _load_or_exit(candidate_dir)
+    except GitRefError as exc:
+        raise click.ClickException(f"cannot read the rules at {git_ref!r}: {exc}") from exc
+    with session_factory(settings)() as session:
+        result = plan_rules(session, current, candidate)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), ensure_ascii=False))
+    else:
+        click.echo(result.summary())
+
+
 @main.command("new-product")
 @click.argument("key")
 @click.option("--hotmart-id", required=True, help="The product's id in Hotmart (digits).")
@@ -308,8 +347,8 @@ def dry_run(
 
 
 def _dry_run_stored(event_id: int, rules_dir: Path, now: datetime, as_json: bool) -> None:
-    from engine.pipeline.replan import replan_event
     from engine.rules.files import rules_version
+    from engine.service.replan import replan_event
 
     rules = _load_or_exit(rules_dir)
     with _database_session() as session:
@@ -370,21 +409,20 @@ def serve(host: str, port: int, workers: int, worker: bool | None, threads: int,
     in_process = worker if worker is not None else not settings.redis_url
     if in_process and workers > 1:
         raise click.UsageError("an in-process worker needs --workers 1 (run `engine worker` separately)")
+    # The app by its import string: the CLI starts the API, it does not import it.
+    app = "engine.api.main:app_factory"
     if workers > 1:
-        uvicorn.run(
-            "engine.api.main:app_factory", factory=True, host=host, port=port, workers=workers, access_log=access_log
-        )
+        uvicorn.run(app, factory=True, host=host, port=port, workers=workers, access_log=access_log)
         return
-    from engine.api.main import app_factory
-    from engine.worker import huey
+    from engine.worker import huey, runtime
 
-    app = app_factory()
+    runtime()  # fail fast on invalid rules or settings, before the worker starts; the app reuses it
     consumer = None
     if in_process:
         consumer = huey.create_consumer(workers=threads, worker_type="thread", periodic=True)
         consumer.start()
     try:
-        uvicorn.run(app, host=host, port=port, access_log=access_log)
+        uvicorn.run(app, factory=True, host=host, port=port, access_log=access_log)
     finally:
         if consumer is not None:
             consumer.stop(graceful=True)
@@ -462,17 +500,7 @@ def bot() -> None:
     run()
 
 
-EVENT_STATUSES = (
-    "received",
-    "held",
-    "processing",
-    "retrying",
-    "processed",
-    "ignored",
-    "needs_attention",
-    "failed",
-    "rejected",
-)
+EVENT_STATUSES = tuple(status.value for status in EventStatus)
 
 
 @main.command()
@@ -483,8 +511,8 @@ EVENT_STATUSES = (
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object, as GET /admin/events does.")
 def events(status: str | None, event_type: str | None, email: str | None, limit: int, as_json: bool) -> None:
     """List events from the event log, newest first."""
-    from engine.api.admin import Redactor, event_summary, query_events
     from engine.db.session import session_factory
+    from engine.service.views import Redactor, event_summary, query_events
     from engine.settings import get_settings
 
     settings = get_settings()
@@ -522,12 +550,11 @@ def events(status: str | None, event_type: str | None, email: str | None, limit:
 def student(email: str, as_json: bool) -> None:
     """A student's whole timeline: events (status, reason), transitions, steps and their results,
     grants, timers, alerts and history (replays, renames), in time order."""
-    from engine.api.admin import Redactor
-    from engine.pipeline.timeline import student_timeline
+    from engine.service.timeline import student_timeline
 
     settings = _settings_or_exit()
     with _database_session() as session:
-        timeline = student_timeline(session, email, redactor=lambda codes: Redactor.for_settings(settings, codes))
+        timeline = student_timeline(session, email, settings)
         if timeline is None:
             click.echo(f"error: student {email.strip().lower()} not found", err=True)
             sys.exit(1)
@@ -646,7 +673,7 @@ def status() -> None:
     from sqlalchemy import func, select
 
     from engine.db.models import Alert, Event
-    from engine.rules.repository import RulesRepository
+    from engine.pipeline.rules_repository import RulesRepository
     from engine.settings import get_settings
 
     settings = get_settings()
@@ -710,8 +737,8 @@ def status() -> None:
 def import_students(csv_file: Path, adopt_access: bool, check_only: bool) -> None:
     """One-time seed of existing students: CSV columns email,product[,state,name,phone,discord_id]."""
     from engine.db.session import session_factory
+    from engine.pipeline.rules_repository import RulesRepository
     from engine.pipeline.seed import read_rows, seed
-    from engine.rules.repository import RulesRepository
     from engine.settings import get_settings
 
     settings = get_settings()

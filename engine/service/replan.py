@@ -19,13 +19,14 @@ from sqlalchemy.orm import Session
 from engine.db.models import Event, Membership, ScheduledEvent, Student
 from engine.dryrun import plan_lines
 from engine.inputs import event_input
-from engine.pipeline.processing import event_targets, revoked_transaction, stale_reason, student_facts
+from engine.pipeline.processing import event_facts, event_targets, revoked_transaction, stale_reason
 from engine.planner import Facts, Plan, Planner
+from engine.rules.actions import TOKEN_PLACEHOLDER
 from engine.rules.model import Rules
+from engine.service.views import planned_codes
 
 # Step parameters that are new each time an event is planned: not a difference in the decision.
 _VOLATILE_PARAMS = frozenset({"code", "expires_at", "due_at"})
-_TOKEN = "{token}"
 
 
 @dataclass
@@ -166,7 +167,10 @@ def _target(session, planner, rules, inp, student, target, now, notes) -> Target
         state = rules.renamed_states[state]
     if inp.source == "hotmart" and (stale := stale_reason(inp, membership)):
         notes.append(f"{product.key}: the worker would ignore it now: {stale}")
-    plan = planner.plan(inp.event_type or "(none)", inp.fields, product, state, student_facts(student, inp, now))
+    facts = event_facts(
+        now, inp, email=student.email, name=student.name, discord_id=student.discord_id, with_token=False
+    )
+    plan = planner.plan(inp.event_type or "(none)", inp.fields, product, state, facts)
     timers: list[tuple[str, datetime]] = []
     if membership is not None:
         timers = [
@@ -187,18 +191,12 @@ def _target(session, planner, rules, inp, student, target, now, notes) -> Target
 
 def _hide_codes(plans: list[Any]) -> list[dict[str, Any]]:
     """The stored plans with the onboarding codes they issued replaced by ``{token}``."""
-    codes = {
-        step["params"].get("code")
-        for plan in plans
-        if isinstance(plan, dict)
-        for step in plan.get("steps") or []
-        if isinstance(step, dict) and step.get("action") == "issue_token" and isinstance(step.get("params"), dict)
-    } - {None, _TOKEN}
+    codes = planned_codes([], plans)
 
     def hide(value: Any) -> Any:
         if isinstance(value, str):
             for code in codes:
-                value = value.replace(code, _TOKEN)
+                value = value.replace(code, TOKEN_PLACEHOLDER)
             return value
         if isinstance(value, dict):
             return {key: hide(item) for key, item in value.items()}

@@ -2,12 +2,12 @@
 
 Events with their status and reason, the transitions their plans applied, each step and
 its result, grants, timers, alerts and history entries (replays, renames, imports). Codes
-never appear: the caller's ``redact`` hides them with its other secrets.
+and configured secrets never appear (:class:`engine.service.views.Redactor`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -21,10 +21,11 @@ from engine.db.models import (
     Grant,
     History,
     Membership,
-    OnboardingToken,
     ScheduledEvent,
     Student,
 )
+from engine.service.views import Redactor, email_key, student_codes
+from engine.settings import Settings
 
 Redact = Callable[[Any], Any]
 # Same instant: an event before its transition, before its steps and what they produced.
@@ -90,19 +91,14 @@ def _when(at: datetime) -> str:
     return f"{at:%Y-%m-%d %H:%M:%S}"
 
 
-def student_codes(session: Session, student_id: int) -> list[str]:
-    """The student's onboarding codes, for the caller's redactor (never shown)."""
-    return list(session.scalars(select(OnboardingToken.code).where(OnboardingToken.student_id == student_id)))
-
-
-def student_timeline(session: Session, email: str, *, redactor: Callable[[Iterable[str]], Redact]) -> Timeline | None:
-    """The whole timeline of the student with ``email``, or None; ``redactor(codes)`` hides secrets."""
+def student_timeline(session: Session, email: str, settings: Settings) -> Timeline | None:
+    """The whole timeline of the student with ``email`` (any case), or None."""
     student = session.scalar(
-        select(Student).options(selectinload(Student.memberships)).where(Student.email == email.strip().lower())
+        select(Student).options(selectinload(Student.memberships)).where(Student.email == email_key(email))
     )
     if student is None:
         return None
-    redact = redactor(student_codes(session, student.id))
+    redact = Redactor.for_settings(settings, student_codes(session, [student.id]))
     products = {m.id: m.product_key for m in student.memberships}
     events = session.scalars(
         select(Event)

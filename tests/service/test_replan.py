@@ -9,8 +9,8 @@ import shutil
 from sqlalchemy import func, select
 
 from engine.db.models import ActionRun, Event, Membership
-from engine.pipeline.replan import replan_event
 from engine.rules import load_rules
+from engine.service.replan import replan_event
 from tests.conftest import RULES, load_payload
 from tests.pipeline.test_processing import link, states
 
