@@ -137,8 +137,8 @@ def test_check_database_cli_fails_then_passes_with_the_rename(make_harness, tmp_
 
 def test_check_database_cli_cannot_reach_the_database(engine_cli):
     result = engine_cli("postgresql://nobody@127.0.0.1:1/none", "check", "--database", "--rules", str(RULES))
-    assert result.exit_code == 2
-    assert result.stderr.startswith("error: cannot read the database: ")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: database (DATABASE_URL): ")
     assert "Traceback" not in result.output
 
 

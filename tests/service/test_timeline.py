@@ -111,3 +111,14 @@ def _index(lines: list[str], wanted: str) -> int:
 def _runs(h) -> list[ActionRun]:
     with h.runtime.sessions() as session:
         return list(session.scalars(select(ActionRun)))
+
+
+def test_read_only_needs_no_service_secret(make_harness, engine_cli, monkeypatch):
+    h = make_harness()
+    h.deliver(load_payload("purchase_approved.json"))
+    monkeypatch.setenv("ENGINE_ENV", "production")
+    monkeypatch.delenv("HOTMART_HOTTOK", raising=False)
+    monkeypatch.delenv("ADMIN_API_TOKEN", raising=False)
+    result = engine_cli(h.runtime.settings.database_url, "student", ANA)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(f"student     {ANA}")
