@@ -44,3 +44,17 @@ def test_webhook_silence_alert_defaults_to_a_day_and_refuses_negative_hours(monk
     assert Settings(ENGINE_ENV="test", _env_file=None).alert_no_webhooks_hours == 0
     with pytest.raises(ValidationError, match="greater than or equal to 0"):
         Settings(ENGINE_ENV="test", alert_no_webhooks_hours=-1, _env_file=None)
+
+
+def test_the_reconcile_schedule_is_a_cron_line_or_off():
+    assert Settings(ENGINE_ENV="test", _env_file=None).reconcile_schedule == "30 3 * * *"
+    assert Settings(ENGINE_ENV="test", reconcile_schedule=" 0  2 * * 1 ", _env_file=None).reconcile_schedule == (
+        "0 2 * * 1"
+    )
+    assert Settings(ENGINE_ENV="test", reconcile_schedule="OFF", _env_file=None).reconcile_schedule == "off"
+    with pytest.raises(ValidationError, match="five cron fields"):
+        Settings(ENGINE_ENV="test", reconcile_schedule="nightly", _env_file=None)
+    with pytest.raises(ValidationError, match="RECONCILE_SCHEDULE '99 3 \\* \\* \\*'"):
+        Settings(ENGINE_ENV="test", reconcile_schedule="99 3 * * *", _env_file=None)
+    with pytest.raises(ValidationError, match="reconcile_apply"):
+        Settings(ENGINE_ENV="test", reconcile_apply="everything", _env_file=None)
