@@ -128,3 +128,14 @@ class StudentHold:
             raise
         finally:
             connection.close()
+
+
+def transaction_lock(session: Session, key: int) -> None:
+    """Hold a database-wide lock named ``key`` until the session's transaction ends.
+
+    For checks that several worker processes run at the same moment (the periodic sweep)
+    and that must act once. SQLite: nothing (one process, writers serialised).
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        lock = text("SELECT pg_advisory_xact_lock(:ns, CAST(:key AS integer))")
+        session.execute(lock, {"ns": _NAMESPACE + 1, "key": key})

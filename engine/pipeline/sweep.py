@@ -18,7 +18,9 @@ from engine.db.models import ActionRun, Event, Membership, ScheduledEvent, Stude
 from engine.pipeline import attention
 from engine.pipeline.alerts import notify_alerts
 from engine.pipeline.intake import store_internal
+from engine.pipeline.rules_fit import fit_database
 from engine.pipeline.runtime import Runtime
+from engine.pipeline.silence import alert_webhook_silence
 
 log = logging.getLogger(__name__)
 _SWEEP_LOCK = 0x5E19  # advisory-lock namespace of the sweep (students 0x5E17, alert groups 0x5E18)
@@ -150,6 +152,7 @@ def sweep(rt: Runtime) -> dict[str, int]:
     # Every process: newest valid rules within a minute, events or not; a broken version alerts once.
     rt.rules.reload_if_changed()
     attention.report_rules_failure(rt)
+    fit_database(rt, renames_only=True)  # declared renames before any event is planned on them
     with _one_sweeper(rt) as mine:
         if not mine:
             return {"resumed": 0, "released": 0, "timers": 0, "requeued": 0, "alerts": 0}
@@ -161,6 +164,7 @@ def _sweep(rt: Runtime) -> dict[str, int]:
     released = release_held(rt)
     fired = fire_due_timers(rt)
     stuck = requeue_stuck(rt)
+    alert_webhook_silence(rt)
     notified = notify_alerts(rt)
     if resumed or released or fired or stuck or notified:
         log.info(
