@@ -44,6 +44,9 @@ class Settings(BaseSettings):
 
     retry_delay_seconds: float = 30.0  # the one automatic retry of a failed step
     timer_poll_seconds: float = 30.0  # how often due timers and stuck events are swept
+    # A fresh webhook waits this long (after the student's newest arrival) so that events
+    # crossing in flight are applied in creation order (README: "Per student, in order").
+    order_settle_seconds: float = Field(default=2.0, ge=0, le=30)
 
     @property
     def development(self) -> bool:

@@ -9,19 +9,29 @@ from __future__ import annotations
 import logging
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from engine.db.models import ActionRun, Event, Membership, Student, utcnow
 from engine.inputs import EventInput, event_input
 from engine.pipeline.alerts import notify_alerts
 from engine.pipeline.execution import drain_student
 from engine.pipeline.locks import student_lock
+from engine.pipeline.ordering import (
+    GRANTING_EVENTS,
+    REVOKING_EVENTS,
+    STUDENT_WIDE_EVENTS,
+    BatchEntry,
+    newest_decided_after,
+    order_key,
+    reevaluate,
+    skip_superseded,
+)
 from engine.pipeline.runtime import Runtime
 from engine.planner import Facts, Plan
 
@@ -36,8 +46,8 @@ def new_code(length: int = 8) -> str:
     return "".join(secrets.choice(CODE_ALPHABET) for _ in range(length))
 
 
-# Internal events that concern the student, not one product: every membership gets them.
-STUDENT_WIDE_EVENTS = frozenset({"DISCORD_LINKED", "MEMBER_JOINED"})
+# A fresh webhook never waits longer than this many settle windows after its own arrival.
+SETTLE_CAP = 3
 
 
 @dataclass
@@ -50,6 +60,7 @@ def process_event(rt: Runtime, event_id: int) -> str:
     """Plan and run one event; returns the event's status afterwards."""
     rt.rules.reload_if_changed()
     inp: EventInput | None = None
+    wait = 0.0
     with rt.sessions.begin() as session:
         event = session.get(Event, event_id)
         if event is None:
@@ -63,12 +74,14 @@ def process_event(rt: Runtime, event_id: int) -> str:
             # Parsed once here; planning under the lock reuses it.
             inp = event_input(event.payload, rt.rules.rules) if event.payload is not None else None
             student_id, status = _prepare(rt, session, event, inp)
+            if status == "received" and student_id is not None:
+                wait = _settle_wait(rt, session, event, student_id)
+    if wait > 0:
+        rt.schedule_event(event_id, wait)  # planned with the student's other fresh events
+        return "received"
     if status == "received" and student_id is not None and inp is not None:
         with student_lock(rt.sessions, student_id):
-            with rt.sessions.begin() as session:
-                event = session.get(Event, event_id)
-                if event.status == "received":
-                    _plan(rt, session, event, student_id, inp)
+            _plan_waiting(rt, student_id, event_id, inp)
             drain_student(rt, student_id)
     elif status in ("processing", "retrying") and student_id is not None:
         with student_lock(rt.sessions, student_id):
@@ -76,6 +89,52 @@ def process_event(rt: Runtime, event_id: int) -> str:
     notify_alerts(rt)  # post alerts raised by this event now, not at the next sweep
     with rt.sessions.begin() as session:
         return session.get(Event, event_id).status
+
+
+def _waiting(student: Student):
+    """The student's events not planned yet (a lead's first ones carry only the e-mail)."""
+    return and_(
+        Event.status == "received",
+        or_(Event.student_id == student.id, and_(Event.student_id.is_(None), Event.email == student.email)),
+    )
+
+
+def _settle_wait(rt: Runtime, session: Session, event: Event, student_id: int) -> float:
+    """Seconds a fresh webhook still waits: until the student's newest arrival is
+    ORDER_SETTLE_SECONDS old (events crossing in flight then go in creation order), at most
+    SETTLE_CAP windows after its own arrival. Arrival times are wall-clock."""
+    window = rt.settings.order_settle_seconds
+    if window <= 0 or event.source != "hotmart":
+        return 0.0
+    student = session.get(Student, student_id)
+    newest = session.scalar(select(func.max(Event.received_at)).where(_waiting(student), Event.source == "hotmart"))
+    window_td = timedelta(seconds=window)
+    newest = max(newest or event.received_at, event.received_at)
+    settled = min(newest + window_td, event.received_at + SETTLE_CAP * window_td)
+    return max((settled - utcnow()).total_seconds(), 0.0)
+
+
+def _plan_waiting(rt: Runtime, student_id: int, event_id: int, inp: EventInput) -> None:
+    """Plan the student's settled events in creation order, in one transaction (caller holds the lock)."""
+    cutoff = utcnow() - timedelta(seconds=rt.settings.order_settle_seconds)
+    with rt.sessions.begin() as session:
+        student = session.get(Student, student_id)
+        waiting = session.scalars(
+            select(Event).where(_waiting(student), or_(Event.received_at <= cutoff, Event.id == event_id))
+        ).all()
+        batch: list[BatchEntry] = []
+        for event in sorted(waiting, key=order_key):
+            if event.id == event_id:
+                event_inp = inp
+            elif event.payload is None:
+                continue  # its own task ignores it
+            else:
+                event_inp = event_input(event.payload, rt.rules.rules)
+            if event.student_id is None and _prepare(rt, session, event, event_inp)[1] != "received":
+                continue
+            if event.student_id is not None:
+                _plan(rt, session, event, event.student_id, event_inp, batch)
+        skip_superseded(batch)
 
 
 def _ignore(event: Event, reason: str, plans: list[dict[str, Any]] | None = None) -> tuple[None, str]:
@@ -122,11 +181,6 @@ def _prepare(rt: Runtime, session: Session, event: Event, inp: EventInput | None
     return student.id, "received"
 
 
-# Events that would grant (or restore) access for a purchase, and those that end it for good.
-GRANTING_EVENTS = frozenset({"PURCHASE_APPROVED", "PURCHASE_COMPLETE", "PURCHASE_BILLET_PRINTED"})
-REVOKING_EVENTS = ("PURCHASE_REFUNDED", "PURCHASE_CHARGEBACK")
-
-
 def _revoked_transaction(session: Session, inp: EventInput, event: Event) -> str | None:
     """A refunded or charged-back purchase never grants again, whatever order events arrive in.
 
@@ -162,7 +216,11 @@ def _upsert_student(session: Session, inp: EventInput) -> Student:
 
 
 def _targets(rt: Runtime, student: Student, inp: EventInput) -> list[_Target] | str:
-    memberships = {m.product_key: m for m in student.memberships}
+    # Queried, not the cached relationship: an earlier event of the same batch may have created one.
+    found = object_session(student).scalars(
+        select(Membership).where(Membership.student_id == student.id).order_by(Membership.id)
+    )
+    memberships = {m.product_key: m for m in found}
     if inp.product is not None:
         return [_Target(memberships.get(inp.product.key), inp.product.key)]
     if inp.event_type in STUDENT_WIDE_EVENTS:
@@ -171,7 +229,9 @@ def _targets(rt: Runtime, student: Student, inp: EventInput) -> list[_Target] | 
     return f"product {inp.product_key or '(none)'} is not defined in the rules"
 
 
-def _plan(rt: Runtime, session: Session, event: Event, student_id: int, inp: EventInput) -> None:
+def _plan(
+    rt: Runtime, session: Session, event: Event, student_id: int, inp: EventInput, batch: list[BatchEntry]
+) -> None:
     rules, planner = rt.rules.rules, rt.rules.planner
     student = session.get(Student, student_id)
     _refresh_student(student, inp)
@@ -188,9 +248,14 @@ def _plan(rt: Runtime, session: Session, event: Event, student_id: int, inp: Eve
         product = rules.products[target.product_key]
         membership = target.membership
         state = membership.state if membership else rules.initial
-        stale = _stale_reason(inp, membership) if inp.source == "hotmart" else None
-        if stale:
-            plan = Plan(inp.event_type or "", product.key, state, state, ignored_reason=stale)
+        late = newest_decided_after(rt, session, student, product.key, event, inp)
+        reevaluated = None
+        if late is not None:
+            # Created before an event already decided: fold it into the ordered history.
+            reevaluated = reevaluate(rt, session, student, product, membership, event, inp, new_code)
+            plan = reevaluated.plan
+            if not reevaluated.changed:
+                plan = Plan(inp.event_type or "", product.key, state, state, ignored_reason=_stale_reason(inp, late))
         else:
             facts = Facts(
                 now=now,
@@ -202,14 +267,18 @@ def _plan(rt: Runtime, session: Session, event: Event, student_id: int, inp: Eve
                 token=new_code(),
             )
             plan = planner.plan(inp.event_type or "", inp.fields, product, state, facts)
+        runs: list[ActionRun] = []
         if plan.ignored:
             reasons.append(f"{product.key}: {plan.ignored_reason}")
         else:
             applied = True
             membership = membership or _new_membership(session, student, product.key, rules.initial)
             _apply(membership, plan, inp, event, now)
+            if reevaluated is not None:
+                for name, value in reevaluated.fields.items():
+                    setattr(membership, name, value)  # the newest in creation order, not the late one's
             for step in plan.steps:
-                session.add(
+                runs.append(
                     ActionRun(
                         event_id=event.id,
                         membership_id=membership.id,
@@ -220,7 +289,12 @@ def _plan(rt: Runtime, session: Session, event: Event, student_id: int, inp: Eve
                     )
                 )
                 step_index += 1
-        plans.append({**plan.to_dict(), "membership_id": membership.id if membership else None})
+            session.add_all(runs)
+        entry = reevaluated.to_dict() if reevaluated is not None and not plan.ignored else plan.to_dict()
+        entry["membership_id"] = membership.id if membership else None
+        plans.append(entry)
+        if membership is not None and reevaluated is None and not plan.ignored:
+            batch.append(BatchEntry(event, membership.id, entry, runs))
     event.plans = plans
     event.product_key = inp.product.key if inp.product else inp.product_key
     if not applied:
@@ -248,15 +322,8 @@ def _new_membership(session: Session, student: Student, product_key: str, initia
     return membership
 
 
-def _stale_reason(inp: EventInput, membership: Membership | None) -> str | None:
-    if membership is None or membership.last_event_at is None or inp.occurred_at is None:
-        return None
-    if inp.occurred_at < membership.last_event_at:
-        return (
-            f"stale: created {inp.occurred_at.isoformat()}, before the last applied event "
-            f"({membership.last_event_at.isoformat()})"
-        )
-    return None
+def _stale_reason(inp: EventInput, newer: datetime) -> str:
+    return f"stale: created {inp.occurred_at.isoformat()}, before the last applied event ({newer.isoformat()})"
 
 
 def _apply(membership: Membership, plan: Plan, inp: EventInput, event: Event, now: datetime) -> None:

@@ -38,6 +38,8 @@ class Runtime:
     connectors: dict[str, Connector]  # by action
     enqueue: Callable[[int], None] = lambda event_id: None  # run process_event(event_id) soon
     schedule_drain: Callable[[int, float], None] = lambda student_id, delay: None
+    # run process_event(event_id) after `delay` seconds (an event still settling)
+    schedule_event: Callable[[int, float], None] = lambda event_id, delay: None
     clock: Callable[[], datetime] = utcnow
     alert_sink: Connector | None = None  # has post_alert(content, nonce=)
     extra: dict = field(default_factory=dict)
@@ -89,6 +91,7 @@ def build_runtime(
     *,
     enqueue: Callable[[int], None] | None = None,
     schedule_drain: Callable[[int, float], None] | None = None,
+    schedule_event: Callable[[int, float], None] | None = None,
     sessions: sessionmaker[Session] | None = None,
 ) -> Runtime:
     from engine.db.session import session_factory
@@ -101,4 +104,6 @@ def build_runtime(
         runtime.enqueue = enqueue
     if schedule_drain is not None:
         runtime.schedule_drain = schedule_drain
+    if schedule_event is not None:
+        runtime.schedule_event = schedule_event
     return runtime

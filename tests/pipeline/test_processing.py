@@ -337,9 +337,11 @@ def test_refund_arriving_before_its_approval_still_wins(make_harness):
 
 def test_a_new_purchase_of_the_same_product_is_not_blocked_by_an_old_refund(make_harness):
     h = make_harness()
-    h.deliver(load_payload("purchase_refunded.json"))
+    refund = load_payload("purchase_refunded.json")
+    h.deliver(refund)
     again = load_payload("purchase_approved.json")
     again["id"], again["data"]["purchase"]["transaction"] = "another-purchase", "HP1000000000099"
+    again["creation_date"] = refund["creation_date"] + 1000  # bought again after that refund
     h.deliver(again)
     assert states(h) == {"curso": "pending_onboarding"}
 
