@@ -15,7 +15,7 @@ events in ``creation_date`` order (README, "Per student, in order"):
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -134,19 +134,6 @@ def _history(rt: Runtime, session: Session, student: Student, product_key: str, 
     return sorted(items, key=lambda item: item.key)
 
 
-def _revoked(session: Session, items: Iterable[_Item]) -> set[str]:
-    transactions = {
-        t for item in items if item.inp.event_type in GRANTING_EVENTS and (t := item.inp.fields.get("transaction"))
-    }
-    if not transactions:
-        return set()
-    return set(
-        session.scalars(
-            select(Event.transaction).where(Event.transaction.in_(transactions), Event.type.in_(REVOKING_EVENTS))
-        )
-    )
-
-
 def simulate(steps: Iterable[Step], grants: dict[str, set[str]], timers: dict[str, str]) -> None:
     """What steps do to a membership's access and timers, as the ledger and timer table record it."""
     for step in steps:
@@ -168,7 +155,7 @@ def _fold(
     rt: Runtime, session: Session, student: Student, product: Product, items: list[_Item], new_token: Callable[[], str]
 ) -> _Fold:
     rules, planner = rt.rules.rules, rt.rules.planner
-    revoked = _revoked(session, items)
+    revoked: set[str] = set()  # purchases refunded so far in the history
     links = [item.key for item in items if item.inp.event_type == "DISCORD_LINKED"]
     # Linked without a DISCORD_LINKED event: imported (engine import-students) before any event.
     linked_from = min(links) if links else None
@@ -180,8 +167,11 @@ def _fold(
     now = rt.now()
     for item in items:
         inp = item.inp
-        if inp.source == "hotmart" and inp.event_type in GRANTING_EVENTS and inp.fields.get("transaction") in revoked:
-            continue  # a refunded purchase never grants, whatever the order
+        transaction = inp.fields.get("transaction") if inp.source == "hotmart" else None
+        if transaction and inp.event_type in REVOKING_EVENTS:
+            revoked.add(transaction)
+        elif transaction in revoked and inp.event_type in GRANTING_EVENTS:
+            continue  # a refunded purchase never grants again
         if item.event.source == "timer":
             timers.pop(inp.event_type or "", None)  # this timer fired
         facts = Facts(
@@ -207,12 +197,24 @@ def _fold(
     return _Fold(state, applied, grants, timers, fields)
 
 
-def _realized(session: Session, membership: Membership | None) -> tuple[set[tuple[int, str]], set[tuple[int, str]]]:
-    """(event, transition) pairs whose messages already went out, and those whose alerts did."""
-    sent: set[tuple[int, str]] = set()
-    alerted: set[tuple[int, str]] = set()
+@dataclass
+class _Realized:
+    """What earlier plans of the membership already sent."""
+
+    # (event, transition) -> its flows, sent or standing in an earlier identical one
+    sent: dict[tuple[int, str], list[str]] = field(default_factory=dict)
+    alerted: set[tuple[int, str]] = field(default_factory=set)
+    emitted: Counter = field(default_factory=Counter)  # flows that went out
+
+
+def _flows(steps: Iterable[dict[str, Any]]) -> list[str]:
+    return [step["params"]["flow"] for step in steps if step.get("action") == "trigger_flow"]
+
+
+def _realized(session: Session, membership: Membership | None) -> _Realized:
+    realized = _Realized()
     if membership is None:
-        return sent, alerted
+        return realized
     events = session.scalars(
         select(Event).where(Event.student_id == membership.student_id, Event.status.in_(DECIDED_STATUSES))
     ).all()
@@ -222,13 +224,16 @@ def _realized(session: Session, membership: Membership | None) -> tuple[set[tupl
                 continue
             reordered = entry.get("reordered")
             if reordered:
-                sent |= {(e, t) for e, t in reordered.get("sent", [])}
-                alerted |= {(e, t) for e, t in reordered.get("alerted", [])}
+                realized.sent.update({(e, t): flows for e, t, flows in reordered.get("sent", [])})
+                realized.alerted |= {(e, t) for e, t in reordered.get("alerted", [])}
+                realized.emitted.update(reordered.get("emitted", []))
             elif entry.get("transition") and not entry.get("ignored_reason"):
-                alerted.add((event.id, entry["transition"]))
+                pair = (event.id, entry["transition"])
+                realized.alerted.add(pair)
                 if not entry.get("superseded_by"):
-                    sent.add((event.id, entry["transition"]))
-    return sent, alerted
+                    realized.sent[pair] = _flows(entry.get("steps") or [])
+                    realized.emitted.update(realized.sent[pair])
+    return realized
 
 
 def _expected(session: Session, membership: Membership | None) -> tuple[dict[str, set[str]], dict[str, str]]:
@@ -266,13 +271,19 @@ class Reevaluation:
     fields: dict[str, Any]
     changed: bool
     history: list[dict[str, Any]] = field(default_factory=list)
-    sent: list[tuple[int, str]] = field(default_factory=list)
+    sent: list[tuple[int, str, list[str]]] = field(default_factory=list)
     alerted: list[tuple[int, str]] = field(default_factory=list)
+    emitted: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             **self.plan.to_dict(),
-            "reordered": {"history": self.history, "sent": self.sent, "alerted": self.alerted},
+            "reordered": {
+                "history": self.history,
+                "sent": self.sent,
+                "alerted": self.alerted,
+                "emitted": self.emitted,
+            },
         }
 
 
@@ -293,7 +304,7 @@ def reevaluate(
     result = _fold(rt, session, student, product, _history(rt, session, student, product.key, event, inp), new_token)
     changes = [i for i, folded in enumerate(result.applied) if folded.plan.to_state != folded.plan.from_state]
     surviving_from = changes[-1] if changes else 0
-    sent, alerted = _realized(session, membership)
+    realized = _realized(session, membership)
 
     steps: list[Step] = []
     grants, timers = _expected(session, membership)
@@ -313,7 +324,12 @@ def reevaluate(
             adds.append(Step(add, {key: new, **params}))
     steps += removes + adds
 
-    history, new_sent, new_alerted = [], [], []
+    # Never a flow twice: a flow that went out for a transition the ordered history no longer
+    # has (its event now takes another one, or none) stands in for the same flow of a new one.
+    folded_pairs = {(f.item.event.id, f.plan.transition or "") for f in result.applied}
+    held = Counter(flow for pair, flows in realized.sent.items() if pair in folded_pairs for flow in flows)
+    credit = realized.emitted - held
+    history, new_sent, new_alerted, emitted = [], [], [], []
     own: Plan | None = None
     for index, folded in enumerate(result.applied):
         pair = (folded.item.event.id, folded.plan.transition or "")
@@ -331,12 +347,17 @@ def reevaluate(
                 "superseded": not surviving,
             }
         )
-        if surviving and pair not in sent:
+        if surviving and pair not in realized.sent:
             messages = [s for s in folded.plan.steps if s.action in ONE_SHOT_ACTIONS or s.action == "revoke_token"]
-            if messages:
-                steps += messages
-                new_sent.append(pair)
-        if pair not in alerted:
+            flows = [s.params["flow"] for s in messages if s.action == "trigger_flow"]
+            if flows and not Counter(flows) - credit:  # each already went out: send none of its messages again
+                credit -= Counter(flows)
+                messages = [s for s in messages if s.action == "revoke_token"]
+            else:
+                emitted += flows
+            steps += messages
+            new_sent.append((*pair, flows))
+        if pair not in realized.alerted:
             alerts = [s for s in folded.plan.steps if s.action == "alert"]
             if alerts:
                 steps += alerts
@@ -352,7 +373,7 @@ def reevaluate(
         steps=steps,
     )
     changed = result.state != current or bool(steps)
-    return Reevaluation(plan, result.state, result.fields, changed, history, new_sent, new_alerted)
+    return Reevaluation(plan, result.state, result.fields, changed, history, new_sent, new_alerted, emitted)
 
 
 @dataclass

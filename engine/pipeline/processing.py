@@ -70,12 +70,11 @@ def process_event(rt: Runtime, event_id: int) -> str:
         if event.status != "received":
             student_id = event.student_id
             status = event.status
-        else:
+        elif (wait := _settle_wait(rt, session, event)) == 0:
+            _prepare_earlier(rt, session, event)
             # Parsed once here; planning under the lock reuses it.
             inp = event_input(event.payload, rt.rules.rules) if event.payload is not None else None
             student_id, status = _prepare(rt, session, event, inp)
-            if status == "received" and student_id is not None:
-                wait = _settle_wait(rt, session, event, student_id)
     if wait > 0:
         rt.schedule_event(event_id, wait)  # planned with the student's other fresh events
         return "received"
@@ -99,19 +98,44 @@ def _waiting(student: Student):
     )
 
 
-def _settle_wait(rt: Runtime, session: Session, event: Event, student_id: int) -> float:
-    """Seconds a fresh webhook still waits: until the student's newest arrival is
-    ORDER_SETTLE_SECONDS old (events crossing in flight then go in creation order), at most
-    SETTLE_CAP windows after its own arrival. Arrival times are wall-clock."""
+def _settle_wait(rt: Runtime, session: Session, event: Event) -> float:
+    """Seconds a fresh webhook still waits before anything is decided: until the newest webhook
+    for the same buyer is ORDER_SETTLE_SECONDS old (events crossing in flight then go in
+    creation order), at most SETTLE_CAP windows after its own arrival. Wall-clock times."""
     window = rt.settings.order_settle_seconds
-    if window <= 0 or event.source != "hotmart":
+    if window <= 0 or event.source != "hotmart" or not event.email:
         return 0.0
-    student = session.get(Student, student_id)
-    newest = session.scalar(select(func.max(Event.received_at)).where(_waiting(student), Event.source == "hotmart"))
+    newest = session.scalar(
+        select(func.max(Event.received_at)).where(
+            Event.email == event.email, Event.status == "received", Event.source == "hotmart"
+        )
+    )
     window_td = timedelta(seconds=window)
     newest = max(newest or event.received_at, event.received_at)
     settled = min(newest + window_td, event.received_at + SETTLE_CAP * window_td)
     return max((settled - utcnow()).total_seconds(), 0.0)
+
+
+def _prepare_earlier(rt: Runtime, session: Session, event: Event) -> None:
+    """A buyer's settled webhooks created before this one are prepared first: an approval
+    makes the student its earlier-arriving refund belongs to (a lead's refund alone is ignored)."""
+    if event.source != "hotmart" or not event.email:
+        return
+    cutoff = utcnow() - timedelta(seconds=rt.settings.order_settle_seconds)
+    earlier = session.scalars(
+        select(Event).where(
+            Event.email == event.email,
+            Event.source == "hotmart",
+            Event.status == "received",
+            Event.student_id.is_(None),
+            Event.id != event.id,
+            Event.received_at <= cutoff,
+        )
+    ).all()
+    for other in sorted(earlier, key=order_key):
+        if order_key(other) < order_key(event):
+            other_inp = event_input(other.payload, rt.rules.rules) if other.payload is not None else None
+            _prepare(rt, session, other, other_inp)
 
 
 def _plan_waiting(rt: Runtime, student_id: int, event_id: int, inp: EventInput) -> None:
@@ -181,21 +205,23 @@ def _prepare(rt: Runtime, session: Session, event: Event, inp: EventInput | None
     return student.id, "received"
 
 
-def _revoked_transaction(session: Session, inp: EventInput, event: Event) -> str | None:
+def _revoked_transaction(session: Session, inp: EventInput, event: Event, *, any_date: bool = False) -> str | None:
     """A refunded or charged-back purchase never grants again, whatever order events arrive in.
 
-    Hotmart does not guarantee ordering: a refund may arrive before its approval (and be
-    ignored then, as nothing was granted yet); the approval must not grant afterwards.
+    A refund created after the approval is the approval's future: the approval, arriving late,
+    is folded into the ordered history, where the refund revokes it (``any_date`` names the
+    refund then). A refund created before a granting event of its purchase (a redelivered
+    approval, a warranty completion) keeps it from granting at all.
     """
     transaction = inp.fields.get("transaction")
     if inp.source != "hotmart" or inp.event_type not in GRANTING_EVENTS or not transaction:
         return None
-    revoking = session.scalar(
-        select(Event.id)
-        .where(Event.transaction == transaction, Event.type.in_(REVOKING_EVENTS), Event.id != event.id)
-        .order_by(Event.id)
-        .limit(1)
+    query = select(Event.id).where(
+        Event.transaction == transaction, Event.type.in_(REVOKING_EVENTS), Event.id != event.id
     )
+    if not any_date and inp.occurred_at is not None:
+        query = query.where(or_(Event.occurred_at.is_(None), Event.occurred_at <= inp.occurred_at))
+    revoking = session.scalar(query.order_by(Event.id).limit(1))
     if revoking is None:
         return None
     return f"stale: transaction {transaction} was refunded or charged back (event {revoking})"
@@ -255,6 +281,10 @@ def _plan(
             reevaluated = reevaluate(rt, session, student, product, membership, event, inp, new_code)
             plan = reevaluated.plan
             if not reevaluated.changed:
+                revoked = _revoked_transaction(session, inp, event, any_date=True)
+                if revoked:  # the purchase's own verdict, as when the refund was known in time
+                    _ignore(event, revoked, [plan.to_dict()])
+                    return
                 plan = Plan(inp.event_type or "", product.key, state, state, ignored_reason=_stale_reason(inp, late))
         else:
             facts = Facts(
