@@ -213,7 +213,7 @@ def scenarios(draw):
 
 
 @settings(
-    max_examples=int(os.environ.get("ORDERING_EXAMPLES", "25")),  # ~20 s; raise it for a deeper search
+    max_examples=int(os.environ.get("ORDERING_EXAMPLES", "12")),  # ~20 s; raise it for a deeper search
     phases=[Phase.explicit, Phase.reuse, Phase.generate],
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
