@@ -56,7 +56,7 @@ def order_key(event: Event) -> tuple[datetime, int]:
     return (event.occurred_at or event.received_at, event.id)
 
 
-def _of_student(student: Student):
+def of_student(student: Student):
     # A lead's first events (ignored before the student existed) carry the e-mail only.
     return or_(Event.student_id == student.id, and_(Event.student_id.is_(None), Event.email == student.email))
 
@@ -79,7 +79,7 @@ def newest_decided_after(
         return None
     rows = session.scalars(
         select(Event).where(
-            _of_student(student),
+            of_student(student),
             Event.source == "hotmart",
             Event.status.in_(DECIDED_STATUSES),
             Event.occurred_at > inp.occurred_at,
@@ -95,6 +95,19 @@ def newest_decided_after(
         if mine and (newest is None or row.occurred_at > newest):
             newest = row.occurred_at
     return newest
+
+
+def student_facts(student: Student, inp: EventInput, now: datetime, *, linked: bool, token: str) -> Facts:
+    """What the planner knows about the student besides the event (``linked``: at that point)."""
+    return Facts(
+        now=now,
+        discord_linked=linked,
+        discord_id=inp.fields.get("discord_id") or student.discord_id,
+        previous_discord_id=inp.fields.get("previous_discord_id"),
+        email=student.email,
+        name=student.name,
+        token=token,
+    )
 
 
 @dataclass
@@ -123,7 +136,7 @@ class _Fold:
 
 
 def _history(rt: Runtime, session: Session, student: Student, product_key: str, event: Event, inp: EventInput):
-    rows = session.scalars(select(Event).where(_of_student(student), Event.status.in_(DECIDED_STATUSES))).all()
+    rows = session.scalars(select(Event).where(of_student(student), Event.status.in_(DECIDED_STATUSES))).all()
     items = [_Item(event, inp)]
     for row in rows:
         if row.id == event.id or row.payload is None:
@@ -151,9 +164,7 @@ def simulate(steps: Iterable[Step], grants: dict[str, set[str]], timers: dict[st
                 timers.pop(name, None)
 
 
-def _fold(
-    rt: Runtime, session: Session, student: Student, product: Product, items: list[_Item], new_token: Callable[[], str]
-) -> _Fold:
+def _fold(rt: Runtime, student: Student, product: Product, items: list[_Item], new_token: Callable[[], str]) -> _Fold:
     rules, planner = rt.rules.rules, rt.rules.planner
     revoked: set[str] = set()  # purchases refunded so far in the history
     links = [item.key for item in items if item.inp.event_type == "DISCORD_LINKED"]
@@ -174,15 +185,8 @@ def _fold(
             continue  # a refunded purchase never grants again
         if item.event.source == "timer":
             timers.pop(inp.event_type or "", None)  # this timer fired
-        facts = Facts(
-            now=now,
-            discord_linked=always_linked or (linked_from is not None and item.key >= linked_from),
-            discord_id=inp.fields.get("discord_id") or student.discord_id,
-            previous_discord_id=inp.fields.get("previous_discord_id"),
-            email=student.email,
-            name=student.name,
-            token=new_token(),
-        )
+        linked = always_linked or (linked_from is not None and item.key >= linked_from)
+        facts = student_facts(student, inp, now, linked=linked, token=new_token())
         plan = planner.plan(inp.event_type or "", inp.fields, product, state, facts)
         if plan.ignored:
             continue
@@ -301,7 +305,7 @@ def reevaluate(
     that take the membership from what it is to what that history makes it."""
     rules = rt.rules.rules
     current = membership.state if membership else rules.initial
-    result = _fold(rt, session, student, product, _history(rt, session, student, product.key, event, inp), new_token)
+    result = _fold(rt, student, product, _history(rt, session, student, product.key, event, inp), new_token)
     changes = [i for i, folded in enumerate(result.applied) if folded.plan.to_state != folded.plan.from_state]
     surviving_from = changes[-1] if changes else 0
     realized = _realized(session, membership)

@@ -28,9 +28,11 @@ from engine.pipeline.ordering import (
     STUDENT_WIDE_EVENTS,
     BatchEntry,
     newest_decided_after,
+    of_student,
     order_key,
     reevaluate,
     skip_superseded,
+    student_facts,
 )
 from engine.pipeline.runtime import Runtime
 from engine.planner import Facts, Plan
@@ -92,10 +94,7 @@ def process_event(rt: Runtime, event_id: int) -> str:
 
 def _waiting(student: Student):
     """The student's events not planned yet (a lead's first ones carry only the e-mail)."""
-    return and_(
-        Event.status == "received",
-        or_(Event.student_id == student.id, and_(Event.student_id.is_(None), Event.email == student.email)),
-    )
+    return and_(Event.status == "received", of_student(student))
 
 
 def _settle_wait(rt: Runtime, session: Session, event: Event) -> float:
@@ -287,15 +286,7 @@ def _plan(
                     return
                 plan = Plan(inp.event_type or "", product.key, state, state, ignored_reason=_stale_reason(inp, late))
         else:
-            facts = Facts(
-                now=now,
-                discord_linked=bool(student.discord_id),
-                discord_id=inp.fields.get("discord_id") or student.discord_id,
-                previous_discord_id=inp.fields.get("previous_discord_id"),
-                email=student.email,
-                name=student.name,
-                token=new_code(),
-            )
+            facts = student_facts(student, inp, now, linked=bool(student.discord_id), token=new_code())
             plan = planner.plan(inp.event_type or "", inp.fields, product, state, facts)
         runs: list[ActionRun] = []
         if plan.ignored:

@@ -884,32 +884,20 @@ def test_story_27_crossing_events(start_stack, fakes, pg, redis_url):
     assert flows() == ["onboarding", "welcome"]
     time.sleep(0.5)
     base = datetime.now(UTC)  # everything below was created after the link, in this order:
-    notice, renewal = (
-        hotmart(
-            "purchase_delayed",
-            transaction="HP20000000002702",
-            creation_date=epoch_ms(base - timedelta(milliseconds=400)),
-        ),
-        hotmart(
+
+    def crossing(transaction: str, recurrence: int, created_ms: int) -> tuple[dict, dict]:
+        """A late-payment notice and, 100 ms later, the payment of the same charge."""
+        notice = hotmart("purchase_delayed", transaction=transaction, creation_date=created_ms)
+        paid = hotmart(
             "purchase_approved_renewal",
-            transaction="HP20000000002702",
-            recurrence_number=2,
-            creation_date=epoch_ms(base - timedelta(milliseconds=300)),
-        ),
-    )
-    next_notice, next_renewal = (
-        hotmart(
-            "purchase_delayed",
-            transaction="HP20000000002703",
-            creation_date=epoch_ms(base - timedelta(milliseconds=200)),
-        ),
-        hotmart(
-            "purchase_approved_renewal",
-            transaction="HP20000000002703",
-            recurrence_number=3,
-            creation_date=epoch_ms(base - timedelta(milliseconds=100)),
-        ),
-    )
+            transaction=transaction,
+            recurrence_number=recurrence,
+            creation_date=created_ms + 100,
+        )
+        return notice, paid
+
+    notice, renewal = crossing("HP20000000002702", 2, epoch_ms(base - timedelta(milliseconds=400)))
+    next_notice, next_renewal = crossing("HP20000000002703", 3, epoch_ms(base - timedelta(milliseconds=200)))
 
     # 1. Within seconds: the approval, then the notice created before it.
     renewal_id, notice_id = post(renewal), post(notice)
