@@ -26,12 +26,13 @@ def _rules_dir(rules_dir: Path | None) -> Path:
 
 def _load_or_exit(rules_dir: Path):
     from engine.rules import check_rules
+    from engine.rules.translate import problem_line, summary
 
     rules, problems = check_rules(rules_dir)
     if problems:
-        for problem in problems:
-            click.echo(str(problem), err=True)
-        click.echo(f"{len(problems)} error(s) in {rules_dir}", err=True)
+        for problem in problems:  # in $ENGINE_LANG (pt-BR) when asked
+            click.echo(problem_line(problem), err=True)
+        click.echo(summary(len(problems), rules_dir), err=True)
         sys.exit(1)
     return rules
 
@@ -50,14 +51,105 @@ def main() -> None:
 
 @main.command()
 @RULES_OPTION
-def check(rules_dir: Path | None) -> None:
+@click.option("--strict", is_flag=True, help="Fail (exit 1) on warnings too: transitions no rule test covers.")
+def check(rules_dir: Path | None, strict: bool) -> None:
     """Validate the rules; exit 1 listing every error as file:line: message."""
+    from engine.ruletests import coverage_warnings
+
     rules_dir = _rules_dir(rules_dir)
     rules = _load_or_exit(rules_dir)
+    warnings = coverage_warnings(rules, rules_dir)
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
     click.echo(
         f"ok: {len(rules.files)} files, {len(rules.products)} products, "
         f"{len(rules.states)} states, {len(rules.transitions)} transitions"
+        + (f", {len(warnings)} warning(s)" if warnings else "")
     )
+    if strict and warnings:
+        sys.exit(1)
+
+
+@main.command("test")
+@RULES_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def rule_test(rules_dir: Path | None, as_json: bool) -> None:
+    """Run the rule tests in RULES/tests/*.yaml (planner only, nothing sent); exit 1 on any failure."""
+    from engine.ruletests import run_rule_tests
+
+    rules_dir = _rules_dir(rules_dir)
+    rules = _load_or_exit(rules_dir)
+    report = run_rule_tests(rules, rules_dir)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "files": report.files,
+                    "cases": report.cases,
+                    "failures": [{"file": f.file, "line": f.line, "message": f.message} for f in report.failures],
+                },
+                ensure_ascii=False,
+            )
+        )
+    else:
+        for failure in report.failures:
+            click.echo(str(failure), err=True)
+        if report.files == 0:
+            click.echo(f"no rule tests in {rules_dir}/tests (see the README: Changing the rules safely)")
+        else:
+            failed = f", {len(report.failures)} failure(s)" if report.failures else ""
+            click.echo(f"{'FAILED' if failed else 'ok'}: {report.cases} cases in {report.files} files{failed}")
+    if report.failures:
+        sys.exit(1)
+
+
+@main.command("new-product")
+@click.argument("key")
+@click.option("--hotmart-id", required=True, help="The product's id in Hotmart (digits).")
+@click.option("--subscription", is_flag=True, help="A subscription (default: a one-time purchase).")
+@click.option("--name", default=None, help="The name students read (default: from KEY).")
+@click.option("--role", "roles", multiple=True, help="A Discord role id it grants (repeatable).")
+@click.option("--tag", default=None, help="Its ManyChat tag, added to the catalog (default: aluno-KEY; '' for none).")
+@RULES_OPTION
+def new_product(
+    key: str,
+    hotmart_id: str,
+    subscription: bool,
+    name: str | None,
+    roles: tuple[str, ...],
+    tag: str | None,
+    rules_dir: Path | None,
+) -> None:
+    """Write rules/products/KEY.yaml with every flow the lifecycle uses, then run the checks."""
+    from engine.newproduct import ScaffoldRefused, write_product, write_rule_test
+
+    rules_dir = _rules_dir(rules_dir)
+    rules = _load_or_exit(rules_dir)
+    try:
+        scaffold = write_product(
+            rules, rules_dir, key, hotmart_id, subscription=subscription, name=name, roles=roles, tag=tag
+        )
+    except ScaffoldRefused as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    click.echo(f"wrote {scaffold.product_file}")
+    if scaffold.catalog_note:
+        click.echo(scaffold.catalog_note)
+    rules = _load_or_exit(rules_dir)
+    test_file = write_rule_test(rules, rules_dir, key)
+    if test_file is not None:
+        click.echo(f"wrote {test_file} (a rule test: engine test)")
+    todo = [flow for flow in scaffold.flows if flow not in scaffold.optional_flows]
+    if todo:
+        click.echo(
+            f"next: paste the ManyChat flow namespace of {', '.join(todo)} in {scaffold.product_file.name} "
+            "(until then each is `none`: the step is skipped)"
+        )
+    if not roles:
+        click.echo("next: list the Discord role ids it grants under access: discord_roles (in quotes)")
+    click.echo(f"$ engine check --rules {rules_dir}")
+    ctx = click.get_current_context()
+    ctx.invoke(check, rules_dir=rules_dir, strict=False)
 
 
 @main.command("dry-run")
@@ -184,6 +276,42 @@ def worker(threads: int) -> None:
     # so held webhooks (HOTMART_ENABLED just turned on) and overdue timers don't wait.
     sweep(runtime())
     huey.create_consumer(workers=threads, worker_type="thread", periodic=True).run()
+
+
+@main.command()
+@click.option(
+    "--discord", "discord", flag_value=True, default=None, help="Check Discord even if DISCORD_ENABLED is off."
+)
+@click.option(
+    "--manychat", "manychat", flag_value=True, default=None, help="Check ManyChat even if MANYCHAT_ENABLED is off."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def doctor(discord: bool | None, manychat: bool | None, as_json: bool) -> None:
+    """Preflight before going live: one line per check (ok / warn / FAIL); exit 1 on any FAIL."""
+    from engine.doctor import as_dicts, failed, preflight
+    from engine.rules import check_rules
+    from engine.settings import get_settings
+
+    settings = get_settings()
+    rules, problems = check_rules(settings.rules_dir)
+    checks = preflight(settings, rules, problems, discord=discord, manychat=manychat)
+    if as_json:
+        click.echo(json.dumps({"ok": not failed(checks), "checks": as_dicts(checks)}, ensure_ascii=False))
+    else:
+        for check in checks:
+            click.echo(check.line())
+        skipped = [
+            name
+            for name, asked, flag in (
+                ("Discord", discord, settings.discord_enabled),
+                ("ManyChat", manychat, settings.manychat_enabled),
+            )
+            if not (asked or flag)
+        ]
+        if skipped:
+            click.echo(f"(not checked: {', '.join(skipped)} — its flag is off; pass --discord/--manychat to check it)")
+    if failed(checks):
+        sys.exit(1)
 
 
 @main.command()

@@ -9,7 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from engine.api import admin, webhooks
+from engine.api import admin, doctor, webhooks
 from engine.api.deps import RuntimeDep
 from engine.pipeline.runtime import Runtime
 
@@ -25,6 +25,7 @@ def create_app(runtime: Runtime, *, queue_check: Callable[[], None] | None = Non
     app.state.queue_check = queue_check
     app.include_router(webhooks.router)
     app.include_router(admin.router)
+    app.include_router(doctor.router)
 
     @app.get("/healthz", tags=["health"], summary="Database and queue reachable")
     async def healthz(rt: RuntimeDep) -> JSONResponse:
