@@ -150,6 +150,8 @@ def _history(rt: Runtime, session: Session, student: Student, product_key: str, 
 def simulate(steps: Iterable[Step], grants: dict[str, set[str]], timers: dict[str, str]) -> None:
     """What steps do to a membership's access and timers, as the ledger and timer table record it."""
     for step in steps:
+        if step.skip_reason:
+            continue  # the rules make it do nothing for this product
         if step.action in RESOURCES:
             kind, key = RESOURCES[step.action]
             resources = set(step.params.get(key) or [])
@@ -212,7 +214,7 @@ class _Realized:
 
 
 def _flows(steps: Iterable[dict[str, Any]]) -> list[str]:
-    return [step["params"]["flow"] for step in steps if step.get("action") == "trigger_flow"]
+    return [s["params"]["flow"] for s in steps if s.get("action") == "trigger_flow" and not s.get("skipped")]
 
 
 def _realized(session: Session, membership: Membership | None) -> _Realized:
@@ -353,7 +355,7 @@ def reevaluate(
         )
         if surviving and pair not in realized.sent:
             messages = [s for s in folded.plan.steps if s.action in ONE_SHOT_ACTIONS or s.action == "revoke_token"]
-            flows = [s.params["flow"] for s in messages if s.action == "trigger_flow"]
+            flows = [s.params["flow"] for s in messages if s.action == "trigger_flow" and not s.skip_reason]
             if flows and not Counter(flows) - credit:  # each already went out: send none of its messages again
                 credit -= Counter(flows)
                 messages = [s for s in messages if s.action == "revoke_token"]
