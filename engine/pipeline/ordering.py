@@ -402,7 +402,7 @@ def skip_superseded(entries: list[BatchEntry]) -> None:
             continue
         last = items[moves[-1]]
         for item in items[: moves[-1]]:
-            skipped = [run for run in item.runs if run.action in ONE_SHOT_ACTIONS]
+            skipped = [run for run in item.runs if run.action in ONE_SHOT_ACTIONS and run.status == "pending"]
             for run in skipped:
                 run.status, run.error = "skipped", "superseded"
                 run.detail = f"superseded by event {last.event.id} (created later, applied in the same batch)"

@@ -35,3 +35,13 @@ def test_postgres_urls_get_the_psycopg_driver_and_secrets_stay_hidden():
     settings = Settings(ENGINE_ENV="test", database_url="postgres://u:p@db/x", hotmart_hottok="s3cret", _env_file=None)
     assert settings.sqlalchemy_url == "postgresql+psycopg://u:p@db/x"
     assert "s3cret" not in repr(settings) and "s3cret" not in str(settings.model_dump())
+
+
+def test_the_settle_window_is_a_few_seconds_from_the_environment(monkeypatch):
+    assert Settings(ENGINE_ENV="test", _env_file=None).order_settle_seconds == 2.0
+    monkeypatch.setenv("ORDER_SETTLE_SECONDS", "0.5")
+    assert Settings(ENGINE_ENV="test", _env_file=None).order_settle_seconds == 0.5
+    for unsafe in ("-1", "31"):  # negative is meaningless; longer holds every student's webhooks
+        monkeypatch.setenv("ORDER_SETTLE_SECONDS", unsafe)
+        with pytest.raises(ValidationError, match="order_settle_seconds"):
+            Settings(ENGINE_ENV="test", _env_file=None)
