@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     # A fresh webhook waits this long (after the student's newest arrival) so that events
     # crossing in flight are applied in creation order (README: "Per student, in order").
     order_settle_seconds: float = Field(default=2.0, ge=0, le=30)
+    # An event the worker raises on this many times is needs_attention, no longer re-queued.
+    worker_max_failures: int = Field(default=3, ge=1)
+    # How often a running process looks for changed rules, even when no event arrives.
+    rules_reload_seconds: float = Field(default=30.0, gt=0)
 
     @property
     def development(self) -> bool:

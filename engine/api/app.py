@@ -27,7 +27,7 @@ def create_app(runtime: Runtime, *, queue_check: Callable[[], None] | None = Non
     app.include_router(admin.router)
     app.include_router(doctor.router)
 
-    @app.get("/healthz", tags=["health"], summary="Database and queue reachable")
+    @app.get("/healthz", tags=["health"], summary="Database and queue reachable; the rules version")
     async def healthz(rt: RuntimeDep) -> JSONResponse:
         checks: dict[str, str] = {}
 
@@ -44,6 +44,14 @@ def create_app(runtime: Runtime, *, queue_check: Callable[[], None] | None = Non
             except Exception as exc:  # noqa: BLE001
                 checks[name] = f"error: {type(exc).__name__}"
         healthy = all(value == "ok" for value in checks.values())
-        return JSONResponse({"status": "ok" if healthy else "degraded", **checks}, status_code=200 if healthy else 503)
+        rules = rules_health(rt)
+        status = "ok" if healthy and rules["rules_error"] is None else "degraded"
+        return JSONResponse({"status": status, **checks, **rules}, status_code=200 if healthy else 503)
 
     return app
+
+
+def rules_health(rt: Runtime) -> dict[str, str | None]:
+    """The loaded rules version and the last load error (invalid rules degrade, still 200:
+    webhooks are stored without rules, and the last valid version keeps running)."""
+    return {"rules_version": rt.rules.version, "rules_error": rt.rules.load_error}
