@@ -94,9 +94,9 @@ def _process(rt: Runtime, event_id: int) -> str:
             student_id = event.student_id
             status = event.status
         elif (wait := _settle_wait(rt, session, event)) == 0:
-            _prepare_earlier(rt, session, event)
             # Parsed once here; planning under the lock reuses it.
             inp = event_input(event.payload, rt.rules.rules) if event.payload is not None else None
+            _prepare_earlier(rt, session, event, inp)
             student_id, status = _prepare(rt, session, event, inp)
     if wait > 0:
         rt.schedule_event(event_id, wait)  # planned with the student's other fresh events
@@ -135,11 +135,17 @@ def _settle_wait(rt: Runtime, session: Session, event: Event) -> float:
     return max((settled - utcnow()).total_seconds(), 0.0)
 
 
-def _prepare_earlier(rt: Runtime, session: Session, event: Event) -> None:
-    """A buyer's settled webhooks created before this one are prepared first: an approval
-    makes the student its earlier-arriving refund belongs to (a lead's refund alone is ignored)."""
-    if event.source != "hotmart" or not event.email:
+def _prepare_earlier(rt: Runtime, session: Session, event: Event, inp: EventInput | None) -> None:
+    """A webhook that alone would be a lead's (a refund, nothing to refund) lets the buyer's
+    settled webhooks created before it be prepared first: an approval among them makes the
+    student the refund belongs to, and the refund then follows it in creation order."""
+    if event.source != "hotmart" or not event.email or inp is None or inp.product is None or not inp.event_type:
         return
+    if session.scalar(select(Student.id).where(Student.email == event.email)) is not None:
+        return
+    facts = Facts(now=rt.now(), email=event.email)
+    if not rt.rules.planner.plan(inp.event_type, inp.fields, inp.product, None, facts).ignored:
+        return  # it makes the student itself
     cutoff = utcnow() - timedelta(seconds=rt.settings.order_settle_seconds)
     earlier = session.scalars(
         select(Event).where(
