@@ -14,8 +14,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from connectors import hotmart
 from engine.db.models import Event, utcnow
+from engine.sources import hotmart
 
 log = logging.getLogger(__name__)
 

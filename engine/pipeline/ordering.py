@@ -31,19 +31,23 @@ from engine.inputs import EventInput, event_input
 from engine.pipeline.ledger import RESOURCES
 from engine.pipeline.runtime import Runtime
 from engine.planner import Facts, Plan
-from engine.rules.model import Product
+from engine.rules.model import Product, Rules
+from engine.sources import SOURCES
+from engine.statuses import EventStatus
 
 # What the student reads (a flow) and the code it carries: sent only for surviving transitions.
 ONE_SHOT_ACTIONS = frozenset({"trigger_flow", "issue_token", "set_field"})
-# Statuses of an event the engine has decided on (planned, applied or ignored).
-DECIDED_STATUSES = ("processing", "retrying", "processed", "ignored", "failed")
-# Internal events that concern the student, not one product: every membership gets them.
-STUDENT_WIDE_EVENTS = frozenset({"DISCORD_LINKED", "MEMBER_JOINED"})
-# Events that would grant (or restore) access for a purchase, and those that end it for good.
-GRANTING_EVENTS = frozenset({"PURCHASE_APPROVED", "PURCHASE_COMPLETE", "PURCHASE_BILLET_PRINTED"})
-REVOKING_EVENTS = ("PURCHASE_REFUNDED", "PURCHASE_CHARGEBACK")
-# Events whose date_next_charge is the paid-until date.
-PAID_UNTIL_EVENTS = ("PURCHASE_APPROVED", "UPDATE_SUBSCRIPTION_CHARGE_DATE")
+# Statuses of an event the engine has decided on (planned, applied or ignored). Not
+# needs_attention: nothing was decided; its replay is planned (and folded) then.
+DECIDED_STATUSES = (
+    EventStatus.PROCESSING,
+    EventStatus.RETRYING,
+    EventStatus.PROCESSED,
+    EventStatus.IGNORED,
+    EventStatus.FAILED,
+)
+# The planner's facts about the student for one event (processing's, so both decide alike).
+FactsFor = Callable[..., Facts]
 # (remove action, add action, ledger kind, params key), in the order converging steps run.
 _ACCESS = [
     (remove, add, *RESOURCES[add])
@@ -61,12 +65,12 @@ def of_student(student: Student):
     return or_(Event.student_id == student.id, and_(Event.student_id.is_(None), Event.email == student.email))
 
 
-def _belongs(inp: EventInput | None, product_key: str) -> bool:
+def _belongs(inp: EventInput | None, product_key: str, rules: Rules) -> bool:
     if inp is None:
         return False
-    if inp.source == "hotmart":
+    if inp.source in SOURCES:
         return inp.product is not None and inp.product.key == product_key
-    return inp.product_key == product_key or inp.event_type in STUDENT_WIDE_EVENTS
+    return inp.product_key == product_key or inp.event_type in rules.student_events
 
 
 def newest_decided_after(
@@ -91,23 +95,12 @@ def newest_decided_after(
         if row.product_key is not None:
             mine = row.product_key == product_key
         else:  # decided before planning (a lead, a refunded transaction): read the payload
-            mine = row.payload is not None and _belongs(event_input(row.payload, rt.rules.rules), product_key)
+            mine = row.payload is not None and _belongs(
+                event_input(row.payload, rt.rules.rules), product_key, rt.rules.rules
+            )
         if mine and (newest is None or row.occurred_at > newest):
             newest = row.occurred_at
     return newest
-
-
-def student_facts(student: Student, inp: EventInput, now: datetime, *, linked: bool, token: str) -> Facts:
-    """What the planner knows about the student besides the event (``linked``: at that point)."""
-    return Facts(
-        now=now,
-        discord_linked=linked,
-        discord_id=inp.fields.get("discord_id") or student.discord_id,
-        previous_discord_id=inp.fields.get("previous_discord_id"),
-        email=student.email,
-        name=student.name,
-        token=token,
-    )
 
 
 @dataclass
@@ -142,7 +135,7 @@ def _history(rt: Runtime, session: Session, student: Student, product_key: str, 
         if row.id == event.id or row.payload is None:
             continue
         row_inp = event_input(row.payload, rt.rules.rules)
-        if _belongs(row_inp, product_key):
+        if _belongs(row_inp, product_key, rt.rules.rules):
             items.append(_Item(row, row_inp))
     return sorted(items, key=lambda item: item.key)
 
@@ -166,7 +159,7 @@ def simulate(steps: Iterable[Step], grants: dict[str, set[str]], timers: dict[st
                 timers.pop(name, None)
 
 
-def _fold(rt: Runtime, student: Student, product: Product, items: list[_Item], new_token: Callable[[], str]) -> _Fold:
+def _fold(rt: Runtime, student: Student, product: Product, items: list[_Item], facts_for: FactsFor) -> _Fold:
     rules, planner = rt.rules.rules, rt.rules.planner
     revoked: set[str] = set()  # purchases refunded so far in the history
     links = [item.key for item in items if item.inp.event_type == "DISCORD_LINKED"]
@@ -180,15 +173,18 @@ def _fold(rt: Runtime, student: Student, product: Product, items: list[_Item], n
     now = rt.now()
     for item in items:
         inp = item.inp
-        transaction = inp.fields.get("transaction") if inp.source == "hotmart" else None
-        if transaction and inp.event_type in REVOKING_EVENTS:
+        source = SOURCES.get(inp.source)
+        transaction = inp.fields.get("transaction") if source else None
+        if transaction and inp.event_type in source.revoking_events:
             revoked.add(transaction)
-        elif transaction in revoked and inp.event_type in GRANTING_EVENTS:
+        elif transaction in revoked and inp.event_type in source.granting_events:
             continue  # a refunded purchase never grants again
         if item.event.source == "timer":
             timers.pop(inp.event_type or "", None)  # this timer fired
         linked = always_linked or (linked_from is not None and item.key >= linked_from)
-        facts = student_facts(student, inp, now, linked=linked, token=new_token())
+        facts = facts_for(
+            now, inp, email=student.email, name=student.name, discord_id=student.discord_id if linked else None
+        )
         plan = planner.plan(inp.event_type or "", inp.fields, product, state, facts)
         if plan.ignored:
             continue
@@ -198,7 +194,7 @@ def _fold(rt: Runtime, student: Student, product: Product, items: list[_Item], n
         for name in ("transaction", "subscriber_code"):
             if inp.fields.get(name):
                 fields[name] = inp.fields[name]
-        if inp.fields.get("date_next_charge") and inp.event_type in PAID_UNTIL_EVENTS:
+        if inp.fields.get("date_next_charge") and source and inp.event_type in source.paid_until_events:
             fields["paid_until"] = datetime.fromisoformat(inp.fields["date_next_charge"])
     return _Fold(state, applied, grants, timers, fields)
 
@@ -301,13 +297,13 @@ def reevaluate(
     membership: Membership | None,
     event: Event,
     inp: EventInput,
-    new_token: Callable[[], str],
+    facts_for: FactsFor,
 ) -> Reevaluation:
     """Fold the membership's events in creation order (``event`` included) and plan the steps
     that take the membership from what it is to what that history makes it."""
     rules = rt.rules.rules
     current = membership.state if membership else rules.initial
-    result = _fold(rt, student, product, _history(rt, session, student, product.key, event, inp), new_token)
+    result = _fold(rt, student, product, _history(rt, session, student, product.key, event, inp), facts_for)
     changes = [i for i, folded in enumerate(result.applied) if folded.plan.to_state != folded.plan.from_state]
     surviving_from = changes[-1] if changes else 0
     realized = _realized(session, membership)

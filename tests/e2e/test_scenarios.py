@@ -29,9 +29,9 @@ from bot.link import LinkService
 from engine.db.models import ActionRun, Event, Grant, Membership, OnboardingToken, ScheduledEvent, Student
 from engine.db.session import session_factory
 from engine.pipeline.processing import new_code, process_event
+from engine.pipeline.rules_repository import RulesRepository
 from engine.pipeline.runtime import build_connectors
 from engine.pipeline.sweep import release_held, sweep
-from engine.rules.repository import RulesRepository
 from engine.settings import Settings
 from tests.conftest import HOTTOK, REFERENCE, RULES, load_payload
 from tests.e2e.conftest import remote_enqueue
@@ -812,7 +812,7 @@ def test_story_26_flags(start_stack, fakes, make_harness):
     )
     assert h.runtime.settings.hotmart_enabled is True
     h.clock.now = datetime.now(UTC)  # the stack's own sweep must not find our timers overdue
-    registry, sink = build_connectors(h.runtime.settings, h.runtime.sessions, h.runtime.rules.rules.classes)
+    registry, sink = build_connectors(h.runtime.settings)
     h.runtime.connectors.update(registry)
     h.runtime.alert_sink = sink
 
