@@ -50,7 +50,7 @@ DECIDED_STATUSES = (
 FactsFor = Callable[..., Facts]
 # (remove action, add action, ledger kind, params key), in the order converging steps run.
 _ACCESS = [
-    (remove, add, *RESOURCES[add])
+    (remove, add, RESOURCES[add].kind, RESOURCES[add].param)
     for remove, add in (("remove_role", "add_role"), ("remove_tag", "add_tag"), ("unenroll", "enroll"))
 ]
 
@@ -145,10 +145,9 @@ def simulate(steps: Iterable[Step], grants: dict[str, set[str]], timers: dict[st
     for step in steps:
         if step.skip_reason:
             continue  # the rules make it do nothing for this product
-        if step.action in RESOURCES:
-            kind, key = RESOURCES[step.action]
-            resources = set(step.params.get(key) or [])
-            if step.action.startswith(("add_", "enroll")):
+        if (use := RESOURCES.get(step.action)) is not None:
+            kind, resources = use.kind, set(step.params.get(use.param) or [])
+            if use.grants:
                 grants[kind] |= resources
             elif "discord_id" not in step.params:  # a relink's removal leaves the ledger as it is
                 grants[kind] -= resources

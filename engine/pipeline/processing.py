@@ -130,13 +130,8 @@ def _prepare_earlier(rt: Runtime, session: Session, event: Event, inp: EventInpu
     student the refund belongs to, and the refund then follows it in creation order."""
     if event.source != "hotmart" or not event.email or inp is None or inp.product is None or not inp.event_type:
         return
-    if session.scalar(select(Student.id).where(Student.email == event.email)) is not None:
-        return
-    facts = _facts(rt.now(), inp, email=event.email, name=inp.fields.get("name"), discord_id=None)
-    if not rt.rules.planner.plan(inp.event_type, inp.fields, inp.product, None, facts).ignored:
-        return  # it makes the student itself
     cutoff = utcnow() - timedelta(seconds=rt.settings.order_settle_seconds)
-    earlier = session.scalars(
+    waiting = session.scalars(
         select(Event).where(
             Event.email == event.email,
             Event.source == "hotmart",
@@ -146,10 +141,15 @@ def _prepare_earlier(rt: Runtime, session: Session, event: Event, inp: EventInpu
             Event.received_at <= cutoff,
         )
     ).all()
-    for other in sorted(earlier, key=order_key):
-        if order_key(other) < order_key(event):
-            other_inp = event_input(other.payload, rt.rules.rules) if other.payload is not None else None
-            _prepare(rt, session, other, other_inp)
+    earlier = sorted((other for other in waiting if order_key(other) < order_key(event)), key=order_key)
+    if not earlier or session.scalar(select(Student.id).where(Student.email == event.email)) is not None:
+        return
+    facts = _facts(rt.now(), inp, email=event.email, name=inp.fields.get("name"), discord_id=None)
+    if not rt.rules.planner.plan(inp.event_type, inp.fields, inp.product, None, facts).ignored:
+        return  # it makes the student itself
+    for other in earlier:
+        other_inp = event_input(other.payload, rt.rules.rules) if other.payload is not None else None
+        _prepare(rt, session, other, other_inp)
 
 
 def _plan_waiting(rt: Runtime, student_id: int, event_id: int, inp: EventInput) -> None:
