@@ -86,7 +86,7 @@ def schedule_drain(student_id: int, delay: float) -> None:
 
 def schedule_event(event_id: int, delay: float) -> None:
     try:
-        process_event_task.schedule((event_id,), delay=max(delay, 0.0))
+        get_queue().process_event.schedule((event_id,), delay=max(delay, 0.0))
     except Exception:  # noqa: BLE001
         log.warning("could not schedule event %s; the sweep will enqueue it", event_id, exc_info=True)
 
