@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
+from engine import metrics
 from engine.api import admin, doctor, webhooks
-from engine.api.deps import RuntimeDep
+from engine.api.deps import RuntimeDep, require_admin
 from engine.pipeline.runtime import Runtime
 
 
-def create_app(runtime: Runtime, *, queue_check: Callable[[], None] | None = None) -> FastAPI:
+def create_app(runtime: Runtime, *, queue_check: Callable[[], object] | None = None) -> FastAPI:
     app = FastAPI(
         title="Lifecycle engine",
         description="Hotmart webhooks in; Discord roles, ManyChat tags/flows and classes out. "
@@ -47,6 +49,19 @@ def create_app(runtime: Runtime, *, queue_check: Callable[[], None] | None = Non
         rules = rules_health(rt)
         status = "ok" if healthy and rules["rules_error"] is None else "degraded"
         return JSONResponse({"status": status, **checks, **rules}, status_code=200 if healthy else 503)
+
+    collector = metrics.EngineCollector(runtime, queue_depth=queue_check)
+
+    @app.get(
+        "/metrics",
+        tags=["health"],
+        summary="Prometheus metrics (admin token)",
+        response_class=PlainTextResponse,
+        dependencies=[Depends(require_admin)],
+    )
+    async def prometheus_metrics() -> PlainTextResponse:
+        body = await run_in_threadpool(metrics.render, collector)
+        return PlainTextResponse(body, media_type=CONTENT_TYPE_LATEST)
 
     return app
 

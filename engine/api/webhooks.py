@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 from anyio import CapacityLimiter, to_thread
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from engine import metrics
 from engine.api.deps import RuntimeDep
 from engine.pipeline.intake import store_hotmart, store_rejected
 from engine.pipeline.runtime import Runtime
@@ -64,6 +66,13 @@ def _reject(rt: Runtime, body: bytes, headers: dict[str, str], reason: str) -> N
     },
 )
 async def hotmart_webhook(request: Request, rt: RuntimeDep) -> JSONResponse:
+    started = time.perf_counter()
+    response = await _receive(request, rt)
+    metrics.observe_webhook(response.status_code, response.body, time.perf_counter() - started)
+    return response
+
+
+async def _receive(request: Request, rt: Runtime) -> JSONResponse:
     limit = rt.settings.max_body_bytes
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
