@@ -11,7 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
 from engine import metrics
-from engine.api import admin, doctor, webhooks
+from engine.api import admin, doctor, reconcile, webhooks
 from engine.api.deps import RuntimeDep, require_admin
 from engine.pipeline.runtime import Runtime
 
@@ -28,6 +28,7 @@ def create_app(runtime: Runtime, *, queue_check: Callable[[], object] | None = N
     app.include_router(webhooks.router)
     app.include_router(admin.router)
     app.include_router(doctor.router)
+    app.include_router(reconcile.router)
 
     @app.get("/healthz", tags=["health"], summary="Database and queue reachable; the rules version")
     async def healthz(rt: RuntimeDep) -> JSONResponse:

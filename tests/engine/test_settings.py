@@ -45,3 +45,17 @@ def test_the_settle_window_is_a_few_seconds_from_the_environment(monkeypatch):
         monkeypatch.setenv("ORDER_SETTLE_SECONDS", unsafe)
         with pytest.raises(ValidationError, match="order_settle_seconds"):
             Settings(ENGINE_ENV="test", _env_file=None)
+
+
+def test_the_reconcile_schedule_is_a_cron_line_or_off():
+    assert Settings(ENGINE_ENV="test", _env_file=None).reconcile_schedule == "30 3 * * *"
+    assert Settings(ENGINE_ENV="test", reconcile_schedule=" 0  2 * * 1 ", _env_file=None).reconcile_schedule == (
+        "0 2 * * 1"
+    )
+    assert Settings(ENGINE_ENV="test", reconcile_schedule="OFF", _env_file=None).reconcile_schedule == "off"
+    with pytest.raises(ValidationError, match="five cron fields"):
+        Settings(ENGINE_ENV="test", reconcile_schedule="nightly", _env_file=None)
+    with pytest.raises(ValidationError, match="RECONCILE_SCHEDULE '99 3 \\* \\* \\*'"):
+        Settings(ENGINE_ENV="test", reconcile_schedule="99 3 * * *", _env_file=None)
+    with pytest.raises(ValidationError, match="reconcile_apply"):
+        Settings(ENGINE_ENV="test", reconcile_apply="everything", _env_file=None)
