@@ -130,7 +130,17 @@ def rule_test(rules_dir: Path | None, as_json: bool) -> None:
 )
 @click.option("--against", "git_ref", default=None, help="Compare $RULES_DIR with itself at this git ref (e.g. main).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def plan(candidate_dir: Path | None, git_ref: str | None, as_json: bool) -> None:
+@click.option("--apply", "apply_", is_flag=True, help="Then hand the access diff to reconcile (same guard).")
+@click.option("--confirm", is_flag=True, help="With --apply: apply revocations beyond the guard's limit.")
+@click.option("--max-revokes", type=click.IntRange(0), default=None, help="With --apply: the guard's limit.")
+def plan(
+    candidate_dir: Path | None,
+    git_ref: str | None,
+    as_json: bool,
+    apply_: bool,
+    confirm: bool,
+    max_revokes: int | None,
+) -> None:
     """What a rules change does to the students already there: access gained or lost, dropped states, timers."""
     from engine.db.session import session_factory
     from engine.plan import GitRefError, plan_rules, rules_at_ref
@@ -150,12 +160,25 @@ def plan(candidate_dir: Path | None, git_ref: str | None, as_json: bool) -> None
             current, candidate = _load_or_exit(loaded_dir), _load_or_exit(candidate_dir)
     except GitRefError as exc:
         raise click.ClickException(f"cannot read the rules at {git_ref!r}: {exc}") from exc
+    if confirm and not apply_:
+        raise click.UsageError("--confirm goes with --apply")
     with session_factory(settings)() as session:
         result = plan_rules(session, current, candidate)
-    if as_json:
+    if as_json and not apply_:
         click.echo(json.dumps(result.to_dict(), ensure_ascii=False))
-    else:
+    elif not as_json:
         click.echo(result.summary())
+    if apply_:
+        # The candidate's desired access against the real Discord, ManyChat and classes.
+        _reconcile_and_report(
+            "all",
+            "plan",
+            confirm=confirm,
+            max_revokes=max_revokes,
+            rules=candidate,
+            as_json=as_json,
+            extra={"plan": result.to_dict()} if as_json else None,
+        )
 
 
 @main.command("new-product")
@@ -439,14 +462,13 @@ def reconcile(
     """Compare Discord roles, ManyChat tags and classes with what the rules want; --apply fixes them."""
     import engine.worker
     from engine.pipeline.runtime import build_runtime
-    from engine.reconcile import Busy, run_reconcile
     from engine.reconcile.runs import last_run
     from engine.settings import get_settings
 
     if (grants_only or confirm) and not apply_:
         raise click.UsageError("--grants-only and --confirm go with --apply")
-    rt = build_runtime(get_settings(), enqueue=engine.worker.enqueue_event)
     if last:
+        rt = build_runtime(get_settings(), enqueue=engine.worker.enqueue_event)
         run = last_run(rt)
         if run is None:
             click.echo("no reconcile run stored yet")
@@ -454,16 +476,42 @@ def reconcile(
         click.echo(json.dumps(run, ensure_ascii=False, default=str) if as_json else _run_text(run))
         return
     mode = "report" if not apply_ else "grants" if grants_only else "all"
+    _reconcile_and_report(mode, "cli", confirm=confirm, max_revokes=max_revokes, as_json=as_json)
+
+
+def _reconcile_and_report(
+    mode: str,
+    trigger: str,
+    *,
+    confirm: bool,
+    max_revokes: int | None,
+    as_json: bool,
+    rules=None,
+    extra: dict | None = None,
+) -> None:
+    """Run reconcile (against ``rules``, default the loaded ones) and print it; exit 3 when the guard holds."""
+    import engine.worker
+    from engine.pipeline.runtime import build_runtime
+    from engine.reconcile import Busy, run_reconcile
+    from engine.settings import get_settings
+
+    rt = build_runtime(get_settings(), enqueue=engine.worker.enqueue_event)
     try:
         run_id, report, applied = run_reconcile(
-            rt, mode=mode, trigger="cli", confirm=confirm, max_revokes=max_revokes, progress=_progress_bar
+            rt,
+            mode=mode,
+            trigger=trigger,
+            confirm=confirm,
+            max_revokes=max_revokes,
+            rules=rules,
+            progress=_progress_bar,
         )
     except Busy as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     if as_json:
         out = {"run_id": run_id, **report.to_dict(), "applied": applied.to_dict() if applied else None}
-        click.echo(json.dumps(out, ensure_ascii=False))
+        click.echo(json.dumps({**(extra or {}), **out}, ensure_ascii=False))
     else:
         for line in report.summary():
             click.echo(line)

@@ -105,3 +105,49 @@ def test_apply_held_by_the_guard_exits_3_and_lists_the_revocations(pg, redis_url
 
     usage = engine(env, "--confirm")
     assert usage.returncode == 2 and "--grants-only and --confirm go with --apply" in usage.stderr
+
+
+def test_plan_apply_hands_the_candidate_rules_diff_to_reconcile(pg, redis_url, fakes, queue_name, tmp_path):
+    """`engine plan --apply`: the summary, then the candidate's access diff applied through reconcile."""
+    import shutil
+
+    from tests.conftest import RULES
+
+    alumni = "1180000000000000077"
+    seed(pg, students=3)
+    for i in range(1, 3):
+        fakes.discord.add_member(str(10**17 + i), [COURSE_ROLE])
+    fakes.discord.set_member_roles(ANA["discord_id"], [COURSE_ROLE])
+    fakes.discord.add_role(alumni, "Alumni", position=1)
+    candidate = tmp_path / "rules"
+    shutil.copytree(RULES, candidate)
+    product = candidate / "products" / "curso.yaml"
+    product.write_text(product.read_text().replace(f'["{COURSE_ROLE}"]', f'["{COURSE_ROLE}", "{alumni}"]'))
+    env = stack_env(pg, redis_url, fakes, QUEUE_NAME=queue_name)
+
+    def plan(*args: str) -> subprocess.CompletedProcess:
+        argv = [ENGINE, "plan", "--rules", str(candidate), *args]
+        return subprocess.run(argv, env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
+
+    report_only = plan()
+    assert report_only.returncode == 0, report_only.stderr
+    assert report_only.stdout.splitlines()[0].startswith(f"curso: 3 students would gain discord role {alumni}")
+    sessions = session_factory(Settings(ENGINE_ENV="test", database_url=pg))
+    with sessions() as session:
+        assert session.scalars(select(Event)).all() == []  # a plan alone writes nothing
+
+    applied = plan("--apply")
+    assert applied.returncode == 0, applied.stderr
+    lines = applied.stdout.splitlines()
+    assert lines[0].startswith(f"curso: 3 students would gain discord role {alumni}")
+    assert any(line.startswith("run 1: queued ") and "RECONCILE event(s)" in line for line in lines), lines
+    with sessions() as session:
+        events = session.scalars(select(Event).where(Event.type == "RECONCILE")).all()
+        runs = [e.action_runs for e in events]
+    # Each student gets the new role; what they lack besides (tag, class) is fixed in the same events.
+    assert len(events) == 3 and all(
+        any(r.action == "add_role" and r.params["role_ids"] == [alumni] for r in steps) for steps in runs
+    )
+
+    usage = plan("--confirm")
+    assert usage.returncode == 2 and "--confirm goes with --apply" in usage.stderr
