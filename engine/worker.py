@@ -111,6 +111,13 @@ def schedule_drain(student_id: int, delay: float) -> None:
         log.warning("could not schedule the retry for student %s; the sweep will", student_id, exc_info=True)
 
 
+def schedule_event(event_id: int, delay: float) -> None:
+    try:
+        get_queue().process_event.schedule((event_id,), delay=max(delay, 0.0))
+    except Exception:  # noqa: BLE001
+        log.warning("could not schedule event %s; the sweep will enqueue it", event_id, exc_info=True)
+
+
 def hand_off(student_id: int, lane: str) -> None:
     """Continue a student's steps in ``lane`` (at the priority of the task handing over)."""
     priority = getattr(_current_priority, "value", 0)
@@ -133,7 +140,11 @@ def runtime() -> Runtime:
     with _runtime_lock:
         if _runtime is None:
             _runtime = build_runtime(
-                get_settings(), enqueue=enqueue_event, schedule_drain=schedule_drain, enqueue_urgent=enqueue_urgent
+                get_settings(),
+                enqueue=enqueue_event,
+                schedule_drain=schedule_drain,
+                schedule_event=schedule_event,
+                enqueue_urgent=enqueue_urgent,
             )
             _runtime.hand_off = hand_off
             _runtime.lanes = {lane: lane for lane in _lanes_running}

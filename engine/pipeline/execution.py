@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, defer
@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 2  # the first run and one automatic retry
 OPEN_STATUSES = OPEN_EVENT_STATUSES
 _OPEN_STEPS = OPEN_RUN_STATUSES
+_FIRST_STEP = select(func.min(ActionRun.id)).where(ActionRun.event_id == Event.id).scalar_subquery()
 _LIGHT_EVENT = (defer(Event.payload), defer(Event.raw_body), defer(Event.headers), defer(Event.plans))
 # How long a step that already ran keeps trying to record its result while the database
 # is unreachable, rather than losing it (and running the step again later).
@@ -172,7 +173,8 @@ def _advance(rt: Runtime, session: Session, student_id: int, lane: str | None, d
             select(Event)
             .options(*_LIGHT_EVENT)  # the body is not needed to run steps
             .where(Event.student_id == student_id, Event.status.in_(OPEN_STATUSES))
-            .order_by(Event.id)
+            # In the order they were planned (creation order), which is not always arrival order.
+            .order_by(_FIRST_STEP, Event.id)
             .limit(1)
             .execution_options(populate_existing=True)  # an admin's retry may have changed it
         ).first()

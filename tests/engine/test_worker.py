@@ -73,6 +73,18 @@ def test_importing_the_worker_builds_no_queue(tmp_path):
     assert (var_dir / "queue.db").exists()
 
 
+def test_a_settling_event_is_scheduled_on_the_queue(tmp_path, monkeypatch):
+    """The settle window re-runs process_event_task later (huey's schedule), not at once."""
+    import engine.worker as worker
+
+    queue = worker.build_queue(Settings(ENGINE_ENV="test", var_dir=tmp_path))
+    monkeypatch.setattr(worker, "_queue", queue)
+    worker.schedule_event(42, 1.5)
+    [task] = queue.huey.pending()
+    assert (task.name, task.args) == ("process_event_task", (42,))
+    assert task.eta is not None  # the consumer holds it until then
+
+
 def test_reconcile_is_scheduled_from_the_setting_or_off(tmp_path):
     from engine.worker import build_queue
 
