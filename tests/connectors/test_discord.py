@@ -395,7 +395,7 @@ def test_persistent_429_gives_up(fake_time):
 def test_invalid_requests_slow_down_then_refuse(fake_time):
     forbidden = httpx.Response(403, json={"message": "Missing Permissions", "code": 50013})
     conn, seen = _mock(lambda request: forbidden, fake_time)
-    conn._INVALID_SLOWDOWN_AT, conn._INVALID_REFUSE_AT = 2, 3
+    conn._wire._INVALID_SLOWDOWN_AT, conn._wire._INVALID_REFUSE_AT = 2, 3
 
     for _ in range(3):
         assert conn.run(add(ROLE_1), ctx()).error == "discord.forbidden"
@@ -403,7 +403,7 @@ def test_invalid_requests_slow_down_then_refuse(fake_time):
 
     assert refused.error == "discord.invalid_request_limit" and refused.retryable
     assert len(seen) == 3
-    assert fake_time.sleeps == [conn._INVALID_PACING]  # the third request was paced
+    assert fake_time.sleeps == [conn._wire._INVALID_PACING]  # the third request was paced
     fake_time.now += 601  # the 10-minute window slides past them
     assert conn.run(add(ROLE_1), ctx()).error == "discord.forbidden"
 
@@ -418,7 +418,7 @@ def test_shared_scope_429_is_not_counted(fake_time):
     conn, _ = _mock(lambda request: next(replies, httpx.Response(204)), fake_time)
 
     assert conn.run(add(ROLE_1), ctx()).ok
-    assert len(conn._invalid) == 0
+    assert len(conn._wire._invalid) == 0
 
 
 def test_timeout_and_connection_errors_are_unavailable(fake_time):
