@@ -1,0 +1,295 @@
+"""ManyChat wire client: endpoints, pacing, 429s and judging replies.
+
+Wire facts come from ``shared/reference/manychat.md``. The points that shape this code:
+
+* a reply succeeded only if HTTP is 2xx **and** the body says ``"status": "success"``;
+  ManyChat sometimes answers HTTP 200 with an error body, and unknown paths answer
+  with an HTML page;
+* ``sendFlow`` has no idempotency key and no delivery receipt, so once a request may
+  have reached ManyChat it is never sent again automatically;
+* per-endpoint rate limits (10/s default, 20/s sendFlow, 50/s findBySystemField,
+  100 sendFlow per subscriber per hour) are paced client-side.
+
+The worker is synchronous (Huey), so this uses a blocking ``httpx.Client``.
+:mod:`connectors.manychat` maps steps onto this client.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from connectors._http import classify_transport, json_or_none, seconds
+from connectors.base import StepResult
+from connectors.throttle import Limiter, LocalLimiter
+
+log = logging.getLogger("connectors.manychat")
+
+SUBSCRIBER_NOT_FOUND = "manychat.subscriber_not_found"
+UNKNOWN_TAG = "manychat.unknown_tag"
+UNKNOWN_FIELD = "manychat.unknown_field"
+UNKNOWN_FLOW = "manychat.unknown_flow"
+UNAUTHORIZED = "manychat.unauthorized"
+UNAVAILABLE = "manychat.unavailable"
+RATE_LIMITED = "manychat.rate_limited"
+BAD_REQUEST = "manychat.bad_request"
+
+FIND = "/fb/subscriber/findBySystemField"
+GET_INFO = "/fb/subscriber/getInfo"
+CREATE = "/fb/subscriber/createSubscriber"
+ADD_TAG = "/fb/subscriber/addTagByName"
+REMOVE_TAG = "/fb/subscriber/removeTagByName"
+SET_FIELD = "/fb/subscriber/setCustomFieldByName"
+SEND_FLOW = "/fb/sending/sendFlow"
+
+# Requests per second for each endpoint, by class (manychat.md section 3: per-endpoint ceilings).
+_DEFAULT_RATES = {"default": 10.0, "send_flow": 20.0, "find": 50.0}
+_ENDPOINT_CLASS = {FIND: "find", SEND_FLOW: "send_flow"}
+FLOWS_PER_SUBSCRIBER_HOUR = 100
+
+# A 429 happens before ManyChat acts, so repeating the call is safe for every endpoint.
+_BACKOFF = (1.0, 2.0, 4.0)
+# A Retry-After longer than this would pin a worker thread; hand the step back instead.
+_MAX_RETRY_AFTER = 30.0
+
+_NOT_FOUND_WORDS = ("not found", "does not exist", "doesn't exist", "not exist", "no such", "unknown")
+_RATE_LIMIT_WORDS = ("too many requests", "rate limit")
+
+
+class ManyChatError(Exception):
+    """A failed ManyChat outcome; ``run`` turns it into a failed :class:`StepResult`."""
+
+    def __init__(
+        self,
+        error: str,
+        detail: str,
+        *,
+        retryable: bool = False,
+        maybe_delivered: bool = False,
+    ):
+        super().__init__(f"{error}: {detail}")
+        self.error = error
+        self.detail = detail
+        self.retryable = retryable
+        self.maybe_delivered = maybe_delivered
+
+    def result(self, **data: Any) -> StepResult:
+        return StepResult.failed(
+            self.error,
+            self.detail,
+            retryable=self.retryable,
+            maybe_delivered=self.maybe_delivered,
+            **data,
+        )
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One judged HTTP exchange."""
+
+    ok: bool
+    data: Any = None
+    status: int | None = None  # HTTP status; None when no response came back
+    error: str | None = None  # error class when not ok
+    message: str = ""  # ManyChat's error text (or ours), for details and logs
+    sent: bool = True  # False only when the request surely never reached ManyChat
+    json_body: bool = True  # False: the body was not a JSON object (HTML 404 ...)
+
+
+class ManyChatClient:
+    """Sends ManyChat API requests within its per-endpoint limits and judges the replies."""
+
+    def __init__(
+        self,
+        token: str,
+        *,
+        api_base: str = "https://api.manychat.com",
+        transport: httpx.BaseTransport | None = None,
+        timeout: float = 10.0,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        rates: dict[str, float] | None = None,
+        limiter: Limiter | None = None,
+    ):
+        self._client = httpx.Client(
+            base_url=api_base,
+            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+            transport=transport,
+            timeout=timeout,
+        )
+        self._timeout = timeout
+        self._sleep = sleep
+        self._clock = clock
+        merged = {**_DEFAULT_RATES, **(rates or {})}
+        self._rates = merged
+        # One key per endpoint (ManyChat's limits are per endpoint), shared by every worker
+        # process when the limiter lives in Redis.
+        self._limiter = limiter or LocalLimiter(clock)
+        self._flows_sent: dict[str, deque[float]] = {}
+        self._flows_lock = threading.Lock()
+
+    def close(self) -> None:
+        self._client.close()
+
+    # ------------------------------------------------------------- flow budget
+
+    def flow_budget_left(self, sid: str) -> bool:
+        with self._flows_lock:
+            sent = self._flows_sent.get(sid)
+            if not sent:
+                return True
+            horizon = self._clock() - 3600
+            while sent and sent[0] <= horizon:
+                sent.popleft()
+            return len(sent) < FLOWS_PER_SUBSCRIBER_HOUR
+
+    def count_flow(self, sid: str) -> None:
+        with self._flows_lock:
+            self._flows_sent.setdefault(sid, deque()).append(self._clock())
+
+    # ------------------------------------------------------------------- HTTP
+
+    def _pace(self, path: str) -> None:
+        rate = self._rates.get(_ENDPOINT_CLASS.get(path, "default"), self._rates["default"])
+        # A second of burst, as the fake and ManyChat's per-second counting allow.
+        wait = self._limiter.reserve(f"manychat:{path}", rate, rate)
+        if wait > 0:
+            self._sleep(wait)
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: dict[str, Any] | None = None,
+        before_send: Callable[[], None] | None = None,
+        not_sent: Callable[[], None] | None = None,
+    ) -> Reply:
+        for attempt in range(len(_BACKOFF) + 1):
+            self._pace(path)
+            if before_send is not None:
+                before_send()
+            try:
+                response = self._client.request(method, path, params=params, json=json)
+            except httpx.HTTPError as exc:
+                failure = classify_transport(exc)
+                if not failure.reached:  # nothing left this process: certainly not delivered
+                    return Reply(False, error=UNAVAILABLE, sent=False, message=failure.text)
+                if failure.timeout:
+                    return Reply(False, error=UNAVAILABLE, message=f"no reply within {self._timeout:g}s")
+                # The connection dropped mid-exchange.
+                return Reply(False, error=UNAVAILABLE, message=failure.text)
+            reply = _judge(response)
+            log.debug("manychat: %s %s -> %s", method, path, response.status_code)
+            if reply.error != RATE_LIMITED or attempt == len(_BACKOFF):
+                return reply
+            delay = _retry_after(response)
+            if delay is None:
+                delay = _BACKOFF[attempt]
+            if delay > _MAX_RETRY_AFTER:
+                return reply
+            log.info("manychat: %s rate limited, retrying in %.1fs", path, delay)
+            if not_sent is not None:
+                not_sent()  # a 429 is a refusal: nothing is in flight while we wait
+            self._sleep(delay)
+        raise AssertionError("unreachable")
+
+
+# ----------------------------------------------------------------- judging
+
+
+def _judge(response: httpx.Response) -> Reply:
+    status = response.status_code
+    body = json_or_none(response)
+    if not isinstance(body, dict):
+        body = None
+    if body is not None and response.is_success and body.get("status") == "success":
+        return Reply(True, data=body.get("data"), status=status)
+
+    message = _error_text(body) if body is not None else f"HTTP {status} with a non-JSON body"
+    is_json = body is not None
+    lowered = message.lower()
+    if status in (401, 403):
+        error = UNAUTHORIZED
+    elif status == 429 or any(word in lowered for word in _RATE_LIMIT_WORDS):
+        error = RATE_LIMITED
+    elif status >= 500:
+        error = UNAVAILABLE
+    elif response.is_success and (body is None or body.get("status") != "error"):
+        # A 2xx we cannot read: ManyChat may well have acted on it.
+        error, message = UNAVAILABLE, f"HTTP {status} with an unreadable body"
+    else:
+        error = _classify(lowered, body)
+    return Reply(False, status=status, error=error, message=message, json_body=is_json)
+
+
+def _classify(lowered: str, body: dict[str, Any] | None) -> str:
+    """Configuration errors are told apart only by ManyChat's message text."""
+    if body is not None and body.get("code") == 2011:  # "subscriber not found" per one gateway doc
+        return SUBSCRIBER_NOT_FOUND
+    if any(word in lowered for word in _NOT_FOUND_WORDS):
+        for noun, error in (("tag", UNKNOWN_TAG), ("field", UNKNOWN_FIELD), ("flow", UNKNOWN_FLOW)):
+            if noun in lowered:
+                return error
+        if "subscriber" in lowered or "contact" in lowered:
+            return SUBSCRIBER_NOT_FOUND
+    return BAD_REQUEST
+
+
+def _error_text(body: dict[str, Any]) -> str:
+    parts = [str(body.get("message") or "")]
+    details = body.get("details")
+    if isinstance(details, dict):
+        for item in details.get("messages") or []:
+            if isinstance(item, dict) and item.get("message"):
+                parts.append(str(item["message"]))
+    text = "; ".join(part for part in parts if part) or "error without a message"
+    return text[:500]
+
+
+def idempotent_failure(reply: Reply, what: str) -> ManyChatError:
+    retryable = reply.error in (UNAVAILABLE, RATE_LIMITED)
+    return ManyChatError(reply.error or BAD_REQUEST, _detail(reply, what), retryable=retryable)
+
+
+def flow_failure(reply: Reply, label: str) -> ManyChatError:
+    if reply.error == UNAVAILABLE and reply.sent:
+        # Timeout after sending, 5xx or an unreadable 2xx: it may have gone out.
+        return ManyChatError(
+            UNAVAILABLE,
+            f"{label}: {reply.message or 'no usable reply'}. The message may have been "
+            "delivered; check the contact's chat in ManyChat before sending it again by hand.",
+            retryable=False,
+            maybe_delivered=True,
+        )
+    # Pre-send failures (connect error, 429) may be retried; rejections are final.
+    retryable = reply.error in (UNAVAILABLE, RATE_LIMITED)
+    return ManyChatError(reply.error or BAD_REQUEST, _detail(reply, label), retryable=retryable)
+
+
+def _detail(reply: Reply, what: str) -> str:
+    said = f"ManyChat said: {reply.message}" if reply.status is not None else reply.message
+    hint = {
+        UNKNOWN_TAG: "create the tag in ManyChat (Settings > Tags), then retry",
+        UNKNOWN_FIELD: "create the custom field in ManyChat (Settings > Fields), then retry",
+        UNKNOWN_FLOW: "check the flow_ns in the rules against ManyChat's flow URL",
+        UNAUTHORIZED: "the API key is wrong, regenerated or the account lost Pro",
+        SUBSCRIBER_NOT_FOUND: "an admin must make first contact with the student in ManyChat",
+    }.get(reply.error or "")
+    status = f" (HTTP {reply.status})" if reply.status is not None else ""
+    return f"{what}: {said}{status}" + (f"; {hint}" if hint else "")
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    return seconds(value)  # None for the HTTP-date form: fall back to our own backoff
