@@ -10,16 +10,12 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
-
-import httpx
 
 from connectors._http import json_or_none
 from connectors.base import Step, StepContext, StepResult, StepStatus
 from connectors.discord_client import DiscordClient, DiscordError, Route, error_code, error_message
-from connectors.throttle import Limiter
 
 __all__ = ["DiscordConnector", "DiscordError"]
 
@@ -40,32 +36,12 @@ class DiscordConnector:
     name = "discord"
     actions = frozenset({"add_role", "remove_role", "send_dm"})
 
-    def __init__(
-        self,
-        token: str,
-        guild_id: str,
-        *,
-        api_base: str = "https://discord.com/api/v10",
-        alert_channel_id: str = "",
-        transport: httpx.BaseTransport | None = None,
-        timeout: float = 10.0,
-        global_rate: float = 50.0,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
-        limiter: Limiter | None = None,
-    ):
+    def __init__(self, token: str, guild_id: str, *, alert_channel_id: str = "", **wire: Any):
+        """``wire``: the :class:`DiscordClient` options (api_base, transport, timeout,
+        global_rate, sleep, clock, limiter), passed through unchanged."""
         self._guild_id = str(guild_id)
         self._alert_channel_id = str(alert_channel_id or "")
-        self._wire = DiscordClient(
-            token,
-            api_base=api_base,
-            transport=transport,
-            timeout=timeout,
-            global_rate=global_rate,
-            sleep=sleep,
-            clock=clock,
-            limiter=limiter,
-        )
+        self._wire = DiscordClient(token, **wire)
         self._lock = threading.Lock()  # guards the DM channel cache
         self._dm_channels: dict[str, str] = {}
 

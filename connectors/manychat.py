@@ -9,11 +9,8 @@ owns the wire: endpoints, pacing, 429s, the flow budget and judging replies.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
-
-import httpx
 
 from connectors.base import Step, StepContext, StepResult, StudentRef
 from connectors.manychat_client import (
@@ -35,7 +32,6 @@ from connectors.manychat_client import (
     flow_failure,
     idempotent_failure,
 )
-from connectors.throttle import Limiter
 
 __all__ = ["DEFAULT_CONSENT_PHRASE", "ManyChatConnector", "ManyChatError"]
 
@@ -50,29 +46,10 @@ class ManyChatConnector:
     name = "manychat"
     actions = frozenset({"add_tag", "remove_tag", "set_field", "trigger_flow"})
 
-    def __init__(
-        self,
-        token: str,
-        *,
-        api_base: str = "https://api.manychat.com",
-        transport: httpx.BaseTransport | None = None,
-        timeout: float = 10.0,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
-        rates: dict[str, float] | None = None,
-        consent_phrase: str = DEFAULT_CONSENT_PHRASE,
-        limiter: Limiter | None = None,
-    ):
-        self._wire = ManyChatClient(
-            token,
-            api_base=api_base,
-            transport=transport,
-            timeout=timeout,
-            sleep=sleep,
-            clock=clock,
-            rates=rates,
-            limiter=limiter,
-        )
+    def __init__(self, token: str, *, consent_phrase: str = DEFAULT_CONSENT_PHRASE, **wire: Any):
+        """``wire``: the :class:`ManyChatClient` options (api_base, transport, timeout, sleep,
+        clock, rates, limiter), passed through unchanged."""
+        self._wire = ManyChatClient(token, **wire)
         self._consent_phrase = consent_phrase
 
     # ------------------------------------------------------------------ public
