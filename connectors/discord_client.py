@@ -42,7 +42,7 @@ from connectors._http import classify_transport, json_or_none, seconds
 from connectors.base import StepResult
 from connectors.throttle import Limiter, LocalLimiter
 
-log = logging.getLogger("connectors.discord")
+log = logging.getLogger("connectors.discord")  # the name operators already filter on
 
 USER_AGENT = "DiscordBot (https://github.com/lifecycle-engine, 0.1)"
 _MAX_REASON = 512

@@ -30,7 +30,7 @@ from connectors._http import classify_transport, json_or_none, seconds
 from connectors.base import StepResult
 from connectors.throttle import Limiter, LocalLimiter
 
-log = logging.getLogger("connectors.manychat")
+log = logging.getLogger("connectors.manychat")  # the name operators already filter on
 
 SUBSCRIBER_NOT_FOUND = "manychat.subscriber_not_found"
 UNKNOWN_TAG = "manychat.unknown_tag"
