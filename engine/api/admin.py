@@ -253,6 +253,7 @@ def get_event(_: AdminDep, rt: RuntimeDep, session: SessionDep, event_id: int) -
         enqueued_at=event.enqueued_at,
         payload=redact(event.payload),
         raw_body=redact.text(event.raw_body),
+        payload_changes=event.payload_changes,
         headers=redact(event.headers),
         plans=redact(event.plans),
         steps=[_step_out(run, redact) for run in runs],

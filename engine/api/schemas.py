@@ -83,6 +83,11 @@ class EventDetail(EventSummary):
     enqueued_at: datetime | None
     payload: Any = Field(description="The raw JSON body (hottok redacted).")
     raw_body: str | None = Field(description="The body as received, when it was not JSON.")
+    payload_changes: list[str] | None = Field(
+        default=None,
+        description="What was changed so the payload could be stored (NUL, lone surrogates, non-finite "
+        "numbers); the bytes as received are kept.",
+    )
     headers: dict[str, Any] | None = Field(description="Request headers, without credentials.")
     plans: Any = Field(description="One plan per membership touched: transition, conditions, steps.")
     steps: list[StepOut]
