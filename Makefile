@@ -27,6 +27,7 @@ services:
 test: install services
 	$(BIN)/ruff check .
 	$(BIN)/engine check
+	$(BIN)/engine test
 	$(BIN)/pytest -q
 
 lint: install
@@ -35,3 +36,4 @@ lint: install
 
 check: install
 	$(BIN)/engine check
+	$(BIN)/engine test

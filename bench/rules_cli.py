@@ -1,7 +1,8 @@
-"""Wall time of ``engine check`` and ``engine dry-run`` on a rules directory with 50 products.
+"""Wall time of ``engine check``, ``engine dry-run`` and ``engine test`` on a rules directory with 50 products.
 
 Each run is a whole subprocess (interpreter start, imports, loading and checking every
-rules file), as an admin or a CI job runs it. Target: 0.5 s per command.
+rules file), as an admin or a CI job runs it. Target: 0.5 s per command. ``engine test`` runs
+the shipped rule tests copied four times over (over 100 cases).
 
     .venv/bin/python bench/rules_cli.py [--runs 10] [--products 50]
 """
@@ -25,6 +26,7 @@ RULES = ROOT / "rules"
 PAYLOAD = ROOT.parent / "shared" / "reference" / "hotmart" / "purchase_approved.json"
 ENGINE = Path(sys.executable).parent / "engine"  # the console script of this venv
 TARGET_S = 0.5
+RULE_TEST_COPIES = 4
 FIRST_ID = 7_000_001
 
 
@@ -66,6 +68,12 @@ def build_rules(target: Path, products: int) -> Path:
     flows = lifecycle_flows(RULES / "lifecycle.yaml")
     for index in range(1, products + 1):
         (rules_dir / "products" / f"produto-{index:02d}.yaml").write_text(product_yaml(index, flows), encoding="utf-8")
+    for name in ("curso.yaml", "comunidade.yaml", "combo.yaml"):  # the rule tests name them
+        shutil.copy(RULES / "products" / name, rules_dir / "products" / name)
+    (rules_dir / "tests").mkdir()
+    for copy in range(RULE_TEST_COPIES):
+        for case_file in sorted((RULES / "tests").glob("*.yaml")):
+            shutil.copy(case_file, rules_dir / "tests" / f"{copy}-{case_file.name}")
     return rules_dir
 
 
@@ -102,7 +110,7 @@ def main() -> int:
         target = Path(tmp)
         rules_dir = build_rules(target, args.products)
         payload = build_payload(target, FIRST_ID + args.products)  # the last product: a subscription
-        summary = f"ok: {args.products + 3} files, {args.products} products"
+        summary = f"ok: {args.products + 6} files, {args.products + 3} products"
 
         def check_ok(stdout: str) -> None:
             if not stdout.startswith(summary):
@@ -113,8 +121,13 @@ def main() -> int:
             if out["transition"] != "purchase_not_linked" or out["product"] != f"produto-{args.products:02d}":
                 raise SystemExit(f"unexpected dry-run output: {stdout[:300]!r}")
 
+        def test_ok(stdout: str) -> None:
+            if not stdout.startswith("ok: ") or int(stdout.split()[1]) < 100:
+                raise SystemExit(f"unexpected test output: {stdout!r}")
+
         commands = [
             ("engine check", [str(ENGINE), "check", "--rules", str(rules_dir)], check_ok),
+            ("engine test", [str(ENGINE), "test", "--rules", str(rules_dir)], test_ok),
             (
                 "engine dry-run --json",
                 [str(ENGINE), "dry-run", str(payload), "--rules", str(rules_dir), "--json"],

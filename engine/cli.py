@@ -50,14 +50,56 @@ def main() -> None:
 
 @main.command()
 @RULES_OPTION
-def check(rules_dir: Path | None) -> None:
+@click.option("--strict", is_flag=True, help="Fail (exit 1) on warnings too: transitions no rule test covers.")
+def check(rules_dir: Path | None, strict: bool) -> None:
     """Validate the rules; exit 1 listing every error as file:line: message."""
+    from engine.ruletests import coverage_warnings
+
     rules_dir = _rules_dir(rules_dir)
     rules = _load_or_exit(rules_dir)
+    warnings = coverage_warnings(rules, rules_dir)
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
     click.echo(
         f"ok: {len(rules.files)} files, {len(rules.products)} products, "
         f"{len(rules.states)} states, {len(rules.transitions)} transitions"
+        + (f", {len(warnings)} warning(s)" if warnings else "")
     )
+    if strict and warnings:
+        sys.exit(1)
+
+
+@main.command("test")
+@RULES_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def rule_test(rules_dir: Path | None, as_json: bool) -> None:
+    """Run the rule tests in RULES/tests/*.yaml (planner only, nothing sent); exit 1 on any failure."""
+    from engine.ruletests import run_rule_tests
+
+    rules_dir = _rules_dir(rules_dir)
+    rules = _load_or_exit(rules_dir)
+    report = run_rule_tests(rules, rules_dir)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "files": report.files,
+                    "cases": report.cases,
+                    "failures": [{"file": f.file, "line": f.line, "message": f.message} for f in report.failures],
+                },
+                ensure_ascii=False,
+            )
+        )
+    else:
+        for failure in report.failures:
+            click.echo(str(failure), err=True)
+        if report.files == 0:
+            click.echo(f"no rule tests in {rules_dir}/tests (see the README: Changing the rules safely)")
+        else:
+            failed = f", {len(report.failures)} failure(s)" if report.failures else ""
+            click.echo(f"{'FAILED' if failed else 'ok'}: {report.cases} cases in {report.files} files{failed}")
+    if report.failures:
+        sys.exit(1)
 
 
 @main.command("dry-run")

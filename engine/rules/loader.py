@@ -34,6 +34,8 @@ from engine.rules.source import Problem, line_of, load_yaml
 # engine/config.schema.json links to the top-level file, so an installed package carries it too.
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "config.schema.json"
 FILE_KINDS = ("lifecycle", "product", "catalog", "onboarding")
+# Admins' rule tests (engine test) live beside the rules but are not rules.
+RULE_TESTS_DIR = "tests"
 _KIND_LINE = re.compile(rf"^({'|'.join(FILE_KINDS)})\s*:", re.MULTILINE)
 # Actions whose bare form uses a product resource list, and which list.
 _PRODUCT_RESOURCE = {
@@ -75,7 +77,11 @@ def check_rules(rules_dir: Path | str) -> tuple[Rules | None, list[Problem]]:
     display_root = rules_dir.name or str(rules_dir)
     if not rules_dir.is_dir():
         return None, [Problem(str(rules_dir), 1, "rules directory not found")]
-    paths = sorted(p for p in rules_dir.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+    paths = sorted(
+        p
+        for p in rules_dir.rglob("*")
+        if p.suffix in (".yaml", ".yml") and p.is_file() and p.relative_to(rules_dir).parts[0] != RULE_TESTS_DIR
+    )
     documents: dict[str, list[tuple[str, Any]]] = defaultdict(list)
     problems: list[Problem] = []
     # Kinds of the files that failed to parse or validate: they exist, so no "no <kind> file".
