@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -30,6 +31,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = 256 * 1024
     webhook_threads: int = Field(default=3, ge=1)  # per API process (see engine/api/webhooks.py)
 
+    # /docs and /openapi.json: public | admin (behind ADMIN_API_TOKEN) | off. Unset: public in
+    # development, admin otherwise.
+    api_docs: Literal["public", "admin", "off"] | None = None
+
     hotmart_enabled: bool = True
     discord_enabled: bool = False
     manychat_enabled: bool = False
@@ -44,6 +49,10 @@ class Settings(BaseSettings):
 
     retry_delay_seconds: float = 30.0  # the one automatic retry of a failed step
     timer_poll_seconds: float = 30.0  # how often due timers and stuck events are swept
+
+    @property
+    def api_docs_mode(self) -> str:
+        return self.api_docs or ("public" if self.development else "admin")
 
     @property
     def development(self) -> bool:

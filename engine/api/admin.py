@@ -11,9 +11,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query, status
+from fastapi.exceptions import RequestValidationError
+from pydantic import AfterValidator
 from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
@@ -41,8 +43,35 @@ _SECRET_KEYS = frozenset({"hottok", "x-hotmart-hottok", "authorization", "cookie
 # A form-encoded or broken-JSON body may carry the hottok; redact its value in text.
 _HOTTOK_IN_TEXT = re.compile(r"""(hottok["']?\s*[=:]\s*["']?)[^&"'\s,}]*""", re.IGNORECASE)
 
+# Everything a client sends is bounded before it reaches the database: integers fit a BIGINT,
+# text has no NUL or control character (PostgreSQL text cannot hold NUL) and a length cap.
+MAX_ID = 2**63 - 1
+MAX_STUCK_DAYS = 36500
+_PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"Page size (max {MAX_LIMIT}).")]
-Offset = Annotated[int, Query(ge=0, description="Rows to skip.")]
+Offset = Annotated[int, Query(ge=0, le=MAX_ID, description="Rows to skip.")]
+
+
+def _id(what: str) -> Any:
+    return Path(ge=1, le=MAX_ID, description=f"The {what}'s id.")
+
+
+def _text(description: str, max_length: int) -> Any:
+    return Query(description=description, pattern=_PRINTABLE, max_length=max_length)
+
+
+def _utc_representable(value: datetime | None) -> datetime | None:
+    """A date the database can compare with: one that has a UTC equivalent (year 1 at +01:00 has not)."""
+    if value is not None:
+        try:
+            _aware(value).astimezone(UTC)
+        except OverflowError:
+            raise ValueError("date out of range once converted to UTC") from None
+    return value
+
+
+QueryDate = Annotated[datetime | None, AfterValidator(_utc_representable)]
 
 _UNAUTHORIZED = {401: {"description": "missing or invalid admin token"}}
 _NOT_FOUND = {404: {"description": "not found"}}
@@ -212,10 +241,13 @@ def list_events(
     rt: RuntimeDep,
     session: SessionDep,
     status_: Annotated[schemas.EventStatus | None, Query(alias="status")] = None,
-    type_: Annotated[str | None, Query(alias="type", description="Event type, e.g. PURCHASE_APPROVED.")] = None,
-    email: Annotated[str | None, Query(description="The student's e-mail (case-insensitive).")] = None,
-    since: Annotated[datetime | None, Query(description="received_at >= since (ISO 8601; no zone = UTC).")] = None,
-    until: Annotated[datetime | None, Query(description="received_at < until (ISO 8601; no zone = UTC).")] = None,
+    type_: Annotated[
+        str | None,
+        Query(alias="type", description="Event type, e.g. PURCHASE_APPROVED.", pattern=_PRINTABLE, max_length=60),
+    ] = None,
+    email: Annotated[str | None, _text("The student's e-mail (case-insensitive).", 320)] = None,
+    since: Annotated[QueryDate, Query(description="received_at >= since (ISO 8601; no zone = UTC).")] = None,
+    until: Annotated[QueryDate, Query(description="received_at < until (ISO 8601; no zone = UTC).")] = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> schemas.EventPage:
@@ -232,7 +264,9 @@ def list_events(
     response_model=schemas.EventDetail,
     responses={**_UNAUTHORIZED, **_NOT_FOUND},
 )
-def get_event(_: AdminDep, rt: RuntimeDep, session: SessionDep, event_id: int) -> schemas.EventDetail:
+def get_event(
+    _: AdminDep, rt: RuntimeDep, session: SessionDep, event_id: Annotated[int, _id("event")]
+) -> schemas.EventDetail:
     event = session.get(Event, event_id)
     if event is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"event {event_id} not found")
@@ -275,7 +309,7 @@ def get_event(_: AdminDep, rt: RuntimeDep, session: SessionDep, event_id: int) -
 def retry(
     _: AdminDep,
     rt: RuntimeDep,
-    event_id: int,
+    event_id: Annotated[int, _id("event")],
     force: Annotated[
         bool, Query(description="Resume even if a later event changed the membership since (may undo it).")
     ] = False,
@@ -305,8 +339,8 @@ def retry(
 def new_code(
     _: AdminDep,
     rt: RuntimeDep,
-    email: str,
-    product: Annotated[str, Query(description="The product key of the membership, e.g. curso.")],
+    email: Annotated[str, Path(description="The student's e-mail.", pattern=_PRINTABLE, max_length=320)],
+    product: Annotated[str, _text("The product key of the membership, e.g. curso.", 100)],
 ) -> schemas.CodeRequestOut:
     try:
         event_id = request_code(rt, email, product)
@@ -325,15 +359,18 @@ def list_students(
     _: AdminDep,
     rt: RuntimeDep,
     session: SessionDep,
-    state: Annotated[str | None, Query(description="A membership in this lifecycle state.")] = None,
-    product: Annotated[str | None, Query(description="A membership of this product key.")] = None,
+    state: Annotated[str | None, _text("A membership in this lifecycle state (one the rules define).", 50)] = None,
+    product: Annotated[str | None, _text("A membership of this product key (one the rules define).", 100)] = None,
     stuck_days: Annotated[
         int | None,
-        Query(ge=0, description="A membership in pending_onboarding for more than this many days."),
+        Query(ge=0, le=MAX_STUCK_DAYS, description="A membership in pending_onboarding for more than this many days."),
     ] = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> schemas.StudentPage:
+    rules = rt.rules.rules
+    _one_of("state", state, rules.states)
+    _one_of("product", product, rules.products)
     # All filters apply to the same membership ("a curso membership that is active").
     conditions: list[ColumnElement[bool]] = []
     if state:
@@ -378,7 +415,9 @@ def get_student(
     _: AdminDep,
     rt: RuntimeDep,
     session: SessionDep,
-    email: Annotated[str, Path(description="The student's e-mail (case-insensitive).")],
+    email: Annotated[
+        str, Path(description="The student's e-mail (case-insensitive).", pattern=_PRINTABLE, max_length=320)
+    ],
     history_limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Newest events to include.")] = 50,
 ) -> schemas.StudentDetail:
     student = session.scalar(
@@ -484,15 +523,25 @@ def get_student(
 # --- alerts ---------------------------------------------------------------------------
 
 
-def _parse_acknowledged(value: str) -> bool | None:
-    lowered = value.strip().lower()
-    if lowered in ("false", "0", "no"):
-        return False
-    if lowered in ("true", "1", "yes"):
-        return True
-    if lowered in ("any", "all"):
-        return None
-    raise HTTPException(422, "acknowledged must be false, true or any")
+_ACKNOWLEDGED = {
+    "false": False,
+    "0": False,
+    "no": False,
+    "true": True,
+    "1": True,
+    "yes": True,
+    "any": None,
+    "all": None,
+}
+
+
+def _one_of(name: str, value: str | None, allowed: Iterable[str]) -> None:
+    """An enumerated filter the rules define: an unknown value is the same 422 as a bad enum."""
+    if value is not None and value not in allowed:
+        choices = ", ".join(sorted(allowed))
+        raise RequestValidationError(
+            [{"type": "enum", "loc": ("query", name), "msg": f"Input should be one of: {choices}", "input": value}]
+        )
 
 
 @router.get("/alerts", summary="List alerts, newest first", response_model=schemas.AlertPage, responses=_UNAUTHORIZED)
@@ -501,12 +550,13 @@ def list_alerts(
     rt: RuntimeDep,
     session: SessionDep,
     acknowledged: Annotated[
-        str, Query(description="false (default): open alerts; true: acknowledged ones; any: all.")
+        Literal["false", "0", "no", "true", "1", "yes", "any", "all"],
+        Query(description="false (default): open alerts; true: acknowledged ones; any: all."),
     ] = "false",
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> schemas.AlertPage:
-    wanted = _parse_acknowledged(acknowledged)
+    wanted = _ACKNOWLEDGED[acknowledged]
     conditions: list[ColumnElement[bool]] = []
     if wanted is True:
         conditions.append(Alert.acknowledged_at.is_not(None))
@@ -533,7 +583,9 @@ def list_alerts(
     response_model=schemas.AlertOut,
     responses={**_UNAUTHORIZED, **_NOT_FOUND},
 )
-def ack_alert(_: AdminDep, rt: RuntimeDep, session: SessionDep, alert_id: int) -> schemas.AlertOut:
+def ack_alert(
+    _: AdminDep, rt: RuntimeDep, session: SessionDep, alert_id: Annotated[int, _id("alert")]
+) -> schemas.AlertOut:
     alert = session.get(Alert, alert_id, with_for_update=True)
     if alert is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"alert {alert_id} not found")

@@ -11,6 +11,7 @@ from sqlalchemy import text
 
 from engine.api import admin, webhooks
 from engine.api.deps import RuntimeDep
+from engine.api.docs import add_protected_docs, docs_urls
 from engine.pipeline.runtime import Runtime
 
 
@@ -20,7 +21,10 @@ def create_app(runtime: Runtime, *, queue_check: Callable[[], None] | None = Non
         description="Hotmart webhooks in; Discord roles, ManyChat tags/flows and classes out. "
         "Admin routes need `Authorization: Bearer $ADMIN_API_TOKEN`.",
         version="0.1.0",
+        **docs_urls(runtime.settings.api_docs_mode),
     )
+    if runtime.settings.api_docs_mode == "admin":
+        add_protected_docs(app)
     app.state.runtime = runtime
     app.state.queue_check = queue_check
     app.include_router(webhooks.router)
