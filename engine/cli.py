@@ -203,13 +203,19 @@ def serve(host: str, port: int, workers: int, worker: bool | None, threads: int,
     from engine.worker import huey
 
     app = app_factory()
-    consumer = None
+    consumer = heartbeat = None
     if in_process:
+        from engine.pipeline.heartbeat import HeartbeatThread
+
         consumer = huey.create_consumer(workers=threads, worker_type="thread", periodic=True)
         consumer.start()
+        heartbeat = HeartbeatThread(app.state.runtime.sessions, settings.heartbeat_seconds)
+        heartbeat.start()
     try:
         uvicorn.run(app, host=host, port=port, access_log=access_log)
     finally:
+        if heartbeat is not None:
+            heartbeat.stop()
         if consumer is not None:
             consumer.stop(graceful=True)
 
@@ -219,13 +225,54 @@ def serve(host: str, port: int, workers: int, worker: bool | None, threads: int,
 def worker(threads: int) -> None:
     """Run a Huey worker: processes events, retries and timers."""
     _configure_logging()
+    from engine.db.migrate import NotMigrated, wait_for_migrations
+    from engine.pipeline.heartbeat import HeartbeatThread
     from engine.pipeline.sweep import sweep
+    from engine.settings import get_settings
     from engine.worker import huey, runtime
 
+    settings = get_settings()
+    try:  # started beside a fresh database: wait for `engine migrate` / `engine serve`
+        wait_for_migrations(settings, timeout=settings.migration_wait_seconds)
+    except NotMigrated as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
     # Fail fast on invalid rules or settings; then sweep once now rather than at the next minute,
     # so held webhooks (HOTMART_ENABLED just turned on) and overdue timers don't wait.
-    sweep(runtime())
+    rt = runtime()
+    HeartbeatThread(rt.sessions, settings.heartbeat_seconds).start()
+    sweep(rt)
     huey.create_consumer(workers=threads, worker_type="thread", periodic=True).run()
+
+
+@main.command()
+@click.option("--worker", "worker_only", is_flag=True, help="Check this host's worker heartbeat instead.")
+def healthcheck(worker_only: bool) -> None:
+    """Exit 0 when healthy, 1 otherwise (for container healthchecks).
+
+    Default: the database accepts writes and the queue answers. --worker: this host's worker
+    wrote its heartbeat less than WORKER_STALE_SECONDS ago.
+    """
+    from engine.api.health import check_database_writable, check_queue, check_worker_heartbeat
+    from engine.pipeline.heartbeat import worker_name
+    from engine.settings import get_settings
+
+    settings = get_settings()
+    if worker_only:
+        checks = {"worker": lambda: check_worker_heartbeat(settings, name=worker_name())}
+    else:
+        from engine.worker import huey
+
+        checks = {"database": lambda: check_database_writable(settings), "queue": lambda: check_queue(huey)}
+    healthy = True
+    for name, check in checks.items():
+        try:
+            check()
+            click.echo(f"{name}: ok")
+        except Exception as exc:  # noqa: BLE001 - reported, exit 1
+            healthy = False
+            click.echo(f"{name}: error: {exc}", err=True)
+    sys.exit(0 if healthy else 1)
 
 
 @main.command()

@@ -50,6 +50,14 @@ class Settings(BaseSettings):
     retry_delay_seconds: float = 30.0  # the one automatic retry of a failed step
     timer_poll_seconds: float = 30.0  # how often due timers and stuck events are swept
 
+    # Liveness: the worker writes a heartbeat this often; /healthz and `engine healthcheck --worker`
+    # call it stale after worker_stale_seconds.
+    heartbeat_seconds: float = Field(default=15.0, gt=0)
+    worker_stale_seconds: float = Field(default=90.0, gt=0)
+    # A starting worker waits this long for `engine migrate` (or `engine serve`) to bring the
+    # database to the code's schema, then exits non-zero.
+    migration_wait_seconds: float = Field(default=300.0, ge=0)
+
     @property
     def api_docs_mode(self) -> str:
         return self.api_docs or ("public" if self.development else "admin")
@@ -75,6 +83,8 @@ class Settings(BaseSettings):
             raise ValueError("DISCORD_ENABLED needs DISCORD_BOT_TOKEN and DISCORD_GUILD_ID")
         if self.manychat_enabled and not self.manychat_api_token.get_secret_value():
             raise ValueError("MANYCHAT_ENABLED needs MANYCHAT_API_TOKEN")
+        if self.worker_stale_seconds <= self.heartbeat_seconds:
+            raise ValueError("WORKER_STALE_SECONDS must be longer than HEARTBEAT_SECONDS")
         return self
 
     @property

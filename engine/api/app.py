@@ -7,15 +7,19 @@ from collections.abc import Callable
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 
 from engine.api import admin, webhooks
 from engine.api.deps import RuntimeDep
 from engine.api.docs import add_protected_docs, docs_urls
+from engine.api.health import StaleHeartbeat, check_database_writable, check_worker_heartbeat
 from engine.pipeline.runtime import Runtime
 
 
-def create_app(runtime: Runtime, *, queue_check: Callable[[], None] | None = None) -> FastAPI:
+def create_app(
+    runtime: Runtime, *, queue_check: Callable[[], None] | None = None, worker_check: bool = False
+) -> FastAPI:
+    """``queue_check``: raises when the queue is down; ``worker_check``: /healthz also requires a
+    fresh worker heartbeat (the deployed app; tests without a worker leave it off)."""
     app = FastAPI(
         title="Lifecycle engine",
         description="Hotmart webhooks in; Discord roles, ManyChat tags/flows and classes out. "
@@ -27,26 +31,31 @@ def create_app(runtime: Runtime, *, queue_check: Callable[[], None] | None = Non
         add_protected_docs(app)
     app.state.runtime = runtime
     app.state.queue_check = queue_check
+    app.state.worker_check = worker_check
     app.include_router(webhooks.router)
     app.include_router(admin.router)
 
-    @app.get("/healthz", tags=["health"], summary="Database and queue reachable")
+    @app.get("/healthz", tags=["health"], summary="Database writable, queue reachable, worker alive")
     async def healthz(rt: RuntimeDep) -> JSONResponse:
         checks: dict[str, str] = {}
-
-        def database() -> None:
-            with rt.sessions() as session:
-                session.execute(text("SELECT 1"))
-
-        for name, check in (("database", database), ("queue", app.state.queue_check)):
-            if check is None:
-                continue
+        for name, check in _health_checks(app, rt).items():
             try:
                 await run_in_threadpool(check)
                 checks[name] = "ok"
-            except Exception as exc:  # noqa: BLE001
+            except StaleHeartbeat as exc:
+                checks[name] = f"error: {exc}"
+            except Exception as exc:  # noqa: BLE001 - the class only: messages may carry URLs
                 checks[name] = f"error: {type(exc).__name__}"
         healthy = all(value == "ok" for value in checks.values())
         return JSONResponse({"status": "ok" if healthy else "degraded", **checks}, status_code=200 if healthy else 503)
 
     return app
+
+
+def _health_checks(app: FastAPI, rt: Runtime) -> dict[str, Callable[[], object]]:
+    checks: dict[str, Callable[[], object]] = {"database": lambda: check_database_writable(rt.sessions)}
+    if app.state.queue_check is not None:
+        checks["queue"] = app.state.queue_check
+    if app.state.worker_check:
+        checks["worker"] = lambda: check_worker_heartbeat(rt.settings, sessions=rt.sessions)
+    return checks

@@ -9,4 +9,4 @@ def app_factory() -> FastAPI:
     from engine.api.app import create_app
     from engine.worker import huey, runtime
 
-    return create_app(runtime(), queue_check=huey.pending_count)
+    return create_app(runtime(), queue_check=huey.pending_count, worker_check=True)

@@ -34,7 +34,12 @@ def test_serve_on_sqlite_takes_a_webhook_and_processes_it(tmp_path):
 
         def healthy() -> bool:
             try:
-                return stack.client.get("/healthz").json() == {"status": "ok", "database": "ok", "queue": "ok"}
+                return stack.client.get("/healthz").json() == {
+                    "status": "ok",
+                    "database": "ok",
+                    "queue": "ok",
+                    "worker": "ok",
+                }
             except (httpx.HTTPError, ValueError):
                 return False
 
