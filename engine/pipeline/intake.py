@@ -95,6 +95,12 @@ def store_hotmart(
     return Stored(event_id, False, status)
 
 
+def hotmart_dedupe_key(raw_body: bytes) -> str:
+    """The dedupe key a webhook body gets (what a redelivery of it collides with)."""
+    body = storable(raw_body, decode(raw_body))
+    return _dedupe_key(scrub_raw(raw_body), hotmart.envelope(scrub_payload(body.value)))
+
+
 def _dedupe_key(raw_body: bytes, parsed: hotmart.Envelope) -> str:
     """The envelope id's key; an id too long for the column is hashed (still one key per id)."""
     key = hotmart.dedupe_key(raw_body, parsed)
