@@ -276,6 +276,42 @@ def healthcheck(worker_only: bool) -> None:
 
 
 @main.command()
+@click.option(
+    "--discord", "discord", flag_value=True, default=None, help="Check Discord even if DISCORD_ENABLED is off."
+)
+@click.option(
+    "--manychat", "manychat", flag_value=True, default=None, help="Check ManyChat even if MANYCHAT_ENABLED is off."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def doctor(discord: bool | None, manychat: bool | None, as_json: bool) -> None:
+    """Preflight before going live: one line per check (ok / warn / FAIL); exit 1 on any FAIL."""
+    from engine.doctor import as_dicts, failed, preflight
+    from engine.rules import check_rules
+    from engine.settings import get_settings
+
+    settings = get_settings()
+    rules, problems = check_rules(settings.rules_dir)
+    checks = preflight(settings, rules, problems, discord=discord, manychat=manychat)
+    if as_json:
+        click.echo(json.dumps({"ok": not failed(checks), "checks": as_dicts(checks)}, ensure_ascii=False))
+    else:
+        for check in checks:
+            click.echo(check.line())
+        skipped = [
+            name
+            for name, asked, flag in (
+                ("Discord", discord, settings.discord_enabled),
+                ("ManyChat", manychat, settings.manychat_enabled),
+            )
+            if not (asked or flag)
+        ]
+        if skipped:
+            click.echo(f"(not checked: {', '.join(skipped)} — its flag is off; pass --discord/--manychat to check it)")
+    if failed(checks):
+        sys.exit(1)
+
+
+@main.command()
 def bot() -> None:
     """Run the Discord bot: /registrar and member joins (needs DISCORD_BOT_TOKEN, DISCORD_GUILD_ID)."""
     from bot.main import run

@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from engine.api import admin, webhooks
+from engine.api import admin, doctor, webhooks
 from engine.api.deps import RuntimeDep
 from engine.api.docs import add_protected_docs, docs_urls
 from engine.api.health import StaleHeartbeat, check_database_writable, check_worker_heartbeat
@@ -34,6 +34,7 @@ def create_app(
     app.state.worker_check = worker_check
     app.include_router(webhooks.router)
     app.include_router(admin.router)
+    app.include_router(doctor.router)
 
     @app.get("/healthz", tags=["health"], summary="Database writable, queue reachable, worker alive")
     async def healthz(rt: RuntimeDep) -> JSONResponse:

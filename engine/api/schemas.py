@@ -198,3 +198,14 @@ class StudentDetail(BaseModel):
 class CodeRequestOut(BaseModel):
     status: str
     event_id: int
+
+
+class DoctorCheck(BaseModel):
+    area: Literal["engine", "discord", "manychat"]
+    status: Literal["ok", "warn", "FAIL"]
+    message: str
+
+
+class DoctorReport(BaseModel):
+    ok: bool = Field(description="False when any check is FAIL.")
+    checks: list[DoctorCheck]

@@ -18,6 +18,8 @@ anything else uses the control endpoints (no auth, not under ``/api/v10``):
 * ``PUT /_fake/members/{user_id}/roles`` ``{"roles": [...]}``; ``DELETE /_fake/members/{user_id}``
 * ``POST /_fake/roles`` ``{"role_id", "name", "position", "managed", "above_bot"}``
 * ``POST /_fake/channels`` ``{"channel_id"}``
+* ``POST /_fake/setup`` ``{"application_flags": 0, "bot_in_guild": false, "bot_permissions": "0",
+  "channel_overwrites": {"<channel id>": [{"id", "type", "allow", "deny"}]}}`` (preflight cases)
 * ``POST /_fake/failures`` ``{"status": 500|503|403|429, "code": 50013, "times": N,
   "path_contains": "...", "method": "PUT", "body": "<raw text instead of JSON>"}``
 * ``POST /_fake/timeouts`` ``{"seconds": 2.0, "times": N, "path_contains": "..."}``
@@ -49,6 +51,10 @@ COURSE_ROLE_ID = "1180000000000000001"
 BOT_ROLE_ID = "1180000000000000009"
 BOT_USER_ID = "1190000000000000000"
 ALERT_CHANNEL_ID = "1180000000000000500"
+APPLICATION_ID = "1190000000000000001"
+# MANAGE_ROLES | VIEW_CHANNEL | SEND_MESSAGES: the invite's permissions (discord.md section 4).
+BOT_PERMISSIONS = str((1 << 28) | (1 << 10) | (1 << 11))
+GATEWAY_GUILD_MEMBERS_LIMITED = 1 << 15
 NONCE_TTL = 300.0  # "within a few minutes"
 
 ERROR_MESSAGES = {
@@ -127,9 +133,13 @@ class FakeDiscord:
         self._windows: dict[str, _Window] = {}
         self._global = _Window()
         self._ids = itertools.count(1190000000000000700)
+        # The bot's own side (GET /users/@me, /applications/@me, its member and role).
+        self.application_flags = GATEWAY_GUILD_MEMBERS_LIMITED
+        self.bot_in_guild = True
+        self.channel_overwrites: dict[str, list[dict[str, Any]]] = {}
         self.add_role(self.guild_id, "@everyone", position=0)
         self.add_role(COURSE_ROLE_ID, "Aluno Python Pro", position=3)
-        self.add_role(BOT_ROLE_ID, "EngineBot", position=5, managed=True)
+        self.add_role(BOT_ROLE_ID, "EngineBot", position=5, managed=True, permissions=BOT_PERMISSIONS)
 
     # ------------------------------------------------------------- seeding
 
@@ -150,6 +160,7 @@ class FakeDiscord:
         position: int = 1,
         managed: bool = False,
         above_bot: bool = False,
+        permissions: str = "0",
     ) -> None:
         """``above_bot``: placed above the bot's role, so granting it gives 403/50013."""
         self.roles[str(role_id)] = {
@@ -158,6 +169,7 @@ class FakeDiscord:
             "position": position,
             "managed": managed,
             "above_bot": above_bot,
+            "permissions": permissions,
         }
 
     def add_channel(self, channel_id: str) -> None:
@@ -314,7 +326,11 @@ _API: list[tuple[set[str], re.Pattern[str], str, str]] = [
         "member_role",
     ),
     ({"GET"}, re.compile(r"^/guilds/(?P<major>\d+)/members/(?P<user>\d+)$"), "member", "member"),
+    ({"GET"}, re.compile(r"^/guilds/(?P<major>\d+)/members$"), "members", "members"),
     ({"GET"}, re.compile(r"^/guilds/(?P<major>\d+)/roles$"), "roles", "roles"),
+    ({"GET"}, re.compile(r"^/users/@me$"), "current_user", "current_user"),
+    ({"GET"}, re.compile(r"^/applications/@me$"), "current_application", "current_application"),
+    ({"GET"}, re.compile(r"^/channels/(?P<major>\d+)$"), "channel", "channel"),
     ({"POST"}, re.compile(r"^/channels/(?P<major>\d+)/messages$"), "message", "message"),
     ({"POST"}, re.compile(r"^/users/@me/channels$"), "create_dm", "create_dm"),
 ]
@@ -337,6 +353,9 @@ def create_app(
     )
 
     def member_object(user_id: str) -> dict[str, Any]:
+        return member_object_of(user_id, fake.members[user_id])
+
+    def member_object_of(user_id: str, roles: set[str]) -> dict[str, Any]:
         return {
             "user": {
                 "id": user_id,
@@ -347,7 +366,7 @@ def create_app(
             },
             "nick": None,
             "avatar": None,
-            "roles": sorted(fake.members[user_id]),
+            "roles": sorted(roles),
             "joined_at": "2026-01-10T12:00:00.000000+00:00",
             "premium_since": None,
             "deaf": False,
@@ -379,17 +398,61 @@ def create_app(
     def member(method: str, m: dict[str, str], body: Any) -> Response:
         if m["major"] != fake.guild_id:
             return _error(10004, 404)
+        if m["user"] == BOT_USER_ID and fake.bot_in_guild and BOT_USER_ID not in fake.members:
+            return JSONResponse({**member_object_of(BOT_USER_ID, {BOT_ROLE_ID}), "user": bot_user()})
         if m["user"] not in fake.members:
             return _error(10007, 404)
         return JSONResponse(member_object(m["user"]))
+
+    def members(method: str, m: dict[str, str], query: dict[str, str]) -> Response:
+        """List Guild Members: ordered by user id, ``limit`` 1-1000 (default 1), ``after`` a user id."""
+        if m["major"] != fake.guild_id:
+            return _error(10004, 404)
+        if not fake.application_flags & (GATEWAY_GUILD_MEMBERS_LIMITED | (1 << 14)):
+            return _error(50001, 403)  # the privileged intent is off
+        try:
+            limit, after = int(query.get("limit", "1")), int(query.get("after", "0"))
+        except ValueError:
+            return _error(50035, 400)
+        if not 1 <= limit <= 1000:
+            return _error(50035, 400)
+        ids = sorted((uid for uid in fake.members if int(uid) > after), key=int)[:limit]
+        return JSONResponse([member_object(uid) for uid in ids])
+
+    def bot_user() -> dict[str, Any]:
+        return {"id": BOT_USER_ID, "username": "EngineBot", "discriminator": "0", "bot": True, "avatar": None}
+
+    def current_user(method: str, m: dict[str, str], body: Any) -> Response:
+        return JSONResponse(bot_user())
+
+    def current_application(method: str, m: dict[str, str], body: Any) -> Response:
+        return JSONResponse(
+            {"id": APPLICATION_ID, "name": "EngineBot", "bot": bot_user(), "flags": fake.application_flags}
+        )
+
+    def channel(method: str, m: dict[str, str], body: Any) -> Response:
+        if m["major"] not in fake.channels:
+            return _error(10003, 404)
+        return JSONResponse(
+            {
+                "id": m["major"],
+                "type": 0,
+                "guild_id": fake.guild_id,
+                "name": "alertas-engine",
+                "permission_overwrites": fake.channel_overwrites.get(m["major"], []),
+            }
+        )
 
     def roles(method: str, m: dict[str, str], body: Any) -> Response:
         if m["major"] != fake.guild_id:
             return _error(10004, 404)
         wire = []
+        bot_position = fake.roles.get(BOT_ROLE_ID, {}).get("position", 0)
         for role in fake.roles.values():
             item = {k: v for k, v in role.items() if k != "above_bot"}
-            item.update(permissions="0", hoist=False, mentionable=False, color=0, flags=0)
+            if role["above_bot"]:
+                item["position"] = max(role["position"], bot_position + 1)
+            item.update(hoist=False, mentionable=False, color=0, flags=0)
             if role["id"] == BOT_ROLE_ID:
                 item["tags"] = {"bot_id": BOT_USER_ID}
             wire.append(item)
@@ -460,6 +523,10 @@ def create_app(
         "roles": roles,
         "message": message,
         "create_dm": create_dm,
+        "members": members,
+        "current_user": current_user,
+        "current_application": current_application,
+        "channel": channel,
     }
 
     async def api(request: Request) -> Response:
@@ -507,7 +574,8 @@ def create_app(
             if failure is not None:
                 response = _failure_response(failure, headers)
             else:
-                response = handlers[name](method, params, _json_body(raw))
+                argument = dict(request.query_params) if name == "members" else _json_body(raw)
+                response = handlers[name](method, params, argument)
                 response.headers.update(headers)
             if response.status_code in (401, 403, 429):
                 fake.invalid_requests += 1
@@ -543,6 +611,14 @@ def create_app(
                 )
             elif what == "channels":
                 fake.add_channel(body["channel_id"])
+            elif what == "setup":
+                if "application_flags" in body:
+                    fake.application_flags = int(body["application_flags"])
+                if "bot_in_guild" in body:
+                    fake.bot_in_guild = bool(body["bot_in_guild"])
+                if "bot_permissions" in body:
+                    fake.roles[BOT_ROLE_ID]["permissions"] = str(body["bot_permissions"])
+                fake.channel_overwrites.update(body.get("channel_overwrites") or {})
             elif what == "failures":
                 fake.queue_failure(
                     int(body["status"]),

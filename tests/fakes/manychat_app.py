@@ -362,6 +362,9 @@ def create_app(*, token: str = "test-token", limits: dict | None = None) -> Star
         fake.flows_sent.append((sub.id, ns, fake.clock()))
         return _ok()
 
+    async def page_info(request: Request) -> Response:
+        return _ok({"id": 1000001, "name": "Curso Exemplo", "category": "Education", "timezone": "America/Sao_Paulo"})
+
     async def get_tags(request: Request) -> Response:
         return _ok([{"id": tag_id, "name": name} for name, tag_id in fake.tags.items()])
 
@@ -380,6 +383,7 @@ def create_app(*, token: str = "test-token", limits: dict | None = None) -> Star
         ("POST", "/fb/subscriber/removeTagByName"): tag_endpoint(add=False),
         ("POST", "/fb/subscriber/setCustomFieldByName"): set_custom_field_by_name,
         ("POST", "/fb/sending/sendFlow"): send_flow,
+        ("GET", "/fb/page/getInfo"): page_info,
         ("GET", "/fb/page/getTags"): get_tags,
         ("GET", "/fb/page/getCustomFields"): get_custom_fields,
         ("GET", "/fb/page/getFlows"): get_flows,

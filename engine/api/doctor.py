@@ -1,0 +1,34 @@
+"""``GET /admin/doctor``: the preflight of ``engine doctor``, for dashboards and scripts."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from fastapi.concurrency import run_in_threadpool
+
+from engine.api import schemas
+from engine.api.deps import AdminDep, RuntimeDep
+from engine.doctor import as_dicts, failed, preflight
+
+router = APIRouter(prefix="/admin", tags=["admin"])
+
+
+@router.get(
+    "/doctor",
+    summary="Preflight: database, migrations, queue, secrets, rules, and Discord/ManyChat setup",
+    response_model=schemas.DoctorReport,
+    responses={401: {"description": "missing or invalid admin token"}},
+)
+async def doctor(
+    _: AdminDep,
+    rt: RuntimeDep,
+    discord: Annotated[bool | None, Query(description="Check Discord (default: when DISCORD_ENABLED).")] = None,
+    manychat: Annotated[bool | None, Query(description="Check ManyChat (default: when MANYCHAT_ENABLED).")] = None,
+) -> schemas.DoctorReport:
+    # The rules in use (the last valid ones) are checked against the services; invalid rules on
+    # disk are a FAIL of their own.
+    checks = await run_in_threadpool(
+        preflight, rt.settings, rt.rules.rules, list(rt.rules.last_problems), discord=discord, manychat=manychat
+    )
+    return schemas.DoctorReport(ok=not failed(checks), checks=as_dicts(checks))
