@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
-from sqlalchemy import select, text, update
+from sqlalchemy import select, update
 
 from bot.link import LinkService
 from connectors.base import StepResult
@@ -18,7 +18,7 @@ from engine.api.app import create_app
 from engine.db.models import Alert, Event, OnboardingToken, Student
 from engine.pipeline.execution import drain_student
 from engine.pipeline.locks import student_lock
-from tests.conftest import ADMIN_TOKEN, HOTTOK, load_payload
+from tests.conftest import ADMIN_TOKEN, HOTTOK, load_payload, rewriting_event_log
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 ANA = "ana.exemplo@example.com"
@@ -263,12 +263,9 @@ def test_events_filter_on_received_dates(h, client, seeded):
         seeded["ana_club"]: datetime(2026, 3, 3, 10, tzinfo=UTC),
         seeded["rejected"]: datetime(2026, 3, 4, 10, tzinfo=UTC),
     }
-    with h.runtime.sessions.begin() as session:
-        # The event log is insert-only (a trigger): only a test lifts it, inside its transaction.
-        session.execute(text("ALTER TABLE events DISABLE TRIGGER events_insert_only"))
+    with h.runtime.sessions.begin() as session, rewriting_event_log(session):
         for event_id, at in received.items():
             session.execute(update(Event).where(Event.id == event_id).values(received_at=at))
-        session.execute(text("ALTER TABLE events ENABLE TRIGGER events_insert_only"))
 
     since = get(client, "/admin/events", since="2026-03-02T10:00:00Z")  # inclusive
     assert ids(since) == [seeded["rejected"], seeded["ana_club"], seeded["bia_comunidade"]]
