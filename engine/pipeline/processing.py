@@ -61,7 +61,7 @@ def process_event(rt: Runtime, event_id: int) -> str:
             status = event.status
         else:
             # Parsed once here; planning under the lock reuses it.
-            inp = event_input(event.payload, rt.rules.rules) if event.payload is not None else None
+            inp = event_input(event.payload, rt.rules.rules, source=event.source) if event.payload is not None else None
             student_id, status = _prepare(rt, session, event, inp)
     if status == "received" and student_id is not None and inp is not None:
         with student_lock(rt.sessions, student_id):

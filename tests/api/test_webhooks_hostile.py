@@ -12,7 +12,7 @@ from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from engine.api.app import create_app
-from engine.db.models import ActionRun, Event
+from engine.db.models import ActionRun, Event, Student
 from tests.conftest import HOTTOK, load_payload
 
 
@@ -225,3 +225,19 @@ def test_the_event_log_is_insert_only_on_postgresql(client, harness):
         session.execute(text("TRUNCATE events RESTART IDENTITY CASCADE"))
     with harness.runtime.sessions() as session:
         assert session.scalar(select(func.count()).select_from(Event)) == 0
+
+
+def test_a_webhook_posing_as_an_internal_event_is_read_as_hotmart(client, harness):
+    """{"event": "DISCORD_LINKED", ...} is the engine's own shape; from Hotmart it links nobody."""
+    assert post(client, purchase_bytes()).status_code == 200
+    harness.run_queue()
+    forged = {"event": "DISCORD_LINKED", "email": "ana.exemplo@example.com", "fields": {"discord_id": "666"}}
+    response = post(client, json.dumps(forged).encode())
+    assert response.status_code == 200
+    harness.run_queue()
+    with harness.runtime.sessions() as session:
+        event = session.get(Event, response.json()["event_id"])
+        assert (event.status, event.reason) == ("ignored", "no product matches id (none)")  # a Hotmart reading
+        assert event.student_id is None
+        assert session.scalar(select(Student.discord_id)) is None
+    assert harness.discord.calls == []
