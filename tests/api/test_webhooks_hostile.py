@@ -3,6 +3,7 @@ acknowledged is stored, memory stays bounded, no hottok at rest, the event log i
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 
@@ -129,7 +130,7 @@ def test_a_body_nested_beyond_the_limit_is_rejected_and_kept(client, harness):
 
 
 @pytest.mark.parametrize("declared", [False, True])
-async def test_the_body_limit_is_enforced_while_reading_chunked_or_not(harness, declared):
+def test_the_body_limit_is_enforced_while_reading_chunked_or_not(harness, declared):
     """Drive the ASGI app with an endless body: it must stop reading at the limit."""
     app = create_app(harness.runtime)
     limit = harness.runtime.settings.max_body_bytes
@@ -163,7 +164,12 @@ async def test_the_body_limit_is_enforced_while_reading_chunked_or_not(harness, 
         "client": ("127.0.0.1", 1),
         "server": ("127.0.0.1", 80),
     }
-    await app(scope, receive, send)
+    # A private loop: set_event_loop(None) (asyncio.run) would break later tests that need a current one.
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(app(scope, receive, send))
+    finally:
+        loop.close()
     assert sent[0]["status"] == 413
     assert read <= (0 if declared else limit // len(chunk) + 1)
     with harness.runtime.sessions() as session:
