@@ -26,6 +26,9 @@ class Step:
 
     action: str
     params: dict[str, Any] = field(default_factory=dict)
+    # Set when the rules say this step does nothing for this product (an optional flow the
+    # product lacks): recorded as skipped with this reason, never sent to a connector.
+    skip_reason: str | None = None
 
 
 @dataclass(frozen=True)

@@ -26,12 +26,13 @@ def _rules_dir(rules_dir: Path | None) -> Path:
 
 def _load_or_exit(rules_dir: Path):
     from engine.rules import check_rules
+    from engine.rules.translate import problem_line, summary
 
     rules, problems = check_rules(rules_dir)
     if problems:
-        for problem in problems:
-            click.echo(str(problem), err=True)
-        click.echo(f"{len(problems)} error(s) in {rules_dir}", err=True)
+        for problem in problems:  # in $ENGINE_LANG (pt-BR) when asked
+            click.echo(problem_line(problem), err=True)
+        click.echo(summary(len(problems), rules_dir), err=True)
         sys.exit(1)
     return rules
 
@@ -100,6 +101,55 @@ def rule_test(rules_dir: Path | None, as_json: bool) -> None:
             click.echo(f"{'FAILED' if failed else 'ok'}: {report.cases} cases in {report.files} files{failed}")
     if report.failures:
         sys.exit(1)
+
+
+@main.command("new-product")
+@click.argument("key")
+@click.option("--hotmart-id", required=True, help="The product's id in Hotmart (digits).")
+@click.option("--subscription", is_flag=True, help="A subscription (default: a one-time purchase).")
+@click.option("--name", default=None, help="The name students read (default: from KEY).")
+@click.option("--role", "roles", multiple=True, help="A Discord role id it grants (repeatable).")
+@click.option("--tag", default=None, help="Its ManyChat tag, added to the catalog (default: aluno-KEY; '' for none).")
+@RULES_OPTION
+def new_product(
+    key: str,
+    hotmart_id: str,
+    subscription: bool,
+    name: str | None,
+    roles: tuple[str, ...],
+    tag: str | None,
+    rules_dir: Path | None,
+) -> None:
+    """Write rules/products/KEY.yaml with every flow the lifecycle uses, then run the checks."""
+    from engine.newproduct import ScaffoldRefused, write_product, write_rule_test
+
+    rules_dir = _rules_dir(rules_dir)
+    rules = _load_or_exit(rules_dir)
+    try:
+        scaffold = write_product(
+            rules, rules_dir, key, hotmart_id, subscription=subscription, name=name, roles=roles, tag=tag
+        )
+    except ScaffoldRefused as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    click.echo(f"wrote {scaffold.product_file}")
+    if scaffold.catalog_note:
+        click.echo(scaffold.catalog_note)
+    rules = _load_or_exit(rules_dir)
+    test_file = write_rule_test(rules, rules_dir, key)
+    if test_file is not None:
+        click.echo(f"wrote {test_file} (a rule test: engine test)")
+    todo = [flow for flow in scaffold.flows if flow not in scaffold.optional_flows]
+    if todo:
+        click.echo(
+            f"next: paste the ManyChat flow namespace of {', '.join(todo)} in {scaffold.product_file.name} "
+            "(until then each is `none`: the step is skipped)"
+        )
+    if not roles:
+        click.echo("next: list the Discord role ids it grants under access: discord_roles (in quotes)")
+    click.echo(f"$ engine check --rules {rules_dir}")
+    ctx = click.get_current_context()
+    ctx.invoke(check, rules_dir=rules_dir, strict=False)
 
 
 @main.command("dry-run")

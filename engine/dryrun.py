@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from connectors.base import RecordingConnector, StepContext, StudentRef
+from connectors.base import RecordingConnector, Step, StepContext, StudentRef
 from engine.inputs import EventInput, event_input
 from engine.planner import Facts, Plan, Planner
-from engine.rules.model import Rules
+from engine.rules.model import Product, Rules
 
 
 @dataclass
@@ -17,6 +17,8 @@ class DryRun:
     event: EventInput
     plan: Plan
     connector_calls: list[str] = field(default_factory=list)
+    # When no transition applies from the given state: the states it would apply from.
+    applies_from: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -24,6 +26,7 @@ class DryRun:
             "email": self.event.email,
             "occurred_at": self.event.occurred_at.isoformat() if self.event.occurred_at else None,
             "input_problems": self.event.problems,
+            "applies_from": self.applies_from,
         }
 
     def trace(self) -> str:
@@ -37,6 +40,11 @@ class DryRun:
         if plan.ignored:
             lines.append(f"state       {plan.from_state} (unchanged)")
             lines.append(f"ignored     {plan.ignored_reason}")
+            if self.applies_from:
+                lines.append(
+                    f"hint        {plan.event_type} applies from {', '.join(self.applies_from)}: "
+                    f"try --state {self.applies_from[0]}"
+                )
         else:
             lines.append(f"transition  {plan.transition}: {plan.from_state} -> {plan.to_state}")
         if plan.conditions:
@@ -48,11 +56,27 @@ class DryRun:
         if plan.steps:
             lines.append("steps")
             for index, step in enumerate(plan.steps, 1):
-                params = ", ".join(f"{k}={v!r}" for k, v in step.params.items())
-                lines.append(f"  {index}. {step.action:<14} {params}")
+                lines.append(f"  {index}. {step.action:<14} {_describe_params(step)}")
         elif not plan.ignored:
             lines.append("steps       (none)")
         return "\n".join(lines)
+
+
+def _describe_params(step: Step) -> str:
+    if step.action == "cancel_timers" and not step.params.get("events"):
+        text = "all pending timers"
+    else:
+        text = ", ".join(f"{k}={v!r}" for k, v in step.params.items())
+    return f"{text}  (skipped: {step.skip_reason})" if step.skip_reason else text
+
+
+def states_where_it_applies(rules: Rules, event_type: str, product: Product | None) -> list[str]:
+    """The states from which some transition takes ``event_type`` for ``product``'s kind."""
+    sources: set[str] = set()
+    for rule in rules.transitions:
+        if event_type in rule.events and (product is None or rule.applies_to_kind(product.kind)):
+            sources.update(rules.states if "*" in rule.sources else rule.sources)
+    return [state for state in rules.states if state in sources]
 
 
 def dry_run(
@@ -76,5 +100,11 @@ def dry_run(
         StudentRef(id=None, email=event.email or ""), event_type=plan.event_type, product_key=plan.product or ""
     )
     for step in plan.steps:
-        recorder.run(step, ctx)
-    return DryRun(event, plan, recorder.actions_called())
+        if not step.skip_reason:
+            recorder.run(step, ctx)
+    applies_from: list[str] = []
+    if plan.transition is None and event.event_type and event.product is not None:
+        applies_from = [
+            s for s in states_where_it_applies(rules, event.event_type, event.product) if s != plan.from_state
+        ]
+    return DryRun(event, plan, recorder.actions_called(), applies_from)

@@ -22,6 +22,7 @@ from engine.rules.model import (
     Rules,
     StepSpec,
     TransitionRule,
+    flow_name,
     parse_duration,
 )
 
@@ -78,7 +79,10 @@ class Plan:
             "conditions": [
                 {**asdict(c), "kind": "if" if c.required else "unless", "passed": c.passed} for c in self.conditions
             ],
-            "steps": [{"action": s.action, "params": s.params} for s in self.steps],
+            "steps": [
+                {"action": s.action, "params": s.params, **({"skipped": s.skip_reason} if s.skip_reason else {})}
+                for s in self.steps
+            ],
             "ignored_reason": self.ignored_reason,
         }
 
@@ -244,7 +248,9 @@ class Planner:
                 value = self._template(value, decision)
             return Step(action, {"field": args["name"], "value": value, **manychat_extra})
         if action == "trigger_flow":
-            flow = args if isinstance(args, str) else args["flow"]
+            flow = flow_name(args)
+            if flow not in product.flows:  # declined (`none`) or optional: the loader allows nothing else
+                return Step(action, {"flow": flow}, skip_reason=_no_flow_reason(product, flow))
             return Step(action, {"flow": flow, "flow_ns": product.flows[flow], **manychat_extra})
         if action == "issue_token":
             valid_for = self.rules.onboarding.code_valid_for
@@ -294,6 +300,12 @@ class Planner:
             return str(values.get(name, match.group(0)))
 
         return TEMPLATE_RE.sub(substitute, text)
+
+
+def _no_flow_reason(product: Product, flow: str) -> str:
+    if flow in product.no_flows:
+        return f"product {product.key} sends no {flow!r} flow (flows: {flow}: none)"
+    return f"product {product.key} has no {flow!r} flow (optional step)"
 
 
 def _listify(value: Any) -> list:

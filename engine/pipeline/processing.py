@@ -216,7 +216,10 @@ def _plan(rt: Runtime, session: Session, event: Event, student_id: int, inp: Eve
                         step_index=step_index,
                         action=step.action,
                         params=step.params,
-                        status="pending",
+                        # the rules skip it for this product (an optional flow): recorded, never run
+                        status="skipped" if step.skip_reason else "pending",
+                        detail=step.skip_reason,
+                        finished_at=now if step.skip_reason else None,
                     )
                 )
                 step_index += 1

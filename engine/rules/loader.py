@@ -14,11 +14,12 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
+from engine.rules import messages
 from engine.rules.model import (
-    ACTIONS,
     BUILTIN_PREDICATES,
     COMPARISONS,
     EVENT_FIELDS,
+    NO_FLOW,
     TEMPLATE_RE,
     TEMPLATE_VARIABLES,
     Condition,
@@ -27,6 +28,8 @@ from engine.rules.model import (
     Rules,
     StepSpec,
     TransitionRule,
+    flow_name,
+    is_optional,
     parse_duration,
 )
 from engine.rules.source import Problem, line_of, load_yaml
@@ -115,39 +118,14 @@ def check_rules(rules_dir: Path | str) -> tuple[Rules | None, list[Problem]]:
 
 
 def _schema_problems(data: Any, display: str) -> list[Problem]:
-    from jsonschema.exceptions import best_match
-
-    problems = []
+    found: list[messages.SchemaMessage] = []
     for error in _validator().iter_errors(data):
-        # oneOf/anyOf errors say little; the most relevant sub-error says what to fix.
-        # best_match([error]) descends to the deepest sub-error (a step's wrong parameter),
-        # where best_match(error.context) picked the shallowest ("... is not of type 'string'").
-        while error.context:
-            deeper = best_match([error])
-            error = deeper if deeper is not error else best_match(error.context)
-        path = list(error.absolute_path)
-        message = _explain(data, path, error)
-        problems.append(Problem(display, line_of(data, path), message))
+        found += messages.schema_messages(messages.narrow(error))
+    # A misspelt key (`form:`) is one mistake: say "unknown key", not also "missing 'from'".
+    covered = {m.covers for m in found if m.covers is not None}
+    problems = [Problem(display, line_of(data, m.path), m.text) for m in found if m.missing not in covered]
     # One mistake can break several branches: keep one message per line.
-    unique: dict[tuple[int, str], Problem] = {}
-    for problem in problems:
-        unique.setdefault((problem.line, problem.message), problem)
-    return list(unique.values())
-
-
-def _explain(data: Any, path: list[Any], error) -> str:
-    where = ".".join(str(part) for part in path) or "(top)"
-    if error.validator == "additionalProperties" and not path and isinstance(data, dict):
-        return f"unknown top-level key; a rules file holds exactly one of: {', '.join(FILE_KINDS)}"
-    if error.validator in ("minProperties", "maxProperties") and not path:
-        return f"a rules file holds exactly one of: {', '.join(FILE_KINDS)}"
-    # A step: say "unknown action" rather than a schema branch mismatch.
-    if len(path) >= 2 and path[-2] == "do" and isinstance(path[-1], int):
-        step = error.instance
-        name = step if isinstance(step, str) else next(iter(step), None) if step else None
-        if name not in ACTIONS:
-            return f"unknown action {name!r} (known: {', '.join(sorted(ACTIONS))})"
-    return f"{where}: {error.message}"
+    return list(dict.fromkeys(problems))
 
 
 # --- building and semantic checks ----------------------------------------------------------
@@ -205,14 +183,25 @@ class _Builder:
         self.known_events = self.hotmart_events | frozenset(self.internal_events)
         initial = lifecycle["initial"]
         if initial not in self.states:
-            self.error(file, line_of(data, ["lifecycle", "initial"]), f"unknown state {initial!r} in initial")
+            self.error(
+                file,
+                line_of(data, ["lifecycle", "initial"]),
+                messages.unknown("state", initial, self.states, where=" in initial"),
+            )
         self.predicates: dict[str, Condition] = {}
+        # Transitions whose conditions name something unknown: already reported, so their
+        # overlaps with others are not reported again (one mistake, one error).
+        self.unsure: set[int] = set()
         for name, spec in lifecycle.get("predicates", {}).items():
             where = ["lifecycle", "predicates", name]
             if name in BUILTIN_PREDICATES:
                 self.error(file, line_of(data, where), f"predicate {name!r} is built in")
                 continue
             self.predicates[name] = self._condition(spec, data, where, allow_named=False)
+        # Hotmart events a misspelt event name was probably meant to be, and states a misspelt
+        # `to` was: the knock-on "no outcome" / "unreachable" errors would repeat that mistake.
+        self.meant_events: set[str] = set()
+        self.bad_destination = False
         transitions = tuple(self._transition(index, spec, data) for index, spec in enumerate(lifecycle["transitions"]))
         ignore: dict[str, str] = {}
         for index, entry in enumerate(lifecycle.get("ignore", [])):
@@ -221,9 +210,11 @@ class _Builder:
                 self._check_event(event, data, where)
                 ignore.setdefault(event, entry["reason"])
         self._check_names(transitions)
-        self._check_reachable(transitions, initial, data)
+        self._check_flows(transitions)
+        if not self.bad_destination:
+            self._check_reachable(transitions, initial, data)
         self._check_shadowing(transitions)
-        self._check_outcomes(transitions, ignore)
+        self._check_outcomes(transitions, ignore, data)
         onboarding = self._onboarding(*onboarding_doc)
         return Rules(
             initial=initial,
@@ -245,6 +236,7 @@ class _Builder:
 
     def _products(self) -> dict[str, Product]:
         products: dict[str, Product] = {}
+        self.product_docs: dict[str, Any] = {}
         claims: dict[str, list[Product]] = defaultdict(list)
         for file, data in self.documents.get("product", []):
             spec = data["product"]
@@ -258,7 +250,8 @@ class _Builder:
                 discord_roles=tuple(access.get("discord_roles", [])),
                 manychat_tags=tuple(access.get("manychat_tags", [])),
                 classes=tuple(access.get("classes", [])),
-                flows=dict(spec.get("flows", {})),
+                flows={name: ns for name, ns in spec.get("flows", {}).items() if ns != NO_FLOW},
+                no_flows=frozenset(name for name, ns in spec.get("flows", {}).items() if ns == NO_FLOW),
                 file=file,
                 line=data.line,
             )
@@ -269,19 +262,20 @@ class _Builder:
                 )
                 continue
             products[product.key] = product
+            self.product_docs[product.key] = data
             for tag_index, tag in enumerate(product.manychat_tags):
                 if tag not in self.tags:
                     self.error(
                         file,
                         line_of(data, ["product", "access", "manychat_tags", tag_index]),
-                        f"tag {tag!r} is not in catalog.manychat.tags",
+                        messages.not_in_catalog("tag", tag, "manychat.tags", self.tags),
                     )
             for class_index, key in enumerate(product.classes):
                 if key not in self.classes:
                     self.error(
                         file,
                         line_of(data, ["product", "access", "classes", class_index]),
-                        f"class {key!r} is not in catalog.classes",
+                        messages.not_in_catalog("class", key, "classes", self.classes),
                     )
             for id_index, hotmart_id in enumerate(product.hotmart_product_ids):
                 for other in claims[hotmart_id]:
@@ -302,7 +296,8 @@ class _Builder:
             known = spec in BUILTIN_PREDICATES or (allow_named and spec in self.predicates)
             if not known:
                 names = sorted(set(BUILTIN_PREDICATES) | set(self.predicates))
-                self.error(file, line_of(data, where), f"unknown predicate {spec!r} (known: {', '.join(names)})")
+                self.error(file, line_of(data, where), messages.unknown("predicate", spec, names, known_as="known"))
+                self._unsure(where)
             return Condition("predicate", name=spec)
         if isinstance(spec, list):
             return Condition(
@@ -328,10 +323,15 @@ class _Builder:
             self.error(
                 file,
                 line_of(data, [*where, "field"]),
-                f"unknown event field {field_name!r} (known: {', '.join(sorted(EVENT_FIELDS))})",
+                messages.unknown("event field", field_name, sorted(EVENT_FIELDS), known_as="known"),
             )
+            self._unsure(where)
         op = next(k for k in spec if k in COMPARISONS)
         return Condition("compare", name=field_name, op=op, value=spec[op])
+
+    def _unsure(self, where: list) -> None:
+        if where[1] == "transitions":  # a condition of a transition (not of a named predicate)
+            self.unsure.add(where[2])
 
     # transitions -------------------------------------------------------------------------
 
@@ -345,10 +345,13 @@ class _Builder:
         for i, state in enumerate(sources):
             if state != "*" and state not in self.states:
                 path = [*where, "from", i] if isinstance(spec["from"], list) else [*where, "from"]
-                self.error(file, line_of(data, path), f"unknown state {state!r} in from{self._states_hint()}")
+                self.error(file, line_of(data, path), messages.unknown("state", state, self.states, where=" in from"))
         dest = spec.get("to")
         if dest is not None and dest not in self.states:
-            self.error(file, line_of(data, [*where, "to"]), f"unknown state {dest!r} in to{self._states_hint()}")
+            self.bad_destination = True
+            self.error(
+                file, line_of(data, [*where, "to"]), messages.unknown("state", dest, self.states, where=" in to")
+            )
         kinds = tuple(_as_list(spec["kind"])) if "kind" in spec else None
         rule = TransitionRule(
             name=spec.get("name") or f"transition_{index + 1}",
@@ -368,19 +371,14 @@ class _Builder:
         self._check_steps(rule)
         return rule
 
-    def _states_hint(self) -> str:
-        return f" (states: {', '.join(self.states)})"
-
     def _check_event(self, event: str, data: Any, where: list) -> None:
         if event not in self.known_events:
+            meant = messages.closest(event, self.known_events)
+            if meant is not None:
+                self.meant_events.add(meant)
             self.error(
-                self.lifecycle_file,
-                line_of(data, where),
-                f"unknown event {event!r}: neither a Hotmart event nor declared under lifecycle.events",
+                self.lifecycle_file, line_of(data, where), messages.unknown_event(event, sorted(self.known_events))
             )
-
-    def _products_of(self, rule: TransitionRule) -> list[Product]:
-        return [p for p in self.products.values() if rule.applies_to_kind(p.kind)]
 
     def _check_steps(self, rule: TransitionRule) -> None:
         file = self.lifecycle_file
@@ -389,28 +387,23 @@ class _Builder:
             if step.action in ("add_tag", "remove_tag") and args is not None:
                 for tag in _as_list(args):
                     if tag not in self.tags:
-                        self.error(file, step.line, f"tag {tag!r} is not in catalog.manychat.tags")
+                        self.error(file, step.line, messages.not_in_catalog("tag", tag, "manychat.tags", self.tags))
             elif step.action in ("enroll", "unenroll") and args is not None:
                 for key in _as_list(args):
                     if key not in self.classes:
-                        self.error(file, step.line, f"class {key!r} is not in catalog.classes")
+                        self.error(file, step.line, messages.not_in_catalog("class", key, "classes", self.classes))
             elif step.action == "set_field":
                 if args["name"] not in self.fields:
-                    self.error(file, step.line, f"custom field {args['name']!r} is not in catalog.manychat.fields")
+                    self.error(
+                        file,
+                        step.line,
+                        messages.not_in_catalog("custom field", args["name"], "manychat.fields", self.fields),
+                    )
                 self._check_template(str(args["value"]), step.line)
-            elif step.action == "trigger_flow":
-                flow = args if isinstance(args, str) else args["flow"]
-                for product in self._products_of(rule):
-                    if flow not in product.flows:
-                        self.error(
-                            file,
-                            step.line,
-                            f"flow {flow!r} is not defined for product {product.key!r} ({product.file})",
-                        )
             elif step.action == "schedule":
                 event = args["event"]
                 if event not in self.internal_events:
-                    self.error(file, step.line, f"schedule: event {event!r} is not declared under lifecycle.events")
+                    self.error(file, step.line, messages.undeclared_timer("schedule", event, self.internal_events))
                 if "after" in args:
                     try:
                         parse_duration(args["after"])
@@ -420,20 +413,52 @@ class _Builder:
                 for event in args:
                     if event not in self.internal_events:
                         self.error(
-                            file, step.line, f"cancel_timers: event {event!r} is not declared under lifecycle.events"
+                            file, step.line, messages.undeclared_timer("cancel_timers", event, self.internal_events)
                         )
             elif step.action == "alert":
                 self._check_template(args, step.line)
 
+    def _check_flows(self, transitions: tuple[TransitionRule, ...]) -> None:
+        """Each product defines (or declines with `none`) every flow its transitions send.
+
+        A missing flow is fixed in the product file, so it is reported there, once per flow,
+        naming the transitions that send it; a step marked `optional: true` needs nothing.
+        """
+        users: dict[str, list[tuple[TransitionRule, StepSpec]]] = defaultdict(list)
+        for rule in transitions:
+            for step in rule.steps:
+                if step.action == "trigger_flow":
+                    users[flow_name(step.args)].append((rule, step))
+        declared = {name for p in self.products.values() for name in (*p.flows, *p.no_flows)}
+        misspelt: set[str] = set()
+        for flow, uses in users.items():
+            match = messages.closest(flow, declared - set(users))
+            if flow not in declared and match is not None:
+                misspelt.add(flow)
+                for step_line in sorted({step.line for _, step in uses}):
+                    self.error(self.lifecycle_file, step_line, messages.flow_misspelled_in_step(flow, match))
+        for product in self.products.values():
+            data = self.product_docs[product.key]
+            unused = [name for name in product.flows if name not in users]
+            for flow, uses in users.items():
+                if flow in product.flows or flow in product.no_flows or flow in misspelt:
+                    continue
+                needed_by = [r.name for r, step in uses if r.applies_to_kind(product.kind) and not is_optional(step)]
+                if not needed_by:
+                    continue
+                typo = messages.closest(flow, unused)
+                if typo is not None:
+                    where = ["product", "flows", typo]
+                    self.error(product.file, line_of(data, where), messages.flow_misspelled_in_product(typo, flow))
+                else:
+                    names = list(dict.fromkeys(needed_by))
+                    line = line_of(data, ["product", "flows"])
+                    self.error(product.file, line, messages.flow_for_product(flow, names))
+
     def _check_template(self, text: str, line: int) -> None:
         for name in TEMPLATE_RE.findall(text):
             if name not in TEMPLATE_VARIABLES:
-                self.error(
-                    self.lifecycle_file,
-                    line,
-                    f"unknown template variable {{{name}}} (known: token, product.key, product.name, "
-                    "student.email, student.name, event.<field>)",
-                )
+                self.error(self.lifecycle_file, line, messages.unknown_template_variable(name, TEMPLATE_VARIABLES))
 
     def _check_names(self, transitions: tuple[TransitionRule, ...]) -> None:
         seen: dict[str, TransitionRule] = {}
@@ -454,11 +479,13 @@ class _Builder:
                 self.error(
                     self.lifecycle_file,
                     line_of(data, ["lifecycle", "states", index]),
-                    f"state {state!r} is unreachable: no transition leads to it",
+                    f"state {state!r} is unreachable: no transition leads to it (add one with `to: {state}`, "
+                    "or remove the state)",
                 )
 
     def _check_shadowing(self, transitions: tuple[TransitionRule, ...]) -> None:
-        for first, second in combinations(transitions, 2):
+        pairs = combinations([t for i, t in enumerate(transitions) if i not in self.unsure], 2)
+        for first, second in pairs:
             events = [e for e in first.events if e in second.events]
             if not events or not _kinds_overlap(first.kinds, second.kinds):
                 continue
@@ -473,13 +500,16 @@ class _Builder:
                 "wins; make their conditions exclusive (if/unless the same predicate)",
             )
 
-    def _check_outcomes(self, transitions: tuple[TransitionRule, ...], ignore: dict[str, str]) -> None:
+    def _check_outcomes(self, transitions: tuple[TransitionRule, ...], ignore: dict[str, str], data: Any) -> None:
         handled = {e for rule in transitions for e in rule.events} | set(ignore)
-        for event in sorted(self.hotmart_events - handled):
+        # The fix goes under `ignore:` (or a new transition): point there.
+        line = line_of(data, ["lifecycle", "ignore"] if "ignore" in data["lifecycle"] else ["lifecycle"])
+        for event in sorted(self.hotmart_events - handled - self.meant_events):
             self.error(
                 self.lifecycle_file,
-                1,
-                f"Hotmart event {event} has no transition and is not listed under ignore: give it a deliberate outcome",
+                line,
+                f"Hotmart event {event} has no transition and is not listed under ignore: give it a deliberate "
+                "outcome (a transition, or an ignore entry with a reason)",
             )
 
     # onboarding --------------------------------------------------------------------------

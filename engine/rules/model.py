@@ -64,6 +64,7 @@ TEMPLATE_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.]*)\}")
 
 COMPARISONS = ("equals", "not_equals", "in", "not_in", "gt", "gte", "lt", "lte", "exists")
 PRODUCT_KINDS = ("one_time", "subscription")
+NO_FLOW = "none"  # `flows: {billet_reminder: none}`: the product sends no such flow
 
 _DURATION_RE = re.compile(r"^(\d+)([smhd])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
@@ -104,6 +105,16 @@ class StepSpec:
     line: int
 
 
+def flow_name(args: Any) -> str:
+    """The flow a trigger_flow step names (``trigger_flow: x`` or ``{flow: x, optional: true}``)."""
+    return args if isinstance(args, str) else args["flow"]
+
+
+def is_optional(step: StepSpec) -> bool:
+    """A step marked ``optional: true``: a product without its flow skips it."""
+    return isinstance(step.args, dict) and bool(step.args.get("optional"))
+
+
 @dataclass(frozen=True)
 class TransitionRule:
     name: str
@@ -131,9 +142,10 @@ class Product:
     discord_roles: tuple[str, ...]
     manychat_tags: tuple[str, ...]
     classes: tuple[str, ...]
-    flows: dict[str, str]
+    flows: dict[str, str]  # logical name -> ManyChat flow_ns
     file: str
     line: int
+    no_flows: frozenset[str] = frozenset()  # flows listed as `none`: this product sends none
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from engine.rules.messages import yaml_syntax
+
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
@@ -53,7 +55,9 @@ class _LineLoader(_Loader):  # type: ignore[misc, valid-type]
         for key_node, value_node in node.value:
             key = self.construct_object(key_node, deep=True)
             if key in mapping:
-                self.duplicates.append((key_node.start_mark.line + 1, f"duplicate key {key!r}"))
+                first = mapping.key_lines[key]
+                message = f"duplicate key {key!r} (also at line {first}): keep one; YAML would use only this one"
+                self.duplicates.append((key_node.start_mark.line + 1, message))
             mapping[key] = self.construct_object(value_node, deep=True)
             mapping.key_lines[key] = key_node.start_mark.line + 1
         return mapping
@@ -91,9 +95,9 @@ def load_yaml(path: Path, display: str) -> tuple[Any, list[Problem]]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
-        return None, [Problem(display, line, f"invalid YAML: {exc.problem or exc}")]
+        return None, [Problem(display, line, yaml_syntax(str(exc.problem or exc)))]
     except yaml.YAMLError as exc:
-        return None, [Problem(display, 1, f"invalid YAML: {exc}")]
+        return None, [Problem(display, 1, yaml_syntax(str(exc)))]
     finally:
         loader.dispose()
     return data, [Problem(display, line, msg) for line, msg in loader.duplicates]

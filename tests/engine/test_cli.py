@@ -91,6 +91,7 @@ def test_trace_of_an_ignored_event() -> None:
         "product     comunidade",
         "state       active (unchanged)",
         "ignored     warranty period over; no access change",
+        "hint        PURCHASE_COMPLETE applies from disputed: try --state disputed",
     ]
 
 

@@ -1,0 +1,416 @@
+"""``ENGINE_LANG=pt-BR``: `engine check` messages in Brazilian Portuguese.
+
+The course operators are Brazilian. Messages are built in English (tests, logs and the code
+speak it); this module rewrites a finished message, shape by shape, keeping every name, key
+and value as written in the rules. A shape it does not know stays in English rather than
+being half translated.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+
+PORTUGUESE = ("pt-br", "pt_br", "pt")
+
+# Words the English messages use for things, in Portuguese.
+_LABELS = {
+    "Discord role": "cargo do Discord",
+    "Hotmart product id": "id de produto Hotmart",
+    "tag": "tag",
+    "class": "turma",
+    "state": "estado",
+    "custom field": "campo personalizado",
+    "offer code": "código de oferta",
+    "cancel_timers event": "evento de cancel_timers",
+    "transition": "transição",
+    "step": "passo",
+    "ignore entry": "item de ignore",
+    "this transition": "esta transição",
+    "this file": "este arquivo",
+}
+
+# "unknown X": the noun and its adjective's gender.
+_UNKNOWN = {
+    "state": "estado desconhecido",
+    "event": "evento desconhecido",
+    "action": "ação desconhecida",
+    "predicate": "predicado desconhecido",
+    "event field": "campo de evento desconhecido",
+    "key": "chave desconhecida",
+    "top-level key": "chave de primeiro nível desconhecida",
+}
+
+_CATALOG_THINGS = {"tag": "a tag", "class": "a turma", "custom field": "o campo personalizado"}
+
+_TYPES = {
+    "text": "texto",
+    "a list, e.g. [a, b]": "uma lista, ex.: [a, b]",
+    "keys with values (a mapping)": "chaves com valores (um mapeamento)",
+    "a number": "um número",
+    "a whole number": "um número inteiro",
+    "true or false": "true ou false",
+    "nothing after the colon (the bare step)": "nada depois dos dois-pontos (o passo sem parâmetros)",
+}
+
+_REQUIRED_HINTS = {
+    "the event, e.g. on: PURCHASE_APPROVED": "o evento, ex.: on: PURCHASE_APPROVED",
+    "the states it applies in, e.g. from: active, or from: '*'": (
+        "os estados em que vale, ex.: from: active, ou from: '*'"
+    ),
+    "the state of a new membership, e.g. initial: new": "o estado de uma nova matrícula, ex.: initial: new",
+    "the list of states, e.g. states: [new, active]": "a lista de estados, ex.: states: [new, active]",
+    "the list of transitions": "a lista de transições",
+    "the product's short name, e.g. key: curso": "o nome curto do produto, ex.: key: curso",
+    "the name students see": "o nome que os alunos veem",
+    "e.g. hotmart_product_ids: [1111111]": "ex.: hotmart_product_ids: [1111111]",
+    "why the event changes nothing": "por que o evento não muda nada",
+    "the bot's replies": "as respostas do bot",
+    "the internal event, e.g. event: GRACE_EXPIRED": "o evento interno, ex.: event: GRACE_EXPIRED",
+    "the logical flow name, e.g. flow: welcome": "o nome lógico do fluxo, ex.: flow: welcome",
+    'e.g. value: "{token}"': 'ex.: value: "{token}"',
+}
+
+_PATTERN_HINTS = {
+    "event names are written in capitals and underscores, e.g. ": (
+        "nomes de eventos são escritos em maiúsculas e _, ex.: "
+    ),
+    "use lowercase letters, digits and _ , starting with a letter, e.g. ": (
+        "use letras minúsculas, dígitos e _ , começando por uma letra, ex.: "
+    ),
+    "use a state name in lowercase letters, digits and _ , or *, e.g. ": (
+        "use um nome de estado em letras minúsculas, dígitos e _ , ou *, ex.: "
+    ),
+    "use lowercase letters, digits, _ and - , starting with a letter, e.g. ": (
+        "use letras minúsculas, dígitos, _ e - , começando por uma letra, ex.: "
+    ),
+    "use lowercase letters, digits, _ and - , e.g. ": "use letras minúsculas, dígitos, _ e - , ex.: ",
+    'a Discord id is 15 to 21 digits, in quotes, e.g. "1180000000000000001" (Discord: right-click the role > '
+    "Copy Role ID)": 'um id do Discord tem de 15 a 21 dígitos, entre aspas, ex.: "1180000000000000001" (no Discord: '
+    "clique com o botão direito no cargo > Copiar ID do cargo)",
+    "a Hotmart product id is digits only, e.g. 1111111": "um id de produto Hotmart só tem dígitos, ex.: 1111111",
+    "not in the expected form (see config.schema.json)": "fora da forma esperada (veja config.schema.json)",
+}
+
+_YAML_HINTS = {
+    "indent with spaces, never tabs": "indente com espaços, nunca com tabs",
+    "a [ or { opened on this line or above is not closed, or a value holds a comma (quote it)": (
+        "um [ ou { aberto nesta linha ou acima não foi fechado, ou um valor tem vírgula (coloque-o entre aspas)"
+    ),
+    "check the indentation here and on the line above, or quote a value that contains ': '": (
+        "confira a indentação nesta linha e na de cima, ou coloque entre aspas um valor que contém ': '"
+    ),
+    "check the indentation here and on the line above: spaces only, no tabs; the keys of one block start in the "
+    "same column": "confira a indentação nesta linha e na de cima: só espaços, nada de tabs; as chaves de um bloco "
+    "começam na mesma coluna",
+}
+
+
+def _label(text: str) -> str:
+    return _LABELS.get(text, text)
+
+
+def _plural_transitions(names: str) -> str:
+    return f"pela{'s' if ',' in names else ''} {'transições' if ',' in names else 'transição'} {names}"
+
+
+_Rule = tuple[re.Pattern[str], Callable[[re.Match[str]], str]]
+
+
+def _rule(pattern: str, render: Callable[[re.Match[str]], str]) -> _Rule:
+    return re.compile(pattern, re.DOTALL), render
+
+
+_RULES: list[_Rule] = [
+    _rule(
+        r"unknown (?P<what>top-level key|event field|state|event|action|predicate|key) (?P<name>'[^']*'|\S+)"
+        r"(?: in (?P<where>from|to|initial))?(?P<rest>.*)",
+        lambda m: (
+            f"{_UNKNOWN[m['what']]} {m['name']}"
+            + (f" em {m['where']}" if m["where"] else "")
+            + _unknown_rest(m["rest"])
+        ),
+    ),
+    _rule(
+        r"unknown template variable (?P<name>\{[^}]*\})(?P<rest>.*)",
+        lambda m: (
+            f"variável de template desconhecida {m['name']}"
+            + m["rest"].replace("(known: ", "(conhecidas: ").replace("event.<field>", "event.<campo>")
+        ),
+    ),
+    _rule(
+        r"(?P<what>tag|class|custom field) (?P<name>'[^']*') is not in (?P<where>catalog\.\S+?)(?P<rest>:.*)?",
+        lambda m: f"{_CATALOG_THINGS[m['what']]} {m['name']} não está em {m['where']}" + _catalog_rest(m["rest"] or ""),
+    ),
+    _rule(
+        r"(?P<action>schedule|cancel_timers): event (?P<name>'[^']*') is not declared under lifecycle\.events",
+        lambda m: f"{m['action']}: o evento {m['name']} não está declarado em lifecycle.events",
+    ),
+    _rule(
+        r"flows: add (?P<flow>'[^']*') \(used by transitions? (?P<names>[^)]*)\) or mark it optional",
+        lambda m: (
+            f"flows: adicione {m['flow']} (usado {_plural_transitions(m['names'])}) ou marque o passo como opcional"
+        ),
+    ),
+    _rule(
+        r"flow (?P<name>'[^']*') is not used by any transition",
+        lambda m: f"o fluxo {m['name']} não é usado por nenhuma transição",
+    ),
+    _rule(r"no product declares flow (?P<name>'[^']*')", lambda m: f"nenhum produto declara o fluxo {m['name']}"),
+    _rule(
+        r"(?P<what>.+) (?P<value>'[^']*'): write a number and a unit, e\.g\. 24h, 7d, 30m",
+        lambda m: f"{_label(m['what'])} {m['value']}: escreva um número e uma unidade, ex.: 24h, 7d, 30m",
+    ),
+    _rule(
+        r"invalid YAML: (?P<problem>.*) — (?P<hint>[^—]*)",
+        lambda m: f"YAML inválido: {m['problem']} — {_YAML_HINTS.get(m['hint'], m['hint'])}",
+    ),
+    _rule(
+        r'(?P<what>.+) (?P<value>\S+): put the id in quotes, (?P<quoted>"\S+") \(YAML turns a long unquoted number '
+        r"into an integer\)",
+        lambda m: (
+            f"{_label(m['what'])} {m['value']}: coloque o id entre aspas, {m['quoted']} (o YAML transforma um "
+            "número longo sem aspas em inteiro)"
+        ),
+    ),
+    _rule(
+        r'(?P<what>.+) (?P<value>\S+): put it in quotes, (?P<quoted>"\S+")',
+        lambda m: f"{_label(m['what'])} {m['value']}: coloque entre aspas, {m['quoted']}",
+    ),
+    _rule(
+        r"(?P<what>.+) (?P<value>'[^']*'): write a number without quotes, e\.g\. (?P<example>.*)",
+        lambda m: f"{_label(m['what'])} {m['value']}: escreva um número sem aspas, ex.: {m['example']}",
+    ),
+    _rule(
+        r"(?P<what>.+) (?P<value>\S+): write a list, e\.g\. (?P<example>.*)",
+        lambda m: f"{_label(m['what'])} {m['value']}: escreva uma lista, ex.: {m['example']}",
+    ),
+    _rule(
+        r"(?P<what>.+?) (?P<value>\S+): write one of (?P<options>.*)",
+        lambda m: f"{_label(m['what'])} {m['value']}: escreva um destes: {m['options']}",
+    ),
+    _rule(
+        r"(?P<what>.+?) (?P<value>\S+): write (?P<minimum>\S+) or more",
+        lambda m: f"{_label(m['what'])} {m['value']}: escreva {m['minimum']} ou mais",
+    ),
+    _rule(
+        r"(?P<what>.+?) (?P<value>\S+): write (?P<types>.+ or .+|text|a number|a whole number|true or false|"
+        r"a list, e\.g\. \[a, b\]|keys with values \(a mapping\)|nothing after the colon \(the bare step\))",
+        lambda m: (
+            f"{_label(m['what'])} {m['value']}: escreva "
+            + " ou ".join(_TYPES.get(t, t) for t in m["types"].split(" or "))
+        ),
+    ),
+    _rule(
+        r"flow (?P<flow>\S+) has no value: paste its ManyChat flow namespace, or write none \(no such flow\)",
+        lambda m: (
+            f"o fluxo {m['flow']} está sem valor: cole o namespace do fluxo no ManyChat, ou escreva none (nenhum fluxo)"
+        ),
+    ),
+    _rule(
+        r"(?P<what>.+?) has no value: write (?P<types>.+)",
+        lambda m: (
+            f"{_label(m['what'])} está sem valor: escreva "
+            + " ou ".join(_TYPES.get(t, t) for t in m["types"].split(" or "))
+        ),
+    ),
+    _rule(
+        r"(?P<what>.+): (?P<value>\S+) is not valid here",
+        lambda m: f"{_label(m['what'])}: {m['value']} não é válido aqui",
+    ),
+    _rule(
+        r"(?P<what>.+?)(?: (?P<value>'[^']*'))?: (?P<hint>(?:event names|use |a Discord id|a Hotmart product id|"
+        r"not in the expected).*?)(?P<example>[^ ]*)",
+        lambda m: (
+            f"{_label(m['what'])}{' ' + m['value'] if m['value'] else ''}: {_pattern_hint(m['hint'] + m['example'])}"
+        ),
+    ),
+    _rule(
+        r"(?P<owner>.+): missing key (?P<key>'[^']*')(?: \((?P<hint>.*)\))?",
+        lambda m: (
+            f"{_owner(m['owner'])}: falta a chave {m['key']}"
+            + (f" ({_REQUIRED_HINTS.get(m['hint'], m['hint'])})" if m["hint"] else "")
+        ),
+    ),
+    _rule(
+        r"(?P<what>.+): list at least (?P<n>\d+) item\(s\)",
+        lambda m: f"{_label(m['what'])}: liste pelo menos {m['n']} item(ns)",
+    ),
+    _rule(
+        r"(?P<what>.+): (?P<value>.+) is listed twice",
+        lambda m: f"{_label(m['what'])}: {m['value']} aparece duas vezes",
+    ),
+    _rule(r"(?P<what>.+) is empty: write some text", lambda m: f"{_label(m['what'])} está vazio: escreva um texto"),
+    _rule(
+        r"(?P<action>\S+) needs parameters, e\.g\. (?P<example>.*)",
+        lambda m: f"{m['action']} precisa de parâmetros, ex.: {m['example']}",
+    ),
+    _rule(
+        r"one action per step: write each of (?P<actions>.*) on its own line starting with '- '",
+        lambda m: f"uma ação por passo: escreva cada uma de {m['actions']} na sua própria linha, começando com '- '",
+    ),
+    _rule(
+        r"an empty step: write an action, e\.g\. add_role", lambda m: "um passo vazio: escreva uma ação, ex.: add_role"
+    ),
+    _rule(
+        r"a step is an action name or one action with its parameters, not (?P<what>.*)",
+        lambda m: f"um passo é o nome de uma ação ou uma ação com seus parâmetros, não {m['what']}",
+    ),
+    _rule(
+        r"schedule: give the event and either after or at, e\.g\. (?P<example>.*)",
+        lambda m: f"schedule: informe o evento e after ou at, ex.: {m['example']}",
+    ),
+    _rule(
+        r"a comparison names a field and one test, e\.g\. (?P<example>.*)",
+        lambda m: f"uma comparação nomeia um campo e um teste, ex.: {m['example']}",
+    ),
+    _rule(
+        r"(?P<what>.+): write a condition, e\.g\. (?P<example>.*)",
+        lambda m: f"{_label(m['what'])}: escreva uma condição, ex.: {m['example']}",
+    ),
+    _rule(
+        r"a rules file holds exactly one of: (?P<kinds>.*)",
+        lambda m: f"um arquivo de regras contém exatamente um destes: {m['kinds']}",
+    ),
+    _rule(
+        r"(?P<what>.+): write at (?P<bound>least|most) (?P<n>\d+) key\(s\)(?P<rest>, or leave it bare)?",
+        lambda m: (
+            f"{_label(m['what'])}: escreva {'pelo menos' if m['bound'] == 'least' else 'no máximo'} {m['n']} "
+            f"chave(s){', ou deixe o passo sem parâmetros' if m['rest'] else ''}"
+        ),
+    ),
+    _rule(
+        r"event (?P<name>\S+) is Hotmart's; declare only internal events",
+        lambda m: f"o evento {m['name']} é da Hotmart; declare só eventos internos",
+    ),
+    _rule(r"predicate (?P<name>'[^']*') is built in", lambda m: f"o predicado {m['name']} já existe (embutido)"),
+    _rule(
+        r"product key (?P<key>'[^']*') already used in (?P<file>\S+)",
+        lambda m: f"a chave de produto {m['key']} já é usada em {m['file']}",
+    ),
+    _rule(
+        r"Hotmart product (?P<id>\S+) is already claimed by product (?P<key>'[^']*') \((?P<file>[^)]*)\)",
+        lambda m: f"o produto Hotmart {m['id']} já pertence ao produto {m['key']} ({m['file']})",
+    ),
+    _rule(
+        r"transition name (?P<name>'[^']*') already used at line (?P<line>\d+)",
+        lambda m: f"o nome de transição {m['name']} já é usado na linha {m['line']}",
+    ),
+    _rule(
+        r"state (?P<name>'[^']*') is unreachable: no transition leads to it \(add one with `to: (?P<to>[^`]*)`, or "
+        r"remove the state\)",
+        lambda m: (
+            f"o estado {m['name']} é inalcançável: nenhuma transição leva a ele (adicione uma com "
+            f"`to: {m['to']}`, ou remova o estado)"
+        ),
+    ),
+    _rule(
+        r"transition (?P<second>'[^']*') overlaps (?P<first>'[^']*') \(line (?P<line>\d+)\) on (?P<event>\S+) from "
+        r"(?P<state>'[^']*'): both conditions can hold, so the first one always wins; make their conditions "
+        r"exclusive \(if/unless the same predicate\)",
+        lambda m: (
+            f"a transição {m['second']} se sobrepõe a {m['first']} (linha {m['line']}) em {m['event']} a "
+            f"partir de {m['state']}: as duas condições podem valer, então a primeira sempre ganha; torne as condições "
+            "exclusivas (if/unless do mesmo predicado)"
+        ),
+    ),
+    _rule(
+        r"Hotmart event (?P<event>\S+) has no transition and is not listed under ignore: give it a deliberate outcome "
+        r"\(a transition, or an ignore entry with a reason\)",
+        lambda m: (
+            f"o evento da Hotmart {m['event']} não tem transição nem está em ignore: dê a ele um destino "
+            "deliberado (uma transição, ou um item de ignore com o motivo)"
+        ),
+    ),
+    _rule(
+        r"duplicate key (?P<key>'[^']*') \(also at line (?P<line>\d+)\): keep one; YAML would use only this one",
+        lambda m: f"chave repetida {m['key']} (também na linha {m['line']}): mantenha uma; o YAML usaria só esta",
+    ),
+    _rule(
+        r"a second (?P<kind>\S+) file; the first is (?P<file>\S+)",
+        lambda m: f"um segundo arquivo {m['kind']}; o primeiro é {m['file']}",
+    ),
+    _rule(
+        r"no (?P<kind>\S+) file \(a file whose top-level key is '(?P<key>[^']*):'\)",
+        lambda m: f"nenhum arquivo {m['kind']} (um arquivo cuja chave de primeiro nível é '{m['key']}:')",
+    ),
+    _rule(r"empty file", lambda m: "arquivo vazio"),
+    _rule(r"cannot read file: (?P<error>.*)", lambda m: f"não foi possível ler o arquivo: {m['error']}"),
+    _rule(r"rules directory not found", lambda m: "pasta de regras não encontrada"),
+]
+
+
+def _pattern_hint(hint: str) -> str:
+    for english, portuguese in _PATTERN_HINTS.items():
+        if hint.startswith(english):
+            return portuguese + hint[len(english) :]
+    return hint
+
+
+def _unknown_rest(rest: str) -> str:
+    replacements = [
+        (
+            ": neither a Hotmart event nor declared under lifecycle.events",
+            ": não é um evento da Hotmart nem está declarado em lifecycle.events",
+        ),
+        (": a rules file holds one of: ", ": um arquivo de regras contém um destes: "),
+        (" (states: ", " (estados: "),
+        (" (known: ", " (opções: "),
+        (" (keys here: ", " (chaves possíveis aqui: "),
+        (" (write all, any, not or field)", " (escreva all, any, not ou field)"),
+    ]
+    for english, portuguese in replacements:
+        if rest.startswith(english):
+            return portuguese + rest[len(english) :]
+    return rest
+
+
+def _catalog_rest(rest: str) -> str:
+    english = ": add it there (catalog.yaml)"
+    if rest.startswith(english):
+        tail = rest[len(english) :].replace(" or use one of: ", " ou use um destes: ")
+        return ": adicione em catalog.yaml" + tail
+    return rest
+
+
+def _owner(owner: str) -> str:
+    if owner.startswith("transition '"):
+        return "transição" + owner[len("transition") :]
+    return _label(owner)
+
+
+def _did_you_mean(message: str) -> tuple[str, str]:
+    match = re.search(r" — did you mean (?P<names>.+)\?$", message)
+    if match is None:
+        return message, ""
+    return message[: match.start()], f" — você quis dizer {match['names'].replace(' or ', ' ou ')}?"
+
+
+def to_portuguese(message: str) -> str:
+    """``message`` in Portuguese; unchanged when its shape is unknown."""
+    base, suffix = _did_you_mean(message)
+    for pattern, render in _RULES:
+        match = pattern.fullmatch(base)
+        if match:
+            return render(match) + suffix
+    return message
+
+
+def localize(message: str, language: str | None = None) -> str:
+    """``message`` in ``language`` (default ``$ENGINE_LANG``): English unless Portuguese is asked for."""
+    language = (language if language is not None else os.environ.get("ENGINE_LANG", "")).lower()
+    return to_portuguese(message) if language in PORTUGUESE else message
+
+
+def summary(errors: int, rules_dir: object, language: str | None = None) -> str:
+    """The closing line of a failed ``engine check``."""
+    language = (language if language is not None else os.environ.get("ENGINE_LANG", "")).lower()
+    if language in PORTUGUESE:
+        return f"{errors} erro(s) em {rules_dir}"
+    return f"{errors} error(s) in {rules_dir}"
+
+
+def problem_line(problem: object, language: str | None = None) -> str:
+    """``file:line: message`` with the message in ``language``."""
+    return f"{problem.file}:{problem.line}: {localize(problem.message, language)}"  # type: ignore[attr-defined]
