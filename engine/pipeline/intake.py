@@ -84,7 +84,7 @@ def store_hotmart(
             "occurred_at": parsed.creation_date,
             "status": status,
             "email": parsed.email,
-            "transaction": parsed.transaction[:64] if parsed.transaction else None,
+            "transaction": parsed.transaction,  # bounded by the parser, as for memberships.transaction
             "correlation_id": uuid.uuid4().hex,
             "received_at": received_at or utcnow(),
         },

@@ -13,7 +13,7 @@ from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from engine.api.app import create_app
-from engine.db.models import ActionRun, Event, Student
+from engine.db.models import ActionRun, Event, Membership, Student
 from tests.conftest import HOTTOK, load_payload
 
 
@@ -247,3 +247,36 @@ def test_a_webhook_posing_as_an_internal_event_is_read_as_hotmart(client, harnes
         assert event.student_id is None
         assert session.scalar(select(Student.discord_id)) is None
     assert harness.discord.calls == []
+
+
+# --- 3. poison events end -----------------------------------------------------------------
+
+POISON = {
+    # The parser raised on it (int() of 5,000 digits), on every attempt.
+    "5,000-digit recurrence_number (string)": {"recurrence_number": "9" * 5000},
+    "5,000-digit recurrence_number (number)": {"recurrence_number": "<5000 digits>"},
+    # It fit events.transaction and overflowed memberships.transaction, on every attempt.
+    "100-character transaction": {"transaction": "T" * 100},
+}
+
+
+def poison_body(name: str) -> bytes:
+    body = copy.deepcopy(load_payload("purchase_approved_subscription_first.json"))
+    body["id"] = f"poison-{len(name)}"
+    body["data"]["purchase"].update(POISON[name])
+    # A bare 5,000-digit JSON number (Python cannot even print such an int by default).
+    return json.dumps(body).replace('"<5000 digits>"', "9" * 5000).encode()
+
+
+@pytest.mark.parametrize("name", sorted(POISON))
+def test_a_former_poison_event_is_processed_without_an_exception(client, harness, name):
+    response = post(client, poison_body(name))
+    assert response.status_code == 200 and response.json()["status"] == "accepted"
+    assert harness.run_queue() == ["processed"]  # no exception, one attempt, an end
+    with harness.runtime.sessions() as session:
+        event = session.get(Event, response.json()["event_id"])
+        field = next(iter(POISON[name]))
+        assert f"data.purchase.{field}" in event.reason  # the unusable value is named
+        memberships = session.scalars(select(Membership)).all()
+        assert [m.state for m in memberships] == ["pending_onboarding"]
+        assert memberships[0].transaction is None or len(memberships[0].transaction) <= 64
