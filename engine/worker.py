@@ -129,8 +129,11 @@ def enqueue_event(event_id: int) -> None:
     """Queue an event; if the queue is down the sweep picks the event up later."""
     try:
         process_event_task(event_id)
-    except Exception:  # noqa: BLE001 - the event is stored; never lose the request over the queue
-        log.warning("could not enqueue event %s; the sweep will retry", event_id, exc_info=True)
+    except Exception as exc:  # noqa: BLE001 - the event is stored; never lose the request over the queue
+        if _queue_down(exc):  # the outage itself was reported once (QueueOutage): no line per event
+            log.debug("queue down; event %s waits for the sweep", event_id)
+        else:
+            log.warning("could not enqueue event %s; the sweep will retry", event_id, exc_info=True)
 
 
 def schedule_drain(student_id: int, delay: float) -> None:

@@ -193,3 +193,25 @@ def test_a_worker_started_beside_a_fresh_database_waits_for_the_migrations(postg
         worker.wait(timeout=15)
         with psycopg.connect(postgres_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_enqueueing_while_redis_is_down_reports_the_outage_once(caplog):
+    import logging
+    import socket
+
+    import pytest
+
+    with socket.socket() as probe:  # a port nobody listens on: Redis is down
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    huey = make_huey(Settings(ENGINE_ENV="test", redis_url=f"redis://127.0.0.1:{port}/0", queue_name="engine-down"))
+
+    @huey.task()
+    def noop() -> None:
+        return None
+
+    caplog.set_level(logging.INFO)
+    for _ in range(5):
+        with pytest.raises(Exception, match="Connection refused|Error"):
+            noop()
+    assert [r.getMessage().split(" (")[0] for r in caplog.records] == ["queue unreachable"]
