@@ -44,7 +44,22 @@ def _configure_logging() -> None:
     logging.getLogger("transitions").setLevel(logging.WARNING)  # it logs every callback at INFO
 
 
-@click.group()
+class _Engine(click.Group):
+    """Invalid rules end any command with one line per error, never a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        from engine.rules.loader import RulesError
+
+        try:
+            return super().invoke(ctx)
+        except RulesError as exc:
+            for problem in exc.problems:
+                click.echo(f"error: {problem}", err=True)
+            click.echo(f"{len(exc.problems)} error(s) in the rules: run `engine check`", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=_Engine)
 def main() -> None:
     """Student lifecycle rules engine: Hotmart -> Discord, ManyChat, classes."""
 
@@ -57,6 +72,7 @@ def check(rules_dir: Path | None, strict: bool) -> None:
     from engine.ruletests import coverage_warnings
 
     rules_dir = _rules_dir(rules_dir)
+    _note_ignored(rules_dir)
     rules = _load_or_exit(rules_dir)
     warnings = coverage_warnings(rules, rules_dir)
     for warning in warnings:
@@ -152,6 +168,17 @@ def new_product(
     ctx.invoke(check, rules_dir=rules_dir, strict=False)
 
 
+def _note_ignored(rules_dir: Path) -> None:
+    from engine.rules.files import ignored_entries
+
+    for entry in ignored_entries(rules_dir):
+        click.echo(
+            f"note: {rules_dir.name}/{entry} ignored: only {rules_dir.name}/*.yaml and "
+            f"{rules_dir.name}/products/*.yaml are rules",
+            err=True,
+        )
+
+
 @main.command("dry-run")
 @click.argument("event_file", type=click.Path(path_type=Path))
 @RULES_OPTION
@@ -188,8 +215,10 @@ def dry_run(
         sys.exit(2)
 
     from engine.dryrun import dry_run as run
+    from engine.rules.files import rules_version
 
     result = run(body, rules, state=state, linked=linked, now=now, previous_discord_id=previous_discord_id)
+    result.rules_version = rules_version(_rules_dir(rules_dir))
     if as_json:
         click.echo(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
     else:
@@ -276,8 +305,10 @@ def worker(threads: int) -> None:
     """Run a Huey worker: processes events, retries and timers."""
     _configure_logging()
     from engine.db.migrate import NotMigrated, wait_for_migrations
+    from engine.pipeline.alerts import notify_alerts
+    from engine.pipeline.attention import report_rules_failure
     from engine.pipeline.heartbeat import HeartbeatThread
-    from engine.pipeline.sweep import sweep
+    from engine.pipeline.sweep import resume_waiting_for_rules, sweep
     from engine.settings import get_settings
     from engine.worker import huey, runtime
 
@@ -287,10 +318,21 @@ def worker(threads: int) -> None:
     except NotMigrated as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
-    # Fail fast on invalid rules or settings; then sweep once now rather than at the next minute,
-    # so held webhooks (HOTMART_ENABLED just turned on) and overdue timers don't wait.
     rt = runtime()
     HeartbeatThread(rt.sessions, settings.heartbeat_seconds).start()
+    if not rt.rules.available:
+        # Wait instead of crash-looping: events are held (needs_attention) and alerted, and
+        # processed by themselves once valid rules load.
+        click.echo(f"error: invalid rules, holding events until they load: {rt.rules.load_error}", err=True)
+
+    def rules_changed() -> None:  # alert a broken version, run held events on a valid one
+        report_rules_failure(rt)
+        resume_waiting_for_rules(rt)
+        notify_alerts(rt)
+
+    rt.rules.watch(rt.settings.rules_reload_seconds, on_change=rules_changed)
+    # Sweep once now rather than at the next minute, so held webhooks (HOTMART_ENABLED just
+    # turned on) and overdue timers don't wait.
     sweep(rt)
     huey.create_consumer(workers=threads, worker_type="thread", periodic=True).run()
 
@@ -369,7 +411,17 @@ def bot() -> None:
     run()
 
 
-EVENT_STATUSES = ("received", "held", "processing", "retrying", "processed", "ignored", "failed", "rejected")
+EVENT_STATUSES = (
+    "received",
+    "held",
+    "processing",
+    "retrying",
+    "processed",
+    "ignored",
+    "needs_attention",
+    "failed",
+    "rejected",
+)
 
 
 @main.command()
@@ -418,7 +470,7 @@ def events(status: str | None, event_type: str | None, email: str | None, limit:
 @click.option("--force", is_flag=True, help="Resume even if a later event changed the membership since.")
 @click.option("--skipped", is_flag=True, help="Also replay steps skipped while a connector's flag was off.")
 def retry(event_id: int, force: bool, skipped: bool) -> None:
-    """Retry a failed (or stuck) event from its failed step."""
+    """Retry a failed (or stuck) event from its failed step; replay a needs_attention one."""
     import engine.worker
     from engine.pipeline.admin import RetryRefused, retry_event
     from engine.pipeline.runtime import build_runtime
@@ -426,12 +478,154 @@ def retry(event_id: int, force: bool, skipped: bool) -> None:
 
     rt = build_runtime(get_settings(), enqueue=engine.worker.enqueue_event)
     try:
-        outcome = retry_event(rt, event_id, force=force, skipped=skipped)
+        outcome = retry_event(rt, event_id, force=force, skipped=skipped, actor="cli")
     except (RetryRefused, LookupError) as exc:
         message = exc.args[0] if exc.args else str(exc)
         click.echo(f"error: {message}", err=True)
         sys.exit(1)
     click.echo(f"event {event_id}: {outcome}")
+
+
+def _parse_since(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        since = datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not an ISO date (e.g. 2026-03-01)", param_hint="--since") from None
+    return since if since.tzinfo else since.replace(tzinfo=UTC)
+
+
+@main.command()
+@click.argument("event_ids", nargs=-1, type=int)
+@click.option(
+    "--status",
+    type=click.Choice(("needs_attention", "ignored", "failed", "processed", "rejected")),
+    default=None,
+    help="Replay the events in this status (default: needs_attention when no EVENT_IDS are named).",
+)
+@click.option("--type", "event_type", default=None, help="Only this event type (e.g. PURCHASE_APPROVED).")
+@click.option("--since", "since_text", default=None, help="Only events received since this ISO date.")
+@click.option("--dry-run", "dry", is_flag=True, help="Say what each replay would decide; change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (results and summary).")
+def replay(
+    event_ids: tuple[int, ...],
+    status: str | None,
+    event_type: str | None,
+    since_text: str | None,
+    dry: bool,
+    as_json: bool,
+) -> None:
+    """Re-run stored events against the current rules: all needs_attention ones, and any EVENT_IDS named.
+
+    Each replay is recorded in the event's history (actor cli, the rules version)."""
+    import engine.worker
+    from engine.pipeline import replay as replays
+    from engine.pipeline.processing import process_event
+    from engine.pipeline.runtime import build_runtime
+    from engine.settings import get_settings
+
+    since = _parse_since(since_text)
+    rt = build_runtime(get_settings(), enqueue=engine.worker.enqueue_event, schedule_drain=engine.worker.schedule_drain)
+    if not rt.rules.available:
+        click.echo(f"error: invalid rules, nothing replayed: {rt.rules.load_error}", err=True)
+        sys.exit(1)
+    with rt.sessions() as session:
+        ids = replays.select_events(
+            session,
+            status=status or (None if event_ids else "needs_attention"),
+            event_type=event_type,
+            since=since,
+            ids=event_ids,
+        )
+    try:
+        with click.progressbar(length=len(ids), label="replaying", file=sys.stderr, show_pos=True) as bar:
+            if dry:
+                results = []
+                for event_id in ids:
+                    results += replays.preview(rt, [event_id])
+                    bar.update(1)
+            else:
+                results = replays.replay(rt, ids, actor="cli", process=process_event, on_each=lambda _: bar.update(1))
+    except LookupError as exc:
+        click.echo(f"error: {exc.args[0]}", err=True)
+        sys.exit(1)
+    summary = replays.summarize(results)
+    if as_json:
+        payload = {
+            "dry_run": dry,
+            "rules_version": rt.rules.version,
+            "count": len(results),
+            "summary": summary,
+            "items": [r.to_dict() for r in results],
+        }
+        click.echo(json.dumps(payload, ensure_ascii=False, indent=2))
+        return
+    verb = "would become" if dry else "->"
+    for r in results:
+        click.echo(
+            f"event {r.event_id} {r.type or '-'}: {r.before} {verb} {r.after}" + (f" ({r.reason})" if r.reason else "")
+        )
+    done = ", ".join(f"{count} {outcome}" for outcome, count in summary.items()) or "nothing to replay"
+    click.echo(f"{'dry run: ' if dry else ''}{len(results)} event(s) with rules {rt.rules.version}: {done}")
+
+
+@main.command()
+def status() -> None:
+    """Rules version and last load error (as /healthz), queue depth, the oldest unprocessed event."""
+    from sqlalchemy import func, select
+
+    from engine.db.models import Alert, Event
+    from engine.rules.repository import RulesRepository
+    from engine.settings import get_settings
+
+    settings = get_settings()
+    repository = RulesRepository(settings.rules_dir, strict=False)
+    click.echo(f"rules      {repository.version or '(none loaded)'}  ({settings.rules_dir})")
+    click.echo(f"rules      {'ok' if repository.load_error is None else 'error: ' + repository.load_error}")
+    try:
+        from engine.worker import huey
+
+        click.echo(f"queue      {huey.pending_count()} task(s) waiting")
+    except Exception as exc:  # noqa: BLE001 - status reports an outage, it does not crash on one
+        click.echo(f"queue      error: {type(exc).__name__}: {exc}".splitlines()[0])
+    from engine.db.session import session_factory
+
+    unprocessed = ("received", "held", "processing", "retrying")
+    try:
+        with session_factory(settings)() as session:
+            oldest = session.execute(
+                select(Event.id, Event.type, Event.status, Event.received_at)
+                .where(Event.status.in_(unprocessed))
+                .order_by(Event.received_at, Event.id)
+                .limit(1)
+            ).first()
+            counts = dict(
+                session.execute(
+                    select(Event.status, func.count())
+                    .where(Event.status.in_((*unprocessed, "needs_attention", "failed")))
+                    .group_by(Event.status)
+                ).all()
+            )
+            open_alerts = session.scalar(select(func.count()).select_from(Alert).where(Alert.acknowledged_at.is_(None)))
+    except Exception as exc:  # noqa: BLE001
+        click.echo(f"database   error: {type(exc).__name__}: {exc}".splitlines()[0])
+        sys.exit(1)
+    if oldest is None:
+        click.echo("oldest     no unprocessed event")
+    else:
+        age = datetime.now(UTC) - oldest.received_at
+        click.echo(
+            f"oldest     event {oldest.id} {oldest.type or '-'} {oldest.status} since "
+            f"{oldest.received_at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC ({int(age.total_seconds())} s ago)"
+        )
+    click.echo(
+        "events     "
+        + ", ".join(f"{counts.get(name, 0)} {name}" for name in (*unprocessed, "needs_attention", "failed"))
+    )
+    click.echo(f"alerts     {open_alerts} open")
+    if repository.load_error is not None:
+        sys.exit(1)
 
 
 @main.command("import-students")

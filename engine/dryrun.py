@@ -19,10 +19,12 @@ class DryRun:
     connector_calls: list[str] = field(default_factory=list)
     # When no transition applies from the given state: the states it would apply from.
     applies_from: list[str] = field(default_factory=list)
+    rules_version: str | None = None  # the version of the rules that decided it
 
     def to_dict(self) -> dict[str, Any]:
         return {
             **self.plan.to_dict(),
+            "rules_version": self.rules_version,
             "email": self.event.email,
             "occurred_at": self.event.occurred_at.isoformat() if self.event.occurred_at else None,
             "input_problems": self.event.problems,
@@ -59,6 +61,8 @@ class DryRun:
                 lines.append(f"  {index}. {step.action:<14} {_describe_params(step)}")
         elif not plan.ignored:
             lines.append("steps       (none)")
+        if self.rules_version:
+            lines.append(f"rules       {self.rules_version}")
         return "\n".join(lines)
 
 

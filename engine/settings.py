@@ -49,6 +49,10 @@ class Settings(BaseSettings):
 
     retry_delay_seconds: float = 30.0  # the one automatic retry of a failed step
     timer_poll_seconds: float = 30.0  # how often due timers and stuck events are swept
+    # An event the worker raises on this many times is needs_attention, no longer re-queued.
+    worker_max_failures: int = Field(default=3, ge=1)
+    # How often a running process looks for changed rules, even when no event arrives.
+    rules_reload_seconds: float = Field(default=30.0, gt=0)
 
     # Liveness: the worker writes a heartbeat this often; /healthz and `engine healthcheck --worker`
     # call it stale after worker_stale_seconds.

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Path, Query, status
+from fastapi import APIRouter, Body, HTTPException, Path, Query, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import AfterValidator
 from sqlalchemy import ColumnElement, func, or_, select
@@ -210,6 +210,9 @@ def _alert_out(alert: Alert, student_email: str | None, redact: Redactor) -> sch
         created_at=alert.created_at,
         notified=alert.notified,
         acknowledged_at=alert.acknowledged_at,
+        group_key=alert.group_key,
+        count=alert.count or 1,
+        last_seen_at=alert.last_seen_at,
     )
 
 
@@ -290,6 +293,8 @@ def get_event(
         payload_changes=event.payload_changes,
         headers=redact(event.headers),
         plans=redact(event.plans),
+        rules_version=event.rules_version,
+        failures=event.failures or 0,
         steps=[_step_out(run, redact) for run in runs],
         alerts=[_alert_out(alert, email, redact) for alert, email in alerts],
     )
@@ -318,12 +323,49 @@ def retry(
     ] = False,
 ) -> schemas.RetryOut:
     try:
-        outcome = retry_event(rt, event_id, force=force, skipped=skipped)
+        outcome = retry_event(rt, event_id, force=force, skipped=skipped, actor="admin-api")
     except RetryRefused as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
     except LookupError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
     return schemas.RetryOut(status=outcome)
+
+
+@router.post(
+    "/replay",
+    summary="Replay stored events (default: all needs_attention) against the current rules",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=schemas.ReplayOut,
+    responses={**_UNAUTHORIZED, **_NOT_FOUND, 409: {"description": "no valid rules are loaded"}},
+)
+def replay_events(
+    _: AdminDep, rt: RuntimeDep, body: Annotated[schemas.ReplayIn | None, Body()] = None
+) -> schemas.ReplayOut:
+    """Each replayed event is queued for the workers and recorded in the history (actor
+    ``admin-api``, the rules version); ``dry_run`` plans each one and keeps nothing.
+    No body: replay every needs_attention event."""
+    from engine.pipeline import replay
+
+    body = body or schemas.ReplayIn()
+    rt.rules.reload_if_changed()
+    if not rt.rules.available:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"rules cannot be loaded: {rt.rules.load_error}")
+    with rt.sessions() as session:
+        ids = replay.select_events(
+            session, status=body.status, event_type=body.type, since=body.since, ids=body.event_ids
+        )
+    try:
+        results = replay.preview(rt, ids) if body.dry_run else replay.replay(rt, ids, actor="admin-api")
+    except LookupError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+    redact = Redactor.for_settings(rt.settings)
+    return schemas.ReplayOut(
+        dry_run=body.dry_run,
+        rules_version=rt.rules.version,
+        count=len(results),
+        summary=replay.summarize(results),
+        items=[schemas.ReplayItem(**{**r.to_dict(), "reason": redact.text(r.reason)}) for r in results],
+    )
 
 
 # --- students -------------------------------------------------------------------------

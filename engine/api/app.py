@@ -36,7 +36,7 @@ def create_app(
     app.include_router(admin.router)
     app.include_router(doctor.router)
 
-    @app.get("/healthz", tags=["health"], summary="Database writable, queue reachable, worker alive")
+    @app.get("/healthz", tags=["health"], summary="Database writable, queue reachable, worker alive; the rules version")
     async def healthz(rt: RuntimeDep) -> JSONResponse:
         checks: dict[str, str] = {}
         for name, check in _health_checks(app, rt).items():
@@ -48,10 +48,12 @@ def create_app(
             except Exception as exc:  # noqa: BLE001 - the class only: messages may carry URLs
                 checks[name] = f"error: {type(exc).__name__}"
         healthy = all(value == "ok" for value in checks.values())
-        # 503 only when this API cannot take webhooks; a stale worker is reported (the webhooks
-        # are still stored), and its own healthcheck is `engine healthcheck --worker`.
+        # 503 only when this API cannot take webhooks; a stale worker and invalid rules are reported
+        # (webhooks are still stored), and the worker's own healthcheck is `engine healthcheck --worker`.
         serving = all(value == "ok" for name, value in checks.items() if name != "worker")
-        return JSONResponse({"status": "ok" if healthy else "degraded", **checks}, status_code=200 if serving else 503)
+        rules = rules_health(rt)
+        status = "ok" if healthy and rules["rules_error"] is None else "degraded"
+        return JSONResponse({"status": status, **checks, **rules}, status_code=200 if serving else 503)
 
     return app
 
@@ -63,3 +65,9 @@ def _health_checks(app: FastAPI, rt: Runtime) -> dict[str, Callable[[], object]]
     if app.state.worker_check:
         checks["worker"] = lambda: check_worker_heartbeat(rt.settings, sessions=rt.sessions)
     return checks
+
+
+def rules_health(rt: Runtime) -> dict[str, str | None]:
+    """The loaded rules version and the last load error (invalid rules degrade, still 200:
+    webhooks are stored without rules, and the last valid version keeps running)."""
+    return {"rules_version": rt.rules.version, "rules_error": rt.rules.load_error}

@@ -28,7 +28,8 @@ async def doctor(
 ) -> schemas.DoctorReport:
     # The rules in use (the last valid ones) are checked against the services; invalid rules on
     # disk are a FAIL of their own.
+    rules = rt.rules.rules if rt.rules.available else None  # a process may run without valid rules
     checks = await run_in_threadpool(
-        preflight, rt.settings, rt.rules.rules, list(rt.rules.last_problems), discord=discord, manychat=manychat
+        preflight, rt.settings, rules, list(rt.rules.last_problems), discord=discord, manychat=manychat
     )
     return schemas.DoctorReport(ok=not failed(checks), checks=as_dicts(checks))

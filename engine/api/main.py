@@ -9,4 +9,6 @@ def app_factory() -> FastAPI:
     from engine.api.app import create_app
     from engine.worker import huey, runtime
 
-    return create_app(runtime(), queue_check=huey.pending_count, worker_check=True)
+    rt = runtime()
+    rt.rules.watch(rt.settings.rules_reload_seconds)  # the newest valid rules, even with no traffic
+    return create_app(rt, queue_check=huey.pending_count, worker_check=True)

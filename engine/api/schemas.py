@@ -11,7 +11,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-EventStatus = Literal["received", "held", "processing", "retrying", "processed", "ignored", "failed", "rejected"]
+EventStatus = Literal[
+    "received", "held", "processing", "retrying", "processed", "ignored", "needs_attention", "failed", "rejected"
+]
 
 
 class Page(BaseModel):
@@ -71,6 +73,9 @@ class AlertOut(BaseModel):
     created_at: datetime
     notified: str | None = Field(description="Discord admin-channel delivery: done | skipped | failed | null (not yet)")
     acknowledged_at: datetime | None
+    group_key: str | None = Field(None, description="The cause: later occurrences count here instead of new alerts.")
+    count: int = Field(1, description="Occurrences of the cause while the alert is open.")
+    last_seen_at: datetime | None = None
 
 
 class AlertPage(Page):
@@ -90,12 +95,45 @@ class EventDetail(EventSummary):
     )
     headers: dict[str, Any] | None = Field(description="Request headers, without credentials.")
     plans: Any = Field(description="One plan per membership touched: transition, conditions, steps.")
+    rules_version: str | None = Field(
+        None, description="The rules version that decided it: content hash, @git commit when known."
+    )
+    failures: int = Field(0, description="Worker exceptions on this event (needs_attention at WORKER_MAX_FAILURES).")
     steps: list[StepOut]
     alerts: list[AlertOut]
 
 
 class RetryOut(BaseModel):
     status: Literal["queued"]
+
+
+class ReplayIn(BaseModel):
+    """Which events to replay: those matching the filters, plus any named by id."""
+
+    status: EventStatus | None = Field(
+        "needs_attention", description="Events in this status (null: only the ids named)."
+    )
+    type: str | None = Field(None, description="Only this event type.")
+    since: datetime | None = Field(None, description="received_at >= since (ISO 8601; no zone = UTC).")
+    event_ids: list[int] = Field(default_factory=list, description="Stored events to replay whatever their status.")
+    dry_run: bool = Field(False, description="Only say what each replay would decide; change nothing.")
+
+
+class ReplayItem(BaseModel):
+    event_id: int
+    type: str | None
+    before: str
+    after: str = Field(description="received (queued for the workers), or the decision with dry_run.")
+    reason: str | None
+    rules_version: str | None
+
+
+class ReplayOut(BaseModel):
+    dry_run: bool
+    rules_version: str | None = Field(description="The rules version the replays are decided with.")
+    count: int
+    summary: dict[str, int] = Field(description="Outcome -> events.")
+    items: list[ReplayItem]
 
 
 # --- students -------------------------------------------------------------------------

@@ -111,7 +111,7 @@ class Event(Base):
     headers: Mapped[dict[str, Any] | None]
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
     occurred_at: Mapped[datetime | None]  # Hotmart's creation_date
-    # received | held | processing | retrying | processed | ignored | failed | rejected
+    # received | held | processing | retrying | processed | ignored | needs_attention | failed | rejected
     status: Mapped[str] = mapped_column(String(20), default="received")
     reason: Mapped[str | None] = mapped_column(Text)
     email: Mapped[str | None] = mapped_column(String(320), index=True)
@@ -119,6 +119,8 @@ class Event(Base):
     student_id: Mapped[int | None] = mapped_column(ForeignKey("students.id"), index=True)
     product_key: Mapped[str | None] = mapped_column(String(100))
     plans: Mapped[Any] = mapped_column(JSONType, nullable=True)  # one Plan per membership touched
+    rules_version: Mapped[str | None] = mapped_column(String(80))  # the rules that planned it
+    failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # worker exceptions (poison)
     correlation_id: Mapped[str] = mapped_column(String(32))
     enqueued_at: Mapped[datetime | None]
     processed_at: Mapped[datetime | None]
@@ -177,6 +179,11 @@ class Alert(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     notified: Mapped[str | None] = mapped_column(String(20))  # discord delivery: done | skipped | failed
     acknowledged_at: Mapped[datetime | None]
+    # One open alert per cause: later occurrences count here instead of adding rows.
+    group_key: Mapped[str | None] = mapped_column(String(200), index=True)
+    count: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    last_seen_at: Mapped[datetime | None]
+    notified_at: Mapped[datetime | None]
 
 
 class History(Base):

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from engine.db.models import ActionRun, Event, Membership, Student
+from engine.pipeline.attention import NEEDS_ATTENTION
 from engine.pipeline.intake import store_internal
+from engine.pipeline.replay import reset_for_replay
 from engine.pipeline.runtime import Runtime
 
 
@@ -13,8 +18,12 @@ class RetryRefused(Exception):
     pass
 
 
-def retry_event(rt: Runtime, event_id: int, *, force: bool = False, skipped: bool = False) -> str:
+def retry_event(rt: Runtime, event_id: int, *, force: bool = False, skipped: bool = False, actor: str = "admin") -> str:
     """Resume a failed event from its failed step (or process a stuck one again).
+
+    A ``needs_attention`` event resumes its planned steps if it has any (a poison event that
+    failed while they ran); otherwise it is replayed against the current rules (recorded in
+    the history with ``actor``).
 
     ``skipped`` also replays the steps recorded as skipped because a connector's flag was
     off (turning a flag on never replays them by itself). A failed event may have been
@@ -28,33 +37,53 @@ def retry_event(rt: Runtime, event_id: int, *, force: bool = False, skipped: boo
         if event.status == "held":
             raise RetryRefused("event is held: turn HOTMART_ENABLED on to process held events")
         runs = session.scalars(select(ActionRun).where(ActionRun.event_id == event_id)).all()
-        wanted = [
-            run
-            for run in runs
-            if run.status in ("failed", "retrying")
-            or (skipped and run.status == "skipped" and run.error == "flag.disabled")
-        ]
-        if event.status in ("ignored", "rejected") or (event.status == "processed" and not wanted):
-            raise RetryRefused(f"event is {event.status}: nothing to retry")
-        if not force and any(run.membership_id for run in wanted):
-            overtaken = session.scalars(
-                select(Membership.id).where(
-                    Membership.id.in_({run.membership_id for run in wanted}),
-                    Membership.last_event_id.is_not(None),
-                    Membership.last_event_id > event_id,
-                )
-            ).first()
-            if overtaken is not None:
-                raise RetryRefused(
-                    "a later event changed this membership since; retrying could undo it "
-                    "(use force to run the remaining steps anyway)"
-                )
-        for run in wanted:
-            run.status, run.attempts, run.retry_at = "pending", 0, None
-        if event.status in ("failed", "retrying", "processed"):
-            event.status, event.reason, event.processed_at = "processing", None, None
+        if event.status == NEEDS_ATTENTION:
+            _retry_needing_attention(rt, session, event, runs, actor)
+        else:
+            _resume(session, event, runs, force=force, skipped=skipped)
     rt.enqueue(event_id)
     return "queued"
+
+
+def _resume(session: Session, event: Event, runs: Sequence[ActionRun], *, force: bool, skipped: bool) -> None:
+    wanted = [
+        run
+        for run in runs
+        if run.status in ("failed", "retrying")
+        or (skipped and run.status == "skipped" and run.error == "flag.disabled")
+    ]
+    if event.status in ("ignored", "rejected") or (event.status == "processed" and not wanted):
+        raise RetryRefused(f"event is {event.status}: nothing to retry")
+    if not force and any(run.membership_id for run in wanted):
+        overtaken = session.scalars(
+            select(Membership.id).where(
+                Membership.id.in_({run.membership_id for run in wanted}),
+                Membership.last_event_id.is_not(None),
+                Membership.last_event_id > event.id,
+            )
+        ).first()
+        if overtaken is not None:
+            raise RetryRefused(
+                "a later event changed this membership since; retrying could undo it "
+                "(use force to run the remaining steps anyway)"
+            )
+    for run in wanted:
+        run.status, run.attempts, run.retry_at = "pending", 0, None
+    if event.status in ("failed", "retrying", "processed"):
+        event.status, event.reason, event.processed_at = "processing", None, None
+
+
+def _retry_needing_attention(
+    rt: Runtime, session: Session, event: Event, runs: Sequence[ActionRun], actor: str
+) -> None:
+    unfinished = [run for run in runs if run.status in ("pending", "running", "retrying", "failed")]
+    if not unfinished:  # never planned (or nothing left to run): decide it again
+        reset_for_replay(rt, session, event, actor=actor)
+        return
+    event.status, event.reason, event.failures = "processing", None, 0  # planned: resume its steps
+    for run in unfinished:
+        if run.status == "failed":
+            run.status, run.attempts, run.retry_at = "pending", 0, None
 
 
 def request_code(rt: Runtime, email: str, product_key: str) -> int:

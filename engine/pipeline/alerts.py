@@ -1,10 +1,16 @@
-"""Admin alerts: a row in ``alerts`` and a message in the Discord admin channel."""
+"""Admin alerts: a row in ``alerts`` and a message in the Discord admin channel.
+
+Alerts with a ``group_key`` are grouped: while one is open (not acknowledged), later
+occurrences of the same cause raise its ``count`` and ``last_seen_at`` instead of adding
+rows, and it is posted again at most once per :data:`REPOST_AFTER` with the new count.
+"""
 
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from connectors.base import StepStatus
@@ -12,6 +18,9 @@ from engine.db.models import Alert
 from engine.pipeline.runtime import Runtime
 
 log = logging.getLogger(__name__)
+
+REPOST_AFTER = timedelta(hours=1)
+_GROUP_LOCK_NAMESPACE = 0x5E18  # advisory xact locks on a group key (the student lock uses 0x5E17)
 
 
 def raise_alert(
@@ -23,8 +32,16 @@ def raise_alert(
     event_id: int | None = None,
     action_run_id: int | None = None,
     student_id: int | None = None,
+    group_key: str | None = None,
 ) -> Alert:
-    """Record an alert; :func:`notify_alerts` posts it once the transaction is committed."""
+    """Record an alert; :func:`notify_alerts` posts it once the transaction is committed.
+
+    With ``group_key``, an open alert of the same key counts this occurrence instead.
+    """
+    if group_key:
+        grouped = _count_in_group(rt, session, group_key[:200], message)
+        if grouped is not None:
+            return grouped
     alert = Alert(
         kind=kind,
         message=message[:4000],
@@ -32,11 +49,45 @@ def raise_alert(
         action_run_id=action_run_id,
         student_id=student_id,
         created_at=rt.now(),
+        group_key=group_key[:200] if group_key else None,
+        count=1,
+        last_seen_at=rt.now(),
     )
     session.add(alert)
     session.flush()
     log.warning("alert %s (%s): %s", alert.id, kind, message)
     return alert
+
+
+def _count_in_group(rt: Runtime, session: Session, group_key: str, message: str) -> Alert | None:
+    if session.get_bind().dialect.name == "postgresql":
+        # Two workers raising the same new cause at once must not open two alerts.
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(:ns, hashtext(:key))"), {"ns": _GROUP_LOCK_NAMESPACE, "key": group_key}
+        )
+    alert = session.scalar(
+        select(Alert)
+        .where(Alert.group_key == group_key, Alert.acknowledged_at.is_(None))
+        .order_by(Alert.id.desc())
+        .limit(1)
+        .with_for_update()
+    )
+    if alert is None:
+        return None
+    now = rt.now()
+    alert.count = (alert.count or 1) + 1
+    alert.last_seen_at = now
+    alert.message = message[:4000]
+    if alert.notified is not None and (alert.notified_at is None or now - alert.notified_at >= REPOST_AFTER):
+        alert.notified = None  # post the new count (spaced: a burst is not a flood)
+    log.warning("alert %s (%s) seen %d times: %s", alert.id, alert.kind, alert.count, message)
+    return alert
+
+
+def alert_text(kind: str, message: str, count: int) -> str:
+    """What the admin channel shows."""
+    seen = f" (seen {count} times)" if count > 1 else ""
+    return f"⚠️ [{kind}]{seen} {message}"[:2000]
 
 
 def notify_alerts(rt: Runtime, limit: int = 50) -> int:
@@ -50,13 +101,15 @@ def notify_alerts(rt: Runtime, limit: int = 50) -> int:
         return 0
     with rt.sessions.begin() as session:
         pending = session.scalars(select(Alert).where(Alert.notified.is_(None)).order_by(Alert.id).limit(limit)).all()
-        items = [(alert.id, alert.kind, alert.message) for alert in pending]
+        items = [(alert.id, alert.kind, alert.message, alert.count or 1) for alert in pending]
     handled = 0
-    for alert_id, kind, message in items:
-        result = sink.post_alert(f"⚠️ [{kind}] {message}"[:2000], nonce=f"alert-{alert_id}")
+    for alert_id, kind, message, count in items:
+        nonce = f"alert-{alert_id}" if count == 1 else f"alert-{alert_id}-{count}"
+        result = sink.post_alert(alert_text(kind, message, count), nonce=nonce)
         if result.status is StepStatus.FAILED and result.retryable:
             continue  # left unposted: the next sweep tries again (same nonce)
         with rt.sessions.begin() as session:
-            session.get(Alert, alert_id).notified = result.status.value
+            alert = session.get(Alert, alert_id)
+            alert.notified, alert.notified_at = result.status.value, rt.now()
         handled += 1
     return handled

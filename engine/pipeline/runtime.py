@@ -94,8 +94,10 @@ def build_runtime(
     from engine.db.session import session_factory
 
     sessions = sessions or session_factory(settings)
-    rules = RulesRepository(settings.rules_dir)
-    connectors, alert_sink = build_connectors(settings, sessions, rules.rules.classes)
+    # Invalid rules do not stop a process: the API stores webhooks without them, the worker
+    # holds events (needs_attention) until valid rules load.
+    rules = RulesRepository(settings.rules_dir, strict=False)
+    connectors, alert_sink = build_connectors(settings, sessions, rules.rules.classes if rules.available else {})
     runtime = Runtime(settings=settings, sessions=sessions, rules=rules, connectors=connectors, alert_sink=alert_sink)
     if enqueue is not None:
         runtime.enqueue = enqueue

@@ -12,6 +12,7 @@ from datetime import timedelta
 from sqlalchemy import func, select
 
 from engine.db.models import ActionRun, Event, Membership, ScheduledEvent, Student
+from engine.pipeline import attention
 from engine.pipeline.alerts import notify_alerts
 from engine.pipeline.intake import store_internal
 from engine.pipeline.runtime import Runtime
@@ -88,17 +89,47 @@ def requeue_stuck(rt: Runtime) -> list[int]:
     return ids
 
 
+def resume_waiting_for_rules(rt: Runtime) -> list[int]:
+    """Events that arrived while no valid rules were loaded are replayed once valid rules are."""
+    if not rt.rules.available:
+        return []
+    from engine.pipeline.replay import replay
+
+    with rt.sessions() as session:
+        ids = session.scalars(
+            select(Event.id)
+            .where(
+                Event.status == attention.NEEDS_ATTENTION,
+                Event.reason.startswith(attention.RULES_UNAVAILABLE, autoescape=True),
+            )
+            .order_by(Event.occurred_at.asc().nulls_first(), Event.id)
+        ).all()
+    replay(rt, ids, actor="worker")
+    return list(ids)
+
+
 def sweep(rt: Runtime) -> dict[str, int]:
+    # Newest valid rules within a minute, events or not; a broken version alerts once.
+    rt.rules.reload_if_changed()
+    attention.report_rules_failure(rt)
+    resumed = resume_waiting_for_rules(rt)
     released = release_held(rt)
     fired = fire_due_timers(rt)
     stuck = requeue_stuck(rt)
     notified = notify_alerts(rt)
-    if released or fired or stuck or notified:
+    if resumed or released or fired or stuck or notified:
         log.info(
-            "sweep: %d released, %d timers fired, %d re-enqueued, %d alerts posted",
+            "sweep: %d resumed (rules back), %d released, %d timers fired, %d re-enqueued, %d alerts posted",
+            len(resumed),
             len(released),
             len(fired),
             len(stuck),
             notified,
         )
-    return {"released": len(released), "timers": len(fired), "requeued": len(stuck), "alerts": notified}
+    return {
+        "resumed": len(resumed),
+        "released": len(released),
+        "timers": len(fired),
+        "requeued": len(stuck),
+        "alerts": notified,
+    }

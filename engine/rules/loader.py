@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.rules import messages
+from engine.rules.files import RULE_TESTS_DIR, rule_files  # noqa: F401 - RULE_TESTS_DIR re-exported
 from engine.rules.model import (
     BUILTIN_PREDICATES,
     COMPARISONS,
@@ -37,8 +38,6 @@ from engine.rules.source import Problem, line_of, load_yaml
 # engine/config.schema.json links to the top-level file, so an installed package carries it too.
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "config.schema.json"
 FILE_KINDS = ("lifecycle", "product", "catalog", "onboarding")
-# Admins' rule tests (engine test) live beside the rules but are not rules.
-RULE_TESTS_DIR = "tests"
 _KIND_LINE = re.compile(rf"^({'|'.join(FILE_KINDS)})\s*:", re.MULTILINE)
 # Actions whose bare form uses a product resource list, and which list.
 _PRODUCT_RESOURCE = {
@@ -80,11 +79,7 @@ def check_rules(rules_dir: Path | str) -> tuple[Rules | None, list[Problem]]:
     display_root = rules_dir.name or str(rules_dir)
     if not rules_dir.is_dir():
         return None, [Problem(str(rules_dir), 1, "rules directory not found")]
-    paths = sorted(
-        p
-        for p in rules_dir.rglob("*")
-        if p.suffix in (".yaml", ".yml") and p.is_file() and p.relative_to(rules_dir).parts[0] != RULE_TESTS_DIR
-    )
+    paths = rule_files(rules_dir)  # the rule tests (rules/tests/) and other folders are not rules
     documents: dict[str, list[tuple[str, Any]]] = defaultdict(list)
     problems: list[Problem] = []
     # Kinds of the files that failed to parse or validate: they exist, so no "no <kind> file".
@@ -162,6 +157,7 @@ class _Builder:
         self.fields = frozenset(manychat.get("fields", []))
         self.classes = dict(catalog.get("classes", {}))
         products = self._products()
+        unmanaged = self._unmanaged(catalog_doc, products)
         if lifecycle_doc is None or onboarding_doc is None:
             return None
         self.products = products
@@ -229,6 +225,7 @@ class _Builder:
             create_missing_subscribers=bool(manychat.get("create_missing_subscribers", False)),
             classes=self.classes,
             onboarding=onboarding,
+            unmanaged_products=unmanaged,
             files=tuple(f for docs in self.documents.values() for f, _ in docs),
         )
 
@@ -287,6 +284,24 @@ class _Builder:
                         )
                 claims[hotmart_id].append(product)
         return products
+
+    def _unmanaged(self, catalog_doc: tuple[str, Any] | None, products: dict[str, Product]) -> frozenset[str]:
+        """Hotmart product ids the course sells outside the engine: their events are plainly ignored."""
+        if catalog_doc is None:
+            return frozenset()
+        file, data = catalog_doc
+        ids = data["catalog"].get("unmanaged_products", [])
+        claimed = {hotmart_id: p for p in products.values() for hotmart_id in p.hotmart_product_ids}
+        for index, hotmart_id in enumerate(ids):
+            product = claimed.get(str(hotmart_id))
+            if product is not None:
+                self.error(
+                    file,
+                    line_of(data, ["catalog", "unmanaged_products", index]),
+                    f"Hotmart product {hotmart_id} is listed as unmanaged but product {product.key!r} "
+                    f"({product.file}) claims it",
+                )
+        return frozenset(str(i) for i in ids)
 
     # conditions --------------------------------------------------------------------------
 

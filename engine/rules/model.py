@@ -171,6 +171,8 @@ class Rules:
     classes: dict[str, str]
     onboarding: Onboarding
     files: tuple[str, ...] = field(default=())
+    # Hotmart product ids sold outside the engine (catalog.unmanaged_products): plainly ignored.
+    unmanaged_products: frozenset[str] = frozenset()
 
     def product_for(self, product_id: str | None, offer_code: str | None = None) -> Product | None:
         """The product a Hotmart product id (and offer) belongs to, or None."""

@@ -1,13 +1,21 @@
-"""The rules a running process uses: reloaded when files change, never replaced by invalid ones."""
+"""The rules a running process uses: reloaded when files change, never replaced by invalid ones.
+
+Every loaded rule set has a version (:func:`engine.rules.files.rules_version`). A process may
+start without valid rules (``strict=False``: the API stores webhooks without them, the worker
+waits); the load error is kept for ``/healthz`` and ``engine status``, and each new broken
+version is handed out once (:meth:`RulesRepository.take_failure`) for the one alert.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from engine.planner import Planner
-from engine.rules.loader import check_rules
+from engine.rules.files import content_hash, rule_files, rules_version
+from engine.rules.loader import RulesError, check_rules
 from engine.rules.model import Rules
 from engine.rules.source import Problem
 
@@ -15,23 +23,25 @@ log = logging.getLogger(__name__)
 
 
 class RulesRepository:
-    def __init__(self, rules_dir: Path | str):
+    def __init__(self, rules_dir: Path | str, *, strict: bool = True):
         self.rules_dir = Path(rules_dir)
         self._lock = threading.Lock()
         self._stamp: tuple = ()
         self._rules: Rules | None = None
         self._planner: Planner | None = None
+        self.version: str | None = None
         self.last_problems: list[Problem] = []
+        self.failed_hash: str | None = None  # the content hash of the rules that failed last
+        self._unreported: tuple[str, list[Problem]] | None = None
+        self._reported_hash: str | None = None
+        self._watcher: threading.Thread | None = None
         self.reload()
-        if self._rules is None:
-            from engine.rules.loader import RulesError
-
+        if self._rules is None and strict:
             raise RulesError(self.last_problems)
 
     def _fingerprint(self) -> tuple:
         try:
-            files = sorted(p for p in self.rules_dir.rglob("*") if p.suffix in (".yaml", ".yml"))
-            return tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in files)
+            return tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in rule_files(self.rules_dir))
         except OSError:
             return ()
 
@@ -43,25 +53,79 @@ class RulesRepository:
             self._stamp = stamp
             self.last_problems = problems
             if rules is None:
+                digest = content_hash(self.rules_dir)
+                self.failed_hash = digest
+                if digest != self._reported_hash:
+                    self._unreported = (digest, problems)
                 log.error(
-                    "rules in %s are invalid; keeping the previous rules:\n%s",
+                    "rules in %s are invalid (%s); %s:\n%s",
                     self.rules_dir,
+                    digest,
+                    f"keeping version {self.version}" if self.version else "no valid rules loaded yet",
                     "\n".join(map(str, problems)),
                 )
                 return False
-            self._rules, self._planner = rules, Planner(rules)
+            version = rules_version(self.rules_dir)
+            if version != self.version:
+                log.info("rules version %s loaded from %s", version, self.rules_dir)
+            self._rules, self._planner, self.version = rules, Planner(rules), version
+            self.failed_hash, self._unreported = None, None
             return True
 
     def reload_if_changed(self) -> None:
         if self._fingerprint() != self._stamp:
             self.reload()
 
+    def watch(self, interval: float = 30.0, on_change: Callable[[], None] | None = None) -> threading.Thread:
+        """Reload changed rules every ``interval`` seconds in a daemon thread, events or not;
+        ``on_change`` runs after each reload that changed the outcome (a new version or error)."""
+        if self._watcher is not None:
+            return self._watcher
+
+        def loop() -> None:
+            while True:
+                threading.Event().wait(interval)
+                try:
+                    before = (self.version, self.failed_hash)
+                    self.reload_if_changed()
+                    if on_change is not None and (self.version, self.failed_hash) != before:
+                        on_change()
+                except Exception:  # noqa: BLE001 - a watcher that dies would leave the rules stale
+                    log.exception("reloading the rules failed")
+
+        self._watcher = threading.Thread(target=loop, name="rules-watcher", daemon=True)
+        self._watcher.start()
+        return self._watcher
+
+    @property
+    def available(self) -> bool:
+        return self._rules is not None
+
+    @property
+    def load_error(self) -> str | None:
+        """One line about the last failed load, or None when the newest rules on disk are loaded."""
+        if self.failed_hash is None:
+            return None
+        first = str(self.last_problems[0]) if self.last_problems else "invalid rules"
+        more = len(self.last_problems) - 1
+        return f"{first}" + (f" (and {more} more error(s))" if more > 0 else "")
+
+    def take_failure(self) -> tuple[str, list[Problem]] | None:
+        """A broken rules version not reported yet (content hash, problems); then None until another."""
+        with self._lock:
+            failure, self._unreported = self._unreported, None
+            if failure is not None:
+                self._reported_hash = failure[0]
+            return failure
+
     @property
     def rules(self) -> Rules:
-        assert self._rules is not None
+        if self._rules is None:
+            raise RulesError(self.last_problems)
         return self._rules
 
     @property
     def planner(self) -> Planner:
-        assert self._planner is not None
+        if self._planner is None:
+            raise RulesError(self.last_problems)
         return self._planner

@@ -124,6 +124,7 @@ ROUTES = [
     ("GET", "/admin/alerts", "/admin/alerts", 200),
     ("POST", "/admin/alerts/{alert_id}/ack", "/admin/alerts/1/ack", 200),
     ("POST", "/admin/students/{email}/code", f"/admin/students/{ANA}/code?product=curso", 202),
+    ("POST", "/admin/replay", "/admin/replay", 202),
     ("GET", "/admin/doctor", "/admin/doctor", 200),
 ]
 BAD_CREDENTIALS = {

@@ -528,17 +528,21 @@ def test_story_18_never_paid(world: World):
 
 
 def test_story_19_unknown_product(world: World):
-    """A webhook for a product no rules file claims -> 200, stored, ignored with the reason
-    "no product matches id N"."""
+    """A webhook for a product no rules file claims -> 200, stored, needs_attention with the
+    reason "no product matches id N" and one alert. (The deployed shape, grouping and
+    unmanaged ids: tests/e2e/test_attention_stories.py.)"""
     w = world
     response = w.post(hotmart(APPROVED, product_id=9999999))
     assert response.status_code == 200 and response.json()["status"] == "accepted"
     w.h.run_queue()
     found = w.event(response.json()["event_id"])
-    assert found.status == "ignored" and found.reason == "no product matches id 9999999"
+    assert found.status == "needs_attention" and found.reason == "no product matches id 9999999"
+    [alert] = w.alerts()
+    assert alert.group_key == "rules.unknown_product:9999999"
+    assert any("no product matches id 9999999" in message for message in w.channel())
     assert found.payload["data"]["product"]["id"] == 9999999
     assert w.student() is None
-    assert w.discord.requests == [] and w.manychat.requests == []
+    assert w.role_requests() == [] and w.manychat.requests == []  # only the alert went out
 
 
 def test_story_15_redelivery(start_stack, fakes, pg):

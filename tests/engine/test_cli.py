@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from engine.cli import main
+from engine.rules.files import rules_version
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "rules"
@@ -79,6 +80,7 @@ def test_trace_names_event_product_states_conditions_and_steps() -> None:
         f"  2. add_role       role_ids=['{R_COURSE}']",
         "  3. enroll         classes=['curso-2026']",
         "  4. trigger_flow   flow='welcome', flow_ns='content20261101000000_000003'",
+        f"rules       {rules_version(RULES)}",  # the version that decided it
     ]
 
 
@@ -92,6 +94,7 @@ def test_trace_of_an_ignored_event() -> None:
         "state       active (unchanged)",
         "ignored     warranty period over; no access change",
         "hint        PURCHASE_COMPLETE applies from disputed: try --state disputed",
+        f"rules       {rules_version(RULES)}",
     ]
 
 
@@ -100,7 +103,7 @@ def test_trace_of_a_transition_without_steps() -> None:
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert "transition  never_paid: pending_payment -> new" in lines
-    assert lines[-1] == "steps       (none)"
+    assert lines[-2:] == ["steps       (none)", f"rules       {rules_version(RULES)}"]
 
 
 def test_trace_shows_input_problems_as_warnings(tmp_path: Path) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from engine.rules.files import rules_version
+from tests.conftest import RULES
 from tests.engine.test_cli import ANA, REFERENCE, dry_run, dry_run_json, write_json
 from tests.engine.test_optional_flows import curso_declines_billet_reminder
 
@@ -20,6 +22,7 @@ def test_no_transition_from_the_state_lists_where_it_applies_and_suggests_state(
         "ignored     no transition for PURCHASE_REFUNDED from 'new' (product curso)",
         "hint        PURCHASE_REFUNDED applies from pending_onboarding, active, overdue, cancelled, disputed: "
         "try --state pending_onboarding",
+        f"rules       {rules_version(RULES)}",
     ]
 
 
@@ -51,7 +54,7 @@ def test_bare_cancel_timers_reads_all_pending_timers() -> None:
 def test_a_skipped_step_shows_why(tmp_path: Path) -> None:
     rules_dir = curso_declines_billet_reminder(tmp_path)
     result = dry_run(str(REFERENCE / "purchase_billet_printed.json"), rules=rules_dir)
-    assert result.stdout.splitlines()[-1] == (
+    assert result.stdout.splitlines()[-2] == (  # the last line names the rules version
         "  1. trigger_flow   flow='billet_reminder'  (skipped: product curso sends no 'billet_reminder' flow "
         "(flows: billet_reminder: none))"
     )
