@@ -15,12 +15,12 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, HTTPException, Path, Query, status
 from fastapi.exceptions import RequestValidationError
-from pydantic import AfterValidator
 from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from engine.api import schemas
 from engine.api.deps import AdminDep, RuntimeDep, SessionDep
+from engine.api.schemas import MAX_ID, PRINTABLE, QueryDate
 from engine.db.models import (
     ActionRun,
     Alert,
@@ -43,11 +43,7 @@ _SECRET_KEYS = frozenset({"hottok", "x-hotmart-hottok", "authorization", "cookie
 # A form-encoded or broken-JSON body may carry the hottok; redact its value in text.
 _HOTTOK_IN_TEXT = re.compile(r"""(hottok["']?\s*[=:]\s*["']?)[^&"'\s,}]*""", re.IGNORECASE)
 
-# Everything a client sends is bounded before it reaches the database: integers fit a BIGINT,
-# text has no NUL or control character (PostgreSQL text cannot hold NUL) and a length cap.
-MAX_ID = 2**63 - 1
 MAX_STUCK_DAYS = 36500
-_PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
 
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"Page size (max {MAX_LIMIT}).")]
 Offset = Annotated[int, Query(ge=0, le=MAX_ID, description="Rows to skip.")]
@@ -58,20 +54,8 @@ def _id(what: str) -> Any:
 
 
 def _text(description: str, max_length: int) -> Any:
-    return Query(description=description, pattern=_PRINTABLE, max_length=max_length)
+    return Query(description=description, pattern=PRINTABLE, max_length=max_length)
 
-
-def _utc_representable(value: datetime | None) -> datetime | None:
-    """A date the database can compare with: one that has a UTC equivalent (year 1 at +01:00 has not)."""
-    if value is not None:
-        try:
-            _aware(value).astimezone(UTC)
-        except OverflowError:
-            raise ValueError("date out of range once converted to UTC") from None
-    return value
-
-
-QueryDate = Annotated[datetime | None, AfterValidator(_utc_representable)]
 
 _UNAUTHORIZED = {401: {"description": "missing or invalid admin token"}}
 _NOT_FOUND = {404: {"description": "not found"}}
@@ -246,7 +230,7 @@ def list_events(
     status_: Annotated[schemas.EventStatus | None, Query(alias="status")] = None,
     type_: Annotated[
         str | None,
-        Query(alias="type", description="Event type, e.g. PURCHASE_APPROVED.", pattern=_PRINTABLE, max_length=60),
+        Query(alias="type", description="Event type, e.g. PURCHASE_APPROVED.", pattern=PRINTABLE, max_length=60),
     ] = None,
     email: Annotated[str | None, _text("The student's e-mail (case-insensitive).", 320)] = None,
     since: Annotated[QueryDate, Query(description="received_at >= since (ISO 8601; no zone = UTC).")] = None,
@@ -381,7 +365,7 @@ def replay_events(
 def new_code(
     _: AdminDep,
     rt: RuntimeDep,
-    email: Annotated[str, Path(description="The student's e-mail.", pattern=_PRINTABLE, max_length=320)],
+    email: Annotated[str, Path(description="The student's e-mail.", pattern=PRINTABLE, max_length=320)],
     product: Annotated[str, _text("The product key of the membership, e.g. curso.", 100)],
 ) -> schemas.CodeRequestOut:
     try:
@@ -458,7 +442,7 @@ def get_student(
     rt: RuntimeDep,
     session: SessionDep,
     email: Annotated[
-        str, Path(description="The student's e-mail (case-insensitive).", pattern=_PRINTABLE, max_length=320)
+        str, Path(description="The student's e-mail (case-insensitive).", pattern=PRINTABLE, max_length=320)
     ],
     history_limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Newest events to include.")] = 50,
 ) -> schemas.StudentDetail:

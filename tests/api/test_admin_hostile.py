@@ -125,3 +125,17 @@ def test_docs_can_be_switched_off(make_harness):
 def test_docs_are_public_in_development(client):
     assert client.get("/openapi.json").status_code == 200
     assert client.get("/docs").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "name"),
+    [
+        ({"event_ids": [2**63]}, 0),
+        ({"event_ids": [0]}, 0),
+        ({"type": "a\x00b"}, "type"),
+        ({"since": "0001-01-01T00:00:00+01:00"}, "since"),
+        ({"status": "bogus"}, "status"),
+    ],
+)
+def test_the_replay_body_is_bounded_too(client, body, name):
+    assert_validation_error(client.post("/admin/replay", json=body, headers=AUTH), name)

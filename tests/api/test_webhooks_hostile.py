@@ -269,12 +269,23 @@ def poison_body(name: str) -> bytes:
 
 
 @pytest.mark.parametrize("name", sorted(POISON))
-def test_a_former_poison_event_is_processed_without_an_exception(client, harness, name):
+def test_a_former_poison_event_ends_and_is_never_requeued(client, harness, name):
+    """Processed (the parser bounds the value) or needs_attention (the worker's poison limit),
+    and in either case the sweep stops re-queueing it."""
+    from engine.pipeline.sweep import requeue_stuck
+
     response = post(client, poison_body(name))
     assert response.status_code == 200 and response.json()["status"] == "accepted"
-    assert harness.run_queue() == ["processed"]  # no exception, one attempt, an end
+    event_id = response.json()["event_id"]
+    for _ in range(harness.runtime.settings.worker_max_failures + 1):  # what the sweep would redo
+        harness.run_queue()
+        harness.clock.advance(minutes=3)
+        harness.queued.extend(requeue_stuck(harness.runtime))
+    assert harness.queued == []  # not re-queued any more
     with harness.runtime.sessions() as session:
-        event = session.get(Event, response.json()["event_id"])
+        event = session.get(Event, event_id)
+        assert event.status in ("processed", "needs_attention"), (event.status, event.reason)
+        assert event.status == "processed" and event.failures == 0  # in fact: no exception at all
         field = next(iter(POISON[name]))
         assert f"data.purchase.{field}" in event.reason  # the unusable value is named
         memberships = session.scalars(select(Membership)).all()
