@@ -26,6 +26,7 @@ services:
 
 test: install services
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/engine check
 	$(BIN)/engine test
 	$(BIN)/pytest -q

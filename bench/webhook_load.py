@@ -178,7 +178,7 @@ def lifecycle_mix(url: str, dsn: str, redis_url: str, rate: int, seconds: float)
     students linking Discord with the code a purchase one second earlier sent them."""
     from bot.link import LinkService
     from engine.db.session import session_factory
-    from engine.rules.repository import RulesRepository
+    from engine.pipeline.rules_repository import RulesRepository
     from engine.settings import Settings
     from tests.e2e.conftest import remote_enqueue
 

@@ -41,11 +41,11 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from engine.codes import CODE_ALPHABET
 from engine.db.models import LinkAttempt, Membership, OnboardingToken, Student, utcnow
 from engine.pipeline.intake import store_internal
-from engine.pipeline.processing import CODE_ALPHABET
+from engine.pipeline.rules_repository import RulesRepository
 from engine.rules.model import Onboarding
-from engine.rules.repository import RulesRepository
 
 log = logging.getLogger(__name__)
 

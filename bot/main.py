@@ -73,7 +73,7 @@ def build_bot(service: LinkService, guild_id: int) -> discord.Bot:
 def run() -> None:
     """Build everything from the environment and run the bot until stopped."""
     from engine.db.session import session_factory
-    from engine.rules.repository import RulesRepository
+    from engine.pipeline.rules_repository import RulesRepository
     from engine.settings import get_settings
     from engine.worker import enqueue_event
 

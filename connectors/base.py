@@ -49,6 +49,7 @@ class StepContext:
 
     student: StudentRef
     event_id: int | None = None
+    correlation_id: str | None = None  # the event's: ties a step's requests and log lines to its webhook
     event_type: str = ""
     product_key: str = ""
     membership_id: int | None = None

@@ -108,7 +108,6 @@ class ManyChatConnector:
 
     name = "manychat"
     actions = frozenset({"add_tag", "remove_tag", "set_field", "trigger_flow"})
-    idempotent_actions = frozenset({"add_tag", "remove_tag", "set_field"})
 
     def __init__(
         self,

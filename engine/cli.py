@@ -9,6 +9,8 @@ from pathlib import Path
 
 import click
 
+from engine.statuses import EventStatus
+
 RULES_OPTION = click.option(
     "--rules",
     "rules_dir",
@@ -273,25 +275,24 @@ def serve(host: str, port: int, workers: int, worker: bool | None, threads: int,
     in_process = worker if worker is not None else not settings.redis_url
     if in_process and workers > 1:
         raise click.UsageError("an in-process worker needs --workers 1 (run `engine worker` separately)")
+    # The app by its import string: the CLI starts the API, it does not import it.
+    app = "engine.api.main:app_factory"
     if workers > 1:
-        uvicorn.run(
-            "engine.api.main:app_factory", factory=True, host=host, port=port, workers=workers, access_log=access_log
-        )
+        uvicorn.run(app, factory=True, host=host, port=port, workers=workers, access_log=access_log)
         return
-    from engine.api.main import app_factory
-    from engine.worker import huey
+    from engine.worker import huey, runtime
 
-    app = app_factory()
+    rt = runtime()  # fail fast on invalid rules or settings, before the worker starts; the app reuses it
     consumer = heartbeat = None
     if in_process:
         from engine.pipeline.heartbeat import HeartbeatThread
 
         consumer = huey.create_consumer(workers=threads, worker_type="thread", periodic=True)
         consumer.start()
-        heartbeat = HeartbeatThread(app.state.runtime.sessions, settings.heartbeat_seconds)
+        heartbeat = HeartbeatThread(rt.sessions, settings.heartbeat_seconds)
         heartbeat.start()
     try:
-        uvicorn.run(app, host=host, port=port, access_log=access_log)
+        uvicorn.run(app, factory=True, host=host, port=port, access_log=access_log)
     finally:
         if heartbeat is not None:
             heartbeat.stop()
@@ -345,8 +346,8 @@ def healthcheck(worker_only: bool) -> None:
     Default: the database accepts writes and the queue answers. --worker: this host's worker
     wrote its heartbeat less than WORKER_STALE_SECONDS ago.
     """
-    from engine.api.health import check_database_writable, check_queue, check_worker_heartbeat
     from engine.pipeline.heartbeat import worker_name
+    from engine.service.health import check_database_writable, check_queue, check_worker_heartbeat
     from engine.settings import get_settings
 
     settings = get_settings()
@@ -411,17 +412,7 @@ def bot() -> None:
     run()
 
 
-EVENT_STATUSES = (
-    "received",
-    "held",
-    "processing",
-    "retrying",
-    "processed",
-    "ignored",
-    "needs_attention",
-    "failed",
-    "rejected",
-)
+EVENT_STATUSES = tuple(status.value for status in EventStatus)
 
 
 @main.command()
@@ -432,8 +423,8 @@ EVENT_STATUSES = (
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object, as GET /admin/events does.")
 def events(status: str | None, event_type: str | None, email: str | None, limit: int, as_json: bool) -> None:
     """List events from the event log, newest first."""
-    from engine.api.admin import Redactor, event_summary, query_events
     from engine.db.session import session_factory
+    from engine.service.views import Redactor, event_summary, query_events
     from engine.settings import get_settings
 
     settings = get_settings()
@@ -576,7 +567,7 @@ def status() -> None:
     from sqlalchemy import func, select
 
     from engine.db.models import Alert, Event
-    from engine.rules.repository import RulesRepository
+    from engine.pipeline.rules_repository import RulesRepository
     from engine.settings import get_settings
 
     settings = get_settings()
@@ -640,8 +631,8 @@ def status() -> None:
 def import_students(csv_file: Path, adopt_access: bool, check_only: bool) -> None:
     """One-time seed of existing students: CSV columns email,product[,state,name,phone,discord_id]."""
     from engine.db.session import session_factory
+    from engine.pipeline.rules_repository import RulesRepository
     from engine.pipeline.seed import read_rows, seed
-    from engine.rules.repository import RulesRepository
     from engine.settings import get_settings
 
     settings = get_settings()

@@ -173,28 +173,47 @@ class _Client:
         self._http.close()
 
 
-class _DiscordDoctor:
-    def __init__(self, settings: Settings, rules: Rules | None, transport: httpx.BaseTransport | None):
-        self.settings, self.rules = settings, rules
-        self.guild = settings.discord_guild_id
-        self.client = _Client(
-            settings.discord_api_base.rstrip("/"),
-            {"Authorization": f"Bot {settings.discord_bot_token.get_secret_value()}"},
-            transport,
-        )
+class _ServiceDoctor:
+    """The checks of one outside service, run through one client; a service that does not answer is one FAIL."""
+
+    area, title = "", ""  # the Check's area; the service's name in a message
+    base_setting = ""  # the setting naming the service's address
+
+    def __init__(self, client: _Client):
+        self.client = client
         self.checks: list[Check] = []
 
     def run(self) -> list[Check]:
         try:
             self._run()
         except _Unreachable as exc:
-            self._add(FAIL, f"Discord did not answer ({exc}): check DISCORD_API_BASE and try again")
+            self._add(FAIL, f"{self.title} did not answer ({exc}): check {self.base_setting} and try again")
+        except _Refused as exc:  # raised by ManyChat's reads
+            self._add(FAIL, f"{self.title} refused a read of {exc.path} (HTTP {exc.status}): check the token's page")
         finally:
             self.client.close()
         return self.checks
 
     def _add(self, status: str, message: str) -> None:
-        self.checks.append(Check("discord", status, message))
+        self.checks.append(Check(self.area, status, message))
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class _DiscordDoctor(_ServiceDoctor):
+    area, title, base_setting = "discord", "Discord", "DISCORD_API_BASE"
+
+    def __init__(self, settings: Settings, rules: Rules | None, transport: httpx.BaseTransport | None):
+        super().__init__(
+            _Client(
+                settings.discord_api_base.rstrip("/"),
+                {"Authorization": f"Bot {settings.discord_bot_token.get_secret_value()}"},
+                transport,
+            )
+        )
+        self.settings, self.rules = settings, rules
+        self.guild = settings.discord_guild_id
 
     def _run(self) -> None:
         if not self.settings.discord_bot_token.get_secret_value() or not self.guild:
@@ -296,29 +315,14 @@ class _DiscordDoctor:
             )
 
 
-class _ManyChatDoctor:
+class _ManyChatDoctor(_ServiceDoctor):
+    area, title, base_setting = "manychat", "ManyChat", "MANYCHAT_API_BASE"
+
     def __init__(self, settings: Settings, rules: Rules | None, transport: httpx.BaseTransport | None):
+        token = settings.manychat_api_token.get_secret_value()
+        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        super().__init__(_Client(settings.manychat_api_base.rstrip("/"), headers, transport))
         self.rules = rules
-        self.client = _Client(
-            settings.manychat_api_base.rstrip("/"),
-            {"Authorization": f"Bearer {settings.manychat_api_token.get_secret_value()}", "Accept": "application/json"},
-            transport,
-        )
-        self.checks: list[Check] = []
-
-    def run(self) -> list[Check]:
-        try:
-            self._run()
-        except _Unreachable as exc:
-            self._add(FAIL, f"ManyChat did not answer ({exc}): check MANYCHAT_API_BASE and try again")
-        except _Refused as exc:
-            self._add(FAIL, f"ManyChat refused a read of {exc.path} (HTTP {exc.status}): check the token's page")
-        finally:
-            self.client.close()
-        return self.checks
-
-    def _add(self, status: str, message: str) -> None:
-        self.checks.append(Check("manychat", status, message))
 
     def _data(self, path: str) -> Any:
         response = self.client.get(path)

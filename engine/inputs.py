@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from connectors import hotmart
 from engine.rules.model import Product, Rules
+
+if TYPE_CHECKING:
+    from engine.planner import Plan
+from engine.sources import hotmart
 
 
 @dataclass
@@ -25,6 +28,9 @@ class EventInput:
     occurred_at: datetime | None = None
     problems: list[str] = field(default_factory=list)
     product_key: str | None = None  # internal events name the product directly
+    # A new student's plan, decided when admitting the event (it creates the student only if a
+    # rule acts); planning reuses it unless the student changed meanwhile. Planned once.
+    lead_plan: Plan | None = None
 
 
 def is_internal(body: Any) -> bool:
@@ -32,10 +38,10 @@ def is_internal(body: Any) -> bool:
 
 
 def from_hotmart(body: Any, rules: Rules) -> EventInput:
-    parsed = hotmart.parse(body)
+    parsed = hotmart.SOURCE.parse(body)
     fields = parsed.fields()
     return EventInput(
-        source="hotmart",
+        source=hotmart.SOURCE.name,
         event_type=parsed.event_type,
         fields=fields,
         product=rules.product_for(parsed.product_id, parsed.offer_code),

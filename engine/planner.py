@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import threading
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from transitions import Machine
 
 from connectors.base import Step
+from engine.rules.actions import ACTIONS, TOKEN_PLACEHOLDER, RenderContext, Skipped
 from engine.rules.model import (
     TEMPLATE_RE,
     Condition,
@@ -22,11 +23,8 @@ from engine.rules.model import (
     Rules,
     StepSpec,
     TransitionRule,
-    flow_name,
-    parse_duration,
+    as_datetime,
 )
-
-TOKEN_PLACEHOLDER = "{token}"
 
 
 @dataclass(frozen=True)
@@ -102,6 +100,22 @@ class _Decision:
     fired: TransitionRule | None = None
 
 
+def refusal(rules: Rules, event_type: str | None, fields: dict[str, Any], product: Product | None) -> str | None:
+    """Why no rule can apply to this event at all (None: planning may go on).
+
+    The one place these guards live: the worker's admission and every plan ask here.
+    """
+    if event_type not in rules.known_events:
+        return f"unknown event type {event_type!r}"
+    # Before the product lookup: no product can claim id 0 (the schema's minimum is 1),
+    # so checked after it this reason was never given.
+    if fields.get("is_test"):
+        return "Hotmart test event (product id 0)"
+    if product is None:
+        return f"no product matches id {fields.get('product_id') or '(none)'}"
+    return None
+
+
 class Planner:
     def __init__(self, rules: Rules):
         self.rules = rules
@@ -132,16 +146,8 @@ class Planner:
         """The plan for ``event_type`` applied to the membership of ``product`` in ``state``."""
         state = state or self.rules.initial
         plan = Plan(event_type, product.key if product else None, state, state)
-        # Before the product lookup: no product can claim id 0 (the schema's minimum is 1),
-        # so checked after it this reason was never given.
-        if fields.get("is_test"):
-            plan.ignored_reason = "Hotmart test event (product id 0)"
-            return plan
-        if product is None:
-            plan.ignored_reason = f"no product matches id {fields.get('product_id') or '(none)'}"
-            return plan
-        if event_type not in self.rules.known_events:
-            plan.ignored_reason = f"unknown event type {event_type!r}"
+        plan.ignored_reason = refusal(self.rules, event_type, fields, product)
+        if plan.ignored:
             return plan
         if state not in self.rules.states:
             plan.ignored_reason = f"membership is in unknown state {state!r}"
@@ -161,7 +167,7 @@ class Planner:
             plan.ignored_reason = self._ignore_reason(event_type, state, product)
             return plan
         plan.transition = decision.fired.name
-        plan.steps = [step for spec in decision.fired.steps if (step := self._render(spec, decision)) is not None]
+        plan.steps = [self._render(spec, decision) for spec in decision.fired.steps]
         return plan
 
     # machine callbacks -----------------------------------------------------------------------
@@ -212,7 +218,7 @@ class Planner:
         if name == "discord_account_changed":
             return bool(facts.previous_discord_id) and facts.previous_discord_id != facts.discord_id
         if name == "date_next_charge_passed":
-            when = _as_datetime(decision.fields.get("date_next_charge"))
+            when = as_datetime(decision.fields.get("date_next_charge"))
             return when is None or when <= facts.now
         if name == "is_test_event":
             return bool(decision.fields.get("is_test"))
@@ -226,62 +232,20 @@ class Planner:
 
     # steps -----------------------------------------------------------------------------------
 
-    def _render(self, spec: StepSpec, decision: _Decision) -> Step | None:
-        product, facts, args = decision.product, decision.facts, spec.args
-        action = spec.action
-        manychat_extra = {"create_if_missing": True} if self.rules.create_missing_subscribers else {}
-        if action in ("add_role", "remove_role"):
-            args = args or {}
-            params: dict[str, Any] = {"role_ids": list(args.get("roles") or product.discord_roles)}
-            if args.get("account") == "previous":
-                params["discord_id"] = facts.previous_discord_id
-            return Step(action, params)
-        if action in ("add_tag", "remove_tag"):
-            tags = list(product.manychat_tags) if args is None else _listify(args)
-            return Step(action, {"tags": tags, **manychat_extra})
-        if action in ("enroll", "unenroll"):
-            classes = list(product.classes) if args is None else _listify(args)
-            return Step(action, {"classes": classes})
-        if action == "set_field":
-            value = args["value"]
-            if isinstance(value, str):
-                value = self._template(value, decision)
-            return Step(action, {"field": args["name"], "value": value, **manychat_extra})
-        if action == "trigger_flow":
-            flow = flow_name(args)
-            if flow not in product.flows:  # declined (`none`) or optional: the loader allows nothing else
-                return Step(action, {"flow": flow}, skip_reason=_no_flow_reason(product, flow))
-            return Step(action, {"flow": flow, "flow_ns": product.flows[flow], **manychat_extra})
-        if action == "issue_token":
-            valid_for = self.rules.onboarding.code_valid_for
-            return Step(
-                action,
-                {
-                    "code": facts.token or TOKEN_PLACEHOLDER,
-                    "expires_at": (facts.now + valid_for).isoformat(),
-                },
-            )
-        if action == "revoke_token":
-            return Step(action, {})
-        if action == "schedule":
-            return Step(action, self._schedule(args, decision))
-        if action == "cancel_timers":
-            return Step(action, {"events": list(args or [])})
-        if action == "alert":
-            return Step(action, {"message": self._template(args, decision)})
-        raise ValueError(f"unknown action {action!r}")  # the loader rejects these
-
-    def _schedule(self, args: dict[str, Any], decision: _Decision) -> dict[str, Any]:
-        now = decision.facts.now
-        if "after" in args:
-            due = now + parse_duration(args["after"])
-            return {"event": args["event"], "due_at": due.isoformat()}
-        # `at`: a date taken from the event; a missing or past date means "now".
-        when = _as_datetime(decision.fields.get(args["at"]))
-        params = {"event": args["event"], "due_at": max(when or now, now).isoformat()}
-        if when is None:
-            params["note"] = f"event has no {args['at']}; due now"
-        return params
+    def _render(self, spec: StepSpec, decision: _Decision) -> Step:
+        context = RenderContext(
+            rules=self.rules,
+            product=decision.product,
+            fields=decision.fields,
+            now=decision.facts.now,
+            token=decision.facts.token,
+            previous_discord_id=decision.facts.previous_discord_id,
+            template=lambda text: self._template(text, decision),
+        )
+        rendered = ACTIONS[spec.action].render(spec.args, context)
+        if isinstance(rendered, Skipped):
+            return Step(spec.action, rendered.params, skip_reason=rendered.reason)
+        return Step(spec.action, rendered)
 
     def _template(self, text: str, decision: _Decision) -> str:
         values = {
@@ -300,28 +264,6 @@ class Planner:
             return str(values.get(name, match.group(0)))
 
         return TEMPLATE_RE.sub(substitute, text)
-
-
-def _no_flow_reason(product: Product, flow: str) -> str:
-    if flow in product.no_flows:
-        return f"product {product.key} sends no {flow!r} flow (flows: {flow}: none)"
-    return f"product {product.key} has no {flow!r} flow (optional step)"
-
-
-def _listify(value: Any) -> list:
-    return list(value) if isinstance(value, list) else [value]
-
-
-def _as_datetime(value: Any) -> datetime | None:
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if isinstance(value, str) and value:
-        try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-    return None
 
 
 def _compare(actual: Any, op: str, expected: Any) -> bool:

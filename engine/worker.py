@@ -8,8 +8,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import dataclass
 
 from huey import Huey, RedisHuey, SqliteHuey, crontab
+from huey.api import TaskWrapper
 
 from engine.pipeline.alerts import notify_alerts
 from engine.pipeline.execution import drain_student
@@ -120,15 +122,45 @@ def make_huey(settings: Settings) -> Huey:
     return SqliteHuey(settings.queue_name, filename=str(settings.var_dir / "queue.db"), results=False)
 
 
-huey = make_huey(get_settings())
 _runtime: Runtime | None = None
 _runtime_lock = threading.Lock()
+_queue: Queue | None = None
+_queue_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Queue:
+    """The Huey instance and the tasks registered on it."""
+
+    huey: Huey
+    process_event: TaskWrapper
+    drain_student: TaskWrapper
+
+
+def get_queue() -> Queue:
+    """The process's queue, built on first use: importing this module reads no settings, creates nothing."""
+    global _queue
+    with _queue_lock:
+        if _queue is None:
+            _queue = build_queue(get_settings())
+    return _queue
+
+
+def get_huey() -> Huey:
+    return get_queue().huey
+
+
+def __getattr__(name: str) -> object:
+    # ``huey_consumer engine.worker.huey`` and ``from engine.worker import huey`` still work.
+    if name == "huey":
+        return get_huey()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def enqueue_event(event_id: int) -> None:
     """Queue an event; if the queue is down the sweep picks the event up later."""
     try:
-        process_event_task(event_id)
+        get_queue().process_event(event_id)
     except Exception as exc:  # noqa: BLE001 - the event is stored; never lose the request over the queue
         if _queue_down(exc):  # the outage itself was reported once (QueueOutage): no line per event
             log.debug("queue down; event %s waits for the sweep", event_id)
@@ -138,7 +170,7 @@ def enqueue_event(event_id: int) -> None:
 
 def schedule_drain(student_id: int, delay: float) -> None:
     try:
-        drain_student_task.schedule((student_id,), delay=max(delay, 0.0))
+        get_queue().drain_student.schedule((student_id,), delay=max(delay, 0.0))
     except Exception:  # noqa: BLE001
         log.warning("could not schedule the retry for student %s; the sweep will", student_id, exc_info=True)
 
@@ -152,12 +184,10 @@ def runtime() -> Runtime:
     return _runtime
 
 
-@huey.task()
 def process_event_task(event_id: int) -> str:
     return process_event(runtime(), event_id)
 
 
-@huey.task()
 def drain_student_task(student_id: int) -> None:
     rt = runtime()
     with student_lock(rt.sessions, student_id):
@@ -165,6 +195,12 @@ def drain_student_task(student_id: int) -> None:
     notify_alerts(rt)
 
 
-@huey.periodic_task(crontab(minute="*"))
 def sweep_task() -> dict[str, int]:
     return sweep(runtime())
+
+
+def build_queue(settings: Settings) -> Queue:
+    """A queue with the worker's tasks (their names stay ``engine.worker.<function>``)."""
+    huey = make_huey(settings)
+    huey.periodic_task(crontab(minute="*"))(sweep_task)
+    return Queue(huey, huey.task()(process_event_task), huey.task()(drain_student_task))

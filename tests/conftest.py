@@ -177,8 +177,8 @@ class Harness:
 def make_harness(pg: str) -> Callable[..., Harness]:
     from connectors.base import RecordingConnector
     from engine.db.session import session_factory
+    from engine.pipeline.rules_repository import RulesRepository
     from engine.pipeline.runtime import Runtime, build_connectors
-    from engine.rules.repository import RulesRepository
     from engine.settings import Settings
 
     def factory(*, rules_dir: Path = RULES, connectors: dict | None = None, **overrides) -> Harness:
@@ -193,7 +193,7 @@ def make_harness(pg: str) -> Callable[..., Harness]:
         )
         sessions = session_factory(settings)
         rules = RulesRepository(rules_dir)
-        registry, _ = build_connectors(settings, sessions, rules.rules.classes)
+        registry, _ = build_connectors(settings)
         discord = RecordingConnector("discord", DISCORD_ACTIONS)
         manychat = RecordingConnector("manychat", MANYCHAT_ACTIONS)
         for action in DISCORD_ACTIONS:

@@ -8,21 +8,17 @@ could appear, and onboarding codes are never shown (only when they were issued a
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterable
+from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, HTTPException, Path, Query, status
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy import ColumnElement, func, or_, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import selectinload
 
-from engine.api import schemas
 from engine.api.deps import AdminDep, RuntimeDep, SessionDep
-from engine.api.schemas import MAX_ID, PRINTABLE, QueryDate
 from engine.db.models import (
-    ActionRun,
     Alert,
     Event,
     Grant,
@@ -32,17 +28,24 @@ from engine.db.models import (
     Student,
 )
 from engine.pipeline.admin import RetryRefused, request_code, retry_event
-from engine.settings import Settings
+from engine.service import schemas
+from engine.service.schemas import MAX_ID, PRINTABLE, QueryDate
+from engine.service.views import (
+    Redactor,
+    alert_out,
+    email_key,
+    event_detail,
+    event_summary,
+    planned_codes,
+    query_events,
+    student_codes,
+    student_detail,
+)
+from engine.statuses import EventStatus
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 
 MAX_LIMIT = 500
-REDACTED = "[redacted]"
-# Keys whose values are credentials wherever they appear (a payload, a header, a result).
-_SECRET_KEYS = frozenset({"hottok", "x-hotmart-hottok", "authorization", "cookie", "set-cookie"})
-# A form-encoded or broken-JSON body may carry the hottok; redact its value in text.
-_HOTTOK_IN_TEXT = re.compile(r"""(hottok["']?\s*[=:]\s*["']?)[^&"'\s,}]*""", re.IGNORECASE)
-
 MAX_STUCK_DAYS = 36500
 
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"Page size (max {MAX_LIMIT}).")]
@@ -61,164 +64,6 @@ _UNAUTHORIZED = {401: {"description": "missing or invalid admin token"}}
 _NOT_FOUND = {404: {"description": "not found"}}
 
 
-# --- redaction ------------------------------------------------------------------------
-
-
-class Redactor:
-    """Replaces known secret strings (configured tokens, onboarding codes) and secret keys."""
-
-    def __init__(self, secrets: Iterable[str | None] = ()):
-        self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
-
-    @classmethod
-    def for_settings(cls, settings: Settings, extra: Iterable[str | None] = ()) -> Redactor:
-        configured = (
-            settings.hotmart_hottok,
-            settings.admin_api_token,
-            settings.discord_bot_token,
-            settings.manychat_api_token,
-        )
-        return cls([*(s.get_secret_value() for s in configured), *extra])
-
-    def text(self, value: str | None) -> str | None:
-        if not value:
-            return value
-        for secret in self.secrets:
-            if secret in value:
-                value = value.replace(secret, REDACTED)
-        return _HOTTOK_IN_TEXT.sub(lambda m: m.group(1) + REDACTED, value) if "hottok" in value.lower() else value
-
-    def __call__(self, value: Any) -> Any:
-        if isinstance(value, str):
-            return self.text(value)
-        if isinstance(value, dict):
-            return {
-                key: REDACTED if isinstance(key, str) and key.lower() in _SECRET_KEYS else self(item)
-                for key, item in value.items()
-            }
-        if isinstance(value, list | tuple):
-            return [self(item) for item in value]
-        return value
-
-
-def _student_codes(session: Session, student_ids: Iterable[int | None]) -> list[str]:
-    ids = {i for i in student_ids if i is not None}
-    if not ids:
-        return []
-    return list(session.scalars(select(OnboardingToken.code).where(OnboardingToken.student_id.in_(ids))))
-
-
-def _planned_codes(runs: Sequence[ActionRun], plans: Any) -> list[str]:
-    """Codes an issue_token step carries, whether or not the step has run yet."""
-    codes = [run.params.get("code") for run in runs if run.action == "issue_token"]
-    for plan in plans if isinstance(plans, list) else []:
-        steps = plan.get("steps") if isinstance(plan, dict) else None
-        for step in steps if isinstance(steps, list) else []:
-            if isinstance(step, dict) and step.get("action") == "issue_token":
-                codes.append((step.get("params") or {}).get("code"))
-    return [c for c in codes if isinstance(c, str) and c != "{token}"]
-
-
-# --- shared queries (the CLI uses them too) -------------------------------------------
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    """Query datetimes without a zone are taken as UTC."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
-
-
-def _email_key(email: str) -> str:
-    return email.strip().lower()
-
-
-def event_filters(
-    *,
-    status: str | None = None,
-    type: str | None = None,
-    email: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-) -> list[ColumnElement[bool]]:
-    conditions: list[ColumnElement[bool]] = []
-    if status:
-        conditions.append(Event.status == status)
-    if type:
-        conditions.append(Event.type == type.strip().upper())
-    if email:
-        key = _email_key(email)
-        # E-mails are stored lower-cased (intake and students); an event of the student may
-        # also be known only by its student id.
-        conditions.append(or_(Event.email == key, Event.student_id.in_(select(Student.id).where(Student.email == key))))
-    if since is not None:
-        conditions.append(Event.received_at >= _aware(since))
-    if until is not None:
-        conditions.append(Event.received_at < _aware(until))
-    return conditions
-
-
-def query_events(session: Session, *, limit: int = 50, offset: int = 0, **filters: Any) -> tuple[list[Event], int]:
-    """Events matching ``filters`` (see :func:`event_filters`), newest first, and their total."""
-    conditions = event_filters(**filters)
-    total = session.scalar(select(func.count()).select_from(Event).where(*conditions)) or 0
-    rows = session.scalars(select(Event).where(*conditions).order_by(Event.id.desc()).limit(limit).offset(offset))
-    return list(rows), total
-
-
-def event_summary(event: Event, redact: Redactor) -> schemas.EventSummary:
-    return schemas.EventSummary(
-        id=event.id,
-        source=event.source,
-        type=event.type,
-        status=event.status,
-        reason=redact.text(event.reason),
-        email=event.email,
-        student_id=event.student_id,
-        product=event.product_key,
-        received_at=event.received_at,
-        occurred_at=event.occurred_at,
-        processed_at=event.processed_at,
-    )
-
-
-def _alert_out(alert: Alert, student_email: str | None, redact: Redactor) -> schemas.AlertOut:
-    return schemas.AlertOut(
-        id=alert.id,
-        kind=alert.kind,
-        message=redact.text(alert.message) or "",
-        event_id=alert.event_id,
-        action_run_id=alert.action_run_id,
-        student_id=alert.student_id,
-        student_email=student_email,
-        created_at=alert.created_at,
-        notified=alert.notified,
-        acknowledged_at=alert.acknowledged_at,
-        group_key=alert.group_key,
-        count=alert.count or 1,
-        last_seen_at=alert.last_seen_at,
-    )
-
-
-def _step_out(run: ActionRun, redact: Redactor) -> schemas.StepOut:
-    return schemas.StepOut(
-        id=run.id,
-        step_index=run.step_index,
-        action=run.action,
-        params=redact(run.params or {}),
-        membership_id=run.membership_id,
-        status=run.status,
-        attempts=run.attempts,
-        error=run.error,
-        detail=redact.text(run.detail),
-        result=redact(run.result),
-        retry_at=run.retry_at,
-        created_at=run.created_at,
-        started_at=run.started_at,
-        finished_at=run.finished_at,
-    )
-
-
 # --- events ---------------------------------------------------------------------------
 
 
@@ -227,7 +72,7 @@ def list_events(
     _: AdminDep,
     rt: RuntimeDep,
     session: SessionDep,
-    status_: Annotated[schemas.EventStatus | None, Query(alias="status")] = None,
+    status_: Annotated[EventStatus | None, Query(alias="status")] = None,
     type_: Annotated[
         str | None,
         Query(alias="type", description="Event type, e.g. PURCHASE_APPROVED.", pattern=PRINTABLE, max_length=60),
@@ -257,31 +102,15 @@ def get_event(
     event = session.get(Event, event_id)
     if event is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"event {event_id} not found")
-    runs = list(session.scalars(select(ActionRun).where(ActionRun.event_id == event_id).order_by(ActionRun.step_index)))
+    runs = event.action_runs
     alerts = session.execute(
         select(Alert, Student.email)
         .outerjoin(Student, Alert.student_id == Student.id)
         .where(Alert.event_id == event_id)
         .order_by(Alert.id.desc())
     ).all()
-    codes = _student_codes(session, [event.student_id]) + _planned_codes(runs, event.plans)
-    redact = Redactor.for_settings(rt.settings, codes)
-    summary = event_summary(event, redact)
-    return schemas.EventDetail(
-        **summary.model_dump(),
-        dedupe_key=event.dedupe_key,
-        correlation_id=event.correlation_id,
-        enqueued_at=event.enqueued_at,
-        payload=redact(event.payload),
-        raw_body=redact.text(event.raw_body),
-        payload_changes=event.payload_changes,
-        headers=redact(event.headers),
-        plans=redact(event.plans),
-        rules_version=event.rules_version,
-        failures=event.failures or 0,
-        steps=[_step_out(run, redact) for run in runs],
-        alerts=[_alert_out(alert, email, redact) for alert, email in alerts],
-    )
+    codes = student_codes(session, [event.student_id]) + planned_codes(runs, event.plans)
+    return event_detail(event, alerts, Redactor.for_settings(rt.settings, codes))
 
 
 @router.post(
@@ -413,21 +242,7 @@ def list_students(
     students = session.scalars(
         query.options(selectinload(Student.memberships)).order_by(Student.id.desc()).limit(limit).offset(offset)
     ).all()
-    items = [
-        schemas.StudentSummary(
-            id=s.id,
-            email=s.email,
-            name=s.name,
-            discord_id=s.discord_id,
-            discord_linked=s.discord_id is not None,
-            memberships=[
-                schemas.MembershipBrief(product=m.product_key, state=m.state, since=m.state_changed_at)
-                for m in s.memberships
-            ],
-            created_at=s.created_at,
-        )
-        for s in students
-    ]
+    items = [schemas.StudentSummary.model_validate(s) for s in students]
     return schemas.StudentPage(items=items, total=total, limit=limit, offset=offset)
 
 
@@ -447,11 +262,10 @@ def get_student(
     history_limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Newest events to include.")] = 50,
 ) -> schemas.StudentDetail:
     student = session.scalar(
-        select(Student).options(selectinload(Student.memberships)).where(Student.email == _email_key(email))
+        select(Student).options(selectinload(Student.memberships)).where(Student.email == email_key(email))
     )
     if student is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "student not found")
-    products = {m.id: m.product_key for m in student.memberships}
     grants = session.scalars(select(Grant).where(Grant.student_id == student.id).order_by(Grant.id)).all()
     timers = session.scalars(
         select(ScheduledEvent)
@@ -467,82 +281,9 @@ def get_student(
     mine = or_(Event.student_id == student.id, Event.email == student.email)
     history_total = session.scalar(select(func.count()).select_from(Event).where(mine)) or 0
     history = session.scalars(select(Event).where(mine).order_by(Event.id.desc()).limit(history_limit)).all()
-    redact = Redactor.for_settings(rt.settings, _student_codes(session, [student.id]))
-    return schemas.StudentDetail(
-        id=student.id,
-        email=student.email,
-        name=student.name,
-        phone=student.phone,
-        discord_id=student.discord_id,
-        discord_linked=student.discord_id is not None,
-        previous_discord_id=student.previous_discord_id,
-        manychat_subscriber_id=student.manychat_subscriber_id,
-        created_at=student.created_at,
-        updated_at=student.updated_at,
-        memberships=[
-            schemas.MembershipOut(
-                id=m.id,
-                product=m.product_key,
-                state=m.state,
-                since=m.state_changed_at,
-                paid_until=m.paid_until,
-                transaction=m.transaction,
-                subscriber_code=m.subscriber_code,
-                last_event_at=m.last_event_at,
-                last_event_id=m.last_event_id,
-                created_at=m.created_at,
-            )
-            for m in student.memberships
-        ],
-        grants=[
-            schemas.GrantOut(
-                id=g.id,
-                product=products.get(g.membership_id),
-                membership_id=g.membership_id,
-                kind=g.kind,
-                resource=g.resource,
-                applied=g.applied,
-                created_at=g.created_at,
-            )
-            for g in grants
-        ],
-        pending_timers=[
-            schemas.TimerOut(
-                id=t.id,
-                product=products.get(t.membership_id),
-                membership_id=t.membership_id,
-                event_type=t.event_type,
-                due_at=t.due_at,
-                created_by_event_id=t.created_by_event_id,
-                created_at=t.created_at,
-            )
-            for t in timers
-        ],
-        open_codes=[
-            schemas.OnboardingCodeOut(
-                id=c.id,
-                product=products.get(c.membership_id) if c.membership_id else None,
-                membership_id=c.membership_id,
-                created_at=c.created_at,
-                expires_at=c.expires_at,
-            )
-            for c in codes
-        ],
-        history=[
-            schemas.HistoryItem(
-                id=e.id,
-                source=e.source,
-                type=e.type,
-                status=e.status,
-                reason=redact.text(e.reason),
-                product=e.product_key,
-                received_at=e.received_at,
-                occurred_at=e.occurred_at,
-                processed_at=e.processed_at,
-            )
-            for e in history
-        ],
-        history_total=history_total,
+    redact = Redactor.for_settings(rt.settings, student_codes(session, [student.id]))
+    return student_detail(
+        student, grants=grants, timers=timers, codes=codes, history=history, history_total=history_total, redact=redact
     )
 
 
@@ -597,9 +338,9 @@ def list_alerts(
         .limit(limit)
         .offset(offset)
     ).all()
-    redact = Redactor.for_settings(rt.settings, _student_codes(session, [alert.student_id for alert, _ in rows]))
+    redact = Redactor.for_settings(rt.settings, student_codes(session, [alert.student_id for alert, _ in rows]))
     return schemas.AlertPage(
-        items=[_alert_out(alert, email, redact) for alert, email in rows], total=total, limit=limit, offset=offset
+        items=[alert_out(alert, email, redact) for alert, email in rows], total=total, limit=limit, offset=offset
     )
 
 
@@ -619,5 +360,5 @@ def ack_alert(
         alert.acknowledged_at = rt.now()
     session.commit()
     email = session.scalar(select(Student.email).where(Student.id == alert.student_id)) if alert.student_id else None
-    redact = Redactor.for_settings(rt.settings, _student_codes(session, [alert.student_id]))
-    return _alert_out(alert, email, redact)
+    redact = Redactor.for_settings(rt.settings, student_codes(session, [alert.student_id]))
+    return alert_out(alert, email, redact)

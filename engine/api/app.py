@@ -11,8 +11,8 @@ from fastapi.responses import JSONResponse
 from engine.api import admin, doctor, webhooks
 from engine.api.deps import RuntimeDep
 from engine.api.docs import add_protected_docs, docs_urls
-from engine.api.health import StaleHeartbeat, check_database_writable, check_worker_heartbeat
 from engine.pipeline.runtime import Runtime
+from engine.service.health import StaleHeartbeat, check_database_writable, check_worker_heartbeat
 
 
 def create_app(

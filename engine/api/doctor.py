@@ -7,9 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
 
-from engine.api import schemas
 from engine.api.deps import AdminDep, RuntimeDep
 from engine.doctor import as_dicts, failed, preflight
+from engine.service import schemas
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 

@@ -13,12 +13,12 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from connectors import hotmart
 from engine.api.deps import RuntimeDep
 from engine.pipeline.hottok import form_hottok
 from engine.pipeline.intake import store_hotmart, store_rejected
 from engine.pipeline.runtime import Runtime
 from engine.pipeline.storable import NotJSON, decode
+from engine.sources import hotmart
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["webhooks"])
@@ -26,7 +26,7 @@ router = APIRouter(tags=["webhooks"])
 
 def _store_and_enqueue(rt: Runtime, body: bytes, decoded: object, headers: dict[str, str]):
     # A bare connection, not an ORM session: one insert, on the hot path.
-    with rt.sessions.kw["bind"].begin() as connection:
+    with rt.db.begin() as connection:
         stored = store_hotmart(connection, body, headers, held=not rt.settings.hotmart_enabled, decoded=decoded)
     if stored.status == "received" and not stored.duplicate:
         try:

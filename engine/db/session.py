@@ -52,9 +52,15 @@ def session_factory(settings: Settings | None = None) -> sessionmaker[Session]:
     return _factories[url]
 
 
+def engine_of(sessions: sessionmaker[Session]) -> Engine:
+    """The engine (connection pool) a session factory is bound to; opens no connection."""
+    with sessions() as session:
+        return session.get_bind()
+
+
 def dispose_all() -> None:
     for factory in _factories.values():
-        factory.kw["bind"].dispose()
+        engine_of(factory).dispose()
     _factories.clear()
 
 

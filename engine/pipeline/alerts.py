@@ -3,6 +3,8 @@
 Alerts with a ``group_key`` are grouped: while one is open (not acknowledged), later
 occurrences of the same cause raise its ``count`` and ``last_seen_at`` instead of adding
 rows, and it is posted again at most once per :data:`REPOST_AFTER` with the new count.
+
+The engine's own alert texts live here (a rule's ``alert`` step brings its own).
 """
 
 from __future__ import annotations
@@ -13,14 +15,36 @@ from datetime import timedelta
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from connectors.base import StepStatus
-from engine.db.models import Alert
+from connectors.base import StepResult, StepStatus
+from engine.db.models import ActionRun, Alert, Event
 from engine.pipeline.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 REPOST_AFTER = timedelta(hours=1)
 _GROUP_LOCK_NAMESPACE = 0x5E18  # advisory xact locks on a group key (the student lock uses 0x5E17)
+
+
+def step_failed_text(event: Event, run: ActionRun, result: StepResult, *, retried: bool) -> str:
+    """A failed step: what failed, why, and whether retrying is safe and how."""
+    what = f"Step {run.action} for {event.email or 'student ' + str(event.student_id)} (event {event.id}, {event.type})"
+    text = f"{what} failed: {result.error}. {result.detail}".strip()
+    if result.maybe_delivered:
+        text += (
+            " It may have been delivered, so it was NOT retried automatically: check before retrying "
+            f"(POST /admin/events/{event.id}/retry)."
+        )
+    elif retried:
+        text += f" Retried once already. Fix the cause, then POST /admin/events/{event.id}/retry."
+    else:
+        text += f" Retrying cannot help until the cause is fixed; then POST /admin/events/{event.id}/retry."
+    return text
+
+
+def channel_text(kind: str, message: str, count: int = 1) -> str:
+    """An alert as posted in the Discord admin channel (Discord takes 2,000 characters)."""
+    seen = f" (seen {count} times)" if count > 1 else ""
+    return f"⚠️ [{kind}]{seen} {message}"[:2000]
 
 
 def raise_alert(
@@ -84,12 +108,6 @@ def _count_in_group(rt: Runtime, session: Session, group_key: str, message: str)
     return alert
 
 
-def alert_text(kind: str, message: str, count: int) -> str:
-    """What the admin channel shows."""
-    seen = f" (seen {count} times)" if count > 1 else ""
-    return f"⚠️ [{kind}]{seen} {message}"[:2000]
-
-
 def notify_alerts(rt: Runtime, limit: int = 50) -> int:
     """Post the alerts not yet posted to the Discord admin channel; returns how many were handled.
 
@@ -105,7 +123,7 @@ def notify_alerts(rt: Runtime, limit: int = 50) -> int:
     handled = 0
     for alert_id, kind, message, count in items:
         nonce = f"alert-{alert_id}" if count == 1 else f"alert-{alert_id}-{count}"
-        result = sink.post_alert(alert_text(kind, message, count), nonce=nonce)
+        result = sink.post_alert(channel_text(kind, message, count), nonce=nonce)
         if result.status is StepStatus.FAILED and result.retryable:
             continue  # left unposted: the next sweep tries again (same nonce)
         with rt.sessions.begin() as session:

@@ -20,17 +20,16 @@ from sqlalchemy.orm import Session
 from connectors.base import StepContext, StepResult, StepStatus, StudentRef
 from engine.db.models import ActionRun, Event, Membership, Student, utcnow
 from engine.pipeline import ledger
-from engine.pipeline.alerts import raise_alert
+from engine.pipeline.alerts import raise_alert, step_failed_text
 from engine.pipeline.local_actions import LOCAL_ACTIONS
 from engine.pipeline.runtime import Runtime
-from engine.rules.model import ACTIONS
+from engine.rules.actions import IDEMPOTENT as IDEMPOTENT_ACTIONS  # declared per action
+from engine.statuses import OPEN_EVENT_STATUSES, OPEN_RUN_STATUSES
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 2  # the first run and one automatic retry
-# Running these twice has the same effect as once; everything else may double a message.
-IDEMPOTENT_ACTIONS = ACTIONS - {"trigger_flow"}
-OPEN_STATUSES = ("processing", "retrying")
+OPEN_STATUSES = OPEN_EVENT_STATUSES
 
 
 def drain_student(rt: Runtime, student_id: int) -> None:
@@ -56,7 +55,7 @@ def run_event_steps(rt: Runtime, event_id: int) -> str:
             event = session.get(Event, event_id)
             run = session.scalars(
                 select(ActionRun)
-                .where(ActionRun.event_id == event_id, ActionRun.status.in_(("pending", "running", "retrying")))
+                .where(ActionRun.event_id == event_id, ActionRun.status.in_(OPEN_RUN_STATUSES))
                 .order_by(ActionRun.step_index)
                 .limit(1)
             ).first()
@@ -100,7 +99,7 @@ def _execute(rt: Runtime, run_id: int) -> str:
                 with session.begin_nested():  # a database error undoes the step, not its record
                     result = local(rt, session, run, membership, student)
             except Exception as exc:  # noqa: BLE001 - a bug in one step must not stop the others
-                log.exception("step %s failed", run.id)
+                log.exception("step %s failed (correlation %s)", run.id, ctx.correlation_id)
                 result = StepResult.failed("engine.error", f"{type(exc).__name__}: {exc}", retryable=True)
             return _record(rt, session, event, run, result)
         step, skip = ledger.effective_step(session, run, membership)
@@ -116,7 +115,9 @@ def _execute(rt: Runtime, run_id: int) -> str:
             try:
                 result = connector.run(step, ctx)
             except Exception as exc:  # noqa: BLE001 - connectors should not raise; survive if one does
-                log.exception("connector %s raised on step %s", connector.name, run_id)
+                log.exception(
+                    "connector %s raised on step %s (correlation %s)", connector.name, run_id, ctx.correlation_id
+                )
                 result = StepResult.failed(
                     f"{connector.name}.error",
                     f"{type(exc).__name__}: {exc}",
@@ -144,6 +145,7 @@ def _context(event: Event, run: ActionRun, membership: Membership | None, studen
         product_key=membership.product_key if membership else "",
         membership_id=membership.id if membership else None,
         action_run_id=run.id,
+        correlation_id=event.correlation_id,
     )
 
 
@@ -176,24 +178,9 @@ def _record(rt: Runtime, session: Session, event: Event, run: ActionRun, result:
         rt,
         session,
         kind=result.error or "step.failed",
-        message=_alert_text(event, run, result),
+        message=step_failed_text(event, run, result, retried=run.attempts >= MAX_ATTEMPTS),
         event_id=event.id,
         action_run_id=run.id,
         student_id=event.student_id,
     )
     return "failed"
-
-
-def _alert_text(event: Event, run: ActionRun, result: StepResult) -> str:
-    what = f"Step {run.action} for {event.email or 'student ' + str(event.student_id)} (event {event.id}, {event.type})"
-    text = f"{what} failed: {result.error}. {result.detail}".strip()
-    if result.maybe_delivered:
-        text += (
-            " It may have been delivered, so it was NOT retried automatically: check before retrying "
-            f"(POST /admin/events/{event.id}/retry)."
-        )
-    elif run.attempts >= MAX_ATTEMPTS:
-        text += f" Retried once already. Fix the cause, then POST /admin/events/{event.id}/retry."
-    else:
-        text += f" Retrying cannot help until the cause is fixed; then POST /admin/events/{event.id}/retry."
-    return text

@@ -14,10 +14,10 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from connectors import hotmart
 from engine.db.models import Event, utcnow
 from engine.pipeline.hottok import scrub_payload, scrub_raw
 from engine.pipeline.storable import NotJSON, decode, escape_text, storable
+from engine.sources import hotmart
 
 log = logging.getLogger(__name__)
 

@@ -12,16 +12,10 @@ from sqlalchemy.orm import Session
 
 from connectors.base import Step, StepResult, StepStatus
 from engine.db.models import ActionRun, Grant, Membership
+from engine.rules.actions import LedgerUse, ledger_uses
 
-# action -> (ledger kind, params key)
-RESOURCES = {
-    "add_role": ("discord_role", "role_ids"),
-    "remove_role": ("discord_role", "role_ids"),
-    "add_tag": ("manychat_tag", "tags"),
-    "remove_tag": ("manychat_tag", "tags"),
-    "enroll": ("class", "classes"),
-    "unenroll": ("class", "classes"),
-}
+# action -> the ledger resource it adds or removes (declared in engine.rules.actions)
+RESOURCES: dict[str, LedgerUse] = dict(ledger_uses())
 
 
 def _granted(session: Session, membership: Membership, kind: str) -> tuple[set[str], set[str]]:
@@ -37,9 +31,10 @@ def _granted(session: Session, membership: Membership, kind: str) -> tuple[set[s
 def effective_step(session: Session, run: ActionRun, membership: Membership | None) -> tuple[Step, StepResult | None]:
     """The step to send, or a ready result when there is nothing to do."""
     step = Step(run.action, dict(run.params))
-    if not run.action.startswith(("remove_", "unenroll")) or membership is None:
+    use = RESOURCES.get(run.action)
+    if use is None or use.grants or membership is None:
         return step, None
-    kind, key = RESOURCES[run.action]
+    kind, key = use.kind, use.param
     own, others = _granted(session, membership, kind)
     wanted = list(step.params.get(key, []))
     if "discord_id" in step.params:
@@ -61,12 +56,11 @@ def effective_step(session: Session, run: ActionRun, membership: Membership | No
 
 def record(session: Session, run: ActionRun, student_id: int, result: StepResult) -> None:
     """Update the ledger after a step's result."""
-    if run.action not in RESOURCES or run.membership_id is None:
+    use = RESOURCES.get(run.action)
+    if use is None or run.membership_id is None:
         return
-    kind, key = RESOURCES[run.action]
-    resources = list(run.params.get(key, []))
-    adding = run.action.startswith(("add_", "enroll"))
-    if adding:
+    kind, resources = use.kind, list(run.params.get(use.param, []))
+    if use.grants:
         if result.status is StepStatus.DONE:
             applied = True
         elif result.status is StepStatus.SKIPPED and result.data.get("pending_join"):

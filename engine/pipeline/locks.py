@@ -9,6 +9,8 @@ from contextlib import contextmanager
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
+from engine.db.session import engine_of
+
 # Advisory-lock namespace, so our keys never collide with another application's.
 _NAMESPACE = 0x5E17
 
@@ -24,7 +26,7 @@ def student_lock(sessions: sessionmaker[Session], student_id: int) -> Iterator[N
     dies loses its connection and so its lock. SQLite (the embedded default runs one
     process): an in-process lock, since SQLite serialises writers anyway.
     """
-    bind = sessions.kw["bind"]
+    bind = engine_of(sessions)
     if bind.dialect.name == "postgresql":
         with bind.connect() as connection:
             connection.execute(

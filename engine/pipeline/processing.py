@@ -7,7 +7,6 @@ the student's lock; the steps then run in order (see :mod:`engine.pipeline.execu
 from __future__ import annotations
 
 import logging
-import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,6 +16,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from engine.codes import new_code
 from engine.db.models import ActionRun, Event, Membership, Student, utcnow
 from engine.inputs import EventInput, event_input
 from engine.pipeline import attention
@@ -24,21 +24,11 @@ from engine.pipeline.alerts import notify_alerts
 from engine.pipeline.execution import drain_student
 from engine.pipeline.locks import student_lock
 from engine.pipeline.runtime import Runtime
-from engine.planner import Facts, Plan
+from engine.planner import Facts, Plan, refusal
+from engine.sources import SOURCES
+from engine.statuses import OPEN_EVENT_STATUSES
 
 log = logging.getLogger(__name__)
-
-# No look-alikes (0/O, 1/I): 32 symbols, 5 bits each; 8 characters = 40 bits.
-CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
-assert len(set(CODE_ALPHABET)) == 32
-
-
-def new_code(length: int = 8) -> str:
-    return "".join(secrets.choice(CODE_ALPHABET) for _ in range(length))
-
-
-# Internal events that concern the student, not one product: every membership gets them.
-STUDENT_WIDE_EVENTS = frozenset({"DISCORD_LINKED", "MEMBER_JOINED"})
 
 
 @dataclass
@@ -91,7 +81,7 @@ def _process(rt: Runtime, event_id: int) -> str:
                 if event.status == "received":
                     _plan(rt, session, event, student_id, inp)
             drain_student(rt, student_id)
-    elif status in ("processing", "retrying") and student_id is not None:
+    elif status in OPEN_EVENT_STATUSES and student_id is not None:
         with student_lock(rt.sessions, student_id):
             drain_student(rt, student_id)
     with rt.sessions.begin() as session:
@@ -153,26 +143,28 @@ def _prepare(rt: Runtime, session: Session, event: Event, inp: EventInput | None
         event.reason = "; ".join(inp.problems)[:2000]  # kept even if the event goes on
     if not inp.event_type:
         return _ignore(event, "no event type in the body")
-    if inp.source == "hotmart" and inp.event_type not in rules.known_events:
-        return _ignore(event, f"unknown event type {inp.event_type!r}")
+    # A webhook names its product; an internal event may concern every membership (its targets decide).
+    refused = refusal(rules, inp.event_type, inp.fields, inp.product) if inp.source == "hotmart" else None
+    if refused and inp.product is None and inp.event_type in rules.known_events:
+        return _no_product(rt, session, event, inp)  # needs attention unless the rules say to ignore it
+    if refused:
+        return _ignore(event, refused)
     revoked = _revoked_transaction(session, inp, event)
     if revoked:
         return _ignore(event, revoked)
     if event.student_id is not None:
         return event.student_id, "received"
-    if inp.product is None and inp.source == "hotmart":
-        return _no_product(rt, session, event, inp)
     if not inp.email:
         return _ignore(event, "no buyer e-mail in the payload")
     student = session.scalar(select(Student).where(Student.email == inp.email))
     if student is None:
         # A lead (abandoned cart, unpaid boleto...) does not become a student unless a rule acts.
-        plan = rt.rules.planner.plan(
-            inp.event_type, inp.fields, inp.product, None, Facts(now=rt.now(), email=inp.email)
-        )
+        facts = _facts(rt.now(), inp, email=inp.email, name=inp.fields.get("name"), discord_id=None)
+        plan = rt.rules.planner.plan(inp.event_type, inp.fields, inp.product, None, facts)
         if plan.ignored:
             return _ignore(event, plan.ignored_reason or "ignored", [plan.to_dict()])
-        student = _upsert_student(session, inp)
+        student, created = _upsert_student(session, inp)
+        inp.lead_plan = plan if created else None
     event.student_id = student.id
     return student.id, "received"
 
@@ -190,11 +182,6 @@ def _no_product(rt: Runtime, session: Session, event: Event, inp: EventInput) ->
     return attention.unknown_product(rt, session, event, product_id)
 
 
-# Events that would grant (or restore) access for a purchase, and those that end it for good.
-GRANTING_EVENTS = frozenset({"PURCHASE_APPROVED", "PURCHASE_COMPLETE", "PURCHASE_BILLET_PRINTED"})
-REVOKING_EVENTS = ("PURCHASE_REFUNDED", "PURCHASE_CHARGEBACK")
-
-
 def _revoked_transaction(session: Session, inp: EventInput, event: Event) -> str | None:
     """A refunded or charged-back purchase never grants again, whatever order events arrive in.
 
@@ -202,11 +189,12 @@ def _revoked_transaction(session: Session, inp: EventInput, event: Event) -> str
     ignored then, as nothing was granted yet); the approval must not grant afterwards.
     """
     transaction = inp.fields.get("transaction")
-    if inp.source != "hotmart" or inp.event_type not in GRANTING_EVENTS or not transaction:
+    source = SOURCES.get(inp.source)
+    if source is None or inp.event_type not in source.granting_events or not transaction:
         return None
     revoking = session.scalar(
         select(Event.id)
-        .where(Event.transaction == transaction, Event.type.in_(REVOKING_EVENTS), Event.id != event.id)
+        .where(Event.transaction == transaction, Event.type.in_(source.revoking_events), Event.id != event.id)
         .order_by(Event.id)
         .limit(1)
     )
@@ -215,25 +203,39 @@ def _revoked_transaction(session: Session, inp: EventInput, event: Event) -> str
     return f"stale: transaction {transaction} was refunded or charged back (event {revoking})"
 
 
-def _upsert_student(session: Session, inp: EventInput) -> Student:
+def _upsert_student(session: Session, inp: EventInput) -> tuple[Student, bool]:
+    """The student of this e-mail, and whether this call created it."""
     dialect = session.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     now = utcnow()
-    session.execute(
+    created = session.execute(
         insert(Student)
         .values(
             email=inp.email, name=inp.fields.get("name"), phone=inp.fields.get("phone"), created_at=now, updated_at=now
         )
         .on_conflict_do_nothing(index_elements=["email"])
+        .returning(Student.id)
+    ).scalar()
+    return session.scalars(select(Student).where(Student.email == inp.email)).one(), created is not None
+
+
+def _facts(now: datetime, inp: EventInput, *, email: str, name: str | None, discord_id: str | None) -> Facts:
+    return Facts(
+        now=now,
+        discord_linked=bool(discord_id),
+        discord_id=inp.fields.get("discord_id") or discord_id,
+        previous_discord_id=inp.fields.get("previous_discord_id"),
+        email=email,
+        name=name,
+        token=new_code(),
     )
-    return session.scalars(select(Student).where(Student.email == inp.email)).one()
 
 
 def _targets(rt: Runtime, student: Student, inp: EventInput) -> list[_Target] | str | None:
     memberships = {m.product_key: m for m in student.memberships}
     if inp.product is not None:
         return [_Target(memberships.get(inp.product.key), inp.product.key)]
-    if inp.event_type in STUDENT_WIDE_EVENTS:
+    if inp.event_type in rt.rules.rules.student_events:  # declared in the rules
         targets = [_Target(m, m.product_key) for m in memberships.values() if m.product_key in rt.rules.rules.products]
         return targets or "the student has no membership"
     return None  # a product the rules do not define (any more)
@@ -268,18 +270,13 @@ def _plan(rt: Runtime, session: Session, event: Event, student_id: int, inp: Eve
         membership = target.membership
         state = membership.state if membership else rules.initial
         stale = _stale_reason(inp, membership) if inp.source == "hotmart" else None
+        lead = inp.lead_plan
         if stale:
             plan = Plan(inp.event_type or "", product.key, state, state, ignored_reason=stale)
+        elif lead is not None and membership is None and lead.product == product.key:
+            plan = lead  # this new student's plan, decided when the event was admitted
         else:
-            facts = Facts(
-                now=now,
-                discord_linked=bool(student.discord_id),
-                discord_id=inp.fields.get("discord_id") or student.discord_id,
-                previous_discord_id=inp.fields.get("previous_discord_id"),
-                email=student.email,
-                name=student.name,
-                token=new_code(),
-            )
+            facts = _facts(now, inp, email=student.email, name=student.name, discord_id=student.discord_id)
             plan = planner.plan(inp.event_type or "", inp.fields, product, state, facts)
         if plan.ignored:
             reasons.append(f"{product.key}: {plan.ignored_reason}")
@@ -354,5 +351,6 @@ def _apply(membership: Membership, plan: Plan, inp: EventInput, event: Event, no
     if inp.fields.get("subscriber_code"):
         membership.subscriber_code = inp.fields["subscriber_code"]
     paid_until = inp.fields.get("date_next_charge")
-    if paid_until and event.type in ("PURCHASE_APPROVED", "UPDATE_SUBSCRIPTION_CHARGE_DATE"):
+    source = SOURCES.get(inp.source)
+    if paid_until and source is not None and event.type in source.paid_until_events:
         membership.paid_until = datetime.fromisoformat(paid_until)

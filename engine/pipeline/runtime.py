@@ -7,11 +7,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.base import Connector, Step, StepContext, StepResult, StepStatus
 from engine.db.models import utcnow
-from engine.rules.repository import RulesRepository
+from engine.db.session import engine_of, session_factory
+from engine.pipeline.rules_repository import RulesRepository
+from engine.rules.actions import DISCORD, MANYCHAT, run_by
 from engine.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -40,7 +43,10 @@ class Runtime:
     schedule_drain: Callable[[int, float], None] = lambda student_id, delay: None
     clock: Callable[[], datetime] = utcnow
     alert_sink: Connector | None = None  # has post_alert(content, nonce=)
-    extra: dict = field(default_factory=dict)
+    db: Engine = field(init=False)  # the pool ``sessions`` is bound to: bare connections on the hot path
+
+    def __post_init__(self) -> None:
+        self.db = engine_of(self.sessions)
 
     def now(self) -> datetime:
         return self.clock()
@@ -49,15 +55,10 @@ class Runtime:
         return self.connectors.get(action)
 
 
-def build_connectors(
-    settings: Settings, sessions: sessionmaker[Session], class_names: dict[str, str] | None = None
-) -> tuple[dict[str, Connector], Connector]:
+def build_connectors(settings: Settings) -> tuple[dict[str, Connector], Connector]:
     """Connectors by action, honouring the feature flags; plus the admin-alert sink."""
-    from connectors.classes import ClassesConnector
-
     registry: dict[str, Connector] = {}
-    discord_actions = frozenset({"add_role", "remove_role", "send_dm"})
-    manychat_actions = frozenset({"add_tag", "remove_tag", "set_field", "trigger_flow"})
+    discord_actions, manychat_actions = run_by(DISCORD), run_by(MANYCHAT)
     if settings.discord_enabled:
         from connectors.discord import DiscordConnector
 
@@ -77,9 +78,8 @@ def build_connectors(
         )
     else:
         manychat = DisabledConnector("manychat", manychat_actions, "MANYCHAT_ENABLED")
-    classes = ClassesConnector(sessions, class_names)
-    for connector in (discord, manychat, classes):
-        for action in connector.actions:
+    for connector, actions in ((discord, discord_actions), (manychat, manychat_actions)):
+        for action in actions:
             registry[action] = connector
     return registry, discord
 
@@ -91,13 +91,11 @@ def build_runtime(
     schedule_drain: Callable[[int, float], None] | None = None,
     sessions: sessionmaker[Session] | None = None,
 ) -> Runtime:
-    from engine.db.session import session_factory
-
     sessions = sessions or session_factory(settings)
     # Invalid rules do not stop a process: the API stores webhooks without them, the worker
     # holds events (needs_attention) until valid rules load.
     rules = RulesRepository(settings.rules_dir, strict=False)
-    connectors, alert_sink = build_connectors(settings, sessions, rules.rules.classes if rules.available else {})
+    connectors, alert_sink = build_connectors(settings)
     runtime = Runtime(settings=settings, sessions=sessions, rules=rules, connectors=connectors, alert_sink=alert_sink)
     if enqueue is not None:
         runtime.enqueue = enqueue

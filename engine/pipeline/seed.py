@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from connectors.classes import enroll_student
 from engine.db.models import Grant, Membership, Student, utcnow
+from engine.pipeline.classes import enroll_student
 from engine.pipeline.ledger import RESOURCES
+from engine.rules.actions import ACTIONS
 from engine.rules.model import Rules
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -128,13 +129,14 @@ def seed(session: Session, rows: list[SeedRow], rules: Rules, *, adopt_access: b
         report.memberships_created += 1
         if adopt_access:
             product = rules.products[row.product]
+            # What a bare granting step would give: the product's own resources, per ledger kind.
             owned = {
-                "discord_role": product.discord_roles,
-                "manychat_tag": product.manychat_tags,
-                "class": product.classes,
+                use.kind: getattr(product, ACTIONS[name].product_resource)
+                for name, use in RESOURCES.items()
+                if use.grants and ACTIONS[name].product_resource
             }
-            for kind in {kind for kind, _ in RESOURCES.values()}:
-                for resource in owned[kind]:
+            for kind, resources in owned.items():
+                for resource in resources:
                     session.add(
                         Grant(
                             student_id=student.id,

@@ -15,20 +15,20 @@ from pathlib import Path
 from typing import Any
 
 from engine.rules import messages
+from engine.rules.actions import ACTIONS, EXAMPLES, CheckContext
 from engine.rules.files import RULE_TESTS_DIR, rule_files  # noqa: F401 - RULE_TESTS_DIR re-exported
 from engine.rules.model import (
     BUILTIN_PREDICATES,
     COMPARISONS,
     EVENT_FIELDS,
     NO_FLOW,
-    TEMPLATE_RE,
-    TEMPLATE_VARIABLES,
     Condition,
     Onboarding,
     Product,
     Rules,
     StepSpec,
     TransitionRule,
+    as_list,
     flow_name,
     is_optional,
     parse_duration,
@@ -39,15 +39,6 @@ from engine.rules.source import Problem, line_of, load_yaml
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "config.schema.json"
 FILE_KINDS = ("lifecycle", "product", "catalog", "onboarding")
 _KIND_LINE = re.compile(rf"^({'|'.join(FILE_KINDS)})\s*:", re.MULTILINE)
-# Actions whose bare form uses a product resource list, and which list.
-_PRODUCT_RESOURCE = {
-    "add_role": "discord_roles",
-    "remove_role": "discord_roles",
-    "add_tag": "manychat_tags",
-    "remove_tag": "manychat_tags",
-    "enroll": "classes",
-    "unenroll": "classes",
-}
 
 
 class RulesError(Exception):
@@ -115,7 +106,7 @@ def check_rules(rules_dir: Path | str) -> tuple[Rules | None, list[Problem]]:
 def _schema_problems(data: Any, display: str) -> list[Problem]:
     found: list[messages.SchemaMessage] = []
     for error in _validator().iter_errors(data):
-        found += messages.schema_messages(messages.narrow(error))
+        found += messages.schema_messages(messages.narrow(error), EXAMPLES)
     # A misspelt key (`form:`) is one mistake: say "unknown key", not also "missing 'from'".
     covered = {m.covers for m in found if m.covers is not None}
     problems = [Problem(display, line_of(data, m.path), m.text) for m in found if m.missing not in covered]
@@ -166,7 +157,7 @@ class _Builder:
         self.lifecycle_file = file
         self.states = tuple(lifecycle["states"])
         self.internal_events = dict(lifecycle.get("events", {}))
-        from connectors.hotmart import HOTMART_EVENTS
+        from engine.sources.hotmart import HOTMART_EVENTS
 
         self.hotmart_events = frozenset(HOTMART_EVENTS)
         clash = sorted(set(self.internal_events) & self.hotmart_events)
@@ -177,6 +168,10 @@ class _Builder:
                 f"event {name} is Hotmart's; declare only internal events",
             )
         self.known_events = self.hotmart_events | frozenset(self.internal_events)
+        for index, name in enumerate(lifecycle.get("student_events", [])):
+            if name not in self.internal_events:
+                where = ["lifecycle", "student_events", index]
+                self.error(file, line_of(data, where), f"student_events: {name} is not declared under lifecycle.events")
         initial = lifecycle["initial"]
         if initial not in self.states:
             self.error(
@@ -201,7 +196,7 @@ class _Builder:
         transitions = tuple(self._transition(index, spec, data) for index, spec in enumerate(lifecycle["transitions"]))
         ignore: dict[str, str] = {}
         for index, entry in enumerate(lifecycle.get("ignore", [])):
-            for event in _as_list(entry["on"]):
+            for event in as_list(entry["on"]):
                 where = ["lifecycle", "ignore", index, "on"]
                 self._check_event(event, data, where)
                 ignore.setdefault(event, entry["reason"])
@@ -216,6 +211,7 @@ class _Builder:
             initial=initial,
             states=self.states,
             internal_events=self.internal_events,
+            student_events=frozenset(lifecycle.get("student_events", [])),
             predicates=self.predicates,
             transitions=transitions,
             ignore=ignore,
@@ -353,10 +349,10 @@ class _Builder:
     def _transition(self, index: int, spec: Any, data: Any) -> TransitionRule:
         file = self.lifecycle_file
         where = ["lifecycle", "transitions", index]
-        events = tuple(_as_list(spec["on"]))
+        events = tuple(as_list(spec["on"]))
         for i, event in enumerate(events):
             self._check_event(event, data, [*where, "on", i] if isinstance(spec["on"], list) else [*where, "on"])
-        sources = tuple(_as_list(spec["from"]))
+        sources = tuple(as_list(spec["from"]))
         for i, state in enumerate(sources):
             if state != "*" and state not in self.states:
                 path = [*where, "from", i] if isinstance(spec["from"], list) else [*where, "from"]
@@ -367,7 +363,7 @@ class _Builder:
             self.error(
                 file, line_of(data, [*where, "to"]), messages.unknown("state", dest, self.states, where=" in to")
             )
-        kinds = tuple(_as_list(spec["kind"])) if "kind" in spec else None
+        kinds = tuple(as_list(spec["kind"])) if "kind" in spec else None
         rule = TransitionRule(
             name=spec.get("name") or f"transition_{index + 1}",
             events=events,
@@ -396,42 +392,15 @@ class _Builder:
             )
 
     def _check_steps(self, rule: TransitionRule) -> None:
-        file = self.lifecycle_file
+        context = CheckContext(
+            tags=self.tags,
+            fields=self.fields,
+            classes=self.classes,
+            internal_events=self.internal_events,
+        )
         for step in rule.steps:
-            args = step.args
-            if step.action in ("add_tag", "remove_tag") and args is not None:
-                for tag in _as_list(args):
-                    if tag not in self.tags:
-                        self.error(file, step.line, messages.not_in_catalog("tag", tag, "manychat.tags", self.tags))
-            elif step.action in ("enroll", "unenroll") and args is not None:
-                for key in _as_list(args):
-                    if key not in self.classes:
-                        self.error(file, step.line, messages.not_in_catalog("class", key, "classes", self.classes))
-            elif step.action == "set_field":
-                if args["name"] not in self.fields:
-                    self.error(
-                        file,
-                        step.line,
-                        messages.not_in_catalog("custom field", args["name"], "manychat.fields", self.fields),
-                    )
-                self._check_template(str(args["value"]), step.line)
-            elif step.action == "schedule":
-                event = args["event"]
-                if event not in self.internal_events:
-                    self.error(file, step.line, messages.undeclared_timer("schedule", event, self.internal_events))
-                if "after" in args:
-                    try:
-                        parse_duration(args["after"])
-                    except ValueError as exc:
-                        self.error(file, step.line, str(exc))
-            elif step.action == "cancel_timers" and args is not None:
-                for event in args:
-                    if event not in self.internal_events:
-                        self.error(
-                            file, step.line, messages.undeclared_timer("cancel_timers", event, self.internal_events)
-                        )
-            elif step.action == "alert":
-                self._check_template(args, step.line)
+            for message in ACTIONS[step.action].check(step.args, context):
+                self.error(self.lifecycle_file, step.line, message)
 
     def _check_flows(self, transitions: tuple[TransitionRule, ...]) -> None:
         """Each product defines (or declines with `none`) every flow its transitions send.
@@ -469,11 +438,6 @@ class _Builder:
                     names = list(dict.fromkeys(needed_by))
                     line = line_of(data, ["product", "flows"])
                     self.error(product.file, line, messages.flow_for_product(flow, names))
-
-    def _check_template(self, text: str, line: int) -> None:
-        for name in TEMPLATE_RE.findall(text):
-            if name not in TEMPLATE_VARIABLES:
-                self.error(self.lifecycle_file, line, messages.unknown_template_variable(name, TEMPLATE_VARIABLES))
 
     def _check_names(self, transitions: tuple[TransitionRule, ...]) -> None:
         seen: dict[str, TransitionRule] = {}
@@ -541,10 +505,6 @@ class _Builder:
 
 
 # --- helpers -------------------------------------------------------------------------------
-
-
-def _as_list(value: Any) -> list:
-    return list(value) if isinstance(value, list) else [value]
 
 
 def _action_of(step: Any) -> str:

@@ -9,7 +9,7 @@ YAML, not Python. The loader decides *where* (the line); this module decides *wh
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -188,15 +188,8 @@ _TYPE_WORDS = {
     "null": "nothing after the colon (the bare step)",
 }
 
+
 # A step that names a known action but lacks its parameters.
-STEP_EXAMPLES = {
-    "set_field": 'set_field: {name: codigo_discord, value: "{token}"}',
-    "trigger_flow": "trigger_flow: welcome",
-    "schedule": "schedule: {event: GRACE_EXPIRED, after: 7d}",
-    "alert": 'alert: "Chargeback de {student.email}"',
-}
-
-
 def _words_for_types(expected: Any) -> str:
     types = expected if isinstance(expected, list) else [expected]
     return " or ".join(_TYPE_WORDS.get(t, t) for t in types)
@@ -285,7 +278,7 @@ def _condition_branch(error: Any) -> Any:
     return min(errors, key=lambda sub: len(sub.relative_schema_path), default=None)
 
 
-def schema_messages(error: Any) -> list[SchemaMessage]:
+def schema_messages(error: Any, actions: Mapping[str, str]) -> list[SchemaMessage]:
     """Turn one (already narrowed) jsonschema error into messages."""
     path = list(error.absolute_path)
     value = error.instance
@@ -306,7 +299,7 @@ def schema_messages(error: Any) -> list[SchemaMessage]:
 
     # A step: a name that is not an action, or an action missing its parameters.
     if len(path) >= 2 and path[-2] == "do" and isinstance(path[-1], int):
-        step_message = _step_message(value, validator, schema)
+        step_message = _step_message(value, actions)
         if step_message:
             return [SchemaMessage(path, step_message)]
 
@@ -379,18 +372,16 @@ def _is_condition(schema: dict) -> bool:
     return any(isinstance(b, dict) and b.get("required") == ["field"] for b in branches)
 
 
-def _step_message(step: Any, validator: str, schema: dict) -> str | None:
-    from engine.rules.model import ACTIONS
-
+def _step_message(step: Any, actions: Mapping[str, str]) -> str | None:
+    """``actions``: every action's name and an example of it with its parameters."""
     if isinstance(step, str):
-        if step not in ACTIONS:
-            return unknown_action(step, ACTIONS)
-        example = STEP_EXAMPLES.get(step, f"{step}: ...")
-        return f"{step} needs parameters, e.g. {example}"
+        if step not in actions:
+            return unknown_action(step, actions)
+        return f"{step} needs parameters, e.g. {actions[step]}"
     if isinstance(step, dict):
-        unknown_names = [name for name in step if name not in ACTIONS]
+        unknown_names = [name for name in step if name not in actions]
         if unknown_names:
-            return unknown_action(unknown_names[0], ACTIONS)
+            return unknown_action(unknown_names[0], actions)
         if len(step) > 1:
             return f"one action per step: write each of {', '.join(step)} on its own line starting with '- '"
         if not step:

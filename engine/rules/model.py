@@ -4,27 +4,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-# Actions a step may name. A bare name (no parameters) uses the product's own resources.
-ACTIONS: frozenset[str] = frozenset(
-    {
-        "add_role",
-        "remove_role",
-        "add_tag",
-        "remove_tag",
-        "set_field",
-        "trigger_flow",
-        "enroll",
-        "unenroll",
-        "issue_token",
-        "revoke_token",
-        "schedule",
-        "cancel_timers",
-        "alert",
-    }
-)
+# The actions a step may name are declared in engine.rules.actions.
 
 # Predicates the engine computes from the student's facts and the event.
 BUILTIN_PREDICATES: dict[str, str] = {
@@ -34,7 +17,7 @@ BUILTIN_PREDICATES: dict[str, str] = {
     "is_test_event": "a Hotmart 'send test' payload (product id 0)",
 }
 
-# Event fields a comparison or a template may read (Hotmart's, see connectors.hotmart).
+# Event fields a comparison or a template may read (Hotmart's, see engine.sources.hotmart).
 EVENT_FIELDS: frozenset[str] = frozenset(
     {
         "event_type",
@@ -75,6 +58,24 @@ def parse_duration(text: str) -> timedelta:
     if not match:
         raise ValueError(f"invalid duration {text!r} (use e.g. 30s, 10m, 24h, 7d)")
     return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+
+def as_list(value: Any) -> list:
+    """A YAML value that may be one item or a list of them, as a list."""
+    return list(value) if isinstance(value, list) else [value]
+
+
+def as_datetime(value: Any) -> datetime | None:
+    """An event's date (ISO 8601 text or a datetime) as an aware datetime; None if missing or unreadable."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, str) and value:
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return None
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,7 @@ class Rules:
     initial: str
     states: tuple[str, ...]
     internal_events: dict[str, str]
+    student_events: frozenset[str]  # internal events every membership of the student gets
     predicates: dict[str, Condition]
     transitions: tuple[TransitionRule, ...]
     ignore: dict[str, str]
@@ -187,6 +189,6 @@ class Rules:
 
     @property
     def known_events(self) -> frozenset[str]:
-        from connectors.hotmart import HOTMART_EVENTS
+        from engine.sources import SOURCE_EVENTS
 
-        return frozenset(HOTMART_EVENTS) | frozenset(self.internal_events)
+        return SOURCE_EVENTS | frozenset(self.internal_events)

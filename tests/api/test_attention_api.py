@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from engine.api.app import create_app
 from engine.db.models import Event, History
-from engine.rules.repository import RulesRepository
+from engine.pipeline.rules_repository import RulesRepository
 from tests.conftest import ADMIN_TOKEN, HOTTOK, RULES, load_payload
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}

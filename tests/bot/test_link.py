@@ -16,8 +16,8 @@ from sqlalchemy import create_engine, select
 from sqlalchemy.orm import sessionmaker
 
 from bot.link import LinkService
+from engine.codes import CODE_ALPHABET
 from engine.db.models import Event, LinkAttempt, Membership, OnboardingToken, Student
-from engine.pipeline.processing import CODE_ALPHABET
 from tests.conftest import load_payload
 
 EMAIL = "ana.exemplo@example.com"

@@ -811,7 +811,7 @@ def test_story_26_flags(start_stack, fakes, make_harness):
     )
     assert h.runtime.settings.hotmart_enabled is True
     h.clock.now = datetime.now(UTC)  # the stack's own sweep must not find our timers overdue
-    registry, sink = build_connectors(h.runtime.settings, h.runtime.sessions, h.runtime.rules.rules.classes)
+    registry, sink = build_connectors(h.runtime.settings)
     h.runtime.connectors.update(registry)
     h.runtime.alert_sink = sink
 

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from bot.link import LinkService
 from engine.db.models import ClassEnrollment, OnboardingToken
 from engine.db.session import session_factory
-from engine.rules.repository import RulesRepository
+from engine.pipeline.rules_repository import RulesRepository
 from engine.settings import Settings
 from tests.conftest import REFERENCE, RULES
 from tests.e2e.conftest import ANA, remote_enqueue

@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from connectors.hotmart import HOTMART_EVENTS
 from engine.inputs import event_input
 from engine.planner import ConditionTrace, Facts, Plan, Planner
 from engine.rules import load_rules
+from engine.sources.hotmart import HOTMART_EVENTS
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = Path(__file__).resolve().parents[3] / "shared"

@@ -23,7 +23,7 @@ RULES = ROOT / "rules"
 STATES = "new, pending_payment, pending_onboarding, active, overdue, cancelled, disputed, churned, refunded"
 ACTIONS = (
     "add_role, add_tag, alert, cancel_timers, enroll, issue_token, remove_role, remove_tag, "
-    "revoke_token, schedule, set_field, trigger_flow, unenroll"
+    "revoke_token, schedule, send_dm, set_field, trigger_flow, unenroll"
 )
 PREDICATES = "date_next_charge_passed, discord_account_changed, discord_linked, is_renewal, is_test_event"
 TEMPLATE_HINT = "(known: token, product.key, product.name, student.email, student.name, event.<field>)"

@@ -9,8 +9,8 @@ import subprocess
 from click.testing import CliRunner
 
 from engine.cli import main
+from engine.pipeline.rules_repository import RulesRepository
 from engine.rules.files import content_hash, git_commit, rules_version
-from engine.rules.repository import RulesRepository
 from tests.conftest import RULES
 
 

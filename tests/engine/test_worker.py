@@ -25,6 +25,30 @@ def test_embedded_queue_is_sqlite_under_var_dir(tmp_path):
     assert (tmp_path / "queue.db").exists()
 
 
+def test_importing_the_worker_builds_no_queue(tmp_path):
+    """Settings are read and var/ created when the queue is first used, not at import."""
+    import subprocess
+    import sys
+
+    var_dir = tmp_path / "var"
+    code = (
+        "import engine.worker as w\n"
+        "assert w._queue is None\n"
+        "import os; assert not os.path.exists(os.environ['VAR_DIR'])\n"
+        "names = sorted(w.get_huey()._registry._registry)\n"
+        "print(' '.join(names))\n"
+    )
+    env = {"PATH": "", "ENGINE_ENV": "test", "VAR_DIR": str(var_dir), "QUEUE_NAME": "import-test"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [
+        "engine.worker.drain_student_task",
+        "engine.worker.process_event_task",
+        "engine.worker.sweep_task",
+    ]
+    assert (var_dir / "queue.db").exists()
+
+
 # --- issue 10: no unread results, quiet outages, waiting for migrations -------------------
 
 

@@ -378,7 +378,7 @@ def test_invalid_rules_keep_the_last_valid_version_and_alert_once(make_harness, 
 def test_events_wait_while_no_valid_rules_are_loaded_and_run_once_they_are(make_harness, rules_dir):
     h = make_harness()
     break_rules(rules_dir)
-    from engine.rules.repository import RulesRepository
+    from engine.pipeline.rules_repository import RulesRepository
 
     h.runtime.rules = RulesRepository(rules_dir, strict=False)
     assert not h.runtime.rules.available and h.runtime.rules.version is None

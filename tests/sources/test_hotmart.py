@@ -1,4 +1,4 @@
-"""Tests for connectors.hotmart: the reference payloads, the real corpus, odd input."""
+"""Tests for engine.sources.hotmart: the reference payloads, the real corpus, odd input."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors.hotmart import (
+from engine.sources.hotmart import (
     HOTMART_EVENTS,
     HotmartEvent,
     dedupe_key,

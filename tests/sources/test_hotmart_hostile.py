@@ -7,8 +7,8 @@ import copy
 import pytest
 from sqlalchemy import String
 
-from connectors import hotmart
 from engine.db.models import Event, Membership, Student
+from engine.sources import hotmart
 from tests.conftest import load_payload
 
 

@@ -7,8 +7,8 @@ import shutil
 
 import pytest
 
+from engine.pipeline.rules_repository import RulesRepository
 from engine.rules import RulesError
-from engine.rules.repository import RulesRepository
 from tests.conftest import RULES
 
 

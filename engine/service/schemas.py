@@ -1,7 +1,8 @@
 """Response models of the admin API (so ``/docs`` documents every shape).
 
-Secrets never appear here: headers were stripped at intake, and the admin router redacts
-the hottok and onboarding codes from payloads, step params, plans and messages.
+Built from database rows (``from_attributes``). Secrets never appear here: headers were
+stripped at intake, and every field a secret could reach is declared :data:`Redacted`, so
+validating with ``context={"redact": redactor}`` removes the hottok and onboarding codes.
 """
 
 from __future__ import annotations
@@ -9,11 +10,27 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationInfo, computed_field
+from pydantic.functional_validators import AfterValidator
 
-EventStatus = Literal[
-    "received", "held", "processing", "retrying", "processed", "ignored", "needs_attention", "failed", "rejected"
-]
+from engine.statuses import EventStatus
+
+
+def _redact(value: Any, info: ValidationInfo) -> Any:
+    redact = (info.context or {}).get("redact")
+    return redact(value) if redact is not None else value
+
+
+Redacted = AfterValidator(_redact)
+
+
+def _column(name: str, field: str) -> Any:
+    """A field read from a column of another name (``product`` from ``product_key``)."""
+    return AliasChoices(name, field)
+
+
+class Row(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
 
 
 # What a client sends is bounded before it reaches the database: integers fit a BIGINT, text has
@@ -45,15 +62,18 @@ class Page(BaseModel):
 # --- events ---------------------------------------------------------------------------
 
 
-class EventSummary(BaseModel):
+class EventSummary(Row):
     id: int
     source: str = Field(description="hotmart | bot | timer | admin")
     type: str | None
     status: str
-    reason: str | None
+    reason: Annotated[str | None, Redacted]
     email: str | None
     student_id: int | None
-    product: str | None = Field(description="Product key in the rules (set once the event is planned).")
+    product: str | None = Field(
+        description="Product key in the rules (set once the event is planned).",
+        validation_alias=_column("product_key", "product"),
+    )
     received_at: datetime
     occurred_at: datetime | None = Field(description="Hotmart's creation_date (or when the engine raised it).")
     processed_at: datetime | None
@@ -63,33 +83,33 @@ class EventPage(Page):
     items: list[EventSummary]
 
 
-class StepOut(BaseModel):
+class StepOut(Row):
     """One planned step (an ``action_runs`` row)."""
 
     id: int
     step_index: int
     action: str
-    params: dict[str, Any]
+    params: Annotated[dict[str, Any], Redacted]
     membership_id: int | None
     status: str = Field(description="pending | running | retrying | done | skipped | failed")
     attempts: int
     error: str | None
-    detail: str | None
-    result: dict[str, Any] | None
+    detail: Annotated[str | None, Redacted]
+    result: Annotated[dict[str, Any] | None, Redacted]
     retry_at: datetime | None
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
 
 
-class AlertOut(BaseModel):
+class AlertOut(Row):
     id: int
     kind: str
-    message: str
+    message: Annotated[str, Redacted]
     event_id: int | None
     action_run_id: int | None
     student_id: int | None
-    student_email: str | None
+    student_email: str | None = None  # joined from the student
     created_at: datetime
     notified: str | None = Field(description="Discord admin-channel delivery: done | skipped | failed | null (not yet)")
     acknowledged_at: datetime | None
@@ -106,21 +126,23 @@ class EventDetail(EventSummary):
     dedupe_key: str
     correlation_id: str
     enqueued_at: datetime | None
-    payload: Any = Field(description="The raw JSON body (hottok redacted).")
-    raw_body: str | None = Field(description="The body as received, when it was not JSON.")
+    payload: Annotated[Any, Redacted] = Field(description="The raw JSON body (hottok redacted).")
+    raw_body: Annotated[str | None, Redacted] = Field(description="The body as received, when it was not JSON.")
     payload_changes: list[str] | None = Field(
         default=None,
         description="What was changed so the payload could be stored (NUL, lone surrogates, non-finite "
         "numbers); the bytes as received are kept.",
     )
-    headers: dict[str, Any] | None = Field(description="Request headers, without credentials.")
-    plans: Any = Field(description="One plan per membership touched: transition, conditions, steps.")
+    headers: Annotated[dict[str, Any] | None, Redacted] = Field(description="Request headers, without credentials.")
+    plans: Annotated[Any, Redacted] = Field(
+        description="One plan per membership touched: transition, conditions, steps."
+    )
     rules_version: str | None = Field(
         None, description="The rules version that decided it: content hash, @git commit when known."
     )
     failures: int = Field(0, description="Worker exceptions on this event (needs_attention at WORKER_MAX_FAILURES).")
-    steps: list[StepOut]
-    alerts: list[AlertOut]
+    steps: list[StepOut] = Field(default_factory=list, validation_alias=_column("action_runs", "steps"))
+    alerts: list[AlertOut] = Field(default_factory=list)
 
 
 class RetryOut(BaseModel):
@@ -161,18 +183,28 @@ class ReplayOut(BaseModel):
 # --- students -------------------------------------------------------------------------
 
 
-class MembershipBrief(BaseModel):
-    product: str
+class MembershipBrief(Row):
+    product: str = Field(validation_alias=_column("product_key", "product"))
     state: str
-    since: datetime = Field(description="When the membership entered its current state.")
+    since: datetime = Field(
+        description="When the membership entered its current state.",
+        validation_alias=_column("state_changed_at", "since"),
+    )
 
 
-class StudentSummary(BaseModel):
+class Linked(Row):
+    discord_id: str | None = Field(description="null until the student links Discord with /registrar.")
+
+    @computed_field
+    @property
+    def discord_linked(self) -> bool:
+        return self.discord_id is not None
+
+
+class StudentSummary(Linked):
     id: int
     email: str
     name: str | None
-    discord_id: str | None = Field(description="null until the student links Discord with /registrar.")
-    discord_linked: bool
     memberships: list[MembershipBrief]
     created_at: datetime
 
@@ -181,11 +213,8 @@ class StudentPage(Page):
     items: list[StudentSummary]
 
 
-class MembershipOut(BaseModel):
+class MembershipOut(MembershipBrief):
     id: int
-    product: str
-    state: str
-    since: datetime
     paid_until: datetime | None
     transaction: str | None
     subscriber_code: str | None
@@ -194,9 +223,9 @@ class MembershipOut(BaseModel):
     created_at: datetime
 
 
-class GrantOut(BaseModel):
+class GrantOut(Row):
     id: int
-    product: str | None
+    product: str | None = None  # the membership's product key
     membership_id: int
     kind: str = Field(description="discord_role | manychat_tag | class")
     resource: str
@@ -204,9 +233,9 @@ class GrantOut(BaseModel):
     created_at: datetime
 
 
-class TimerOut(BaseModel):
+class TimerOut(Row):
     id: int
-    product: str | None
+    product: str | None = None  # the membership's product key
     membership_id: int
     event_type: str
     due_at: datetime
@@ -214,45 +243,45 @@ class TimerOut(BaseModel):
     created_at: datetime
 
 
-class OnboardingCodeOut(BaseModel):
+class OnboardingCodeOut(Row):
     """An open (unused, unrevoked, unexpired) code. The code itself is never shown."""
 
     id: int
-    product: str | None
+    product: str | None = None  # the membership's product key
     membership_id: int | None
     created_at: datetime
     expires_at: datetime
 
 
-class HistoryItem(BaseModel):
+class HistoryItem(Row):
     id: int
     source: str
     type: str | None
     status: str
-    reason: str | None
-    product: str | None
+    reason: Annotated[str | None, Redacted]
+    product: str | None = Field(validation_alias=_column("product_key", "product"))
     received_at: datetime
     occurred_at: datetime | None
     processed_at: datetime | None
 
 
-class StudentDetail(BaseModel):
+class StudentDetail(Linked):
     id: int
     email: str
     name: str | None
     phone: str | None
-    discord_id: str | None
-    discord_linked: bool
     previous_discord_id: str | None
     manychat_subscriber_id: str | None
     created_at: datetime
     updated_at: datetime
     memberships: list[MembershipOut]
-    grants: list[GrantOut]
-    pending_timers: list[TimerOut]
-    open_codes: list[OnboardingCodeOut]
-    history: list[HistoryItem] = Field(description="The student's events, newest first (up to history_limit).")
-    history_total: int
+    grants: list[GrantOut] = Field(default_factory=list)
+    pending_timers: list[TimerOut] = Field(default_factory=list)
+    open_codes: list[OnboardingCodeOut] = Field(default_factory=list)
+    history: list[HistoryItem] = Field(
+        default_factory=list, description="The student's events, newest first (up to history_limit)."
+    )
+    history_total: int = 0
 
 
 class CodeRequestOut(BaseModel):

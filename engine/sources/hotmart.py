@@ -470,3 +470,21 @@ class _Reader:
             self.problem(path, "not an ISO country code")
             return None
         return value.upper() if value is not None else None
+
+
+class HotmartSource:
+    """Hotmart as a :class:`engine.sources.base.Source`."""
+
+    name = "hotmart"
+    events = HOTMART_EVENTS
+    granting_events = frozenset({"PURCHASE_APPROVED", "PURCHASE_COMPLETE", "PURCHASE_BILLET_PRINTED"})
+    revoking_events = frozenset({"PURCHASE_REFUNDED", "PURCHASE_CHARGEBACK"})
+    paid_until_events = frozenset({"PURCHASE_APPROVED", "UPDATE_SUBSCRIPTION_CHARGE_DATE"})
+
+    envelope = staticmethod(envelope)
+    parse = staticmethod(parse)
+    dedupe_key = staticmethod(dedupe_key)
+    verify = staticmethod(verify_hottok)
+
+
+SOURCE = HotmartSource()

@@ -1,0 +1,44 @@
+"""The statuses of events (``events.status``) and of their steps (``action_runs.status``), with their groups.
+
+No dependencies: the CLI reads these at import time.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class EventStatus(StrEnum):
+    RECEIVED = "received"  # stored, not planned yet
+    HELD = "held"  # stored while HOTMART_ENABLED is off
+    PROCESSING = "processing"  # planned; steps to run
+    RETRYING = "retrying"  # a step waits for its automatic retry
+    PROCESSED = "processed"
+    IGNORED = "ignored"  # the rules decided nothing applies (reason says why)
+    NEEDS_ATTENTION = "needs_attention"  # what the rules do not know or cannot process: alerted, replayable
+    FAILED = "failed"  # a step failed; an admin was alerted
+    REJECTED = "rejected"  # the body could not be stored as an event (not JSON ...)
+
+
+class RunStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    DONE = "done"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
+# Planned events whose steps the worker still runs.
+OPEN_EVENT_STATUSES = (EventStatus.PROCESSING, EventStatus.RETRYING)
+# Nothing more happens unless an admin retries or replays.
+FINAL_EVENT_STATUSES = (
+    EventStatus.PROCESSED,
+    EventStatus.IGNORED,
+    EventStatus.NEEDS_ATTENTION,
+    EventStatus.FAILED,
+    EventStatus.REJECTED,
+)
+# Steps not done yet, in the order the worker picks them up.
+OPEN_RUN_STATUSES = (RunStatus.PENDING, RunStatus.RUNNING, RunStatus.RETRYING)
+FINAL_RUN_STATUSES = (RunStatus.DONE, RunStatus.SKIPPED, RunStatus.FAILED)
