@@ -104,7 +104,7 @@ def preview_event(rt: Runtime, event_id: int) -> Event:
         if not rt.rules.available:
             attention.rules_unavailable(rt, session, event, rt.rules.load_error)
         else:
-            inp = event_input(event.payload, rt.rules.rules) if event.payload is not None else None
+            inp = event_input(event.payload, rt.rules.rules, source=event.source) if event.payload is not None else None
             student_id, status = _prepare(rt, session, event, inp)
             if status == "received" and student_id is not None and inp is not None:
                 _plan(rt, session, event, student_id, inp)
