@@ -85,3 +85,34 @@ def test_the_columns_are_as_wide_as_the_parser_allows():
 def test_verify_hottok_never_raises(hottok):
     assert hotmart.verify_hottok(None, {"hottok": hottok}, "secret") is False
     assert hotmart.verify_hottok(hottok if isinstance(hottok, str) else None, None, "secret") is False
+
+
+def test_the_parser_never_raises_on_any_value_in_any_known_field():
+    """Property: arbitrary JSON (huge integers, non-finite floats, NUL, surrogates) anywhere."""
+    import json
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from tests.strategies import FIELDS, REFERENCES, json_values, set_path
+
+    @given(index=st.integers(0, len(REFERENCES) - 1), data=st.data())
+    @settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+    def parse_one(index: int, data) -> None:
+        body = json.loads(json.dumps(REFERENCES[index]))
+        paths = [path for i, path in FIELDS if i == index]
+        for path in sorted(data.draw(st.sets(st.sampled_from(paths), max_size=6)), key=len, reverse=True):
+            value = data.draw(json_values | st.sampled_from(["9" * 5000, 10**4000, float("nan"), "T" * 100]))
+            try:
+                set_path(body, path, value)
+            except (KeyError, IndexError, TypeError):
+                continue
+        parsed = hotmart.parse(body)
+        hotmart.envelope(body)
+        parsed.fields()
+        for value, limit in ((parsed.transaction, 64), (parsed.subscriber_code, 64), (parsed.email, 320)):
+            assert value is None or len(value) <= limit
+        assert parsed.name is None or len(parsed.name) <= hotmart.MAX_NAME_LENGTH
+        assert parsed.recurrence_number is None or 0 <= parsed.recurrence_number <= hotmart.MAX_INTEGER
+
+    parse_one()
