@@ -121,6 +121,43 @@ def rule_test(rules_dir: Path | None, as_json: bool) -> None:
         sys.exit(1)
 
 
+@main.command()
+@click.option(
+    "--rules",
+    "candidate_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Candidate rules, compared with the loaded ones ($RULES_DIR).",
+)
+@click.option("--against", "git_ref", default=None, help="Compare $RULES_DIR with itself at this git ref (e.g. main).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def plan(candidate_dir: Path | None, git_ref: str | None, as_json: bool) -> None:
+    """What a rules change does to the students already there: access gained or lost, dropped states, timers."""
+    from engine.db.session import session_factory
+    from engine.plan import GitRefError, plan_rules, rules_at_ref
+    from engine.settings import get_settings
+
+    if (candidate_dir is None) == (git_ref is None):
+        raise click.UsageError("give either --rules DIR (candidate) or --against GIT_REF (baseline)")
+    settings = get_settings()
+    loaded_dir = _rules_dir(None)
+    try:
+        if git_ref is not None:
+            with rules_at_ref(loaded_dir, git_ref) as baseline_dir:
+                current = _load_or_exit(baseline_dir)
+            candidate = _load_or_exit(loaded_dir)
+        else:
+            current, candidate = _load_or_exit(loaded_dir), _load_or_exit(candidate_dir)
+    except GitRefError as exc:
+        raise click.ClickException(f"cannot read the rules at {git_ref!r}: {exc}") from exc
+    with session_factory(settings)() as session:
+        result = plan_rules(session, current, candidate)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), ensure_ascii=False))
+    else:
+        click.echo(result.summary())
+
+
 @main.command("new-product")
 @click.argument("key")
 @click.option("--hotmart-id", required=True, help="The product's id in Hotmart (digits).")
