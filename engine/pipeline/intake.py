@@ -43,7 +43,8 @@ def _insert(session: Session | Connection, values: dict[str, Any]) -> int | None
 
 
 def safe_headers(headers: dict[str, str]) -> dict[str, str]:
-    return {k.lower(): v for k, v in headers.items() if k.lower() not in _SECRET_HEADERS}
+    """The headers worth keeping: no credentials, and nothing jsonb refuses (a NUL, escaped)."""
+    return {escape_text(k.lower()): escape_text(v) for k, v in headers.items() if k.lower() not in _SECRET_HEADERS}
 
 
 def store_hotmart(

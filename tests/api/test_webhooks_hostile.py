@@ -292,3 +292,12 @@ def test_a_former_poison_event_ends_and_is_never_requeued(client, harness, name)
         memberships = session.scalars(select(Membership)).all()
         assert [m.state for m in memberships] == ["pending_onboarding"]
         assert memberships[0].transaction is None or len(memberships[0].transaction) <= 64
+
+
+def test_headers_jsonb_refuses_are_escaped_not_a_failure(harness):
+    from engine.pipeline.intake import store_hotmart
+
+    with harness.runtime.sessions.begin() as session:
+        stored = store_hotmart(session, purchase_bytes(), {"X-Odd": "a\x00b", "Authorization": "Bearer x"}, held=False)
+    assert stored.event_id is not None
+    assert only_event(harness).headers == {"x-odd": "a\\u0000b"}
