@@ -12,14 +12,13 @@ RUN useradd --system --uid 10001 --user-group --home-dir /app --shell /usr/sbin/
 
 WORKDIR /src
 
-# Third-party dependencies first, read from pyproject.toml, so this layer is reused until they change.
-COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
-        > /tmp/requirements.txt \
-    && pip install -r /tmp/requirements.txt \
-    && rm /tmp/requirements.txt
+# Third-party dependencies first, exactly as locked (versions and hashes; no test tools), so this
+# layer is reused until the lock changes. `make lock` upgrades the lock.
+COPY requirements.lock ./
+RUN pip install --require-hashes -r requirements.lock
 
 # The project itself (engine, connectors, bot), installed like any package; the source is not kept.
+COPY pyproject.toml ./
 COPY config.schema.json ./
 COPY engine ./engine
 COPY connectors ./connectors

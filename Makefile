@@ -1,21 +1,36 @@
 # Two commands matter: `make run` (the service, embedded default) and `make test` (everything).
+# Dependencies come from the hashed lock files (requirements.lock: to run; requirements-test.lock:
+# to run and test); `make lock` upgrades them (see the README: Dependencies).
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
+# The locks are resolved against PyPI alone, whatever index this machine's pip is set up with.
+LOCK := PIP_CONFIG_FILE=/dev/null PIP_FIND_LINKS= $(BIN)/pip-compile --quiet --generate-hashes --strip-extras \
+	--allow-unsafe --no-emit-index-url --no-emit-find-links --index-url https://pypi.org/simple
 
-.PHONY: install run test lint check services bench
+.PHONY: install install-run run test lint check services bench lock
 
+# Everything a developer and CI need: the service and the test tools.
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: requirements-test.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q --require-hashes -r requirements-test.lock
+	$(BIN)/pip install -q --no-deps -e .
+	touch $@
+
+# The service only (no test tools): what `make run` needs.
+install-run: $(VENV)/.installed-run
+
+$(VENV)/.installed-run: requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --require-hashes -r requirements.lock
+	$(BIN)/pip install -q --no-deps -e .
 	touch $@
 
 # The API plus an in-process worker on SQLite under ./var (no PostgreSQL or Redis needed).
 # Development secrets unless you export your own.
-run: install
+run: install-run
 	ENGINE_ENV=$${ENGINE_ENV:-development} \
 	HOTMART_HOTTOK=$${HOTMART_HOTTOK:-dev-hottok} \
 	ADMIN_API_TOKEN=$${ADMIN_API_TOKEN:-dev-admin-token} \
@@ -38,3 +53,9 @@ lint: install
 check: install
 	$(BIN)/engine check
 	$(BIN)/engine test
+
+# Re-resolve both locks to the newest versions pyproject.toml allows (commit the result).
+lock: install
+	$(BIN)/pip install -q pip-tools
+	$(LOCK) --upgrade --output-file requirements.lock pyproject.toml
+	$(LOCK) --upgrade --extra test --output-file requirements-test.lock pyproject.toml

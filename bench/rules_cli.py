@@ -23,7 +23,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES = ROOT / "rules"
-PAYLOAD = ROOT.parent / "shared" / "reference" / "hotmart" / "purchase_approved.json"
+PAYLOAD = ROOT / "examples" / "hotmart" / "purchase_approved.json"
 ENGINE = Path(sys.executable).parent / "engine"  # the console script of this venv
 TARGET_S = 0.5
 RULE_TEST_COPIES = 4

@@ -38,7 +38,7 @@ from tests.fakes import discord_app, manychat_app  # noqa: E402
 from tests.fakes.server import serve  # noqa: E402
 
 ENGINE = str(Path(sys.executable).with_name("engine"))
-PAYLOAD = json.loads((REPO.parent / "shared/reference/hotmart/purchase_approved.json").read_text())
+PAYLOAD = json.loads((REPO / "examples/hotmart/purchase_approved.json").read_text())
 HOTTOK = "bench-hottok"
 ADMIN = "bench-admin"
 
@@ -150,7 +150,7 @@ def max_sustained(url: str, concurrency: int, seconds: float) -> tuple[float, st
     if wrk is None:
         return asyncio.run(closed_loop(url, concurrency, seconds)), "closed loop, Python client"
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(WRK_SCRIPT % (REPO.parent / "shared/reference/hotmart/purchase_approved.json", HOTTOK))
+        script.write(WRK_SCRIPT % (REPO / "examples/hotmart/purchase_approved.json", HOTTOK))
     out = subprocess.run(
         [wrk, "-t2", f"-c{concurrency}", f"-d{int(seconds)}s", "-s", script.name, url],
         capture_output=True,

@@ -16,16 +16,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 
 import discord
 
 from bot.link import LinkService, normalize_code
+from engine.heartbeat import beat
 
 log = logging.getLogger(__name__)
 
 COMMAND_NAME = "registrar"
 COMMAND_DESCRIPTION = "Vincule sua conta do Discord ao curso"
 CODE_DESCRIPTION = "Código de 8 caracteres recebido no WhatsApp"
+HEARTBEAT_SECONDS = 30  # `engine heartbeat bot` (the compose healthcheck) allows 90
 
 
 def build_bot(service: LinkService, guild_id: int) -> discord.Bot:
@@ -73,12 +76,13 @@ def build_bot(service: LinkService, guild_id: int) -> discord.Bot:
 def run() -> None:
     """Build everything from the environment and run the bot until stopped."""
     from engine.db.session import session_factory
+    from engine.logs import configure_logging
     from engine.pipeline.rules_repository import RulesRepository
     from engine.settings import get_settings
     from engine.worker import enqueue_event
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = get_settings()
+    configure_logging(settings.logs_as)
     token = settings.discord_bot_token.get_secret_value()
     if not (settings.discord_enabled and token and settings.discord_guild_id):
         # During the rollout Discord is off: idle instead of exiting, or the container's
@@ -87,8 +91,18 @@ def run() -> None:
             "Discord is disabled or not configured (DISCORD_ENABLED, DISCORD_BOT_TOKEN, DISCORD_GUILD_ID); "
             "the bot idles until it is restarted with them set"
         )
-        threading.Event().wait()
-        return
+        while True:  # idling on purpose is healthy
+            beat(settings.var_dir, "bot")
+            time.sleep(HEARTBEAT_SECONDS)
     service = LinkService(session_factory(settings), RulesRepository(settings.rules_dir), enqueue_event)
     bot = build_bot(service, int(settings.discord_guild_id))
+    threading.Thread(target=_heartbeat, args=(bot, settings.var_dir), name="heartbeat", daemon=True).start()
     bot.run(token)  # blocking; handles SIGINT/SIGTERM
+
+
+def _heartbeat(bot, var_dir) -> None:
+    """Beat while connected to Discord: a bot stuck reconnecting turns unhealthy."""
+    while True:
+        if bot.is_ready() and not bot.is_closed():
+            beat(var_dir, "bot")
+        time.sleep(HEARTBEAT_SECONDS)

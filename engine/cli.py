@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 
+from engine.cli_errors import CommandError, EngineGroup, require_local_database, require_rules_dir
 from engine.statuses import EventStatus
 
 RULES_OPTION = click.option(
@@ -23,7 +25,10 @@ RULES_OPTION = click.option(
 def _rules_dir(rules_dir: Path | None) -> Path:
     import os
 
-    return rules_dir or Path(os.environ.get("RULES_DIR", "rules"))
+    explicit = rules_dir is not None or bool(os.environ.get("RULES_DIR"))
+    rules_dir = rules_dir or Path(os.environ.get("RULES_DIR") or "rules")
+    require_rules_dir(rules_dir, explicit=explicit)
+    return rules_dir
 
 
 def _load_or_exit(rules_dir: Path):
@@ -39,29 +44,23 @@ def _load_or_exit(rules_dir: Path):
     return rules
 
 
-def _configure_logging() -> None:
-    import logging
+def _service_settings():
+    """The settings of a command that runs the service; first, the rules must be where it looks."""
+    from engine.settings import get_settings
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("transitions").setLevel(logging.WARNING)  # it logs every callback at INFO
-
-
-class _Engine(click.Group):
-    """Invalid rules end any command with one line per error, never a traceback."""
-
-    def invoke(self, ctx: click.Context):
-        from engine.rules.loader import RulesError
-
-        try:
-            return super().invoke(ctx)
-        except RulesError as exc:
-            for problem in exc.problems:
-                click.echo(f"error: {problem}", err=True)
-            click.echo(f"{len(exc.problems)} error(s) in the rules: run `engine check`", err=True)
-            sys.exit(1)
+    settings = get_settings()
+    require_rules_dir(settings.rules_dir, explicit=settings.rules_dir != Path("rules"))
+    return settings
 
 
-@click.group(cls=_Engine)
+def _configure_logging(settings) -> None:
+    from engine.logs import configure_logging
+
+    configure_logging(settings.logs_as)
+
+
+@click.group(cls=EngineGroup)
+@click.version_option(package_name="lifecycle-engine", prog_name="engine")
 def main() -> None:
     """Student lifecycle rules engine: Hotmart -> Discord, ManyChat, classes."""
 
@@ -135,11 +134,12 @@ def plan(candidate_dir: Path | None, git_ref: str | None, as_json: bool) -> None
     """What a rules change does to the students already there: access gained or lost, dropped states, timers."""
     from engine.db.session import session_factory
     from engine.plan import GitRefError, plan_rules, rules_at_ref
-    from engine.settings import get_settings
+    from engine.settings import ToolSettings
 
     if (candidate_dir is None) == (git_ref is None):
         raise click.UsageError("give either --rules DIR (candidate) or --against GIT_REF (baseline)")
-    settings = get_settings()
+    settings = ToolSettings()  # read-only: no secret needed
+    require_local_database(settings)
     loaded_dir = _rules_dir(None)
     try:
         if git_ref is not None:
@@ -266,11 +266,13 @@ def dry_run(
 
 @main.command()
 @RULES_OPTION
-def graph(rules_dir: Path | None) -> None:
+@click.option("--markdown", is_flag=True, help="Wrap the diagram in a ```mermaid fence, ready for a pull request.")
+def graph(rules_dir: Path | None, markdown: bool) -> None:
     """Print the lifecycle as a mermaid stateDiagram-v2."""
     from engine.graph import mermaid
 
-    click.echo(mermaid(_load_or_exit(_rules_dir(rules_dir))), nl=False)
+    diagram = mermaid(_load_or_exit(_rules_dir(rules_dir)))
+    click.echo(f"```mermaid\n{diagram}```\n" if markdown else diagram, nl=False)
 
 
 @main.command()
@@ -304,10 +306,9 @@ def serve(host: str, port: int, workers: int, worker: bool | None, threads: int,
     import uvicorn
 
     from engine.db.migrate import upgrade
-    from engine.settings import get_settings
 
-    _configure_logging()
-    settings = get_settings()
+    settings = _service_settings()
+    _configure_logging(settings)
     upgrade(settings)
     in_process = worker if worker is not None else not settings.redis_url
     if in_process and workers > 1:
@@ -315,42 +316,62 @@ def serve(host: str, port: int, workers: int, worker: bool | None, threads: int,
     # The app by its import string: the CLI starts the API, it does not import it.
     app = "engine.api.main:app_factory"
     if workers > 1:
-        uvicorn.run(app, factory=True, host=host, port=port, workers=workers, access_log=access_log)
+        _share_api_metrics(settings)
+        # log_config=None: each process logs through engine.logs (app_factory configures it).
+        uvicorn.run(app, factory=True, host=host, port=port, workers=workers, access_log=access_log, log_config=None)
         return
+    from engine.pipeline.sweep import SweepLoop
     from engine.worker import huey, runtime
 
     rt = runtime()  # fail fast on invalid rules or settings, before the worker starts; the app reuses it
-    consumer = heartbeat = None
+    consumer = sweeper = heartbeat = None
     if in_process:
         from engine.pipeline.heartbeat import HeartbeatThread
 
         consumer = huey.create_consumer(workers=threads, worker_type="thread", periodic=True)
         consumer.start()
+        sweeper = SweepLoop(runtime, settings.timer_poll_seconds).start()
         heartbeat = HeartbeatThread(rt.sessions, settings.heartbeat_seconds)
         heartbeat.start()
     try:
-        uvicorn.run(app, factory=True, host=host, port=port, access_log=access_log)
+        uvicorn.run(app, factory=True, host=host, port=port, access_log=access_log, log_config=None)
     finally:
+        if sweeper is not None:
+            sweeper.stop()
         if heartbeat is not None:
             heartbeat.stop()
         if consumer is not None:
             consumer.stop(graceful=True)
 
 
+def _share_api_metrics(settings) -> None:
+    """Several API processes add up their webhook metrics through files (prometheus-client's
+    multiprocess mode); a directory left by an earlier run is emptied first."""
+    import os
+
+    folder = Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or settings.var_dir / "prometheus")
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*.db"):
+        stale.unlink()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
+
+
 @main.command()
 @click.option("--threads", default=4, show_default=True, help="Worker threads.")
 def worker(threads: int) -> None:
     """Run a Huey worker: processes events, retries and timers."""
-    _configure_logging()
+    settings = _service_settings()
+    _configure_logging(settings)
+    from functools import partial
+
     from engine.db.migrate import NotMigrated, wait_for_migrations
+    from engine.heartbeat import beat
     from engine.pipeline.alerts import notify_alerts
     from engine.pipeline.attention import report_rules_failure
     from engine.pipeline.heartbeat import HeartbeatThread
-    from engine.pipeline.sweep import resume_waiting_for_rules, sweep
-    from engine.settings import get_settings
+    from engine.pipeline.sweep import SweepLoop, resume_waiting_for_rules, sweep
     from engine.worker import huey, runtime
 
-    settings = get_settings()
     try:  # started beside a fresh database: wait for `engine migrate` / `engine serve`
         wait_for_migrations(settings, timeout=settings.migration_wait_seconds)
     except NotMigrated as exc:
@@ -369,9 +390,12 @@ def worker(threads: int) -> None:
         notify_alerts(rt)
 
     rt.rules.watch(rt.settings.rules_reload_seconds, on_change=rules_changed)
-    # Sweep once now rather than at the next minute, so held webhooks (HOTMART_ENABLED just
-    # turned on) and overdue timers don't wait.
+    # Sweep once now rather than after the first interval, so held webhooks (HOTMART_ENABLED just
+    # turned on) and overdue timers don't wait; then every TIMER_POLL_SECONDS.
     sweep(rt)
+    alive = partial(beat, settings.var_dir, "worker")  # read by the compose healthcheck
+    alive()
+    SweepLoop(runtime, settings.timer_poll_seconds, on_success=alive).start()
     huey.create_consumer(workers=threads, worker_type="thread", periodic=True).run()
 
 
@@ -417,9 +441,9 @@ def doctor(discord: bool | None, manychat: bool | None, as_json: bool) -> None:
     """Preflight before going live: one line per check (ok / warn / FAIL); exit 1 on any FAIL."""
     from engine.doctor import as_dicts, failed, preflight
     from engine.rules import check_rules
-    from engine.settings import get_settings
+    from engine.settings import ToolSettings
 
-    settings = get_settings()
+    settings = ToolSettings()  # a missing secret is one of its FAIL lines, not a refusal to run
     rules, problems = check_rules(settings.rules_dir)
     checks = preflight(settings, rules, problems, discord=discord, manychat=manychat)
     if as_json:
@@ -442,8 +466,27 @@ def doctor(discord: bool | None, manychat: bool | None, as_json: bool) -> None:
 
 
 @main.command()
+@click.argument("name", type=click.Choice(["worker", "bot"]))
+@click.option("--max-age", type=float, default=None, help="Seconds (default: 3 x TIMER_POLL_SECONDS, at least 90).")
+def heartbeat(name: str, max_age: float | None) -> None:
+    """Exit 0 if the worker's or the bot's heartbeat is fresh (the compose healthcheck)."""
+    from engine.heartbeat import age, heartbeat_path
+    from engine.settings import ToolSettings
+
+    settings = ToolSettings()
+    limit = max_age if max_age is not None else max(3 * settings.timer_poll_seconds, 90.0)
+    seconds = age(settings.var_dir, name)
+    if seconds is None:
+        raise CommandError(f"no heartbeat yet at {heartbeat_path(settings.var_dir, name).resolve()}")
+    if seconds > limit:
+        raise CommandError(f"{name} heartbeat is {seconds:.0f}s old (more than {limit:.0f}s)")
+    click.echo(f"{name} alive: heartbeat {seconds:.0f}s ago")
+
+
+@main.command()
 def bot() -> None:
     """Run the Discord bot: /registrar and member joins (needs DISCORD_BOT_TOKEN, DISCORD_GUILD_ID)."""
+    _service_settings()
     from bot.main import run
 
     run()
@@ -462,9 +505,10 @@ def events(status: str | None, event_type: str | None, email: str | None, limit:
     """List events from the event log, newest first."""
     from engine.db.session import session_factory
     from engine.service.views import Redactor, event_summary, query_events
-    from engine.settings import get_settings
+    from engine.settings import ToolSettings
 
-    settings = get_settings()
+    settings = ToolSettings()
+    require_local_database(settings)
     with session_factory(settings)() as session:
         rows, total = query_events(session, status=status, type=event_type, email=email, limit=limit)
     redact = Redactor.for_settings(settings)
@@ -498,18 +542,22 @@ def events(status: str | None, event_type: str | None, email: str | None, limit:
 @click.option("--force", is_flag=True, help="Resume even if a later event changed the membership since.")
 @click.option("--skipped", is_flag=True, help="Also replay steps skipped while a connector's flag was off.")
 def retry(event_id: int, force: bool, skipped: bool) -> None:
-    """Retry a failed (or stuck) event from its failed step; replay a needs_attention one."""
+    """Retry a failed (or stuck) event from its failed step; replay a needs_attention one.
+
+    An event a later one has overtaken (the membership changed since) is refused unless --force.
+    """
     import engine.worker
     from engine.pipeline.admin import RetryRefused, retry_event
     from engine.pipeline.runtime import build_runtime
     from engine.settings import get_settings
 
+    require_local_database(get_settings())
     rt = build_runtime(get_settings(), enqueue=engine.worker.enqueue_event)
     try:
         outcome = retry_event(rt, event_id, force=force, skipped=skipped, actor="cli")
     except (RetryRefused, LookupError) as exc:
         message = exc.args[0] if exc.args else str(exc)
-        click.echo(f"error: {message}", err=True)
+        click.echo(f"error: {message.replace('(use force ', '(pass --force ')}", err=True)
         sys.exit(1)
     click.echo(f"event {event_id}: {outcome}")
 
@@ -605,9 +653,10 @@ def status() -> None:
 
     from engine.db.models import Alert, Event
     from engine.pipeline.rules_repository import RulesRepository
-    from engine.settings import get_settings
+    from engine.settings import ToolSettings
 
-    settings = get_settings()
+    settings = ToolSettings()  # read-only: no secret needed
+    require_local_database(settings)
     repository = RulesRepository(settings.rules_dir, strict=False)
     click.echo(f"rules      {repository.version or '(none loaded)'}  ({settings.rules_dir})")
     click.echo(f"rules      {'ok' if repository.load_error is None else 'error: ' + repository.load_error}")
@@ -673,6 +722,8 @@ def import_students(csv_file: Path, adopt_access: bool, check_only: bool) -> Non
     from engine.settings import get_settings
 
     settings = get_settings()
+    require_rules_dir(settings.rules_dir, explicit=settings.rules_dir != Path("rules"))
+    require_local_database(settings)
     rules = RulesRepository(settings.rules_dir).rules
     try:
         text = csv_file.read_text(encoding="utf-8-sig")
@@ -680,19 +731,21 @@ def import_students(csv_file: Path, adopt_access: bool, check_only: bool) -> Non
         click.echo(f"error: cannot read {csv_file}: {exc}", err=True)
         sys.exit(2)
     rows, errors = read_rows(text, rules, source=str(csv_file))
-    if errors:
-        for error in errors:
-            click.echo(error, err=True)
-        click.echo(f"{len(errors)} error(s); nothing imported", err=True)
-        sys.exit(1)
     session = session_factory(settings)()
     try:
-        report = seed(session, rows, rules, adopt_access=adopt_access)
-        if report.errors:
+        # The rows that read well are checked against the database too, so every problem shows at once.
+        # Shown on a terminal only: a log or a pipe gets the summary line, not a stray label.
+        with click.progressbar(
+            length=len(rows), label="importing", file=sys.stderr, hidden=not sys.stderr.isatty()
+        ) as bar:
+            report = seed(session, rows, rules, adopt_access=adopt_access, progress=bar.update, source=str(csv_file))
+        errors += [f"{csv_file}:{error}" for error in report.errors]
+        if errors:
             session.rollback()
-            for error in report.errors:
-                click.echo(f"{csv_file}:{error}", err=True)
-            click.echo(f"{len(report.errors)} error(s); nothing imported", err=True)
+            line = re.compile(rf"^{re.escape(str(csv_file))}:(\d+):")
+            for error in sorted(errors, key=lambda e: int(m.group(1)) if (m := line.match(e)) else 0):
+                click.echo(error, err=True)
+            click.echo(f"{len(errors)} error(s); nothing imported", err=True)
             sys.exit(1)
         if check_only:
             session.rollback()

@@ -7,6 +7,7 @@ throw-away subject set to that state. Pure: no I/O, no clock (``now`` is a fact)
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -98,6 +99,17 @@ class _Decision:
     product: Product
     traces: list[ConditionTrace] = field(default_factory=list)
     fired: TransitionRule | None = None
+
+
+class _NoInvalidTriggerWarnings(logging.Filter):
+    """transitions warns "Can't trigger event X from state Y!" for every event with no transition
+    from the state: here that is a normal outcome, recorded as the event's ignore reason."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Can't trigger event" not in str(record.msg)
+
+
+logging.getLogger("transitions.core").addFilter(_NoInvalidTriggerWarnings())
 
 
 def refusal(rules: Rules, event_type: str | None, fields: dict[str, Any], product: Product | None) -> str | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -47,8 +47,12 @@ class Settings(BaseSettings):
     manychat_api_token: SecretStr = SecretStr("")
     manychat_api_base: str = MANYCHAT_API_BASE
 
+    # "json": one object per line (production's default); "text": a developer's terminal (development's).
+    log_format: Literal["text", "json"] | None = None
+
     retry_delay_seconds: float = 30.0  # the one automatic retry of a failed step
-    timer_poll_seconds: float = 30.0  # how often due timers and stuck events are swept
+    # How often each worker sweeps: due timers, lost or stuck events, held webhooks, unposted alerts.
+    timer_poll_seconds: float = Field(default=30.0, gt=0, le=3600)
     # An event the worker raises on this many times is needs_attention, no longer re-queued.
     worker_max_failures: int = Field(default=3, ge=1)
     # How often a running process looks for changed rules, even when no event arrives.
@@ -66,13 +70,20 @@ class Settings(BaseSettings):
     def api_docs_mode(self) -> str:
         return self.api_docs or ("public" if self.development else "admin")
 
+    # The read-only commands (ToolSettings) serve nothing, so they need neither secret.
+    secrets_required: ClassVar[bool] = True
+
     @property
     def development(self) -> bool:
         return self.environment.lower() in {"development", "dev", "test"}
 
+    @property
+    def logs_as(self) -> str:
+        return self.log_format or ("text" if self.development else "json")
+
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> Settings:
-        if not self.development:
+        if not self.development and self.secrets_required:
             missing = [
                 name
                 for name, value in (
@@ -101,6 +112,13 @@ class Settings(BaseSettings):
                     return "postgresql+psycopg://" + url[len(prefix) :]
             return url
         return f"sqlite:///{(self.var_dir / 'engine.db').as_posix()}"
+
+
+class ToolSettings(Settings):
+    """Settings of the commands that read rules or the database and serve nothing (events, student,
+    check...): no webhook secret or admin token needed. Every other check still applies."""
+
+    secrets_required: ClassVar[bool] = False
 
 
 @lru_cache

@@ -1,6 +1,7 @@
 """Huey: the queue (Redis, or SQLite for the embedded default) and the worker's tasks.
 
-Run a worker with ``engine worker`` (or ``huey_consumer engine.worker.huey``).
+Run a worker with ``engine worker``: the Huey consumer plus the sweep every TIMER_POLL_SECONDS
+(engine.pipeline.sweep.SweepLoop; a bare ``huey_consumer engine.worker.huey`` would not sweep).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from huey import Huey, RedisHuey, SqliteHuey, crontab
+from huey import Huey, RedisHuey, SqliteHuey
 from huey.api import TaskWrapper
 
 from engine.pipeline.alerts import notify_alerts
@@ -18,7 +19,6 @@ from engine.pipeline.execution import drain_student
 from engine.pipeline.locks import student_lock
 from engine.pipeline.processing import process_event
 from engine.pipeline.runtime import Runtime, build_runtime
-from engine.pipeline.sweep import sweep
 from engine.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -195,12 +195,8 @@ def drain_student_task(student_id: int) -> None:
     notify_alerts(rt)
 
 
-def sweep_task() -> dict[str, int]:
-    return sweep(runtime())
-
-
 def build_queue(settings: Settings) -> Queue:
-    """A queue with the worker's tasks (their names stay ``engine.worker.<function>``)."""
+    """A queue with the worker's tasks (their names stay ``engine.worker.<function>``). The sweep is
+    not a periodic task: each worker runs it every TIMER_POLL_SECONDS (engine.pipeline.sweep.SweepLoop)."""
     huey = make_huey(settings)
-    huey.periodic_task(crontab(minute="*"))(sweep_task)
     return Queue(huey, huey.task()(process_event_task), huey.task()(drain_student_task))

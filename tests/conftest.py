@@ -23,9 +23,9 @@ os.environ.setdefault("ENGINE_ENV", "test")
 os.environ.setdefault("QUEUE_NAME", f"engine-test-{uuid.uuid4().hex[:8]}")
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-REFERENCE = SHARED / "reference" / "hotmart"
-CORPUS = SHARED / "corpus" / "hotmart-webhooks"
+# Everything the tests read lives in the repository (a clone must pass on its own).
+REFERENCE = REPO / "examples" / "hotmart"
+CORPUS = REPO / "tests" / "data" / "hotmart-corpus"
 RULES = REPO / "rules"
 
 # Service URLs come from the environment; the defaults are the CI machine's.
@@ -215,3 +215,19 @@ def make_harness(pg: str) -> Callable[..., Harness]:
         return harness
 
     return factory
+
+
+SERVICE_FIXTURES = frozenset({"postgres_url", "redis_url"})
+# Tests that run servers: the engine's own processes (e2e) and the fake Discord/ManyChat servers,
+# whose rate-limit tests wait in real time.
+SERVER_DIRS = (REPO / "tests" / "e2e", REPO / "tests" / "fakes")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark `integration` every test that uses PostgreSQL or Redis (directly or through another
+    fixture) or runs servers; `pytest -m "not integration"` then runs the unit tests alone."""
+    for item in items:
+        uses_services = SERVICE_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+        runs_servers = any(item.path.is_relative_to(folder) for folder in SERVER_DIRS)
+        if uses_services or runs_servers:
+            item.add_marker(pytest.mark.integration)

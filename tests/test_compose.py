@@ -152,7 +152,7 @@ def test_migrate_is_a_one_shot_that_waits_for_a_healthy_postgres():
     assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
 
 
-@pytest.mark.parametrize("name", ["postgres", "redis", "api"])
+@pytest.mark.parametrize("name", LONG_RUNNING)
 def test_healthchecks(name):
     healthcheck = load_compose()["services"][name].get("healthcheck")
     assert healthcheck, f"{name} has no healthcheck"
@@ -168,6 +168,19 @@ def test_healthcheck_commands():
     # curl may be absent from python:3.11-slim: the check must use the image's Python.
     assert api_check[1] == "python" and "curl" not in " ".join(api_check)
     assert "urllib" in api_check[-1] and ":8000/healthz" in api_check[-1]
+    # The worker and the bot have no port: their checks read the heartbeat each writes.
+    assert services["worker"]["healthcheck"]["test"] == ["CMD", "engine", "heartbeat", "worker"]
+    assert services["bot"]["healthcheck"]["test"] == ["CMD", "engine", "heartbeat", "bot"]
+
+
+def test_the_image_is_built_once_and_reused():
+    services = load_compose()["services"]
+    builders = [name for name, service in services.items() if "build" in service]
+    assert builders == ["migrate"]
+    images = {services[name]["image"] for name in ENGINE_SERVICES}
+    assert images == {"lifecycle-engine:latest"}
+    # The others never try a registry for it: they run what migrate built.
+    assert {services[name].get("pull_policy") for name in APP_SERVICES} == {"never"}
 
 
 @pytest.mark.parametrize("name", APP_SERVICES)
@@ -185,7 +198,8 @@ def test_api_and_worker_wait_for_a_healthy_redis(name):
 def test_commands_and_ports():
     services = load_compose()["services"]
     assert services["api"]["command"] == ["engine", "serve", "--host", "0.0.0.0", "--port", "8000"]
-    assert "8000:8000" in services["api"]["ports"]
+    # Published on the host's loopback only, behind the TLS proxy; never on every interface.
+    assert services["api"]["ports"] == ["127.0.0.1:8000:8000"]
     assert services["worker"]["command"] == ["engine", "worker"]
     assert services["bot"]["command"] == ["engine", "bot"]
     assert services["postgres"]["image"].startswith("postgres:16")
@@ -207,7 +221,9 @@ def test_engine_services_read_env_file_and_point_at_compose_services(name):
     env_files = service["env_file"] if isinstance(service["env_file"], list) else [service["env_file"]]
     assert ".env" in env_files
     env = environment(service)
-    assert re.fullmatch(r"postgresql://engine:\$\{POSTGRES_PASSWORD[^}]*\}@postgres:5432/engine", env["DATABASE_URL"])
+    # No password in the URL (symbols would break it): libpq reads PGPASSWORD.
+    assert env["DATABASE_URL"] == "postgresql://engine@postgres:5432/engine"
+    assert re.fullmatch(r"\$\{POSTGRES_PASSWORD(:\?[^}]*)?\}", env["PGPASSWORD"])
     assert env["REDIS_URL"] == "redis://redis:6379/0"
     assert env["RULES_DIR"] == "/app/rules"
     assert "./rules:/app/rules:ro" in service["volumes"]

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST
 
+from engine import metrics
 from engine.api import admin, doctor, webhooks
-from engine.api.deps import RuntimeDep
+from engine.api.deps import RuntimeDep, require_admin
 from engine.api.docs import add_protected_docs, docs_urls
 from engine.pipeline.runtime import Runtime
 from engine.service.health import StaleHeartbeat, check_database_writable, check_worker_heartbeat
 
 
 def create_app(
-    runtime: Runtime, *, queue_check: Callable[[], None] | None = None, worker_check: bool = False
+    runtime: Runtime, *, queue_check: Callable[[], object] | None = None, worker_check: bool = False
 ) -> FastAPI:
     """``queue_check``: raises when the queue is down; ``worker_check``: /healthz also requires a
     fresh worker heartbeat (the deployed app; tests without a worker leave it off)."""
@@ -54,6 +56,19 @@ def create_app(
         rules = rules_health(rt)
         status = "ok" if healthy and rules["rules_error"] is None else "degraded"
         return JSONResponse({"status": status, **checks, **rules}, status_code=200 if serving else 503)
+
+    collector = metrics.EngineCollector(runtime, queue_depth=queue_check)
+
+    @app.get(
+        "/metrics",
+        tags=["health"],
+        summary="Prometheus metrics (admin token)",
+        response_class=PlainTextResponse,
+        dependencies=[Depends(require_admin)],
+    )
+    async def prometheus_metrics() -> PlainTextResponse:
+        body = await run_in_threadpool(metrics.render, collector)
+        return PlainTextResponse(body, media_type=CONTENT_TYPE_LATEST)
 
     return app
 

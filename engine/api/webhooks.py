@@ -7,12 +7,14 @@ database is down) gets a 5xx; everything else is stored and answered 200/400/401
 from __future__ import annotations
 
 import logging
+import time
 
 from anyio import CapacityLimiter, to_thread
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from engine import metrics
 from engine.api.deps import RuntimeDep
 from engine.pipeline.hottok import form_hottok
 from engine.pipeline.intake import store_hotmart, store_rejected
@@ -85,6 +87,13 @@ async def _read_body(request: Request, limit: int) -> bytes:
     },
 )
 async def hotmart_webhook(request: Request, rt: RuntimeDep) -> JSONResponse:
+    started = time.perf_counter()
+    response = await _receive(request, rt)
+    metrics.observe_webhook(response.status_code, response.body, time.perf_counter() - started)
+    return response
+
+
+async def _receive(request: Request, rt: Runtime) -> JSONResponse:
     limit = rt.settings.max_body_bytes
     try:
         body = await _read_body(request, limit)

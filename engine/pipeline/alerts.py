@@ -42,9 +42,10 @@ def step_failed_text(event: Event, run: ActionRun, result: StepResult, *, retrie
 
 
 def channel_text(kind: str, message: str, count: int = 1) -> str:
-    """An alert as posted in the Discord admin channel (Discord takes 2,000 characters)."""
+    """An alert as posted in the Discord admin channel (Discord takes 2,000 characters): the message
+    itself; the kind (rules.alert, discord.forbidden...) is an internal label, for the API and metrics."""
     seen = f" (seen {count} times)" if count > 1 else ""
-    return f"⚠️ [{kind}]{seen} {message}"[:2000]
+    return f"⚠️ {message}{seen}"[:2000]
 
 
 def raise_alert(

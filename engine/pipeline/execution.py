@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from connectors.base import StepContext, StepResult, StepStatus, StudentRef
 from engine.db.models import ActionRun, Event, Membership, Student, utcnow
+from engine.logs import log_context
 from engine.pipeline import ledger
 from engine.pipeline.alerts import raise_alert, step_failed_text
 from engine.pipeline.local_actions import LOCAL_ACTIONS
@@ -79,8 +80,19 @@ def run_event_steps(rt: Runtime, event_id: int) -> str:
             else:
                 run.status, run.attempts, run.started_at = "running", run.attempts + 1, now
             run_id = run.id
+            context = {
+                "event_id": event.id,
+                "correlation_id": event.correlation_id,
+                "student": event.email,
+                # An event can touch several memberships (a bundle; a link): the step's own product.
+                "product": session.get(Membership, run.membership_id).product_key
+                if run.membership_id
+                else event.product_key,
+                "step": f"{run.step_index}:{run.action}",
+            }
         if outcome is None:
-            outcome = _execute(rt, run_id)
+            with log_context(**context):  # a step's log lines (connectors' too) name the step
+                outcome = _execute(rt, run_id)
         if outcome != "next":
             return outcome
 

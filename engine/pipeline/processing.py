@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from engine.codes import new_code
 from engine.db.models import ActionRun, Event, Membership, Student, utcnow
 from engine.inputs import EventInput, event_input
+from engine.logs import log_context
 from engine.pipeline import attention
 from engine.pipeline.alerts import notify_alerts
 from engine.pipeline.execution import drain_student
@@ -42,7 +43,13 @@ def process_event(rt: Runtime, event_id: int) -> str:
 
     An exception is counted on the event (it stays queued for the sweep); the
     ``WORKER_MAX_FAILURES``-th makes it ``needs_attention`` (a poison event, never re-queued).
+    Every log line of the event says which it is (``event_id``).
     """
+    with log_context(event_id=event_id):
+        return _process_event(rt, event_id)
+
+
+def _process_event(rt: Runtime, event_id: int) -> str:
     rt.rules.reload_if_changed()
     attention.report_rules_failure(rt)
     try:
@@ -74,8 +81,9 @@ def _process(rt: Runtime, event_id: int) -> str:
             # Parsed once here; planning under the lock reuses it.
             inp = event_input(event.payload, rt.rules.rules, source=event.source) if event.payload is not None else None
             student_id, status = _prepare(rt, session, event, inp)
+        context = {"correlation_id": event.correlation_id, "student": event.email, "product": event.product_key}
     if status == "received" and student_id is not None and inp is not None:
-        with student_lock(rt.sessions, student_id):
+        with student_lock(rt.sessions, student_id), log_context(**context):
             with rt.sessions.begin() as session:
                 event = session.get(Event, event_id)
                 if event.status == "received":

@@ -57,6 +57,8 @@ class Runtime:
 
 def build_connectors(settings: Settings) -> tuple[dict[str, Connector], Connector]:
     """Connectors by action, honouring the feature flags; plus the admin-alert sink."""
+    from engine.metrics import CountingTransport, connector_counters
+
     registry: dict[str, Connector] = {}
     discord_actions, manychat_actions = run_by(DISCORD), run_by(MANYCHAT)
     if settings.discord_enabled:
@@ -67,6 +69,7 @@ def build_connectors(settings: Settings) -> tuple[dict[str, Connector], Connecto
             settings.discord_guild_id,
             api_base=settings.discord_api_base,
             alert_channel_id=settings.discord_alert_channel_id,
+            transport=CountingTransport("discord", connector_counters(settings)),
         )
     else:
         discord = DisabledConnector("discord", discord_actions, "DISCORD_ENABLED")
@@ -74,7 +77,9 @@ def build_connectors(settings: Settings) -> tuple[dict[str, Connector], Connecto
         from connectors.manychat import ManyChatConnector
 
         manychat: Connector = ManyChatConnector(
-            settings.manychat_api_token.get_secret_value(), api_base=settings.manychat_api_base
+            settings.manychat_api_token.get_secret_value(),
+            api_base=settings.manychat_api_base,
+            transport=CountingTransport("manychat", connector_counters(settings)),
         )
     else:
         manychat = DisabledConnector("manychat", manychat_actions, "MANYCHAT_ENABLED")

@@ -1,8 +1,11 @@
 """One-time seed of the students a course already has (the owner's migration plan, step 4).
 
 A CSV row per membership: ``email,product,state,name,phone,discord_id`` (``state`` defaults to
-the first state with access in the example, ``active``). The whole file is checked first and
-nothing is imported if any row is wrong, so a fixed file can simply be run again.
+the first state with access in the example, ``active``), comma- or semicolon-separated (Excel's
+default in pt-BR; the dialect is sniffed). Phones are normalised as the webhook does
+(``11 98888-7777`` -> ``+5511988887777``). The whole file is checked in one pass and nothing is
+imported if any row is wrong, so a fixed file can simply be run again. Each imported membership
+is recorded in the student's history (``imported``).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
@@ -17,13 +21,14 @@ from sqlalchemy.orm import Session
 
 from engine.db.models import Grant, Membership, Student, utcnow
 from engine.pipeline.classes import enroll_student
+from engine.pipeline.history import record_history
 from engine.pipeline.ledger import RESOURCES
 from engine.rules.actions import ACTIONS
 from engine.rules.model import Rules
+from engine.sources.hotmart import normalize_phone
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _SNOWFLAKE = re.compile(r"^[0-9]{15,21}$")
-_E164 = re.compile(r"^\+[1-9][0-9]{7,14}$")
 COLUMNS = ("email", "product", "state", "name", "phone", "discord_id")
 
 
@@ -40,21 +45,34 @@ class SeedRow:
 
 @dataclass
 class SeedReport:
-    errors: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # "LINE: message" (the caller prefixes the file)
     students_created: int = 0
     memberships_created: int = 0
     memberships_existing: int = 0
     grants_recorded: int = 0
 
 
+def _dialect(text: str) -> type[csv.Dialect] | csv.Dialect:
+    try:
+        return csv.Sniffer().sniff(text[:8192], delimiters=",;\t")
+    except csv.Error:  # one column, or nothing to go by: the standard comma
+        return csv.excel
+
+
 def read_rows(text: str, rules: Rules, source: str = "students.csv") -> tuple[list[SeedRow], list[str]]:
-    """Parse and check the CSV; every problem is reported as ``source:LINE: message``."""
-    reader = csv.DictReader(io.StringIO(text))
+    """Parse and check the CSV; every problem is reported as ``source:LINE: message``.
+
+    Rows with a problem are left out of the returned rows (every other row is still returned, so
+    :func:`seed` can check them too and the file's every problem shows in one pass).
+    """
+    reader = csv.DictReader(io.StringIO(text), dialect=_dialect(text))
     missing = [c for c in ("email", "product") if c not in (reader.fieldnames or [])]
     if missing:
         return [], [f"{source}:1: missing column(s): {', '.join(missing)} (columns: {', '.join(COLUMNS)})"]
     rows, errors, seen = [], [], {}
-    for number, raw in enumerate(reader, start=2):
+    for raw in reader:
+        number = reader.line_num  # the row's last physical line (a quoted field may span lines)
+        errors_before = len(errors)
         value = {k: (raw.get(k) or "").strip() for k in COLUMNS}
         row = SeedRow(
             number,
@@ -62,7 +80,7 @@ def read_rows(text: str, rules: Rules, source: str = "students.csv") -> tuple[li
             value["product"],
             value["state"] or "active",
             value["name"] or None,
-            value["phone"] or None,
+            normalize_phone(value["phone"]) if value["phone"] else None,
             value["discord_id"] or None,
         )
         where = f"{source}:{number}:"
@@ -72,27 +90,42 @@ def read_rows(text: str, rules: Rules, source: str = "students.csv") -> tuple[li
             errors.append(f"{where} unknown product {row.product!r} (products: {', '.join(rules.products)})")
         if row.state not in rules.states:
             errors.append(f"{where} unknown state {row.state!r} (states: {', '.join(rules.states)})")
-        if row.phone and not _E164.match(row.phone):
-            errors.append(f"{where} phone {row.phone!r} is not E.164 (e.g. +5511999990001)")
+        if value["phone"] and row.phone is None:
+            errors.append(
+                f"{where} phone {value['phone']!r} is not E.164 and cannot be made so "
+                "(e.g. +5511988887777, or 11 98888-7777 for Brazil)"
+            )
         if row.discord_id and not _SNOWFLAKE.match(row.discord_id):
             errors.append(f"{where} discord_id {row.discord_id!r} is not a Discord id")
         key = (row.email, row.product)
         if key in seen:
             errors.append(f"{where} {row.email} / {row.product} already on line {seen[key]}")
         seen.setdefault(key, number)
-        rows.append(row)
+        if len(errors) == errors_before:
+            rows.append(row)
     return rows, errors
 
 
-def seed(session: Session, rows: list[SeedRow], rules: Rules, *, adopt_access: bool) -> SeedReport:
+def seed(
+    session: Session,
+    rows: list[SeedRow],
+    rules: Rules,
+    *,
+    adopt_access: bool,
+    progress: Callable[[int], object] | None = None,
+    source: str | None = None,
+) -> SeedReport:
     """Create students and memberships (existing memberships are left as they are).
 
     ``adopt_access`` records each imported membership's roles, tags and classes in the grant
     ledger, as if the engine had granted them: a later refund or churn then removes them.
+    ``progress(1)`` is called after each row (the CLI's progress bar).
     """
     report = SeedReport()
     now = utcnow()
     for row in rows:
+        if progress is not None:
+            progress(1)
         student = session.scalar(select(Student).where(Student.email == row.email))
         if student is None:
             student = Student(email=row.email, name=row.name, phone=row.phone, created_at=now, updated_at=now)
@@ -103,10 +136,10 @@ def seed(session: Session, rows: list[SeedRow], rules: Rules, *, adopt_access: b
         if row.discord_id and student.discord_id != row.discord_id:
             owner = session.scalar(select(Student.email).where(Student.discord_id == row.discord_id))
             if owner and owner != row.email:
-                report.errors.append(f"line {row.line}: discord_id {row.discord_id} is linked to {owner}")
+                report.errors.append(f"{row.line}: discord_id {row.discord_id} is linked to {owner}")
                 continue
             if student.discord_id:
-                report.errors.append(f"line {row.line}: {row.email} is linked to another Discord account")
+                report.errors.append(f"{row.line}: {row.email} is linked to another Discord account")
                 continue
             student.discord_id = row.discord_id
         session.flush()
@@ -127,6 +160,21 @@ def seed(session: Session, rows: list[SeedRow], rules: Rules, *, adopt_access: b
         session.add(membership)
         session.flush()
         report.memberships_created += 1
+        record_history(
+            session,
+            kind="imported",
+            at=now,
+            student_id=student.id,
+            membership_id=membership.id,
+            actor="engine import-students",
+            detail={
+                "file": source,
+                "line": row.line,
+                "product": row.product,
+                "state": row.state,
+                "adopt_access": adopt_access,
+            },
+        )
         if adopt_access:
             product = rules.products[row.product]
             # What a bare granting step would give: the product's own resources, per ledger kind.

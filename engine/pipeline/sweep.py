@@ -7,6 +7,8 @@ holding it, the sweep enqueues it again (processing is idempotent).
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable
 from datetime import timedelta
 
 from sqlalchemy import func, select
@@ -133,3 +135,42 @@ def sweep(rt: Runtime) -> dict[str, int]:
         "requeued": len(stuck),
         "alerts": notified,
     }
+
+
+class SweepLoop:
+    """Sweeps every ``TIMER_POLL_SECONDS`` on a daemon thread of a worker process.
+
+    ``engine worker`` (and ``engine serve`` with its in-process worker) runs one, so timers and
+    the recovery sweep fire within that many seconds (Huey's periodic tasks go by the minute).
+    Several workers each sweep; every step of the sweep is safe to run twice at once.
+    """
+
+    def __init__(
+        self,
+        runtime: Callable[[], Runtime],
+        interval: float,
+        *,
+        run: Callable[[Runtime], object] = sweep,
+        on_success: Callable[[], object] = lambda: None,
+    ):
+        self.interval = interval
+        self._runtime, self._run, self._on_success = runtime, run, on_success
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="sweep", daemon=True)
+
+    def start(self) -> SweepLoop:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join(timeout=self.interval + 5)
+
+    def _loop(self) -> None:
+        while not self._stopped.wait(self.interval):
+            try:
+                self._run(self._runtime())
+            except Exception:  # noqa: BLE001 - a database blip must not end the sweeping
+                log.exception("sweep failed; next one in %ss", self.interval)
+                continue
+            self._on_success()  # the worker's heartbeat: it swept, so it reaches the database

@@ -140,6 +140,7 @@ def test_retry_of_an_overtaken_event_needs_force(seeded, cli_env, enqueued):
     refused = engine(cli_env, "retry", str(failed))
     assert refused.exit_code == 1
     assert "a later event changed this membership" in refused.stderr
+    assert "(pass --force to run the remaining steps anyway)" in refused.stderr  # the real flag
     assert enqueued == []
     forced = engine(cli_env, "retry", str(failed), "--force")
     assert forced.exit_code == 0, forced.output

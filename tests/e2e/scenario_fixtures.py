@@ -72,7 +72,7 @@ def hotmart(
     new_id: bool = True,
     **purchase: object,
 ) -> dict:
-    """A reference payload (shared/reference/hotmart/NAME.json), adapted.
+    """A reference payload (examples/hotmart/NAME.json), adapted.
 
     ``new_id``: a new envelope id (a new event, not a redelivery). ``purchase`` keys are set
     in ``data.purchase`` (e.g. ``recurrence_number=3``); ``date_next_charge`` goes where the

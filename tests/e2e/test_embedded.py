@@ -3,6 +3,7 @@ under VAR_DIR for the data and the queue, an in-process worker, migrations appli
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -23,11 +24,12 @@ def test_serve_on_sqlite_takes_a_webhook_and_processes_it(tmp_path):
             "RULES_DIR": str(RULES),
             "HOTMART_HOTTOK": HOTTOK,
             "ADMIN_API_TOKEN": ADMIN_TOKEN,
+            "LOG_FORMAT": "json",
         }
     )
     log = (tmp_path / "serve.log").open("w")
     process = subprocess.Popen(
-        [ENGINE, "serve", "--port", str(port)], env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT
+        [ENGINE, "serve", "--port", str(port), "--access-log"], env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT
     )
     try:
         stack = Stack(f"http://127.0.0.1:{port}", env, httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10))
@@ -58,3 +60,10 @@ def test_serve_on_sqlite_takes_a_webhook_and_processes_it(tmp_path):
     assert (tmp_path / "var" / "queue.db").exists()
     with sqlite3.connect(tmp_path / "var" / "engine.db") as db:
         assert db.execute("SELECT status FROM events").fetchall() == [("processed",)]
+    # LOG_FORMAT=json: every line is one JSON object, uvicorn's access log included; no secret.
+    lines = (tmp_path / "serve.log").read_text().splitlines()
+    entries = [json.loads(line) for line in lines]
+    assert all({"time", "level", "logger", "message"} <= entry.keys() for entry in entries)
+    access = [e for e in entries if e["logger"] == "uvicorn.access"]
+    assert any("POST /webhooks/hotmart" in e["message"] for e in access)
+    assert not any(HOTTOK in line or ADMIN_TOKEN in line for line in lines)

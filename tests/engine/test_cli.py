@@ -15,9 +15,8 @@ from engine.rules.files import rules_version
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "rules"
-SHARED = Path(__file__).resolve().parents[3] / "shared"
-REFERENCE = SHARED / "reference" / "hotmart"
-CORPUS = SHARED / "corpus" / "hotmart-webhooks"
+from tests.conftest import CORPUS, REFERENCE  # noqa: E402
+
 CORPUS_FILES = sorted(CORPUS.glob("*.json"))
 
 NOW = "2025-05-10T12:00:00+00:00"
@@ -302,6 +301,14 @@ def test_graph_is_a_mermaid_state_diagram() -> None:
     # every edge label is a single "a --> b: label" (mermaid cuts a label at a second ':')
     for line in lines[2:]:
         assert line.count(":") == 1, line
+
+
+def test_graph_markdown_wraps_the_diagram_in_a_mermaid_fence() -> None:
+    plain = CliRunner().invoke(main, ["graph", "--rules", str(RULES)]).stdout
+    result = CliRunner().invoke(main, ["graph", "--rules", str(RULES), "--markdown"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"```mermaid\n{plain}```\n"
+    assert plain.endswith("\n")  # so the closing fence starts its own line
 
 
 def test_graph_with_broken_rules_exits_1(tmp_path: Path) -> None:

@@ -23,8 +23,7 @@ from engine.rules import load_rules
 from engine.sources.hotmart import HOTMART_EVENTS
 
 ROOT = Path(__file__).resolve().parents[2]
-SHARED = Path(__file__).resolve().parents[3] / "shared"
-REFERENCE = SHARED / "reference" / "hotmart"
+from tests.conftest import REFERENCE  # noqa: E402
 
 RULES = load_rules(ROOT / "rules")
 PLANNER = Planner(RULES)

@@ -41,10 +41,10 @@ def test_importing_the_worker_builds_no_queue(tmp_path):
     env = {"PATH": "", "ENGINE_ENV": "test", "VAR_DIR": str(var_dir), "QUEUE_NAME": "import-test"}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+    # No periodic sweep task: each worker sweeps every TIMER_POLL_SECONDS (SweepLoop), not by the minute.
     assert done.stdout.split() == [
         "engine.worker.drain_student_task",
         "engine.worker.process_event_task",
-        "engine.worker.sweep_task",
     ]
     assert (var_dir / "queue.db").exists()
 

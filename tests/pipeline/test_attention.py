@@ -325,14 +325,14 @@ def test_a_grouped_alert_counts_and_is_reposted_at_most_hourly(make_harness):
 
     first = occur("first")
     notify_alerts(h.runtime)
-    assert sink.posts == [("⚠️ [rules.unknown_product] first", f"alert-{first.id}")]
+    assert sink.posts == [("⚠️ first", f"alert-{first.id}")]
     h.clock.advance(minutes=10)
     occur("second")
     assert notify_alerts(h.runtime) == 0  # posted 10 minutes ago: counted, not reposted
     h.clock.advance(hours=1)
     occur("third")
     notify_alerts(h.runtime)
-    assert sink.posts[-1] == ("⚠️ [rules.unknown_product] (seen 3 times) third", f"alert-{first.id}-3")
+    assert sink.posts[-1] == ("⚠️ third (seen 3 times)", f"alert-{first.id}-3")
     [alert] = alerts(h)
     assert (alert.count, alert.message, alert.last_seen_at) == (3, "third", h.clock.now)
     with h.runtime.sessions.begin() as session:

@@ -6,7 +6,7 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from engine.cli import main
-from engine.db.models import ClassEnrollment, Grant, Membership, Student
+from engine.db.models import ClassEnrollment, Grant, History, Membership, Student
 from engine.settings import get_settings
 from tests.conftest import load_payload
 
@@ -83,3 +83,87 @@ def test_a_discord_account_of_another_student_is_refused(make_harness, pg, tmp_p
     assert result.exit_code == 1
     assert "discord_id 80351110224678912 is linked to ana.exemplo@example.com" in result.output
     assert count(h, Student) == 0  # rolled back whole
+
+
+SEMICOLONS = """email;product;state;name;phone;discord_id
+ana.exemplo@example.com;curso;active;Ana Exemplo;11 98888-7777;
+"bia@example.com";comunidade;;"Silva; Bia";(21) 3333-4444;
+"""
+
+
+def test_a_semicolon_spreadsheet_is_sniffed_and_phones_normalised_like_the_webhook(
+    make_harness, pg, tmp_path, monkeypatch
+):
+    h = make_harness()
+    result, _ = run(tmp_path, monkeypatch, pg, SEMICOLONS)
+    assert result.exit_code == 0, result.output
+    with h.runtime.sessions() as session:
+        people = {s.email: (s.name, s.phone) for s in session.scalars(select(Student))}
+    assert people == {
+        "ana.exemplo@example.com": ("Ana Exemplo", "+5511988887777"),
+        "bia@example.com": ("Silva; Bia", "+552133334444"),
+    }
+
+
+def test_every_bad_row_is_reported_in_one_pass_as_file_line(make_harness, pg, tmp_path, monkeypatch):
+    h = make_harness()
+    first, _ = run(tmp_path, monkeypatch, pg, GOOD)
+    assert first.exit_code == 0, first.output
+    bad = (
+        "email;product;phone;discord_id\n"
+        "carla@example.com;curso;abc;\n"  # line 2: a phone that cannot be normalised
+        "dora@example.com;combo;;80351110224678912\n"  # line 3: Ana's Discord account (a database check)
+        "eva@example.com;cursinho;;\n"  # line 4: unknown product
+    )
+    result, path = run(tmp_path, monkeypatch, pg, bad)
+    assert result.exit_code == 1
+    errors = result.stderr.splitlines()
+    assert errors[0] == f"{path}:2: phone 'abc' is not E.164 and cannot be made so " + (
+        "(e.g. +5511988887777, or 11 98888-7777 for Brazil)"
+    )
+    assert errors[1] == f"{path}:3: discord_id 80351110224678912 is linked to ana.exemplo@example.com"
+    assert errors[2].startswith(f"{path}:4: unknown product 'cursinho'")
+    assert errors[3] == "3 error(s); nothing imported"
+    assert count(h, Student) == 2  # only the first file's students
+
+
+def test_the_import_is_recorded_in_each_students_history(make_harness, pg, tmp_path, monkeypatch):
+    h = make_harness()
+    result, path = run(tmp_path, monkeypatch, pg, GOOD, "--adopt-access")
+    assert result.exit_code == 0, result.output
+    with h.runtime.sessions() as session:
+        entries = session.execute(
+            select(History, Student.email).join(Student, Student.id == History.student_id).order_by(History.id)
+        ).all()
+        seen = [(e.kind, email, e.membership_id is not None, e.detail) for e, email in entries]
+    assert seen == [
+        (
+            "imported",
+            "ana.exemplo@example.com",
+            True,
+            {"file": str(path), "line": 2, "product": "curso", "state": "active", "adopt_access": True},
+        ),
+        (
+            "imported",
+            "bia@example.com",
+            True,
+            {"file": str(path), "line": 3, "product": "comunidade", "state": "active", "adopt_access": True},
+        ),
+    ]
+    # Run again: nothing new imported, nothing new recorded.
+    again, _ = run(tmp_path, monkeypatch, pg, GOOD)
+    assert again.exit_code == 0
+    assert count(h, History) == 2
+
+
+def test_seed_reports_progress_once_per_row(make_harness):
+    from engine.pipeline.seed import read_rows, seed
+
+    h = make_harness()
+    rows, errors = read_rows(GOOD, h.runtime.rules.rules)
+    assert errors == [] and len(rows) == 2
+    ticks: list[int] = []
+    with h.runtime.sessions() as session:
+        report = seed(session, rows, h.runtime.rules.rules, adopt_access=False, progress=ticks.append)
+        session.rollback()
+    assert ticks == [1, 1] and report.memberships_created == 2

@@ -122,3 +122,52 @@ def test_sweep_requeues_events_lost_by_the_queue(make_harness):
     h.run_queue()
     with h.runtime.sessions() as session:
         assert session.get(Event, stored.event_id).status == "processed"
+
+
+def test_the_sweep_loop_fires_due_timers_within_timer_poll_seconds(make_harness):
+    import time
+
+    from engine.pipeline.sweep import SweepLoop
+
+    h = make_harness(timer_poll_seconds=0.2)
+    h.deliver(load_payload("purchase_approved.json"))
+    h.clock.advance(hours=24, seconds=1)  # the reminder is due; nobody calls the sweep by hand
+    loop = SweepLoop(lambda: h.runtime, h.runtime.settings.timer_poll_seconds).start()
+    try:
+        deadline = time.monotonic() + 5
+        while ("ONBOARDING_REMINDER", "fired") not in timers(h) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        loop.stop()
+    assert timers(h) == [("ONBOARDING_REMINDER", "fired"), ("TOKEN_EXPIRED", "pending")]
+    assert len(h.queued) == 1  # the timer's event went to the queue
+
+
+def test_the_sweep_loop_survives_a_failing_sweep():
+    import threading
+
+    from engine.pipeline.sweep import SweepLoop
+
+    calls: list[int] = []
+    three = threading.Event()
+
+    def flaky(_rt) -> None:
+        calls.append(1)
+        if len(calls) >= 3:
+            three.set()
+        raise RuntimeError("database blip")
+
+    loop = SweepLoop(lambda: None, 0.02, run=flaky).start()
+    assert three.wait(5)
+    loop.stop()
+    assert len(calls) >= 3
+
+
+def test_timer_poll_seconds_must_be_positive():
+    import pytest
+    from pydantic import ValidationError
+
+    from engine.settings import Settings
+
+    with pytest.raises(ValidationError, match="timer_poll_seconds"):
+        Settings(ENGINE_ENV="test", timer_poll_seconds=0, _env_file=None)

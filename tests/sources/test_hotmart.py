@@ -19,10 +19,8 @@ from engine.sources.hotmart import (
     parse,
     verify_hottok,
 )
+from tests.conftest import CORPUS, REFERENCE  # noqa: E402
 
-SHARED = Path(__file__).resolve().parents[3] / "shared"
-REFERENCE = SHARED / "reference" / "hotmart"
-CORPUS = SHARED / "corpus" / "hotmart-webhooks"
 CORPUS_FILES = sorted(CORPUS.glob("*.json"))
 
 ANA = "ana.exemplo@example.com"
