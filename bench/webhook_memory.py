@@ -131,7 +131,7 @@ def main() -> None:
                 if time.monotonic() > deadline:
                     raise SystemExit("the API did not start")
                 time.sleep(0.1)
-            body = (REPO.parent / "shared/reference/hotmart/purchase_approved.json").read_bytes()
+            body = (REPO / "examples/hotmart/purchase_approved.json").read_bytes()
             for _ in range(50):  # warm up: the steady state of a serving process
                 httpx.post(
                     f"http://127.0.0.1:{port}/webhooks/hotmart", content=body, headers={"X-HOTMART-HOTTOK": HOTTOK}
