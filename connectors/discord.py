@@ -31,7 +31,7 @@ import threading
 import time
 import urllib.parse
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 USER_AGENT = "DiscordBot (https://github.com/lifecycle-engine, 0.1)"
 _ROLE_ROUTE = "/guilds/{guild_id}/members/{user_id}/roles/{role_id}"
 _MEMBER_ROUTE = "/guilds/{guild_id}/members/{user_id}"
+_MEMBERS_ROUTE = "/guilds/{guild_id}/members"
+_MEMBERS_PAGE = 1000  # List Guild Members' largest page (discord.md 2.4a)
 _MESSAGE_ROUTE = "/channels/{channel_id}/messages"
 _DM_ROUTE = "/users/@me/channels"
 _SNOWFLAKE = re.compile(r"^[0-9]{1,20}$")  # also keeps "../" and friends out of URLs
@@ -178,6 +180,37 @@ class DiscordConnector:
             return None
         raise DiscordError(self._failure(out, what))
 
+    def list_members(self, *, page_size: int = _MEMBERS_PAGE) -> Iterator[dict]:
+        """Every member of the guild, by user id (List Guild Members, paged; reconciliation).
+
+        Needs the Server Members intent: without it Discord refuses (403) and this raises
+        :class:`DiscordError` with ``discord.intent``. Paced like every other call.
+        """
+        route = _Route("GET", _MEMBERS_ROUTE, {"guild_id": self._guild_id})
+        after = "0"
+        while True:
+            what = f"list guild members after {after}"
+            out = self._send(route, what, params={"limit": page_size, "after": after})
+            if isinstance(out, StepResult):
+                raise DiscordError(out)
+            if out.status_code == 403:
+                raise DiscordError(
+                    StepResult.failed(
+                        "discord.intent",
+                        f"{what}: HTTP 403 {_error_message(out)}: turn on the Server Members Intent "
+                        "(Developer Portal → Bot) and run engine doctor --discord",
+                    )
+                )
+            if not out.is_success:
+                raise DiscordError(self._failure(out, what))
+            page = _json(out)
+            if not isinstance(page, list):
+                raise DiscordError(StepResult.failed("discord.unavailable", f"{what}: no JSON list", retryable=True))
+            yield from page
+            if len(page) < page_size:
+                return
+            after = max((str(m.get("user", {}).get("id", "0")) for m in page), key=int)
+
     def post_message(self, channel_id: str, content: str, *, nonce: str | None = None) -> StepResult:
         """Post ``content`` (cut to 2000 chars, mentions disabled) in a channel.
 
@@ -304,6 +337,7 @@ class DiscordConnector:
         json: Any = None,
         reason: str | None = None,
         deduped: bool = True,
+        params: dict[str, Any] | None = None,
     ) -> httpx.Response | StepResult:
         """One logical request: waits for the limits, resends on 429.
 
@@ -324,7 +358,7 @@ class DiscordConnector:
             try:
                 self._wait_global()
                 self._global.acquire()
-                response = self._client.request(route.method, route.path, json=json, headers=headers)
+                response = self._client.request(route.method, route.path, json=json, headers=headers, params=params)
             except httpx.HTTPError as exc:
                 return _transport_failure(exc, what, deduped=deduped)
             finally:

@@ -43,6 +43,7 @@ BAD_REQUEST = "manychat.bad_request"
 DEFAULT_CONSENT_PHRASE = "Aceito receber mensagens do curso pelo WhatsApp"
 
 _FIND = "/fb/subscriber/findBySystemField"
+_GET_INFO = "/fb/subscriber/getInfo"
 _CREATE = "/fb/subscriber/createSubscriber"
 _ADD_TAG = "/fb/subscriber/addTagByName"
 _REMOVE_TAG = "/fb/subscriber/removeTagByName"
@@ -183,6 +184,20 @@ class ManyChatConnector:
         if student.manychat_subscriber_id:
             return student.manychat_subscriber_id
         return self._lookup(student)
+
+    def subscriber_tags(self, subscriber_id: str) -> set[str] | None:
+        """The contact's tag names (getInfo, manychat.md 2.3), or None when ManyChat does not know it.
+
+        Paced under getInfo's own limit (10/s). Raises :class:`ManyChatError` when ManyChat
+        cannot be asked (401, 5xx, still rate limited ...).
+        """
+        reply = self._call("GET", _GET_INFO, params={"subscriber_id": subscriber_id})
+        if not reply.ok:
+            if reply.error in (SUBSCRIBER_NOT_FOUND, BAD_REQUEST) and reply.json_body:
+                return None
+            raise _idempotent_failure(reply, f"reading contact {subscriber_id}")
+        tags = reply.data.get("tags") if isinstance(reply.data, dict) else None
+        return {str(tag.get("name")) for tag in tags or [] if isinstance(tag, dict) and tag.get("name")}
 
     def close(self) -> None:
         self._client.close()

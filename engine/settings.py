@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DISCORD_API_BASE = "https://discord.com/api/v10"
@@ -69,6 +69,35 @@ class Settings(BaseSettings):
     @property
     def api_docs_mode(self) -> str:
         return self.api_docs or ("public" if self.development else "admin")
+
+    # engine reconcile in the worker: a cron line (minute hour day month weekday, UTC) or "off".
+    reconcile_schedule: str = "30 3 * * *"
+    # What a scheduled run applies: none (report only), grants (missing grants only), all (guarded).
+    reconcile_apply: Literal["none", "grants", "all"] = "none"
+    # Revocations a run applies without --confirm (unset: 10 or 5 % of the students, the larger).
+    reconcile_max_revokes: int | None = Field(default=None, ge=0)
+
+    @field_validator("reconcile_max_revokes", mode="before")
+    @classmethod
+    def _empty_is_default(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("reconcile_schedule")
+    @classmethod
+    def _cron_line(cls, value: str) -> str:
+        value = " ".join(value.split())
+        if value.lower() == "off":
+            return "off"
+        fields = value.split(" ")
+        if len(fields) != 5:
+            raise ValueError(f"RECONCILE_SCHEDULE {value!r}: five cron fields (e.g. '30 3 * * *') or 'off'")
+        from huey import crontab
+
+        try:
+            crontab(*fields)
+        except ValueError as exc:
+            raise ValueError(f"RECONCILE_SCHEDULE {value!r}: {exc}") from exc
+        return value
 
     # The read-only commands (ToolSettings) serve nothing, so they need neither secret.
     secrets_required: ClassVar[bool] = True

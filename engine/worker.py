@@ -11,7 +11,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from huey import Huey, RedisHuey, SqliteHuey
+from huey import Huey, RedisHuey, SqliteHuey, crontab
 from huey.api import TaskWrapper
 
 from engine.pipeline.alerts import notify_alerts
@@ -195,8 +195,17 @@ def drain_student_task(student_id: int) -> None:
     notify_alerts(rt)
 
 
+def reconcile_task() -> int | None:
+    """RECONCILE_SCHEDULE: compare the world with the rules; apply what RECONCILE_APPLY allows."""
+    from engine.reconcile import scheduled_run
+
+    return scheduled_run(runtime())
+
+
 def build_queue(settings: Settings) -> Queue:
     """A queue with the worker's tasks (their names stay ``engine.worker.<function>``). The sweep is
     not a periodic task: each worker runs it every TIMER_POLL_SECONDS (engine.pipeline.sweep.SweepLoop)."""
     huey = make_huey(settings)
+    if settings.reconcile_schedule != "off":
+        huey.periodic_task(crontab(*settings.reconcile_schedule.split()))(reconcile_task)
     return Queue(huey, huey.task()(process_event_task), huey.task()(drain_student_task))

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from engine import metrics
-from engine.api import admin, doctor, webhooks
+from engine.api import admin, doctor, reconcile, webhooks
 from engine.api.deps import RuntimeDep, require_admin
 from engine.api.docs import add_protected_docs, docs_urls
 from engine.pipeline.runtime import Runtime
@@ -37,6 +37,7 @@ def create_app(
     app.include_router(webhooks.router)
     app.include_router(admin.router)
     app.include_router(doctor.router)
+    app.include_router(reconcile.router)
 
     @app.get("/healthz", tags=["health"], summary="Database writable, queue reachable, worker alive; the rules version")
     async def healthz(rt: RuntimeDep) -> JSONResponse:

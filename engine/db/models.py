@@ -276,3 +276,23 @@ class Heartbeat(Base):
     name: Mapped[str] = mapped_column(String(100), primary_key=True)  # worker:<host>:<pid>
     beat_at: Mapped[datetime]
     started_at: Mapped[datetime]
+
+
+class ReconcileRun(Base):
+    """One ``engine reconcile`` run (by hand, scheduled or from ``engine plan --apply``): what it
+    found, and what it applied or held back."""
+
+    __tablename__ = "reconcile_runs"
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    finished_at: Mapped[datetime | None]
+    trigger: Mapped[str] = mapped_column(String(20))  # cli | schedule | plan
+    mode: Mapped[str] = mapped_column(String(20))  # report | grants | all
+    # running | reported | applied | held | failed
+    status: Mapped[str] = mapped_column(String(20), default="running")
+    students: Mapped[int] = mapped_column(Integer, default=0)
+    counts: Mapped[dict[str, Any] | None]  # per product: missing, extra, not_in_server, subscribers_not_found
+    diff: Mapped[dict[str, Any] | None]  # the report (changes capped, see engine/reconcile)
+    applied: Mapped[dict[str, Any] | None]  # events queued, grants and revokes applied, or why held
+    error: Mapped[str | None] = mapped_column(Text)

@@ -298,3 +298,28 @@ class DoctorCheck(BaseModel):
 class DoctorReport(BaseModel):
     ok: bool = Field(description="False when any check is FAIL.")
     checks: list[DoctorCheck]
+
+
+# --- reconcile ------------------------------------------------------------------------
+
+
+class ReconcileRunOut(BaseModel):
+    """One ``engine reconcile`` run: what differed from the rules, and what was applied or held."""
+
+    id: int
+    started_at: datetime
+    finished_at: datetime | None
+    trigger: str = Field(description="cli | schedule | plan")
+    mode: str = Field(description="report | grants (missing grants only) | all (guarded)")
+    status: str = Field(description="running | reported | applied | held (blast-radius guard) | failed")
+    students: int = Field(description="Students compared.")
+    counts: dict[str, dict[str, int]] = Field(
+        description="Per product: missing, extra, not_in_server, subscribers_not_found."
+    )
+    diff: dict[str, Any] | None = Field(description="The report: notes, totals and the lists (first 1,000 of each).")
+    applied: dict[str, Any] | None = Field(description="Events queued, grants and revocations, or why held.")
+    error: str | None
+
+
+class ReconcileRunPage(Page):
+    items: list[ReconcileRunOut]

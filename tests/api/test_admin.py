@@ -126,6 +126,7 @@ ROUTES = [
     ("POST", "/admin/students/{email}/code", f"/admin/students/{ANA}/code?product=curso", 202),
     ("POST", "/admin/replay", "/admin/replay", 202),
     ("GET", "/admin/doctor", "/admin/doctor", 200),
+    ("GET", "/admin/reconcile/runs", "/admin/reconcile/runs", 200),
 ]
 BAD_CREDENTIALS = {
     "missing": {},

@@ -524,3 +524,35 @@ def test_get_member(fake_time):
     with pytest.raises(DiscordError) as raised:
         conn.get_member("2")
     assert raised.value.result.error == "discord.config"
+
+
+def test_list_members_pages_by_user_id_until_a_short_page(fake_time):
+    members = [{"user": {"id": str(100 + i)}, "roles": [ROLE_1] if i % 2 else []} for i in range(5)]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        limit, after = int(request.url.params["limit"]), int(request.url.params["after"])
+        page = [m for m in members if int(m["user"]["id"]) > after][:limit]
+        return httpx.Response(
+            200,
+            json=page,
+            headers={
+                "X-RateLimit-Limit": "10",
+                "X-RateLimit-Remaining": "9",
+                "X-RateLimit-Reset-After": "1",
+                "X-RateLimit-Bucket": "m",
+            },
+        )
+
+    conn, seen = _mock(handler, fake_time)
+    assert list(conn.list_members(page_size=2)) == members
+    assert [(r.url.path, dict(r.url.params)) for r in seen] == [
+        (f"/api/v10/guilds/{GUILD}/members", {"limit": "2", "after": after}) for after in ("0", "101", "103")
+    ]
+
+
+def test_list_members_without_the_intent_names_it(fake_time):
+    conn, _ = _mock(lambda request: httpx.Response(403, json={"message": "Missing Access", "code": 50001}), fake_time)
+    with pytest.raises(DiscordError) as raised:
+        list(conn.list_members())
+    assert raised.value.result.error == "discord.intent"
+    assert "Server Members Intent" in raised.value.result.detail

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from connectors.base import Step, StepContext, StepStatus, StudentRef
-from connectors.manychat import ManyChatConnector
+from connectors.manychat import ManyChatConnector, ManyChatError
 
 TOKEN = "1234567890123456:secret-api-key"
 FLOW_NS = "content20261101000000_000001"
@@ -306,3 +306,25 @@ def test_never_calls_account_wide_remove_tag():
     mock_connector(accept).run(Step("remove_tag", {"tags": ["a", "b"]}), ctx(ANA_STORED))
 
     assert paths == ["/fb/subscriber/removeTagByName"] * 2
+
+
+def test_subscriber_tags_reads_get_info():
+    seen = []
+
+    def handler(request):
+        seen.append(request)
+        sid = request.url.params["subscriber_id"]
+        if sid == "900000001":
+            tags = [{"id": 11, "name": "aluno-curso"}, {"id": 12, "name": "assinante"}]
+            return httpx.Response(200, json={"status": "success", "data": {"id": sid, "tags": tags}})
+        if sid == "900000002":
+            return httpx.Response(400, json={"status": "error", "message": "Subscriber not found"})
+        return httpx.Response(401, json={"status": "error", "message": "Wrong token"})
+
+    connector = mock_connector(handler)
+    assert connector.subscriber_tags("900000001") == {"aluno-curso", "assinante"}
+    assert connector.subscriber_tags("900000002") is None
+    with pytest.raises(ManyChatError) as raised:
+        connector.subscriber_tags("900000003")
+    assert raised.value.error == "manychat.unauthorized"
+    assert {(r.method, r.url.path) for r in seen} == {("GET", "/fb/subscriber/getInfo")}

@@ -35,3 +35,17 @@ def test_postgres_urls_get_the_psycopg_driver_and_secrets_stay_hidden():
     settings = Settings(ENGINE_ENV="test", database_url="postgres://u:p@db/x", hotmart_hottok="s3cret", _env_file=None)
     assert settings.sqlalchemy_url == "postgresql+psycopg://u:p@db/x"
     assert "s3cret" not in repr(settings) and "s3cret" not in str(settings.model_dump())
+
+
+def test_the_reconcile_schedule_is_a_cron_line_or_off():
+    assert Settings(ENGINE_ENV="test", _env_file=None).reconcile_schedule == "30 3 * * *"
+    assert Settings(ENGINE_ENV="test", reconcile_schedule=" 0  2 * * 1 ", _env_file=None).reconcile_schedule == (
+        "0 2 * * 1"
+    )
+    assert Settings(ENGINE_ENV="test", reconcile_schedule="OFF", _env_file=None).reconcile_schedule == "off"
+    with pytest.raises(ValidationError, match="five cron fields"):
+        Settings(ENGINE_ENV="test", reconcile_schedule="nightly", _env_file=None)
+    with pytest.raises(ValidationError, match="RECONCILE_SCHEDULE '99 3 \\* \\* \\*'"):
+        Settings(ENGINE_ENV="test", reconcile_schedule="99 3 * * *", _env_file=None)
+    with pytest.raises(ValidationError, match="reconcile_apply"):
+        Settings(ENGINE_ENV="test", reconcile_apply="everything", _env_file=None)

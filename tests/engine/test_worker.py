@@ -45,6 +45,7 @@ def test_importing_the_worker_builds_no_queue(tmp_path):
     assert done.stdout.split() == [
         "engine.worker.drain_student_task",
         "engine.worker.process_event_task",
+        "engine.worker.reconcile_task",
     ]
     assert (var_dir / "queue.db").exists()
 
@@ -239,3 +240,20 @@ def test_enqueueing_while_redis_is_down_reports_the_outage_once(caplog):
         with pytest.raises(Exception, match="Connection refused|Error"):
             noop()
     assert [r.getMessage().split(" (")[0] for r in caplog.records] == ["queue unreachable"]
+
+
+def test_reconcile_is_scheduled_from_the_setting_or_off(tmp_path):
+    from engine.worker import build_queue
+
+    def periodic(**overrides) -> dict[str, str]:
+        queue = build_queue(Settings(ENGINE_ENV="test", var_dir=tmp_path, **overrides))
+        return {task.__name__: task for task in queue.huey._registry._periodic_tasks}
+
+    nightly = periodic()["reconcile_task"]
+    from datetime import datetime
+
+    assert nightly().validate_datetime(datetime(2026, 3, 2, 3, 30))  # default: 03:30 UTC every day
+    assert not nightly().validate_datetime(datetime(2026, 3, 2, 4, 30))
+    hourly = periodic(reconcile_schedule="0 * * * *")["reconcile_task"]
+    assert hourly().validate_datetime(datetime(2026, 3, 2, 4, 0))
+    assert "reconcile_task" not in periodic(reconcile_schedule="off")

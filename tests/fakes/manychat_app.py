@@ -8,6 +8,7 @@ not document a reply, the body used here is marked ``ASSUMPTION``.
 Control endpoints (no auth):
 
 * ``POST /_fake/subscribers`` ``{"email", "whatsapp_phone", "first_name", ...}`` -> subscriber
+* ``PUT /_fake/subscribers/{id}/tags`` ``{"tags": [...]}`` (a tag added or removed by hand)
 * ``POST /_fake/tags`` ``{"names": [...]}``; ``POST /_fake/fields`` ``{"fields": [{"name", "type"}]}``
   or ``{"names": [...]}``; ``POST /_fake/flows`` ``{"flows": [{"ns", "name"}]}``
 * ``POST /_fake/failures`` ``{"status": 500|429|..., "path_contains": "addTag", "times": 1,
@@ -450,8 +451,16 @@ def create_app(*, token: str = "test-token", limits: dict | None = None) -> Star
             return JSONResponse({"error": f"unknown control {what!r}"}, 404)
         return JSONResponse({"ok": True})
 
+    async def subscriber_tags(request: Request) -> Response:
+        sub = fake.subscribers.get(request.path_params["subscriber_id"])
+        if sub is None:
+            return JSONResponse({"error": "unknown subscriber"}, 404)
+        sub.tags = set((await _json_body(request) or {}).get("tags", []))
+        return JSONResponse(sub.to_wire(fake))
+
     app = Starlette(
         routes=[
+            Route("/_fake/subscribers/{subscriber_id}/tags", subscriber_tags, methods=["PUT"]),
             Route("/_fake/{what}", control, methods=["GET", "POST"]),
             Route("/{path:path}", page_api, methods=["GET", "POST"]),
         ]

@@ -187,6 +187,7 @@ def test_control_endpoints(served):
         limited = client.get("/fb/page/getTags", headers=auth)
         tags = client.get("/fb/page/getTags", headers=auth).json()
         flows = client.get("/fb/page/getFlows", headers=auth).json()
+        client.put(f"/_fake/subscribers/{sub['id']}/tags", json={"tags": ["t1"]})
         info = client.get("/fb/subscriber/getInfo", params={"subscriber_id": sub["id"]}, headers=auth)
         no_token = client.get("/fb/page/getTags")
         html = client.get("/fb/nowhere", headers=auth)
@@ -196,6 +197,7 @@ def test_control_endpoints(served):
     assert tags == {"status": "success", "data": [{"id": tags["data"][0]["id"], "name": "t1"}]}
     assert flows["data"]["flows"][0]["ns"] == "content1"
     assert info.json()["data"]["email"] == "x@example.com"
+    assert [tag["name"] for tag in info.json()["data"]["tags"]] == ["t1"]  # set by hand, read by getInfo
     assert no_token.status_code == 401 and no_token.json()["message"] == "Token is required"
     assert html.status_code == 404 and html.headers["content-type"].startswith("text/html")
     assert state["rate_limited"] == 1 and state["fields"][0]["type"] == "number"

@@ -1,7 +1,7 @@
 """hostile input: raw bytes kept verbatim, body hottoks scrubbed, events insert-only, heartbeats
 
 Revision ID: 0009
-Revises: 0006
+Revises: 0014
 
 1. ``events.raw_bytes`` (bytea) and ``events.payload_changes``: a body jsonb cannot hold is
    stored anyway, its bytes verbatim and its payload sanitised with a note of what changed.
@@ -24,7 +24,7 @@ from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
 revision = "0009"
-down_revision = "0006"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 

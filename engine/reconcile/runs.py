@@ -1,0 +1,245 @@
+"""One reconcile run: read the world, diff it against the rules, store it, and apply it if asked."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Literal
+
+from sqlalchemy import func, select, text, update
+
+from engine.access import derive
+from engine.db.models import ReconcileRun, Student
+from engine.db.session import engine_of
+from engine.pipeline.alerts import notify_alerts, raise_alert
+from engine.pipeline.runtime import Runtime
+from engine.reconcile.apply import Applied, apply_access_diff
+from engine.reconcile.diff import AccessDiff, Report, StudentView, diff_student
+from engine.reconcile.world import (
+    Progress,
+    assign_roles,
+    load_students,
+    no_progress,
+    read_classes,
+    read_discord,
+    read_manychat,
+)
+from engine.rules.model import Rules
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["report", "grants", "all"]
+STORED_ITEMS = 1000  # per list in a stored run; counts and totals are always complete
+_LOCK_KEY = 0x5E18  # advisory lock: one reconcile at a time across processes
+_local = threading.Lock()
+
+
+class Busy(Exception):
+    """Another reconcile is running."""
+
+
+def compute(rt: Runtime, rules: Rules | None = None, *, progress: Progress = no_progress) -> Report:
+    """Compare every student's access with what ``rules`` (default: the loaded ones) want. Reads only."""
+    rules = rules or rt.rules.rules
+    access = derive(rules)
+    # Discord's member list is paced by its rate limits: page through it while the database is read.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="reconcile-discord") as pool:
+        members = pool.submit(read_discord, rt, progress)
+        with rt.sessions() as session:
+            students = load_students(session)
+            read_classes(session, students)
+        roles = members.result()
+    report = Report(AccessDiff(students=len(students)))
+    if isinstance(roles, str):
+        report.notes.append(roles)
+    else:
+        assign_roles(students, roles)
+        report.checked.append("discord_role")
+
+    note, learned = read_manychat(rt, students, lambda s: _has_tags(s, access), progress)
+    if note:
+        report.notes.append(note)
+    else:
+        report.checked.append("manychat_tag")
+    report.checked.append("class")
+    if learned:
+        with rt.sessions.begin() as session:
+            for student_id, subscriber in learned.items():
+                session.execute(
+                    update(Student).where(Student.id == student_id).values(manychat_subscriber_id=subscriber)
+                )
+    unknown = sorted({m.product for s in students for m in s.memberships if m.product not in access})
+    if unknown:
+        report.notes.append(f"products no longer in the rules (their grants are kept): {', '.join(unknown)}")
+    with progress("comparing", len(students)) as step:
+        for student in students:
+            diff_student(student, access, report)
+            step(1)
+    return report
+
+
+def _has_tags(student: StudentView, access) -> bool:
+    """Do tags matter for this student (some membership wants one, or the ledger says the engine gave one)?"""
+    if any(kind == "manychat_tag" for kind, _ in student.owned):
+        return True
+    linked = student.discord_id is not None
+    for membership in student.memberships:
+        product = access.get(membership.product)
+        if product is not None and any(kind == "manychat_tag" for kind, _ in product.of(membership.state, linked).may):
+            return True
+    return False
+
+
+def run_reconcile(
+    rt: Runtime,
+    *,
+    mode: Mode = "report",
+    trigger: str = "cli",
+    confirm: bool = False,
+    max_revokes: int | None = None,
+    rules: Rules | None = None,
+    progress: Progress = no_progress,
+) -> tuple[int, Report, Applied | None]:
+    """Compute, store, and (``mode`` grants / all) apply; returns (run id, report, what was applied)."""
+    with exclusive(rt):
+        with rt.sessions.begin() as session:
+            run = ReconcileRun(trigger=trigger, mode=mode, status="running", students=0, started_at=rt.now())
+            session.add(run)
+            session.flush()
+            run_id = run.id
+        try:
+            report = compute(rt, rules, progress=progress)
+            applied = None
+            if mode != "report" and not report.diff.empty:
+                applied = apply_access_diff(
+                    rt,
+                    report.diff,
+                    confirm=confirm,
+                    max_revokes=max_revokes if max_revokes is not None else rt.settings.reconcile_max_revokes,
+                    grants_only=mode == "grants",
+                    actor=f"reconcile:{trigger}",
+                    run_id=run_id,
+                )
+        except Exception as exc:
+            with rt.sessions.begin() as session:
+                run = session.get(ReconcileRun, run_id)
+                run.status, run.error, run.finished_at = "failed", f"{type(exc).__name__}: {exc}"[:4000], rt.now()
+            raise
+        with rt.sessions.begin() as session:
+            run = session.get(ReconcileRun, run_id)
+            run.students = report.students
+            run.counts = report.counts()
+            run.diff = report.to_dict(limit=STORED_ITEMS)
+            run.applied = applied.to_dict() if applied else None
+            run.status = "held" if applied and applied.held else "applied" if applied else "reported"
+            run.finished_at = rt.now()
+    return run_id, report, applied
+
+
+@contextmanager
+def exclusive(rt: Runtime) -> Iterator[None]:
+    """One reconcile at a time (several workers share a schedule; an admin may run one by hand)."""
+    bind = engine_of(rt.sessions)
+    if bind.dialect.name == "postgresql":
+        with bind.connect() as connection:
+            got = connection.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": _LOCK_KEY}).scalar()
+            connection.commit()
+            if not got:
+                raise Busy("another reconcile is running")
+            try:
+                yield
+            finally:
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _LOCK_KEY})
+                connection.commit()
+        return
+    if not _local.acquire(blocking=False):
+        raise Busy("another reconcile is running")
+    try:
+        yield
+    finally:
+        _local.release()
+
+
+def scheduled_run(rt: Runtime) -> int | None:
+    """The worker's nightly run: report, or apply what ``RECONCILE_APPLY`` allows. Skips a duplicate."""
+    with rt.sessions() as session:
+        recent = session.scalar(
+            select(func.count())
+            .select_from(ReconcileRun)
+            .where(ReconcileRun.trigger == "schedule", ReconcileRun.started_at > rt.now() - timedelta(minutes=30))
+        )
+    if recent:
+        log.info("reconcile: a scheduled run started less than 30 minutes ago; skipping")
+        return None
+    mode: Mode = {"none": "report", "grants": "grants", "all": "all"}[rt.settings.reconcile_apply]
+    try:
+        run_id, report, applied = run_reconcile(rt, mode=mode, trigger="schedule")
+    except Busy:
+        log.info("reconcile: another run is in progress; skipping the scheduled one")
+        return None
+    totals = report.to_dict(limit=0)["totals"]
+    log.info("reconcile run %s (%s): %s; applied: %s", run_id, mode, totals, applied.to_dict() if applied else None)
+    _alert_drift(rt, run_id, mode, report, applied)
+    return run_id
+
+
+def _alert_drift(rt: Runtime, run_id: int, mode: Mode, report: Report, applied: Applied | None) -> None:
+    """A nightly run tells the admins what it found and left for them (a held run has alerted already)."""
+    if applied is not None and applied.held:
+        return
+    left = {"missing": [] if applied else report.diff.grants, "extra": [] if mode == "all" else report.diff.revokes}
+    if not (left["missing"] or left["extra"]):
+        return
+    per_product: dict[str, dict[str, int]] = {}
+    for what, changes in left.items():
+        for change in changes:
+            counts = per_product.setdefault(change.product, {"missing": 0, "extra": 0})
+            counts[what] += 1
+    summary = "; ".join(
+        f"{product}: " + ", ".join(f"{n} {what}" for what, n in counts.items() if n)
+        for product, counts in sorted(per_product.items())
+    )
+    example = (left["missing"] or left["extra"])[0].line()
+    message = (
+        f"Reconcile run {run_id} found access that differs from the rules and left it as is "
+        f"(RECONCILE_APPLY={rt.settings.reconcile_apply}): {summary} (e.g. {example}). "
+        "See engine reconcile --last; engine reconcile --apply fixes it."
+    )
+    with rt.sessions.begin() as session:
+        raise_alert(rt, session, kind="reconcile.drift", message=message)
+    notify_alerts(rt)
+
+
+def list_runs(session, *, limit: int = 20, offset: int = 0) -> tuple[list[ReconcileRun], int]:
+    total = session.scalar(select(func.count()).select_from(ReconcileRun)) or 0
+    rows = session.scalars(select(ReconcileRun).order_by(ReconcileRun.id.desc()).limit(limit).offset(offset)).all()
+    return list(rows), total
+
+
+__all__ = ["Busy", "compute", "exclusive", "list_runs", "run_reconcile", "scheduled_run"]
+
+
+def run_out(run: ReconcileRun) -> dict:
+    return {
+        "id": run.id,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+        "trigger": run.trigger,
+        "mode": run.mode,
+        "status": run.status,
+        "students": run.students,
+        "counts": run.counts or {},
+        "diff": run.diff,
+        "applied": run.applied,
+        "error": run.error,
+    }
+
+
+def last_run(rt: Runtime) -> dict | None:
+    with rt.sessions() as session:
+        runs, _ = list_runs(session, limit=1)
+        return run_out(runs[0]) if runs else None
