@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -68,7 +70,14 @@ def main() -> None:
 @main.command()
 @RULES_OPTION
 @click.option("--strict", is_flag=True, help="Fail (exit 1) on warnings too: transitions no rule test covers.")
-def check(rules_dir: Path | None, strict: bool) -> None:
+@click.option(
+    "--database",
+    "with_database",
+    is_flag=True,
+    help="Also compare the rules with the live database (DATABASE_URL): states, products and timer "
+    "events that memberships or pending timers use but the rules no longer define.",
+)
+def check(rules_dir: Path | None, strict: bool, with_database: bool) -> None:
     """Validate the rules; exit 1 listing every error as file:line: message."""
     from engine.ruletests import coverage_warnings
 
@@ -83,8 +92,53 @@ def check(rules_dir: Path | None, strict: bool) -> None:
         f"{len(rules.states)} states, {len(rules.transitions)} transitions"
         + (f", {len(warnings)} warning(s)" if warnings else "")
     )
+    if with_database:
+        _check_database(rules)
     if strict and warnings:
         sys.exit(1)
+
+
+def _read_settings():
+    """The settings of a command that reads the database and serves nothing: no secret needed."""
+    from engine.settings import ToolSettings
+
+    settings = ToolSettings()
+    require_local_database(settings)
+    return settings
+
+
+@contextmanager
+def _database_session(settings=None):
+    from engine.db.session import session_factory
+
+    with session_factory(settings or _read_settings())() as session:
+        yield session
+
+
+def _check_database(rules) -> None:
+    from engine.pipeline.rules_fit import check_database
+    from engine.rules.translate import PORTUGUESE
+
+    portuguese = os.environ.get("ENGINE_LANG", "").lower() in PORTUGUESE  # like the rules' own messages
+    with _database_session() as session:
+        fit = check_database(session, rules)
+    for rename in fit.renames:
+        click.echo(f"{'nota' if portuguese else 'note'}: {rename.text(portuguese)}")
+    if fit.misfits:
+        for misfit in fit.misfits:
+            click.echo(misfit.line_text(portuguese), err=True)
+        if portuguese:
+            click.echo(f"{len(fit.misfits)} erro(s): o banco de dados usa o que as regras não definem mais", err=True)
+        else:
+            click.echo(f"{len(fit.misfits)} error(s): the database uses what the rules no longer define", err=True)
+        sys.exit(1)
+    if portuguese:
+        click.echo(
+            f"banco de dados ok: {fit.memberships} matrícula(s) e {fit.pending_timers} timer(s) pendente(s) "
+            "condizem com as regras"
+        )
+    else:
+        click.echo(f"database ok: {fit.memberships} memberships and {fit.pending_timers} pending timers fit the rules")
 
 
 @main.command("test")
@@ -242,28 +296,37 @@ def _note_ignored(rules_dir: Path) -> None:
 
 
 @main.command("dry-run")
-@click.argument("event_file", type=click.Path(path_type=Path))
+@click.argument("event_file", type=click.Path(path_type=Path), required=False)
+@click.option(
+    "--event",
+    "event_id",
+    type=int,
+    default=None,
+    help="A stored event (its id in the event log) instead of a file: planned with the student's real "
+    "state, link and timers, and compared with what was decided at the time.",
+)
 @RULES_OPTION
 @click.option("--state", default=None, help="Current state of the membership (default: initial).")
-@click.option("--linked/--not-linked", default=False, help="Whether the student linked Discord.")
+@click.option("--linked/--not-linked", default=None, help="Whether the student linked Discord.")
 @click.option("--previous-discord-id", default=None, help="For DISCORD_LINKED: the account linked before.")
 @click.option("--now", "now_text", default=None, help="ISO time to decide at (default: now).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def dry_run(
-    event_file: Path,
+    event_file: Path | None,
+    event_id: int | None,
     rules_dir: Path | None,
     state: str | None,
-    linked: bool,
+    linked: bool | None,
     previous_discord_id: str | None,
     now_text: str | None,
     as_json: bool,
 ) -> None:
-    """Show what EVENT_FILE (a Hotmart payload or an internal event) would do. Runs nothing."""
-    try:
-        body = json.loads(event_file.read_bytes())
-    except (OSError, ValueError) as exc:
-        click.echo(f"error: cannot read {event_file}: {exc}", err=True)
-        sys.exit(2)
+    """Show what EVENT_FILE (a Hotmart payload or an internal event), or stored event --event ID,
+    would do. Runs nothing."""
+    if (event_file is None) == (event_id is None):
+        raise click.UsageError("give an EVENT_FILE or --event ID (one of them)")
+    if event_id is not None and (state is not None or linked is not None or previous_discord_id is not None):
+        raise click.UsageError("--event plans with the student's real state and link: drop --state/--linked")
     try:
         now = datetime.fromisoformat(now_text) if now_text else datetime.now(UTC)
     except ValueError:
@@ -271,6 +334,14 @@ def dry_run(
         sys.exit(2)
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
+    if event_id is not None:
+        _dry_run_stored(event_id, _rules_dir(rules_dir), now, as_json)
+        return
+    try:
+        body = json.loads(event_file.read_bytes())
+    except (OSError, ValueError) as exc:
+        click.echo(f"error: cannot read {event_file}: {exc}", err=True)
+        sys.exit(2)
     rules = _load_or_exit(_rules_dir(rules_dir))
     if state is not None and state not in rules.states:
         click.echo(f"error: unknown state {state!r} (states: {', '.join(rules.states)})", err=True)
@@ -279,12 +350,27 @@ def dry_run(
     from engine.dryrun import dry_run as run
     from engine.rules.files import rules_version
 
-    result = run(body, rules, state=state, linked=linked, now=now, previous_discord_id=previous_discord_id)
+    result = run(body, rules, state=state, linked=bool(linked), now=now, previous_discord_id=previous_discord_id)
     result.rules_version = rules_version(_rules_dir(rules_dir))
     if as_json:
         click.echo(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
     else:
         click.echo(result.trace())
+
+
+def _dry_run_stored(event_id: int, rules_dir: Path, now: datetime, as_json: bool) -> None:
+    from engine.rules.files import rules_version
+    from engine.service.replan import replan_event
+
+    rules = _load_or_exit(rules_dir)
+    with _database_session() as session:
+        try:
+            replan = replan_event(session, event_id, rules, now=now, rules_version=rules_version(rules_dir))
+        except LookupError as exc:
+            click.echo(f"error: {exc.args[0]}", err=True)
+            sys.exit(2)
+        out = json.dumps(replan.to_dict(), ensure_ascii=False, indent=2) if as_json else replan.trace()
+    click.echo(out)
 
 
 @main.command()
@@ -686,6 +772,24 @@ def events(status: str | None, event_type: str | None, email: str | None, limit:
         cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
         click.echo("  ".join([*cells, row[-1]]).rstrip())
     click.echo(f"{len(table)} of {total} event(s)")
+
+
+@main.command()
+@click.argument("email")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def student(email: str, as_json: bool) -> None:
+    """A student's whole timeline: events (status, reason), transitions, steps and their results,
+    grants, timers, alerts and history (replays, renames), in time order."""
+    from engine.service.timeline import student_timeline
+
+    settings = _read_settings()
+    with _database_session(settings) as session:
+        timeline = student_timeline(session, email, settings)
+        if timeline is None:
+            click.echo(f"error: student {email.strip().lower()} not found", err=True)
+            sys.exit(1)
+        out = json.dumps(timeline.to_dict(), ensure_ascii=False, indent=2) if as_json else "\n".join(timeline.lines())
+    click.echo(out)
 
 
 @main.command()

@@ -39,31 +39,40 @@ class DryRun:
         for problem in event.problems:
             lines.append(f"warning     {problem}")
         lines.append(f"product     {plan.product or '-'}")
-        if plan.ignored:
-            lines.append(f"state       {plan.from_state} (unchanged)")
-            lines.append(f"ignored     {plan.ignored_reason}")
-            if self.applies_from:
-                lines.append(
-                    f"hint        {plan.event_type} applies from {', '.join(self.applies_from)}: "
-                    f"try --state {self.applies_from[0]}"
-                )
-        else:
-            lines.append(f"transition  {plan.transition}: {plan.from_state} -> {plan.to_state}")
-        if plan.conditions:
-            lines.append("conditions")
-            for c in plan.conditions:
-                kind = "if" if c.required else "unless"
-                mark = "ok" if c.passed else "no"
-                lines.append(f"  [{mark}] {c.transition}: {kind} {c.condition} = {str(c.value).lower()}")
-        if plan.steps:
-            lines.append("steps")
-            for index, step in enumerate(plan.steps, 1):
-                lines.append(f"  {index}. {step.action:<14} {_describe_params(step)}")
-        elif not plan.ignored:
-            lines.append("steps       (none)")
+        lines += plan_lines(plan, applies_from=self.applies_from)
         if self.rules_version:
             lines.append(f"rules       {self.rules_version}")
         return "\n".join(lines)
+
+
+def plan_lines(plan: Plan, *, applies_from: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """The decision as the trace shows it: transition (or why ignored), conditions, steps.
+
+    ``applies_from``: for an ignored event, the states a transition takes it from (a hint).
+    """
+    lines = []
+    if plan.ignored:
+        lines.append(f"state       {plan.from_state} (unchanged)")
+        lines.append(f"ignored     {plan.ignored_reason}")
+        if applies_from:
+            lines.append(
+                f"hint        {plan.event_type} applies from {', '.join(applies_from)}: try --state {applies_from[0]}"
+            )
+    else:
+        lines.append(f"transition  {plan.transition}: {plan.from_state} -> {plan.to_state}")
+    if plan.conditions:
+        lines.append("conditions")
+        for c in plan.conditions:
+            kind = "if" if c.required else "unless"
+            mark = "ok" if c.passed else "no"
+            lines.append(f"  [{mark}] {c.transition}: {kind} {c.condition} = {str(c.value).lower()}")
+    if plan.steps:
+        lines.append("steps")
+        for index, step in enumerate(plan.steps, 1):
+            lines.append(f"  {index}. {step.action:<14} {_describe_params(step)}")
+    elif not plan.ignored:
+        lines.append("steps       (none)")
+    return lines
 
 
 def _describe_params(step: Step) -> str:

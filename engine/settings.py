@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     worker_max_failures: int = Field(default=3, ge=1)
     # How often a running process looks for changed rules, even when no event arrives.
     rules_reload_seconds: float = Field(default=30.0, gt=0)
+    # Hotmart disables a webhook URL that keeps failing, and silence is the only symptom:
+    # alert once when no webhook arrived for this long (0 turns it off).
+    alert_no_webhooks_hours: float = Field(default=24.0, ge=0)
 
     # Liveness: the worker writes a heartbeat this often; /healthz and `engine healthcheck --worker`
     # call it stale after worker_stale_seconds.

@@ -217,6 +217,23 @@ def make_harness(pg: str) -> Callable[..., Harness]:
     return factory
 
 
+@pytest.fixture
+def engine_cli(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., object]]:
+    """Run the `engine` command in-process (click's CliRunner) on a given database."""
+    from click.testing import CliRunner
+
+    from engine.cli import main
+    from engine.settings import get_settings
+
+    def run(database_url: str, *args: str):
+        monkeypatch.setenv("DATABASE_URL", database_url)
+        get_settings.cache_clear()
+        return CliRunner().invoke(main, list(args))
+
+    yield run
+    get_settings.cache_clear()  # the next get_settings() must not keep this test's database
+
+
 SERVICE_FIXTURES = frozenset({"postgres_url", "redis_url"})
 # Tests that run servers: the engine's own processes (e2e) and the fake Discord/ManyChat servers,
 # whose rate-limit tests wait in real time.

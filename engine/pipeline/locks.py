@@ -45,3 +45,14 @@ def student_lock(sessions: sessionmaker[Session], student_id: int) -> Iterator[N
         lock = _local_locks.setdefault(student_id, threading.RLock())
     with lock:
         yield
+
+
+def transaction_lock(session: Session, key: int) -> None:
+    """Hold a database-wide lock named ``key`` until the session's transaction ends.
+
+    For checks that several worker processes run at the same moment (the periodic sweep)
+    and that must act once. SQLite: nothing (one process, writers serialised).
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        lock = text("SELECT pg_advisory_xact_lock(:ns, CAST(:key AS integer))")
+        session.execute(lock, {"ns": _NAMESPACE + 1, "key": key})

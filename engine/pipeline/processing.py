@@ -24,8 +24,10 @@ from engine.pipeline import attention
 from engine.pipeline.alerts import notify_alerts
 from engine.pipeline.execution import drain_student
 from engine.pipeline.locks import student_lock
+from engine.pipeline.rules_fit import fit_database
 from engine.pipeline.runtime import Runtime
 from engine.planner import Facts, Plan, refusal
+from engine.rules.model import Rules
 from engine.sources import SOURCES
 from engine.statuses import OPEN_EVENT_STATUSES
 
@@ -33,7 +35,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class _Target:
+class Target:
     membership: Membership | None  # None: would be created if the plan applies
     product_key: str
 
@@ -51,6 +53,7 @@ def process_event(rt: Runtime, event_id: int) -> str:
 
 def _process_event(rt: Runtime, event_id: int) -> str:
     rt.rules.reload_if_changed()
+    fit_database(rt)  # a new rules version: declared renames first, then plan on them
     attention.report_rules_failure(rt)
     try:
         status = _process(rt, event_id)
@@ -157,7 +160,7 @@ def _prepare(rt: Runtime, session: Session, event: Event, inp: EventInput | None
         return _no_product(rt, session, event, inp)  # needs attention unless the rules say to ignore it
     if refused:
         return _ignore(event, refused)
-    revoked = _revoked_transaction(session, inp, event)
+    revoked = revoked_transaction(session, inp, event)
     if revoked:
         return _ignore(event, revoked)
     if event.student_id is not None:
@@ -167,7 +170,7 @@ def _prepare(rt: Runtime, session: Session, event: Event, inp: EventInput | None
     student = session.scalar(select(Student).where(Student.email == inp.email))
     if student is None:
         # A lead (abandoned cart, unpaid boleto...) does not become a student unless a rule acts.
-        facts = _facts(rt.now(), inp, email=inp.email, name=inp.fields.get("name"), discord_id=None)
+        facts = event_facts(rt.now(), inp, email=inp.email, name=inp.fields.get("name"), discord_id=None)
         plan = rt.rules.planner.plan(inp.event_type, inp.fields, inp.product, None, facts)
         if plan.ignored:
             return _ignore(event, plan.ignored_reason or "ignored", [plan.to_dict()])
@@ -190,7 +193,7 @@ def _no_product(rt: Runtime, session: Session, event: Event, inp: EventInput) ->
     return attention.unknown_product(rt, session, event, product_id)
 
 
-def _revoked_transaction(session: Session, inp: EventInput, event: Event) -> str | None:
+def revoked_transaction(session: Session, inp: EventInput, event: Event) -> str | None:
     """A refunded or charged-back purchase never grants again, whatever order events arrive in.
 
     Hotmart does not guarantee ordering: a refund may arrive before its approval (and be
@@ -227,7 +230,11 @@ def _upsert_student(session: Session, inp: EventInput) -> tuple[Student, bool]:
     return session.scalars(select(Student).where(Student.email == inp.email)).one(), created is not None
 
 
-def _facts(now: datetime, inp: EventInput, *, email: str, name: str | None, discord_id: str | None) -> Facts:
+def event_facts(
+    now: datetime, inp: EventInput, *, email: str, name: str | None, discord_id: str | None, with_token: bool = True
+) -> Facts:
+    """What the planner knows besides the event. ``with_token``: draw the code an issue_token step
+    stores (a dry-run leaves the placeholder)."""
     return Facts(
         now=now,
         discord_linked=bool(discord_id),
@@ -235,16 +242,18 @@ def _facts(now: datetime, inp: EventInput, *, email: str, name: str | None, disc
         previous_discord_id=inp.fields.get("previous_discord_id"),
         email=email,
         name=name,
-        token=new_code(),
+        token=new_code() if with_token else None,
     )
 
 
-def _targets(rt: Runtime, student: Student, inp: EventInput) -> list[_Target] | str | None:
+def event_targets(rules: Rules, student: Student, inp: EventInput) -> list[Target] | str | None:
+    """The memberships an event concerns; why none (str); None for a product the rules do not
+    define (any more). Also ``engine dry-run --event``."""
     memberships = {m.product_key: m for m in student.memberships}
     if inp.product is not None:
-        return [_Target(memberships.get(inp.product.key), inp.product.key)]
-    if inp.event_type in rt.rules.rules.student_events:  # declared in the rules
-        targets = [_Target(m, m.product_key) for m in memberships.values() if m.product_key in rt.rules.rules.products]
+        return [Target(memberships.get(inp.product.key), inp.product.key)]
+    if inp.event_type in rules.student_events:  # declared in the rules
+        targets = [Target(m, m.product_key) for m in memberships.values() if m.product_key in rules.products]
         return targets or "the student has no membership"
     return None  # a product the rules do not define (any more)
 
@@ -254,7 +263,7 @@ def _plan(rt: Runtime, session: Session, event: Event, student_id: int, inp: Eve
     event.rules_version = rt.rules.version
     student = session.get(Student, student_id)
     _refresh_student(student, inp)
-    targets = _targets(rt, student, inp)
+    targets = event_targets(rules, student, inp)
     if isinstance(targets, str):
         _ignore(event, targets)
         return
@@ -277,14 +286,14 @@ def _plan(rt: Runtime, session: Session, event: Event, student_id: int, inp: Eve
         product = rules.products[target.product_key]
         membership = target.membership
         state = membership.state if membership else rules.initial
-        stale = _stale_reason(inp, membership) if inp.source == "hotmart" else None
+        stale = stale_reason(inp, membership) if inp.source == "hotmart" else None
         lead = inp.lead_plan
         if stale:
             plan = Plan(inp.event_type or "", product.key, state, state, ignored_reason=stale)
         elif lead is not None and membership is None and lead.product == product.key:
             plan = lead  # this new student's plan, decided when the event was admitted
         else:
-            facts = _facts(now, inp, email=student.email, name=student.name, discord_id=student.discord_id)
+            facts = event_facts(now, inp, email=student.email, name=student.name, discord_id=student.discord_id)
             plan = planner.plan(inp.event_type or "", inp.fields, product, state, facts)
         if plan.ignored:
             reasons.append(f"{product.key}: {plan.ignored_reason}")
@@ -335,7 +344,7 @@ def _new_membership(session: Session, student: Student, product_key: str, initia
     return membership
 
 
-def _stale_reason(inp: EventInput, membership: Membership | None) -> str | None:
+def stale_reason(inp: EventInput, membership: Membership | None) -> str | None:
     if membership is None or membership.last_event_at is None or inp.occurred_at is None:
         return None
     if inp.occurred_at < membership.last_event_at:

@@ -31,6 +31,9 @@ class RulesRepository:
         self._planner: Planner | None = None
         self.version: str | None = None
         self.last_problems: list[Problem] = []
+        # Bumped by every successful load: who must act once per loaded version (the database
+        # fit, engine.pipeline.rules_fit) compares it with the one it last saw.
+        self.generation = 0
         self.failed_hash: str | None = None  # the content hash of the rules that failed last
         self._unreported: tuple[str, list[Problem]] | None = None
         self._reported_hash: str | None = None
@@ -70,6 +73,7 @@ class RulesRepository:
                 log.info("rules version %s loaded from %s", version, self.rules_dir)
             self._rules, self._planner, self.version = rules, Planner(rules), version
             self.failed_hash, self._unreported = None, None
+            self.generation += 1
             return True
 
     def reload_if_changed(self) -> None:

@@ -17,7 +17,9 @@ from engine.db.models import ActionRun, Event, Membership, ScheduledEvent, Stude
 from engine.pipeline import attention
 from engine.pipeline.alerts import notify_alerts
 from engine.pipeline.intake import store_internal
+from engine.pipeline.rules_fit import fit_database
 from engine.pipeline.runtime import Runtime
+from engine.pipeline.silence import alert_webhook_silence
 
 log = logging.getLogger(__name__)
 STUCK_AFTER = timedelta(minutes=2)
@@ -114,10 +116,12 @@ def sweep(rt: Runtime) -> dict[str, int]:
     # Newest valid rules within a minute, events or not; a broken version alerts once.
     rt.rules.reload_if_changed()
     attention.report_rules_failure(rt)
+    fit_database(rt, renames_only=True)  # declared renames before any event is planned on them
     resumed = resume_waiting_for_rules(rt)
     released = release_held(rt)
     fired = fire_due_timers(rt)
     stuck = requeue_stuck(rt)
+    alert_webhook_silence(rt)
     notified = notify_alerts(rt)
     if resumed or released or fired or stuck or notified:
         log.info(

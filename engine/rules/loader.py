@@ -172,6 +172,7 @@ class _Builder:
             if name not in self.internal_events:
                 where = ["lifecycle", "student_events", index]
                 self.error(file, line_of(data, where), f"student_events: {name} is not declared under lifecycle.events")
+        renamed_states = self._renamed_states(lifecycle, data)
         initial = lifecycle["initial"]
         if initial not in self.states:
             self.error(
@@ -223,7 +224,29 @@ class _Builder:
             onboarding=onboarding,
             unmanaged_products=unmanaged,
             files=tuple(f for docs in self.documents.values() for f, _ in docs),
+            renamed_states=renamed_states,
+            locations={
+                f"lifecycle.{key}": (file, line_of(data, ["lifecycle", key]))
+                for key in ("states", "events", "renamed_states")
+            },
         )
+
+    def _renamed_states(self, lifecycle: Any, data: Any) -> dict[str, str]:
+        """``renamed_states: {old: new}``: a rename is declared, never guessed from the data."""
+        renamed = dict(lifecycle.get("renamed_states", {}))
+        for old, new in renamed.items():
+            line = line_of(data, ["lifecycle", "renamed_states", old])
+            if old in self.states:
+                self.error(
+                    self.lifecycle_file,
+                    line,
+                    f"renamed_states: {old!r} is still a state; remove it from states, or drop the rename",
+                )
+            if new not in self.states:
+                self.error(
+                    self.lifecycle_file, line, messages.unknown("state", new, self.states, where=" in renamed_states")
+                )
+        return renamed
 
     # products ----------------------------------------------------------------------------
 

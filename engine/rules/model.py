@@ -175,6 +175,11 @@ class Rules:
     files: tuple[str, ...] = field(default=())
     # Hotmart product ids sold outside the engine (catalog.unmanaged_products): plainly ignored.
     unmanaged_products: frozenset[str] = frozenset()
+    # Declared renames (old state -> new state), applied to the database when first loaded.
+    renamed_states: dict[str, str] = field(default_factory=dict)
+    # Where a part of the rules is declared, as (file, line), for messages about the database:
+    # "lifecycle.states", "lifecycle.events", "lifecycle.renamed_states".
+    locations: dict[str, tuple[str, int]] = field(default_factory=dict)
 
     def product_for(self, product_id: str | None, offer_code: str | None = None) -> Product | None:
         """The product a Hotmart product id (and offer) belongs to, or None."""

@@ -125,7 +125,7 @@ def _rule(pattern: str, render: Callable[[re.Match[str]], str]) -> _Rule:
 _RULES: list[_Rule] = [
     _rule(
         r"unknown (?P<what>top-level key|event field|state|event|action|predicate|key) (?P<name>'[^']*'|\S+)"
-        r"(?: in (?P<where>from|to|initial))?(?P<rest>.*)",
+        r"(?: in (?P<where>from|to|initial|renamed_states))?(?P<rest>.*)",
         lambda m: (
             f"{_UNKNOWN[m['what']]} {m['name']}"
             + (f" em {m['where']}" if m["where"] else "")
@@ -334,6 +334,10 @@ _RULES: list[_Rule] = [
     _rule(
         r"no (?P<kind>\S+) file \(a file whose top-level key is '(?P<key>[^']*):'\)",
         lambda m: f"nenhum arquivo {m['kind']} (um arquivo cuja chave de primeiro nível é '{m['key']}:')",
+    ),
+    _rule(
+        r"renamed_states: (?P<old>'[^']*') is still a state; remove it from states, or drop the rename",
+        lambda m: f"renamed_states: {m['old']} ainda é um estado; remova-o de states, ou desfaça a renomeação",
     ),
     _rule(r"empty file", lambda m: "arquivo vazio"),
     _rule(r"cannot read file: (?P<error>.*)", lambda m: f"não foi possível ler o arquivo: {m['error']}"),

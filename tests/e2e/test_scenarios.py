@@ -15,6 +15,9 @@ and admin-channel messages) and the bot's replies (the texts of rules/onboarding
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -26,13 +29,23 @@ import pytest
 from sqlalchemy import select
 
 from bot.link import LinkService
-from engine.db.models import ActionRun, Event, Grant, Membership, OnboardingToken, ScheduledEvent, Student
+from engine.db.models import (
+    ActionRun,
+    Event,
+    Grant,
+    History,
+    Membership,
+    OnboardingToken,
+    ScheduledEvent,
+    Student,
+)
 from engine.db.session import session_factory
 from engine.pipeline.processing import new_code, process_event
 from engine.pipeline.runtime import build_connectors
 from engine.pipeline.sweep import release_held, sweep
 from engine.settings import Settings
-from tests.conftest import HOTTOK, REFERENCE, load_payload
+from tests.conftest import HOTTOK, REFERENCE, RULES, load_payload
+from tests.e2e.conftest import ENGINE
 from tests.e2e.scenario_fixtures import (
     ANA_DISCORD,
     ANA_EMAIL,
@@ -48,6 +61,7 @@ from tests.e2e.scenario_fixtures import (
     open_world,
     seed_ana,
 )
+from tests.pipeline.test_rules_fit import rename_overdue, states_line
 
 ANA_SECOND_ACCOUNT = "80351110224678999"
 APPROVED = "purchase_approved"  # C, HP10000000000001, created 2025-03-03
@@ -840,3 +854,83 @@ def test_story_26_flags(start_stack, fakes, make_harness):
     assert fakes.discord.requests == []  # Discord was never called
     assert fakes.discord.member_roles(ANA_DISCORD) == set()
     assert stack.event(outcome.event_id)["status"] == "processed"
+
+
+# -- Nothing is lost silently ---------------------------------------------------------------------
+
+BIA_EMAIL = "bia.exemplo@example.com"
+BIA_DISCORD = "80351110224678913"
+
+
+def engine_cli(w: World, *args: str) -> subprocess.CompletedProcess:
+    """The installed `engine` command on the world's database (what the admin types)."""
+    env = {**os.environ, "ENGINE_ENV": "test", "DATABASE_URL": w.runtime.settings.database_url}
+    return subprocess.run([ENGINE, *args], env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_story_29_a_state_is_renamed(make_world, tmp_path):
+    """The rules rename `overdue` to `atrasado` while Bia's membership is overdue. `engine check
+    --database` fails naming the state and the count of memberships; with `renamed_states:
+    {overdue: atrasado}` it passes and Bia's membership moves, recorded."""
+    rules_dir = tmp_path / "rules"
+    shutil.copytree(RULES, rules_dir)
+    w = make_world(rules_dir=rules_dir)
+    w.manychat.seed_subscriber(email=BIA_EMAIL, whatsapp_phone="+5511999990002", first_name="Bia")
+    w.discord.add_member(BIA_DISCORD)
+
+    def as_bia(payload: dict) -> dict:
+        payload["data"]["buyer"]["email"] = BIA_EMAIL
+        return payload
+
+    w.deliver(as_bia(hotmart(SUB_FIRST)))
+    assert w.register(w.manychat.find(email=BIA_EMAIL).fields["codigo_discord"], user=BIA_DISCORD).outcome == "linked"
+    delayed = as_bia(hotmart("purchase_delayed"))
+    w.deliver(delayed)
+    assert w.states() == {"comunidade": "overdue"}
+    assert w.roles(BIA_DISCORD) == {COMMUNITY_ROLE}
+
+    # The admin renames the state in lifecycle.yaml and forgets Bia: the rules alone pass...
+    rename_overdue(rules_dir, declare=False)
+    assert engine_cli(w, "check", "--rules", str(rules_dir)).returncode == 0
+    # ...the rules against the live data do not.
+    failed = engine_cli(w, "check", "--database", "--rules", str(rules_dir))
+    assert failed.returncode == 1
+    assert failed.stderr.splitlines()[0] == (
+        f"rules/lifecycle.yaml:{states_line(rules_dir)}: state 'overdue' is not defined, but 1 membership and "
+        f"1 pending timer use it; e.g. {BIA_EMAIL} (comunidade); declare lifecycle.renamed_states: "
+        "{overdue: <new state>} or keep the state"
+    )
+
+    # Declared: the check passes and says what will move.
+    rename_overdue(rules_dir, declare=True)
+    passed = engine_cli(w, "check", "--database", "--rules", str(rules_dir))
+    assert passed.returncode == 0, passed.stderr
+    assert "note: 1 membership in 'overdue' will move to 'atrasado' when a worker loads these rules" in passed.stdout
+    assert w.states() == {"comunidade": "overdue"}
+
+    # The worker's sweep (every minute, events or not) loads the new rules: Bia moves, recorded.
+    sweep(w.runtime)
+    assert w.states() == {"comunidade": "atrasado"}
+    with w.runtime.sessions() as session:
+        [entry] = session.scalars(select(History)).all()
+        bia = session.scalar(select(Student).where(Student.email == BIA_EMAIL))
+        assert (entry.kind, entry.student_id, entry.actor) == ("state_renamed", bia.id, "worker")
+        assert entry.rules_version == w.runtime.rules.version  # the rules that declared the rename
+        assert entry.detail == {"from": "overdue", "to": "atrasado", "pending_timers": ["GRACE_EXPIRED"]}
+    assert engine_cli(w, "check", "--database", "--rules", str(rules_dir)).stdout.splitlines()[1:] == [
+        "database ok: 1 memberships and 1 pending timers fit the rules"
+    ]
+    assert w.alerts() == []  # a declared rename is not a problem
+    timeline = engine_cli(w, "student", BIA_EMAIL).stdout.splitlines()
+    assert timeline[1].startswith("membership  comunidade: atrasado since ")
+    assert [line[21:] for line in timeline if " history " in line] == [
+        f"history     comunidade: state renamed overdue -> atrasado by worker, rules {w.runtime.rules.version}"
+    ]
+
+    # The renamed state works as the old one did: Bia pays within grace and is active again.
+    w.clock.advance(days=2)
+    w.deliver(later(as_bia(hotmart("purchase_approved_renewal", recurrence_number=4)), delayed))
+    assert w.states() == {"comunidade": "active"}
+    assert w.roles(BIA_DISCORD) == {COMMUNITY_ROLE}
+    assert w.flows()[-1] == ("comunidade", "payment_confirmed")
+    assert ("GRACE_EXPIRED", "cancelled") in [t[:2] for t in w.timers("comunidade")]

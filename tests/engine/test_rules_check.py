@@ -432,6 +432,30 @@ CASES = [
         ("rules/lifecycle.yaml:<<SWITCH_PLAN: mine>>: event SWITCH_PLAN is Hotmart's; declare only internal events",),
     ),
     Broken(
+        "renamed-state-still-a-state",
+        "lifecycle.yaml",
+        "  # Events the engine raises itself",
+        "  renamed_states: {late: overdue, active: overdue}\n  # Events the engine raises itself",
+        (
+            "rules/lifecycle.yaml:<<renamed_states>>: renamed_states: 'active' is still a state; remove it from "
+            "states, or drop the rename",
+        ),
+    ),
+    Broken(
+        "renamed-state-to-an-unknown-state",
+        "lifecycle.yaml",
+        "  # Events the engine raises itself",
+        "  renamed_states:\n    late: atrasado\n  # Events the engine raises itself",
+        (f"rules/lifecycle.yaml:<<late: atrasado>>: unknown state 'atrasado' in renamed_states (states: {STATES})",),
+    ),
+    Broken(
+        "renamed-states-schema",
+        "lifecycle.yaml",
+        "  # Events the engine raises itself",
+        "  renamed_states: [overdue]\n  # Events the engine raises itself",
+        ("rules/lifecycle.yaml:<<renamed_states>>: renamed_states a list: write keys with values (a mapping)",),
+    ),
+    Broken(
         "unknown-initial-state",
         "lifecycle.yaml",
         "  initial: new\n",

@@ -37,6 +37,15 @@ def test_postgres_urls_get_the_psycopg_driver_and_secrets_stay_hidden():
     assert "s3cret" not in repr(settings) and "s3cret" not in str(settings.model_dump())
 
 
+def test_webhook_silence_alert_defaults_to_a_day_and_refuses_negative_hours(monkeypatch):
+    monkeypatch.delenv("ALERT_NO_WEBHOOKS_HOURS", raising=False)
+    assert Settings(ENGINE_ENV="test", _env_file=None).alert_no_webhooks_hours == 24
+    monkeypatch.setenv("ALERT_NO_WEBHOOKS_HOURS", "0")
+    assert Settings(ENGINE_ENV="test", _env_file=None).alert_no_webhooks_hours == 0
+    with pytest.raises(ValidationError, match="greater than or equal to 0"):
+        Settings(ENGINE_ENV="test", alert_no_webhooks_hours=-1, _env_file=None)
+
+
 def test_the_reconcile_schedule_is_a_cron_line_or_off():
     assert Settings(ENGINE_ENV="test", _env_file=None).reconcile_schedule == "30 3 * * *"
     assert Settings(ENGINE_ENV="test", reconcile_schedule=" 0  2 * * 1 ", _env_file=None).reconcile_schedule == (

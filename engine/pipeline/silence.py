@@ -1,0 +1,49 @@
+"""No webhook for too long raises one alert.
+
+Hotmart disables a webhook URL after repeated failures (a TLS or DNS change, a proxy
+outage) and tells nobody: the only symptom is that webhooks stop. The periodic sweep
+checks; one alert per silence (the next one only after webhooks came back and stopped again).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import func, select
+
+from engine.db.models import Alert, Event
+from engine.pipeline.alerts import raise_alert
+from engine.pipeline.locks import transaction_lock
+from engine.pipeline.runtime import Runtime
+
+ALERT_KIND = "webhooks.silent"
+_LOCK_KEY = 1
+
+
+def alert_webhook_silence(rt: Runtime) -> bool:
+    """True when this call raised the alert."""
+    hours = rt.settings.alert_no_webhooks_hours
+    if hours <= 0:
+        return False
+    now = rt.now()
+    with rt.sessions.begin() as session:
+        last = session.scalar(select(func.max(Event.received_at)).where(Event.source == "hotmart"))
+        # Never a webhook: nothing has stopped yet (a course not on sale, a test install).
+        if last is None or now - last < timedelta(hours=hours):
+            return False
+        transaction_lock(session, _LOCK_KEY)  # two workers sweeping at once alert once
+        raised = session.scalar(select(Alert.id).where(Alert.kind == ALERT_KIND, Alert.created_at > last).limit(1))
+        if raised is not None:
+            return False
+        silent_for = (now - last).total_seconds() / 3600
+        raise_alert(
+            rt,
+            session,
+            kind=ALERT_KIND,
+            message=(
+                f"no Hotmart webhook for {silent_for:.0f} hours (the last one arrived {last:%Y-%m-%d %H:%M} UTC; "
+                f"ALERT_NO_WEBHOOKS_HOURS={hours:g}). Hotmart disables a webhook URL that keeps failing: check "
+                "Hotmart > Tools > Webhook (URL status, failed deliveries) and that the API is reachable"
+            ),
+        )
+    return True
