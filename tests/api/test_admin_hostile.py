@@ -36,6 +36,7 @@ def assert_validation_error(response, name: str) -> None:
         ("get", "/admin/events", {"offset": HUGE}, "offset"),
         ("get", "/admin/students", {"offset": HUGE}, "offset"),
         ("get", "/admin/alerts", {"offset": HUGE}, "offset"),
+        ("get", "/admin/reconcile/runs", {"offset": HUGE}, "offset"),
         ("get", f"/admin/events/{HUGE}", {}, "event_id"),
         ("post", f"/admin/events/{HUGE}/retry", {}, "event_id"),
         ("post", f"/admin/alerts/{HUGE}/ack", {}, "alert_id"),
