@@ -4,7 +4,8 @@ Starts `engine serve --no-worker` (uvicorn) on PostgreSQL + Redis, then:
 1. fixed rates (default 50, 200, 500 req/s): p50/p95/p99 acknowledgement latency;
 2. a closed loop: the maximum sustained accepted events/s;
 3. with `engine worker` running against the local fake Discord and ManyChat, 20 events/s:
-   the time from POST to all of the event's steps done (p50/p99).
+   the time from POST to all of the event's steps done (p50/p99), with the settle window off
+   unless --settle-seconds is given (the window adds its length to every webhook's latency).
 
 Usage: .venv/bin/python bench/webhook_load.py [--rates 50,200,500] [--seconds 5]
 Needs PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379 (`bash .ci/services`).
@@ -261,6 +262,13 @@ def main() -> None:
     parser.add_argument("--e2e-seconds", type=float, default=10.0)
     parser.add_argument("--api-workers", type=int, default=2, help="uvicorn worker processes")
     parser.add_argument("--client-processes", type=int, default=2, help="load generator processes")
+    parser.add_argument(
+        "--settle-seconds",
+        type=float,
+        default=0.0,
+        help="ORDER_SETTLE_SECONDS for the end-to-end part (0: the engine's own latency; "
+        "with a window, each webhook waits that much more before it is planned)",
+    )
     parser.add_argument("--skip-ack", action="store_true", help="only the end-to-end part")
     parser.add_argument("--keep-db", action="store_true", help="keep the bench database for inspection")
     args = parser.parse_args()
@@ -295,6 +303,7 @@ def main() -> None:
                 "MANYCHAT_ENABLED": "true",
                 "MANYCHAT_API_TOKEN": "bench",
                 "MANYCHAT_API_BASE": manychat_url,
+                "ORDER_SETTLE_SECONDS": str(args.settle_seconds),
             }
             subprocess.run(["redis-cli", "-n", "14", "flushdb"], check=True, stdout=subprocess.DEVNULL)
             port = free_port()

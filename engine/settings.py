@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     retry_delay_seconds: float = 30.0  # the one automatic retry of a failed step
     # How often each worker sweeps: due timers, lost or stuck events, held webhooks, unposted alerts.
     timer_poll_seconds: float = Field(default=30.0, gt=0, le=3600)
+    # A fresh webhook waits this long (after the student's newest arrival) so that events
+    # crossing in flight are applied in creation order (README: "Per student, in order").
+    order_settle_seconds: float = Field(default=2.0, ge=0, le=30)
     # An event the worker raises on this many times is needs_attention, no longer re-queued.
     worker_max_failures: int = Field(default=3, ge=1)
     # How often a running process looks for changed rules, even when no event arrives.

@@ -175,12 +175,21 @@ def schedule_drain(student_id: int, delay: float) -> None:
         log.warning("could not schedule the retry for student %s; the sweep will", student_id, exc_info=True)
 
 
+def schedule_event(event_id: int, delay: float) -> None:
+    try:
+        get_queue().process_event.schedule((event_id,), delay=max(delay, 0.0))
+    except Exception:  # noqa: BLE001
+        log.warning("could not schedule event %s; the sweep will enqueue it", event_id, exc_info=True)
+
+
 def runtime() -> Runtime:
     """The process's runtime, built once (worker threads may ask for it at the same moment)."""
     global _runtime
     with _runtime_lock:
         if _runtime is None:
-            _runtime = build_runtime(get_settings(), enqueue=enqueue_event, schedule_drain=schedule_drain)
+            _runtime = build_runtime(
+                get_settings(), enqueue=enqueue_event, schedule_drain=schedule_drain, schedule_event=schedule_event
+            )
     return _runtime
 
 

@@ -150,6 +150,7 @@ class Harness:
     clock: Clock
     queued: list[int] = field(default_factory=list)
     drains: list[tuple[int, float]] = field(default_factory=list)
+    deferred: list[tuple[int, float]] = field(default_factory=list)  # events still settling
 
     def deliver(self, payload: dict) -> int:
         """Store a Hotmart payload as a verified webhook and process the queue; the event id."""
@@ -189,7 +190,7 @@ def make_harness(pg: str) -> Callable[..., Harness]:
             admin_api_token=ADMIN_TOKEN,
             hotmart_hottok=HOTTOK,
             retry_delay_seconds=30,
-            **overrides,
+            **{"order_settle_seconds": 0, **overrides},  # the harness delivers one event at a time
         )
         sessions = session_factory(settings)
         rules = RulesRepository(rules_dir)
@@ -211,6 +212,7 @@ def make_harness(pg: str) -> Callable[..., Harness]:
             clock=clock,
             enqueue=harness.queued.append,
             schedule_drain=lambda student_id, delay: harness.drains.append((student_id, delay)),
+            schedule_event=lambda event_id, delay: harness.deferred.append((event_id, delay)),
         )
         return harness
 

@@ -14,7 +14,7 @@ import logging
 from dataclasses import replace
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from connectors.base import StepContext, StepResult, StepStatus, StudentRef
@@ -41,8 +41,12 @@ def drain_student(rt: Runtime, student_id: int) -> None:
     event's later steps.
     """
     with rt.sessions.begin() as session:
+        # In the order they were planned (creation order), which is not always arrival order.
+        first_step = select(func.min(ActionRun.id)).where(ActionRun.event_id == Event.id).scalar_subquery()
         event_ids = session.scalars(
-            select(Event.id).where(Event.student_id == student_id, Event.status.in_(OPEN_STATUSES)).order_by(Event.id)
+            select(Event.id)
+            .where(Event.student_id == student_id, Event.status.in_(OPEN_STATUSES))
+            .order_by(first_step, Event.id)
         ).all()
     for event_id in event_ids:
         if run_event_steps(rt, event_id) == "retrying":

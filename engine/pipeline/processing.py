@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from engine.codes import new_code
 from engine.db.models import ActionRun, Event, Membership, Student, utcnow
@@ -24,6 +24,14 @@ from engine.pipeline import attention
 from engine.pipeline.alerts import notify_alerts
 from engine.pipeline.execution import drain_student
 from engine.pipeline.locks import student_lock
+from engine.pipeline.ordering import (
+    BatchEntry,
+    newest_decided_after,
+    of_student,
+    order_key,
+    reevaluate,
+    skip_superseded,
+)
 from engine.pipeline.rules_fit import fit_database
 from engine.pipeline.runtime import Runtime
 from engine.planner import Facts, Plan, refusal
@@ -32,6 +40,9 @@ from engine.sources import SOURCES
 from engine.statuses import OPEN_EVENT_STATUSES
 
 log = logging.getLogger(__name__)
+
+# A fresh webhook never waits longer than this many settle windows after its own arrival.
+SETTLE_CAP = 3
 
 
 @dataclass
@@ -68,6 +79,7 @@ def _process_event(rt: Runtime, event_id: int) -> str:
 
 def _process(rt: Runtime, event_id: int) -> str:
     inp: EventInput | None = None
+    wait = 0.0
     with rt.sessions.begin() as session:
         event = session.get(Event, event_id)
         if event is None:
@@ -80,23 +92,98 @@ def _process(rt: Runtime, event_id: int) -> str:
         if event.status != "received":
             student_id = event.student_id
             status = event.status
-        else:
+        elif (wait := _settle_wait(rt, session, event)) == 0:
             # Parsed once here; planning under the lock reuses it.
             inp = event_input(event.payload, rt.rules.rules, source=event.source) if event.payload is not None else None
+            _prepare_earlier(rt, session, event, inp)
             student_id, status = _prepare(rt, session, event, inp)
         context = {"correlation_id": event.correlation_id, "student": event.email, "product": event.product_key}
+    if wait > 0:
+        rt.schedule_event(event_id, wait)  # planned with the student's other fresh events
+        return "received"
     if status == "received" and student_id is not None and inp is not None:
         with student_lock(rt.sessions, student_id), log_context(**context):
-            with rt.sessions.begin() as session:
-                event = session.get(Event, event_id)
-                if event.status == "received":
-                    _plan(rt, session, event, student_id, inp)
+            _plan_waiting(rt, student_id, event_id, inp)
             drain_student(rt, student_id)
     elif status in OPEN_EVENT_STATUSES and student_id is not None:
         with student_lock(rt.sessions, student_id):
             drain_student(rt, student_id)
     with rt.sessions.begin() as session:
         return session.get(Event, event_id).status
+
+
+def _waiting(student: Student):
+    """The student's events not planned yet (a lead's first ones carry only the e-mail)."""
+    return and_(Event.status == "received", of_student(student))
+
+
+def _settle_wait(rt: Runtime, session: Session, event: Event) -> float:
+    """Seconds a fresh webhook still waits before anything is decided: until the newest webhook
+    for the same buyer is ORDER_SETTLE_SECONDS old (events crossing in flight then go in
+    creation order), at most SETTLE_CAP windows after its own arrival. Wall-clock times."""
+    window = rt.settings.order_settle_seconds
+    if window <= 0 or event.source != "hotmart" or not event.email:
+        return 0.0
+    newest = session.scalar(
+        select(func.max(Event.received_at)).where(
+            Event.email == event.email, Event.status == "received", Event.source == "hotmart"
+        )
+    )
+    window_td = timedelta(seconds=window)
+    newest = max(newest or event.received_at, event.received_at)
+    settled = min(newest + window_td, event.received_at + SETTLE_CAP * window_td)
+    return max((settled - utcnow()).total_seconds(), 0.0)
+
+
+def _prepare_earlier(rt: Runtime, session: Session, event: Event, inp: EventInput | None) -> None:
+    """A webhook that alone would be a lead's (a refund, nothing to refund) lets the buyer's
+    settled webhooks created before it be prepared first: an approval among them makes the
+    student the refund belongs to, and the refund then follows it in creation order."""
+    if event.source != "hotmart" or not event.email or inp is None or inp.product is None or not inp.event_type:
+        return
+    cutoff = utcnow() - timedelta(seconds=rt.settings.order_settle_seconds)
+    waiting = session.scalars(
+        select(Event).where(
+            Event.email == event.email,
+            Event.source == "hotmart",
+            Event.status == "received",
+            Event.student_id.is_(None),
+            Event.id != event.id,
+            Event.received_at <= cutoff,
+        )
+    ).all()
+    earlier = sorted((other for other in waiting if order_key(other) < order_key(event)), key=order_key)
+    if not earlier or session.scalar(select(Student.id).where(Student.email == event.email)) is not None:
+        return
+    facts = event_facts(rt.now(), inp, email=event.email, name=inp.fields.get("name"), discord_id=None)
+    if not rt.rules.planner.plan(inp.event_type, inp.fields, inp.product, None, facts).ignored:
+        return  # it makes the student itself
+    for other in earlier:
+        other_inp = event_input(other.payload, rt.rules.rules) if other.payload is not None else None
+        _prepare(rt, session, other, other_inp)
+
+
+def _plan_waiting(rt: Runtime, student_id: int, event_id: int, inp: EventInput) -> None:
+    """Plan the student's settled events in creation order, in one transaction (caller holds the lock)."""
+    cutoff = utcnow() - timedelta(seconds=rt.settings.order_settle_seconds)
+    with rt.sessions.begin() as session:
+        student = session.get(Student, student_id)
+        waiting = session.scalars(
+            select(Event).where(_waiting(student), or_(Event.received_at <= cutoff, Event.id == event_id))
+        ).all()
+        batch: list[BatchEntry] = []
+        for event in sorted(waiting, key=order_key):
+            if event.id == event_id:
+                event_inp = inp
+            elif event.payload is None:
+                continue  # its own task ignores it
+            else:
+                event_inp = event_input(event.payload, rt.rules.rules)
+            if event.student_id is None and _prepare(rt, session, event, event_inp)[1] != "received":
+                continue
+            if event.student_id is not None:
+                _plan(rt, session, event, event.student_id, event_inp, batch)
+        skip_superseded(batch)
 
 
 def preview_event(rt: Runtime, event_id: int) -> Event:
@@ -193,22 +280,24 @@ def _no_product(rt: Runtime, session: Session, event: Event, inp: EventInput) ->
     return attention.unknown_product(rt, session, event, product_id)
 
 
-def revoked_transaction(session: Session, inp: EventInput, event: Event) -> str | None:
+def revoked_transaction(session: Session, inp: EventInput, event: Event, *, any_date: bool = False) -> str | None:
     """A refunded or charged-back purchase never grants again, whatever order events arrive in.
 
-    Hotmart does not guarantee ordering: a refund may arrive before its approval (and be
-    ignored then, as nothing was granted yet); the approval must not grant afterwards.
+    A refund created after the approval is the approval's future: the approval, arriving late,
+    is folded into the ordered history, where the refund revokes it (``any_date`` names the
+    refund then). A refund created before a granting event of its purchase (a redelivered
+    approval, a warranty completion) keeps it from granting at all.
     """
     transaction = inp.fields.get("transaction")
     source = SOURCES.get(inp.source)
     if source is None or inp.event_type not in source.granting_events or not transaction:
         return None
-    revoking = session.scalar(
-        select(Event.id)
-        .where(Event.transaction == transaction, Event.type.in_(source.revoking_events), Event.id != event.id)
-        .order_by(Event.id)
-        .limit(1)
+    query = select(Event.id).where(
+        Event.transaction == transaction, Event.type.in_(source.revoking_events), Event.id != event.id
     )
+    if not any_date and inp.occurred_at is not None:
+        query = query.where(or_(Event.occurred_at.is_(None), Event.occurred_at <= inp.occurred_at))
+    revoking = session.scalar(query.order_by(Event.id).limit(1))
     if revoking is None:
         return None
     return f"stale: transaction {transaction} was refunded or charged back (event {revoking})"
@@ -249,7 +338,11 @@ def event_facts(
 def event_targets(rules: Rules, student: Student, inp: EventInput) -> list[Target] | str | None:
     """The memberships an event concerns; why none (str); None for a product the rules do not
     define (any more). Also ``engine dry-run --event``."""
-    memberships = {m.product_key: m for m in student.memberships}
+    # Queried, not the cached relationship: an earlier event of the same batch may have created one.
+    found = object_session(student).scalars(
+        select(Membership).where(Membership.student_id == student.id).order_by(Membership.id)
+    )
+    memberships = {m.product_key: m for m in found}
     if inp.product is not None:
         return [Target(memberships.get(inp.product.key), inp.product.key)]
     if inp.event_type in rules.student_events:  # declared in the rules
@@ -258,12 +351,20 @@ def event_targets(rules: Rules, student: Student, inp: EventInput) -> list[Targe
     return None  # a product the rules do not define (any more)
 
 
-def _plan(rt: Runtime, session: Session, event: Event, student_id: int, inp: EventInput) -> None:
+def _plan(
+    rt: Runtime,
+    session: Session,
+    event: Event,
+    student_id: int,
+    inp: EventInput,
+    batch: list[BatchEntry] | None = None,
+) -> None:
+    """Plan one event; ``batch`` collects the plans of events planned together (creation order)."""
     rules, planner = rt.rules.rules, rt.rules.planner
     event.rules_version = rt.rules.version
     student = session.get(Student, student_id)
     _refresh_student(student, inp)
-    targets = event_targets(rules, student, inp)
+    targets = event_targets(rt.rules.rules, student, inp)
     if isinstance(targets, str):
         _ignore(event, targets)
         return
@@ -286,23 +387,36 @@ def _plan(rt: Runtime, session: Session, event: Event, student_id: int, inp: Eve
         product = rules.products[target.product_key]
         membership = target.membership
         state = membership.state if membership else rules.initial
-        stale = stale_reason(inp, membership) if inp.source == "hotmart" else None
+        late = newest_decided_after(rt, session, student, product.key, event, inp)
         lead = inp.lead_plan
-        if stale:
-            plan = Plan(inp.event_type or "", product.key, state, state, ignored_reason=stale)
+        reevaluated = None
+        if late is not None:
+            # Created before an event already decided: fold it into the ordered history.
+            reevaluated = reevaluate(rt, session, student, product, membership, event, inp, event_facts)
+            plan = reevaluated.plan
+            if not reevaluated.changed:
+                revoked = revoked_transaction(session, inp, event, any_date=True)
+                if revoked:  # the purchase's own verdict, as when the refund was known in time
+                    _ignore(event, revoked, [plan.to_dict()])
+                    return
+                plan = Plan(inp.event_type or "", product.key, state, state, ignored_reason=_stale_reason(inp, late))
         elif lead is not None and membership is None and lead.product == product.key:
             plan = lead  # this new student's plan, decided when the event was admitted
         else:
             facts = event_facts(now, inp, email=student.email, name=student.name, discord_id=student.discord_id)
             plan = planner.plan(inp.event_type or "", inp.fields, product, state, facts)
+        runs: list[ActionRun] = []
         if plan.ignored:
             reasons.append(f"{product.key}: {plan.ignored_reason}")
         else:
             applied = True
             membership = membership or _new_membership(session, student, product.key, rules.initial)
             _apply(membership, plan, inp, event, now)
+            if reevaluated is not None:
+                for name, value in reevaluated.fields.items():
+                    setattr(membership, name, value)  # the newest in creation order, not the late one's
             for step in plan.steps:
-                session.add(
+                runs.append(
                     ActionRun(
                         event_id=event.id,
                         membership_id=membership.id,
@@ -316,7 +430,12 @@ def _plan(rt: Runtime, session: Session, event: Event, student_id: int, inp: Eve
                     )
                 )
                 step_index += 1
-        plans.append({**plan.to_dict(), "membership_id": membership.id if membership else None})
+            session.add_all(runs)
+        entry = reevaluated.to_dict() if reevaluated is not None and not plan.ignored else plan.to_dict()
+        entry["membership_id"] = membership.id if membership else None
+        plans.append(entry)
+        if batch is not None and membership is not None and reevaluated is None and not plan.ignored:
+            batch.append(BatchEntry(event, membership.id, entry, runs))
     event.plans = plans
     event.product_key = inp.product.key if inp.product else inp.product_key
     if not applied:
@@ -344,15 +463,21 @@ def _new_membership(session: Session, student: Student, product_key: str, initia
     return membership
 
 
-def stale_reason(inp: EventInput, membership: Membership | None) -> str | None:
+def late_reason(inp: EventInput, membership: Membership | None) -> str | None:
+    """Created before the membership's last applied event (``engine dry-run --event`` says so):
+    the worker folds such an event into the ordered history instead of applying it on top."""
     if membership is None or membership.last_event_at is None or inp.occurred_at is None:
         return None
     if inp.occurred_at < membership.last_event_at:
         return (
-            f"stale: created {inp.occurred_at.isoformat()}, before the last applied event "
+            f"created {inp.occurred_at.isoformat()}, before the last applied event "
             f"({membership.last_event_at.isoformat()})"
         )
     return None
+
+
+def _stale_reason(inp: EventInput, newer: datetime) -> str:
+    return f"stale: created {inp.occurred_at.isoformat()}, before the last applied event ({newer.isoformat()})"
 
 
 def _apply(membership: Membership, plan: Plan, inp: EventInput, event: Event, now: datetime) -> None:

@@ -41,6 +41,8 @@ class Runtime:
     connectors: dict[str, Connector]  # by action
     enqueue: Callable[[int], None] = lambda event_id: None  # run process_event(event_id) soon
     schedule_drain: Callable[[int, float], None] = lambda student_id, delay: None
+    # run process_event(event_id) after `delay` seconds (an event still settling)
+    schedule_event: Callable[[int, float], None] = lambda event_id, delay: None
     clock: Callable[[], datetime] = utcnow
     alert_sink: Connector | None = None  # has post_alert(content, nonce=)
     db: Engine = field(init=False)  # the pool ``sessions`` is bound to: bare connections on the hot path
@@ -94,6 +96,7 @@ def build_runtime(
     *,
     enqueue: Callable[[int], None] | None = None,
     schedule_drain: Callable[[int, float], None] | None = None,
+    schedule_event: Callable[[int, float], None] | None = None,
     sessions: sessionmaker[Session] | None = None,
 ) -> Runtime:
     sessions = sessions or session_factory(settings)
@@ -106,4 +109,6 @@ def build_runtime(
         runtime.enqueue = enqueue
     if schedule_drain is not None:
         runtime.schedule_drain = schedule_drain
+    if schedule_event is not None:
+        runtime.schedule_event = schedule_event
     return runtime

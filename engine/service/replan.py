@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from engine.db.models import Event, Membership, ScheduledEvent, Student
 from engine.dryrun import plan_lines
 from engine.inputs import event_input
-from engine.pipeline.processing import event_facts, event_targets, revoked_transaction, stale_reason
+from engine.pipeline.processing import event_facts, event_targets, late_reason, revoked_transaction
 from engine.planner import Facts, Plan, Planner
 from engine.rules.actions import TOKEN_PLACEHOLDER
 from engine.rules.model import Rules
@@ -165,8 +165,8 @@ def _target(session, planner, rules, inp, student, target, now, notes) -> Target
     if state in rules.renamed_states:
         notes.append(f"{product.key}: state {state!r} is renamed {rules.renamed_states[state]!r} by these rules")
         state = rules.renamed_states[state]
-    if inp.source == "hotmart" and (stale := stale_reason(inp, membership)):
-        notes.append(f"{product.key}: the worker would ignore it now: {stale}")
+    if inp.source == "hotmart" and (late := late_reason(inp, membership)):
+        notes.append(f"{product.key}: {late}: the worker re-evaluates it against the ordered history")
     facts = event_facts(
         now, inp, email=student.email, name=student.name, discord_id=student.discord_id, with_token=False
     )

@@ -41,11 +41,12 @@ from engine.db.models import (
 )
 from engine.db.session import session_factory
 from engine.pipeline.processing import new_code, process_event
+from engine.pipeline.rules_repository import RulesRepository
 from engine.pipeline.runtime import build_connectors
 from engine.pipeline.sweep import release_held, sweep
 from engine.settings import Settings
 from tests.conftest import HOTTOK, REFERENCE, RULES, load_payload
-from tests.e2e.conftest import ENGINE
+from tests.e2e.conftest import ENGINE, remote_enqueue
 from tests.e2e.scenario_fixtures import (
     ANA_DISCORD,
     ANA_EMAIL,
@@ -802,10 +803,9 @@ def test_story_26_flags(start_stack, fakes, make_harness):
     as the worker's periodic sweep does (that sweep only runs on the minute: too slow to wait
     for), with the connectors the flags give (`build_connectors`: ManyChat on, Discord off).
 
-    Not asserted here: "processed in creation order". `release_held` enqueues in creation
-    order, but a worker with several threads plans the released events in whatever order its
-    threads reach them (a held refund released with its older approval is ignored and the
-    approval then grants): a bug, reported, not documented by a test."""
+    "Processed in creation order" is the ordering guarantee of story 27: a student's released
+    events are planned together in creation order, and one a thread reaches late is re-evaluated
+    against the ordered history (tests/pipeline/test_ordering.py)."""
     stack = start_stack(HOTMART_ENABLED="false", DISCORD_ENABLED="false")
     approval = hotmart(APPROVED, new_id=False)
     response = stack.post_webhook(json.dumps(approval).encode())
@@ -934,3 +934,109 @@ def test_story_29_a_state_is_renamed(make_world, tmp_path):
     assert w.roles(BIA_DISCORD) == {COMMUNITY_ROLE}
     assert w.flows()[-1] == ("comunidade", "payment_confirmed")
     assert ("GRACE_EXPIRED", "cancelled") in [t[:2] for t in w.timers("comunidade")]
+
+
+# -- Nothing is lost silently ----------------------------------------------------------------------
+
+
+def test_story_27_crossing_events(start_stack, fakes, pg, redis_url):
+    """Ana's events for S reach the engine out of order within seconds (a backlog redelivered
+    after an outage): the renewal's approval, then the late-payment notice created before it.
+    The outcome equals applying them in creation order; no flow is sent for a transition the
+    ordered history supersedes, and none twice.
+
+    Deployed shape (`engine serve` + `engine worker`, PostgreSQL, Redis, fakes), with the default
+    settle window. Twice: the first pair crosses within the window (the two are planned together
+    in creation order); the second pair's notice arrives after its approval was applied (it is
+    re-evaluated against the ordered history)."""
+    stack = start_stack()
+    assert Settings(ENGINE_ENV="test").order_settle_seconds > 0  # the stack runs the default window
+    sessions = session_factory(Settings(ENGINE_ENV="test", database_url=pg))
+
+    def post(payload: dict) -> int:
+        response = stack.post_webhook(json.dumps(payload).encode())
+        assert response.status_code == 200 and response.json()["status"] == "accepted", response.text
+        return response.json()["event_id"]
+
+    def flows() -> list[str]:
+        return [fakes.manychat.flows[ns] for _, ns, _ in fakes.manychat.flows_sent]
+
+    def pending_timers() -> list[str]:
+        with sessions() as session:
+            return list(session.scalars(select(ScheduledEvent.event_type).where(ScheduledEvent.status == "pending")))
+
+    def steps(event_id: int) -> list[tuple[str, str, str | None]]:
+        with sessions() as session:
+            runs = session.scalars(
+                select(ActionRun).where(ActionRun.event_id == event_id).order_by(ActionRun.step_index)
+            )
+            return [(r.action, r.status, r.error) for r in runs]
+
+    # Ana subscribes to S and links her Discord account.
+    subscribed = hotmart(SUB_FIRST, creation_date=epoch_ms(datetime.now(UTC) - timedelta(hours=1)))
+    assert stack.wait_event(post(subscribed))["status"] == "processed"
+    code = fakes.manychat.find(email=ANA_EMAIL).fields["codigo_discord"]
+    linked = LinkService(sessions, RulesRepository(RULES), remote_enqueue(redis_url)).link(ANA_DISCORD, code)
+    assert stack.wait_event(linked.event_id)["status"] == "processed"
+    assert flows() == ["onboarding", "welcome"]
+    time.sleep(0.5)
+    base = datetime.now(UTC)  # everything below was created after the link, in this order:
+
+    def crossing(transaction: str, recurrence: int, created_ms: int) -> tuple[dict, dict]:
+        """A late-payment notice and, 100 ms later, the payment of the same charge."""
+        notice = hotmart("purchase_delayed", transaction=transaction, creation_date=created_ms)
+        paid = hotmart(
+            "purchase_approved_renewal",
+            transaction=transaction,
+            recurrence_number=recurrence,
+            creation_date=created_ms + 100,
+        )
+        return notice, paid
+
+    notice, renewal = crossing("HP20000000002702", 2, epoch_ms(base - timedelta(milliseconds=400)))
+    next_notice, next_renewal = crossing("HP20000000002703", 3, epoch_ms(base - timedelta(milliseconds=200)))
+
+    # 1. Within seconds: the approval, then the notice created before it.
+    renewal_id, notice_id = post(renewal), post(notice)
+    assert stack.wait_event(renewal_id)["status"] == "processed"
+    assert stack.wait_event(notice_id)["status"] == "processed"
+    # Creation order: late (active -> overdue), then paid (overdue -> active); the late-payment
+    # flow is superseded by the payment that followed: never sent.
+    [notice_plan] = stack.event(notice_id)["plans"]
+    [renewal_plan] = stack.event(renewal_id)["plans"]
+    assert (notice_plan["transition"], notice_plan["to_state"]) == ("payment_late", "overdue")
+    assert (renewal_plan["transition"], renewal_plan["from_state"], renewal_plan["to_state"]) == (
+        "paid_after_all",
+        "overdue",
+        "active",
+    )
+    assert ("trigger_flow", "skipped", "superseded") in steps(notice_id)
+    assert flows() == ["onboarding", "welcome", "payment_confirmed"]
+    assert pending_timers() == []  # the grace timer the notice set was cancelled by the payment
+    assert fakes.discord.member_roles(ANA_DISCORD) == {COMMUNITY_ROLE}
+    assert "assinante" in fakes.manychat.find(email=ANA_EMAIL).tags
+
+    # 2. Next month the notice comes after its approval was already applied (as a renewal).
+    next_renewal_id = post(next_renewal)
+    assert stack.wait_event(next_renewal_id)["status"] == "processed"
+    assert stack.event(next_renewal_id)["plans"][0]["transition"] == "renewal_or_repurchase"
+    next_notice_id = post(next_notice)
+    found = stack.wait_event(next_notice_id)
+    assert found["status"] == "processed", found  # re-evaluated, not dropped as stale
+    [plan] = found["plans"]
+    history = [(h["event_id"], h["transition"], h["superseded"]) for h in plan["reordered"]["history"]]
+    assert history[-2:] == [(next_notice_id, "payment_late", True), (next_renewal_id, "paid_after_all", False)]
+    assert (plan["from_state"], plan["to_state"]) == ("active", "active")
+    assert [s["params"]["flow"] for s in plan["steps"] if s["action"] == "trigger_flow"] == ["payment_confirmed"]
+
+    # Outcome: as in creation order, and no superseded flow, none twice for one payment.
+    time.sleep(0.5)  # anything else queued would run now
+    with sessions() as session:
+        membership = session.scalars(select(Membership)).one()
+        assert (membership.product_key, membership.state) == ("comunidade", "active")
+        assert membership.transaction == "HP20000000002703"
+    assert pending_timers() == []
+    assert fakes.discord.member_roles(ANA_DISCORD) == {COMMUNITY_ROLE}
+    assert "assinante" in fakes.manychat.find(email=ANA_EMAIL).tags
+    assert flows() == ["onboarding", "welcome", "payment_confirmed", "payment_confirmed"]
+    assert "payment_late" not in flows()

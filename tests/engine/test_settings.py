@@ -46,6 +46,16 @@ def test_webhook_silence_alert_defaults_to_a_day_and_refuses_negative_hours(monk
         Settings(ENGINE_ENV="test", alert_no_webhooks_hours=-1, _env_file=None)
 
 
+def test_the_settle_window_is_a_few_seconds_from_the_environment(monkeypatch):
+    assert Settings(ENGINE_ENV="test", _env_file=None).order_settle_seconds == 2.0
+    monkeypatch.setenv("ORDER_SETTLE_SECONDS", "0.5")
+    assert Settings(ENGINE_ENV="test", _env_file=None).order_settle_seconds == 0.5
+    for unsafe in ("-1", "31"):  # negative is meaningless; longer holds every student's webhooks
+        monkeypatch.setenv("ORDER_SETTLE_SECONDS", unsafe)
+        with pytest.raises(ValidationError, match="order_settle_seconds"):
+            Settings(ENGINE_ENV="test", _env_file=None)
+
+
 def test_the_reconcile_schedule_is_a_cron_line_or_off():
     assert Settings(ENGINE_ENV="test", _env_file=None).reconcile_schedule == "30 3 * * *"
     assert Settings(ENGINE_ENV="test", reconcile_schedule=" 0  2 * * 1 ", _env_file=None).reconcile_schedule == (

@@ -242,6 +242,18 @@ def test_enqueueing_while_redis_is_down_reports_the_outage_once(caplog):
     assert [r.getMessage().split(" (")[0] for r in caplog.records] == ["queue unreachable"]
 
 
+def test_a_settling_event_is_scheduled_on_the_queue(tmp_path, monkeypatch):
+    """The settle window re-runs process_event_task later (huey's schedule), not at once."""
+    import engine.worker as worker
+
+    queue = worker.build_queue(Settings(ENGINE_ENV="test", var_dir=tmp_path))
+    monkeypatch.setattr(worker, "_queue", queue)
+    worker.schedule_event(42, 1.5)
+    [task] = queue.huey.pending()
+    assert (task.name, task.args) == ("process_event_task", (42,))
+    assert task.eta is not None  # the consumer holds it until then
+
+
 def test_reconcile_is_scheduled_from_the_setting_or_off(tmp_path):
     from engine.worker import build_queue
 

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from engine.api.app import create_app
-from engine.db.models import ActionRun, Event
+from engine.db.models import ActionRun, Event, Membership, OnboardingToken
 from engine.pipeline.hottok import scrub_payload
 from tests.conftest import CORPUS, HOTTOK, REFERENCE
 
@@ -147,11 +147,15 @@ def test_hotmart_disabled_holds_then_releases_in_creation_order(make_harness):
     held.run_queue()
     with held.runtime.sessions() as session:
         events = {e.type: e for e in session.scalars(select(Event))}
-        # The purchase was refunded: its approval grants nothing, so there is nothing to revoke.
-        assert events["PURCHASE_APPROVED"].status == "ignored"
-        assert events["PURCHASE_APPROVED"].reason.startswith("stale: transaction HP10000000000001 was refunded")
-        assert events["PURCHASE_REFUNDED"].status == "ignored"
-    assert held.manychat.calls == [] and held.discord.calls == []
+        # Applied in creation order (approved, then refunded), planned together: the refund was
+        # known when the approval was planned, so no code and no onboarding flow went out.
+        assert events["PURCHASE_APPROVED"].status == "processed"
+        assert events["PURCHASE_APPROVED"].plans[0]["superseded_by"] == events["PURCHASE_REFUNDED"].id
+        assert events["PURCHASE_REFUNDED"].status == "processed"
+        assert session.scalars(select(Membership.state)).all() == ["refunded"]
+        assert session.scalars(select(OnboardingToken)).all() == []
+    flows = [step.params["flow"] for step, _ in held.manychat.calls if step.action == "trigger_flow"]
+    assert flows == ["refund"] and held.discord.calls == []
 
 
 def test_released_held_events_run_in_creation_order(make_harness):

@@ -325,21 +325,31 @@ def test_first_purchase_sets_the_issued_code_before_the_flow(make_harness):
 
 
 def test_refund_arriving_before_its_approval_still_wins(make_harness):
+    """In creation order the purchase was approved, then refunded: the membership ends refunded,
+    and the approval, known to be refunded already, never grants: no code, no onboarding flow."""
     h = make_harness()
     refund_id = h.deliver(load_payload("purchase_refunded.json"))  # nothing granted yet: ignored
     assert event(h, refund_id).status == "ignored"
     approval_id = h.deliver(load_payload("purchase_approved.json"))
     found = event(h, approval_id)
-    assert found.status == "ignored"
-    assert found.reason.startswith("stale: transaction HP10000000000001 was refunded or charged back")
-    assert states(h) == {} and h.manychat.calls == []
+    assert found.status == "processed"
+    assert [p["to_state"] for p in found.plans] == ["refunded"]
+    assert states(h) == {"curso": "refunded"} and grants(h) == set()
+    with h.runtime.sessions() as session:
+        from engine.db.models import OnboardingToken
+
+        assert session.scalars(select(OnboardingToken)).all() == []
+    assert [(s.action, s.params.get("flow")) for s, _ in h.manychat.calls] == [("trigger_flow", "refund")]
+    assert h.discord.calls == []
 
 
 def test_a_new_purchase_of_the_same_product_is_not_blocked_by_an_old_refund(make_harness):
     h = make_harness()
-    h.deliver(load_payload("purchase_refunded.json"))
+    refund = load_payload("purchase_refunded.json")
+    h.deliver(refund)
     again = load_payload("purchase_approved.json")
     again["id"], again["data"]["purchase"]["transaction"] = "another-purchase", "HP1000000000099"
+    again["creation_date"] = refund["creation_date"] + 1000  # bought again after that refund
     h.deliver(again)
     assert states(h) == {"curso": "pending_onboarding"}
 

@@ -133,9 +133,12 @@ def test_notes_say_what_the_worker_would_do_differently(make_harness):
 
     with h.runtime.sessions() as session:
         replan = replan_event(session, approval, h.runtime.rules.rules, now=datetime(2026, 3, 5, tzinfo=UTC))
-    assert replan.notes[0].startswith(
-        "the worker would ignore it: stale: transaction HP10000000000001 was refunded or charged back (event "
-    )
+    # The refund was created after the approval: the worker folds the approval into the ordered
+    # history (where the refund still wins), it does not apply it on top.
+    assert replan.notes == [
+        "curso: created 2025-03-03T13:00:09+00:00, before the last applied event (2025-03-07T03:18:55+00:00): "
+        "the worker re-evaluates it against the ordered history"
+    ]
     assert replan.targets[0].plan.from_state == "refunded"
 
 

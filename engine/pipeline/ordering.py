@@ -1,0 +1,406 @@
+"""Per-student creation order: a late event is re-evaluated against the ordered history.
+
+Hotmart does not deliver in order. Two mechanisms keep a membership equal to applying its
+events in ``creation_date`` order (README, "Per student, in order"):
+
+* a fresh webhook settles for ``ORDER_SETTLE_SECONDS``; the student's waiting events are then
+  planned together, in creation order, and a one-shot message of a transition that a later
+  event of the same batch supersedes is skipped (:func:`skip_superseded`);
+* an event created before one already decided for the same membership (it arrived after the
+  window) is folded in (:func:`reevaluate`): the membership's events are planned again in
+  creation order from the initial state, and the membership converges to the result — its
+  state, its access (a diff against the grant ledger), its timers — while flows and codes go
+  out only for transitions that survive in that history and never ran before.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import flag_modified
+
+from connectors.base import Step
+from engine.db.models import ActionRun, Event, Grant, Membership, ScheduledEvent, Student
+from engine.inputs import EventInput, event_input
+from engine.pipeline.ledger import RESOURCES
+from engine.pipeline.runtime import Runtime
+from engine.planner import Facts, Plan
+from engine.rules.model import Product, Rules
+from engine.sources import SOURCES
+from engine.statuses import EventStatus
+
+# What the student reads (a flow) and the code it carries: sent only for surviving transitions.
+ONE_SHOT_ACTIONS = frozenset({"trigger_flow", "issue_token", "set_field"})
+# Statuses of an event the engine has decided on (planned, applied or ignored). Not
+# needs_attention: nothing was decided; its replay is planned (and folded) then.
+DECIDED_STATUSES = (
+    EventStatus.PROCESSING,
+    EventStatus.RETRYING,
+    EventStatus.PROCESSED,
+    EventStatus.IGNORED,
+    EventStatus.FAILED,
+)
+# The planner's facts about the student for one event (processing's, so both decide alike).
+FactsFor = Callable[..., Facts]
+# (remove action, add action, ledger kind, params key), in the order converging steps run.
+_ACCESS = [
+    (remove, add, RESOURCES[add].kind, RESOURCES[add].param)
+    for remove, add in (("remove_role", "add_role"), ("remove_tag", "add_tag"), ("unenroll", "enroll"))
+]
+
+
+def order_key(event: Event) -> tuple[datetime, int]:
+    """Creation order: Hotmart's creation_date (the engine's own events: when raised), then arrival."""
+    return (event.occurred_at or event.received_at, event.id)
+
+
+def of_student(student: Student):
+    # A lead's first events (ignored before the student existed) carry the e-mail only.
+    return or_(Event.student_id == student.id, and_(Event.student_id.is_(None), Event.email == student.email))
+
+
+def _belongs(inp: EventInput | None, product_key: str, rules: Rules) -> bool:
+    if inp is None:
+        return False
+    if inp.source in SOURCES:
+        return inp.product is not None and inp.product.key == product_key
+    return inp.product_key == product_key or inp.event_type in rules.student_events
+
+
+def newest_decided_after(
+    rt: Runtime, session: Session, student: Student, product_key: str, event: Event, inp: EventInput
+) -> datetime | None:
+    """The creation date of the newest Hotmart event of this membership already decided that was
+    created after ``event``; None when ``event`` is not late. Ignored ones count: a refund ignored
+    because it came first still follows its approval in creation order."""
+    if inp.source != "hotmart" or inp.occurred_at is None:
+        return None
+    rows = session.scalars(
+        select(Event).where(
+            of_student(student),
+            Event.source == "hotmart",
+            Event.status.in_(DECIDED_STATUSES),
+            Event.occurred_at > inp.occurred_at,
+            Event.id != event.id,
+        )
+    ).all()
+    newest = None
+    for row in rows:
+        if row.product_key is not None:
+            mine = row.product_key == product_key
+        else:  # decided before planning (a lead, a refunded transaction): read the payload
+            mine = row.payload is not None and _belongs(
+                event_input(row.payload, rt.rules.rules), product_key, rt.rules.rules
+            )
+        if mine and (newest is None or row.occurred_at > newest):
+            newest = row.occurred_at
+    return newest
+
+
+@dataclass
+class _Item:
+    event: Event
+    inp: EventInput
+
+    @property
+    def key(self) -> tuple[datetime, int]:
+        return order_key(self.event)
+
+
+@dataclass
+class _Folded:
+    item: _Item
+    plan: Plan
+
+
+@dataclass
+class _Fold:
+    state: str
+    applied: list[_Folded]
+    grants: dict[str, set[str]]
+    timers: dict[str, str]  # event type -> due_at
+    fields: dict[str, Any]
+
+
+def _history(rt: Runtime, session: Session, student: Student, product_key: str, event: Event, inp: EventInput):
+    rows = session.scalars(select(Event).where(of_student(student), Event.status.in_(DECIDED_STATUSES))).all()
+    items = [_Item(event, inp)]
+    for row in rows:
+        if row.id == event.id or row.payload is None:
+            continue
+        row_inp = event_input(row.payload, rt.rules.rules)
+        if _belongs(row_inp, product_key, rt.rules.rules):
+            items.append(_Item(row, row_inp))
+    return sorted(items, key=lambda item: item.key)
+
+
+def simulate(steps: Iterable[Step], grants: dict[str, set[str]], timers: dict[str, str]) -> None:
+    """What steps do to a membership's access and timers, as the ledger and timer table record it."""
+    for step in steps:
+        if step.skip_reason:
+            continue  # the rules make it do nothing for this product
+        if (use := RESOURCES.get(step.action)) is not None:
+            kind, resources = use.kind, set(step.params.get(use.param) or [])
+            if use.grants:
+                grants[kind] |= resources
+            elif "discord_id" not in step.params:  # a relink's removal leaves the ledger as it is
+                grants[kind] -= resources
+        elif step.action == "schedule":
+            timers[step.params["event"]] = step.params["due_at"]
+        elif step.action == "cancel_timers":
+            for name in step.params.get("events") or list(timers):
+                timers.pop(name, None)
+
+
+def _fold(rt: Runtime, student: Student, product: Product, items: list[_Item], facts_for: FactsFor) -> _Fold:
+    rules, planner = rt.rules.rules, rt.rules.planner
+    revoked: set[str] = set()  # purchases refunded so far in the history
+    links = [item.key for item in items if item.inp.event_type == "DISCORD_LINKED"]
+    # Linked without a DISCORD_LINKED event: imported (engine import-students) before any event.
+    linked_from = min(links) if links else None
+    always_linked = bool(student.discord_id) and linked_from is None
+    state, applied = rules.initial, []
+    grants: dict[str, set[str]] = defaultdict(set)
+    timers: dict[str, str] = {}
+    fields: dict[str, Any] = {}
+    now = rt.now()
+    for item in items:
+        inp = item.inp
+        source = SOURCES.get(inp.source)
+        transaction = inp.fields.get("transaction") if source else None
+        if transaction and inp.event_type in source.revoking_events:
+            revoked.add(transaction)
+        elif transaction in revoked and inp.event_type in source.granting_events:
+            continue  # a refunded purchase never grants again
+        if item.event.source == "timer":
+            timers.pop(inp.event_type or "", None)  # this timer fired
+        linked = always_linked or (linked_from is not None and item.key >= linked_from)
+        facts = facts_for(
+            now, inp, email=student.email, name=student.name, discord_id=student.discord_id if linked else None
+        )
+        plan = planner.plan(inp.event_type or "", inp.fields, product, state, facts)
+        if plan.ignored:
+            continue
+        applied.append(_Folded(item, plan))
+        state = plan.to_state or state
+        simulate(plan.steps, grants, timers)
+        for name in ("transaction", "subscriber_code"):
+            if inp.fields.get(name):
+                fields[name] = inp.fields[name]
+        if inp.fields.get("date_next_charge") and source and inp.event_type in source.paid_until_events:
+            fields["paid_until"] = datetime.fromisoformat(inp.fields["date_next_charge"])
+    return _Fold(state, applied, grants, timers, fields)
+
+
+@dataclass
+class _Realized:
+    """What earlier plans of the membership already sent."""
+
+    # (event, transition) -> its flows, sent or standing in an earlier identical one
+    sent: dict[tuple[int, str], list[str]] = field(default_factory=dict)
+    alerted: set[tuple[int, str]] = field(default_factory=set)
+    emitted: Counter = field(default_factory=Counter)  # flows that went out
+
+
+def _flows(steps: Iterable[dict[str, Any]]) -> list[str]:
+    return [s["params"]["flow"] for s in steps if s.get("action") == "trigger_flow" and not s.get("skipped")]
+
+
+def _realized(session: Session, membership: Membership | None) -> _Realized:
+    realized = _Realized()
+    if membership is None:
+        return realized
+    events = session.scalars(
+        select(Event).where(Event.student_id == membership.student_id, Event.status.in_(DECIDED_STATUSES))
+    ).all()
+    for event in events:
+        for entry in event.plans if isinstance(event.plans, list) else []:
+            if not isinstance(entry, dict) or entry.get("membership_id") != membership.id:
+                continue
+            reordered = entry.get("reordered")
+            if reordered:
+                realized.sent.update({(e, t): flows for e, t, flows in reordered.get("sent", [])})
+                realized.alerted |= {(e, t) for e, t in reordered.get("alerted", [])}
+                realized.emitted.update(reordered.get("emitted", []))
+            elif entry.get("transition") and not entry.get("ignored_reason"):
+                pair = (event.id, entry["transition"])
+                realized.alerted.add(pair)
+                if not entry.get("superseded_by"):
+                    realized.sent[pair] = _flows(entry.get("steps") or [])
+                    realized.emitted.update(realized.sent[pair])
+    return realized
+
+
+def _expected(session: Session, membership: Membership | None) -> tuple[dict[str, set[str]], dict[str, str]]:
+    """The membership's access and timers once the steps already planned have run."""
+    grants: dict[str, set[str]] = defaultdict(set)
+    timers: dict[str, str] = {}
+    if membership is None:
+        return grants, timers
+    for kind, resource in session.execute(
+        select(Grant.kind, Grant.resource).where(Grant.membership_id == membership.id)
+    ):
+        grants[kind].add(resource)
+    for name, due in session.execute(
+        select(ScheduledEvent.event_type, ScheduledEvent.due_at).where(
+            ScheduledEvent.membership_id == membership.id, ScheduledEvent.status == "pending"
+        )
+    ):
+        timers[name] = due.isoformat()
+    waiting = session.scalars(
+        select(ActionRun)
+        .where(
+            ActionRun.membership_id == membership.id,
+            ActionRun.status.in_(("pending", "running", "retrying", "failed")),
+        )
+        .order_by(ActionRun.id)
+    ).all()
+    simulate((Step(run.action, run.params) for run in waiting), grants, timers)
+    return grants, timers
+
+
+@dataclass
+class Reevaluation:
+    plan: Plan
+    state: str
+    fields: dict[str, Any]
+    changed: bool
+    history: list[dict[str, Any]] = field(default_factory=list)
+    sent: list[tuple[int, str, list[str]]] = field(default_factory=list)
+    alerted: list[tuple[int, str]] = field(default_factory=list)
+    emitted: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.plan.to_dict(),
+            "reordered": {
+                "history": self.history,
+                "sent": self.sent,
+                "alerted": self.alerted,
+                "emitted": self.emitted,
+            },
+        }
+
+
+def reevaluate(
+    rt: Runtime,
+    session: Session,
+    student: Student,
+    product: Product,
+    membership: Membership | None,
+    event: Event,
+    inp: EventInput,
+    facts_for: FactsFor,
+) -> Reevaluation:
+    """Fold the membership's events in creation order (``event`` included) and plan the steps
+    that take the membership from what it is to what that history makes it."""
+    rules = rt.rules.rules
+    current = membership.state if membership else rules.initial
+    result = _fold(rt, student, product, _history(rt, session, student, product.key, event, inp), facts_for)
+    changes = [i for i, folded in enumerate(result.applied) if folded.plan.to_state != folded.plan.from_state]
+    surviving_from = changes[-1] if changes else 0
+    realized = _realized(session, membership)
+
+    steps: list[Step] = []
+    grants, timers = _expected(session, membership)
+    unwanted = sorted(set(timers) - set(result.timers))
+    if unwanted:
+        steps.append(Step("cancel_timers", {"events": unwanted}))
+    steps += [
+        Step("schedule", {"event": name, "due_at": due}) for name, due in result.timers.items() if name not in timers
+    ]
+    extra = {"create_if_missing": True} if rules.create_missing_subscribers else {}
+    removes, adds = [], []
+    for remove, add, kind, key in _ACCESS:
+        params = extra if kind == "manychat_tag" else {}
+        if gone := sorted(grants[kind] - result.grants[kind]):
+            removes.append(Step(remove, {key: gone, **params}))
+        if new := sorted(result.grants[kind] - grants[kind]):
+            adds.append(Step(add, {key: new, **params}))
+    steps += removes + adds
+
+    # Never a flow twice: a flow that went out for a transition the ordered history no longer
+    # has (its event now takes another one, or none) stands in for the same flow of a new one.
+    folded_pairs = {(f.item.event.id, f.plan.transition or "") for f in result.applied}
+    held = Counter(flow for pair, flows in realized.sent.items() if pair in folded_pairs for flow in flows)
+    credit = realized.emitted - held
+    history, new_sent, new_alerted, emitted = [], [], [], []
+    own: Plan | None = None
+    for index, folded in enumerate(result.applied):
+        pair = (folded.item.event.id, folded.plan.transition or "")
+        surviving = index >= surviving_from
+        if folded.item.event.id == event.id:
+            own = folded.plan
+        history.append(
+            {
+                "event_id": pair[0],
+                "event_type": folded.plan.event_type,
+                "created": folded.item.key[0].isoformat(),
+                "transition": pair[1],
+                "from_state": folded.plan.from_state,
+                "to_state": folded.plan.to_state,
+                "superseded": not surviving,
+            }
+        )
+        if surviving and pair not in realized.sent:
+            messages = [s for s in folded.plan.steps if s.action in ONE_SHOT_ACTIONS or s.action == "revoke_token"]
+            flows = [s.params["flow"] for s in messages if s.action == "trigger_flow" and not s.skip_reason]
+            if flows and not Counter(flows) - credit:  # each already went out: send none of its messages again
+                credit -= Counter(flows)
+                messages = [s for s in messages if s.action == "revoke_token"]
+            else:
+                emitted += flows
+            steps += messages
+            new_sent.append((*pair, flows))
+        if pair not in realized.alerted:
+            alerts = [s for s in folded.plan.steps if s.action == "alert"]
+            if alerts:
+                steps += alerts
+                new_alerted.append(pair)
+
+    plan = Plan(
+        inp.event_type or "",
+        product.key,
+        current,
+        result.state,
+        transition=own.transition if own else None,
+        conditions=own.conditions if own else [],
+        steps=steps,
+    )
+    changed = result.state != current or bool(steps)
+    return Reevaluation(plan, result.state, result.fields, changed, history, new_sent, new_alerted, emitted)
+
+
+@dataclass
+class BatchEntry:
+    event: Event
+    membership_id: int
+    entry: dict[str, Any]  # the event's stored plan for this membership
+    runs: list[ActionRun]
+
+
+def skip_superseded(entries: list[BatchEntry]) -> None:
+    """Events planned together in creation order: a transition a later one supersedes (the
+    membership moved on from its state within the batch) sends no message and no code."""
+    by_membership: dict[int, list[BatchEntry]] = defaultdict(list)
+    for item in entries:
+        by_membership[item.membership_id].append(item)
+    for items in by_membership.values():
+        moves = [i for i, item in enumerate(items) if item.entry.get("from_state") != item.entry.get("to_state")]
+        if not moves:
+            continue
+        last = items[moves[-1]]
+        for item in items[: moves[-1]]:
+            skipped = [run for run in item.runs if run.action in ONE_SHOT_ACTIONS and run.status == "pending"]
+            for run in skipped:
+                run.status, run.error = "skipped", "superseded"
+                run.detail = f"superseded by event {last.event.id} (created later, applied in the same batch)"
+            if skipped:
+                item.entry["superseded_by"] = last.event.id
+                flag_modified(item.event, "plans")
