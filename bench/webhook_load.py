@@ -39,6 +39,8 @@ from tests.fakes import discord_app, manychat_app  # noqa: E402
 from tests.fakes.server import serve  # noqa: E402
 
 ENGINE = str(Path(sys.executable).with_name("engine"))
+# The engine's default queue name: the worker started below and remote_enqueue agree on it.
+os.environ.setdefault("QUEUE_NAME", "lifecycle-engine")
 PAYLOAD = json.loads((REPO / "examples/hotmart/purchase_approved.json").read_text())
 HOTTOK = "bench-hottok"
 ADMIN = "bench-admin"

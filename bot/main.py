@@ -79,7 +79,7 @@ def run() -> None:
     from engine.logs import configure_logging
     from engine.pipeline.rules_repository import RulesRepository
     from engine.settings import get_settings
-    from engine.worker import enqueue_event
+    from engine.worker import enqueue_urgent
 
     settings = get_settings()
     configure_logging(settings.logs_as)
@@ -94,7 +94,8 @@ def run() -> None:
         while True:  # idling on purpose is healthy
             beat(settings.var_dir, "bot")
             time.sleep(HEARTBEAT_SECONDS)
-    service = LinkService(session_factory(settings), RulesRepository(settings.rules_dir), enqueue_event)
+    # A student who links is waiting for the role: their events go ahead of bulk work.
+    service = LinkService(session_factory(settings), RulesRepository(settings.rules_dir), enqueue_urgent)
     bot = build_bot(service, int(settings.discord_guild_id))
     threading.Thread(target=_heartbeat, args=(bot, settings.var_dir), name="heartbeat", daemon=True).start()
     bot.run(token)  # blocking; handles SIGINT/SIGTERM

@@ -9,6 +9,7 @@ and a verdict on whether running the step again is safe.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
@@ -54,6 +55,12 @@ class StepContext:
     product_key: str = ""
     membership_id: int | None = None
     action_run_id: int | None = None
+    # Called by a connector right before it writes a request that must not be repeated
+    # (a ManyChat flow): until then a stopped worker may simply run the step again.
+    before_send: Callable[[], None] | None = field(default=None, compare=False, repr=False)
+    # Called when the other side proved it did not act (a 429) and the connector will wait
+    # before sending again: the step is no longer in flight meanwhile.
+    not_sent: Callable[[], None] | None = field(default=None, compare=False, repr=False)
 
     @property
     def reason(self) -> str:
@@ -128,6 +135,8 @@ class RecordingConnector:
         self.results: dict[str, Any] = {}
 
     def run(self, step: Step, ctx: StepContext) -> StepResult:
+        if ctx.before_send is not None:
+            ctx.before_send()  # as a real connector does right before writing the request
         self.calls.append((step, ctx))
         scripted = self.results.get(step.action)
         if callable(scripted):

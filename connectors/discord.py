@@ -9,7 +9,11 @@ Rate limits are handled *inside* one call and are not the engine's failure retry
   keyed with the major parameter (guild / channel id); when a bucket has no request
   left before its reset, the next request sleeps until ``X-RateLimit-Reset-After``
   (measured on the monotonic clock, so wall-clock skew does not matter);
-* globally: a client-side :class:`TokenBucket` at ``global_rate`` requests/s;
+* globally: ``global_rate`` requests/s, paced by the :class:`Limiter` (in Redis when
+  several worker processes share the bot: one budget for all of them, and a global 429
+  seen by one pauses all);
+* across processes, a bucket's learned quota (limit per reset window) is also paced in
+  the shared limiter, so N processes do not each spend the whole window;
 * on 429: sleep ``retry_after`` (body, else ``Retry-After``), pause every call of
   this connector when ``global`` is true, then resend (role PUT/DELETE are
   idempotent, messages carry a nonce) up to ``_MAX_429_RETRIES`` times;
@@ -18,8 +22,8 @@ Rate limits are handled *inside* one call and are not the engine's failure retry
   ``_INVALID_SLOWDOWN_AT`` each request waits ``_INVALID_PACING`` s first; from
   ``_INVALID_REFUSE_AT`` calls are refused (``discord.invalid_request_limit``).
 
-All limiter state belongs to one connector instance and is guarded by one lock.
-Several worker *processes* each have their own: keep Discord concurrency low.
+The learned buckets belong to one connector instance, guarded by one lock; the shared
+pacing lives in the limiter.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from typing import Any
 import httpx
 
 from connectors.base import Step, StepContext, StepResult, StepStatus
-from connectors.throttle import TokenBucket
+from connectors.throttle import Limiter, LocalLimiter
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +59,7 @@ _MAX_NONCE = 25
 _MAX_REASON = 512
 _CONFIG_CODES = {10003: "unknown channel", 10004: "unknown guild", 50001: "missing access"}
 _DM_CLOSED_CODES = {50007, 50278}
+_GLOBAL_KEY = "discord:global"
 _HIERARCHY_HINT = (
     "Move the bot's role above the course roles in Server Settings → Roles and make sure it has Manage Roles."
 )
@@ -95,6 +100,7 @@ class _Bucket:
     reset_at: float | None = None  # monotonic end of the window; None: unknown
     window: float | None = None  # X-RateLimit-Reset (epoch): identifies a window
     pending: int = 0  # requests in flight
+    period: float = 0.0  # longest reset-after seen: the window's length
 
     def expire(self) -> None:
         if self.limit is not None:
@@ -127,6 +133,7 @@ class DiscordConnector:
         global_rate: float = 50.0,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        limiter: Limiter | None = None,
     ):
         self._guild_id = str(guild_id)
         self._alert_channel_id = str(alert_channel_id or "")
@@ -140,7 +147,8 @@ class DiscordConnector:
         )
         # burst=1: Discord counts the global limit per second, a full-second burst
         # followed by steady pacing would exceed it.
-        self._global = TokenBucket(global_rate, burst=1.0, clock=clock, sleep=sleep)
+        self._global_rate = global_rate
+        self._limiter = limiter or LocalLimiter(clock)
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._route_buckets: dict[str, str] = {}  # "METHOD template" -> X-RateLimit-Bucket
@@ -356,8 +364,9 @@ class DiscordConnector:
             bucket = self._acquire(route)
             response: httpx.Response | None = None
             try:
+                self._pace_shared_route(route, bucket)
                 self._wait_global()
-                self._global.acquire()
+                self._pace(self._limiter.reserve(_GLOBAL_KEY, self._global_rate, 1.0))
                 response = self._client.request(route.method, route.path, json=json, headers=headers, params=params)
             except httpx.HTTPError as exc:
                 return _transport_failure(exc, what, deduped=deduped)
@@ -400,6 +409,18 @@ class DiscordConnector:
             f"{what}: still rate limited after {self._MAX_429_RETRIES} retries",
             retryable=True,
         )
+
+    def _pace(self, wait: float) -> None:
+        if wait > 0:
+            self._sleep(wait)
+
+    def _shared_key(self, route: _Route) -> str:
+        return f"discord:bucket:{self._route_buckets.get(route.key, route.key)}:{route.major}"
+
+    def _pace_shared_route(self, route: _Route, bucket: _Bucket) -> None:
+        # Other processes spend the same bucket: pace at its learned quota across all of them.
+        if self._limiter.shared and bucket.limit and bucket.period > 0:
+            self._pace(self._limiter.reserve(self._shared_key(route), bucket.limit / bucket.period, 1.0))
 
     def _bucket_for(self, route: _Route) -> _Bucket:
         # Until Discord told us the route's bucket, key by the route itself.
@@ -472,6 +493,7 @@ class DiscordConnector:
         except (KeyError, ValueError):
             window = None
         reset_at = self._clock() + reset_after
+        bucket.period = max(bucket.period, reset_after)
         if bucket.limit is not None and window is not None and bucket.window is not None:
             if window < bucket.window - 1e-3:
                 return  # a late answer from an earlier window
@@ -494,7 +516,11 @@ class DiscordConnector:
             until = self._clock() + retry_after
             if is_global:
                 self._global_until = max(self._global_until, until)
+                if self._limiter.shared:
+                    self._limiter.block(_GLOBAL_KEY, retry_after)  # every process pauses
             else:
+                if self._limiter.shared:
+                    self._limiter.block(self._shared_key(route), retry_after)
                 bucket = self._bucket_for(route)
                 bucket.remaining = 0
                 bucket.reset_at = max(bucket.reset_at or 0.0, until)

@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 
 from connectors.base import Step, StepContext, StepResult, StudentRef
-from connectors.throttle import TokenBucket
+from connectors.throttle import Limiter, LocalLimiter
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +121,7 @@ class ManyChatConnector:
         clock: Callable[[], float] = time.monotonic,
         rates: dict[str, float] | None = None,
         consent_phrase: str = DEFAULT_CONSENT_PHRASE,
+        limiter: Limiter | None = None,
     ):
         self._client = httpx.Client(
             base_url=api_base,
@@ -134,9 +135,9 @@ class ManyChatConnector:
         self._consent_phrase = consent_phrase
         merged = {**_DEFAULT_RATES, **(rates or {})}
         self._rates = merged
-        self._clock, self._sleep = clock, sleep
-        self._buckets: dict[str, TokenBucket] = {}  # one per endpoint: ManyChat's limits are per endpoint
-        self._buckets_lock = threading.Lock()
+        # One key per endpoint (ManyChat's limits are per endpoint), shared by every worker
+        # process when the limiter lives in Redis.
+        self._limiter = limiter or LocalLimiter(clock)
         self._flows_sent: dict[str, deque[float]] = {}
         self._flows_lock = threading.Lock()
 
@@ -147,7 +148,9 @@ class ManyChatConnector:
             "add_tag": self._add_tags,
             "remove_tag": self._remove_tags,
             "set_field": self._set_field,
-            "trigger_flow": self._trigger_flow,
+            # The flow is the one request that cannot be repeated: it tells the engine just
+            # before it is written to the network (the step is "in flight" from then on).
+            "trigger_flow": lambda sid, step: self._trigger_flow(sid, step, ctx.before_send, ctx.not_sent),
         }.get(step.action)
         if handler is None:
             return StepResult.failed(BAD_REQUEST, f"unknown ManyChat action {step.action!r}")
@@ -226,7 +229,13 @@ class ManyChatConnector:
             raise _idempotent_failure(reply, f"field {field!r}")
         return f"field {field} set (subscriber {sid})"
 
-    def _trigger_flow(self, sid: str, step: Step) -> str:
+    def _trigger_flow(
+        self,
+        sid: str,
+        step: Step,
+        before_send: Callable[[], None] | None = None,
+        not_sent: Callable[[], None] | None = None,
+    ) -> str:
         flow_ns = step.params["flow_ns"]
         label = f"flow {step.params.get('flow') or flow_ns!r} ({flow_ns})"
         if not self._flow_budget_left(sid):
@@ -238,7 +247,13 @@ class ManyChatConnector:
             )
         # The body is exactly these two keys; ManyChat takes no variables here, which is
         # why fields are set by an earlier set_field step.
-        reply = self._call("POST", _SEND_FLOW, json={"subscriber_id": _wire_id(sid), "flow_ns": flow_ns})
+        reply = self._call(
+            "POST",
+            _SEND_FLOW,
+            json={"subscriber_id": _wire_id(sid), "flow_ns": flow_ns},
+            before_send=before_send,
+            not_sent=not_sent,
+        )
         if reply.ok or (reply.error == UNAVAILABLE and reply.sent):
             self._count_flow(sid)
         if reply.ok:
@@ -334,12 +349,12 @@ class ManyChatConnector:
 
     # ------------------------------------------------------------------- HTTP
 
-    def _bucket(self, path: str) -> TokenBucket:
-        with self._buckets_lock:
-            if path not in self._buckets:
-                rate = self._rates.get(_ENDPOINT_CLASS.get(path, "default"), self._rates["default"])
-                self._buckets[path] = TokenBucket(rate, clock=self._clock, sleep=self._sleep)
-            return self._buckets[path]
+    def _pace(self, path: str) -> None:
+        rate = self._rates.get(_ENDPOINT_CLASS.get(path, "default"), self._rates["default"])
+        # A second of burst, as the fake and ManyChat's per-second counting allow.
+        wait = self._limiter.reserve(f"manychat:{path}", rate, rate)
+        if wait > 0:
+            self._sleep(wait)
 
     def _call(
         self,
@@ -348,10 +363,13 @@ class ManyChatConnector:
         *,
         params: dict[str, Any] | None = None,
         json: dict[str, Any] | None = None,
+        before_send: Callable[[], None] | None = None,
+        not_sent: Callable[[], None] | None = None,
     ) -> _Reply:
-        bucket = self._bucket(path)
         for attempt in range(len(_BACKOFF) + 1):
-            bucket.acquire()
+            self._pace(path)
+            if before_send is not None:
+                before_send()
             try:
                 response = self._client.request(method, path, params=params, json=json)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
@@ -371,6 +389,8 @@ class ManyChatConnector:
             if delay > _MAX_RETRY_AFTER:
                 return reply
             log.info("manychat: %s rate limited, retrying in %.1fs", path, delay)
+            if not_sent is not None:
+                not_sent()  # a 429 is a refusal: nothing is in flight while we wait
             self._sleep(delay)
         raise AssertionError("unreachable")
 

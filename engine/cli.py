@@ -466,27 +466,41 @@ def _share_api_metrics(settings) -> None:
 
 
 @main.command()
-@click.option("--threads", default=4, show_default=True, help="Worker threads.")
-def worker(threads: int) -> None:
-    """Run a Huey worker: processes events, retries and timers."""
+@click.option("--threads", default=4, show_default=True, help="Worker threads (main queue).")
+@click.option(
+    "--lane-threads",
+    default=None,
+    type=click.IntRange(0, 64),
+    help="Threads of the ManyChat lane [default: MANYCHAT_LANE_THREADS, 8]; 0: no lane.",
+)
+def worker(threads: int, lane_threads: int | None) -> None:
+    """Run a Huey worker: processes events, retries and timers (plus the ManyChat lane)."""
     settings = _service_settings()
     _configure_logging(settings)
     from functools import partial
 
     from engine.db.migrate import NotMigrated, wait_for_migrations
+    from engine.db.session import check_connection_budget, worker_pool_size
     from engine.heartbeat import beat
     from engine.pipeline.alerts import notify_alerts
     from engine.pipeline.attention import report_rules_failure
     from engine.pipeline.heartbeat import HeartbeatThread
     from engine.pipeline.sweep import SweepLoop, resume_waiting_for_rules, sweep
-    from engine.worker import huey, runtime
 
     try:  # started beside a fresh database: wait for `engine migrate` / `engine serve`
         wait_for_migrations(settings, timeout=settings.migration_wait_seconds)
     except NotMigrated as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
-    rt = runtime()
+    lane_threads = settings.manychat_lane_threads if lane_threads is None else lane_threads
+    if settings.database_pool_size is None:
+        settings.database_pool_size = worker_pool_size(threads + lane_threads)
+
+    import engine.worker as queue
+
+    if lane_threads:
+        queue.enable_lanes({"manychat"})
+    rt = queue.runtime()
     HeartbeatThread(rt.sessions, settings.heartbeat_seconds).start()
     if not rt.rules.available:
         # Wait instead of crash-looping: events are held (needs_attention) and alerted, and
@@ -502,10 +516,20 @@ def worker(threads: int) -> None:
     # Sweep once now rather than after the first interval, so held webhooks (HOTMART_ENABLED just
     # turned on) and overdue timers don't wait; then every TIMER_POLL_SECONDS.
     sweep(rt)
+    check_connection_budget(settings, role="this worker")
     alive = partial(beat, settings.var_dir, "worker")  # read by the compose healthcheck
     alive()
-    SweepLoop(runtime, settings.timer_poll_seconds, on_success=alive).start()
-    huey.create_consumer(workers=threads, worker_type="thread", periodic=True).run()
+    SweepLoop(queue.runtime, settings.timer_poll_seconds, on_success=alive).start()
+    lanes = []
+    if lane_threads:
+        lane_huey = queue.get_queue().lanes["manychat"][0]
+        lanes.append(lane_huey.create_consumer(workers=lane_threads, worker_type="thread"))
+        lanes[-1].start()
+    try:
+        queue.get_huey().create_consumer(workers=threads, worker_type="thread", periodic=True).run()
+    finally:
+        for consumer in lanes:
+            consumer.stop(graceful=True)
 
 
 @main.command()

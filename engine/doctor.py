@@ -127,6 +127,28 @@ def database_checks(settings: Settings) -> list[Check]:
     return [Check("engine", OK, "database reachable"), Check("engine", OK, f"migrations at head ({head})")]
 
 
+def connection_budget_check(settings: Settings) -> Check | None:
+    """How many worker processes (at their default size) fit in PostgreSQL's max_connections."""
+    from engine.db.session import _OVERFLOW, connection_room, worker_pool_size
+
+    try:
+        room = connection_room(settings)
+    except Exception:  # noqa: BLE001 - database_checks already said the database is unreachable
+        return None
+    if room is None:
+        return None
+    limit, reserved, used = room
+    per_worker = (settings.database_pool_size or worker_pool_size(4 + settings.manychat_lane_threads)) + _OVERFLOW
+    fits = (limit - reserved - used) // per_worker
+    text = (
+        f"connections: max_connections={limit}, {used} in use; an `engine worker` (4 threads + "
+        f"{settings.manychat_lane_threads} ManyChat) opens up to {per_worker}: room for {fits} more"
+    )
+    if fits < 1:
+        return Check("engine", WARN, f"{text}: lower --threads or DATABASE_POOL_SIZE, or raise max_connections")
+    return Check("engine", OK, text)
+
+
 def queue_check(settings: Settings) -> Check:
     if not settings.redis_url:
         return Check("engine", OK, "queue: embedded SQLite (no REDIS_URL)")
@@ -463,8 +485,10 @@ def preflight(
     transport: httpx.BaseTransport | None = None,
 ) -> list[Check]:
     """Our side (database, migrations, queue, secrets, rules), then each service asked for."""
+    budget = connection_budget_check(settings)
     ours = [
         *database_checks(settings),
+        *([budget] if budget else []),
         queue_check(settings),
         *secret_checks(settings),
         rules_check(rules, rule_problems, str(settings.rules_dir)),

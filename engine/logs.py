@@ -97,3 +97,4 @@ def configure_logging(log_format: str, level: int = logging.INFO) -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "huey"):
         logging.getLogger(name).handlers.clear()
     logging.getLogger("transitions").setLevel(logging.WARNING)  # it logs every callback at INFO
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per Discord/ManyChat request

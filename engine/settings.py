@@ -56,6 +56,23 @@ class Settings(BaseSettings):
     # A fresh webhook waits this long (after the student's newest arrival) so that events
     # crossing in flight are applied in creation order (README: "Per student, in order").
     order_settle_seconds: float = Field(default=2.0, ge=0, le=30)
+    # Discord allows 50 requests/s per bot; a little under it, so network jitter between
+    # processes never lands a 51st request in one of Discord's seconds.
+    discord_global_rate: float = Field(default=48.0, gt=0, le=50)
+    # Threads of `engine worker` that run ManyChat steps in their own lane (0: no lane, the
+    # main threads run them and may sleep in ManyChat's budget).
+    manychat_lane_threads: int = Field(default=8, ge=0, le=64)
+    # Database connections per process: None sizes the pool from the threads (one per
+    # thread plus a few for the sweep and the API); checked against max_connections at start.
+    database_pool_size: int | None = Field(default=None, ge=1, le=500)
+
+    @field_validator("database_pool_size", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value  # DATABASE_POOL_SIZE= (as in .env.example)
+
+    # An event no worker finished this long after it was (re-)queued is queued again by the sweep.
+    stuck_after_seconds: float = Field(default=120.0, ge=1)
     # An event the worker raises on this many times is needs_attention, no longer re-queued.
     worker_max_failures: int = Field(default=3, ge=1)
     # How often a running process looks for changed rules, even when no event arrives.

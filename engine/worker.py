@@ -1,27 +1,40 @@
-"""Huey: the queue (Redis, or SQLite for the embedded default) and the worker's tasks.
+"""Huey: the queues (Redis, or SQLite for the embedded default) and the worker's tasks.
 
-Run a worker with ``engine worker``: the Huey consumer plus the sweep every TIMER_POLL_SECONDS
-(engine.pipeline.sweep.SweepLoop; a bare ``huey_consumer engine.worker.huey`` would not sweep).
+Run a worker with ``engine worker``: it consumes the main queue and each lane's queue, and runs
+the sweep every TIMER_POLL_SECONDS (engine.pipeline.sweep.SweepLoop; a bare
+``huey_consumer engine.worker.huey`` would neither sweep nor serve the lanes).
+
+* Priority: events a student waits for interactively (``DISCORD_LINKED``,
+  ``MEMBER_JOINED``, an admin's new code) are queued with a higher priority than bulk
+  work (purchases, timers), so a free thread takes them first.
+* Lanes: a connector listed in ``LANES`` (ManyChat) gets its own queue and threads; a
+  main-queue thread hands a student over when their next step is that connector's, so it
+  never sleeps in ManyChat's budget while other students' steps wait.
+* A task that cannot get a database connection reschedules itself within seconds
+  (backing off), instead of waiting for the sweep.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from huey import Huey, RedisHuey, SqliteHuey, crontab
+from huey import Huey, PriorityRedisHuey, SqliteHuey, crontab
 from huey.api import TaskWrapper
 
-from engine.pipeline.alerts import notify_alerts
-from engine.pipeline.execution import drain_student
-from engine.pipeline.locks import student_lock
+from engine.pipeline.execution import is_connection_error, run_student
 from engine.pipeline.processing import process_event
 from engine.pipeline.runtime import Runtime, build_runtime
 from engine.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
+
+URGENT = 10  # Huey priority of interactive events; bulk work has 0
+LANES = ("manychat",)  # connectors with a queue (and threads) of their own
+_DB_RETRY_LIMIT = 40  # ~3 minutes of backing off; after that the sweep takes over
 
 
 class QueueOutage:
@@ -68,8 +81,8 @@ def _queue_down(exc: BaseException) -> bool:
     return isinstance(exc, RedisConnectionError | RedisTimeoutError | ConnectionError | TimeoutError)
 
 
-class QuietRedisHuey(RedisHuey):
-    """RedisHuey reporting outages through :class:`QueueOutage` (the consumer backs off itself)."""
+class QuietRedisHuey(PriorityRedisHuey):
+    """PriorityRedisHuey reporting outages through :class:`QueueOutage` (the consumer backs off itself)."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -110,31 +123,35 @@ for _name in ("huey", "huey.consumer", "huey.consumer.Worker", "huey.consumer.Sc
     logging.getLogger(_name).addFilter(_outage_filter)
 
 
-def make_huey(settings: Settings) -> Huey:
-    # results=False: nobody reads a task's return value; Huey would keep one per event in Redis.
+def make_huey(settings: Settings, lane: str | None = None) -> Huey:
+    name = settings.queue_name if lane is None else f"{settings.queue_name}.{lane}"
     if settings.redis_url:
         # Bounded connects: with Redis down the webhook must answer (the sweep enqueues later).
         from redis import ConnectionPool
 
         pool = ConnectionPool.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=10)
-        return QuietRedisHuey(settings.queue_name, connection_pool=pool, results=False)
+        # results=False: nobody reads a task's return value; stored, they would pile up in Redis.
+        return QuietRedisHuey(name, connection_pool=pool, results=False)
     settings.var_dir.mkdir(parents=True, exist_ok=True)
-    return SqliteHuey(settings.queue_name, filename=str(settings.var_dir / "queue.db"), results=False)
+    return SqliteHuey(name, filename=str(settings.var_dir / "queue.db"), results=False)
 
 
 _runtime: Runtime | None = None
 _runtime_lock = threading.Lock()
 _queue: Queue | None = None
 _queue_lock = threading.Lock()
+_lanes_running: set[str] = set()  # lanes this process consumes (set by `engine worker`)
+_current_priority = threading.local()
 
 
 @dataclass(frozen=True)
 class Queue:
-    """The Huey instance and the tasks registered on it."""
+    """The Huey instances (main queue and lanes) and the tasks registered on them."""
 
     huey: Huey
     process_event: TaskWrapper
     drain_student: TaskWrapper
+    lanes: dict[str, tuple[Huey, TaskWrapper]] = field(default_factory=dict)
 
 
 def get_queue() -> Queue:
@@ -159,8 +176,17 @@ def __getattr__(name: str) -> object:
 
 def enqueue_event(event_id: int) -> None:
     """Queue an event; if the queue is down the sweep picks the event up later."""
+    _enqueue(event_id, 0)
+
+
+def enqueue_urgent(event_id: int) -> None:
+    """Queue an event a student is waiting for (a link, a join, an admin's new code)."""
+    _enqueue(event_id, URGENT)
+
+
+def _enqueue(event_id: int, priority: int) -> None:
     try:
-        get_queue().process_event(event_id)
+        get_queue().process_event(event_id, priority=priority)
     except Exception as exc:  # noqa: BLE001 - the event is stored; never lose the request over the queue
         if _queue_down(exc):  # the outage itself was reported once (QueueOutage): no line per event
             log.debug("queue down; event %s waits for the sweep", event_id)
@@ -182,26 +208,88 @@ def schedule_event(event_id: int, delay: float) -> None:
         log.warning("could not schedule event %s; the sweep will enqueue it", event_id, exc_info=True)
 
 
+def hand_off(student_id: int, lane: str) -> None:
+    """Continue a student's steps in ``lane`` (at the priority of the task handing over)."""
+    priority = getattr(_current_priority, "value", 0)
+    try:
+        get_queue().lanes[lane][1](student_id, priority=priority)
+    except Exception:  # noqa: BLE001
+        log.warning("could not hand student %s to lane %s; the sweep will", student_id, lane, exc_info=True)
+
+
+def enable_lanes(lanes: set[str]) -> None:
+    """Called by ``engine worker`` before it consumes the lane queues."""
+    _lanes_running.update(lanes)
+    if _runtime is not None:
+        _runtime.lanes = {lane: lane for lane in _lanes_running}
+
+
 def runtime() -> Runtime:
     """The process's runtime, built once (worker threads may ask for it at the same moment)."""
     global _runtime
     with _runtime_lock:
         if _runtime is None:
             _runtime = build_runtime(
-                get_settings(), enqueue=enqueue_event, schedule_drain=schedule_drain, schedule_event=schedule_event
+                get_settings(),
+                enqueue=enqueue_event,
+                schedule_drain=schedule_drain,
+                schedule_event=schedule_event,
+                enqueue_urgent=enqueue_urgent,
             )
+            _runtime.hand_off = hand_off
+            _runtime.lanes = {lane: lane for lane in _lanes_running}
     return _runtime
 
 
-def process_event_task(event_id: int) -> str:
-    return process_event(runtime(), event_id)
+def _backoff(attempt: int) -> float:
+    return min(0.5 * 2**attempt, 5.0) * random.uniform(0.8, 1.2)
 
 
-def drain_student_task(student_id: int) -> None:
-    rt = runtime()
-    with student_lock(rt.sessions, student_id):
-        drain_student(rt, student_id)
-    notify_alerts(rt)
+def _retry_later(task: TaskWrapper, args: tuple, attempt: int, priority: int, exc: BaseException) -> None:
+    """No database connection: try again in a few seconds (the sweep is the last resort)."""
+    if attempt >= _DB_RETRY_LIMIT:
+        raise exc
+    delay = _backoff(attempt)
+    log.warning("no database connection for %s%s (%s); retrying in %.1fs", task.name, args, exc, delay)
+    task.schedule(args, {"attempt": attempt + 1}, delay=delay, priority=priority)
+
+
+def _priority(task) -> int:
+    priority = (task.priority if task is not None else 0) or 0
+    _current_priority.value = priority
+    return priority
+
+
+def process_event_task(event_id: int, attempt: int = 0, task=None) -> str | None:
+    priority = _priority(task)
+    try:
+        return process_event(runtime(), event_id)
+    except Exception as exc:
+        if not is_connection_error(exc):
+            raise
+        _retry_later(get_queue().process_event, (event_id,), attempt, priority, exc)
+        return None
+
+
+def drain_student_task(student_id: int, attempt: int = 0, task=None) -> None:
+    _drain(get_queue().drain_student, student_id, None, attempt, task)
+
+
+def manychat_lane_task(student_id: int, attempt: int = 0, task=None) -> None:
+    _drain(get_queue().lanes["manychat"][1], student_id, "manychat", attempt, task)
+
+
+_LANE_TASKS = {"manychat": manychat_lane_task}
+
+
+def _drain(wrapper: TaskWrapper, student_id: int, lane: str | None, attempt: int, task) -> None:
+    priority = _priority(task)
+    try:
+        run_student(runtime(), student_id, lane=lane)
+    except Exception as exc:
+        if not is_connection_error(exc):
+            raise
+        _retry_later(wrapper, (student_id,), attempt, priority, exc)
 
 
 def reconcile_task() -> int | None:
@@ -212,9 +300,19 @@ def reconcile_task() -> int | None:
 
 
 def build_queue(settings: Settings) -> Queue:
-    """A queue with the worker's tasks (their names stay ``engine.worker.<function>``). The sweep is
-    not a periodic task: each worker runs it every TIMER_POLL_SECONDS (engine.pipeline.sweep.SweepLoop)."""
+    """A queue with the worker's tasks (their names stay ``engine.worker.<function>``), and its lanes.
+    The sweep is not a periodic task: each worker runs it every TIMER_POLL_SECONDS
+    (engine.pipeline.sweep.SweepLoop)."""
     huey = make_huey(settings)
     if settings.reconcile_schedule != "off":
         huey.periodic_task(crontab(*settings.reconcile_schedule.split()))(reconcile_task)
-    return Queue(huey, huey.task()(process_event_task), huey.task()(drain_student_task))
+    lanes = {}
+    for lane in LANES:
+        lane_huey = make_huey(settings, lane)
+        lanes[lane] = (lane_huey, lane_huey.task(context=True)(_LANE_TASKS[lane]))
+    return Queue(
+        huey,
+        huey.task(context=True)(process_event_task),
+        huey.task(context=True)(drain_student_task),
+        lanes,
+    )

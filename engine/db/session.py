@@ -34,10 +34,59 @@ def make_engine(settings: Settings) -> Engine:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    # Recycle instead of pinging on every checkout: a ping is a round trip per webhook.
-    # Recycle instead of pinging on every checkout (a ping is a round trip per webhook). Sized so
-    # two API processes, a worker and the bot stay under PostgreSQL's default 100 connections.
-    return create_engine(url, pool_size=20, max_overflow=10, pool_recycle=1800)
+    # Recycle instead of pinging on every checkout (a ping is a round trip per webhook). The API's
+    # default of 20 (+2) keeps two API processes, workers and the bot under PostgreSQL's default
+    # 100; `engine worker` sizes its pool from its threads (DATABASE_POOL_SIZE overrides). A
+    # checkout waits at most 5 s: a worker task then backs off and retries itself.
+    size = settings.database_pool_size or 20
+    return create_engine(url, pool_size=size, max_overflow=_OVERFLOW, pool_timeout=5, pool_recycle=1800)
+
+
+_OVERFLOW = 2
+
+
+def worker_pool_size(threads: int) -> int:
+    """A worker task holds one connection; plus the sweep, the alerts and a spare."""
+    return threads + 3
+
+
+def connection_room(settings: Settings) -> tuple[int, int, int] | None:
+    """(max_connections, reserved for superusers, in use) of the PostgreSQL server; None elsewhere."""
+    from sqlalchemy import text
+
+    if not settings.sqlalchemy_url.startswith("postgresql"):
+        return None
+    engine = session_factory(settings).kw["bind"]
+    with engine.connect() as connection:
+        limit = int(connection.execute(text("SHOW max_connections")).scalar())
+        reserved = int(connection.execute(text("SHOW superuser_reserved_connections")).scalar())
+        used = int(connection.execute(text("SELECT count(*) FROM pg_stat_activity")).scalar())
+    return limit, reserved, used
+
+
+def check_connection_budget(settings: Settings, *, role: str = "process") -> str | None:
+    """Warn when this process's pool does not fit in what the server has left.
+
+    Returns the warning (also logged), or None when it fits or the database is not PostgreSQL.
+    """
+    import logging
+
+    room = connection_room(settings)
+    if room is None:
+        return None
+    limit, reserved, used = room
+    ours = session_factory(settings).kw["bind"].pool.size() + _OVERFLOW
+    left = limit - reserved - used + 1  # our own check connection is among the used ones
+    if ours <= left:
+        return None
+    message = (
+        f"{role} may open {ours} database connections but PostgreSQL has {left} left "
+        f"(max_connections={limit}, {used} in use, {reserved} reserved): lower --threads or "
+        "DATABASE_POOL_SIZE, run fewer processes, or raise max_connections. Tasks that find no "
+        "connection back off and retry, but throughput suffers."
+    )
+    logging.getLogger(__name__).warning(message)
+    return message
 
 
 _factories: dict[str, sessionmaker[Session]] = {}

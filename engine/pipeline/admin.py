@@ -103,5 +103,5 @@ def request_code(rt: Runtime, email: str, product_key: str) -> int:
         stored = store_internal(
             session, "CODE_REQUESTED", email=email, student_id=student.id, product_key=product_key, source="admin"
         )
-    rt.enqueue(stored.event_id)
+    rt.enqueue_now(stored.event_id)  # the admin (and the student) are waiting for it
     return stored.event_id

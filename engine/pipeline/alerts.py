@@ -10,6 +10,7 @@ The engine's own alert texts live here (a rule's ``alert`` step brings its own).
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import timedelta
 
 from sqlalchemy import select, text
@@ -20,6 +21,15 @@ from engine.db.models import ActionRun, Alert, Event
 from engine.pipeline.runtime import Runtime
 
 log = logging.getLogger(__name__)
+_raised = threading.local()
+
+
+def take_raised() -> bool:
+    """Whether this thread raised an alert since it last asked (then post it without waiting)."""
+    raised = getattr(_raised, "flag", False)
+    _raised.flag = False
+    return raised
+
 
 REPOST_AFTER = timedelta(hours=1)
 _GROUP_LOCK_NAMESPACE = 0x5E18  # advisory xact locks on a group key (the student lock uses 0x5E17)
@@ -80,6 +90,7 @@ def raise_alert(
     )
     session.add(alert)
     session.flush()
+    _raised.flag = True
     log.warning("alert %s (%s): %s", alert.id, kind, message)
     return alert
 

@@ -1,24 +1,42 @@
 """Run the planned steps (the outbox), in order, one student at a time.
 
-Each step is marked ``running`` before its connector is called and ``done`` / ``skipped``
-/ ``failed`` after, so a worker killed mid-event resumes at the first step not done and
-never repeats a done one. Failure policy (the owner's rule): one retry after a delay,
-then the step is ``failed``, the event's later steps wait, and an admin is alerted. A
-step that may have reached the other side and is not idempotent (a ManyChat flow) is
-never retried automatically.
+Transactions: one transaction records the result of the remote step just called, runs
+the local steps after it and picks the next remote step; the call itself runs between
+transactions. So an event costs its plan plus one transaction per remote step.
+
+"In flight" means the request may have reached the other side. An idempotent step (a
+role, a tag, a field) is simply run again after a worker stopped during it. A step that
+must not be repeated (a ManyChat flow) becomes ``running`` only when its connector is
+about to write the request (``StepContext.before_send``), in its own short transaction:
+a worker stopped before that point (subscriber lookup, waiting for a rate-limit slot)
+leaves it ``pending`` and the restarted worker sends it once; one stopped after it left a
+flow that may have been delivered, which is never resent automatically.
+
+Failure policy (the owner's rule): one retry after a delay, then the step is ``failed``,
+the event's later steps wait, and an admin is alerted.
+
+Lanes: a connector may run in its own lane (a separate queue with its own threads, e.g.
+ManyChat, whose 10/s per endpoint is slower than events arrive during a launch). A
+thread outside that lane hands the student over instead of waiting for the budget, so
+other students' steps keep running; the lane's threads wait in the shared limiter.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
-from datetime import timedelta
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.orm import Session, defer
 
-from connectors.base import StepContext, StepResult, StepStatus, StudentRef
-from engine.db.models import ActionRun, Event, Membership, Student, utcnow
+from connectors.base import Connector, Step, StepContext, StepResult, StepStatus, StudentRef
+from engine.db.models import ActionRun, Event, Membership, Student
 from engine.logs import log_context
 from engine.pipeline import ledger
 from engine.pipeline.alerts import raise_alert, step_failed_text
@@ -31,119 +49,251 @@ log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 2  # the first run and one automatic retry
 OPEN_STATUSES = OPEN_EVENT_STATUSES
+_OPEN_STEPS = OPEN_RUN_STATUSES
+_FIRST_STEP = select(func.min(ActionRun.id)).where(ActionRun.event_id == Event.id).scalar_subquery()
+_LIGHT_EVENT = (defer(Event.payload), defer(Event.raw_body), defer(Event.headers), defer(Event.plans))
+# How long a step that already ran keeps trying to record its result while the database
+# is unreachable, rather than losing it (and running the step again later).
+RECORD_PATIENCE_SECONDS = 120.0
 
 
-def drain_student(rt: Runtime, student_id: int) -> None:
+def is_connection_error(exc: BaseException) -> bool:
+    """The database could not be reached or gave no connection (not a bug in a step)."""
+    if isinstance(exc, PoolTimeout | OperationalError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+@dataclass
+class Drained:
+    """What a drain did: each touched event's status, and where the student went next."""
+
+    statuses: dict[int, str] = field(default_factory=dict)
+    handed_to: str | None = None  # the lane that continues this student's steps
+
+
+class _NoHold:
+    """For callers that hold the student lock themselves (``student_lock``)."""
+
+    def __init__(self, rt: Runtime):
+        self.sessions = rt.sessions
+
+    @contextmanager
+    def begin(self) -> Iterator[Session]:
+        with self.sessions.begin() as session:
+            yield session
+
+
+@dataclass
+class _Call:
+    run_id: int
+    connector: Connector
+    step: Step
+    ctx: StepContext
+    log: dict  # what the step's log lines say about it
+
+
+def drain_student(
+    rt: Runtime,
+    student_id: int | None,
+    *,
+    hold=None,
+    lane: str | None = None,
+    first: Callable[[Session], int | None] | None = None,
+) -> Drained:
     """Run the open events of a student in order (the caller holds the student lock).
 
-    A step waiting for its automatic retry holds back the student's later events (so a
-    late retry can never re-grant after a refund); a failed step holds back only its own
-    event's later steps.
+    ``first`` runs at the start of the first transaction (planning an event) and returns
+    the student to drain (None: nothing to drain). A step waiting for its automatic retry
+    holds back the student's later events (so a late retry can never re-grant after a
+    refund); a failed step holds back only its own event's later steps.
     """
-    with rt.sessions.begin() as session:
-        # In the order they were planned (creation order), which is not always arrival order.
-        first_step = select(func.min(ActionRun.id)).where(ActionRun.event_id == Event.id).scalar_subquery()
-        event_ids = session.scalars(
-            select(Event.id)
-            .where(Event.student_id == student_id, Event.status.in_(OPEN_STATUSES))
-            .order_by(first_step, Event.id)
-        ).all()
-    for event_id in event_ids:
-        if run_event_steps(rt, event_id) == "retrying":
-            return
-
-
-def run_event_steps(rt: Runtime, event_id: int) -> str:
-    """Run the event's steps not done yet; returns processed | failed | retrying."""
+    hold = hold or _NoHold(rt)
+    drained = Drained()
+    pending: tuple[int, StepResult, datetime] | None = None  # the last call's result, recorded next
     while True:
-        with rt.sessions.begin() as session:
-            event = session.get(Event, event_id)
-            run = session.scalars(
-                select(ActionRun)
-                .where(ActionRun.event_id == event_id, ActionRun.status.in_(OPEN_RUN_STATUSES))
-                .order_by(ActionRun.step_index)
-                .limit(1)
-            ).first()
-            if run is None:
-                if event.status in OPEN_STATUSES:
-                    event.status, event.processed_at = "processed", utcnow()
-                return event.status
-            now = rt.now()
-            if run.status == "retrying" and run.retry_at and run.retry_at > now:
-                rt.schedule_drain(event.student_id, (run.retry_at - now).total_seconds())
-                return "retrying"
-            outcome = None
-            if run.status == "running" and run.action not in IDEMPOTENT_ACTIONS:
-                # A worker died while sending: the message may have gone out. Never resend on our own.
-                interrupted = StepResult.failed(
-                    "worker.interrupted",
-                    "the worker stopped while this step was running",
-                    maybe_delivered=True,
-                )
-                outcome = _record(rt, session, event, run, interrupted)
-            else:
-                run.status, run.attempts, run.started_at = "running", run.attempts + 1, now
-            run_id = run.id
-            context = {
-                "event_id": event.id,
-                "correlation_id": event.correlation_id,
-                "student": event.email,
-                # An event can touch several memberships (a bundle; a link): the step's own product.
-                "product": session.get(Membership, run.membership_id).product_key
-                if run.membership_id
-                else event.product_key,
-                "step": f"{run.step_index}:{run.action}",
-            }
-        if outcome is None:
-            with log_context(**context):  # a step's log lines (connectors' too) name the step
-                outcome = _execute(rt, run_id)
-        if outcome != "next":
-            return outcome
+        patience = time.monotonic() + RECORD_PATIENCE_SECONDS
+        delay = 0.5
+        while True:
+            try:
+                with hold.begin() as session:
+                    if first is not None:
+                        student_id = first(session)
+                        if student_id is None:
+                            return drained
+                    if pending is not None:
+                        run = session.get(ActionRun, pending[0])
+                        event = session.get(Event, run.event_id)
+                        # Counted with its result: one UPDATE, and a stopped worker's try is no attempt.
+                        run.attempts, run.started_at = run.attempts + 1, pending[2]
+                        outcome = _record(rt, session, event, run, pending[1])
+                        drained.statuses[event.id] = event.status
+                        if outcome == "retrying":
+                            return drained
+                    call = _advance(rt, session, student_id, lane, drained)
+                break
+            except Exception as exc:
+                # A step already ran: hold on to its result while the database is away, rather
+                # than losing it and running the step again later.
+                if pending is None or not is_connection_error(exc) or time.monotonic() > patience:
+                    raise
+                log.warning("database unavailable while recording step %s; retrying in %.1fs", pending[0], delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        first, pending = None, None
+        if call is None:
+            return drained
+        started = rt.now()
+        with log_context(**call.log):  # a step's log lines (connectors' too) name the step
+            pending = (call.run_id, _call_remote(rt, hold, call), started)
 
 
-def _execute(rt: Runtime, run_id: int) -> str:
-    """Run one step: prepare (short transaction), call (no transaction), record."""
-    with rt.sessions.begin() as session:
-        run = session.get(ActionRun, run_id)
-        event = session.get(Event, run.event_id)
+def run_student(rt: Runtime, student_id: int, *, lane: str | None = None) -> Drained:
+    """A worker task's drain of one student: lock, run, hand over to a lane, post alerts."""
+    from engine.pipeline.alerts import notify_alerts, take_raised
+    from engine.pipeline.locks import StudentHold
+
+    def lock(session: Session) -> int:
+        hold.lock(session, student_id)
+        return student_id
+
+    with StudentHold(rt.sessions) as hold:
+        drained = drain_student(rt, student_id, hold=hold, lane=lane, first=lock)
+    if drained.handed_to:
+        rt.hand_off(student_id, drained.handed_to)
+    if take_raised():
+        notify_alerts(rt)
+    return drained
+
+
+def _advance(rt: Runtime, session: Session, student_id: int, lane: str | None, drained: Drained) -> _Call | None:
+    """Run local steps and finish events until a remote step is next; return that call."""
+    while True:
+        event = session.scalars(
+            select(Event)
+            .options(*_LIGHT_EVENT)  # the body is not needed to run steps
+            .where(Event.student_id == student_id, Event.status.in_(OPEN_STATUSES))
+            # In the order they were planned (creation order), which is not always arrival order.
+            .order_by(_FIRST_STEP, Event.id)
+            .limit(1)
+            .execution_options(populate_existing=True)  # an admin's retry may have changed it
+        ).first()
+        if event is None:
+            return None
+        run = session.scalars(
+            select(ActionRun)
+            .where(ActionRun.event_id == event.id, ActionRun.status.in_(_OPEN_STEPS))
+            .order_by(ActionRun.step_index)
+            .limit(1)
+            .execution_options(populate_existing=True)
+        ).first()
+        now = rt.now()
+        if run is None:
+            event.status, event.processed_at = "processed", now
+            drained.statuses[event.id] = event.status
+            continue
+        drained.statuses[event.id] = event.status
+        if run.status == "retrying" and run.retry_at and run.retry_at > now:
+            rt.schedule_drain(student_id, (run.retry_at - now).total_seconds())
+            return None
+        if run.status == "running" and run.action not in IDEMPOTENT_ACTIONS:
+            # A worker died after the request was written: it may have gone out. Never resend on our own.
+            interrupted = StepResult.failed(
+                "worker.interrupted",
+                "the worker stopped while this step's request was being sent",
+                maybe_delivered=True,
+            )
+            outcome = _record(rt, session, event, run, interrupted)
+            drained.statuses[event.id] = event.status
+            if outcome == "retrying":
+                return None
+            continue
         membership = session.get(Membership, run.membership_id) if run.membership_id else None
         student = session.get(Student, event.student_id)
-        ctx = _context(event, run, membership, student)
         local = LOCAL_ACTIONS.get(run.action)
         if local is not None:
+            run.attempts, run.started_at = run.attempts + 1, now
             try:
                 with session.begin_nested():  # a database error undoes the step, not its record
                     result = local(rt, session, run, membership, student)
             except Exception as exc:  # noqa: BLE001 - a bug in one step must not stop the others
-                log.exception("step %s failed (correlation %s)", run.id, ctx.correlation_id)
+                if is_connection_error(exc):
+                    raise
+                log.exception("step %s failed (correlation %s)", run.id, event.correlation_id)
                 result = StepResult.failed("engine.error", f"{type(exc).__name__}: {exc}", retryable=True)
-            return _record(rt, session, event, run, result)
+            if _record(rt, session, event, run, result) == "retrying":
+                drained.statuses[event.id] = event.status
+                return None
+            drained.statuses[event.id] = event.status
+            continue
         step, skip = ledger.effective_step(session, run, membership)
-    if skip is not None:
-        result = skip
-    else:
-        connector = rt.connector_for(step.action)
-        if connector is None:
-            result = StepResult.failed("engine.no_connector", f"no connector runs {step.action!r}")
-        else:
-            if "discord_id" in step.params:  # relink: act on the account linked before
-                ctx = replace(ctx, student=replace(ctx.student, discord_id=step.params["discord_id"]))
-            try:
-                result = connector.run(step, ctx)
-            except Exception as exc:  # noqa: BLE001 - connectors should not raise; survive if one does
-                log.exception(
-                    "connector %s raised on step %s (correlation %s)", connector.name, run_id, ctx.correlation_id
-                )
-                result = StepResult.failed(
-                    f"{connector.name}.error",
-                    f"{type(exc).__name__}: {exc}",
-                    retryable=step.action in IDEMPOTENT_ACTIONS,
-                    maybe_delivered=step.action not in IDEMPOTENT_ACTIONS,
-                )
-    with rt.sessions.begin() as session:
-        run = session.get(ActionRun, run_id)
-        event = session.get(Event, run.event_id)
-        return _record(rt, session, event, run, result)
+        connector = rt.connector_for(step.action) if skip is None else None
+        if skip is None and connector is None:
+            skip = StepResult.failed("engine.no_connector", f"no connector runs {step.action!r}")
+        if skip is not None:
+            run.attempts, run.started_at = run.attempts + 1, now
+            outcome = _record(rt, session, event, run, skip)
+            drained.statuses[event.id] = event.status
+            if outcome == "retrying":
+                return None
+            continue
+        step_lane = rt.lane_for(connector)
+        if step_lane is not None and step_lane != lane:
+            drained.handed_to = step_lane  # that lane's threads wait for the budget, not ours
+            return None
+        ctx = _context(event, run, membership, student)
+        if "discord_id" in step.params:  # relink: act on the account linked before
+            ctx = replace(ctx, student=replace(ctx.student, discord_id=step.params["discord_id"]))
+        log_fields = {
+            "event_id": event.id,
+            "correlation_id": event.correlation_id,
+            "student": event.email,
+            # An event can touch several memberships (a bundle; a link): the step's own product.
+            "product": membership.product_key if membership else event.product_key,
+            "step": f"{run.step_index}:{run.action}",
+        }
+        return _Call(run.id, connector, step, ctx, log_fields)
+
+
+def _call_remote(rt: Runtime, hold, call: _Call) -> StepResult:
+    """Call the connector outside any transaction; mark a non-repeatable step just before it is sent."""
+    in_flight = False
+    ctx = call.ctx
+    if call.step.action not in IDEMPOTENT_ACTIONS:
+
+        def before_send() -> None:
+            nonlocal in_flight
+            if in_flight:
+                return
+            with hold.begin() as session:
+                run = session.get(ActionRun, call.run_id)
+                run.status, run.started_at = "running", rt.now()
+            in_flight = True
+
+        def not_sent() -> None:
+            nonlocal in_flight
+            if not in_flight:
+                return
+            with hold.begin() as session:
+                session.get(ActionRun, call.run_id).status = "pending"
+            in_flight = False
+
+        ctx = replace(ctx, before_send=before_send, not_sent=not_sent)
+    try:
+        return call.connector.run(call.step, ctx)
+    except Exception as exc:  # noqa: BLE001 - connectors should not raise; survive if one does
+        if not in_flight and is_connection_error(exc):
+            raise  # marking it failed: nothing was sent; the task retries the step later
+        log.exception(
+            "connector %s raised on step %s (correlation %s)", call.connector.name, call.run_id, ctx.correlation_id
+        )
+        idempotent = call.step.action in IDEMPOTENT_ACTIONS
+        return StepResult.failed(
+            f"{call.connector.name}.error",
+            f"{type(exc).__name__}: {exc}",
+            retryable=idempotent or not in_flight,
+            maybe_delivered=not idempotent and in_flight,
+        )
 
 
 def _context(event: Event, run: ActionRun, membership: Membership | None, student: Student) -> StepContext:

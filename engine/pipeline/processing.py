@@ -21,9 +21,9 @@ from engine.db.models import ActionRun, Event, Membership, Student, utcnow
 from engine.inputs import EventInput, event_input
 from engine.logs import log_context
 from engine.pipeline import attention
-from engine.pipeline.alerts import notify_alerts
-from engine.pipeline.execution import drain_student
-from engine.pipeline.locks import student_lock
+from engine.pipeline.alerts import notify_alerts, take_raised
+from engine.pipeline.execution import OPEN_STATUSES, drain_student, is_connection_error
+from engine.pipeline.locks import StudentHold
 from engine.pipeline.ordering import (
     BatchEntry,
     newest_decided_after,
@@ -37,7 +37,6 @@ from engine.pipeline.runtime import Runtime
 from engine.planner import Facts, Plan, refusal
 from engine.rules.model import Rules
 from engine.sources import SOURCES
-from engine.statuses import OPEN_EVENT_STATUSES
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +55,8 @@ def process_event(rt: Runtime, event_id: int) -> str:
 
     An exception is counted on the event (it stays queued for the sweep); the
     ``WORKER_MAX_FAILURES``-th makes it ``needs_attention`` (a poison event, never re-queued).
+    A lost or missing database connection is no fault of the event: it propagates (the
+    worker task retries itself within seconds).
     Every log line of the event says which it is (``event_id``).
     """
     with log_context(event_id=event_id):
@@ -69,47 +70,63 @@ def _process_event(rt: Runtime, event_id: int) -> str:
     try:
         status = _process(rt, event_id)
     except Exception as exc:
-        if attention.is_transient(exc):
+        if attention.is_transient(exc) or is_connection_error(exc):
             raise
         log.exception("processing event %s failed", event_id)
         status = attention.record_failure(rt, event_id, exc)
-    notify_alerts(rt)  # post alerts raised by this event now, not at the next sweep
+    if take_raised():
+        notify_alerts(rt)  # post alerts raised by this event now, not at the next sweep
     return status
 
 
 def _process(rt: Runtime, event_id: int) -> str:
-    inp: EventInput | None = None
-    wait = 0.0
-    with rt.sessions.begin() as session:
+    """One connection and, for a typical event, three transactions: read + lock + plan +
+    local steps; each remote step's result; the unlock."""
+    seen: dict[str, str] = {}
+
+    def plan(session: Session) -> int | None:
         event = session.get(Event, event_id)
         if event is None:
-            return "missing"
+            seen["status"] = "missing"
+            return None
+        if event.student_id is not None and event.status in ("received", *OPEN_STATUSES):
+            hold.lock(session, event.student_id)  # before reading anything the lock protects
+            session.refresh(event, ["status", "student_id"])
+        seen["status"] = event.status
         if event.status == "held":
-            return "held"
+            return None
         if event.status == "received" and not rt.rules.available:
             attention.rules_unavailable(rt, session, event, rt.rules.load_error)
-            return event.status
+            seen["status"] = event.status
+            return None
         if event.status != "received":
-            student_id = event.student_id
-            status = event.status
-        elif (wait := _settle_wait(rt, session, event)) == 0:
-            # Parsed once here; planning under the lock reuses it.
-            inp = event_input(event.payload, rt.rules.rules, source=event.source) if event.payload is not None else None
-            _prepare_earlier(rt, session, event, inp)
-            student_id, status = _prepare(rt, session, event, inp)
-        context = {"correlation_id": event.correlation_id, "student": event.email, "product": event.product_key}
-    if wait > 0:
-        rt.schedule_event(event_id, wait)  # planned with the student's other fresh events
-        return "received"
-    if status == "received" and student_id is not None and inp is not None:
-        with student_lock(rt.sessions, student_id), log_context(**context):
-            _plan_waiting(rt, student_id, event_id, inp)
-            drain_student(rt, student_id)
-    elif status in OPEN_EVENT_STATUSES and student_id is not None:
-        with student_lock(rt.sessions, student_id):
-            drain_student(rt, student_id)
-    with rt.sessions.begin() as session:
-        return session.get(Event, event_id).status
+            return event.student_id if event.status in OPEN_STATUSES else None
+        wait = _settle_wait(rt, session, event)
+        if wait > 0:  # planned with the student's other fresh events
+            seen["status"], seen["wait"] = event.status, wait
+            return None
+        # Parsed once here; planning reuses it.
+        inp = event_input(event.payload, rt.rules.rules, source=event.source) if event.payload is not None else None
+        _prepare_earlier(rt, session, event, inp)
+        student_id, status = _prepare(rt, session, event, inp)
+        if status != "received" or student_id is None or inp is None:
+            seen["status"] = event.status
+            return None
+        session.flush()  # the refresh below must not drop what _prepare set
+        hold.lock(session, student_id)
+        session.refresh(event, ["status", "student_id"])
+        if event.status == "received":
+            _plan_waiting(rt, session, student_id, event_id, inp)
+        seen["status"] = event.status
+        return student_id if event.status in OPEN_STATUSES else None
+
+    with StudentHold(rt.sessions) as hold:
+        drained = drain_student(rt, None, hold=hold, first=plan)
+    if "wait" in seen:
+        rt.schedule_event(event_id, seen["wait"])
+    if drained.handed_to and hold.student_id is not None:
+        rt.hand_off(hold.student_id, drained.handed_to)
+    return drained.statuses.get(event_id, seen.get("status", "missing"))
 
 
 def _waiting(student: Student):
@@ -163,27 +180,26 @@ def _prepare_earlier(rt: Runtime, session: Session, event: Event, inp: EventInpu
         _prepare(rt, session, other, other_inp)
 
 
-def _plan_waiting(rt: Runtime, student_id: int, event_id: int, inp: EventInput) -> None:
-    """Plan the student's settled events in creation order, in one transaction (caller holds the lock)."""
+def _plan_waiting(rt: Runtime, session: Session, student_id: int, event_id: int, inp: EventInput) -> None:
+    """Plan the student's settled events in creation order, in the caller's transaction (it holds the lock)."""
     cutoff = utcnow() - timedelta(seconds=rt.settings.order_settle_seconds)
-    with rt.sessions.begin() as session:
-        student = session.get(Student, student_id)
-        waiting = session.scalars(
-            select(Event).where(_waiting(student), or_(Event.received_at <= cutoff, Event.id == event_id))
-        ).all()
-        batch: list[BatchEntry] = []
-        for event in sorted(waiting, key=order_key):
-            if event.id == event_id:
-                event_inp = inp
-            elif event.payload is None:
-                continue  # its own task ignores it
-            else:
-                event_inp = event_input(event.payload, rt.rules.rules)
-            if event.student_id is None and _prepare(rt, session, event, event_inp)[1] != "received":
-                continue
-            if event.student_id is not None:
-                _plan(rt, session, event, event.student_id, event_inp, batch)
-        skip_superseded(batch)
+    student = session.get(Student, student_id)
+    waiting = session.scalars(
+        select(Event).where(_waiting(student), or_(Event.received_at <= cutoff, Event.id == event_id))
+    ).all()
+    batch: list[BatchEntry] = []
+    for event in sorted(waiting, key=order_key):
+        if event.id == event_id:
+            event_inp = inp
+        elif event.payload is None:
+            continue  # its own task ignores it
+        else:
+            event_inp = event_input(event.payload, rt.rules.rules)
+        if event.student_id is None and _prepare(rt, session, event, event_inp)[1] != "received":
+            continue
+        if event.student_id is not None:
+            _plan(rt, session, event, event.student_id, event_inp, batch)
+    skip_superseded(batch)
 
 
 def preview_event(rt: Runtime, event_id: int) -> Event:

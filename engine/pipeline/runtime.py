@@ -46,9 +46,21 @@ class Runtime:
     clock: Callable[[], datetime] = utcnow
     alert_sink: Connector | None = None  # has post_alert(content, nonce=)
     db: Engine = field(init=False)  # the pool ``sessions`` is bound to: bare connections on the hot path
+    # An event a student waits for interactively (a link, a join, an admin's new code).
+    enqueue_urgent: Callable[[int], None] | None = None
+    # Connector name -> the lane (queue) its steps run in; none: every thread runs them.
+    lanes: dict[str, str] = field(default_factory=dict)
+    hand_off: Callable[[int, str], None] = lambda student_id, lane: None  # continue a student in a lane
 
     def __post_init__(self) -> None:
         self.db = engine_of(self.sessions)
+
+    def enqueue_now(self, event_id: int) -> None:
+        """Queue an event ahead of bulk work."""
+        (self.enqueue_urgent or self.enqueue)(event_id)
+
+    def lane_for(self, connector: Connector) -> str | None:
+        return self.lanes.get(connector.name)
 
     def now(self) -> datetime:
         return self.clock()
@@ -59,8 +71,11 @@ class Runtime:
 
 def build_connectors(settings: Settings) -> tuple[dict[str, Connector], Connector]:
     """Connectors by action, honouring the feature flags; plus the admin-alert sink."""
+    from connectors.throttle import LocalLimiter, RedisLimiter
     from engine.metrics import CountingTransport, connector_counters
 
+    # One budget per outside service for every worker process: in Redis when there is one.
+    limiter = RedisLimiter.from_url(settings.redis_url, settings.queue_name) if settings.redis_url else LocalLimiter()
     registry: dict[str, Connector] = {}
     discord_actions, manychat_actions = run_by(DISCORD), run_by(MANYCHAT)
     if settings.discord_enabled:
@@ -71,6 +86,8 @@ def build_connectors(settings: Settings) -> tuple[dict[str, Connector], Connecto
             settings.discord_guild_id,
             api_base=settings.discord_api_base,
             alert_channel_id=settings.discord_alert_channel_id,
+            global_rate=settings.discord_global_rate,
+            limiter=limiter,
             transport=CountingTransport("discord", connector_counters(settings)),
         )
     else:
@@ -82,6 +99,7 @@ def build_connectors(settings: Settings) -> tuple[dict[str, Connector], Connecto
             settings.manychat_api_token.get_secret_value(),
             api_base=settings.manychat_api_base,
             transport=CountingTransport("manychat", connector_counters(settings)),
+            limiter=limiter,
         )
     else:
         manychat = DisabledConnector("manychat", manychat_actions, "MANYCHAT_ENABLED")
@@ -98,6 +116,7 @@ def build_runtime(
     schedule_drain: Callable[[int, float], None] | None = None,
     schedule_event: Callable[[int, float], None] | None = None,
     sessions: sessionmaker[Session] | None = None,
+    enqueue_urgent: Callable[[int], None] | None = None,
 ) -> Runtime:
     sessions = sessions or session_factory(settings)
     # Invalid rules do not stop a process: the API stores webhooks without them, the worker
@@ -109,6 +128,7 @@ def build_runtime(
         runtime.enqueue = enqueue
     if schedule_drain is not None:
         runtime.schedule_drain = schedule_drain
+    runtime.enqueue_urgent = enqueue_urgent
     if schedule_event is not None:
         runtime.schedule_event = schedule_event
     return runtime

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select, text
 
 from engine.db.models import ActionRun, Event, Membership, ScheduledEvent, Student
 from engine.pipeline import attention
@@ -22,7 +23,7 @@ from engine.pipeline.runtime import Runtime
 from engine.pipeline.silence import alert_webhook_silence
 
 log = logging.getLogger(__name__)
-STUCK_AFTER = timedelta(minutes=2)
+_SWEEP_LOCK = 0x5E19  # advisory-lock namespace of the sweep (students 0x5E17, alert groups 0x5E18)
 
 
 def fire_due_timers(rt: Runtime, limit: int = 500) -> list[int]:
@@ -76,18 +77,35 @@ def release_held(rt: Runtime) -> list[int]:
 
 
 def requeue_stuck(rt: Runtime) -> list[int]:
+    """Enqueue events nobody finished; each at most once per STUCK_AFTER_SECONDS, whichever process sweeps.
+
+    ``enqueued_at`` records the re-enqueue in the same transaction that picks the events
+    (rows another sweep is picking are skipped), so two processes sweeping at the same
+    moment never queue the same event twice.
+    """
     now = rt.now()
     with rt.sessions.begin() as session:
-        stale = select(Event.id).where(
-            Event.status.in_(("received", "processing")), Event.received_at < now - STUCK_AFTER
-        )
         overdue_retry = (
             select(ActionRun.event_id)
             .where(ActionRun.status == "retrying")
             .group_by(ActionRun.event_id)
             .having(func.min(ActionRun.retry_at) < now - timedelta(minutes=1))
         )
-        ids = sorted(set(session.scalars(stale).all()) | set(session.scalars(overdue_retry).all()))
+        last_queued = func.coalesce(Event.enqueued_at, Event.received_at)
+        stuck = (
+            select(Event)
+            .where(
+                or_(Event.status.in_(("received", "processing")), Event.id.in_(overdue_retry)),
+                last_queued < now - timedelta(seconds=rt.settings.stuck_after_seconds),
+            )
+            .order_by(Event.id)
+            .limit(1000)
+            .with_for_update(skip_locked=True)
+        )
+        events = session.scalars(stuck).all()
+        for event in events:
+            event.enqueued_at = now
+        ids = [event.id for event in events]
     for event_id in ids:
         rt.enqueue(event_id)
     return ids
@@ -112,11 +130,36 @@ def resume_waiting_for_rules(rt: Runtime) -> list[int]:
     return list(ids)
 
 
+@contextmanager
+def _one_sweeper(rt: Runtime) -> Iterator[bool]:
+    """Every worker process runs the periodic sweep; only one at a time does the work."""
+    bind = rt.sessions.kw["bind"]
+    if bind.dialect.name != "postgresql":
+        yield True
+        return
+    with bind.connect() as connection:
+        got = connection.execute(text("SELECT pg_try_advisory_lock(:ns, 0)"), {"ns": _SWEEP_LOCK}).scalar()
+        connection.commit()
+        try:
+            yield bool(got)
+        finally:
+            if got:
+                connection.execute(text("SELECT pg_advisory_unlock(:ns, 0)"), {"ns": _SWEEP_LOCK})
+                connection.commit()
+
+
 def sweep(rt: Runtime) -> dict[str, int]:
-    # Newest valid rules within a minute, events or not; a broken version alerts once.
+    # Every process: newest valid rules within a minute, events or not; a broken version alerts once.
     rt.rules.reload_if_changed()
     attention.report_rules_failure(rt)
     fit_database(rt, renames_only=True)  # declared renames before any event is planned on them
+    with _one_sweeper(rt) as mine:
+        if not mine:
+            return {"resumed": 0, "released": 0, "timers": 0, "requeued": 0, "alerts": 0}
+        return _sweep(rt)
+
+
+def _sweep(rt: Runtime) -> dict[str, int]:
     resumed = resume_waiting_for_rules(rt)
     released = release_held(rt)
     fired = fire_due_timers(rt)
@@ -146,7 +189,7 @@ class SweepLoop:
 
     ``engine worker`` (and ``engine serve`` with its in-process worker) runs one, so timers and
     the recovery sweep fire within that many seconds (Huey's periodic tasks go by the minute).
-    Several workers each sweep; every step of the sweep is safe to run twice at once.
+    Several workers each run the loop; one at a time does the work (an advisory lock).
     """
 
     def __init__(

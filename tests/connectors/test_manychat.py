@@ -7,6 +7,7 @@ once, so an extra or different request fails the test.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import httpx
 import pytest
@@ -306,6 +307,33 @@ def test_never_calls_account_wide_remove_tag():
     mock_connector(accept).run(Step("remove_tag", {"tags": ["a", "b"]}), ctx(ANA_STORED))
 
     assert paths == ["/fb/subscriber/removeTagByName"] * 2
+
+
+def test_flow_is_in_flight_only_while_its_request_may_be_delivered():
+    """The engine's hooks: marked right before each write, unmarked while a 429 backoff waits."""
+    events: list[str] = []
+    replies = iter([httpx.Response(429, json={"status": "error", "message": "Too many requests"})])
+
+    def answer(request):
+        events.append("write")
+        return next(replies, httpx.Response(200, json={"status": "success"}))
+
+    hooked = replace(
+        ctx(ANA_STORED), before_send=lambda: events.append("in flight"), not_sent=lambda: events.append("not sent")
+    )
+    sleeps: list[float] = []
+    result = mock_connector(answer, sleeps).run(FLOW, hooked)
+    assert result.ok
+    assert events == ["in flight", "write", "not sent", "in flight", "write"]
+    assert sleeps == [1.0]
+
+
+def test_idempotent_steps_never_call_the_in_flight_hook():
+    events: list[str] = []
+    hooked = replace(ctx(ANA_STORED), before_send=lambda: events.append("in flight"))
+    ok = mock_connector(lambda request: httpx.Response(200, json={"status": "success"}))
+    assert ok.run(Step("add_tag", {"tags": ["aluno-curso"]}), hooked).ok
+    assert events == []
 
 
 def test_subscriber_tags_reads_get_info():

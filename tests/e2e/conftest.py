@@ -122,15 +122,15 @@ def start_stack(pg: str, redis_url: str, fakes: Fakes, tmp_path: Path):
     clients: list[httpx.Client] = []
     log_files = []
 
-    def start(**extra: str) -> Stack:
+    def start(*, worker: bool = True, **extra: str) -> Stack:
         env = stack_env(pg, redis_url, fakes, **extra)
         port = _free_port()
         logs = tmp_path / f"stack-{port}"
         logs.mkdir()
-        for name, args in (
-            ("api", ["serve", "--no-worker", "--port", str(port)]),
-            ("worker", ["worker", "--threads", "2"]),
-        ):
+        commands = [("api", ["serve", "--no-worker", "--port", str(port)])]
+        if worker:
+            commands.append(("worker", ["worker", "--threads", "2"]))
+        for name, args in commands:
             log_files.append((logs / f"{name}.log").open("w"))
             processes.append(
                 subprocess.Popen([ENGINE, *args], env=env, cwd=REPO, stdout=log_files[-1], stderr=subprocess.STDOUT)
@@ -164,9 +164,9 @@ def start_stack(pg: str, redis_url: str, fakes: Fakes, tmp_path: Path):
 
 def remote_enqueue(redis_url: str) -> Callable[[int], None]:
     """Enqueue process_event_task into the stack's Redis from this test process (as the bot does)."""
-    from huey import RedisHuey
+    from huey import PriorityRedisHuey
 
-    client = RedisHuey(os.environ["QUEUE_NAME"], url=redis_url)
+    client = PriorityRedisHuey(os.environ["QUEUE_NAME"], url=redis_url)
 
     def process_event_task(event_id: int) -> None:  # executed by the worker, never here
         raise AssertionError("runs in the worker")

@@ -25,6 +25,31 @@ def test_embedded_queue_is_sqlite_under_var_dir(tmp_path):
     assert (tmp_path / "queue.db").exists()
 
 
+def test_urgent_events_are_taken_before_bulk_work(redis_url):
+    import os
+
+    from engine.worker import URGENT
+
+    huey = make_huey(Settings(ENGINE_ENV="test", redis_url=redis_url, queue_name=f"{os.environ['QUEUE_NAME']}.prio"))
+
+    @huey.task()
+    def process(event_id: int) -> None:  # only enqueued here
+        raise AssertionError
+
+    for event_id in (1, 2, 3):
+        process(event_id)  # purchases
+    process(4, priority=URGENT)  # a student linking Discord
+    order = [huey.dequeue().args[0] for _ in range(4)]
+    assert order == [4, 1, 2, 3]
+
+
+def test_the_manychat_lane_has_its_own_queue(redis_url):
+    from engine.worker import make_huey as lane_huey
+
+    settings = Settings(ENGINE_ENV="test", redis_url=redis_url, queue_name="engine-x")
+    assert lane_huey(settings, "manychat").name == "engine-x.manychat" != make_huey(settings).name
+
+
 def test_importing_the_worker_builds_no_queue(tmp_path):
     """Settings are read and var/ created when the queue is first used, not at import."""
     import subprocess

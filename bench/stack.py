@@ -1,0 +1,170 @@
+"""What bench/launch.py and bench/scaleout.py share: a throwaway database, the engine's
+environment against the fake servers, worker processes and their CPU / memory / transactions.
+
+Needs PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379 (`bash .ci/services`).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+ENGINE = str(Path(sys.executable).with_name("engine"))
+ADMIN_DSN = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+HOTTOK = "bench-hottok"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+@contextmanager
+def bench_database() -> Iterator[str]:
+    """A fresh, migrated database, dropped afterwards."""
+    from engine.db.migrate import upgrade
+    from engine.settings import Settings
+
+    name = f"engine_bench_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    dsn = ADMIN_DSN.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        upgrade(Settings(ENGINE_ENV="test", database_url=dsn))
+        yield dsn
+    finally:
+        from engine.db.session import dispose_all
+
+        dispose_all()
+        with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def engine_env(dsn: str, discord_url: str, manychat_url: str, queue: str, **extra: str) -> dict[str, str]:
+    from tests.fakes import discord_app
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "MANYCHAT_", "HOTMART_"))}
+    env.update(
+        {
+            "ENGINE_ENV": "production",
+            "DATABASE_URL": dsn,
+            "REDIS_URL": REDIS_URL,
+            "QUEUE_NAME": queue,
+            "RULES_DIR": str(REPO / "rules"),
+            "HOTMART_HOTTOK": HOTTOK,
+            "ADMIN_API_TOKEN": "bench-admin",
+            "VAR_DIR": tempfile.mkdtemp(prefix="engine-bench-"),
+            "DISCORD_ENABLED": "true",
+            "DISCORD_BOT_TOKEN": "bench",
+            "DISCORD_GUILD_ID": discord_app.GUILD_ID,
+            "DISCORD_API_BASE": f"{discord_url}/api/v10",
+            "MANYCHAT_ENABLED": "true",
+            "MANYCHAT_API_TOKEN": "bench",
+            "MANYCHAT_API_BASE": manychat_url,
+        }
+    )
+    env.update(extra)
+    return env
+
+
+def clear_queue(queue: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(match=f"*{queue}*"))
+    if keys:
+        client.delete(*keys)
+
+
+def remote_enqueue(queue: str, priority: int = 0):
+    """Enqueue process_event_task from this process, as the API and the bot do."""
+    from huey import PriorityRedisHuey
+
+    huey = PriorityRedisHuey(queue, url=REDIS_URL)
+
+    def process_event_task(event_id: int) -> None:  # runs in the worker
+        raise AssertionError("runs in the worker")
+
+    process_event_task.__module__ = "engine.worker"
+    task = huey.task()(process_event_task)
+    return lambda event_id: task(event_id, priority=priority) and None
+
+
+@dataclass
+class Workers:
+    """Worker processes: started, measured (CPU, RSS), stopped."""
+
+    env: dict[str, str]
+    args: list[str]
+    processes: list[subprocess.Popen] = field(default_factory=list)
+    rss_start_mb: list[float] = field(default_factory=list)
+
+    def start(self, count: int) -> None:
+        for _ in range(count):
+            self.processes.append(
+                subprocess.Popen(
+                    [ENGINE, "worker", *self.args],
+                    env=self.env,
+                    cwd=REPO,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+        time.sleep(4.0)  # imports, rules, the startup sweep
+        self.rss_start_mb = [rss_mb(p.pid) for p in self.processes]
+        self._cpu_start = [cpu_seconds(p.pid) for p in self.processes]
+
+    def cpu_used(self) -> float:
+        return sum(cpu_seconds(p.pid) - start for p, start in zip(self.processes, self._cpu_start, strict=True))
+
+    def rss_now_mb(self) -> list[float]:
+        return [rss_mb(p.pid) for p in self.processes]
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def transactions(dsn: str) -> int:
+    """Committed + rolled back transactions of the bench database so far."""
+    name = dsn.rsplit("/", 1)[1]
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        row = conn.execute(
+            "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = %s", (name,)
+        ).fetchone()
+    return int(row[0])
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
