@@ -432,17 +432,23 @@ def serve(host: str, port: int, workers: int, worker: bool | None, threads: int,
     from engine.pipeline.sweep import SweepLoop
     from engine.worker import huey, runtime
 
-    runtime()  # fail fast on invalid rules or settings, before the worker starts; the app reuses it
-    consumer = sweeper = None
+    rt = runtime()  # fail fast on invalid rules or settings, before the worker starts; the app reuses it
+    consumer = sweeper = heartbeat = None
     if in_process:
+        from engine.pipeline.heartbeat import HeartbeatThread
+
         consumer = huey.create_consumer(workers=threads, worker_type="thread", periodic=True)
         consumer.start()
         sweeper = SweepLoop(runtime, settings.timer_poll_seconds).start()
+        heartbeat = HeartbeatThread(rt.sessions, settings.heartbeat_seconds)
+        heartbeat.start()
     try:
         uvicorn.run(app, factory=True, host=host, port=port, access_log=access_log, log_config=None)
     finally:
         if sweeper is not None:
             sweeper.stop()
+        if heartbeat is not None:
+            heartbeat.stop()
         if consumer is not None:
             consumer.stop(graceful=True)
 
@@ -473,12 +479,19 @@ def worker(threads: int, lane_threads: int | None) -> None:
     _configure_logging(settings)
     from functools import partial
 
+    from engine.db.migrate import NotMigrated, wait_for_migrations
     from engine.db.session import check_connection_budget, worker_pool_size
     from engine.heartbeat import beat
     from engine.pipeline.alerts import notify_alerts
     from engine.pipeline.attention import report_rules_failure
+    from engine.pipeline.heartbeat import HeartbeatThread
     from engine.pipeline.sweep import SweepLoop, resume_waiting_for_rules, sweep
 
+    try:  # started beside a fresh database: wait for `engine migrate` / `engine serve`
+        wait_for_migrations(settings, timeout=settings.migration_wait_seconds)
+    except NotMigrated as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
     lane_threads = settings.manychat_lane_threads if lane_threads is None else lane_threads
     if settings.database_pool_size is None:
         settings.database_pool_size = worker_pool_size(threads + lane_threads)
@@ -488,6 +501,7 @@ def worker(threads: int, lane_threads: int | None) -> None:
     if lane_threads:
         queue.enable_lanes({"manychat"})
     rt = queue.runtime()
+    HeartbeatThread(rt.sessions, settings.heartbeat_seconds).start()
     if not rt.rules.available:
         # Wait instead of crash-looping: events are held (needs_attention) and alerted, and
         # processed by themselves once valid rules load.
@@ -516,6 +530,36 @@ def worker(threads: int, lane_threads: int | None) -> None:
     finally:
         for consumer in lanes:
             consumer.stop(graceful=True)
+
+
+@main.command()
+@click.option("--worker", "worker_only", is_flag=True, help="Check this host's worker heartbeat instead.")
+def healthcheck(worker_only: bool) -> None:
+    """Exit 0 when healthy, 1 otherwise (for container healthchecks).
+
+    Default: the database accepts writes and the queue answers. --worker: this host's worker
+    wrote its heartbeat less than WORKER_STALE_SECONDS ago.
+    """
+    from engine.pipeline.heartbeat import worker_name
+    from engine.service.health import check_database_writable, check_queue, check_worker_heartbeat
+    from engine.settings import get_settings
+
+    settings = get_settings()
+    if worker_only:
+        checks = {"worker": lambda: check_worker_heartbeat(settings, name=worker_name())}
+    else:
+        from engine.worker import huey
+
+        checks = {"database": lambda: check_database_writable(settings), "queue": lambda: check_queue(huey)}
+    healthy = True
+    for name, check in checks.items():
+        try:
+            check()
+            click.echo(f"{name}: ok")
+        except Exception as exc:  # noqa: BLE001 - reported, exit 1
+            healthy = False
+            click.echo(f"{name}: error: {exc}", err=True)
+    sys.exit(0 if healthy else 1)
 
 
 @main.command()

@@ -78,5 +78,9 @@ def from_internal(body: dict[str, Any], rules: Rules) -> EventInput:
     )
 
 
-def event_input(body: Any, rules: Rules) -> EventInput:
+def event_input(body: Any, rules: Rules, *, source: str | None = None) -> EventInput:
+    """``source``: the stored event's; a Hotmart webhook is always read as Hotmart, whatever its
+    shape (a body posing as an internal event must not link accounts or fire timers)."""
+    if source == "hotmart":
+        return from_hotmart(body, rules)
     return from_internal(body, rules) if is_internal(body) else from_hotmart(body, rules)

@@ -31,6 +31,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = 256 * 1024
     webhook_threads: int = Field(default=3, ge=1)  # per API process (see engine/api/webhooks.py)
 
+    # /docs and /openapi.json: public | admin (behind ADMIN_API_TOKEN) | off. Unset: public in
+    # development, admin otherwise.
+    api_docs: Literal["public", "admin", "off"] | None = None
+
     hotmart_enabled: bool = True
     discord_enabled: bool = False
     manychat_enabled: bool = False
@@ -76,6 +80,18 @@ class Settings(BaseSettings):
     # Hotmart disables a webhook URL that keeps failing, and silence is the only symptom:
     # alert once when no webhook arrived for this long (0 turns it off).
     alert_no_webhooks_hours: float = Field(default=24.0, ge=0)
+
+    # Liveness: the worker writes a heartbeat this often; /healthz and `engine healthcheck --worker`
+    # call it stale after worker_stale_seconds.
+    heartbeat_seconds: float = Field(default=15.0, gt=0)
+    worker_stale_seconds: float = Field(default=90.0, gt=0)
+    # A starting worker waits this long for `engine migrate` (or `engine serve`) to bring the
+    # database to the code's schema, then exits non-zero.
+    migration_wait_seconds: float = Field(default=300.0, ge=0)
+
+    @property
+    def api_docs_mode(self) -> str:
+        return self.api_docs or ("public" if self.development else "admin")
 
     # engine reconcile in the worker: a cron line (minute hour day month weekday, UTC) or "off".
     reconcile_schedule: str = "30 3 * * *"
@@ -134,6 +150,8 @@ class Settings(BaseSettings):
             raise ValueError("DISCORD_ENABLED needs DISCORD_BOT_TOKEN and DISCORD_GUILD_ID")
         if self.manychat_enabled and not self.manychat_api_token.get_secret_value():
             raise ValueError("MANYCHAT_ENABLED needs MANYCHAT_API_TOKEN")
+        if self.worker_stale_seconds <= self.heartbeat_seconds:
+            raise ValueError("WORKER_STALE_SECONDS must be longer than HEARTBEAT_SECONDS")
         return self
 
     @property

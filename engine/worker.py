@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from dataclasses import dataclass, field
 
 from huey import Huey, PriorityRedisHuey, SqliteHuey, crontab
@@ -36,6 +37,92 @@ LANES = ("manychat",)  # connectors with a queue (and threads) of their own
 _DB_RETRY_LIMIT = 40  # ~3 minutes of backing off; after that the sweep takes over
 
 
+class QueueOutage:
+    """While Redis is down: one warning when it goes, one line when it is back, nothing between.
+
+    Huey's consumer would log a traceback on every poll; those records are dropped (see
+    :class:`_DropOutageTracebacks`) once the outage has been reported here.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.down_since: float | None = None
+        self._next_try = 0.0
+        self._backoff = 1.0
+
+    def failed(self, exc: BaseException) -> None:
+        with self._lock:
+            now = time.monotonic()
+            if self.down_since is None:
+                self.down_since = now
+                self._backoff = 1.0
+                log.warning("queue unreachable (%s: %s); retrying with backoff", type(exc).__name__, exc)
+            else:
+                self._backoff = min(self._backoff * 2, 30.0)
+            self._next_try = now + self._backoff
+
+    def succeeded(self) -> None:
+        if self.down_since is None:
+            return
+        with self._lock:
+            if self.down_since is not None:
+                log.warning("queue reachable again after %.0f s", time.monotonic() - self.down_since)
+                self.down_since = None
+
+    def should_try(self) -> bool:
+        """False while backing off (the scheduler skips its poll instead of failing again)."""
+        return self.down_since is None or time.monotonic() >= self._next_try
+
+
+def _queue_down(exc: BaseException) -> bool:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    return isinstance(exc, RedisConnectionError | RedisTimeoutError | ConnectionError | TimeoutError)
+
+
+class QuietRedisHuey(PriorityRedisHuey):
+    """PriorityRedisHuey reporting outages through :class:`QueueOutage` (the consumer backs off itself)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.outage = QueueOutage()
+
+    def _watched(self, call, *args):
+        try:
+            result = call(*args)
+        except Exception as exc:
+            if _queue_down(exc):
+                self.outage.failed(exc)
+            raise
+        self.outage.succeeded()
+        return result
+
+    def dequeue(self):
+        return self._watched(super().dequeue)
+
+    def enqueue(self, task):
+        return self._watched(super().enqueue, task)
+
+    def read_schedule(self, timestamp=None):
+        if not self.outage.should_try():
+            return []
+        return self._watched(super().read_schedule, timestamp)
+
+
+class _DropOutageTracebacks(logging.Filter):
+    """Huey's per-poll tracebacks for a queue outage already reported once."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (exc is not None and _queue_down(exc))
+
+
+_outage_filter = _DropOutageTracebacks()
+for _name in ("huey", "huey.consumer", "huey.consumer.Worker", "huey.consumer.Scheduler"):
+    logging.getLogger(_name).addFilter(_outage_filter)
+
+
 def make_huey(settings: Settings, lane: str | None = None) -> Huey:
     name = settings.queue_name if lane is None else f"{settings.queue_name}.{lane}"
     if settings.redis_url:
@@ -44,7 +131,7 @@ def make_huey(settings: Settings, lane: str | None = None) -> Huey:
 
         pool = ConnectionPool.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=10)
         # results=False: nobody reads a task's return value; stored, they would pile up in Redis.
-        return PriorityRedisHuey(name, connection_pool=pool, results=False)
+        return QuietRedisHuey(name, connection_pool=pool, results=False)
     settings.var_dir.mkdir(parents=True, exist_ok=True)
     return SqliteHuey(name, filename=str(settings.var_dir / "queue.db"), results=False)
 
@@ -100,8 +187,11 @@ def enqueue_urgent(event_id: int) -> None:
 def _enqueue(event_id: int, priority: int) -> None:
     try:
         get_queue().process_event(event_id, priority=priority)
-    except Exception:  # noqa: BLE001 - the event is stored; never lose the request over the queue
-        log.warning("could not enqueue event %s; the sweep will retry", event_id, exc_info=True)
+    except Exception as exc:  # noqa: BLE001 - the event is stored; never lose the request over the queue
+        if _queue_down(exc):  # the outage itself was reported once (QueueOutage): no line per event
+            log.debug("queue down; event %s waits for the sweep", event_id)
+        else:
+            log.warning("could not enqueue event %s; the sweep will retry", event_id, exc_info=True)
 
 
 def schedule_drain(student_id: int, delay: float) -> None:

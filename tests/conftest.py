@@ -10,6 +10,7 @@ import os
 import socket
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -98,6 +99,17 @@ def pg(postgres_url: str) -> str:
     with sessions.begin() as session:
         session.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
     return postgres_url
+
+
+@contextmanager
+def rewriting_event_log(session) -> Iterator[None]:
+    """Tests only: lift the event log's insert-only trigger (migration 0009) inside ``session``'s
+    transaction, e.g. to backdate ``received_at``. The trigger is back when the block ends."""
+    from sqlalchemy import text
+
+    session.execute(text("ALTER TABLE events DISABLE TRIGGER events_insert_only"))
+    yield
+    session.execute(text("ALTER TABLE events ENABLE TRIGGER events_insert_only"))
 
 
 @pytest.fixture

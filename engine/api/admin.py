@@ -8,10 +8,12 @@ could appear, and onboarding codes are never shown (only when they were issued a
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from typing import Annotated
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, HTTPException, Path, Query, status
+from fastapi.exceptions import RequestValidationError
 from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import selectinload
 
@@ -27,6 +29,7 @@ from engine.db.models import (
 )
 from engine.pipeline.admin import RetryRefused, request_code, retry_event
 from engine.service import schemas
+from engine.service.schemas import MAX_ID, PRINTABLE, QueryDate
 from engine.service.views import (
     Redactor,
     alert_out,
@@ -43,8 +46,19 @@ from engine.statuses import EventStatus
 router = APIRouter(prefix="/admin", tags=["admin"])
 
 MAX_LIMIT = 500
+MAX_STUCK_DAYS = 36500
+
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"Page size (max {MAX_LIMIT}).")]
-Offset = Annotated[int, Query(ge=0, description="Rows to skip.")]
+Offset = Annotated[int, Query(ge=0, le=MAX_ID, description="Rows to skip.")]
+
+
+def _id(what: str) -> Any:
+    return Path(ge=1, le=MAX_ID, description=f"The {what}'s id.")
+
+
+def _text(description: str, max_length: int) -> Any:
+    return Query(description=description, pattern=PRINTABLE, max_length=max_length)
+
 
 _UNAUTHORIZED = {401: {"description": "missing or invalid admin token"}}
 _NOT_FOUND = {404: {"description": "not found"}}
@@ -59,10 +73,13 @@ def list_events(
     rt: RuntimeDep,
     session: SessionDep,
     status_: Annotated[EventStatus | None, Query(alias="status")] = None,
-    type_: Annotated[str | None, Query(alias="type", description="Event type, e.g. PURCHASE_APPROVED.")] = None,
-    email: Annotated[str | None, Query(description="The student's e-mail (case-insensitive).")] = None,
-    since: Annotated[datetime | None, Query(description="received_at >= since (ISO 8601; no zone = UTC).")] = None,
-    until: Annotated[datetime | None, Query(description="received_at < until (ISO 8601; no zone = UTC).")] = None,
+    type_: Annotated[
+        str | None,
+        Query(alias="type", description="Event type, e.g. PURCHASE_APPROVED.", pattern=PRINTABLE, max_length=60),
+    ] = None,
+    email: Annotated[str | None, _text("The student's e-mail (case-insensitive).", 320)] = None,
+    since: Annotated[QueryDate, Query(description="received_at >= since (ISO 8601; no zone = UTC).")] = None,
+    until: Annotated[QueryDate, Query(description="received_at < until (ISO 8601; no zone = UTC).")] = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> schemas.EventPage:
@@ -79,7 +96,9 @@ def list_events(
     response_model=schemas.EventDetail,
     responses={**_UNAUTHORIZED, **_NOT_FOUND},
 )
-def get_event(_: AdminDep, rt: RuntimeDep, session: SessionDep, event_id: int) -> schemas.EventDetail:
+def get_event(
+    _: AdminDep, rt: RuntimeDep, session: SessionDep, event_id: Annotated[int, _id("event")]
+) -> schemas.EventDetail:
     event = session.get(Event, event_id)
     if event is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"event {event_id} not found")
@@ -108,7 +127,7 @@ def get_event(_: AdminDep, rt: RuntimeDep, session: SessionDep, event_id: int) -
 def retry(
     _: AdminDep,
     rt: RuntimeDep,
-    event_id: int,
+    event_id: Annotated[int, _id("event")],
     force: Annotated[
         bool, Query(description="Resume even if a later event changed the membership since (may undo it).")
     ] = False,
@@ -175,8 +194,8 @@ def replay_events(
 def new_code(
     _: AdminDep,
     rt: RuntimeDep,
-    email: str,
-    product: Annotated[str, Query(description="The product key of the membership, e.g. curso.")],
+    email: Annotated[str, Path(description="The student's e-mail.", pattern=PRINTABLE, max_length=320)],
+    product: Annotated[str, _text("The product key of the membership, e.g. curso.", 100)],
 ) -> schemas.CodeRequestOut:
     try:
         event_id = request_code(rt, email, product)
@@ -195,15 +214,18 @@ def list_students(
     _: AdminDep,
     rt: RuntimeDep,
     session: SessionDep,
-    state: Annotated[str | None, Query(description="A membership in this lifecycle state.")] = None,
-    product: Annotated[str | None, Query(description="A membership of this product key.")] = None,
+    state: Annotated[str | None, _text("A membership in this lifecycle state (one the rules define).", 50)] = None,
+    product: Annotated[str | None, _text("A membership of this product key (one the rules define).", 100)] = None,
     stuck_days: Annotated[
         int | None,
-        Query(ge=0, description="A membership in pending_onboarding for more than this many days."),
+        Query(ge=0, le=MAX_STUCK_DAYS, description="A membership in pending_onboarding for more than this many days."),
     ] = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> schemas.StudentPage:
+    rules = rt.rules.rules
+    _one_of("state", state, rules.states)
+    _one_of("product", product, rules.products)
     # All filters apply to the same membership ("a curso membership that is active").
     conditions: list[ColumnElement[bool]] = []
     if state:
@@ -234,7 +256,9 @@ def get_student(
     _: AdminDep,
     rt: RuntimeDep,
     session: SessionDep,
-    email: Annotated[str, Path(description="The student's e-mail (case-insensitive).")],
+    email: Annotated[
+        str, Path(description="The student's e-mail (case-insensitive).", pattern=PRINTABLE, max_length=320)
+    ],
     history_limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Newest events to include.")] = 50,
 ) -> schemas.StudentDetail:
     student = session.scalar(
@@ -266,15 +290,25 @@ def get_student(
 # --- alerts ---------------------------------------------------------------------------
 
 
-def _parse_acknowledged(value: str) -> bool | None:
-    lowered = value.strip().lower()
-    if lowered in ("false", "0", "no"):
-        return False
-    if lowered in ("true", "1", "yes"):
-        return True
-    if lowered in ("any", "all"):
-        return None
-    raise HTTPException(422, "acknowledged must be false, true or any")
+_ACKNOWLEDGED = {
+    "false": False,
+    "0": False,
+    "no": False,
+    "true": True,
+    "1": True,
+    "yes": True,
+    "any": None,
+    "all": None,
+}
+
+
+def _one_of(name: str, value: str | None, allowed: Iterable[str]) -> None:
+    """An enumerated filter the rules define: an unknown value is the same 422 as a bad enum."""
+    if value is not None and value not in allowed:
+        choices = ", ".join(sorted(allowed))
+        raise RequestValidationError(
+            [{"type": "enum", "loc": ("query", name), "msg": f"Input should be one of: {choices}", "input": value}]
+        )
 
 
 @router.get("/alerts", summary="List alerts, newest first", response_model=schemas.AlertPage, responses=_UNAUTHORIZED)
@@ -283,12 +317,13 @@ def list_alerts(
     rt: RuntimeDep,
     session: SessionDep,
     acknowledged: Annotated[
-        str, Query(description="false (default): open alerts; true: acknowledged ones; any: all.")
+        Literal["false", "0", "no", "true", "1", "yes", "any", "all"],
+        Query(description="false (default): open alerts; true: acknowledged ones; any: all."),
     ] = "false",
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> schemas.AlertPage:
-    wanted = _parse_acknowledged(acknowledged)
+    wanted = _ACKNOWLEDGED[acknowledged]
     conditions: list[ColumnElement[bool]] = []
     if wanted is True:
         conditions.append(Alert.acknowledged_at.is_not(None))
@@ -315,7 +350,9 @@ def list_alerts(
     response_model=schemas.AlertOut,
     responses={**_UNAUTHORIZED, **_NOT_FOUND},
 )
-def ack_alert(_: AdminDep, rt: RuntimeDep, session: SessionDep, alert_id: int) -> schemas.AlertOut:
+def ack_alert(
+    _: AdminDep, rt: RuntimeDep, session: SessionDep, alert_id: Annotated[int, _id("alert")]
+) -> schemas.AlertOut:
     alert = session.get(Alert, alert_id, with_for_update=True)
     if alert is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"alert {alert_id} not found")

@@ -8,48 +8,55 @@ from fastapi import Depends, FastAPI
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
-from sqlalchemy import text
 
 from engine import metrics
 from engine.api import admin, doctor, reconcile, webhooks
 from engine.api.deps import RuntimeDep, require_admin
+from engine.api.docs import add_protected_docs, docs_urls
 from engine.pipeline.runtime import Runtime
+from engine.service.health import StaleHeartbeat, check_database_writable, check_worker_heartbeat
 
 
-def create_app(runtime: Runtime, *, queue_check: Callable[[], object] | None = None) -> FastAPI:
+def create_app(
+    runtime: Runtime, *, queue_check: Callable[[], object] | None = None, worker_check: bool = False
+) -> FastAPI:
+    """``queue_check``: raises when the queue is down; ``worker_check``: /healthz also requires a
+    fresh worker heartbeat (the deployed app; tests without a worker leave it off)."""
     app = FastAPI(
         title="Lifecycle engine",
         description="Hotmart webhooks in; Discord roles, ManyChat tags/flows and classes out. "
         "Admin routes need `Authorization: Bearer $ADMIN_API_TOKEN`.",
         version="0.1.0",
+        **docs_urls(runtime.settings.api_docs_mode),
     )
+    if runtime.settings.api_docs_mode == "admin":
+        add_protected_docs(app)
     app.state.runtime = runtime
     app.state.queue_check = queue_check
+    app.state.worker_check = worker_check
     app.include_router(webhooks.router)
     app.include_router(admin.router)
     app.include_router(doctor.router)
     app.include_router(reconcile.router)
 
-    @app.get("/healthz", tags=["health"], summary="Database and queue reachable; the rules version")
+    @app.get("/healthz", tags=["health"], summary="Database writable, queue reachable, worker alive; the rules version")
     async def healthz(rt: RuntimeDep) -> JSONResponse:
         checks: dict[str, str] = {}
-
-        def database() -> None:
-            with rt.sessions() as session:
-                session.execute(text("SELECT 1"))
-
-        for name, check in (("database", database), ("queue", app.state.queue_check)):
-            if check is None:
-                continue
+        for name, check in _health_checks(app, rt).items():
             try:
                 await run_in_threadpool(check)
                 checks[name] = "ok"
-            except Exception as exc:  # noqa: BLE001
+            except StaleHeartbeat as exc:
+                checks[name] = f"error: {exc}"
+            except Exception as exc:  # noqa: BLE001 - the class only: messages may carry URLs
                 checks[name] = f"error: {type(exc).__name__}"
         healthy = all(value == "ok" for value in checks.values())
+        # 503 only when this API cannot take webhooks; a stale worker and invalid rules are reported
+        # (webhooks are still stored), and the worker's own healthcheck is `engine healthcheck --worker`.
+        serving = all(value == "ok" for name, value in checks.items() if name != "worker")
         rules = rules_health(rt)
         status = "ok" if healthy and rules["rules_error"] is None else "degraded"
-        return JSONResponse({"status": status, **checks, **rules}, status_code=200 if healthy else 503)
+        return JSONResponse({"status": status, **checks, **rules}, status_code=200 if serving else 503)
 
     collector = metrics.EngineCollector(runtime, queue_depth=queue_check)
 
@@ -65,6 +72,15 @@ def create_app(runtime: Runtime, *, queue_check: Callable[[], object] | None = N
         return PlainTextResponse(body, media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def _health_checks(app: FastAPI, rt: Runtime) -> dict[str, Callable[[], object]]:
+    checks: dict[str, Callable[[], object]] = {"database": lambda: check_database_writable(rt.sessions)}
+    if app.state.queue_check is not None:
+        checks["queue"] = app.state.queue_check
+    if app.state.worker_check:
+        checks["worker"] = lambda: check_worker_heartbeat(rt.settings, sessions=rt.sessions)
+    return checks
 
 
 def rules_health(rt: Runtime) -> dict[str, str | None]:

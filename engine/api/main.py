@@ -15,4 +15,4 @@ def app_factory() -> FastAPI:
 
     rt = runtime()
     rt.rules.watch(rt.settings.rules_reload_seconds)  # the newest valid rules, even with no traffic
-    return create_app(rt, queue_check=huey.pending_count)
+    return create_app(rt, queue_check=huey.pending_count, worker_check=True)

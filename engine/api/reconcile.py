@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 from engine.api.deps import AdminDep, SessionDep
 from engine.reconcile.runs import list_runs, run_out
 from engine.service import schemas
+from engine.service.schemas import MAX_ID
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 
@@ -23,7 +24,7 @@ def reconcile_runs(
     _: AdminDep,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=100, description="Page size (max 100).")] = 20,
-    offset: Annotated[int, Query(ge=0, description="Rows to skip.")] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_ID, description="Rows to skip.")] = 0,
 ) -> schemas.ReconcileRunPage:
     runs, total = list_runs(session, limit=limit, offset=offset)
     return schemas.ReconcileRunPage(

@@ -6,7 +6,6 @@ database is down) gets a 5xx; everything else is stored and answered 200/400/401
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 
@@ -17,8 +16,10 @@ from fastapi.responses import JSONResponse
 
 from engine import metrics
 from engine.api.deps import RuntimeDep
+from engine.pipeline.hottok import form_hottok
 from engine.pipeline.intake import store_hotmart, store_rejected
 from engine.pipeline.runtime import Runtime
+from engine.pipeline.storable import NotJSON, decode
 from engine.sources import hotmart
 
 log = logging.getLogger(__name__)
@@ -54,12 +55,32 @@ def _reject(rt: Runtime, body: bytes, headers: dict[str, str], reason: str) -> N
         store_rejected(session, body, headers, reason)
 
 
+class _TooLarge(Exception):
+    pass
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, refused as soon as it passes ``limit`` bytes, chunked or not (memory bounded):
+    a declared Content-Length over the limit is refused before reading anything."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _TooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 @router.post(
     "/webhooks/hotmart",
     summary="Receive a Hotmart v2 webhook",
     responses={
         200: {"description": '`{"status": "accepted"}` or `{"status": "duplicate"}`'},
-        400: {"description": "body is not JSON (stored as rejected)"},
+        400: {"description": "body is not JSON, or nests too deep (stored as rejected)"},
         401: {"description": "missing or wrong X-HOTMART-HOTTOK"},
         413: {"description": "body too large"},
         503: {"description": "could not store the event (database unavailable); Hotmart will redeliver"},
@@ -74,30 +95,28 @@ async def hotmart_webhook(request: Request, rt: RuntimeDep) -> JSONResponse:
 
 async def _receive(request: Request, rt: Runtime) -> JSONResponse:
     limit = rt.settings.max_body_bytes
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        return JSONResponse({"detail": f"body larger than {limit} bytes"}, status_code=413)
-    body = await request.body()
-    if len(body) > limit:
+    try:
+        body = await _read_body(request, limit)
+    except _TooLarge:
         return JSONResponse({"detail": f"body larger than {limit} bytes"}, status_code=413)
     headers = dict(request.headers)
     expected = rt.settings.hotmart_hottok.get_secret_value()
     header_token = request.headers.get("x-hotmart-hottok")
     try:
-        decoded = json.loads(body)
-        problem = None
-    except (ValueError, UnicodeDecodeError):
-        problem = "body is not JSON"
-    except RecursionError:  # a hostile body nested thousands deep; the parser must not fall over
-        problem = "body nests too deep"
-    if problem:
-        if not hotmart.verify_hottok(header_token, None, expected):
+        decoded = decode(body)
+    except NotJSON as exc:
+        # An old-style form-encoded webhook may carry its hottok as a field: verified, it is
+        # told what is wrong (and stored, hottok removed), not 401.
+        if not (
+            hotmart.verify_hottok(header_token, None, expected)
+            or hotmart.verify_hottok(form_hottok(body), None, expected)
+        ):
             return JSONResponse({"detail": "invalid hottok"}, status_code=401)
         try:
-            await run_in_threadpool(_reject, rt, body, headers, problem)
+            await run_in_threadpool(_reject, rt, body, headers, exc.reason)
         except Exception:  # noqa: BLE001 - the answer stays 400 either way
             log.exception("could not store a rejected body")
-        return JSONResponse({"detail": problem}, status_code=400)
+        return JSONResponse({"detail": exc.reason}, status_code=400)
     if not hotmart.verify_hottok(header_token, decoded, expected):
         return JSONResponse({"detail": "invalid hottok"}, status_code=401)
     try:
@@ -105,6 +124,8 @@ async def _receive(request: Request, rt: Runtime) -> JSONResponse:
     except Exception:  # noqa: BLE001
         log.exception("could not store a webhook")
         return JSONResponse({"detail": "could not store the event; please redeliver"}, status_code=503)
+    if stored.status == "rejected":
+        return JSONResponse({"detail": "body is not storable JSON (stored as rejected)"}, status_code=400)
     if stored.duplicate:
         return JSONResponse({"status": "duplicate"})
     return JSONResponse({"status": "accepted", "event_id": stored.event_id})

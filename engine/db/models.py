@@ -13,6 +13,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -103,6 +104,10 @@ class Event(Base):
     dedupe_key: Mapped[str] = mapped_column(String(100), unique=True)
     payload: Mapped[Any] = mapped_column(JSONType, nullable=True)  # the raw body, any JSON value
     raw_body: Mapped[str | None] = mapped_column(Text)  # kept when the body is not JSON
+    # The bytes as received (hottok removed) when the body is not JSON, or when the payload had
+    # to be changed to fit jsonb (payload_changes says how). Insert-only, like the payload.
+    raw_bytes: Mapped[bytes | None] = mapped_column(LargeBinary)
+    payload_changes: Mapped[Any] = mapped_column(JSONType, nullable=True)
     headers: Mapped[dict[str, Any] | None]
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
     occurred_at: Mapped[datetime | None]  # Hotmart's creation_date
@@ -261,6 +266,16 @@ class ClassEnrollment(Base):
     class_id: Mapped[int] = mapped_column(ForeignKey("classes.id"))
     student_id: Mapped[int] = mapped_column(ForeignKey("students.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Heartbeat(Base):
+    """A process saying it is alive: each worker upserts its row every few seconds."""
+
+    __tablename__ = "heartbeats"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)  # worker:<host>:<pid>
+    beat_at: Mapped[datetime]
+    started_at: Mapped[datetime]
 
 
 class ReconcileRun(Base):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import hashlib
 import logging
 import uuid
 from dataclasses import dataclass
@@ -15,12 +15,15 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from engine.db.models import Event, utcnow
+from engine.pipeline.hottok import scrub_payload, scrub_raw
+from engine.pipeline.storable import NotJSON, decode, escape_text, storable
 from engine.sources import hotmart
 
 log = logging.getLogger(__name__)
 
 # Never stored: the shared secret, and credentials of any kind.
 _SECRET_HEADERS = {"x-hotmart-hottok", "authorization", "cookie"}
+_DEDUPE_KEY_LENGTH = Event.__table__.c.dedupe_key.type.length
 
 
 @dataclass(frozen=True)
@@ -40,34 +43,51 @@ def _insert(session: Session | Connection, values: dict[str, Any]) -> int | None
 
 
 def safe_headers(headers: dict[str, str]) -> dict[str, str]:
-    return {k.lower(): v for k, v in headers.items() if k.lower() not in _SECRET_HEADERS}
+    """The headers worth keeping: no credentials, and nothing jsonb refuses (a NUL, escaped)."""
+    return {escape_text(k.lower()): escape_text(v) for k, v in headers.items() if k.lower() not in _SECRET_HEADERS}
 
 
 def store_hotmart(
-    session: Session | Connection, raw_body: bytes, headers: dict[str, str], *, held: bool, decoded: Any = None
+    session: Session | Connection,
+    raw_body: bytes,
+    headers: dict[str, str],
+    *,
+    held: bool,
+    decoded: Any = None,
+    received_at: datetime | None = None,
 ) -> Stored:
     """Store a verified webhook body (any JSON value), deduplicated on the envelope id.
 
-    Only the envelope is read here (the worker parses the whole body): this runs per webhook.
+    What jsonb cannot hold is stored anyway (see :mod:`engine.pipeline.storable`); a body that
+    is not JSON at all is stored as rejected. A body hottok is removed first. Only the envelope
+    is read here (the worker parses the whole body): this runs per webhook.
     """
-    body = json.loads(raw_body) if decoded is None else decoded
-    parsed = hotmart.envelope(body)
-    key = hotmart.dedupe_key(raw_body, parsed)
+    try:
+        body = storable(raw_body, decode(raw_body) if decoded is None else decoded)
+    except NotJSON as exc:
+        return Stored(store_rejected(session, raw_body, headers, exc.reason), False, "rejected")
+    payload = scrub_payload(body.value)
+    raw = scrub_raw(raw_body)
+    parsed = hotmart.envelope(payload)
     status = "held" if held else "received"
+    key = _dedupe_key(raw, parsed)
     event_id = _insert(
         session,
         {
             "source": "hotmart",
             "type": (parsed.event_type or None) and parsed.event_type[:60],
             "dedupe_key": key,
-            "payload": body,
+            "payload": payload,
+            # The bytes as received, only when the payload had to change to be stored.
+            "raw_bytes": raw if body.changes else None,
+            "payload_changes": body.changes or None,
             "headers": safe_headers(headers),
             "occurred_at": parsed.creation_date,
             "status": status,
             "email": parsed.email,
-            "transaction": parsed.transaction[:64] if parsed.transaction else None,
+            "transaction": parsed.transaction,  # bounded by the parser, as for memberships.transaction
             "correlation_id": uuid.uuid4().hex,
-            "received_at": utcnow(),
+            "received_at": received_at or utcnow(),
         },
     )
     if event_id is None:
@@ -76,19 +96,33 @@ def store_hotmart(
     return Stored(event_id, False, status)
 
 
-def store_rejected(session: Session, raw_body: bytes, headers: dict[str, str], reason: str) -> int | None:
-    """Keep a body we could not accept (not JSON) for the audit."""
-    import hashlib
+def hotmart_dedupe_key(raw_body: bytes) -> str:
+    """The dedupe key a webhook body gets (what a redelivery of it collides with)."""
+    body = storable(raw_body, decode(raw_body))
+    return _dedupe_key(scrub_raw(raw_body), hotmart.envelope(scrub_payload(body.value)))
 
-    text = raw_body.decode("utf-8", errors="replace")
+
+def _dedupe_key(raw_body: bytes, parsed: hotmart.Envelope) -> str:
+    """The envelope id's key; an id too long for the column is hashed (still one key per id)."""
+    key = hotmart.dedupe_key(raw_body, parsed)
+    if len(key) <= _DEDUPE_KEY_LENGTH:
+        return key
+    return "hotmart:sha256:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def store_rejected(session: Session | Connection, raw_body: bytes, headers: dict[str, str], reason: str) -> int | None:
+    """Keep a body we could not accept (not JSON) for the audit: the bytes verbatim (hottok
+    removed), and as text for reading."""
+    raw = scrub_raw(raw_body)
     return _insert(
         session,
         {
             "source": "hotmart",
             "type": None,
-            "dedupe_key": "rejected:sha256:" + hashlib.sha256(raw_body).hexdigest(),
+            "dedupe_key": "rejected:sha256:" + hashlib.sha256(raw).hexdigest(),
             "payload": None,
-            "raw_body": text,
+            "raw_body": escape_text(raw.decode("utf-8", errors="replace")),
+            "raw_bytes": raw,
             "headers": safe_headers(headers),
             "status": "rejected",
             "reason": reason,

@@ -106,7 +106,7 @@ def _process(rt: Runtime, event_id: int) -> str:
             seen["status"], seen["wait"] = event.status, wait
             return None
         # Parsed once here; planning reuses it.
-        inp = event_input(event.payload, rt.rules.rules) if event.payload is not None else None
+        inp = event_input(event.payload, rt.rules.rules, source=event.source) if event.payload is not None else None
         _prepare_earlier(rt, session, event, inp)
         student_id, status = _prepare(rt, session, event, inp)
         if status != "received" or student_id is None or inp is None:
@@ -218,7 +218,7 @@ def preview_event(rt: Runtime, event_id: int) -> Event:
         if not rt.rules.available:
             attention.rules_unavailable(rt, session, event, rt.rules.load_error)
         else:
-            inp = event_input(event.payload, rt.rules.rules) if event.payload is not None else None
+            inp = event_input(event.payload, rt.rules.rules, source=event.source) if event.payload is not None else None
             student_id, status = _prepare(rt, session, event, inp)
             if status == "received" and student_id is not None and inp is not None:
                 _plan(rt, session, event, student_id, inp)

@@ -7,7 +7,7 @@ validating with ``context={"redact": redactor}`` removes the hottok and onboardi
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationInfo, computed_field
@@ -31,6 +31,26 @@ def _column(name: str, field: str) -> Any:
 
 class Row(BaseModel):
     model_config = ConfigDict(from_attributes=True)
+
+
+# What a client sends is bounded before it reaches the database: integers fit a BIGINT, text has
+# no NUL or control character (PostgreSQL text cannot hold NUL), dates have a UTC equivalent.
+MAX_ID = 2**63 - 1
+PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+
+
+def utc_representable(value: datetime | None) -> datetime | None:
+    """A date the database can compare with (year 1 at +01:00 has no UTC equivalent); no zone = UTC."""
+    if value is not None:
+        try:
+            (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
+        except OverflowError:
+            raise ValueError("date out of range once converted to UTC") from None
+    return value
+
+
+QueryDate = Annotated[datetime | None, AfterValidator(utc_representable)]
+EventId = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 
 class Page(BaseModel):
@@ -108,6 +128,11 @@ class EventDetail(EventSummary):
     enqueued_at: datetime | None
     payload: Annotated[Any, Redacted] = Field(description="The raw JSON body (hottok redacted).")
     raw_body: Annotated[str | None, Redacted] = Field(description="The body as received, when it was not JSON.")
+    payload_changes: list[str] | None = Field(
+        default=None,
+        description="What was changed so the payload could be stored (NUL, lone surrogates, non-finite "
+        "numbers); the bytes as received are kept.",
+    )
     headers: Annotated[dict[str, Any] | None, Redacted] = Field(description="Request headers, without credentials.")
     plans: Annotated[Any, Redacted] = Field(
         description="One plan per membership touched: transition, conditions, steps."
@@ -130,9 +155,11 @@ class ReplayIn(BaseModel):
     status: EventStatus | None = Field(
         "needs_attention", description="Events in this status (null: only the ids named)."
     )
-    type: str | None = Field(None, description="Only this event type.")
-    since: datetime | None = Field(None, description="received_at >= since (ISO 8601; no zone = UTC).")
-    event_ids: list[int] = Field(default_factory=list, description="Stored events to replay whatever their status.")
+    type: str | None = Field(None, description="Only this event type.", max_length=60, pattern=PRINTABLE)
+    since: QueryDate = Field(None, description="received_at >= since (ISO 8601; no zone = UTC).")
+    event_ids: list[EventId] = Field(
+        default_factory=list, max_length=10_000, description="Stored events to replay whatever their status."
+    )
     dry_run: bool = Field(False, description="Only say what each replay would decide; change nothing.")
 
 

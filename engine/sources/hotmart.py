@@ -8,6 +8,11 @@ unusable (wrong type, unparsable date, implausible phone ...) becomes ``None`` p
 human-readable entry in :attr:`HotmartEvent.problems`; a missing optional field (absent,
 ``null`` or an empty string) is not a problem, since Hotmart omits fields it has no value
 for (§3.1).
+
+Every value is bounded here, once, so every column it reaches later takes it the same way at
+every write: identifiers (transaction, subscriber code, product/offer/plan ids) longer than
+:data:`MAX_CODE_LENGTH` and e-mails longer than :data:`MAX_EMAIL_LENGTH` are unusable (a problem),
+names are cut to :data:`MAX_NAME_LENGTH`, integers outside :data:`MAX_INTEGER` are unusable.
 """
 
 from __future__ import annotations
@@ -49,6 +54,12 @@ HOTMART_EVENTS: frozenset[str] = frozenset(
         "ORDER_FULFILLMENT",
     }
 )
+
+# The widest value each kind of field may carry (the database columns are at least this wide).
+MAX_CODE_LENGTH = 64
+MAX_EMAIL_LENGTH = 320
+MAX_NAME_LENGTH = 200
+MAX_INTEGER = 1_000_000  # recurrence_number: a subscription's charge count
 
 _T = TypeVar("_T")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -165,7 +176,7 @@ def parse(body: object) -> HotmartEvent:
             plan_offer,  # §3.2 switch plan: offer.key of the current plan
         ),
         email=_email(r),
-        name=_first(r.text("data.buyer.name"), r.text("data.subscriber.name"), r.text("data.user.name")),
+        name=_first(r.name("data.buyer.name"), r.name("data.subscriber.name"), r.name("data.user.name")),
         phone=_phone(r),
         transaction=r.code("data.purchase.transaction"),
         # §3: the subscriber code lives in a different place per event family.
@@ -207,7 +218,8 @@ def verify_hottok(header_value: str | None, body: object, expected: str) -> bool
         got = body["hottok"]
     if not isinstance(got, str) or not got:
         return False
-    return hmac.compare_digest(got.encode(), expected.encode())
+    # surrogatepass: a hostile "\ud800" compares unequal instead of raising.
+    return hmac.compare_digest(got.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass"))
 
 
 def normalize_phone(number: str | None, code: str | None = None, country_iso: str | None = None) -> str | None:
@@ -374,27 +386,50 @@ class _Reader:
     def code(self, path: str) -> str | None:
         """An identifier: a string, or an integer turned into one (§3: product id varies)."""
         value = self.get(path)
-        if isinstance(value, float) and value.is_integer():
+        if isinstance(value, float) and value.is_integer() and abs(value) < 10**MAX_CODE_LENGTH:
             value = int(value)
         if isinstance(value, int) and not isinstance(value, bool):
-            return str(value)
-        return self.text(path)
+            value = str(value) if abs(value) < 10**MAX_CODE_LENGTH else "9" * (MAX_CODE_LENGTH + 1)
+        else:
+            value = self.text(path)
+        if value is not None and len(value) > MAX_CODE_LENGTH:
+            self.problem(path, f"longer than {MAX_CODE_LENGTH} characters")
+            return None
+        return value
 
     def email(self, path: str) -> str | None:
         value = self.text(path)
-        if value is None or _EMAIL.fullmatch(value):
+        if value is None or (len(value) <= MAX_EMAIL_LENGTH and _EMAIL.fullmatch(value)):
             return value.lower() if value is not None else None  # §3: lower-case and trim
         self.problem(path, "not an e-mail address")
         return None
 
+    def name(self, path: str) -> str | None:
+        """A person's name, cut to :data:`MAX_NAME_LENGTH` (still their name, for display)."""
+        value = self.text(path)
+        if value is not None and len(value) > MAX_NAME_LENGTH:
+            self.problem(path, f"longer than {MAX_NAME_LENGTH} characters, cut")
+            return value[:MAX_NAME_LENGTH].rstrip()
+        return value
+
     def integer(self, path: str) -> int | None:
+        """A non-negative integer up to :data:`MAX_INTEGER` (a number, or digits in a string).
+
+        Bounded before converting: ``int()`` of 5,000 digits raises, and a huge count means nothing.
+        """
         value = self.get(path)
         if isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
-            return int(value)
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if value is None or (isinstance(value, int) and not isinstance(value, bool)):
-            return value
+            digits = value.strip().lstrip("0") or "0"
+            value = int(digits) if len(digits) <= len(str(MAX_INTEGER)) else MAX_INTEGER + 1
+        elif isinstance(value, float) and value.is_integer():
+            value = int(value) if abs(value) <= MAX_INTEGER else MAX_INTEGER + 1
+        if value is None:
+            return None
+        if isinstance(value, int) and not isinstance(value, bool):
+            if 0 <= value <= MAX_INTEGER:
+                return value
+            self.problem(path, f"out of range (0 to {MAX_INTEGER})")
+            return None
         self.problem(path, f"expected an integer, got {_kind(value)}")
         return None
 

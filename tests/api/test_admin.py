@@ -18,7 +18,7 @@ from engine.api.app import create_app
 from engine.db.models import Alert, Event, OnboardingToken, Student
 from engine.pipeline.execution import drain_student
 from engine.pipeline.locks import student_lock
-from tests.conftest import ADMIN_TOKEN, HOTTOK, load_payload
+from tests.conftest import ADMIN_TOKEN, HOTTOK, load_payload, rewriting_event_log
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 ANA = "ana.exemplo@example.com"
@@ -265,7 +265,7 @@ def test_events_filter_on_received_dates(h, client, seeded):
         seeded["ana_club"]: datetime(2026, 3, 3, 10, tzinfo=UTC),
         seeded["rejected"]: datetime(2026, 3, 4, 10, tzinfo=UTC),
     }
-    with h.runtime.sessions.begin() as session:
+    with h.runtime.sessions.begin() as session, rewriting_event_log(session):
         for event_id, at in received.items():
             session.execute(update(Event).where(Event.id == event_id).values(received_at=at))
 

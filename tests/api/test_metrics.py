@@ -16,7 +16,7 @@ from engine.api.app import create_app
 from engine.db.models import Event
 from engine.metrics import ConnectorCounters, CountingTransport, connector_counters
 from engine.rules.files import rules_version
-from tests.conftest import ADMIN_TOKEN, HOTTOK, RULES, load_payload
+from tests.conftest import ADMIN_TOKEN, HOTTOK, RULES, load_payload, rewriting_event_log
 from tests.pipeline.test_processing import link
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -81,7 +81,7 @@ def test_metrics_count_webhooks_events_steps_alerts_and_ages(make_harness):
     assert value(samples, "engine_rules_load_error") == 0
 
     # Received an hour ago and still not processed: the age says so.
-    with h.runtime.sessions.begin() as session:
+    with h.runtime.sessions.begin() as session, rewriting_event_log(session):
         an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
         session.execute(update(Event).where(Event.status == "received").values(received_at=an_hour_ago))
     assert value(scrape(client), "engine_oldest_unprocessed_event_age_seconds") >= 3600

@@ -37,8 +37,8 @@ def test_serve_on_sqlite_takes_a_webhook_and_processes_it(tmp_path):
         def healthy() -> bool:
             try:
                 health = stack.client.get("/healthz").json()
-                checks = {key: health.get(key) for key in ("status", "database", "queue", "rules_error")}
-                return checks == {"status": "ok", "database": "ok", "queue": "ok", "rules_error": None}
+                checks = {key: health.get(key) for key in ("status", "database", "queue", "worker", "rules_error")}
+                return checks == {"status": "ok", "database": "ok", "queue": "ok", "worker": "ok", "rules_error": None}
             except (httpx.HTTPError, ValueError):
                 return False
 

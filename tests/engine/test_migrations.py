@@ -28,3 +28,46 @@ def test_sqlite_migrations_match_the_models(tmp_path):
     upgrade(settings)
     upgrade(settings)  # idempotent: already at head
     assert _diff(settings.sqlalchemy_url) == []
+
+
+def test_0009_scrubs_body_hottoks_already_stored_and_nothing_else(postgres_url):
+    """The one sanctioned rewrite of stored events (see the migration's docstring)."""
+    import json
+    import uuid
+    from urllib.parse import urlsplit, urlunsplit
+
+    import psycopg
+
+    name = f"engine_test_scrub_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = urlunsplit(urlsplit(postgres_url)._replace(path=f"/{name}"))
+    settings = Settings(ENGINE_ENV="test", database_url=url)
+    try:
+        upgrade(settings, "0014")  # the revision before 0009
+        rows = [
+            ("a", {"id": "a", "hottok": "s3cret", "data": {"x": 1}}, None),
+            ("b", None, "hottok=s3cret&email=a%40b.c"),
+            ("c", None, '{"hottok": "s3cret", "n": NaN}'),
+            ("d", {"id": "d", "data": {"hottok_like": "keep"}}, None),
+        ]
+        with psycopg.connect(url, autocommit=True) as conn:
+            for key, payload, raw in rows:
+                conn.execute(
+                    "INSERT INTO events (source, dedupe_key, payload, raw_body, status, correlation_id, received_at)"
+                    " VALUES ('hotmart', %s, %s, %s, 'received', 'c', now())",
+                    (key, json.dumps(payload) if payload is not None else None, raw),
+                )
+        upgrade(settings)
+        with psycopg.connect(url) as conn:
+            stored = {
+                key: (payload, raw)
+                for key, payload, raw in conn.execute("SELECT dedupe_key, payload, raw_body FROM events")
+            }
+        assert stored["a"] == ({"id": "a", "hottok": "[removed]", "data": {"x": 1}}, None)
+        assert stored["b"] == (None, "hottok=[removed]&email=a%40b.c")
+        assert stored["c"] == (None, '{"hottok": "[removed]", "n": NaN}')
+        assert stored["d"] == ({"id": "d", "data": {"hottok_like": "keep"}}, None)
+    finally:
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from huey import RedisHuey, SqliteHuey
 
 from engine.settings import Settings
@@ -71,6 +73,198 @@ def test_importing_the_worker_builds_no_queue(tmp_path):
         "engine.worker.reconcile_task",
     ]
     assert (var_dir / "queue.db").exists()
+
+
+# --- issue 10: no unread results, quiet outages, waiting for migrations -------------------
+
+
+def test_huey_stores_no_results_nobody_reads(redis_url):
+    import uuid
+
+    huey = make_huey(Settings(ENGINE_ENV="test", redis_url=redis_url, queue_name=f"engine-test-{uuid.uuid4().hex}"))
+
+    @huey.task()
+    def answer() -> str:
+        return "a result nobody reads"
+
+    answer()
+    huey.execute(huey.dequeue())
+    assert huey.result_count() == 0
+    assert huey.storage.conn.keys(f"*{huey.name}*") == []  # nothing left in Redis
+    huey.flush()
+
+
+class _Proxy:
+    """A TCP proxy to Redis that can be cut and restored on the same port (an outage)."""
+
+    def __init__(self, host: str, port: int):
+        import socket
+
+        self.target = (host, port)
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        self.port = probe.getsockname()[1]
+        probe.close()
+        self.listener = None
+        self.sockets: list = []
+
+    def up(self) -> None:
+        import socket
+        import threading
+
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", self.port))
+        self.listener.listen()
+        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
+
+    def _accept(self, listener) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            self.sockets += [client, upstream]
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pump(source, sink) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        for sock in (source, sink):
+            with contextlib.suppress(OSError):
+                sock.close()
+
+    def down(self) -> None:
+        import socket
+
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() (close alone may not)
+        self.listener.close()
+        for sock in self.sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+            except OSError:
+                pass
+        self.sockets.clear()
+
+
+def test_a_redis_outage_is_one_warning_with_backoff_and_one_line_when_back(redis_url, caplog):
+    import logging
+    import signal
+    import time
+    import uuid
+    from urllib.parse import urlsplit
+
+    target = urlsplit(redis_url)
+    proxy = _Proxy(target.hostname, target.port)
+    proxy.up()
+    url = f"redis://127.0.0.1:{proxy.port}{target.path}"
+    huey = make_huey(Settings(ENGINE_ENV="test", redis_url=url, queue_name=f"engine-test-{uuid.uuid4().hex}"))
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    consumer = huey.create_consumer(workers=2, worker_type="thread", periodic=True)
+    caplog.set_level(logging.INFO)
+    consumer.start()
+    for sig, handler in handlers.items():  # the consumer's own handlers belong to `engine worker`
+        signal.signal(sig, handler)
+    try:
+        time.sleep(1)
+        proxy.down()
+        time.sleep(6)  # two workers and the scheduler poll all along
+        during = [r for r in caplog.records if r.levelno >= logging.WARNING]
+        unreachable = [r for r in during if "queue unreachable" in r.getMessage()]
+        assert len(unreachable) == 1, [r.getMessage() for r in during]
+        assert not [r for r in during if r.exc_info], "no traceback while Redis is down"
+        proxy.up()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not any("reachable again" in r.getMessage() for r in caplog.records):
+            time.sleep(0.2)
+        back = [r for r in caplog.records if "queue reachable again" in r.getMessage()]
+        assert len(back) == 1
+        assert not [r for r in caplog.records if r.exc_info]
+    finally:
+        consumer.stop(graceful=True)
+        proxy.down()
+        huey.storage.conn.connection_pool.disconnect()
+
+
+def test_a_worker_started_beside_a_fresh_database_waits_for_the_migrations(postgres_url, redis_url, tmp_path):
+    import os
+    import subprocess
+    import time
+    import uuid
+    from urllib.parse import urlsplit, urlunsplit
+
+    import psycopg
+
+    from engine.db.migrate import upgrade
+    from tests.conftest import REPO, RULES
+    from tests.e2e.conftest import ENGINE
+
+    name = f"engine_test_fresh_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = urlunsplit(urlsplit(postgres_url)._replace(path=f"/{name}"))
+    env = {**os.environ, "ENGINE_ENV": "test", "DATABASE_URL": url, "REDIS_URL": redis_url, "RULES_DIR": str(RULES)}
+    log_path = tmp_path / "worker.log"
+    with log_path.open("w") as log:
+        worker = subprocess.Popen([ENGINE, "worker", "--threads", "1"], env=env, cwd=REPO, stdout=log, stderr=log)
+    try:
+
+        def wait_for(predicate, what: str, timeout: float = 30) -> None:
+            deadline = time.monotonic() + timeout
+            while not predicate():
+                assert time.monotonic() < deadline, f"timed out waiting for {what}: {log_path.read_text()}"
+                time.sleep(0.2)
+
+        wait_for(lambda: "waiting for the database migrations" in log_path.read_text(), "the waiting line")
+        time.sleep(2)
+        assert worker.poll() is None, log_path.read_text()  # waiting, not crashed
+        assert log_path.read_text().count("waiting for the database migrations") == 1  # said once
+        upgrade(Settings(ENGINE_ENV="test", database_url=url))
+
+        def beating() -> bool:
+            with psycopg.connect(url) as conn:
+                return conn.execute("SELECT count(*) FROM heartbeats").fetchone()[0] == 1
+
+        wait_for(beating, "the worker's first heartbeat")
+        assert "relation" not in log_path.read_text()
+    finally:
+        worker.terminate()
+        worker.wait(timeout=15)
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_enqueueing_while_redis_is_down_reports_the_outage_once(caplog):
+    import logging
+    import socket
+
+    import pytest
+
+    with socket.socket() as probe:  # a port nobody listens on: Redis is down
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    huey = make_huey(Settings(ENGINE_ENV="test", redis_url=f"redis://127.0.0.1:{port}/0", queue_name="engine-down"))
+
+    @huey.task()
+    def noop() -> None:
+        return None
+
+    caplog.set_level(logging.INFO)
+    for _ in range(5):
+        with pytest.raises(Exception, match="Connection refused|Error"):
+            noop()
+    assert [r.getMessage().split(" (")[0] for r in caplog.records] == ["queue unreachable"]
 
 
 def test_a_settling_event_is_scheduled_on_the_queue(tmp_path, monkeypatch):

@@ -20,7 +20,7 @@ from engine.pipeline.intake import store_hotmart
 from engine.pipeline.processing import process_event
 from engine.pipeline.sweep import requeue_stuck, sweep
 from engine.rules.files import content_hash
-from tests.conftest import RULES, load_payload
+from tests.conftest import RULES, load_payload, rewriting_event_log
 
 UNKNOWN_ID = 7777777
 ANA = "ana.exemplo@example.com"
@@ -221,7 +221,7 @@ def test_replay_selection_by_status_type_and_date(make_harness):
     refund = copy.deepcopy(load_payload("purchase_refunded.json"))
     refund["data"]["product"]["id"] = UNKNOWN_ID
     refunded = deliver(h, refund)
-    with h.runtime.sessions.begin() as session:  # the approval arrived two days ago
+    with h.runtime.sessions.begin() as session, rewriting_event_log(session):  # it arrived two days ago
         session.get(Event, approval).received_at = datetime.now(UTC) - timedelta(days=2)
     with h.runtime.sessions() as session:
         assert replay.select_events(session) == [approval, refunded]

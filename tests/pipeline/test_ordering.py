@@ -27,7 +27,7 @@ from sqlalchemy import select
 from engine.db.models import Event, Grant, Membership, ScheduledEvent, Student
 from engine.pipeline.intake import store_hotmart, store_internal
 from engine.pipeline.processing import process_event
-from tests.conftest import load_payload
+from tests.conftest import load_payload, rewriting_event_log
 
 COMMUNITY = 2222222
 KINDS = ("renewal", "late", "cancellation", "refund", "chargeback", "completion", "link")
@@ -247,7 +247,7 @@ def _age(h, seconds: float) -> None:
     """Make every stored event arrive ``seconds`` earlier (the window is wall-clock)."""
     from sqlalchemy import text
 
-    with h.runtime.sessions.begin() as session:
+    with h.runtime.sessions.begin() as session, rewriting_event_log(session):  # a test-only rewrite
         session.execute(text("UPDATE events SET received_at = received_at - interval '1 second' * :s"), {"s": seconds})
 
 

@@ -114,8 +114,8 @@ def test_sweep_requeues_events_lost_by_the_queue(make_harness):
     from engine.pipeline.intake import store_hotmart
 
     with h.runtime.sessions.begin() as session:
-        stored = store_hotmart(session, json.dumps(load_payload("purchase_approved.json")).encode(), {}, held=False)
-        session.get(Event, stored.event_id).received_at = h.clock.now
+        body = json.dumps(load_payload("purchase_approved.json")).encode()
+        stored = store_hotmart(session, body, {}, held=False, received_at=h.clock.now)
     assert requeue_stuck(h.runtime) == []  # too fresh: it is probably in the queue
     h.clock.advance(minutes=3)
     assert requeue_stuck(h.runtime) == [stored.event_id]

@@ -1,0 +1,43 @@
+"""The hottok a body carries (old Hotmart configurations send it in the body): read it to
+verify a request, and remove it before anything is stored (no secret at rest)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import parse_qs
+
+__all__ = ["REMOVED", "form_hottok", "scrub_payload", "scrub_raw"]
+
+REMOVED = "[removed]"
+# A JSON member "hottok": <value> (string with escapes, or a bare number/literal).
+_JSON_MEMBER = re.compile(rb'("hottok"\s*:\s*)("(?:[^"\\]|\\.)*"|[^,}\]\s]+)', re.IGNORECASE)
+# A form field hottok=<value>.
+_FORM_FIELD = re.compile(rb"((?:^|[&;])\s*hottok=)[^&;]*", re.IGNORECASE)
+
+
+def form_hottok(raw: bytes) -> str | None:
+    """The ``hottok`` field of a form-encoded body (``a=1&hottok=...``), if it has one."""
+    if b"hottok=" not in raw.lower():
+        return None
+    try:
+        fields = parse_qs(raw.decode("utf-8"), keep_blank_values=True, max_num_fields=1000)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    values = fields.get("hottok")
+    return values[0] if values else None
+
+
+def scrub_payload(value: Any) -> Any:
+    """The decoded body with a top-level ``hottok`` replaced by ``[removed]`` (a copy if changed)."""
+    if isinstance(value, dict) and any(isinstance(k, str) and k.lower() == "hottok" for k in value):
+        return {k: (REMOVED if isinstance(k, str) and k.lower() == "hottok" else v) for k, v in value.items()}
+    return value
+
+
+def scrub_raw(raw: bytes) -> bytes:
+    """The raw body with every hottok value (JSON member or form field) replaced by ``[removed]``."""
+    if b"hottok" not in raw.lower():
+        return raw
+    raw = _JSON_MEMBER.sub(rb'\1"' + REMOVED.encode() + rb'"', raw)
+    return _FORM_FIELD.sub(rb"\1" + REMOVED.encode(), raw)
