@@ -129,6 +129,10 @@ class ManyChatConnector:
             transport=transport,
             timeout=timeout,
         )
+        # The network transport says when it starts writing a request (httpcore's trace), so a flow
+        # is marked in flight only then: not while connecting. A test double is handed the request
+        # at once, so it is marked just before.
+        self._traced = transport is None
         self._timeout = timeout
         self._sleep = sleep
         self._clock = clock
@@ -356,6 +360,23 @@ class ManyChatConnector:
         if wait > 0:
             self._sleep(wait)
 
+    def _in_flight_hook(self, before_send: Callable[[], None] | None) -> dict[str, Any] | None:
+        """Call ``before_send`` once, when the request is about to be written (see ``_traced``)."""
+        if before_send is None:
+            return None
+        if not self._traced:
+            before_send()
+            return None
+        called = False
+
+        def trace(event: str, info: dict[str, Any]) -> None:
+            nonlocal called
+            if event in _WRITE_STARTED and not called:
+                called = True
+                before_send()  # raising here aborts the request: nothing is sent unmarked
+
+        return {"trace": trace}
+
     def _call(
         self,
         method: str,
@@ -368,10 +389,10 @@ class ManyChatConnector:
     ) -> _Reply:
         for attempt in range(len(_BACKOFF) + 1):
             self._pace(path)
-            if before_send is not None:
-                before_send()
             try:
-                response = self._client.request(method, path, params=params, json=json)
+                response = self._client.request(
+                    method, path, params=params, json=json, extensions=self._in_flight_hook(before_send)
+                )
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                 # Nothing left this process: certainly not delivered.
                 return _Reply(False, error=UNAVAILABLE, sent=False, message=_transport_text(exc))
@@ -393,6 +414,10 @@ class ManyChatConnector:
                 not_sent()  # a 429 is a refusal: nothing is in flight while we wait
             self._sleep(delay)
         raise AssertionError("unreachable")
+
+
+# httpcore's trace events that mean "the request's bytes go out now".
+_WRITE_STARTED = frozenset({"http11.send_request_headers.started", "http2.send_request_headers.started"})
 
 
 # ----------------------------------------------------------------- judging
