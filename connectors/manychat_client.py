@@ -124,6 +124,10 @@ class ManyChatClient:
             transport=transport,
             timeout=timeout,
         )
+        # The network transport says when it starts writing a request (httpcore's trace), so a flow
+        # is marked in flight only then: not while connecting. A test double is handed the request
+        # at once, so it is marked just before.
+        self._traced = transport is None
         self._timeout = timeout
         self._sleep = sleep
         self._clock = clock
@@ -163,6 +167,23 @@ class ManyChatClient:
         if wait > 0:
             self._sleep(wait)
 
+    def _in_flight_hook(self, before_send: Callable[[], None] | None) -> dict[str, Any] | None:
+        """Call ``before_send`` once, when the request is about to be written (see ``_traced``)."""
+        if before_send is None:
+            return None
+        if not self._traced:
+            before_send()
+            return None
+        called = False
+
+        def trace(event: str, info: dict[str, Any]) -> None:
+            nonlocal called
+            if event in _WRITE_STARTED and not called:
+                called = True
+                before_send()  # raising here aborts the request: nothing is sent unmarked
+
+        return {"trace": trace}
+
     def call(
         self,
         method: str,
@@ -175,10 +196,10 @@ class ManyChatClient:
     ) -> Reply:
         for attempt in range(len(_BACKOFF) + 1):
             self._pace(path)
-            if before_send is not None:
-                before_send()
             try:
-                response = self._client.request(method, path, params=params, json=json)
+                response = self._client.request(
+                    method, path, params=params, json=json, extensions=self._in_flight_hook(before_send)
+                )
             except httpx.HTTPError as exc:
                 failure = classify_transport(exc)
                 if not failure.reached:  # nothing left this process: certainly not delivered
@@ -201,6 +222,10 @@ class ManyChatClient:
                 not_sent()  # a 429 is a refusal: nothing is in flight while we wait
             self._sleep(delay)
         raise AssertionError("unreachable")
+
+
+# httpcore's trace events that mean "the request's bytes go out now".
+_WRITE_STARTED = frozenset({"http11.send_request_headers.started", "http2.send_request_headers.started"})
 
 
 # ----------------------------------------------------------------- judging

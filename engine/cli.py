@@ -55,6 +55,11 @@ def _service_settings():
     return settings
 
 
+def _loaded_version(rt) -> str | None:
+    """The rules version a process runs (None while none could be loaded): its heartbeat reports it."""
+    return rt.rules.version if rt.rules.available else None
+
+
 def _configure_logging(settings) -> None:
     from engine.logs import configure_logging
 
@@ -440,7 +445,7 @@ def serve(host: str, port: int, workers: int, worker: bool | None, threads: int,
         consumer = huey.create_consumer(workers=threads, worker_type="thread", periodic=True)
         consumer.start()
         sweeper = SweepLoop(runtime, settings.timer_poll_seconds).start()
-        heartbeat = HeartbeatThread(rt.sessions, settings.heartbeat_seconds)
+        heartbeat = HeartbeatThread(rt.sessions, settings.heartbeat_seconds, rules_version=lambda: _loaded_version(rt))
         heartbeat.start()
     try:
         uvicorn.run(app, factory=True, host=host, port=port, access_log=access_log, log_config=None)
@@ -501,7 +506,7 @@ def worker(threads: int, lane_threads: int | None) -> None:
     if lane_threads:
         queue.enable_lanes({"manychat"})
     rt = queue.runtime()
-    HeartbeatThread(rt.sessions, settings.heartbeat_seconds).start()
+    HeartbeatThread(rt.sessions, settings.heartbeat_seconds, rules_version=lambda: _loaded_version(rt)).start()
     if not rt.rules.available:
         # Wait instead of crash-looping: events are held (needs_attention) and alerted, and
         # processed by themselves once valid rules load.

@@ -149,6 +149,40 @@ def connection_budget_check(settings: Settings) -> Check | None:
     return Check("engine", OK, text)
 
 
+def worker_rules_check(settings: Settings, rules_version: str | None) -> Check | None:
+    """Do the running workers run the rules on disk? (their heartbeats report the version they loaded)"""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import Session
+
+    from engine.pipeline.heartbeat import worker_versions
+
+    if rules_version is None:
+        return None  # invalid rules on disk: rules_check says so
+    engine = create_engine(settings.sqlalchemy_url, connect_args=_connect_args(settings))
+    fresh_since = datetime.now(UTC) - timedelta(seconds=settings.worker_stale_seconds)
+    try:
+        with Session(engine) as session:
+            workers = worker_versions(session, fresh_since=fresh_since)
+    except Exception:  # noqa: BLE001 - database_checks already said what is wrong
+        return None
+    finally:
+        engine.dispose()
+    if not workers:
+        return Check("engine", WARN, "no running worker (no fresh heartbeat): start `engine worker`")
+    behind = sorted(name for name, version in workers.items() if version != rules_version)
+    if behind:
+        return Check(
+            "engine",
+            WARN,
+            f"{len(behind)} of {len(workers)} worker(s) run other rules than {rules_version} "
+            f"(e.g. {behind[0]}: {workers[behind[0]] or 'none loaded'}): they reload within "
+            "RULES_RELOAD_SECONDS; if it persists, see /healthz for the load error",
+        )
+    return Check("engine", OK, f"{len(workers)} worker(s) run the rules on disk ({rules_version})")
+
+
 def queue_check(settings: Settings) -> Check:
     if not settings.redis_url:
         return Check("engine", OK, "queue: embedded SQLite (no REDIS_URL)")
@@ -485,12 +519,17 @@ def preflight(
     transport: httpx.BaseTransport | None = None,
 ) -> list[Check]:
     """Our side (database, migrations, queue, secrets, rules), then each service asked for."""
+    from engine.rules.files import rules_version
+
     budget = connection_budget_check(settings)
+    on_disk = rules_version(settings.rules_dir) if rules is not None and not rule_problems else None
+    workers = worker_rules_check(settings, on_disk)
     ours = [
         *database_checks(settings),
         *([budget] if budget else []),
         queue_check(settings),
         *secret_checks(settings),
         rules_check(rules, rule_problems, str(settings.rules_dir)),
+        *([workers] if workers else []),
     ]
     return run_doctor(settings, rules, discord=discord, manychat=manychat, engine_checks=ours, transport=transport)

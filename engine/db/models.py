@@ -276,6 +276,7 @@ class Heartbeat(Base):
     name: Mapped[str] = mapped_column(String(100), primary_key=True)  # worker:<host>:<pid>
     beat_at: Mapped[datetime]
     started_at: Mapped[datetime]
+    rules_version: Mapped[str | None] = mapped_column(String(80))  # the rules the worker runs (engine doctor)
 
 
 class ReconcileRun(Base):

@@ -26,13 +26,29 @@ def worker_name(host: str | None = None) -> str:
     return WORKER_PREFIX + (host or socket.gethostname())[:90]
 
 
-def beat(session: Session, name: str, *, started_at: datetime, now: datetime | None = None) -> None:
+def beat(
+    session: Session,
+    name: str,
+    *,
+    started_at: datetime,
+    now: datetime | None = None,
+    rules_version: str | None = None,
+) -> None:
     now = now or utcnow()
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    statement = insert(Heartbeat).values(name=name, beat_at=now, started_at=started_at)
-    session.execute(
-        statement.on_conflict_do_update(index_elements=["name"], set_={"beat_at": now, "started_at": started_at})
+    values = {"beat_at": now, "started_at": started_at, "rules_version": rules_version}
+    statement = insert(Heartbeat).values(name=name, **values)
+    session.execute(statement.on_conflict_do_update(index_elements=["name"], set_=values))
+
+
+def worker_versions(session: Session, *, fresh_since: datetime) -> dict[str, str | None]:
+    """Worker name -> the rules version it reported, for workers that beat since ``fresh_since``."""
+    rows = session.execute(
+        select(Heartbeat.name, Heartbeat.rules_version).where(
+            Heartbeat.name.startswith(WORKER_PREFIX), Heartbeat.beat_at >= fresh_since
+        )
     )
+    return dict(rows.all())
 
 
 def newest_beat(session: Session, name: str | None = None) -> datetime | None:
@@ -65,9 +81,11 @@ class HeartbeatThread(threading.Thread):
         interval: float,
         name: str | None = None,
         clock: Callable[[], datetime] = utcnow,
+        rules_version: Callable[[], str | None] = lambda: None,
     ):
         super().__init__(name="heartbeat", daemon=True)
         self.sessions, self.interval, self.beat_name, self.clock = sessions, interval, name or worker_name(), clock
+        self.rules_version = rules_version
         self.started_at = clock()
         self.stopped = threading.Event()
         self._failing = False
@@ -75,7 +93,13 @@ class HeartbeatThread(threading.Thread):
     def beat_once(self) -> bool:
         try:
             with self.sessions.begin() as session:
-                beat(session, self.beat_name, started_at=self.started_at, now=self.clock())
+                beat(
+                    session,
+                    self.beat_name,
+                    started_at=self.started_at,
+                    now=self.clock(),
+                    rules_version=self.rules_version(),
+                )
         except Exception as exc:  # noqa: BLE001 - the thread must outlive a database outage
             if not self._failing:
                 log.warning("could not write the worker heartbeat: %s", exc)

@@ -70,3 +70,19 @@ def test_engine_healthcheck_cli(make_harness, pg, redis_url):
     with harness.runtime.sessions.begin() as session:
         beat(session, worker_name(), started_at=utcnow())  # this host's worker
     assert _engine(pg, "healthcheck", "--worker").returncode == 0
+
+
+def test_a_worker_heartbeat_carries_the_rules_version_it_runs(make_harness):
+    from engine.db.models import Heartbeat
+
+    harness = make_harness()
+    versions = iter(["aaaaaaaaaaaa", "bbbbbbbbbbbb"])
+    thread = HeartbeatThread(
+        harness.runtime.sessions, interval=10, name=worker_name("versioned"), rules_version=lambda: next(versions)
+    )
+    assert thread.beat_once()
+    with harness.runtime.sessions() as session:
+        assert session.get(Heartbeat, worker_name("versioned")).rules_version == "aaaaaaaaaaaa"
+    assert thread.beat_once()  # a reload since: the next beat says so
+    with harness.runtime.sessions() as session:
+        assert session.get(Heartbeat, worker_name("versioned")).rules_version == "bbbbbbbbbbbb"

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from engine.api.app import create_app
 from engine.cli import main
+from engine.rules.files import rules_version
 from engine.settings import get_settings
 from tests.conftest import ADMIN_TOKEN, RULES
 from tests.fakes import discord_app, manychat_app
@@ -66,8 +67,21 @@ def world(pg: str, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[
         for name, value in env.items():
             monkeypatch.setenv(name, value)
         get_settings.cache_clear()
+        worker_beats(pg, rules_version(RULES))  # a worker runs, on the rules on disk
         yield World(discord.state.fake, manychat.state.fake, env)
     get_settings.cache_clear()
+
+
+def worker_beats(pg: str, version: str | None, name: str = "worker:doctor-test") -> None:
+    from datetime import UTC, datetime
+
+    from engine.db.session import session_factory
+    from engine.pipeline.heartbeat import beat
+    from engine.settings import Settings
+
+    now = datetime.now(UTC)
+    with session_factory(Settings(ENGINE_ENV="test", database_url=pg)).begin() as session:
+        beat(session, name, started_at=now, now=now, rules_version=version)
 
 
 def doctor(*args: str):
@@ -267,3 +281,29 @@ def test_admin_doctor_route(world: World, make_harness):
         "create it or fix rules/products/comunidade.yaml"
     ]
     assert TOKEN not in json.dumps(bad)
+
+
+def test_a_worker_on_other_rules_and_no_worker_at_all_are_warned(world: World, pg: str):
+    ok = doctor()
+    assert f"ok    engine    1 worker(s) run the rules on disk ({rules_version(RULES)})" in ok.stdout.splitlines()
+
+    worker_beats(pg, "0123456789ab@oldcommit", name="worker:doctor-test")
+    behind = doctor()
+    assert behind.exit_code == 0  # a warning: the worker reloads by itself
+    assert lines(behind, "warn") == [
+        f"warn  engine    1 of 1 worker(s) run other rules than {rules_version(RULES)} "
+        "(e.g. worker:doctor-test: 0123456789ab@oldcommit): they reload within RULES_RELOAD_SECONDS; "
+        "if it persists, see /healthz for the load error"
+    ]
+
+
+def test_no_fresh_worker_heartbeat_is_warned(world: World, pg: str):
+    from sqlalchemy import text
+
+    from engine.db.session import session_factory
+    from engine.settings import Settings
+
+    with session_factory(Settings(ENGINE_ENV="test", database_url=pg)).begin() as session:
+        session.execute(text("DELETE FROM heartbeats"))
+    result = doctor()
+    assert "warn  engine    no running worker (no fresh heartbeat): start `engine worker`" in result.stdout

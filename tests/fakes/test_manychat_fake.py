@@ -201,3 +201,37 @@ def test_control_endpoints(served):
     assert no_token.status_code == 401 and no_token.json()["message"] == "Token is required"
     assert html.status_code == 404 and html.headers["content-type"].startswith("text/html")
     assert state["rate_limited"] == 1 and state["fields"][0]["type"] == "number"
+
+
+def test_a_flow_is_in_flight_only_once_its_request_is_written(fake, connector):
+    """Over real HTTP the in-flight hook fires when the request's bytes go out, once per write."""
+    from dataclasses import replace
+
+    sub = fake.seed_subscriber(email=ANA.email, whatsapp_phone=ANA.phone, first_name="Ana")
+    seen: list[tuple[str, int]] = []
+    hooked = replace(
+        ctx(StudentRef(id=1, email=ANA.email, manychat_subscriber_id=sub.id)),
+        before_send=lambda: seen.append(("in flight", len(fake.flows_sent))),
+    )
+    result = connector.run(Step("trigger_flow", {"flow": "onboarding", "flow_ns": FLOW_NS}), hooked)
+    assert result.ok, result
+    assert seen == [("in flight", 0)]  # marked once, before the fake had the request
+    assert [(sid, ns) for sid, ns, _ in fake.flows_sent] == [(sub.id, FLOW_NS)]
+
+
+def test_a_flow_whose_connection_fails_was_never_in_flight():
+    """Connecting is not writing: a refused connection leaves the flow unmarked and 'not sent'."""
+    from dataclasses import replace
+
+    marked: list[str] = []
+    down = ManyChatConnector("test-token", api_base="http://127.0.0.1:1", timeout=2.0)
+    try:
+        hooked = replace(
+            ctx(StudentRef(id=1, email=ANA.email, manychat_subscriber_id="900000001")),
+            before_send=lambda: marked.append("in flight"),
+        )
+        result = down.run(Step("trigger_flow", {"flow": "onboarding", "flow_ns": FLOW_NS}), hooked)
+    finally:
+        down.close()
+    assert result.status is StepStatus.FAILED and result.retryable
+    assert marked == []
