@@ -39,12 +39,19 @@ run: install-run
 services:
 	bash .ci/services
 
+# The suite runs in TEST_WORKERS parallel pytest-xdist processes, handed one test at a time,
+# longest first (tests/conftest.py): most end-to-end tests wait on processes, timers and rate
+# limits, so four overlap well on two cores. Bytecode is written even where the environment
+# says not to: every `engine` process the tests start would otherwise compile the project again.
+TEST_WORKERS ?= 4
+PYTEST_PARALLEL := -n $(TEST_WORKERS) --dist load --maxschedchunk 1
+
 test: install services
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/engine check
 	$(BIN)/engine test
-	$(BIN)/pytest -q
+	PYTHONDONTWRITEBYTECODE= $(BIN)/pytest -q $(PYTEST_PARALLEL)
 
 lint: install
 	$(BIN)/ruff check .

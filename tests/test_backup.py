@@ -23,6 +23,7 @@ def counts(url: str) -> dict[str, object]:
     return found
 
 
+@pytest.mark.slow
 def test_pg_dump_then_pg_restore_gives_back_the_same_data(make_harness, pg, tmp_path):
     if not (shutil.which("pg_dump") and shutil.which("pg_restore")):
         pytest.fail("pg_dump and pg_restore are needed (postgresql-client)")

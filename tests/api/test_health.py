@@ -7,6 +7,7 @@ import os
 import subprocess
 from datetime import timedelta
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import sessionmaker
 
@@ -62,6 +63,7 @@ def _engine(pg: str, *args: str, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run([ENGINE, *args], env=environment, cwd=REPO, capture_output=True, text=True, timeout=60)
 
 
+@pytest.mark.slow
 def test_engine_healthcheck_cli(make_harness, pg, redis_url):
     harness = make_harness()
     assert _engine(pg, "healthcheck", REDIS_URL=redis_url).returncode == 0

@@ -3,6 +3,7 @@ schema can describe gets a 5xx, and every response matches what the schema decla
 
 from __future__ import annotations
 
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
@@ -21,6 +22,7 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 EXAMPLES_PER_OPERATION = 40
 
 
+@pytest.mark.slow
 def test_the_api_answers_every_request_its_schema_describes_without_a_5xx(make_harness):
     harness = make_harness()
     harness.deliver(load_payload("purchase_approved.json"))  # something for the generated ids to find

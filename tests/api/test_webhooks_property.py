@@ -8,6 +8,7 @@ import contextlib
 import json
 import uuid
 
+import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -47,6 +48,7 @@ bodies = st.one_of(
 )
 
 
+@pytest.mark.slow
 def test_the_webhook_never_answers_5xx_and_keeps_every_body_it_acknowledges(make_harness):
     harness = make_harness()
     client = TestClient(create_app(harness.runtime))

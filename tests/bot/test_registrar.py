@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Iterator
 from unittest.mock import AsyncMock, MagicMock
+
+import pytest
 
 from bot.link import LinkOutcome, LinkService
 from bot.main import build_bot
@@ -56,7 +59,18 @@ def make_member(user_id: int = USER_ID, *, guild_id: int = GUILD_ID, bot: bool =
     return member
 
 
-def test_command_schema():
+@pytest.fixture
+def main_thread_loop() -> Iterator[None]:
+    """The event loop a fresh `engine bot` process has when it builds the bot (py-cord asks for
+    it), whatever asyncio tests ran before in this process."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    yield
+    asyncio.set_event_loop(None)
+    loop.close()
+
+
+def test_command_schema(main_thread_loop):
     bot = build_bot(FakeService(), GUILD_ID)
     registrar = bot.registrar
 
@@ -71,7 +85,7 @@ def test_command_schema():
     assert registrar in bot.pending_application_commands
 
 
-def test_intents_include_members_for_joins():
+def test_intents_include_members_for_joins(main_thread_loop):
     bot = build_bot(FakeService(), GUILD_ID)
     assert bot.intents.members is True
     assert bot.intents.message_content is False and bot.intents.presences is False

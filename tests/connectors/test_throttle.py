@@ -55,6 +55,7 @@ def test_local_limiter_keys_are_independent():
     assert abs(limiter.reserve("b", 10) - 2.0) < 1e-9
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_two_redis_limiters_never_exceed_the_budget_together(redis_url):
     """Two worker processes' limiters on one Redis: their requests together stay within the rate."""

@@ -75,11 +75,14 @@ class Stack:
         return self.client.request(method, path, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, **kwargs)
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
-        deadline = time.monotonic() + timeout
+        # Polls quickly at first, then every quarter second: each poll is a request the API and
+        # this process must serve, and the long waits (retries, rate limits) need no faster.
+        deadline, pause = time.monotonic() + timeout, 0.05
         while time.monotonic() < deadline:
             if predicate():
                 return
-            time.sleep(0.05)
+            time.sleep(pause)
+            pause = min(pause * 1.5, 0.25)
         raise AssertionError(f"timed out waiting for {what}")
 
     def event(self, event_id: int) -> dict:

@@ -9,11 +9,13 @@ import sqlite3
 import subprocess
 
 import httpx
+import pytest
 
 from tests.conftest import ADMIN_TOKEN, HOTTOK, REFERENCE, REPO, RULES
 from tests.e2e.conftest import ENGINE, Stack, _free_port
 
 
+@pytest.mark.slow
 def test_serve_on_sqlite_takes_a_webhook_and_processes_it(tmp_path):
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_", "DISCORD_", "MANYCHAT_"))}

@@ -218,6 +218,7 @@ def test_grants_only_leaves_revocations(make_world):
 # -- story 34 -----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_story_34_a_mass_revoke_is_held(make_world, tmp_path):
     """A bad rules change would make 300 students lose R_community: reconcile stops at the
     guard, alerts, and applies nothing until an admin confirms."""
@@ -263,6 +264,7 @@ def test_the_guard_counts_only_revocations_and_takes_an_explicit_limit(make_worl
 # -- story 35 -----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_story_35_after_a_rules_change_reconcile_grants_the_new_role_paced(make_world, tmp_path):
     """Adding R_alumni to product C's access: after the merge, reconcile grants it to every
     student who holds C, paced under Discord's limits (here 10 requests per 1 s window)."""

@@ -50,6 +50,7 @@ def seed(pg: str, *, students: int = 1, state: str = "active") -> None:
             )
 
 
+@pytest.mark.slow
 def test_report_json_and_last(pg, redis_url, fakes):
     seed(pg)  # the fake guild has Ana without R_course
     env = stack_env(pg, redis_url, fakes)
@@ -78,6 +79,7 @@ def test_report_json_and_last(pg, redis_url, fakes):
     assert fakes.discord.member_roles(ANA["discord_id"]) == set()  # a report changes nothing
 
 
+@pytest.mark.slow
 def test_apply_held_by_the_guard_exits_3_and_lists_the_revocations(pg, redis_url, fakes, queue_name):
     seed(pg, students=12, state="refunded")  # the rules say refunded students hold nothing
     for i in range(1, 12):
@@ -107,6 +109,7 @@ def test_apply_held_by_the_guard_exits_3_and_lists_the_revocations(pg, redis_url
     assert usage.returncode == 2 and "--grants-only and --confirm go with --apply" in usage.stderr
 
 
+@pytest.mark.slow
 def test_plan_apply_hands_the_candidate_rules_diff_to_reconcile(pg, redis_url, fakes, queue_name, tmp_path):
     """`engine plan --apply`: the summary, then the candidate's access diff applied through reconcile."""
     import shutil

@@ -690,6 +690,7 @@ def test_story_22_discord_role_above_the_bot(world: World):
     assert w.flows()[-1] == ("curso", "welcome")
 
 
+@pytest.mark.slow
 def test_story_23_discord_rate_limits(make_world):
     """Hundreds of role changes in a burst finish without a failed step: the connector waits
     as Discord's headers say. 150 linked students of the bundle rejoin the server at once
@@ -868,6 +869,7 @@ def engine_cli(w: World, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([ENGINE, *args], env=env, capture_output=True, text=True, timeout=60)
 
 
+@pytest.mark.slow
 def test_story_29_a_state_is_renamed(make_world, tmp_path):
     """The rules rename `overdue` to `atrasado` while Bia's membership is overdue. `engine check
     --database` fails naming the state and the count of memberships; with `renamed_states:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine
@@ -30,6 +31,7 @@ def test_sqlite_migrations_match_the_models(tmp_path):
     assert _diff(settings.sqlalchemy_url) == []
 
 
+@pytest.mark.slow
 def test_0009_scrubs_body_hottoks_already_stored_and_nothing_else(postgres_url):
     """The one sanctioned rewrite of stored events (see the migration's docstring)."""
     import json

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 
+import pytest
 from huey import RedisHuey, SqliteHuey
 
 from engine.settings import Settings
@@ -158,6 +159,7 @@ class _Proxy:
         self.sockets.clear()
 
 
+@pytest.mark.slow
 def test_a_redis_outage_is_one_warning_with_backoff_and_one_line_when_back(redis_url, caplog):
     import logging
     import signal
@@ -197,6 +199,7 @@ def test_a_redis_outage_is_one_warning_with_backoff_and_one_line_when_back(redis
         huey.storage.conn.connection_pool.disconnect()
 
 
+@pytest.mark.slow
 def test_a_worker_started_beside_a_fresh_database_waits_for_the_migrations(postgres_url, redis_url, tmp_path):
     import os
     import subprocess

@@ -104,6 +104,7 @@ def test_member_and_role_errors(discord):
     assert fake.member_roles(USER) == {COURSE_ROLE_ID}  # the first role went through
 
 
+@pytest.mark.slow
 def test_burst_waits_as_the_headers_say(discord):
     fake, _, connector = discord(route_limit=10, route_window=1.0)
     users = [str(80351110224600000 + i) for i in range(40)]
@@ -130,6 +131,7 @@ def test_burst_waits_as_the_headers_say(discord):
     assert elapsed >= 2.9  # 40 changes at 10 per window need four windows
 
 
+@pytest.mark.slow
 def test_429_from_the_server_is_waited_out(discord):
     fake, _, connector = discord(route_limit=2, route_window=1.0)
     fake.add_member(USER)
@@ -143,6 +145,7 @@ def test_429_from_the_server_is_waited_out(discord):
     assert fake.member_roles(USER) == {COURSE_ROLE_ID}
 
 
+@pytest.mark.slow
 def test_global_429_pauses_then_goes_on(discord):
     fake, _, connector = discord(route_limit=100, route_window=1.0, global_limit=2)
     users = [str(80351110224600000 + i) for i in range(6)]

@@ -79,6 +79,7 @@ def test_flow_timeout_is_maybe_delivered_and_sent_once(served, fake):
     assert fake.requests.count(("POST", "/fb/sending/sendFlow")) == 1  # never resent
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("served", [{"default": 12}], indirect=True)
 def test_burst_of_add_tag_is_paced_without_failures(fake, connector):
     sub = fake.seed_subscriber(email=ANA.email, whatsapp_phone=ANA.phone)

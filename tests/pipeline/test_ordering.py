@@ -211,6 +211,7 @@ def scenarios(draw):
     return history, draw(arrivals(history))
 
 
+@pytest.mark.slow
 @settings(
     max_examples=int(os.environ.get("ORDERING_EXAMPLES", "12")),  # ~20 s; raise it for a deeper search
     phases=[Phase.explicit, Phase.reuse, Phase.generate],
