@@ -125,7 +125,9 @@ def plan_rules(session: Session, current: Rules, candidate: Rules) -> RulesPlan:
     before, after = derive(current), derive(candidate)
     students: dict[int, tuple[str, bool, list[Membership]]] = {}
     rows = session.execute(
-        select(Membership, Student.email, Student.discord_id).join(Student, Student.id == Membership.student_id)
+        select(Membership, Student.email, Student.discord_id)
+        .join(Student, Student.id == Membership.student_id)
+        .order_by(Student.email, Membership.id)  # the same examples, in the same order, every run
     ).all()
     for membership, email, discord_id in rows:
         students.setdefault(membership.student_id, (email, discord_id is not None, []))[2].append(membership)
@@ -194,6 +196,7 @@ def _timers(session: Session, current: Rules, candidate: Rules) -> list[dict[str
         select(ScheduledEvent, Membership)
         .join(Membership, Membership.id == ScheduledEvent.membership_id)
         .where(ScheduledEvent.status == "pending")
+        .order_by(ScheduledEvent.id)
     ).all()
     affected = []
     for timer, membership in rows:

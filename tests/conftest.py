@@ -5,6 +5,7 @@ In CI (CI=true) a missing service is a failure, never a skip.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -195,11 +196,27 @@ class Harness:
         return results
 
 
+_LOADED_RULES: dict[Path, object] = {}
+
+
+def _rules_repository(rules_dir: Path):
+    """A RulesRepository for ``rules_dir``. The shipped rules are read and validated once per test
+    process, and each harness gets a copy; any other folder (a test's own) is loaded each time."""
+    from engine.pipeline.rules_repository import RulesRepository
+
+    if Path(rules_dir) != RULES:
+        return RulesRepository(rules_dir)
+    template = _LOADED_RULES.get(RULES)
+    if template is None:
+        template = _LOADED_RULES[RULES] = RulesRepository(RULES)
+    template.reload_if_changed()
+    return copy.copy(template)
+
+
 @pytest.fixture
 def make_harness(pg: str) -> Callable[..., Harness]:
     from connectors.base import RecordingConnector
     from engine.db.session import session_factory
-    from engine.pipeline.rules_repository import RulesRepository
     from engine.pipeline.runtime import Runtime, build_connectors
     from engine.settings import Settings
 
@@ -214,7 +231,7 @@ def make_harness(pg: str) -> Callable[..., Harness]:
             **{"order_settle_seconds": 0, **overrides},  # the harness delivers one event at a time
         )
         sessions = session_factory(settings)
-        rules = RulesRepository(rules_dir)
+        rules = _rules_repository(rules_dir)
         registry, _ = build_connectors(settings)
         discord = RecordingConnector("discord", DISCORD_ACTIONS)
         manychat = RecordingConnector("manychat", MANYCHAT_ACTIONS)

@@ -1,18 +1,24 @@
-"""Apply Alembic migrations (``engine migrate``; also at ``engine serve`` start)."""
+"""Apply Alembic migrations (``engine migrate``; also at ``engine serve`` start).
+
+Whether the database is already at the code's head is answered without importing Alembic (about
+0.4 s of every ``engine serve`` / ``engine worker`` start): the revision ids are read from the
+migration files and the ``alembic_version`` table. Alembic itself runs only to migrate.
+"""
 
 from __future__ import annotations
 
+import ast
 import logging
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, pool
+from sqlalchemy import create_engine, inspect, pool, text
 
 from engine.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
 log = logging.getLogger(__name__)
@@ -23,6 +29,8 @@ class NotMigrated(RuntimeError):
 
 
 def alembic_config(settings: Settings | None = None) -> Config:
+    from alembic.config import Config
+
     settings = settings or get_settings()
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
@@ -35,18 +43,54 @@ def upgrade(settings: Settings | None = None, revision: str = "head") -> None:
     settings = settings or get_settings()
     if settings.sqlalchemy_url.startswith("sqlite"):
         settings.var_dir.mkdir(parents=True, exist_ok=True)
+    if revision == "head":
+        try:
+            current, heads = current_revisions(settings)
+        except Exception:  # noqa: BLE001 - Alembic below says what is wrong, in its own words
+            current, heads = set(), {"unknown"}
+        if current == heads:
+            return
+    from alembic import command
+
     command.upgrade(alembic_config(settings), revision)
+
+
+def code_heads() -> set[str]:
+    """The newest revisions of ``migrations/versions``: every ``revision`` that no file names as
+    its ``down_revision``. Read from the files' literal assignments, as Alembic reads them."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (MIGRATIONS / "versions").glob("*.py"):
+        values = {}
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.Assign | ast.AnnAssign) and node.value is not None:
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                for target in targets:
+                    if isinstance(target, ast.Name) and target.id in ("revision", "down_revision"):
+                        values[target.id] = ast.literal_eval(node.value)
+        if "revision" not in values:
+            continue
+        revisions.add(values["revision"])
+        down = values.get("down_revision")
+        parents.update(down if isinstance(down, tuple | list) else [down] if down else [])
+    return revisions - parents
+
+
+def database_revisions(settings: Settings) -> set[str]:
+    """The revisions the database is at (none for an empty database). Raises if it is unreachable."""
+    engine = create_engine(settings.sqlalchemy_url, poolclass=pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            if not inspect(connection).has_table("alembic_version"):
+                return set()
+            return set(connection.execute(text("SELECT version_num FROM alembic_version")).scalars())
+    finally:
+        engine.dispose()
 
 
 def current_revisions(settings: Settings) -> tuple[set[str], set[str]]:
     """(the database's revisions, the code's heads). Raises if the database is unreachable."""
-    heads = set(ScriptDirectory.from_config(alembic_config(settings)).get_heads())
-    engine = create_engine(settings.sqlalchemy_url, poolclass=pool.NullPool)
-    try:
-        with engine.connect() as connection:
-            return set(MigrationContext.configure(connection).get_current_heads()), heads
-    finally:
-        engine.dispose()
+    return database_revisions(settings), code_heads()
 
 
 def wait_for_migrations(settings: Settings, *, timeout: float, poll: float = 1.0) -> None:

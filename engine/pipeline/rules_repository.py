@@ -42,6 +42,15 @@ class RulesRepository:
         if self._rules is None and strict:
             raise RulesError(self.last_problems)
 
+    def __copy__(self) -> RulesRepository:
+        """The same loaded rules and state, with a lock and no watcher of its own: another runtime
+        on the same folder without reading and validating the files again (tests build hundreds)."""
+        clone = object.__new__(RulesRepository)
+        clone.__dict__.update(self.__dict__)
+        clone._lock, clone._watcher = threading.Lock(), None
+        clone.last_problems = list(self.last_problems)
+        return clone
+
     def _fingerprint(self) -> tuple:
         try:
             return tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in rule_files(self.rules_dir))

@@ -31,6 +31,35 @@ def test_sqlite_migrations_match_the_models(tmp_path):
     assert _diff(settings.sqlalchemy_url) == []
 
 
+def test_code_heads_read_from_the_files_are_alembics_heads(tmp_path):
+    from alembic.script import ScriptDirectory
+
+    from engine.db.migrate import alembic_config, code_heads
+
+    settings = Settings(ENGINE_ENV="test", var_dir=tmp_path)
+    assert code_heads() == set(ScriptDirectory.from_config(alembic_config(settings)).get_heads())
+
+
+def test_a_database_at_head_is_not_migrated_again_and_alembic_is_not_imported(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    from alembic import command
+
+    settings = Settings(ENGINE_ENV="test", var_dir=tmp_path)
+    upgrade(settings)
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("alembic ran on a database already at head")
+
+    monkeypatch.setattr(command, "upgrade", must_not_run)
+    upgrade(settings)  # at head: returns before Alembic
+    # `engine serve` / `engine worker` start without importing Alembic (0.4 s each).
+    code = "import sys; import engine.db.migrate; assert 'alembic' not in sys.modules, 'alembic imported'"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+
+
 @pytest.mark.slow
 def test_0009_scrubs_body_hottoks_already_stored_and_nothing_else(postgres_url):
     """The one sanctioned rewrite of stored events (see the migration's docstring)."""

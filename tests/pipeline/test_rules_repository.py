@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 
@@ -30,6 +31,22 @@ def test_invalid_rules_never_replace_valid_ones(tmp_path):
     assert repository.rules is not before
     assert any("unknown state 'actve'" in str(p) for p in repository.last_problems)
     assert repository.planner.rules is valid
+
+
+def test_a_copy_shares_the_loaded_rules_and_then_goes_its_own_way(tmp_path):
+    rules_dir = tmp_path / "rules"
+    shutil.copytree(RULES, rules_dir)
+    original = RulesRepository(rules_dir)
+    clone = copy.copy(original)
+    assert (clone.rules, clone.planner, clone.version) == (original.rules, original.planner, original.version)
+    assert clone._lock is not original._lock  # each reloads under its own lock
+    product = rules_dir / "products" / "curso.yaml"
+    product.write_text(product.read_text().replace("name: Workshop", "name: Oficina"))
+    os.utime(product, ns=(1, 1))
+    clone.reload_if_changed()
+    assert clone.rules.products["curso"].name.startswith("Oficina")
+    assert original.rules.products["curso"].name.startswith("Workshop")  # untouched
+    assert clone.generation == original.generation + 1
 
 
 def test_a_process_does_not_start_on_invalid_rules(tmp_path):
