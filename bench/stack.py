@@ -30,8 +30,8 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 @contextmanager
-def bench_database() -> Iterator[str]:
-    """A fresh, migrated database, dropped afterwards."""
+def bench_database(*, keep: bool = False) -> Iterator[str]:
+    """A fresh, migrated database, dropped afterwards (``keep``: left for inspection)."""
     from engine.db.migrate import upgrade
     from engine.settings import Settings
 
@@ -46,8 +46,11 @@ def bench_database() -> Iterator[str]:
         from engine.db.session import dispose_all
 
         dispose_all()
-        with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if keep:
+            print(f"kept database {name}")
+        else:
+            with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def engine_env(dsn: str, discord_url: str, manychat_url: str, queue: str, **extra: str) -> dict[str, str]:
@@ -78,12 +81,16 @@ def engine_env(dsn: str, discord_url: str, manychat_url: str, queue: str, **extr
 
 
 def clear_queue(queue: str) -> None:
+    """Delete this queue's keys (Huey's and the engine's), nothing else in the Redis database."""
     import redis
 
+    from engine.worker import queue_key_patterns
+
     client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(match=f"*{queue}*"))
-    if keys:
-        client.delete(*keys)
+    for pattern in queue_key_patterns(queue):
+        keys = list(client.scan_iter(match=pattern))
+        if keys:
+            client.delete(*keys)
 
 
 def remote_enqueue(queue: str, priority: int = 0):

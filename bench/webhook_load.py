@@ -34,16 +34,12 @@ import psycopg
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.stack import ENGINE, HOTTOK, bench_database, clear_queue, engine_env, remote_enqueue  # noqa: E402
 from tests.e2e.conftest import ANA, _seed_manychat  # noqa: E402
 from tests.fakes import discord_app, manychat_app  # noqa: E402
 from tests.fakes.server import serve  # noqa: E402
 
-ENGINE = str(Path(sys.executable).with_name("engine"))
-# The engine's default queue name: the worker started below and remote_enqueue agree on it.
-os.environ.setdefault("QUEUE_NAME", "lifecycle-engine")
 PAYLOAD = json.loads((REPO / "examples/hotmart/purchase_approved.json").read_text())
-HOTTOK = "bench-hottok"
-ADMIN = "bench-admin"
 
 
 def free_port() -> int:
@@ -176,19 +172,18 @@ def wait_healthy(url: str) -> None:
     raise SystemExit("the API did not start")
 
 
-def lifecycle_mix(url: str, dsn: str, redis_url: str, rate: int, seconds: float) -> None:
+def lifecycle_mix(url: str, dsn: str, queue: str, rate: int, seconds: float) -> None:
     """The steady state of a course at ``rate`` events/s: half are first purchases, half are
     students linking Discord with the code a purchase one second earlier sent them."""
     from bot.link import LinkService
     from engine.db.session import session_factory
     from engine.pipeline.rules_repository import RulesRepository
     from engine.settings import Settings
-    from tests.e2e.conftest import remote_enqueue
 
     service = LinkService(
         session_factory(Settings(ENGINE_ENV="test", database_url=dsn)),
         RulesRepository(REPO / "rules"),
-        remote_enqueue(redis_url),
+        remote_enqueue(queue),
     )
     purchases = int(rate / 2 * seconds)
     lag = int(rate / 2)  # link the student who bought one second ago
@@ -231,7 +226,7 @@ def end_to_end(env: dict[str, str], url: str, dsn: str, rate: int, seconds: floa
     try:
         time.sleep(2)
         if mix:
-            lifecycle_mix(url, dsn, env["REDIS_URL"], rate, seconds)
+            lifecycle_mix(url, dsn, env["QUEUE_NAME"], rate, seconds)
         else:
             asyncio.run(fixed_rate(url, rate, seconds))
         deadline = time.monotonic() + 60
@@ -275,10 +270,8 @@ def main() -> None:
     parser.add_argument("--keep-db", action="store_true", help="keep the bench database for inspection")
     args = parser.parse_args()
 
-    name = f"engine_bench_{uuid.uuid4().hex[:6]}"
-    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    dsn = f"postgresql://postgres@127.0.0.1:5432/{name}"
+    # A queue name of its own: only its keys are deleted from the bench Redis database.
+    queue = f"bench-load-{uuid.uuid4().hex[:8]}"
     discord = discord_app.create_app(token="bench", route_limit=50, route_window=1.0)
     manychat = manychat_app.create_app(token="bench")
     discord.state.fake.add_member(ANA["discord_id"])
@@ -287,27 +280,14 @@ def main() -> None:
         manychat.state.fake.seed_subscriber(email=email(i), whatsapp_phone=f"+55119{i:08d}", first_name=f"Bench {i}")
         discord.state.fake.add_member(discord_id(i))
     api = None
+    clear_queue(queue)
     try:
-        with serve(discord) as discord_url, serve(manychat) as manychat_url, tempfile.TemporaryDirectory() as tmp:
-            env = {
-                **os.environ,
-                "ENGINE_ENV": "production",
-                "DATABASE_URL": dsn,
-                "REDIS_URL": "redis://127.0.0.1:6379/14",
-                "RULES_DIR": str(REPO / "rules"),
-                "HOTMART_HOTTOK": HOTTOK,
-                "ADMIN_API_TOKEN": ADMIN,
-                "VAR_DIR": tmp,
-                "DISCORD_ENABLED": "true",
-                "DISCORD_BOT_TOKEN": "bench",
-                "DISCORD_GUILD_ID": discord_app.GUILD_ID,
-                "DISCORD_API_BASE": f"{discord_url}/api/v10",
-                "MANYCHAT_ENABLED": "true",
-                "MANYCHAT_API_TOKEN": "bench",
-                "MANYCHAT_API_BASE": manychat_url,
-                "ORDER_SETTLE_SECONDS": str(args.settle_seconds),
-            }
-            subprocess.run(["redis-cli", "-n", "14", "flushdb"], check=True, stdout=subprocess.DEVNULL)
+        with (
+            bench_database(keep=args.keep_db) as dsn,
+            serve(discord) as discord_url,
+            serve(manychat) as manychat_url,
+        ):
+            env = engine_env(dsn, discord_url, manychat_url, queue, ORDER_SETTLE_SECONDS=str(args.settle_seconds))
             port = free_port()
             url = f"http://127.0.0.1:{port}"
             api = subprocess.Popen(
@@ -335,7 +315,7 @@ def main() -> None:
                     "TRUNCATE events, action_runs, students, memberships, grants, alerts, "
                     "scheduled_events, onboarding_tokens RESTART IDENTITY CASCADE"
                 )
-            subprocess.run(["redis-cli", "-n", "14", "flushdb"], check=True, stdout=subprocess.DEVNULL)
+            clear_queue(queue)
             for mix, label in ((True, "purchases + links, half each"), (False, "first purchases only")):
                 with psycopg.connect(dsn, autocommit=True) as conn:
                     conn.execute(
@@ -352,12 +332,4 @@ def main() -> None:
         if api is not None:
             api.terminate()
             api.wait(10)
-        if args.keep_db:
-            print(f"kept database {name}")
-        else:
-            with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-if __name__ == "__main__":
-    main()
+        clear_queue(queue)

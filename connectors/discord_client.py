@@ -38,7 +38,7 @@ from typing import Any
 
 import httpx
 
-from connectors._http import classify_transport, json_or_none, seconds
+from connectors._http import classify_transport, json_or_none, seconds, tls_context
 from connectors.base import StepResult
 from connectors.throttle import Limiter, LocalLimiter
 
@@ -126,6 +126,7 @@ class DiscordClient:
             transport=transport,
             timeout=timeout,
             headers={"Authorization": f"Bot {token}", "User-Agent": USER_AGENT},
+            verify=tls_context(),
         )
         # burst=1: Discord counts the global limit per second, a full-second burst
         # followed by steady pacing would exceed it.

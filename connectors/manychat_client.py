@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from connectors._http import classify_transport, json_or_none, seconds
+from connectors._http import classify_transport, json_or_none, seconds, tls_context
 from connectors.base import StepResult
 from connectors.throttle import Limiter, LocalLimiter
 
@@ -123,6 +123,7 @@ class ManyChatClient:
             headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
             transport=transport,
             timeout=timeout,
+            verify=tls_context(),
         )
         # The network transport says when it starts writing a request (httpcore's trace), so a flow
         # is marked in flight only then: not while connecting. A test double is handed the request

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -121,6 +122,14 @@ class _DropOutageTracebacks(logging.Filter):
 _outage_filter = _DropOutageTracebacks()
 for _name in ("huey", "huey.consumer", "huey.consumer.Worker", "huey.consumer.Scheduler"):
     logging.getLogger(_name).addFilter(_outage_filter)
+
+
+def queue_key_patterns(queue_name: str) -> tuple[str, ...]:
+    """Redis key patterns of a queue name and every name that starts with it (its lanes): the
+    engine's own keys (``NAME:metrics``, ``NAME:ratelimit:...``) and Huey's, which carry the name
+    stripped to letters, digits and underscores (``huey.redis.NAME``). For deleting one run's keys
+    from a shared Redis database, never the whole database."""
+    return f"{queue_name}*", f"huey.*.{re.sub(r'[^A-Za-z0-9_]', '', queue_name)}*"
 
 
 def make_huey(settings: Settings, lane: str | None = None) -> Huey:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import re
 import socket
 import uuid
 from collections.abc import Callable, Iterator
@@ -125,10 +124,11 @@ def rewriting_event_log(session) -> Iterator[None]:
 
 
 def _delete_this_runs_keys(client) -> None:
-    """Only this process's keys, never the whole database: the engine's own keys start with the
-    queue name, and Huey's carry it stripped to letters and digits ("huey.redis.enginetest1a2b...")."""
-    queue = os.environ["QUEUE_NAME"]
-    for pattern in (f"*{queue}*", f"huey.*{re.sub('[^A-Za-z0-9_]', '', queue)}*"):
+    """Only the keys of this process's queue name (and of the names tests derive from it, such as
+    ``NAME-reconcile-cli``), never the whole database."""
+    from engine.worker import queue_key_patterns
+
+    for pattern in queue_key_patterns(os.environ["QUEUE_NAME"]):
         keys = list(client.scan_iter(match=pattern))
         if keys:
             client.delete(*keys)

@@ -71,9 +71,12 @@ def test_two_redis_limiters_never_exceed_the_budget_together(redis_url):
     def spend(limiter: RedisLimiter) -> None:
         for _ in range(per_thread):
             wait = limiter.reserve("discord:global", rate, 1.0)
+            # The slot the limiter granted, read before sleeping: how late a thread wakes on a
+            # busy machine (the suite runs in parallel) is the scheduler's doing, not the limiter's.
+            slot = time.monotonic() + wait
             time.sleep(wait)
             with lock:
-                sent.append(time.monotonic())
+                sent.append(slot)
 
     threads = [threading.Thread(target=spend, args=(limiters[i % 2],)) for i in range(4)]
     for thread in threads:
@@ -82,8 +85,8 @@ def test_two_redis_limiters_never_exceed_the_budget_together(redis_url):
         thread.join()
     sent.sort()
     assert len(sent) == 4 * per_thread
-    # Any 1-second window holds at most rate slots (+1 for the slot on its edge, +1 for
-    # scheduling jitter of the threads that slept), and the run took as long as the rate needs.
+    # Any 1-second window holds at most rate slots (+1 for the slot on its edge, +1 for the time
+    # between Redis's answer and reading the clock), and the run took as long as the rate needs.
     worst = max(sum(1 for t in sent if start <= t < start + 1.0) for start in sent)
     assert worst <= rate + 2
     assert sent[-1] - sent[0] >= (len(sent) - 1) / rate - 0.05

@@ -51,6 +51,29 @@ def test_the_manychat_lane_has_its_own_queue(redis_url):
     assert lane_huey(settings, "manychat").name == "engine-x.manychat" != make_huey(settings).name
 
 
+def test_queue_key_patterns_find_every_key_of_a_queue_and_its_lanes_and_no_other(redis_url):
+    import os
+
+    import redis
+
+    from connectors.throttle import RedisLimiter
+    from engine.worker import queue_key_patterns
+
+    name = f"{os.environ['QUEUE_NAME']}-keys"
+    settings = Settings(ENGINE_ENV="test", redis_url=redis_url, queue_name=name)
+    other = make_huey(Settings(ENGINE_ENV="test", redis_url=redis_url, queue_name="someone-elses-queue"))
+    for huey in (make_huey(settings), make_huey(settings, "manychat"), other):
+        huey.enqueue(huey.task()(lambda: None).s())
+    RedisLimiter.from_url(redis_url, name).block("discord:global", 5.0)
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        found = {key for pattern in queue_key_patterns(name) for key in client.scan_iter(match=pattern)}
+        stripped = name.replace("-", "")
+        assert found == {f"huey.redis.{stripped}", f"huey.redis.{stripped}manychat", f"{name}:ratelimit:discord:global"}
+    finally:
+        client.delete(*found, *client.keys("huey.*.someoneelsesqueue"))
+
+
 def test_importing_the_worker_builds_no_queue(tmp_path):
     """Settings are read and var/ created when the queue is first used, not at import."""
     import subprocess
