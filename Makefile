@@ -41,9 +41,9 @@ services:
 
 # The suite runs in TEST_WORKERS parallel pytest-xdist processes, handed one test at a time,
 # longest first (tests/conftest.py): most end-to-end tests wait on processes, timers and rate
-# limits, so four overlap well on two cores. Bytecode is written even where the environment
-# says not to: every `engine` process the tests start would otherwise compile the project again.
-TEST_WORKERS ?= 4
+# limits, so six keep two cores busy (README: Tests). Bytecode is written even where the
+# environment says not to: every `engine` process the tests start would compile the project again.
+TEST_WORKERS ?= 6
 PYTEST_PARALLEL := -n $(TEST_WORKERS) --dist load --maxschedchunk 1
 
 test: install services

@@ -229,13 +229,16 @@ def test_worker_killed_at_random_points_sends_every_flow_once(start_stack, fakes
     assert all(run.action == "trigger_flow" for run in interrupted)
     failed = {e for e, s in statuses.items() if s == "failed"}
     assert len(failed) == len(interrupted)  # nothing else failed
-    # No flow that was never written is marked "may have been delivered": a marked flow was either
-    # delivered (the worker died before reading the answer) or its request reached ManyChat and was
-    # cut off with the worker's connection (the fake saw it arrive, not finish).
+    # A flow is marked "may have been delivered" only once its request starts being written: a
+    # marked flow was delivered (the worker died before reading the answer), or its request reached
+    # ManyChat and was cut off with the worker's connection (the fake saw it arrive, not finish),
+    # or the kill landed between the mark's commit and the first byte (the safe side of the race:
+    # an admin is told; the window is microseconds wide, so allow one such flow per kill).
     delivered = {fakes.manychat.subscribers[sid].email for sid in sent}
     reached = sum(1 for _, path in fakes.manychat.requests if path == "/fb/sending/sendFlow")
     cut_off = interrupted_emails - delivered
-    assert len(cut_off) <= reached - sum(sent.values()), (cut_off, reached, len(sent))
+    kills = 9  # eight during the burst, one before the last worker
+    assert len(cut_off) <= reached - sum(sent.values()) + kills, (cut_off, reached, len(sent))
     # Nothing is lost silently: a buyer without the flow is one an admin was told about.
     missing = {f"buyer{i}@example.com" for i in range(buyers)} - delivered
     assert missing <= interrupted_emails, missing
