@@ -71,10 +71,23 @@ def select_events(
     return sorted(chosen)
 
 
+def _refusal(event: Event) -> str | None:
+    """Why this event cannot be replayed, or None."""
+    if event.status in IN_FLIGHT:
+        return f"event {event.id} is {event.status}: it is still being processed"
+    if event.source == "reconcile":  # planned by a reconcile run from the world's state, not by the rules
+        return (
+            f"event {event.id} is a reconcile run's steps, not a rules decision: "
+            f"`engine retry {event.id}` resumes its failed steps, `engine reconcile` compares again"
+        )
+    return None
+
+
 def reset_for_replay(rt: Runtime, session: Session, event: Event, *, actor: str) -> None:
     """Make the event ``received`` (or ``held``) again and record the replay (in the caller's transaction)."""
-    if event.status in IN_FLIGHT:
-        raise ReplayRefused(f"event {event.id} is {event.status}: it is still being processed")
+    refusal = _refusal(event)
+    if refusal is not None:
+        raise ReplayRefused(refusal)
     student_id = event.student_id
     if student_id is None and event.email:
         student_id = session.scalar(select(Student.id).where(Student.email == event.email.strip().lower()))
@@ -146,9 +159,9 @@ def preview(rt: Runtime, event_ids: Iterable[int]) -> list[ReplayResult]:
             event = session.get(Event, event_id)
             if event is None:
                 raise LookupError(f"event {event_id} not found")
-            before = event.status
-        if before in IN_FLIGHT:
-            results.append(ReplayResult(event_id, event.type, before, before, "still being processed", None))
+            before, refusal = event.status, _refusal(event)
+        if refusal is not None:
+            results.append(ReplayResult(event_id, event.type, before, before, refusal, None))
             continue
         decided = preview_event(rt, event_id)
         after, reason = decided.status, decided.reason

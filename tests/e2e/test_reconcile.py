@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from engine.db.models import ActionRun, Alert, Event, Grant, Membership, ReconcileRun, Student
 from engine.pipeline.classes import enroll_student
+from engine.pipeline.replay import preview, replay
 from engine.reconcile import RECONCILE_EVENT, compute, run_reconcile, scheduled_run
 from engine.rules import load_rules
 from tests.conftest import RULES
@@ -357,6 +358,13 @@ def test_a_reconcile_step_is_retried_and_alerted_like_any_step(make_world):
     assert alert.kind == "discord.unavailable" and alert.event_id == event.id
     assert f"Step add_role for {ANA_EMAIL} (event {event.id}, RECONCILE) failed" in alert.message
     assert w.roles() == set()
+    # Not a replay: the rules never decided these steps (the admin's retry below resumes them).
+    [previewed] = preview(w.runtime, [event.id])
+    assert previewed.after == "failed" and "a reconcile run's steps" in previewed.reason
+    [refused] = replay(w.runtime, [event.id], actor="cli")
+    assert (refused.before, refused.after) == ("failed", "failed")
+    assert refused.reason.startswith(f"event {event.id} is a reconcile run's steps, not a rules decision")
+    assert w.event(event.id).status == "failed" and w.roles() == set()
     response = w.admin("POST", f"/admin/events/{event.id}/retry")  # the admin's retry, as for any event
     assert response.status_code == 202, response.text
     w.h.run_queue()
