@@ -333,3 +333,7 @@ def main() -> None:
             api.terminate()
             api.wait(10)
         clear_queue(queue)
+
+
+if __name__ == "__main__":
+    main()
