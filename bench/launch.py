@@ -22,7 +22,6 @@ import argparse
 import copy
 import json
 import logging
-import socket
 import subprocess
 import sys
 import threading
@@ -45,9 +44,10 @@ from bench.stack import (  # noqa: E402
     engine_env,
     percentile,
     remote_enqueue,
+    wait_healthy,
 )
 from tests.fakes import discord_app, manychat_app  # noqa: E402
-from tests.fakes.server import serve  # noqa: E402
+from tests.fakes.server import free_port, serve  # noqa: E402
 
 PAYLOAD = json.loads((REPO / "examples/hotmart/purchase_approved.json").read_text())
 COURSE_ROLE = "1180000000000000001"
@@ -69,12 +69,6 @@ def purchase(i: int) -> bytes:
     payload["data"]["buyer"]["checkout_phone"] = f"9{i:08d}"
     payload["data"]["purchase"]["transaction"] = f"HP-LAUNCH-{i}"
     return json.dumps(payload).encode()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_processed(dsn: str, emails: list[str], timeout: float) -> int:
@@ -131,13 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         workers.start(1)
         client = httpx.Client(base_url=url, timeout=10)
         try:
-            for _ in range(100):
-                try:
-                    if client.get("/healthz").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.1)
+            wait_healthy(url)
             # Before the launch: the students who will link have bought and got their code.
             for i in range(linkers):
                 client.post("/webhooks/hotmart", content=purchase(i), headers={"X-HOTMART-HOTTOK": HOTTOK})

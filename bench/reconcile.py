@@ -50,6 +50,7 @@ from engine.pipeline.runtime import Runtime, build_connectors  # noqa: E402
 from engine.reconcile import RECONCILE_EVENT, run_reconcile  # noqa: E402
 from engine.settings import Settings  # noqa: E402
 from tests.fakes.discord_app import COURSE_ROLE_ID, GUILD_ID, create_app  # noqa: E402
+from tests.fakes.server import free_port  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 ALUMNI_ROLE = "1180000000000000077"
@@ -152,7 +153,7 @@ def _run(args, grants: int, url: str, rules_dir: Path) -> int:
 @contextmanager
 def _fake_discord(args, grants: int) -> Iterator[str]:
     """The fake Discord in a process of its own (as Discord is not in the worker's), its guild seeded."""
-    port = _free_port()
+    port = free_port()
     limits = (args.route_limit, args.route_window, int(args.global_rate))
     process = multiprocessing.get_context("spawn").Process(
         target=_serve_fake, args=(port, limits, args.students, grants), daemon=True
@@ -184,12 +185,6 @@ def _serve_fake(port: int, limits: tuple[int, float, int], students: int, grants
     for i in range(students):
         fake.add_member(str(FIRST_USER + i), [COURSE_ROLE_ID] if i < grants else [COURSE_ROLE_ID, ALUMNI_ROLE])
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _seed(sessions, students: int, grants: int) -> None:

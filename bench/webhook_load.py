@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import copy
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,18 +32,20 @@ import psycopg
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.stack import ENGINE, HOTTOK, bench_database, clear_queue, engine_env, remote_enqueue  # noqa: E402
+from bench.stack import (  # noqa: E402
+    ENGINE,
+    HOTTOK,
+    bench_database,
+    clear_queue,
+    engine_env,
+    remote_enqueue,
+    wait_healthy,
+)
 from tests.e2e.conftest import ANA, _seed_manychat  # noqa: E402
 from tests.fakes import discord_app, manychat_app  # noqa: E402
-from tests.fakes.server import serve  # noqa: E402
+from tests.fakes.server import free_port, serve  # noqa: E402
 
 PAYLOAD = json.loads((REPO / "examples/hotmart/purchase_approved.json").read_text())
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def email(i: int) -> str:
@@ -160,16 +160,6 @@ def max_sustained(url: str, concurrency: int, seconds: float) -> tuple[float, st
     non_2xx = next((int(line.split()[-1]) for line in out.splitlines() if "Non-2xx" in line), 0)
     rate = next(float(line.split()[-1]) for line in out.splitlines() if line.startswith("Requests/sec"))
     return rate * (1 - non_2xx / max(1, rate * seconds)), "wrk"
-
-
-def wait_healthy(url: str) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{url}/healthz").status_code == 200:
-                return
-        time.sleep(0.1)
-    raise SystemExit("the API did not start")
 
 
 def lifecycle_mix(url: str, dsn: str, queue: str, rate: int, seconds: float) -> None:

@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,32 +25,14 @@ import uuid
 from pathlib import Path
 
 import httpx
-import psycopg
 
 REPO = Path(__file__).resolve().parents[1]
-ENGINE = str(Path(sys.executable).with_name("engine"))
-HOTTOK = "bench-hottok"
+sys.path.insert(0, str(REPO))
+
+from bench.stack import ENGINE, HOTTOK, REDIS_URL, bench_database, clear_queue, rss_mb, wait_healthy  # noqa: E402
+from tests.fakes.server import free_port  # noqa: E402
+
 CHUNK = b"a" * 65536
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def rss_mb(pid: int) -> float:
-    """Resident memory of the process and its children (uvicorn may fork)."""
-    total = 0
-    pids = [pid]
-    with contextlib.suppress(OSError):
-        pids += [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    for each in pids:
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{each}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-    return total / 1024
 
 
 async def upload(port: int, size: int, *, chunked: bool, hottok: bool) -> str:
@@ -89,7 +70,7 @@ async def burst(port: int, uploads: int, size: int, chunked: bool, hottok: bool)
 
 def sample(pid: int, peaks: list[float], done: threading.Event) -> None:
     while not done.is_set():
-        peaks.append(rss_mb(pid))
+        peaks.append(rss_mb(pid, children=True))
         time.sleep(0.02)
 
 
@@ -98,18 +79,17 @@ def main() -> None:
     parser.add_argument("--uploads", type=int, default=20, help="concurrent uploads per round")
     parser.add_argument("--size-mb", type=int, default=200, help="size of each upload")
     args = parser.parse_args()
-    name = f"engine_bench_{uuid.uuid4().hex[:6]}"
-    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+    # A queue name of its own: the webhooks enqueue tasks nobody runs here; only its keys are deleted.
+    queue = f"bench-memory-{uuid.uuid4().hex[:8]}"
     api = None
     try:
-        with tempfile.TemporaryDirectory() as tmp:
+        with bench_database() as dsn, tempfile.TemporaryDirectory() as tmp:
             env = {
                 **os.environ,
                 "ENGINE_ENV": "production",
-                "DATABASE_URL": f"postgresql://postgres@127.0.0.1:5432/{name}",
-                "REDIS_URL": "redis://127.0.0.1:6379/14",
-                "QUEUE_NAME": f"bench-{uuid.uuid4().hex[:8]}",
+                "DATABASE_URL": dsn,
+                "REDIS_URL": REDIS_URL,
+                "QUEUE_NAME": queue,
                 "RULES_DIR": str(REPO / "rules"),
                 "HOTMART_HOTTOK": HOTTOK,
                 "ADMIN_API_TOKEN": "bench-admin",
@@ -123,21 +103,14 @@ def main() -> None:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
-            deadline = time.monotonic() + 30
-            while True:
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
-                        break
-                if time.monotonic() > deadline:
-                    raise SystemExit("the API did not start")
-                time.sleep(0.1)
+            wait_healthy(f"http://127.0.0.1:{port}")
             body = (REPO / "examples/hotmart/purchase_approved.json").read_bytes()
             for _ in range(50):  # warm up: the steady state of a serving process
                 httpx.post(
                     f"http://127.0.0.1:{port}/webhooks/hotmart", content=body, headers={"X-HOTMART-HOTTOK": HOTTOK}
                 )
             time.sleep(0.5)
-            baseline = rss_mb(api.pid)
+            baseline = rss_mb(api.pid, children=True)
             size = args.size_mb * 1024 * 1024
             print(f"API RSS at rest (after 50 webhooks): {baseline:.0f} MB")
             print(f"{args.uploads} concurrent uploads of {args.size_mb} MB each, limit MAX_BODY_BYTES=256 KiB:")
@@ -159,13 +132,12 @@ def main() -> None:
                         f"  {label:<30} peak RSS {peak:5.0f} MB (+{peak - baseline:4.0f} MB)  "
                         f"{elapsed:5.2f} s  answers: {', '.join(kinds)}"
                     )
-            print(f"API RSS after the rounds: {rss_mb(api.pid):.0f} MB")
+            print(f"API RSS after the rounds: {rss_mb(api.pid, children=True):.0f} MB")
     finally:
         if api is not None:
             api.terminate()
             api.wait(10)
-        with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        clear_queue(queue)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ PostgreSQL and Redis, talking to the fake Discord and ManyChat servers."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ import pytest
 
 from tests.conftest import ADMIN_TOKEN, HOTTOK, REPO, RULES
 from tests.fakes import discord_app, manychat_app
-from tests.fakes.server import serve
+from tests.fakes.server import free_port, serve
 
 ENGINE = str(Path(sys.executable).with_name("engine"))
 FAKE_TOKEN = "test-token"
@@ -54,12 +53,6 @@ def fakes() -> Iterator[Fakes]:
     _seed_manychat(manychat.state.fake)
     with serve(discord) as discord_url, serve(manychat) as manychat_url:
         yield Fakes(discord.state.fake, manychat.state.fake, f"{discord_url}/api/v10", manychat_url)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -127,7 +120,7 @@ def start_stack(pg: str, redis_url: str, fakes: Fakes, tmp_path: Path):
 
     def start(*, worker: bool = True, **extra: str) -> Stack:
         env = stack_env(pg, redis_url, fakes, **extra)
-        port = _free_port()
+        port = free_port()
         logs = tmp_path / f"stack-{port}"
         logs.mkdir()
         commands = [("api", ["serve", "--no-worker", "--port", str(port)])]

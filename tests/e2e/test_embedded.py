@@ -12,12 +12,13 @@ import httpx
 import pytest
 
 from tests.conftest import ADMIN_TOKEN, HOTTOK, REFERENCE, REPO, RULES
-from tests.e2e.conftest import ENGINE, Stack, _free_port
+from tests.e2e.conftest import ENGINE, Stack
+from tests.fakes.server import free_port
 
 
 @pytest.mark.slow
 def test_serve_on_sqlite_takes_a_webhook_and_processes_it(tmp_path):
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_", "DISCORD_", "MANYCHAT_"))}
     env.update(
         {

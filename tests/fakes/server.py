@@ -11,7 +11,8 @@ from contextlib import contextmanager
 import uvicorn
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A free loopback TCP port (for the fakes, the engine processes the tests start, the benches)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -20,7 +21,7 @@ def _free_port() -> int:
 @contextmanager
 def serve(app, *, port: int | None = None) -> Iterator[str]:
     """Serve ``app`` until the block exits; yields its base URL (no trailing slash)."""
-    port = port or _free_port()
+    port = port or free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
