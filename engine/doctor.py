@@ -104,25 +104,19 @@ def rules_check(rules: Rules | None, problems: list[Any], rules_dir: str) -> Che
 
 def database_checks(settings: Settings) -> list[Check]:
     """The database answers and its schema is at the newest migration."""
-    from alembic.runtime.migration import MigrationContext
-    from alembic.script import ScriptDirectory
-    from sqlalchemy import create_engine
+    from engine.db.migrate import code_heads, database_revisions
 
-    from engine.db.migrate import alembic_config
-
-    head = ScriptDirectory.from_config(alembic_config(settings)).get_current_head()
-    engine = create_engine(settings.sqlalchemy_url, connect_args=_connect_args(settings))
     try:
-        with engine.connect() as connection:
-            current = MigrationContext.configure(connection).get_current_revision()
+        current = database_revisions(settings, connect_args=_connect_args(settings))
     except Exception as exc:  # noqa: BLE001 - any driver error: say it in one line
         return [Check("engine", FAIL, f"database unreachable ({type(exc).__name__}): check DATABASE_URL")]
-    finally:
-        engine.dispose()
-    if current != head:
+    heads = code_heads()
+    head = ", ".join(sorted(heads))
+    if current != heads:
+        at = ", ".join(sorted(current)) or "none"
         return [
             Check("engine", OK, "database reachable"),
-            Check("engine", FAIL, f"migrations at {current or 'none'}, newest is {head}: run engine migrate"),
+            Check("engine", FAIL, f"migrations at {at}, newest is {head}: run engine migrate"),
         ]
     return [Check("engine", OK, "database reachable"), Check("engine", OK, f"migrations at head ({head})")]
 

@@ -43,13 +43,8 @@ def upgrade(settings: Settings | None = None, revision: str = "head") -> None:
     settings = settings or get_settings()
     if settings.sqlalchemy_url.startswith("sqlite"):
         settings.var_dir.mkdir(parents=True, exist_ok=True)
-    if revision == "head":
-        try:
-            current, heads = current_revisions(settings)
-        except Exception:  # noqa: BLE001 - Alembic below says what is wrong, in its own words
-            current, heads = set(), {"unknown"}
-        if current == heads:
-            return
+    if revision == "head" and _at_head(settings):
+        return
     from alembic import command
 
     command.upgrade(alembic_config(settings), revision)
@@ -76,9 +71,17 @@ def code_heads() -> set[str]:
     return revisions - parents
 
 
-def database_revisions(settings: Settings) -> set[str]:
+def _at_head(settings: Settings) -> bool:
+    try:
+        current, heads = current_revisions(settings)
+    except Exception:  # noqa: BLE001 - unreachable: Alembic then says what is wrong, in its own words
+        return False
+    return current == heads
+
+
+def database_revisions(settings: Settings, *, connect_args: dict | None = None) -> set[str]:
     """The revisions the database is at (none for an empty database). Raises if it is unreachable."""
-    engine = create_engine(settings.sqlalchemy_url, poolclass=pool.NullPool)
+    engine = create_engine(settings.sqlalchemy_url, poolclass=pool.NullPool, connect_args=connect_args or {})
     try:
         with engine.connect() as connection:
             if not inspect(connection).has_table("alembic_version"):
