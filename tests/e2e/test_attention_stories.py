@@ -21,8 +21,9 @@ from engine.db.models import History
 from engine.db.session import session_factory
 from engine.rules.files import content_hash
 from engine.settings import Settings
+from tests.cli import Ran, run_engine
 from tests.conftest import RULES, load_payload
-from tests.e2e.conftest import ALERT_CHANNEL, ANA, ENGINE, Stack
+from tests.e2e.conftest import ALERT_CHANNEL, ANA, Stack
 
 NEW_PRODUCT = 7777777  # sold before its rules file exists
 UNMANAGED = 8888888  # sold outside the engine, on purpose
@@ -85,8 +86,8 @@ def add_product(rules: Path) -> None:
     )
 
 
-def engine(stack: Stack, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([ENGINE, *args], env=stack.env, capture_output=True, text=True, timeout=120)
+def engine(stack: Stack, *args: str) -> Ran:
+    return run_engine(stack.env, *args)
 
 
 def test_story_19_unknown_product(start_stack, fakes, rules_repo):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -13,8 +12,8 @@ from sqlalchemy import select
 from engine.db.models import Event, Grant, Membership, Student
 from engine.db.session import session_factory
 from engine.settings import Settings
-from tests.conftest import REPO
-from tests.e2e.conftest import ANA, ENGINE, stack_env
+from tests.cli import Ran, run_engine
+from tests.e2e.conftest import ANA, stack_env
 
 COURSE_ROLE = "1180000000000000001"
 
@@ -29,8 +28,8 @@ def queue_name(redis_url: str) -> Iterator[str]:
     make_huey(Settings(ENGINE_ENV="test", redis_url=redis_url, queue_name=name)).flush()
 
 
-def engine(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([ENGINE, "reconcile", *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
+def engine(env: dict[str, str], *args: str) -> Ran:
+    return run_engine(env, "reconcile", *args)
 
 
 def seed(pg: str, *, students: int = 1, state: str = "active") -> None:
@@ -128,9 +127,8 @@ def test_plan_apply_hands_the_candidate_rules_diff_to_reconcile(pg, redis_url, f
     product.write_text(product.read_text().replace(f'["{COURSE_ROLE}"]', f'["{COURSE_ROLE}", "{alumni}"]'))
     env = stack_env(pg, redis_url, fakes, QUEUE_NAME=queue_name)
 
-    def plan(*args: str) -> subprocess.CompletedProcess:
-        argv = [ENGINE, "plan", "--rules", str(candidate), *args]
-        return subprocess.run(argv, env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
+    def plan(*args: str) -> Ran:
+        return run_engine(env, "plan", "--rules", str(candidate), *args)
 
     report_only = plan()
     assert report_only.returncode == 0, report_only.stderr

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -45,8 +44,9 @@ from engine.pipeline.rules_repository import RulesRepository
 from engine.pipeline.runtime import build_connectors
 from engine.pipeline.sweep import release_held, sweep
 from engine.settings import Settings
+from tests.cli import Ran, run_engine
 from tests.conftest import HOTTOK, REFERENCE, RULES, load_payload
-from tests.e2e.conftest import ENGINE, remote_enqueue
+from tests.e2e.conftest import remote_enqueue
 from tests.e2e.scenario_fixtures import (
     ANA_DISCORD,
     ANA_EMAIL,
@@ -863,10 +863,9 @@ BIA_EMAIL = "bia.exemplo@example.com"
 BIA_DISCORD = "80351110224678913"
 
 
-def engine_cli(w: World, *args: str) -> subprocess.CompletedProcess:
-    """The installed `engine` command on the world's database (what the admin types)."""
-    env = {**os.environ, "ENGINE_ENV": "test", "DATABASE_URL": w.runtime.settings.database_url}
-    return subprocess.run([ENGINE, *args], env=env, capture_output=True, text=True, timeout=60)
+def engine_cli(w: World, *args: str) -> Ran:
+    """The `engine` command on the world's database (what the admin types)."""
+    return run_engine({**os.environ, "ENGINE_ENV": "test", "DATABASE_URL": w.runtime.settings.database_url}, *args)
 
 
 @pytest.mark.slow
