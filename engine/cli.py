@@ -429,10 +429,12 @@ def serve(host: str, port: int, workers: int, worker: bool | None, threads: int,
         raise click.UsageError("an in-process worker needs --workers 1 (run `engine worker` separately)")
     # The app by its import string: the CLI starts the API, it does not import it.
     app = "engine.api.main:app_factory"
+    # No websocket routes: ws="none" keeps uvicorn from loading a websocket implementation.
+    options = {"factory": True, "host": host, "port": port, "access_log": access_log, "log_config": None, "ws": "none"}
     if workers > 1:
         _share_api_metrics(settings)
         # log_config=None: each process logs through engine.logs (app_factory configures it).
-        uvicorn.run(app, factory=True, host=host, port=port, workers=workers, access_log=access_log, log_config=None)
+        uvicorn.run(app, workers=workers, **options)
         return
     from engine.pipeline.sweep import SweepLoop
     from engine.worker import huey, runtime
@@ -448,7 +450,7 @@ def serve(host: str, port: int, workers: int, worker: bool | None, threads: int,
         heartbeat = HeartbeatThread(rt.sessions, settings.heartbeat_seconds, rules_version=lambda: _loaded_version(rt))
         heartbeat.start()
     try:
-        uvicorn.run(app, factory=True, host=host, port=port, access_log=access_log, log_config=None)
+        uvicorn.run(app, **options)
     finally:
         if sweeper is not None:
             sweeper.stop()

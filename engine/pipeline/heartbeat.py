@@ -10,11 +10,10 @@ from collections.abc import Callable
 from datetime import datetime
 
 from sqlalchemy import func, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.db.models import Heartbeat, utcnow
+from engine.db.upsert import insert_for
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +34,7 @@ def beat(
     rules_version: str | None = None,
 ) -> None:
     now = now or utcnow()
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    insert = insert_for(session)
     values = {"beat_at": now, "started_at": started_at, "rules_version": rules_version}
     statement = insert(Heartbeat).values(name=name, **values)
     session.execute(statement.on_conflict_do_update(index_elements=["name"], set_=values))

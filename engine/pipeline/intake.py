@@ -10,11 +10,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from engine.db.models import Event, utcnow
+from engine.db.upsert import insert_for
 from engine.pipeline.hottok import scrub_payload, scrub_raw
 from engine.pipeline.storable import NotJSON, decode, escape_text, storable
 from engine.sources import hotmart
@@ -35,8 +34,7 @@ class Stored:
 
 def _insert(session: Session | Connection, values: dict[str, Any]) -> int | None:
     """INSERT ... ON CONFLICT (dedupe_key) DO NOTHING; the new id, or None for a duplicate."""
-    dialect = (session.dialect if isinstance(session, Connection) else session.get_bind().dialect).name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    insert = insert_for(session)
     table = Event.__table__  # Core, not the ORM bulk path: this runs on every webhook
     statement = insert(table).values(**values).on_conflict_do_nothing(index_elements=["dedupe_key"])
     return session.execute(statement.returning(table.c.id)).scalar_one_or_none()

@@ -12,12 +12,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, object_session
 
 from engine.codes import new_code
 from engine.db.models import ActionRun, Event, Membership, Student, utcnow
+from engine.db.upsert import insert_for
 from engine.inputs import EventInput, event_input
 from engine.logs import log_context
 from engine.pipeline import attention
@@ -321,8 +320,7 @@ def revoked_transaction(session: Session, inp: EventInput, event: Event, *, any_
 
 def _upsert_student(session: Session, inp: EventInput) -> tuple[Student, bool]:
     """The student of this e-mail, and whether this call created it."""
-    dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    insert = insert_for(session)
     now = utcnow()
     created = session.execute(
         insert(Student)

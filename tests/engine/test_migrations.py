@@ -54,8 +54,13 @@ def test_a_database_at_head_is_not_migrated_again_and_alembic_is_not_imported(tm
 
     monkeypatch.setattr(command, "upgrade", must_not_run)
     upgrade(settings)  # at head: returns before Alembic
-    # `engine serve` / `engine worker` start without importing Alembic (0.4 s each).
-    code = "import sys; import engine.db.migrate; assert 'alembic' not in sys.modules, 'alembic imported'"
+    # `engine serve` / `engine worker` start without importing Alembic (0.4 s each), nor, on
+    # PostgreSQL, SQLite's dialect (the upserts import the dialect in use).
+    code = (
+        "import sys; import engine.db.migrate, engine.pipeline.intake, engine.pipeline.processing\n"
+        "assert 'alembic' not in sys.modules, 'alembic imported'\n"
+        "assert 'sqlalchemy.dialects.sqlite' not in sys.modules, 'the SQLite dialect imported'"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
 
