@@ -40,18 +40,18 @@ services:
 	bash .ci/services
 
 # The suite runs in TEST_WORKERS parallel pytest-xdist processes, handed one test at a time,
-# longest first (tests/conftest.py): most end-to-end tests wait on processes, timers and rate
-# limits, so six keep two cores busy (README: Tests). Bytecode is written even where the
-# environment says not to: every `engine` process the tests start would compile the project again.
-TEST_WORKERS ?= 6
-PYTEST_PARALLEL := -n $(TEST_WORKERS) --dist load --maxschedchunk 1
+# longest first (pyproject.toml, tests/conftest.py): the end-to-end tests wait on processes,
+# timers and rate limits, so four keep two cores busy (README: Tests). Bytecode is written even
+# where the environment says not to: every `engine` process the tests start would compile the
+# project again.
+TEST_WORKERS ?= 4
 
 test: install services
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/engine check
 	$(BIN)/engine test
-	PYTHONDONTWRITEBYTECODE= $(BIN)/pytest -q $(PYTEST_PARALLEL)
+	PYTHONDONTWRITEBYTECODE= $(BIN)/pytest -q -n $(TEST_WORKERS)
 
 lint: install
 	$(BIN)/ruff check .

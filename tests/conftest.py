@@ -220,6 +220,33 @@ def _rules_repository(rules_dir: Path):
     return copy.copy(template)
 
 
+_CHECKED_RULES: dict[tuple, tuple] = {}
+
+
+@pytest.fixture
+def rules_checked_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`engine` commands run in this test validate a rules folder once per test process while its
+    files are unchanged (same paths, sizes and times): the corpus tests run the CLI 180 times on
+    two folders, and reading and validating the rules is most of each run."""
+    import engine.rules
+    from engine.rules.files import rule_files
+
+    check = engine.rules.check_rules
+
+    def check_rules(rules_dir):
+        try:
+            stamp = tuple((p, p.stat().st_mtime_ns, p.stat().st_size) for p in rule_files(Path(rules_dir)))
+        except OSError:
+            return check(rules_dir)
+        key = (Path(rules_dir).resolve(), stamp)
+        if key not in _CHECKED_RULES:
+            _CHECKED_RULES[key] = check(rules_dir)
+        rules, problems = _CHECKED_RULES[key]
+        return rules, list(problems)
+
+    monkeypatch.setattr(engine.rules, "check_rules", check_rules)
+
+
 @pytest.fixture
 def make_harness(pg: str) -> Callable[..., Harness]:
     from connectors.base import RecordingConnector

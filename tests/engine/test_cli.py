@@ -18,6 +18,7 @@ RULES = ROOT / "rules"
 from tests.conftest import CORPUS, REFERENCE  # noqa: E402
 
 CORPUS_FILES = sorted(CORPUS.glob("*.json"))
+pytestmark = pytest.mark.usefixtures("rules_checked_once")
 
 NOW = "2025-05-10T12:00:00+00:00"
 ANA = "ana.exemplo@example.com"
