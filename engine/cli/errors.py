@@ -1,7 +1,7 @@
 """How the ``engine`` command fails: one line ``error: ...`` (one per rules error) and a non-zero
 exit code, no traceback.
 
-The click group of ``engine/cli.py`` uses :class:`EngineGroup`; commands raise whatever they
+The click group of ``engine/cli/base.py`` uses :class:`EngineGroup`; commands raise whatever they
 raise and the group turns the failures an operator can fix (settings, database, files, queue)
 into one line that says what to do. ``ENGINE_DEBUG=1`` shows the traceback instead.
 """
