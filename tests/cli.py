@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import traceback
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import chdir, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +36,7 @@ def run_engine(env: Mapping[str, str], *args: str, cwd: Path = REPO) -> Ran:
 
     overlay: dict[str, str | None] = {name: None for name in os.environ if name not in env}
     overlay.update(env)
-    with _fresh_process_state(), _working_directory(cwd):
+    with _fresh_process_state(), chdir(cwd):
         result = CliRunner(env=overlay).invoke(main, list(args), prog_name="engine")
     stderr = result.stderr
     code = result.exit_code
@@ -64,13 +64,3 @@ def _fresh_process_state() -> Iterator[None]:
                 huey.storage.close()
         queue._runtime, queue._queue = saved
         get_settings.cache_clear()
-
-
-@contextmanager
-def _working_directory(path: Path) -> Iterator[None]:
-    before = Path.cwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(before)
