@@ -8,11 +8,13 @@ manychat.md 2.5-2.7); nothing is granted, tagged or sent.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import httpx
+from sqlalchemy import Connection
 
 from engine.rules.model import Rules
 from engine.settings import Settings
@@ -102,15 +104,26 @@ def rules_check(rules: Rules | None, problems: list[Any], rules_dir: str) -> Che
     return Check("engine", OK, f"rules valid: {counts}")
 
 
-def database_checks(settings: Settings) -> list[Check]:
-    """The database answers and its schema is at the newest migration."""
-    from engine.db.migrate import code_heads, database_revisions
+@contextmanager
+def database_connection(settings: Settings) -> Iterator[Connection]:
+    """The one connection every database check uses: opened with a short timeout (a database that
+    accepts connections and never answers must not hang the preflight), in autocommit (a failed
+    query, such as a table not migrated yet, does not spoil the next). Raises if unreachable."""
+    from sqlalchemy import create_engine, pool
 
+    engine = create_engine(settings.sqlalchemy_url, poolclass=pool.NullPool, connect_args=_connect_args(settings))
     try:
-        current = database_revisions(settings, connect_args=_connect_args(settings))
-    except Exception as exc:  # noqa: BLE001 - any driver error: say it in one line
-        return [Check("engine", FAIL, f"database unreachable ({type(exc).__name__}): check DATABASE_URL")]
-    heads = code_heads()
+        with engine.connect() as connection:
+            yield connection.execution_options(isolation_level="AUTOCOMMIT")
+    finally:
+        engine.dispose()
+
+
+def database_checks(connection: Connection) -> list[Check]:
+    """The database answers and its schema is at the newest migration."""
+    from engine.db.migrate import code_heads, revisions_of
+
+    current, heads = revisions_of(connection), code_heads()
     head = ", ".join(sorted(heads))
     if current != heads:
         at = ", ".join(sorted(current)) or "none"
@@ -121,17 +134,13 @@ def database_checks(settings: Settings) -> list[Check]:
     return [Check("engine", OK, "database reachable"), Check("engine", OK, f"migrations at head ({head})")]
 
 
-def connection_budget_check(settings: Settings) -> Check | None:
+def connection_budget_check(settings: Settings, connection: Connection) -> Check | None:
     """How many worker processes (at their default size) fit in PostgreSQL's max_connections."""
-    from engine.db.session import _OVERFLOW, connection_room, worker_pool_size
+    from engine.db.session import _OVERFLOW, room_of, worker_pool_size
 
-    try:
-        room = connection_room(settings)
-    except Exception:  # noqa: BLE001 - database_checks already said the database is unreachable
+    if connection.dialect.name != "postgresql":
         return None
-    if room is None:
-        return None
-    limit, reserved, used = room
+    limit, reserved, used = room_of(connection)
     per_worker = (settings.database_pool_size or worker_pool_size(4 + settings.manychat_lane_threads)) + _OVERFLOW
     fits = (limit - reserved - used) // per_worker
     text = (
@@ -143,26 +152,22 @@ def connection_budget_check(settings: Settings) -> Check | None:
     return Check("engine", OK, text)
 
 
-def worker_rules_check(settings: Settings, rules_version: str | None) -> Check | None:
+def worker_rules_check(settings: Settings, rules_version: str | None, connection: Connection) -> Check | None:
     """Do the running workers run the rules on disk? (their heartbeats report the version they loaded)"""
     from datetime import UTC, datetime, timedelta
 
-    from sqlalchemy import create_engine
     from sqlalchemy.orm import Session
 
     from engine.pipeline.heartbeat import worker_versions
 
     if rules_version is None:
         return None  # invalid rules on disk: rules_check says so
-    engine = create_engine(settings.sqlalchemy_url, connect_args=_connect_args(settings))
     fresh_since = datetime.now(UTC) - timedelta(seconds=settings.worker_stale_seconds)
     try:
-        with Session(engine) as session:
+        with Session(bind=connection) as session:
             workers = worker_versions(session, fresh_since=fresh_since)
-    except Exception:  # noqa: BLE001 - database_checks already said what is wrong
+    except Exception:  # noqa: BLE001 - no heartbeats table before the migrations: database_checks says so
         return None
-    finally:
-        engine.dispose()
     if not workers:
         return Check("engine", WARN, "no running worker (no fresh heartbeat): start `engine worker`")
     behind = sorted(name for name, version in workers.items() if version != rules_version)
@@ -515,11 +520,17 @@ def preflight(
     """Our side (database, migrations, queue, secrets, rules), then each service asked for."""
     from engine.rules.files import rules_version
 
-    budget = connection_budget_check(settings)
     on_disk = rules_version(settings.rules_dir) if rules is not None and not rule_problems else None
-    workers = worker_rules_check(settings, on_disk)
+    try:
+        with database_connection(settings) as connection:
+            database = database_checks(connection)
+            budget = connection_budget_check(settings, connection)
+            workers = worker_rules_check(settings, on_disk, connection)
+    except Exception as exc:  # noqa: BLE001 - any driver error: say it in one line
+        database = [Check("engine", FAIL, f"database unreachable ({type(exc).__name__}): check DATABASE_URL")]
+        budget = workers = None
     ours = [
-        *database_checks(settings),
+        *database,
         *([budget] if budget else []),
         queue_check(settings),
         *secret_checks(settings),

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import create_engine, inspect, pool, text
+from sqlalchemy import Connection, create_engine, inspect, pool, text
 
 from engine.settings import Settings, get_settings
 
@@ -79,16 +79,21 @@ def _at_head(settings: Settings) -> bool:
     return current == heads
 
 
-def database_revisions(settings: Settings, *, connect_args: dict | None = None) -> set[str]:
+def database_revisions(settings: Settings) -> set[str]:
     """The revisions the database is at (none for an empty database). Raises if it is unreachable."""
-    engine = create_engine(settings.sqlalchemy_url, poolclass=pool.NullPool, connect_args=connect_args or {})
+    engine = create_engine(settings.sqlalchemy_url, poolclass=pool.NullPool)
     try:
         with engine.connect() as connection:
-            if not inspect(connection).has_table("alembic_version"):
-                return set()
-            return set(connection.execute(text("SELECT version_num FROM alembic_version")).scalars())
+            return revisions_of(connection)
     finally:
         engine.dispose()
+
+
+def revisions_of(connection: Connection) -> set[str]:
+    """The revisions the database behind ``connection`` is at (none for an empty database)."""
+    if not inspect(connection).has_table("alembic_version"):
+        return set()
+    return set(connection.execute(text("SELECT version_num FROM alembic_version")).scalars())
 
 
 def current_revisions(settings: Settings) -> tuple[set[str], set[str]]:

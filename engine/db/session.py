@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.settings import Settings, get_settings
@@ -52,15 +52,19 @@ def worker_pool_size(threads: int) -> int:
 
 def connection_room(settings: Settings) -> tuple[int, int, int] | None:
     """(max_connections, reserved for superusers, in use) of the PostgreSQL server; None elsewhere."""
-    from sqlalchemy import text
-
     if not settings.sqlalchemy_url.startswith("postgresql"):
         return None
-    engine = session_factory(settings).kw["bind"]
-    with engine.connect() as connection:
-        limit = int(connection.execute(text("SHOW max_connections")).scalar())
-        reserved = int(connection.execute(text("SHOW superuser_reserved_connections")).scalar())
-        used = int(connection.execute(text("SELECT count(*) FROM pg_stat_activity")).scalar())
+    with session_factory(settings).kw["bind"].connect() as connection:
+        return room_of(connection)
+
+
+def room_of(connection: Connection) -> tuple[int, int, int]:
+    """(max_connections, reserved for superusers, in use) of the PostgreSQL server behind ``connection``."""
+    from sqlalchemy import text
+
+    limit = int(connection.execute(text("SHOW max_connections")).scalar())
+    reserved = int(connection.execute(text("SHOW superuser_reserved_connections")).scalar())
+    used = int(connection.execute(text("SELECT count(*) FROM pg_stat_activity")).scalar())
     return limit, reserved, used
 
 

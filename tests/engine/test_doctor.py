@@ -231,6 +231,30 @@ def test_our_side_development_secrets_and_pending_migrations(world: World, monke
     assert "FAIL  engine    migrations at none, newest is " in result.stdout
 
 
+def test_a_database_that_accepts_connections_and_never_answers_fails_the_preflight(
+    world: World, monkeypatch: pytest.MonkeyPatch
+):
+    """The database checks share one connection opened with a short timeout: a server that takes
+    the TCP connection and never speaks is one FAIL line, not a preflight that waits forever."""
+    import socket
+    import threading
+
+    silent = socket.create_server(("127.0.0.1", 0))  # listens (the kernel accepts) and never answers
+    monkeypatch.setenv("DATABASE_URL", f"postgresql://doctor@127.0.0.1:{silent.getsockname()[1]}/silent")
+    outcome = []
+    run = threading.Thread(target=lambda: outcome.append(doctor()), daemon=True)
+    try:
+        run.start()
+        run.join(timeout=60)  # the connect timeout is 3 s; without it libpq waits for ever
+    finally:
+        silent.close()
+    assert outcome, "engine doctor did not finish"
+    result = outcome[0]
+    assert result.exit_code == 1
+    assert lines(result, "FAIL") == ["FAIL  engine    database unreachable (OperationalError): check DATABASE_URL"]
+    assert "queue reachable (Redis)" in result.stdout  # the other checks still ran
+
+
 def test_invalid_rules_and_an_unreachable_queue(world: World, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     (tmp_path / "lifecycle.yaml").write_text("lifecycle: {}\n")
     monkeypatch.setenv("RULES_DIR", str(tmp_path))

@@ -170,13 +170,15 @@ def test_a_pool_too_big_for_the_server_is_reported(pg):
 
 def test_engine_doctor_says_how_many_workers_fit(pg):
     from engine.db.session import dispose_all
-    from engine.doctor import OK, WARN, connection_budget_check
+    from engine.doctor import OK, WARN, connection_budget_check, database_connection
     from engine.settings import Settings
 
+    settings = Settings(ENGINE_ENV="test", database_url=pg)
     try:
-        check = connection_budget_check(Settings(ENGINE_ENV="test", database_url=pg))
-        assert check.status == OK and "opens up to 17: room for" in check.message
-        check = connection_budget_check(Settings(ENGINE_ENV="test", database_url=pg, database_pool_size=500))
-        assert check.status == WARN and "room for 0 more" in check.message
+        with database_connection(settings) as connection:
+            check = connection_budget_check(settings, connection)
+            assert check.status == OK and "opens up to 17: room for" in check.message
+            check = connection_budget_check(settings.model_copy(update={"database_pool_size": 500}), connection)
+            assert check.status == WARN and "room for 0 more" in check.message
     finally:
         dispose_all()
