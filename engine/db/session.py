@@ -39,10 +39,27 @@ def make_engine(settings: Settings) -> Engine:
     # 100; `engine worker` sizes its pool from its threads (DATABASE_POOL_SIZE overrides). A
     # checkout waits at most 5 s: a worker task then backs off and retries itself.
     size = settings.database_pool_size or 20
-    return create_engine(url, pool_size=size, max_overflow=_OVERFLOW, pool_timeout=5, pool_recycle=1800)
+    return create_engine(
+        url,
+        pool_size=size,
+        max_overflow=_OVERFLOW,
+        pool_timeout=5,
+        pool_recycle=1800,
+        connect_args=_connect_timeout(url),
+    )
 
 
 _OVERFLOW = 2
+# A new connection gives up after this long (libpq waits for ever by default, so a database that
+# takes the connection and never answers would hold the thread); `connect_timeout` in
+# DATABASE_URL's query overrides it.
+CONNECT_TIMEOUT_SECONDS = 10
+
+
+def _connect_timeout(url: str) -> dict[str, int]:
+    from sqlalchemy.engine import make_url
+
+    return {} if "connect_timeout" in make_url(url).query else {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
 
 
 def worker_pool_size(threads: int) -> int:
