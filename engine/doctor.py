@@ -32,6 +32,7 @@ GATEWAY_GUILD_MEMBERS_LIMITED = 1 << 15
 # Values the Makefile and .env.example use for local runs: never valid in production.
 DEVELOPMENT_SECRETS = frozenset({"dev-hottok", "dev-admin-token", "change-me", "changeme"})
 MIN_SECRET_LENGTH = 16
+DATABASE_TIMEOUT = 3  # seconds the preflight waits for the database to answer a connection
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,10 @@ def database_connection(settings: Settings) -> Iterator[Connection]:
     query, such as a table not migrated yet, does not spoil the next). Raises if unreachable."""
     from sqlalchemy import create_engine, pool
 
-    engine = create_engine(settings.sqlalchemy_url, poolclass=pool.NullPool, connect_args=_connect_args(settings))
+    from engine.db.session import connect_timeout_args
+
+    url = settings.sqlalchemy_url
+    engine = create_engine(url, poolclass=pool.NullPool, connect_args=connect_timeout_args(url, DATABASE_TIMEOUT))
     try:
         with engine.connect() as connection:
             yield connection.execution_options(isolation_level="AUTOCOMMIT")
@@ -192,10 +196,6 @@ def queue_check(settings: Settings) -> Check:
     except redis.RedisError as exc:
         return Check("engine", FAIL, f"queue unreachable ({type(exc).__name__}): check REDIS_URL")
     return Check("engine", OK, "queue reachable (Redis)")
-
-
-def _connect_args(settings: Settings) -> dict[str, Any]:
-    return {"connect_timeout": 3} if settings.sqlalchemy_url.startswith("postgresql") else {}
 
 
 # --- remote services ----------------------------------------------------------------------

@@ -81,7 +81,10 @@ def _at_head(settings: Settings) -> bool:
 
 def database_revisions(settings: Settings) -> set[str]:
     """The revisions the database is at (none for an empty database). Raises if it is unreachable."""
-    engine = create_engine(settings.sqlalchemy_url, poolclass=pool.NullPool)
+    from engine.db.session import connect_timeout_args
+
+    url = settings.sqlalchemy_url
+    engine = create_engine(url, poolclass=pool.NullPool, connect_args=connect_timeout_args(url))
     try:
         with engine.connect() as connection:
             return revisions_of(connection)

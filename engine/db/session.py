@@ -45,7 +45,7 @@ def make_engine(settings: Settings) -> Engine:
         max_overflow=_OVERFLOW,
         pool_timeout=5,
         pool_recycle=1800,
-        connect_args=_connect_timeout(url),
+        connect_args=connect_timeout_args(url),
     )
 
 
@@ -56,10 +56,15 @@ _OVERFLOW = 2
 CONNECT_TIMEOUT_SECONDS = 10
 
 
-def _connect_timeout(url: str) -> dict[str, int]:
+def connect_timeout_args(url: str, seconds: int | None = None) -> dict[str, int]:
+    """``connect_args`` that give a PostgreSQL connection attempt ``seconds`` (default
+    CONNECT_TIMEOUT_SECONDS); none for SQLite, nor when the URL names its own connect_timeout."""
     from sqlalchemy.engine import make_url
 
-    return {} if "connect_timeout" in make_url(url).query else {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
+    parsed = make_url(url)
+    if not parsed.drivername.startswith("postgresql") or "connect_timeout" in parsed.query:
+        return {}
+    return {"connect_timeout": seconds or CONNECT_TIMEOUT_SECONDS}
 
 
 def worker_pool_size(threads: int) -> int:
