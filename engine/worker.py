@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 from huey import Huey, PriorityRedisHuey, SqliteHuey, crontab
 from huey.api import TaskWrapper
+from huey.consumer import Consumer
 
 from engine.pipeline.execution import is_connection_error, run_student
 from engine.pipeline.processing import process_event
@@ -224,6 +225,23 @@ def hand_off(student_id: int, lane: str) -> None:
         get_queue().lanes[lane][1](student_id, priority=priority)
     except Exception:  # noqa: BLE001
         log.warning("could not hand student %s to lane %s; the sweep will", student_id, lane, exc_info=True)
+
+
+def start_consumer(huey: Huey, **options) -> Consumer:
+    """Start ``huey``'s consumer threads in the background; the process's signal handlers stay as
+    they were. Huey's ``Consumer.start()`` takes SIGTERM/SIGINT/SIGHUP for the consumer whose
+    ``run()`` loop acts on them: a consumer that is only started (the ManyChat lane of ``engine
+    worker``) would swallow a stop signal sent before the main consumer's ``run()`` takes them,
+    and the process would never stop."""
+    import signal
+
+    taken = [getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP") if hasattr(signal, name)]
+    before = {signum: signal.getsignal(signum) for signum in taken}
+    consumer = huey.create_consumer(**options)
+    consumer.start()
+    for signum, handler in before.items():
+        signal.signal(signum, handler)
+    return consumer
 
 
 def enable_lanes(lanes: set[str]) -> None:

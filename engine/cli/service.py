@@ -87,6 +87,9 @@ def serve(host: str, port: int, workers: int, worker: bool | None, threads: int,
     if in_process:
         from engine.pipeline.heartbeat import HeartbeatThread
 
+        # Started the usual way: uvicorn replaces its signal handlers, and re-raises a stop signal
+        # after shutting down, which this consumer's handler then takes harmlessly (the finally
+        # below stops it gracefully).
         consumer = huey.create_consumer(workers=threads, worker_type="thread", periodic=True)
         consumer.start()
         sweeper = SweepLoop(runtime, settings.timer_poll_seconds).start()
@@ -172,8 +175,7 @@ def worker(threads: int, lane_threads: int | None) -> None:
     lanes = []
     if lane_threads:
         lane_huey = queue.get_queue().lanes["manychat"][0]
-        lanes.append(lane_huey.create_consumer(workers=lane_threads, worker_type="thread"))
-        lanes[-1].start()
+        lanes.append(queue.start_consumer(lane_huey, workers=lane_threads, worker_type="thread"))
     try:
         queue.get_huey().create_consumer(workers=threads, worker_type="thread", periodic=True).run()
     finally:

@@ -320,3 +320,30 @@ def test_reconcile_is_scheduled_from_the_setting_or_off(tmp_path):
     hourly = periodic(reconcile_schedule="0 * * * *")["reconcile_task"]
     assert hourly().validate_datetime(datetime(2026, 3, 2, 4, 0))
     assert "reconcile_task" not in periodic(reconcile_schedule="off")
+
+
+def test_a_lane_consumer_leaves_the_stop_signals_to_the_main_consumer():
+    """`engine worker` starts the ManyChat lane's consumer before the main one runs. Huey's
+    Consumer.start() takes SIGTERM/SIGINT for the consumer whose run() acts on them; a lane that
+    kept them would swallow a stop signal sent in between, and the worker would never stop."""
+    import signal
+
+    from huey import MemoryHuey
+
+    from engine.worker import start_consumer
+
+    def ours(signum, frame):  # the handler the process had
+        raise AssertionError("not called here")
+
+    previous = {signum: signal.signal(signum, ours) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        lane = start_consumer(MemoryHuey("lane-signals"), workers=1, worker_type="thread")
+        try:
+            assert signal.getsignal(signal.SIGTERM) is ours
+            assert signal.getsignal(signal.SIGINT) is ours
+            assert all(thread.is_alive() for _, thread in lane.worker_threads)  # started all the same
+        finally:
+            lane.stop(graceful=True)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
