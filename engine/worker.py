@@ -231,16 +231,22 @@ def start_consumer(huey: Huey, **options) -> Consumer:
     """Start ``huey``'s consumer threads in the background; the process's signal handlers stay as
     they were. Huey's ``Consumer.start()`` takes SIGTERM/SIGINT/SIGHUP for the consumer whose
     ``run()`` loop acts on them: a consumer that is only started (the ManyChat lane of ``engine
-    worker``) would swallow a stop signal sent before the main consumer's ``run()`` takes them,
-    and the process would never stop."""
+    worker``, the in-process worker of ``engine serve``) would swallow a stop signal sent before
+    the process's own handler (the main consumer's, uvicorn's) is in place, and the process would
+    not stop."""
     import signal
 
     taken = [getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP") if hasattr(signal, name)]
     before = {signum: signal.getsignal(signum) for signum in taken}
     consumer = huey.create_consumer(**options)
-    consumer.start()
-    for signum, handler in before.items():
-        signal.signal(signum, handler)
+    # Held while Huey's handlers are in place: one arriving then reaches the process's own handler.
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, taken)
+    try:
+        consumer.start()
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     return consumer
 
 

@@ -80,18 +80,15 @@ def serve(host: str, port: int, workers: int, worker: bool | None, threads: int,
         uvicorn.run(app, workers=workers, **options)
         return
     from engine.pipeline.sweep import SweepLoop
-    from engine.worker import huey, runtime
+    from engine.worker import huey, runtime, start_consumer
 
     rt = runtime()  # fail fast on invalid rules or settings, before the worker starts; the app reuses it
     consumer = sweeper = heartbeat = None
     if in_process:
         from engine.pipeline.heartbeat import HeartbeatThread
 
-        # Started the usual way: uvicorn replaces its signal handlers, and re-raises a stop signal
-        # after shutting down, which this consumer's handler then takes harmlessly (the finally
-        # below stops it gracefully).
-        consumer = huey.create_consumer(workers=threads, worker_type="thread", periodic=True)
-        consumer.start()
+        _stop_signals_exit()
+        consumer = start_consumer(huey, workers=threads, worker_type="thread", periodic=True)
         sweeper = SweepLoop(runtime, settings.timer_poll_seconds).start()
         heartbeat = HeartbeatThread(rt.sessions, settings.heartbeat_seconds, rules_version=lambda: _loaded_version(rt))
         heartbeat.start()
@@ -104,6 +101,19 @@ def serve(host: str, port: int, workers: int, worker: bool | None, threads: int,
             heartbeat.stop()
         if consumer is not None:
             consumer.stop(graceful=True)
+
+
+def _stop_signals_exit() -> None:
+    """SIGTERM and SIGINT end `engine serve` with SystemExit, so that its ``finally`` stops the
+    in-process worker gracefully: while it starts (before uvicorn takes the signals) and after
+    uvicorn's own shutdown, when uvicorn raises the signal again under the handler it found."""
+    import signal
+
+    def stop(signum, frame) -> None:
+        raise SystemExit(0)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, stop)
 
 
 def _share_api_metrics(settings) -> None:

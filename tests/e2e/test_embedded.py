@@ -17,8 +17,7 @@ from tests.fakes.server import free_port
 
 
 @pytest.mark.slow
-def test_serve_on_sqlite_takes_a_webhook_and_processes_it(tmp_path):
-    port = free_port()
+def _embedded_env(tmp_path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_", "DISCORD_", "MANYCHAT_"))}
     env.update(
         {
@@ -30,6 +29,12 @@ def test_serve_on_sqlite_takes_a_webhook_and_processes_it(tmp_path):
             "LOG_FORMAT": "json",
         }
     )
+    return env
+
+
+def test_serve_on_sqlite_takes_a_webhook_and_processes_it(tmp_path):
+    port = free_port()
+    env = _embedded_env(tmp_path)
     log = (tmp_path / "serve.log").open("w")
     process = subprocess.Popen(
         [ENGINE, "serve", "--port", str(port), "--access-log"], env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT
@@ -60,6 +65,7 @@ def test_serve_on_sqlite_takes_a_webhook_and_processes_it(tmp_path):
         process.terminate()
         process.wait(timeout=15)
         log.close()
+    assert process.returncode == 0
     assert (tmp_path / "var" / "queue.db").exists()
     with sqlite3.connect(tmp_path / "var" / "engine.db") as db:
         assert db.execute("SELECT status FROM events").fetchall() == [("processed",)]
@@ -69,4 +75,33 @@ def test_serve_on_sqlite_takes_a_webhook_and_processes_it(tmp_path):
     assert all({"time", "level", "logger", "message"} <= entry.keys() for entry in entries)
     access = [e for e in entries if e["logger"] == "uvicorn.access"]
     assert any("POST /webhooks/hotmart" in e["message"] for e in access)
+    assert entries[-1]["message"] == "All workers have stopped."  # the in-process worker, gracefully
     assert not any(HOTTOK in line or ADMIN_TOKEN in line for line in lines)
+
+
+@pytest.mark.slow
+def test_a_stop_signal_while_serve_starts_stops_it(tmp_path):
+    """SIGTERM while the in-process worker starts, before uvicorn takes the signals: the process
+    stops, exit code 0. Huey's consumer used to take the signal for a loop nobody ran (the server
+    then ran on), or, a moment earlier, the signal killed the process outright."""
+    import time
+
+    log_path = tmp_path / "serve.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [ENGINE, "serve", "--port", str(free_port())],
+            env=_embedded_env(tmp_path),
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while "Huey consumer started" not in log_path.read_text():
+            assert process.poll() is None and time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.01)
+        process.terminate()
+        assert process.wait(timeout=30) == 0, log_path.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
