@@ -84,15 +84,17 @@ def serve(host: str, port: int, workers: int, worker: bool | None, threads: int,
 
     rt = runtime()  # fail fast on invalid rules or settings, before the worker starts; the app reuses it
     consumer = sweeper = heartbeat = None
-    if in_process:
-        from engine.pipeline.heartbeat import HeartbeatThread
-
-        _stop_signals_exit()
-        consumer = start_consumer(huey, workers=threads, worker_type="thread", periodic=True)
-        sweeper = SweepLoop(runtime, settings.timer_poll_seconds).start()
-        heartbeat = HeartbeatThread(rt.sessions, settings.heartbeat_seconds, rules_version=lambda: _loaded_version(rt))
-        heartbeat.start()
     try:
+        if in_process:
+            from engine.pipeline.heartbeat import HeartbeatThread
+
+            _stop_signals_exit()
+            consumer = start_consumer(huey, workers=threads, worker_type="thread", periodic=True)
+            sweeper = SweepLoop(runtime, settings.timer_poll_seconds).start()
+            heartbeat = HeartbeatThread(
+                rt.sessions, settings.heartbeat_seconds, rules_version=lambda: _loaded_version(rt)
+            )
+            heartbeat.start()
         uvicorn.run(app, **options)
     finally:
         if sweeper is not None:
