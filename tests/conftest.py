@@ -229,13 +229,13 @@ def rules_checked_once(monkeypatch: pytest.MonkeyPatch) -> None:
     files are unchanged (same paths, sizes and times): the corpus tests run the CLI 180 times on
     two folders, and reading and validating the rules is most of each run."""
     import engine.rules
-    from engine.rules.files import rule_files
+    from engine.rules.files import fingerprint
 
     check = engine.rules.check_rules
 
     def check_rules(rules_dir):
         try:
-            stamp = tuple((p, p.stat().st_mtime_ns, p.stat().st_size) for p in rule_files(Path(rules_dir)))
+            stamp = fingerprint(Path(rules_dir))
         except OSError:
             return check(rules_dir)
         key = (Path(rules_dir).resolve(), stamp)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from engine.planner import Planner
-from engine.rules.files import content_hash, rule_files, rules_version
+from engine.rules.files import content_hash, fingerprint, rules_version
 from engine.rules.loader import RulesError, check_rules
 from engine.rules.model import Rules
 from engine.rules.source import Problem
@@ -53,7 +53,7 @@ class RulesRepository:
 
     def _fingerprint(self) -> tuple:
         try:
-            return tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in rule_files(self.rules_dir))
+            return fingerprint(self.rules_dir)
         except OSError:
             return ()
 

@@ -27,6 +27,12 @@ def rule_files(rules_dir: Path) -> list[Path]:
     return sorted(found)
 
 
+def fingerprint(rules_dir: Path) -> tuple[tuple[str, int, int], ...]:
+    """(path, mtime, size) of every rule file: it changes when a file is added, removed or written.
+    Raises OSError if a file vanishes meanwhile."""
+    return tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in rule_files(rules_dir))
+
+
 def ignored_entries(rules_dir: Path) -> list[str]:
     """Files and folders under the rules directory that are not rules (hidden ones aside)."""
     if not rules_dir.is_dir():
