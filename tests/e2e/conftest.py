@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from tests.conftest import ADMIN_TOKEN, HOTTOK, REPO, RULES
+from tests.e2e.processes import EngineProcess, start_engine
 from tests.fakes import discord_app, manychat_app
 from tests.fakes.server import free_port, serve
 
@@ -114,9 +115,8 @@ def stack_env(pg: str, redis_url: str, fakes: Fakes, **extra: str) -> dict[str, 
 
 @pytest.fixture
 def start_stack(pg: str, redis_url: str, fakes: Fakes, tmp_path: Path):
-    processes: list[subprocess.Popen] = []
+    processes: list[EngineProcess] = []
     clients: list[httpx.Client] = []
-    log_files = []
 
     def start(*, worker: bool = True, **extra: str) -> Stack:
         env = stack_env(pg, redis_url, fakes, **extra)
@@ -127,10 +127,7 @@ def start_stack(pg: str, redis_url: str, fakes: Fakes, tmp_path: Path):
         if worker:
             commands.append(("worker", ["worker", "--threads", "2"]))
         for name, args in commands:
-            log_files.append((logs / f"{name}.log").open("w"))
-            processes.append(
-                subprocess.Popen([ENGINE, *args], env=env, cwd=REPO, stdout=log_files[-1], stderr=subprocess.STDOUT)
-            )
+            processes.append(start_engine(args, env=env, cwd=REPO, log=logs / f"{name}.log"))
         client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
         clients.append(client)
         stack = Stack(f"http://127.0.0.1:{port}", env, client)
@@ -154,8 +151,6 @@ def start_stack(pg: str, redis_url: str, fakes: Fakes, tmp_path: Path):
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
-    for handle in log_files:
-        handle.close()
 
 
 def remote_enqueue(redis_url: str) -> Callable[[int], None]:

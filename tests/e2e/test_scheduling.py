@@ -9,7 +9,6 @@ import json
 import os
 import random
 import signal
-import subprocess
 import time
 import uuid
 
@@ -26,7 +25,8 @@ from engine.pipeline.intake import store_hotmart
 from engine.pipeline.rules_repository import RulesRepository
 from engine.settings import Settings
 from tests.conftest import REFERENCE, RULES, TEST_DATABASE_URL
-from tests.e2e.conftest import ANA, ENGINE, REPO, remote_enqueue
+from tests.e2e.conftest import ANA, REPO, remote_enqueue
+from tests.e2e.processes import EngineProcess, start_engine
 
 COURSE_ROLE = "1180000000000000001"
 APPROVED = json.loads((REFERENCE / "purchase_approved.json").read_bytes())
@@ -141,14 +141,11 @@ def test_task_without_a_database_connection_retries_itself(start_stack, fakes, p
         assert session.get(Event, stored.event_id).enqueued_at is None  # the sweep never touched it
 
 
-def _worker(stack, tmp_path, n: int) -> subprocess.Popen:
-    log = (tmp_path / f"worker-{n}.log").open("w")
-    return subprocess.Popen(
-        [ENGINE, "worker", "--threads", "2"], env=stack.env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT
-    )
+def _worker(stack, tmp_path, n: int) -> EngineProcess:
+    return start_engine(["worker", "--threads", "2"], env=stack.env, cwd=REPO, log=tmp_path / f"worker-{n}.log")
 
 
-def _kill(process: subprocess.Popen) -> None:
+def _kill(process: EngineProcess) -> None:
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=10)
 
