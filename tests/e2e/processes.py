@@ -108,6 +108,7 @@ class EngineProcess:
 
 def start_engine(args: list[str], *, env: dict[str, str], cwd: Path, log: Path) -> EngineProcess:
     """`engine ARGS` with this environment, in ``cwd``, its stdout and stderr appended to ``log``."""
+    log.touch()  # readable as soon as this returns, as a log a parent opens for its child
     # daemon: a process a failed test leaves behind dies with the test run instead of holding it.
     process = _context.Process(target=_run_engine, args=(list(args), dict(env), str(cwd), str(log)), daemon=True)
     process.start()
