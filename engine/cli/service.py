@@ -106,9 +106,10 @@ def serve(host: str, port: int, workers: int, worker: bool | None, threads: int,
 
 
 def _stop_signals_exit() -> None:
-    """SIGTERM and SIGINT end `engine serve` with SystemExit, so that its ``finally`` stops the
-    in-process worker gracefully: while it starts (before uvicorn takes the signals) and after
-    uvicorn's own shutdown, when uvicorn raises the signal again under the handler it found."""
+    """SIGTERM and SIGINT end the command with SystemExit, so that its ``finally`` stops what it
+    started gracefully: `engine serve`'s in-process worker while it starts (before uvicorn takes
+    the signals) and after uvicorn's own shutdown, when uvicorn raises the signal again under the
+    handler it found; `engine worker`'s ManyChat lane before the main consumer takes them."""
     import signal
 
     def stop(signum, frame) -> None:
@@ -141,6 +142,9 @@ def worker(threads: int, lane_threads: int | None) -> None:
     """Run a Huey worker: processes events, retries and timers (plus the ManyChat lane)."""
     settings = _service_settings()
     _configure_logging(settings)
+    # Until the main consumer takes the signals, a stop while starting (waiting for the
+    # migrations, the first sweep) ends the worker cleanly instead of killing it.
+    _stop_signals_exit()
     from functools import partial
 
     from engine.db.migrate import NotMigrated, wait_for_migrations
@@ -185,10 +189,10 @@ def worker(threads: int, lane_threads: int | None) -> None:
     alive()
     SweepLoop(queue.runtime, settings.timer_poll_seconds, on_success=alive).start()
     lanes = []
-    if lane_threads:
-        lane_huey = queue.get_queue().lanes["manychat"][0]
-        lanes.append(queue.start_consumer(lane_huey, workers=lane_threads, worker_type="thread"))
     try:
+        if lane_threads:
+            lane_huey = queue.get_queue().lanes["manychat"][0]
+            lanes.append(queue.start_consumer(lane_huey, workers=lane_threads, worker_type="thread"))
         queue.get_huey().create_consumer(workers=threads, worker_type="thread", periodic=True).run()
     finally:
         for consumer in lanes:

@@ -51,7 +51,7 @@ def test_stop_signals_reach_its_handlers(tmp_path, pg, redis_url):
         worker = start_engine(["worker", "--threads", "1"], env=env, cwd=REPO, log=log)
         deadline = time.monotonic() + 30
         # The main consumer (1 thread; the ManyChat lane's has 8) logs this just before it installs
-        # its handlers: a SIGTERM before them would kill `engine worker` outright, exec'd or forked.
+        # its handlers, whose graceful stop logs "All workers have stopped."
         while "Huey consumer started with 1 thread" not in log.read_text() and time.monotonic() < deadline:
             assert worker.poll() is None, log.read_text()
             time.sleep(0.05)

@@ -347,3 +347,45 @@ def test_a_lane_consumer_leaves_the_stop_signals_to_the_main_consumer():
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def test_a_stop_signal_while_the_worker_starts_stops_it_cleanly(postgres_url, redis_url, tmp_path):
+    """SIGTERM before the main consumer takes the signals (here: waiting for the migrations) ends
+    `engine worker` with exit code 0, as `docker compose stop` expects; it used to kill it (-15)."""
+    import os
+    import signal
+    import time
+    import uuid
+    from urllib.parse import urlsplit, urlunsplit
+
+    import psycopg
+
+    from tests.conftest import REPO, RULES
+    from tests.e2e.processes import start_engine
+
+    name = f"engine_test_stop_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = urlunsplit(urlsplit(postgres_url)._replace(path=f"/{name}"))
+    env = {
+        "PATH": os.environ["PATH"],
+        "ENGINE_ENV": "test",
+        "DATABASE_URL": url,
+        "REDIS_URL": redis_url,
+        "QUEUE_NAME": os.environ["QUEUE_NAME"],
+        "RULES_DIR": str(RULES),
+    }
+    log = tmp_path / "worker.log"
+    worker = start_engine(["worker", "--threads", "1"], env=env, cwd=REPO, log=log)
+    try:
+        deadline = time.monotonic() + 30
+        while "waiting for the database migrations" not in log.read_text():
+            assert time.monotonic() < deadline and worker.poll() is None, log.read_text()
+            time.sleep(0.1)
+        worker.terminate()
+        assert worker.wait(timeout=10) == 0, log.read_text()
+        assert "Traceback" not in log.read_text()
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
