@@ -19,6 +19,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 # What `engine serve --no-worker` and `engine worker` import before they do anything; importing
@@ -74,9 +75,18 @@ def _run_engine(args: list[str], env: dict[str, str], cwd: str, log: str) -> Non
 class EngineProcess:
     """The part of subprocess.Popen the tests use."""
 
-    def __init__(self, process: multiprocessing.process.BaseProcess, args: list[str]) -> None:
+    def __init__(self, process: multiprocessing.process.BaseProcess, args: list[str], log: Path) -> None:
         self._process = process
         self.args = ["engine", *args]
+        self.log = log
+
+    def wait_for_output(self, text: str, timeout: float = 30) -> None:
+        """Until ``text`` is in the log; fails (with the log) if the process ends or time runs out."""
+        deadline = time.monotonic() + timeout
+        while text not in self.log.read_text():
+            assert self.poll() is None, f"{self.args} exited {self.poll()}:\n{self.log.read_text()}"
+            assert time.monotonic() < deadline, f"no {text!r} in {timeout} s:\n{self.log.read_text()}"
+            time.sleep(0.05)
 
     @property
     def pid(self) -> int:
@@ -112,4 +122,4 @@ def start_engine(args: list[str], *, env: dict[str, str], cwd: Path, log: Path) 
     # daemon: a process a failed test leaves behind dies with the test run instead of holding it.
     process = _context.Process(target=_run_engine, args=(list(args), dict(env), str(cwd), str(log)), daemon=True)
     process.start()
-    return EngineProcess(process, list(args))
+    return EngineProcess(process, list(args), log)

@@ -49,12 +49,9 @@ def test_stop_signals_reach_its_handlers(tmp_path, pg, redis_url):
     for stop, code in ((signal.SIGTERM, 0), (signal.SIGKILL, -signal.SIGKILL)):
         log = tmp_path / f"worker-{stop.name}.log"
         worker = start_engine(["worker", "--threads", "1"], env=env, cwd=REPO, log=log)
-        deadline = time.monotonic() + 30
         # The main consumer (1 thread; the ManyChat lane's has 8) logs this just before it installs
         # its handlers, whose graceful stop logs "All workers have stopped."
-        while "Huey consumer started with 1 thread" not in log.read_text() and time.monotonic() < deadline:
-            assert worker.poll() is None, log.read_text()
-            time.sleep(0.05)
+        worker.wait_for_output("Huey consumer started with 1 thread")
         time.sleep(0.5)
         worker.send_signal(stop)
         assert worker.wait(timeout=15) == code, log.read_text()

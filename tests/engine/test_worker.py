@@ -222,13 +222,27 @@ def test_a_redis_outage_is_one_warning_with_backoff_and_one_line_when_back(redis
         huey.storage.conn.connection_pool.disconnect()
 
 
+@pytest.fixture
+def fresh_database(postgres_url: str):
+    """The URL of a new, empty database (no migrations), dropped after the test."""
+    import uuid
+    from urllib.parse import urlsplit, urlunsplit
+
+    import psycopg
+
+    name = f"engine_test_fresh_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield urlunsplit(urlsplit(postgres_url)._replace(path=f"/{name}"))
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.mark.slow
-def test_a_worker_started_beside_a_fresh_database_waits_for_the_migrations(postgres_url, redis_url, tmp_path):
+def test_a_worker_started_beside_a_fresh_database_waits_for_the_migrations(fresh_database, redis_url, tmp_path):
     import os
     import subprocess
     import time
-    import uuid
-    from urllib.parse import urlsplit, urlunsplit
 
     import psycopg
 
@@ -236,10 +250,7 @@ def test_a_worker_started_beside_a_fresh_database_waits_for_the_migrations(postg
     from tests.conftest import REPO, RULES
     from tests.e2e.conftest import ENGINE
 
-    name = f"engine_test_fresh_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = urlunsplit(urlsplit(postgres_url)._replace(path=f"/{name}"))
+    url = fresh_database
     env = {**os.environ, "ENGINE_ENV": "test", "DATABASE_URL": url, "REDIS_URL": redis_url, "RULES_DIR": str(RULES)}
     log_path = tmp_path / "worker.log"
     with log_path.open("w") as log:
@@ -267,8 +278,6 @@ def test_a_worker_started_beside_a_fresh_database_waits_for_the_migrations(postg
     finally:
         worker.terminate()
         worker.wait(timeout=15)
-        with psycopg.connect(postgres_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def test_enqueueing_while_redis_is_down_reports_the_outage_once(caplog):
@@ -349,43 +358,28 @@ def test_a_lane_consumer_leaves_the_stop_signals_to_the_main_consumer():
             signal.signal(signum, handler)
 
 
-def test_a_stop_signal_while_the_worker_starts_stops_it_cleanly(postgres_url, redis_url, tmp_path):
+def test_a_stop_signal_while_the_worker_starts_stops_it_cleanly(fresh_database, redis_url, tmp_path):
     """SIGTERM before the main consumer takes the signals (here: waiting for the migrations) ends
     `engine worker` with exit code 0, as `docker compose stop` expects; it used to kill it (-15)."""
     import os
     import signal
-    import time
-    import uuid
-    from urllib.parse import urlsplit, urlunsplit
-
-    import psycopg
 
     from tests.conftest import REPO, RULES
     from tests.e2e.processes import start_engine
 
-    name = f"engine_test_stop_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = urlunsplit(urlsplit(postgres_url)._replace(path=f"/{name}"))
     env = {
         "PATH": os.environ["PATH"],
         "ENGINE_ENV": "test",
-        "DATABASE_URL": url,
+        "DATABASE_URL": fresh_database,
         "REDIS_URL": redis_url,
         "QUEUE_NAME": os.environ["QUEUE_NAME"],
         "RULES_DIR": str(RULES),
     }
-    log = tmp_path / "worker.log"
-    worker = start_engine(["worker", "--threads", "1"], env=env, cwd=REPO, log=log)
+    worker = start_engine(["worker", "--threads", "1"], env=env, cwd=REPO, log=tmp_path / "worker.log")
     try:
-        deadline = time.monotonic() + 30
-        while "waiting for the database migrations" not in log.read_text():
-            assert time.monotonic() < deadline and worker.poll() is None, log.read_text()
-            time.sleep(0.1)
+        worker.wait_for_output("waiting for the database migrations")
         worker.terminate()
-        assert worker.wait(timeout=10) == 0, log.read_text()
-        assert "Traceback" not in log.read_text()
+        assert worker.wait(timeout=10) == 0, worker.log.read_text()
+        assert "Traceback" not in worker.log.read_text()
     finally:
-        worker.send_signal(signal.SIGKILL)
-        with psycopg.connect(postgres_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        worker.send_signal(signal.SIGKILL)  # the database is dropped next: nothing may hold it
