@@ -38,7 +38,7 @@ class DiscordConnector:
 
     def __init__(self, token: str, guild_id: str, *, alert_channel_id: str = "", **wire: Any):
         """``wire``: the :class:`DiscordClient` options (api_base, transport, timeout,
-        global_rate, sleep, clock, limiter), passed through unchanged."""
+        global_rate, sleep, clock, limiter, wrap_transport), passed through unchanged."""
         self._guild_id = str(guild_id)
         self._alert_channel_id = str(alert_channel_id or "")
         self._wire = DiscordClient(token, **wire)

@@ -118,15 +118,18 @@ class DiscordClient:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         limiter: Limiter | None = None,
+        wrap_transport: Callable[[httpx.BaseTransport], httpx.BaseTransport] | None = None,
     ):
+        """``transport``: a test double instead of the network; ``wrap_transport``: a layer around
+        either (the service counts calls with it)."""
         self._sleep = sleep
         self._clock = clock
+        transport = transport or httpx.HTTPTransport(verify=tls_context())
         self._client = httpx.Client(
             base_url=api_base.rstrip("/"),
-            transport=transport,
+            transport=wrap_transport(transport) if wrap_transport else transport,
             timeout=timeout,
             headers={"Authorization": f"Bot {token}", "User-Agent": USER_AGENT},
-            verify=tls_context(),
         )
         # burst=1: Discord counts the global limit per second, a full-second burst
         # followed by steady pacing would exceed it.

@@ -48,7 +48,7 @@ class ManyChatConnector:
 
     def __init__(self, token: str, *, consent_phrase: str = DEFAULT_CONSENT_PHRASE, **wire: Any):
         """``wire``: the :class:`ManyChatClient` options (api_base, transport, timeout, sleep,
-        clock, rates, limiter), passed through unchanged."""
+        clock, rates, limiter, wrap_transport), passed through unchanged."""
         self._wire = ManyChatClient(token, **wire)
         self._consent_phrase = consent_phrase
 

@@ -117,18 +117,21 @@ class ManyChatClient:
         clock: Callable[[], float] = time.monotonic,
         rates: dict[str, float] | None = None,
         limiter: Limiter | None = None,
+        wrap_transport: Callable[[httpx.BaseTransport], httpx.BaseTransport] | None = None,
     ):
-        self._client = httpx.Client(
-            base_url=api_base,
-            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
-            transport=transport,
-            timeout=timeout,
-            verify=tls_context(),
-        )
+        """``transport``: a test double instead of the network; ``wrap_transport``: a layer around
+        either (the service counts calls with it), which must pass the request on unchanged."""
         # The network transport says when it starts writing a request (httpcore's trace), so a flow
         # is marked in flight only then: not while connecting. A test double is handed the request
         # at once, so it is marked just before.
         self._traced = transport is None
+        transport = transport or httpx.HTTPTransport(verify=tls_context())
+        self._client = httpx.Client(
+            base_url=api_base,
+            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+            transport=wrap_transport(transport) if wrap_transport else transport,
+            timeout=timeout,
+        )
         self._timeout = timeout
         self._sleep = sleep
         self._clock = clock

@@ -86,9 +86,9 @@ class ConnectorCounters:
 class CountingTransport(httpx.BaseTransport):
     """Wraps a connector's transport: every response by status class, 429s, transport errors."""
 
-    def __init__(self, connector: str, counters: ConnectorCounters, inner: httpx.BaseTransport | None = None):
+    def __init__(self, connector: str, counters: ConnectorCounters, inner: httpx.BaseTransport):
         self._connector, self._counters = connector, counters
-        self._inner = inner or httpx.HTTPTransport()
+        self._inner = inner  # handed each request unchanged (its extensions too: the in-flight trace)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         try:

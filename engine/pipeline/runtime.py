@@ -76,6 +76,7 @@ def build_connectors(settings: Settings) -> tuple[dict[str, Connector], Connecto
 
     # One budget per outside service for every worker process: in Redis when there is one.
     limiter = RedisLimiter.from_url(settings.redis_url, settings.queue_name) if settings.redis_url else LocalLimiter()
+    counters = connector_counters(settings)
     registry: dict[str, Connector] = {}
     discord_actions, manychat_actions = run_by(DISCORD), run_by(MANYCHAT)
     if settings.discord_enabled:
@@ -88,7 +89,7 @@ def build_connectors(settings: Settings) -> tuple[dict[str, Connector], Connecto
             alert_channel_id=settings.discord_alert_channel_id,
             global_rate=settings.discord_global_rate,
             limiter=limiter,
-            transport=CountingTransport("discord", connector_counters(settings)),
+            wrap_transport=lambda network: CountingTransport("discord", counters, network),
         )
     else:
         discord = DisabledConnector("discord", discord_actions, "DISCORD_ENABLED")
@@ -98,7 +99,7 @@ def build_connectors(settings: Settings) -> tuple[dict[str, Connector], Connecto
         manychat: Connector = ManyChatConnector(
             settings.manychat_api_token.get_secret_value(),
             api_base=settings.manychat_api_base,
-            transport=CountingTransport("manychat", connector_counters(settings)),
+            wrap_transport=lambda network: CountingTransport("manychat", counters, network),
             limiter=limiter,
         )
     else:
