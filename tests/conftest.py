@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import hypothesis
 import pytest
 
 os.environ.setdefault("ENGINE_ENV", "test")
@@ -42,6 +43,18 @@ PG_HOST, PG_PORT = _pg.hostname or "127.0.0.1", _pg.port or 5432
 REDIS_HOST, REDIS_PORT = _redis.hostname or "127.0.0.1", _redis.port or 6379
 ADMIN_TOKEN = "admin-test-token"
 HOTTOK = "hottok-test-secret"
+
+# The property and fuzz tests try `examples(n)` cases each: n on every change, five times as many
+# under `pytest --hypothesis-profile=thorough` (hypothesis loads a profile after this file has
+# registered it).
+hypothesis.settings.register_profile("thorough", max_examples=500)
+
+
+def examples(default: int) -> int:
+    """``default`` scaled by the loaded profile's ``max_examples`` (100 in hypothesis' default)."""
+    scale = hypothesis.settings().max_examples / hypothesis.settings.get_profile("default").max_examples
+    return max(1, round(default * scale))
+
 
 DISCORD_ACTIONS = frozenset({"add_role", "remove_role", "send_dm"})
 MANYCHAT_ACTIONS = frozenset({"add_tag", "remove_tag", "set_field", "trigger_flow"})

@@ -7,11 +7,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from engine.api.app import create_app
-from tests.conftest import ADMIN_TOKEN, load_payload
+from tests.conftest import ADMIN_TOKEN, examples, load_payload
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-# Bounded (about a minute for the whole API on 2 cores): the suite runs on every change.
-EXAMPLES_PER_OPERATION = 40
+# Bounded (about 10 s of CPU for the whole API): the suite runs on every change.
+EXAMPLES_PER_OPERATION = examples(20)
 
 
 @pytest.mark.slow

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from engine.api.app import create_app
 from engine.db.models import Event
 from engine.pipeline.intake import hotmart_dedupe_key
-from tests.conftest import HOTTOK
+from tests.conftest import HOTTOK, examples
 from tests.strategies import FIELDS, REFERENCES, json_values, set_path
 
 
@@ -54,7 +54,7 @@ def test_the_webhook_never_answers_5xx_and_keeps_every_body_it_acknowledges(make
     client = TestClient(create_app(harness.runtime))
 
     @given(body=bodies, token=st.sampled_from([HOTTOK, HOTTOK, HOTTOK, None, "wrong"]))
-    @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=examples(150), deadline=None, suppress_health_check=list(HealthCheck))
     def post_one(body: bytes, token: str | None) -> None:
         headers = {"Content-Type": "application/json"}
         if token is not None:

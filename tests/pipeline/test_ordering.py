@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 import itertools
 import json
-import os
 from collections import Counter
 from datetime import timedelta
 from typing import Any
@@ -27,7 +26,7 @@ from sqlalchemy import select
 from engine.db.models import Event, Grant, Membership, ScheduledEvent, Student
 from engine.pipeline.intake import store_hotmart, store_internal
 from engine.pipeline.processing import process_event
-from tests.conftest import load_payload, rewriting_event_log
+from tests.conftest import examples, load_payload, rewriting_event_log
 
 COMMUNITY = 2222222
 KINDS = ("renewal", "late", "cancellation", "refund", "chargeback", "completion", "link")
@@ -213,7 +212,7 @@ def scenarios(draw):
 
 @pytest.mark.slow
 @settings(
-    max_examples=int(os.environ.get("ORDERING_EXAMPLES", "12")),  # ~20 s; raise it for a deeper search
+    max_examples=examples(12),  # each example is two students' whole histories on PostgreSQL
     phases=[Phase.explicit, Phase.reuse, Phase.generate],
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],

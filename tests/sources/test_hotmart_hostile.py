@@ -9,7 +9,7 @@ from sqlalchemy import String
 
 from engine.db.models import Event, Membership, Student
 from engine.sources import hotmart
-from tests.conftest import load_payload
+from tests.conftest import examples, load_payload
 
 
 def purchase(**changes) -> dict:
@@ -98,7 +98,7 @@ def test_the_parser_never_raises_on_any_value_in_any_known_field():
     from tests.strategies import FIELDS, REFERENCES, json_values, set_path
 
     @given(index=st.integers(0, len(REFERENCES) - 1), data=st.data())
-    @settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=examples(200), deadline=None, suppress_health_check=list(HealthCheck))
     def parse_one(index: int, data) -> None:
         body = json.loads(json.dumps(REFERENCES[index]))
         paths = [path for i, path in FIELDS if i == index]
