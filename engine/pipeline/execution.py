@@ -30,10 +30,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.orm import Session, defer
+from sqlalchemy.orm import Session, aliased, defer
 
 from connectors.base import Connector, Step, StepContext, StepResult, StepStatus, StudentRef
 from engine.db.models import ActionRun, Event, Membership, Student
@@ -50,7 +50,8 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 2  # the first run and one automatic retry
 OPEN_STATUSES = OPEN_EVENT_STATUSES
 _OPEN_STEPS = OPEN_RUN_STATUSES
-_FIRST_STEP = select(func.min(ActionRun.id)).where(ActionRun.event_id == Event.id).scalar_subquery()
+_EARLIER = aliased(ActionRun)  # the subquery's own steps, not the outer query's
+_FIRST_STEP = select(func.min(_EARLIER.id)).where(_EARLIER.event_id == Event.id).correlate(Event).scalar_subquery()
 _LIGHT_EVENT = (defer(Event.payload), defer(Event.raw_body), defer(Event.headers), defer(Event.plans))
 # How long a step that already ran keeps trying to record its result while the database
 # is unreachable, rather than losing it (and running the step again later).
@@ -169,24 +170,21 @@ def run_student(rt: Runtime, student_id: int, *, lane: str | None = None) -> Dra
 def _advance(rt: Runtime, session: Session, student_id: int, lane: str | None, drained: Drained) -> _Call | None:
     """Run local steps and finish events until a remote step is next; return that call."""
     while True:
-        event = session.scalars(
-            select(Event)
+        # The student's first open event and its first open step (None: the event has none left),
+        # in one statement: this runs before every step.
+        row = session.execute(
+            select(Event, ActionRun)
             .options(*_LIGHT_EVENT)  # the body is not needed to run steps
+            .outerjoin(ActionRun, and_(ActionRun.event_id == Event.id, ActionRun.status.in_(_OPEN_STEPS)))
             .where(Event.student_id == student_id, Event.status.in_(OPEN_STATUSES))
             # In the order they were planned (creation order), which is not always arrival order.
-            .order_by(_FIRST_STEP, Event.id)
+            .order_by(_FIRST_STEP, Event.id, ActionRun.step_index)
             .limit(1)
-            .execution_options(populate_existing=True)  # an admin's retry may have changed it
+            .execution_options(populate_existing=True)  # an admin's retry may have changed them
         ).first()
-        if event is None:
+        if row is None:
             return None
-        run = session.scalars(
-            select(ActionRun)
-            .where(ActionRun.event_id == event.id, ActionRun.status.in_(_OPEN_STEPS))
-            .order_by(ActionRun.step_index)
-            .limit(1)
-            .execution_options(populate_existing=True)
-        ).first()
+        event, run = row
         now = rt.now()
         if run is None:
             event.status, event.processed_at = "processed", now
