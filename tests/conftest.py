@@ -226,11 +226,23 @@ def _rules_repository(rules_dir: Path):
 
     if Path(rules_dir) != RULES:
         return RulesRepository(rules_dir)
+    return copy.copy(_shipped_repository())
+
+
+def _shipped_repository():
+    from engine.pipeline.rules_repository import RulesRepository
+
     template = _LOADED_RULES.get(RULES)
     if template is None:
         template = _LOADED_RULES[RULES] = RulesRepository(RULES)
     template.reload_if_changed()
-    return copy.copy(template)
+    return template
+
+
+def shipped_rules():
+    """The shipped rules (``rules/``), read and validated once per test process and shared: read
+    them, never change them (a test that needs other rules writes its own folder)."""
+    return _shipped_repository().rules
 
 
 _CHECKED_RULES: dict[tuple, tuple] = {}

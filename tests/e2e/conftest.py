@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ADMIN_TOKEN, HOTTOK, REPO, RULES
+from tests.conftest import ADMIN_TOKEN, HOTTOK, REPO, RULES, shipped_rules
 from tests.e2e.processes import EngineProcess, start_engine
 from tests.fakes import discord_app, manychat_app
 from tests.fakes.server import free_port, serve
@@ -36,9 +36,7 @@ class Fakes:
 
 
 def _seed_manychat(fake: manychat_app.FakeManyChat) -> None:
-    from engine.rules import load_rules
-
-    rules = load_rules(RULES)
+    rules = shipped_rules()
     fake.seed_tags(*sorted(rules.manychat_tags))
     fake.seed_fields(*sorted(rules.manychat_fields))
     fake.seed_flows({ns: name for product in rules.products.values() for name, ns in product.flows.items()})

@@ -44,7 +44,7 @@ from engine.pipeline.alerts import notify_alerts
 from engine.pipeline.execution import OPEN_STATUSES, drain_student
 from engine.pipeline.locks import student_lock
 from engine.pipeline.sweep import fire_due_timers
-from tests.conftest import ADMIN_TOKEN, HOTTOK, RULES, Harness, load_payload
+from tests.conftest import ADMIN_TOKEN, HOTTOK, Harness, load_payload, shipped_rules
 from tests.fakes import discord_app, manychat_app
 from tests.fakes.server import serve
 
@@ -307,9 +307,7 @@ def open_world(
     **settings,
 ) -> Iterator[World]:
     """Fakes served in threads, real connectors pointed at them, a harness on PostgreSQL."""
-    from engine.rules import load_rules
-
-    rules = load_rules(RULES)
+    rules = shipped_rules()
     discord_asgi = discord_app.create_app(
         token=FAKE_TOKEN, route_limit=route_limit, route_window=route_window, global_limit=global_limit
     )

@@ -15,7 +15,7 @@ from engine.api.app import create_app
 from engine.cli import main
 from engine.rules.files import rules_version
 from engine.settings import get_settings
-from tests.conftest import ADMIN_TOKEN, RULES
+from tests.conftest import ADMIN_TOKEN, RULES, shipped_rules
 from tests.fakes import discord_app, manychat_app
 from tests.fakes.server import serve
 
@@ -33,10 +33,8 @@ class World:
 
 
 def _seed_good(discord: discord_app.FakeDiscord, manychat: manychat_app.FakeManyChat) -> None:
-    from engine.rules import load_rules
-
     discord.add_role(COMMUNITY_ROLE, "Comunidade", position=2)
-    rules = load_rules(RULES)
+    rules = shipped_rules()
     manychat.seed_tags(*sorted(rules.manychat_tags))
     manychat.seed_fields(*sorted(rules.manychat_fields))
     manychat.seed_flows({ns: name for product in rules.products.values() for name, ns in product.flows.items()})

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from pathlib import Path
 
 import pytest
@@ -42,14 +41,11 @@ def run(rules_dir: Path, *args: str):
 
 def test_shipped_cases_pass_and_cover_every_transition_and_ignore_entry():
     rules = load_rules(RULES)
-    started = time.perf_counter()
     report = run_rule_tests(rules, RULES)
-    elapsed = time.perf_counter() - started
     assert report.failures == []
     assert report.cases >= 25
     assert report.coverage.uncovered(rules) == ([], [])
-    assert coverage_warnings(rules, RULES) == []
-    assert elapsed < 5  # generous: the real figure is printed by bench/rules_cli.py
+    assert coverage_warnings(rules, RULES) == []  # how long they take: bench/rules_cli.py
 
 
 def test_cli_ok_summary():
