@@ -30,6 +30,11 @@ class Ran:
     stdout: str
     stderr: str
 
+    @property
+    def output(self) -> str:
+        """Both streams, for a failure message."""
+        return self.stdout + self.stderr
+
 
 def run_engine(env: Mapping[str, str], *args: str, cwd: Path = REPO) -> Ran:
     from engine.cli import main

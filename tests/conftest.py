@@ -317,20 +317,15 @@ def make_harness(pg: str) -> Callable[..., Harness]:
 
 
 @pytest.fixture
-def engine_cli(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., object]]:
-    """Run the `engine` command in-process (click's CliRunner) on a given database."""
-    from click.testing import CliRunner
-
-    from engine.cli import main
-    from engine.settings import get_settings
+def engine_cli() -> Callable[..., object]:
+    """`engine ARGS` on a given database, run in this process as a new process would see it
+    (``tests/cli.py``): what ``subprocess.run`` would return."""
+    from tests.cli import run_engine
 
     def run(database_url: str, *args: str):
-        monkeypatch.setenv("DATABASE_URL", database_url)
-        get_settings.cache_clear()
-        return CliRunner().invoke(main, list(args))
+        return run_engine({**os.environ, "DATABASE_URL": database_url}, *args)
 
-    yield run
-    get_settings.cache_clear()  # the next get_settings() must not keep this test's database
+    return run
 
 
 SERVICE_FIXTURES = frozenset({"postgres_url", "redis_url"})

@@ -1,22 +1,22 @@
-"""``engine events`` and ``engine retry`` through click's CliRunner, on the real PostgreSQL."""
+"""``engine events`` and ``engine retry`` run in this process (tests/cli.py), on the real PostgreSQL."""
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from connectors.base import StepResult
 from engine.api.app import create_app
-from engine.cli import main
 from engine.db.models import ActionRun, Event
 from engine.settings import get_settings
 from tests.api.test_admin import ANA, BIA, accepted, post_webhook, purchase
+from tests.cli import Ran, run_engine
 from tests.conftest import HOTTOK, RULES
 
 
@@ -47,8 +47,8 @@ def enqueued(cli_env, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return calls
 
 
-def engine(env: dict[str, str], *args: str) -> Result:
-    return CliRunner(env=env).invoke(main, list(args))
+def engine(env: dict[str, str], *args: str) -> Ran:
+    return run_engine({**os.environ, **env}, *args)
 
 
 @pytest.fixture
@@ -67,7 +67,7 @@ def seeded(make_harness, cli_env):
 def test_events_json_lists_the_log(seeded, cli_env):
     h, failed, processed = seeded
     result = engine(cli_env, "events", "--json")
-    assert result.exit_code == 0, result.output
+    assert result.returncode == 0, result.output
     page = json.loads(result.stdout)
     assert (page["total"], page["limit"], page["offset"]) == (3, 50, 0)
     rejected, bia, ana = page["items"]
@@ -90,14 +90,14 @@ def test_events_json_lists_the_log(seeded, cli_env):
     assert (by_type["total"], [item["id"] for item in by_type["items"]]) == (2, [processed])
 
     bad = engine(cli_env, "events", "--status", "bogus")
-    assert bad.exit_code == 2
+    assert bad.returncode == 2
     assert "bogus" in bad.stderr
 
 
 def test_events_prints_a_table(seeded, cli_env):
     h, failed, processed = seeded
     result = engine(cli_env, "events", "--status", "failed")
-    assert result.exit_code == 0, result.output
+    assert result.returncode == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0].split() == ["ID", "RECEIVED", "TYPE", "STATUS", "EMAIL", "PRODUCT", "REASON"]
     row = lines[1].split()
@@ -110,7 +110,7 @@ def test_events_prints_a_table(seeded, cli_env):
 def test_retry_queues_a_failed_event_and_refuses_the_rest(seeded, cli_env, enqueued):
     h, failed, processed = seeded
     result = engine(cli_env, "retry", str(failed))
-    assert result.exit_code == 0, result.output
+    assert result.returncode == 0, result.output
     assert result.stdout.strip() == f"event {failed}: queued"
     assert enqueued == [failed]
     with h.runtime.sessions() as session:
@@ -122,10 +122,10 @@ def test_retry_queues_a_failed_event_and_refuses_the_rest(seeded, cli_env, enque
     assert h.run_queue() == ["processed"]
 
     again = engine(cli_env, "retry", str(failed))
-    assert again.exit_code == 1
+    assert again.returncode == 1
     assert again.stderr.strip() == "error: event is processed: nothing to retry"
     missing = engine(cli_env, "retry", "987654")
-    assert missing.exit_code == 1
+    assert missing.returncode == 1
     assert missing.stderr.strip() == "error: event 987654 not found"
     assert enqueued == [failed]
 
@@ -138,10 +138,10 @@ def test_retry_of_an_overtaken_event_needs_force(seeded, cli_env, enqueued):
     assert h.run_queue() == ["processed"]
 
     refused = engine(cli_env, "retry", str(failed))
-    assert refused.exit_code == 1
+    assert refused.returncode == 1
     assert "a later event changed this membership" in refused.stderr
     assert "(pass --force to run the remaining steps anyway)" in refused.stderr  # the real flag
     assert enqueued == []
     forced = engine(cli_env, "retry", str(failed), "--force")
-    assert forced.exit_code == 0, forced.output
+    assert forced.returncode == 0, forced.output
     assert enqueued == [failed]

@@ -115,7 +115,7 @@ def test_check_database_cli_fails_then_passes_with_the_rename(make_harness, tmp_
     rename_overdue(rules_dir, declare=False)
     database = h.runtime.settings.database_url
     failed = engine_cli(database, "check", "--database", "--rules", str(rules_dir))
-    assert failed.exit_code == 1, failed.output
+    assert failed.returncode == 1, failed.output
     assert failed.stderr.splitlines() == [
         f"rules/lifecycle.yaml:{states_line(rules_dir)}: state 'overdue' is not defined, but 1 membership "
         "and 1 pending timer use it; e.g. ana.exemplo@example.com (comunidade); declare "
@@ -123,11 +123,11 @@ def test_check_database_cli_fails_then_passes_with_the_rename(make_harness, tmp_
         "1 error(s): the database uses what the rules no longer define",
     ]
     # Without --database the rules alone are fine: the mistake only shows against the data.
-    assert engine_cli(database, "check", "--rules", str(rules_dir)).exit_code == 0
+    assert engine_cli(database, "check", "--rules", str(rules_dir)).returncode == 0
 
     rename_overdue(rules_dir, declare=True)
     passed = engine_cli(database, "check", "--database", "--rules", str(rules_dir))
-    assert passed.exit_code == 0, passed.output
+    assert passed.returncode == 0, passed.output
     assert passed.stdout.splitlines()[1:] == [
         "note: 1 membership in 'overdue' will move to 'atrasado' when a worker loads these rules (renamed_states)",
         "database ok: 1 memberships and 1 pending timers fit the rules",
@@ -137,7 +137,7 @@ def test_check_database_cli_fails_then_passes_with_the_rename(make_harness, tmp_
 
 def test_check_database_cli_cannot_reach_the_database(engine_cli):
     result = engine_cli("postgresql://nobody@127.0.0.1:1/none", "check", "--database", "--rules", str(RULES))
-    assert result.exit_code == 1
+    assert result.returncode == 1
     assert result.stderr.startswith("error: database (DATABASE_URL): ")
     assert "Traceback" not in result.output
 
@@ -224,7 +224,7 @@ def test_check_database_speaks_portuguese_when_asked(make_harness, tmp_path, eng
     rename_overdue(rules_dir, declare=False)
     monkeypatch.setenv("ENGINE_LANG", "pt-BR")
     failed = engine_cli(h.runtime.settings.database_url, "check", "--database", "--rules", str(rules_dir))
-    assert failed.exit_code == 1
+    assert failed.returncode == 1
     assert failed.stderr.splitlines() == [
         f"rules/lifecycle.yaml:{states_line(rules_dir)}: o estado 'overdue' não está definido, mas 1 matrícula e "
         "1 timer pendente o usam; ex.: ana.exemplo@example.com (comunidade); declare lifecycle.renamed_states: "

@@ -37,7 +37,7 @@ def test_a_processed_event_against_todays_state(make_harness, engine_cli):
     delayed = overdue(h)
     before = counts(h)
     result = engine_cli(h.runtime.settings.database_url, "dry-run", "--event", str(delayed), "--now", NOW)
-    assert result.exit_code == 0, result.output
+    assert result.returncode == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0].startswith(f"event       #{delayed} PURCHASE_DELAYED  (hotmart), received ")
     version = h.runtime.rules.version
@@ -66,7 +66,7 @@ def test_json_holds_the_plans_then_and_now(make_harness, engine_cli):
     h = make_harness()
     delayed = overdue(h)
     result = engine_cli(h.runtime.settings.database_url, "dry-run", "--event", str(delayed), "--now", NOW, "--json")
-    assert result.exit_code == 0, result.output
+    assert result.returncode == 0, result.output
     out = json.loads(result.stdout)
     assert out["event"]["id"] == delayed and out["event"]["status"] == "processed"
     assert out["event"]["rules_version"] == out["rules_version"] == h.runtime.rules.version
@@ -89,7 +89,7 @@ def test_same_decision_and_codes_never_shown(make_harness, engine_cli):
         session.scalars(select(Membership)).one().state = "new"
     database = h.runtime.settings.database_url
     result = engine_cli(database, "dry-run", "--event", str(approval), "--now", NOW)
-    assert result.exit_code == 0, result.output
+    assert result.returncode == 0, result.output
     assert result.stdout.splitlines()[-1] == "same decision as at the time"
     as_json = engine_cli(database, "dry-run", "--event", str(approval), "--json")
     assert code not in result.stdout and code not in as_json.stdout
@@ -111,7 +111,7 @@ def test_an_event_the_rules_did_not_know_against_new_rules(make_harness, engine_
     result = engine_cli(
         h.runtime.settings.database_url, "dry-run", "--event", str(unknown), "--rules", str(rules_dir), "--now", NOW
     )
-    assert result.exit_code == 0, result.output
+    assert result.returncode == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[1] == "at the time needs_attention: no product matches id 9999999"
     assert "membership  none yet (would be created)" in lines
@@ -146,13 +146,13 @@ def test_cli_refuses_ambiguous_or_missing_input(make_harness, engine_cli):
     h = make_harness()
     database = h.runtime.settings.database_url
     missing = engine_cli(database, "dry-run", "--event", "424242")
-    assert (missing.exit_code, missing.stderr) == (2, "error: event 424242 not found\n")
+    assert (missing.returncode, missing.stderr) == (2, "error: event 424242 not found\n")
     both = engine_cli(database, "dry-run", "x.json", "--event", "1")
-    assert both.exit_code == 2 and "give an EVENT_FILE or --event ID" in both.stderr
+    assert both.returncode == 2 and "give an EVENT_FILE or --event ID" in both.stderr
     neither = engine_cli(database, "dry-run")
-    assert neither.exit_code == 2 and "give an EVENT_FILE or --event ID" in neither.stderr
+    assert neither.returncode == 2 and "give an EVENT_FILE or --event ID" in neither.stderr
     with_state = engine_cli(database, "dry-run", "--event", "1", "--state", "active")
-    assert with_state.exit_code == 2 and "real state" in with_state.stderr
+    assert with_state.returncode == 2 and "real state" in with_state.stderr
 
 
 def test_a_student_wide_event_is_planned_for_each_membership(make_harness):

@@ -42,7 +42,7 @@ def test_the_timeline_in_time_order(make_harness, engine_cli):
     with h.runtime.sessions() as session:
         [code] = [r.params["code"] for r in session.scalars(select(ActionRun)) if r.action == "issue_token"]
     result = engine_cli(h.runtime.settings.database_url, "student", " Ana.Exemplo@example.com ")
-    assert result.exit_code == 0, result.output
+    assert result.returncode == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0] == f"student     {ANA}  Ana Exemplo Souza  (Discord 80351110224678912)"
     assert lines[1].startswith("membership  curso: disputed since ")
@@ -80,7 +80,7 @@ def test_the_timeline_as_json(make_harness, engine_cli):
     h = make_harness()
     ids = ana_disputes(h)
     result = engine_cli(h.runtime.settings.database_url, "student", ANA, "--json")
-    assert result.exit_code == 0, result.output
+    assert result.returncode == 0, result.output
     out = json.loads(result.stdout)
     assert out["student"]["email"] == ANA
     assert [(m["product"], m["state"]) for m in out["memberships"]] == [("curso", "disputed")]
@@ -99,7 +99,7 @@ def test_the_timeline_as_json(make_harness, engine_cli):
 def test_an_unknown_student(make_harness, engine_cli):
     h = make_harness()
     result = engine_cli(h.runtime.settings.database_url, "student", "nobody@example.com")
-    assert (result.exit_code, result.stderr) == (1, "error: student nobody@example.com not found\n")
+    assert (result.returncode, result.stderr) == (1, "error: student nobody@example.com not found\n")
 
 
 def _index(lines: list[str], wanted: str) -> int:
@@ -120,5 +120,5 @@ def test_read_only_needs_no_service_secret(make_harness, engine_cli, monkeypatch
     monkeypatch.delenv("HOTMART_HOTTOK", raising=False)
     monkeypatch.delenv("ADMIN_API_TOKEN", raising=False)
     result = engine_cli(h.runtime.settings.database_url, "student", ANA)
-    assert result.exit_code == 0, result.output
+    assert result.returncode == 0, result.output
     assert result.stdout.startswith(f"student     {ANA}")
