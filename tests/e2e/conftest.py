@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -59,6 +59,7 @@ class Stack:
     api: str
     env: dict[str, str]
     client: httpx.Client
+    processes: dict[str, EngineProcess] = field(default_factory=dict)  # "api" and, with one, "worker"
 
     def post_webhook(self, body: bytes) -> httpx.Response:
         return self.client.post("/webhooks/hotmart", content=body, headers={"X-HOTMART-HOTTOK": HOTTOK})
@@ -124,11 +125,11 @@ def start_stack(pg: str, redis_url: str, fakes: Fakes, tmp_path: Path):
         commands = [("api", ["serve", "--no-worker", "--port", str(port)])]
         if worker:
             commands.append(("worker", ["worker", "--threads", "2"]))
-        for name, args in commands:
-            processes.append(start_engine(args, env=env, cwd=REPO, log=logs / f"{name}.log"))
+        started = {name: start_engine(args, env=env, cwd=REPO, log=logs / f"{name}.log") for name, args in commands}
+        processes.extend(started.values())
         client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
         clients.append(client)
-        stack = Stack(f"http://127.0.0.1:{port}", env, client)
+        stack = Stack(f"http://127.0.0.1:{port}", env, client, started)
 
         def healthy() -> bool:
             try:

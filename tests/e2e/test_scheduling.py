@@ -116,11 +116,7 @@ def test_task_without_a_database_connection_retries_itself(start_stack, fakes, p
     _set_connections(pg, allowed=False)
     try:
         remote_enqueue(redis_url)(stored.event_id)
-        logs = next(tmp_path.glob("stack-*/worker.log"))
-        deadline = time.monotonic() + 20
-        while "no database connection" not in logs.read_text() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert "no database connection" in logs.read_text()
+        stack.processes["worker"].wait_for_output("no database connection", timeout=20)
     finally:
         _set_connections(pg, allowed=True)
 
