@@ -15,7 +15,6 @@ and admin-channel messages) and the bot's replies (the texts of rules/onboarding
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import threading
 import time
@@ -44,7 +43,6 @@ from engine.pipeline.rules_repository import RulesRepository
 from engine.pipeline.runtime import build_connectors
 from engine.pipeline.sweep import release_held, sweep
 from engine.settings import Settings
-from tests.cli import Ran, run_engine
 from tests.conftest import HOTTOK, REFERENCE, RULES, load_payload
 from tests.e2e.conftest import remote_enqueue
 from tests.e2e.scenario_fixtures import (
@@ -863,13 +861,8 @@ BIA_EMAIL = "bia.exemplo@example.com"
 BIA_DISCORD = "80351110224678913"
 
 
-def engine_cli(w: World, *args: str) -> Ran:
-    """The `engine` command on the world's database (what the admin types)."""
-    return run_engine({**os.environ, "ENGINE_ENV": "test", "DATABASE_URL": w.runtime.settings.database_url}, *args)
-
-
 @pytest.mark.slow
-def test_story_29_a_state_is_renamed(make_world, tmp_path):
+def test_story_29_a_state_is_renamed(make_world, engine_cli, tmp_path):
     """The rules rename `overdue` to `atrasado` while Bia's membership is overdue. `engine check
     --database` fails naming the state and the count of memberships; with `renamed_states:
     {overdue: atrasado}` it passes and Bia's membership moves, recorded."""
@@ -891,10 +884,11 @@ def test_story_29_a_state_is_renamed(make_world, tmp_path):
     assert w.roles(BIA_DISCORD) == {COMMUNITY_ROLE}
 
     # The admin renames the state in lifecycle.yaml and forgets Bia: the rules alone pass...
+    database = w.runtime.settings.database_url
     rename_overdue(rules_dir, declare=False)
-    assert engine_cli(w, "check", "--rules", str(rules_dir)).returncode == 0
+    assert engine_cli(database, "check", "--rules", str(rules_dir)).returncode == 0
     # ...the rules against the live data do not.
-    failed = engine_cli(w, "check", "--database", "--rules", str(rules_dir))
+    failed = engine_cli(database, "check", "--database", "--rules", str(rules_dir))
     assert failed.returncode == 1
     assert failed.stderr.splitlines()[0] == (
         f"rules/lifecycle.yaml:{states_line(rules_dir)}: state 'overdue' is not defined, but 1 membership and "
@@ -904,7 +898,7 @@ def test_story_29_a_state_is_renamed(make_world, tmp_path):
 
     # Declared: the check passes and says what will move.
     rename_overdue(rules_dir, declare=True)
-    passed = engine_cli(w, "check", "--database", "--rules", str(rules_dir))
+    passed = engine_cli(database, "check", "--database", "--rules", str(rules_dir))
     assert passed.returncode == 0, passed.stderr
     assert "note: 1 membership in 'overdue' will move to 'atrasado' when a worker loads these rules" in passed.stdout
     assert w.states() == {"comunidade": "overdue"}
@@ -918,11 +912,11 @@ def test_story_29_a_state_is_renamed(make_world, tmp_path):
         assert (entry.kind, entry.student_id, entry.actor) == ("state_renamed", bia.id, "worker")
         assert entry.rules_version == w.runtime.rules.version  # the rules that declared the rename
         assert entry.detail == {"from": "overdue", "to": "atrasado", "pending_timers": ["GRACE_EXPIRED"]}
-    assert engine_cli(w, "check", "--database", "--rules", str(rules_dir)).stdout.splitlines()[1:] == [
+    assert engine_cli(database, "check", "--database", "--rules", str(rules_dir)).stdout.splitlines()[1:] == [
         "database ok: 1 memberships and 1 pending timers fit the rules"
     ]
     assert w.alerts() == []  # a declared rename is not a problem
-    timeline = engine_cli(w, "student", BIA_EMAIL).stdout.splitlines()
+    timeline = engine_cli(database, "student", BIA_EMAIL).stdout.splitlines()
     assert timeline[1].startswith("membership  comunidade: atrasado since ")
     assert [line[21:] for line in timeline if " history " in line] == [
         f"history     comunidade: state renamed overdue -> atrasado by worker, rules {w.runtime.rules.version}"
