@@ -81,29 +81,36 @@ def load_payload(name: str) -> dict:
     return json.loads((REFERENCE / name).read_text())
 
 
+@contextmanager
+def throwaway_database(prefix: str) -> Iterator[str]:
+    """The URL of a new, empty database (no tables) on the test server, named ``prefix_<random>``;
+    dropped when the block ends, even with connections still open."""
+    import psycopg
+
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(TEST_DATABASE_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+        # A throwaway database need not wait for the disk at every commit (this database only).
+        conn.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
+    try:
+        yield urlunsplit(_pg._replace(path=f"/{name}"))
+    finally:
+        with psycopg.connect(TEST_DATABASE_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A fresh database for this test session, migrated to head."""
     require_service("PostgreSQL", PG_HOST, PG_PORT)
-    import psycopg
-
-    name = f"engine_test_{uuid.uuid4().hex[:8]}"
-    admin_url = TEST_DATABASE_URL
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-        # A throwaway database need not wait for the disk at every commit (this database only).
-        conn.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
-    url = urlunsplit(_pg._replace(path=f"/{name}"))
     from engine.db.migrate import upgrade
+    from engine.db.session import dispose_all
     from engine.settings import Settings
 
-    upgrade(Settings(ENGINE_ENV="test", database_url=url))
-    yield url
-    from engine.db.session import dispose_all
-
-    dispose_all()
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with throwaway_database("engine_test") as url:
+        upgrade(Settings(ENGINE_ENV="test", database_url=url))
+        yield url
+        dispose_all()
 
 
 @pytest.fixture

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import uuid
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
 
-from tests.conftest import TEST_DATABASE_URL, load_payload
+from tests.conftest import load_payload, throwaway_database
 
 TABLES = ("students", "memberships", "events", "action_runs", "grants", "scheduled_events", "alembic_version")
 
@@ -37,15 +35,8 @@ def test_pg_dump_then_pg_restore_gives_back_the_same_data(make_harness, pg, tmp_
     # README: docker compose exec -T postgres pg_dump -U engine -d engine -Fc > engine-$(date +%F).dump
     with dump.open("wb") as out:
         subprocess.run(["pg_dump", "-Fc", "--dbname", pg], stdout=out, check=True, timeout=60)
-    restored = f"engine_restore_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(TEST_DATABASE_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{restored}"')
-    restored_url = urlunsplit(urlsplit(pg)._replace(path=f"/{restored}"))
-    try:
+    with throwaway_database("engine_restore") as restored_url:
         # README: pg_restore --no-owner -d engine_restore_test < engine-DATE.dump
         with dump.open("rb") as source:
             subprocess.run(["pg_restore", "--no-owner", "--dbname", restored_url], stdin=source, check=True, timeout=60)
         assert counts(restored_url) == before
-    finally:
-        with psycopg.connect(TEST_DATABASE_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{restored}" WITH (FORCE)')

@@ -69,17 +69,13 @@ def test_a_database_at_head_is_not_migrated_again_and_alembic_is_not_imported(tm
 def test_0009_scrubs_body_hottoks_already_stored_and_nothing_else(postgres_url):
     """The one sanctioned rewrite of stored events (see the migration's docstring)."""
     import json
-    import uuid
-    from urllib.parse import urlsplit, urlunsplit
 
     import psycopg
 
-    name = f"engine_test_scrub_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = urlunsplit(urlsplit(postgres_url)._replace(path=f"/{name}"))
-    settings = Settings(ENGINE_ENV="test", database_url=url)
-    try:
+    from tests.conftest import throwaway_database
+
+    with throwaway_database("engine_test_scrub") as url:
+        settings = Settings(ENGINE_ENV="test", database_url=url)
         upgrade(settings, "0014")  # the revision before 0009
         rows = [
             ("a", {"id": "a", "hottok": "s3cret", "data": {"x": 1}}, None),
@@ -104,6 +100,3 @@ def test_0009_scrubs_body_hottoks_already_stored_and_nothing_else(postgres_url):
         assert stored["b"] == (None, "hottok=[removed]&email=a%40b.c")
         assert stored["c"] == (None, '{"hottok": "[removed]", "n": NaN}')
         assert stored["d"] == ({"id": "d", "data": {"hottok_like": "keep"}}, None)
-    finally:
-        with psycopg.connect(postgres_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

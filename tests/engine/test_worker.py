@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 
 import pytest
 from huey import RedisHuey, SqliteHuey
@@ -223,19 +224,12 @@ def test_a_redis_outage_is_one_warning_with_backoff_and_one_line_when_back(redis
 
 
 @pytest.fixture
-def fresh_database(postgres_url: str):
+def fresh_database(postgres_url: str) -> Iterator[str]:
     """The URL of a new, empty database (no migrations), dropped after the test."""
-    import uuid
-    from urllib.parse import urlsplit, urlunsplit
+    from tests.conftest import throwaway_database
 
-    import psycopg
-
-    name = f"engine_test_fresh_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield urlunsplit(urlsplit(postgres_url)._replace(path=f"/{name}"))
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with throwaway_database("engine_test_fresh") as url:
+        yield url
 
 
 @pytest.mark.slow
