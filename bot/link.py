@@ -37,11 +37,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.codes import CODE_ALPHABET
+from engine.db.conflicts import retry_conflicts
+from engine.db.locks import Namespace, lock_buyer_for_transaction, transaction_lock
 from engine.db.models import LinkAttempt, Membership, OnboardingToken, Student, utcnow
 from engine.pipeline.intake import store_internal
 from engine.pipeline.rules_repository import RulesRepository
@@ -51,8 +53,6 @@ log = logging.getLogger(__name__)
 
 CODE_LENGTH = 8
 _ALPHABET = frozenset(CODE_ALPHABET)
-# Advisory-lock namespace for per-Discord-user serialisation (the student lock uses 0x5E17).
-_USER_LOCK_NAMESPACE = 0x5E18
 
 LINKED = "linked"
 UNKNOWN_CODE = "unknown_code"
@@ -113,9 +113,13 @@ class LinkService:
         user = str(discord_user_id).strip()
         code = normalize_code(code)
         onboarding = self._onboarding()
-        try:
+
+        def attempt() -> tuple[str, int | None]:
             with self.sessions.begin() as session:
-                outcome, event_id = self._link(session, onboarding, user, code, self.clock())
+                return self._link(session, onboarding, user, code, self.clock())
+
+        try:
+            outcome, event_id = retry_conflicts(attempt, f"Discord user {user}'s link")
         except _Lost:
             outcome, event_id = USED_CODE, None
         except SQLAlchemyError:
@@ -197,9 +201,12 @@ class LinkService:
     def _try_code(self, session: Session, user: str, code: str, now: datetime) -> tuple[str, int | None]:
         if not is_well_formed(code):
             return UNKNOWN_CODE, None
-        token = session.scalar(select(OnboardingToken).where(OnboardingToken.code == code).with_for_update())
-        if token is None:
+        owner = session.scalar(select(OnboardingToken.student_id).where(OnboardingToken.code == code))
+        if owner is None:
             return UNKNOWN_CODE, None
+        # The buyer's lock before their rows (engine.db.locks): a worker may be issuing or revoking codes.
+        lock_buyer_for_transaction(session, session.scalar(select(Student.email).where(Student.id == owner)))
+        token = session.scalar(select(OnboardingToken).where(OnboardingToken.code == code).with_for_update())
         student = session.scalar(select(Student).where(Student.id == token.student_id).with_for_update())
         if token.used_at is not None:
             if token.used_by_discord_id == user and student.discord_id == user:
@@ -242,8 +249,4 @@ class LinkService:
     @staticmethod
     def _lock_user(session: Session, user: str) -> None:
         """Serialise one Discord user's attempts (PostgreSQL; SQLite serialises writers anyway)."""
-        if session.get_bind().dialect.name == "postgresql":
-            session.execute(
-                text("SELECT pg_advisory_xact_lock(CAST(:ns AS integer), hashtext(:user))"),
-                {"ns": _USER_LOCK_NAMESPACE, "user": user},
-            )
+        transaction_lock(session, Namespace.DISCORD_USER, user)

@@ -27,7 +27,8 @@ from huey import Huey, PriorityRedisHuey, SqliteHuey, crontab
 from huey.api import TaskWrapper
 from huey.consumer import Consumer
 
-from engine.pipeline.execution import is_connection_error, run_student
+from engine.db.conflicts import is_conflict
+from engine.pipeline.execution import is_retryable, run_student
 from engine.pipeline.processing import process_event
 from engine.pipeline.runtime import Runtime, build_runtime
 from engine.settings import Settings, get_settings
@@ -279,11 +280,13 @@ def _backoff(attempt: int) -> float:
 
 
 def _retry_later(task: TaskWrapper, args: tuple, attempt: int, priority: int, exc: BaseException) -> None:
-    """No database connection: try again in a few seconds (the sweep is the last resort)."""
+    """No database connection, or a conflict that outlasted its retries: the task goes back to the
+    queue and runs again in a few seconds, its locks released meanwhile (the sweep is the last resort)."""
     if attempt >= _DB_RETRY_LIMIT:
         raise exc
     delay = _backoff(attempt)
-    log.warning("no database connection for %s%s (%s); retrying in %.1fs", task.name, args, exc, delay)
+    why = "transaction conflict" if is_conflict(exc) else "no database connection"
+    log.warning("%s for %s%s (%s); retrying in %.1fs", why, task.name, args, exc, delay)
     task.schedule(args, {"attempt": attempt + 1}, delay=delay, priority=priority)
 
 
@@ -298,7 +301,7 @@ def process_event_task(event_id: int, attempt: int = 0, task=None) -> str | None
     try:
         return process_event(runtime(), event_id)
     except Exception as exc:
-        if not is_connection_error(exc):
+        if not is_retryable(exc):
             raise
         _retry_later(get_queue().process_event, (event_id,), attempt, priority, exc)
         return None
@@ -320,7 +323,7 @@ def _drain(wrapper: TaskWrapper, student_id: int, lane: str | None, attempt: int
     try:
         run_student(runtime(), student_id, lane=lane)
     except Exception as exc:
-        if not is_connection_error(exc):
+        if not is_retryable(exc):
             raise
         _retry_later(wrapper, (student_id,), attempt, priority, exc)
 

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from engine.db.models import ActionRun, Event, Membership, Student
 from engine.pipeline.attention import NEEDS_ATTENTION
 from engine.pipeline.intake import store_internal
+from engine.pipeline.locks import lock_event_buyer
 from engine.pipeline.replay import reset_for_replay
 from engine.pipeline.runtime import Runtime
 
@@ -31,6 +32,7 @@ def retry_event(rt: Runtime, event_id: int, *, force: bool = False, skipped: boo
     grant), resuming could undo it, so that takes ``force``.
     """
     with rt.sessions.begin() as session:
+        lock_event_buyer(session, event_id)
         event = session.get(Event, event_id)
         if event is None:
             raise LookupError(f"event {event_id} not found")

@@ -13,10 +13,11 @@ import logging
 import threading
 from datetime import timedelta
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from connectors.base import StepResult, StepStatus
+from engine.db.locks import Namespace, transaction_lock
 from engine.db.models import ActionRun, Alert, Event
 from engine.pipeline.runtime import Runtime
 
@@ -32,7 +33,6 @@ def take_raised() -> bool:
 
 
 REPOST_AFTER = timedelta(hours=1)
-_GROUP_LOCK_NAMESPACE = 0x5E18  # advisory xact locks on a group key (the student lock uses 0x5E17)
 
 
 def step_failed_text(event: Event, run: ActionRun, result: StepResult, *, retried: bool) -> str:
@@ -96,11 +96,7 @@ def raise_alert(
 
 
 def _count_in_group(rt: Runtime, session: Session, group_key: str, message: str) -> Alert | None:
-    if session.get_bind().dialect.name == "postgresql":
-        # Two workers raising the same new cause at once must not open two alerts.
-        session.execute(
-            text("SELECT pg_advisory_xact_lock(:ns, hashtext(:key))"), {"ns": _GROUP_LOCK_NAMESPACE, "key": group_key}
-        )
+    transaction_lock(session, Namespace.ALERT_GROUP, group_key)  # two workers, one new cause: one alert
     alert = session.scalar(
         select(Alert)
         .where(Alert.group_key == group_key, Alert.acknowledged_at.is_(None))

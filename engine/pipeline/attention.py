@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from engine.db.models import Event, utcnow
 from engine.pipeline.alerts import raise_alert
+from engine.pipeline.locks import lock_event_buyer
 from engine.pipeline.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -129,6 +130,7 @@ def record_failure(rt: Runtime, event_id: int, exc: BaseException) -> str:
     limit = rt.settings.worker_max_failures
     error = f"{type(exc).__name__}: {exc}".splitlines()[0][:500] if str(exc) else type(exc).__name__
     with rt.sessions.begin() as session:
+        lock_event_buyer(session, event_id)
         event = session.get(Event, event_id)
         if event is None:
             return "missing"

@@ -36,6 +36,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, aliased, defer
 
 from connectors.base import Connector, Step, StepContext, StepResult, StepStatus, StudentRef
+from engine.db.conflicts import CONFLICT_RETRIES, conflict_pause, is_conflict, retry_conflicts
 from engine.db.models import ActionRun, Event, Membership, Student
 from engine.logs import log_context
 from engine.pipeline import ledger
@@ -59,10 +60,17 @@ RECORD_PATIENCE_SECONDS = 120.0
 
 
 def is_connection_error(exc: BaseException) -> bool:
-    """The database could not be reached or gave no connection (not a bug in a step)."""
+    """The database could not be reached or gave no connection (not a bug in a step, not a conflict)."""
+    if is_conflict(exc):
+        return False
     if isinstance(exc, PoolTimeout | OperationalError):
         return True
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """No fault of the work: try it again later (a conflict or no database)."""
+    return is_conflict(exc) or is_connection_error(exc)
 
 
 @dataclass
@@ -114,7 +122,7 @@ def drain_student(
     pending: tuple[int, StepResult, datetime] | None = None  # the last call's result, recorded next
     while True:
         patience = time.monotonic() + RECORD_PATIENCE_SECONDS
-        delay = 0.5
+        delay, conflicts = 0.5, 0
         while True:
             try:
                 with hold.begin() as session:
@@ -134,12 +142,23 @@ def drain_student(
                     call = _advance(rt, session, student_id, lane, drained)
                 break
             except Exception as exc:
-                # A step already ran: hold on to its result while the database is away, rather
-                # than losing it and running the step again later.
-                if pending is None or not is_connection_error(exc) or time.monotonic() > patience:
+                # A step already ran: hold on to its result rather than losing it and running the
+                # step again later. Nothing else retries here: the task does (the lock released).
+                if pending is None:
+                    raise
+                if is_conflict(exc) and conflicts < CONFLICT_RETRIES:
+                    # Rolled back, so no row lock is left; the buyer's lock is kept (released, it
+                    # would let another task find this step in flight), for well under a second.
+                    conflicts += 1
+                    log.warning("transaction conflict while recording step %s; retrying", pending[0])
+                    time.sleep(conflict_pause(conflicts))
+                    continue
+                if not is_connection_error(exc) or time.monotonic() > patience or rt.stopping.is_set():
                     raise
                 log.warning("database unavailable while recording step %s; retrying in %.1fs", pending[0], delay)
-                time.sleep(delay)
+                if hasattr(hold, "release_connection"):
+                    hold.release_connection()  # no lock held across the wait
+                rt.stopping.wait(delay)
                 delay = min(delay * 2, 5.0)
         first, pending = None, None
         if call is None:
@@ -154,12 +173,15 @@ def run_student(rt: Runtime, student_id: int, *, lane: str | None = None) -> Dra
     from engine.pipeline.alerts import notify_alerts, take_raised
     from engine.pipeline.locks import StudentHold
 
-    def lock(session: Session) -> int:
+    def drain() -> Drained:
+        with StudentHold(rt.sessions) as hold:
+            return drain_student(rt, student_id, hold=hold, lane=lane, first=lambda session: lock(hold, session))
+
+    def lock(hold: StudentHold, session: Session) -> int:
         hold.lock(session, student_id)
         return student_id
 
-    with StudentHold(rt.sessions) as hold:
-        drained = drain_student(rt, student_id, hold=hold, lane=lane, first=lock)
+    drained = retry_conflicts(drain, f"student {student_id}")
     if drained.handed_to:
         rt.hand_off(student_id, drained.handed_to)
     if take_raised():
@@ -215,7 +237,7 @@ def _advance(rt: Runtime, session: Session, student_id: int, lane: str | None, d
                 with session.begin_nested():  # a database error undoes the step, not its record
                     result = local(rt, session, run, membership, student)
             except Exception as exc:  # noqa: BLE001 - a bug in one step must not stop the others
-                if is_connection_error(exc):
+                if is_retryable(exc):
                     raise
                 log.exception("step %s failed (correlation %s)", run.id, event.correlation_id)
                 result = StepResult.failed("engine.error", f"{type(exc).__name__}: {exc}", retryable=True)
@@ -280,7 +302,7 @@ def _call_remote(rt: Runtime, hold, call: _Call) -> StepResult:
     try:
         return call.connector.run(call.step, ctx)
     except Exception as exc:  # noqa: BLE001 - connectors should not raise; survive if one does
-        if not in_flight and is_connection_error(exc):
+        if not in_flight and is_retryable(exc):
             raise  # marking it failed: nothing was sent; the task retries the step later
         log.exception(
             "connector %s raised on step %s (correlation %s)", call.connector.name, call.run_id, ctx.correlation_id

@@ -1,4 +1,10 @@
-"""One student at a time: a lock in the database, so it holds across worker processes."""
+"""One buyer at a time: a lock in the database, so it holds across worker processes.
+
+The lock is keyed by the buyer's e-mail (``engine.db.locks``), not the student row's id: a
+webhook's buyer is known before the student exists, so the lock is taken before anything of
+theirs is read for writing or written (the student row included). Then two tasks never hold
+rows of the same buyer in opposite orders.
+"""
 
 from __future__ import annotations
 
@@ -6,55 +12,72 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import event, text
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from engine.db.locks import LOCK_BUYER, UNLOCK_BUYER, buyer_key, lock_buyer_for_transaction
+from engine.db.models import Event, Student
 from engine.db.session import engine_of
 
-# Advisory-lock namespace, so our keys never collide with another application's.
-_NAMESPACE = 0x5E17
-_LOCK = text("SELECT pg_advisory_lock(:ns, CAST(:id AS integer))")
-_UNLOCK = text("SELECT pg_advisory_unlock(:ns, CAST(:id AS integer))")
-
-_local_locks: dict[int, threading.RLock] = {}
+_local_locks: dict[str, threading.RLock] = {}
 _local_guard = threading.Lock()
 
 
-def _local_lock(student_id: int) -> threading.RLock:
+def _local_lock(key: str) -> threading.RLock:
     with _local_guard:
-        return _local_locks.setdefault(student_id, threading.RLock())
+        return _local_locks.setdefault(key, threading.RLock())
+
+
+def student_email(session: Session, student_id: int) -> str:
+    student = session.get(Student, student_id)  # often loaded already: no query
+    if student is None:
+        raise LookupError(f"student {student_id} not found")
+    return student.email
+
+
+def lock_event_buyer(session: Session, event_id: int) -> None:
+    """The buyer's lock of this event until the transaction ends (nothing if it names no buyer)."""
+    found = session.execute(select(Event.email, Event.student_id).where(Event.id == event_id)).first()
+    if found is None:
+        return
+    email = found.email or (student_email(session, found.student_id) if found.student_id else None)
+    if email:
+        lock_buyer_for_transaction(session, email)
 
 
 @contextmanager
 def student_lock(sessions: sessionmaker[Session], student_id: int) -> Iterator[None]:
-    """Hold the per-student lock for the block.
+    """Hold a student's (buyer's) lock for the block.
 
     PostgreSQL: a session-level advisory lock on a dedicated connection; a worker that
     dies loses its connection and so its lock. SQLite (the embedded default runs one
     process): an in-process lock, since SQLite serialises writers anyway.
     """
     bind = engine_of(sessions)
+    with sessions() as session:
+        key = buyer_key(student_email(session, student_id))
     if bind.dialect.name == "postgresql":
         with bind.connect() as connection:
-            connection.execute(_LOCK, {"ns": _NAMESPACE, "id": student_id})
+            connection.execute(LOCK_BUYER, {"key": key})
             connection.commit()
             try:
                 yield
             finally:
-                connection.execute(_UNLOCK, {"ns": _NAMESPACE, "id": student_id})
+                connection.execute(UNLOCK_BUYER, {"key": key})
                 connection.commit()
         return
-    with _local_lock(student_id):
+    with _local_lock(key):
         yield
 
 
 class StudentHold:
-    """One worker task's hold on one student, on ONE database connection.
+    """One worker task's hold on one buyer, on ONE database connection.
 
     Every transaction of the task runs on that connection (``hold.sessions``), and the
-    student's advisory lock is taken inside the first transaction that knows the student
-    (:meth:`lock`): it costs no transaction of its own and is released when the hold
-    ends. A task then needs one connection, not two. Same lock as :func:`student_lock`.
+    buyer's advisory lock is taken inside the first transaction that knows the buyer
+    (:meth:`lock`), before it writes anything: it costs no transaction of its own and is
+    released when the hold ends. A task then needs one connection, not two. Same lock as
+    :func:`student_lock`.
     """
 
     def __init__(self, sessions: sessionmaker[Session]):
@@ -63,7 +86,8 @@ class StudentHold:
         self._postgres = self._engine.dialect.name == "postgresql"
         self._connection = None
         self._local: threading.RLock | None = None
-        self.student_id: int | None = None
+        self.key: str | None = None  # the buyer locked (their e-mail)
+        self.student_id: int | None = None  # their student row, once known
         self.sessions = sessions
         self._locked_on = None  # the DBAPI connection that holds the advisory lock
 
@@ -71,7 +95,7 @@ class StudentHold:
         if self._postgres:
             self._connection = self._engine.connect()
             self.sessions = sessionmaker(bind=self._connection, expire_on_commit=False)
-        # One session for the whole hold: under the lock nobody else changes this student's
+        # One session for the whole hold: under the lock nobody else changes this buyer's
         # rows, so what a transaction loaded or wrote stays valid for the next one.
         self._session = self.sessions()
         # The identity map holds objects weakly; keep them, so a later transaction of this task
@@ -83,17 +107,29 @@ class StudentHold:
 
     def lock(self, session: Session, student_id: int) -> None:
         """Take the student's lock inside ``session``'s transaction (once per hold)."""
-        if self.student_id is not None:
-            if self.student_id != student_id:
-                raise RuntimeError("a hold locks one student")
+        if self.student_id == student_id:
+            return
+        self.lock_buyer(session, student_email(session, student_id))
+        self.student_id = student_id
+
+    def lock_buyer(self, session: Session, email: str) -> None:
+        """Take the lock of the buyer with this e-mail inside ``session``'s transaction (once per hold)."""
+        key = buyer_key(email)
+        if self.key is not None:
+            if self.key != key:
+                raise RuntimeError("a hold locks one buyer")
             return
         if self._postgres:
-            session.execute(_LOCK, {"ns": _NAMESPACE, "id": student_id})
+            session.execute(LOCK_BUYER, {"key": key})
             self._locked_on = session.connection().connection.dbapi_connection
         else:
-            self._local = _local_lock(student_id)
+            self._local = _local_lock(key)
             self._local.acquire()
-        self.student_id = student_id
+        self.key = key
+
+    @property
+    def locked(self) -> bool:
+        return self.key is not None
 
     @contextmanager
     def begin(self) -> Iterator[Session]:
@@ -104,12 +140,21 @@ class StudentHold:
         """
         session = self._session
         with session.begin():
-            if self._postgres and self.student_id is not None:
+            if self._postgres and self.key is not None:
                 current = session.connection().connection.dbapi_connection
                 if current is not self._locked_on:
-                    session.execute(_LOCK, {"ns": _NAMESPACE, "id": self.student_id})
+                    session.execute(LOCK_BUYER, {"key": self.key})
                     self._locked_on = current
             yield session
+
+    def release_connection(self) -> None:
+        """Give the connection (and with it the lock) back before a wait: the next
+        :meth:`begin` connects again and takes the lock again first."""
+        if not self._postgres or self._connection is None:
+            return
+        self._session.close()
+        self._connection.invalidate()  # closed: the server drops the lock with it
+        self._locked_on = None
 
     def __exit__(self, *exc) -> None:
         self._session.close()
@@ -119,23 +164,12 @@ class StudentHold:
             return
         connection, self._connection = self._connection, None
         try:
-            if self.student_id is not None and not connection.invalidated:
+            if self.key is not None and not connection.invalidated:
                 connection.rollback()  # nothing is left open by the task; be sure
-                connection.execute(_UNLOCK, {"ns": _NAMESPACE, "id": self.student_id})
+                connection.execute(UNLOCK_BUYER, {"key": self.key})
                 connection.commit()
         except Exception:
             connection.invalidate()  # the server drops the lock with the connection
             raise
         finally:
             connection.close()
-
-
-def transaction_lock(session: Session, key: int) -> None:
-    """Hold a database-wide lock named ``key`` until the session's transaction ends.
-
-    For checks that several worker processes run at the same moment (the periodic sweep)
-    and that must act once. SQLite: nothing (one process, writers serialised).
-    """
-    if session.get_bind().dialect.name == "postgresql":
-        lock = text("SELECT pg_advisory_xact_lock(:ns, CAST(:key AS integer))")
-        session.execute(lock, {"ns": _NAMESPACE + 1, "key": key})

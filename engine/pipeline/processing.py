@@ -15,14 +15,15 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session, object_session
 
 from engine.codes import new_code
+from engine.db.conflicts import retry_conflicts
 from engine.db.models import ActionRun, Event, Membership, Student, utcnow
 from engine.db.upsert import insert_for
 from engine.inputs import EventInput, event_input
 from engine.logs import log_context
 from engine.pipeline import attention
 from engine.pipeline.alerts import notify_alerts, take_raised
-from engine.pipeline.execution import OPEN_STATUSES, drain_student, is_connection_error
-from engine.pipeline.locks import StudentHold
+from engine.pipeline.execution import OPEN_STATUSES, drain_student, is_retryable
+from engine.pipeline.locks import StudentHold, student_email
 from engine.pipeline.ordering import (
     BatchEntry,
     newest_decided_after,
@@ -67,9 +68,9 @@ def _process_event(rt: Runtime, event_id: int) -> str:
     fit_database(rt)  # a new rules version: declared renames first, then plan on them
     attention.report_rules_failure(rt)
     try:
-        status = _process(rt, event_id)
+        status = retry_conflicts(lambda: _process(rt, event_id), f"event {event_id}")
     except Exception as exc:
-        if attention.is_transient(exc) or is_connection_error(exc):
+        if attention.is_transient(exc) or is_retryable(exc):
             raise
         log.exception("processing event %s failed", event_id)
         status = attention.record_failure(rt, event_id, exc)
@@ -80,17 +81,24 @@ def _process_event(rt: Runtime, event_id: int) -> str:
 
 def _process(rt: Runtime, event_id: int) -> str:
     """One connection and, for a typical event, three transactions: read + lock + plan +
-    local steps; each remote step's result; the unlock."""
-    seen: dict[str, str] = {}
+    local steps; each remote step's result; the unlock.
+
+    The buyer's lock is taken before anything of theirs is written (this event included):
+    the lock order of ``engine.db.locks``.
+    """
+    seen: dict[str, Any] = {}
 
     def plan(session: Session) -> int | None:
-        event = session.get(Event, event_id)
-        if event is None:
+        # Whose event it is, read before the lock; the event itself is read under it.
+        found = session.execute(select(Event.email, Event.student_id, Event.status).where(Event.id == event_id)).first()
+        if found is None:
             seen["status"] = "missing"
             return None
-        if event.student_id is not None and event.status in ("received", *OPEN_STATUSES):
-            hold.lock(session, event.student_id)  # before reading anything the lock protects
-            session.refresh(event, ["status", "student_id"])
+        if found.status in ("received", *OPEN_STATUSES):
+            buyer = found.email or (student_email(session, found.student_id) if found.student_id else None)
+            if buyer:  # none: a body with no e-mail, which concerns nobody (ignored below)
+                hold.lock_buyer(session, buyer)
+        event = session.get(Event, event_id)
         seen["status"] = event.status
         if event.status == "held":
             return None
@@ -99,7 +107,7 @@ def _process(rt: Runtime, event_id: int) -> str:
             seen["status"] = event.status
             return None
         if event.status != "received":
-            return event.student_id if event.status in OPEN_STATUSES else None
+            return _drained_student(event)
         wait = _settle_wait(rt, session, event)
         if wait > 0:  # planned with the student's other fresh events
             seen["status"], seen["wait"] = event.status, wait
@@ -111,20 +119,23 @@ def _process(rt: Runtime, event_id: int) -> str:
         if status != "received" or student_id is None or inp is None:
             seen["status"] = event.status
             return None
-        session.flush()  # the refresh below must not drop what _prepare set
-        hold.lock(session, student_id)
-        session.refresh(event, ["status", "student_id"])
-        if event.status == "received":
-            _plan_waiting(rt, session, student_id, event_id, inp)
+        hold.lock(session, student_id)  # the same buyer: already held
+        _plan_waiting(rt, session, student_id, event_id, inp)
         seen["status"] = event.status
-        return student_id if event.status in OPEN_STATUSES else None
+        return _drained_student(event)
+
+    def _drained_student(event: Event) -> int | None:
+        if event.status not in OPEN_STATUSES or event.student_id is None:
+            return None
+        seen["student_id"] = event.student_id
+        return event.student_id
 
     with StudentHold(rt.sessions) as hold:
         drained = drain_student(rt, None, hold=hold, first=plan)
     if "wait" in seen:
         rt.schedule_event(event_id, seen["wait"])
-    if drained.handed_to and hold.student_id is not None:
-        rt.hand_off(hold.student_id, drained.handed_to)
+    if drained.handed_to and "student_id" in seen:
+        rt.hand_off(seen["student_id"], drained.handed_to)
     return drained.statuses.get(event_id, seen.get("status", "missing"))
 
 

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from engine.db.models import Event, Student
 from engine.pipeline.attention import NEEDS_ATTENTION
 from engine.pipeline.history import record_history
+from engine.pipeline.locks import lock_event_buyer
 from engine.pipeline.runtime import Runtime
 
 # Events still on their way through the pipeline cannot be replayed (they will be decided).
@@ -123,7 +124,9 @@ def replay(
     results: list[ReplayResult] = []
     for event_id in event_ids:
         with rt.sessions.begin() as session:
-            # Locked: the sweep and the rules watcher may resume the same event at once.
+            # Locked: the sweep and the rules watcher may resume the same event at once, and a
+            # worker may hold the buyer (their lock first, then the row: engine.db.locks).
+            lock_event_buyer(session, event_id)
             event = session.get(Event, event_id, with_for_update=True)
             if event is None:
                 raise LookupError(f"event {event_id} not found")

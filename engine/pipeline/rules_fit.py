@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
+from engine.db.locks import lock_buyer_for_transaction
 from engine.db.models import Membership, ScheduledEvent, Student
 from engine.pipeline.alerts import raise_alert
 from engine.pipeline.history import record_history
@@ -213,42 +214,52 @@ def check_database(session: Session, rules: Rules) -> DatabaseFit:
     return fit
 
 
-def apply_renames(session: Session, rules: Rules, *, at: datetime, actor: str, rules_version: str | None = None) -> int:
+def apply_renames(
+    sessions: sessionmaker[Session], rules: Rules, *, at: datetime, actor: str, rules_version: str | None = None
+) -> int:
     """Move the memberships in a renamed state to its new name; one history entry each.
 
     The conditional UPDATE makes it safe with several workers: a membership is moved (and
-    recorded) once. Its pending timers stay: they belong to the membership, not the state.
+    recorded) once. Each in its own short transaction under its buyer's lock (the lock order
+    of ``engine.db.locks``), so a rename never holds rows a worker is writing. Its pending
+    timers stay: they belong to the membership, not the state.
     """
     moved = 0
     for old, new in rules.renamed_states.items():
-        rows = session.execute(
-            select(Membership.id, Membership.student_id).where(Membership.state == old).order_by(Membership.id)
-        ).all()
-        for membership_id, student_id in rows:
-            result = session.execute(
-                update(Membership)
-                .where(Membership.id == membership_id, Membership.state == old)
-                .values(state=new)
-                .execution_options(synchronize_session=False)
-            )
-            if not result.rowcount:
-                continue
-            timers = session.scalars(
-                select(ScheduledEvent.event_type).where(
-                    ScheduledEvent.membership_id == membership_id, ScheduledEvent.status == "pending"
-                )
+        with sessions() as session:
+            rows = session.execute(
+                select(Membership.id, Membership.student_id, Student.email)
+                .join(Student, Student.id == Membership.student_id)
+                .where(Membership.state == old)
+                .order_by(Membership.id)
             ).all()
-            record_history(
-                session,
-                kind="state_renamed",
-                at=at,
-                student_id=student_id,
-                membership_id=membership_id,
-                actor=actor,
-                rules_version=rules_version,
-                detail={"from": old, "to": new, "pending_timers": sorted(timers)},
-            )
-            moved += 1
+        for membership_id, student_id, email in rows:
+            with sessions.begin() as session:
+                lock_buyer_for_transaction(session, email)
+                result = session.execute(
+                    update(Membership)
+                    .where(Membership.id == membership_id, Membership.state == old)
+                    .values(state=new)
+                    .execution_options(synchronize_session=False)
+                )
+                if not result.rowcount:
+                    continue
+                timers = session.scalars(
+                    select(ScheduledEvent.event_type).where(
+                        ScheduledEvent.membership_id == membership_id, ScheduledEvent.status == "pending"
+                    )
+                ).all()
+                record_history(
+                    session,
+                    kind="state_renamed",
+                    at=at,
+                    student_id=student_id,
+                    membership_id=membership_id,
+                    actor=actor,
+                    rules_version=rules_version,
+                    detail={"from": old, "to": new, "pending_timers": sorted(timers)},
+                )
+                moved += 1
         if rows:
             log.info("renamed state %r to %r on %d membership(s)", old, new, len(rows))
     return moved
@@ -269,8 +280,8 @@ def fit_database(rt: Runtime, *, renames_only: bool = False) -> None:
         return
     with _fit_lock:
         fresh = _fitted.get(rt.rules) != generation
+        apply_renames(rt.sessions, rules, at=rt.now(), actor="worker", rules_version=rt.rules.version)
         with rt.sessions.begin() as session:
-            apply_renames(session, rules, at=rt.now(), actor="worker", rules_version=rt.rules.version)
             if fresh:
                 for misfit in check_database(session, rules).misfits:
                     _alert_once(rt, session, misfit)

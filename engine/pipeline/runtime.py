@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -51,6 +52,8 @@ class Runtime:
     # Connector name -> the lane (queue) its steps run in; none: every thread runs them.
     lanes: dict[str, str] = field(default_factory=dict)
     hand_off: Callable[[int, str], None] = lambda student_id, lane: None  # continue a student in a lane
+    # Set when the process is asked to stop: waits end early, unfinished work stays in the database.
+    stopping: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
         self.db = engine_of(self.sessions)

@@ -11,13 +11,12 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
+from engine.db.locks import Namespace, transaction_lock
 from engine.db.models import Alert, Event
 from engine.pipeline.alerts import raise_alert
-from engine.pipeline.locks import transaction_lock
 from engine.pipeline.runtime import Runtime
 
 ALERT_KIND = "webhooks.silent"
-_LOCK_KEY = 1
 
 
 def alert_webhook_silence(rt: Runtime) -> bool:
@@ -31,7 +30,7 @@ def alert_webhook_silence(rt: Runtime) -> bool:
         # Never a webhook: nothing has stopped yet (a course not on sale, a test install).
         if last is None or now - last < timedelta(hours=hours):
             return False
-        transaction_lock(session, _LOCK_KEY)  # two workers sweeping at once alert once
+        transaction_lock(session, Namespace.SILENCE)  # two workers sweeping at once alert once
         raised = session.scalar(select(Alert.id).where(Alert.kind == ALERT_KIND, Alert.created_at > last).limit(1))
         if raised is not None:
             return False

@@ -12,8 +12,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 
-from sqlalchemy import func, or_, select, text
+from sqlalchemy import func, or_, select
 
+from engine.db.locks import Namespace, try_session_lock
 from engine.db.models import ActionRun, Event, Membership, ScheduledEvent, Student
 from engine.pipeline import attention
 from engine.pipeline.alerts import notify_alerts
@@ -23,7 +24,6 @@ from engine.pipeline.runtime import Runtime
 from engine.pipeline.silence import alert_webhook_silence
 
 log = logging.getLogger(__name__)
-_SWEEP_LOCK = 0x5E19  # advisory-lock namespace of the sweep (students 0x5E17, alert groups 0x5E18)
 
 
 def fire_due_timers(rt: Runtime, limit: int = 500) -> list[int]:
@@ -38,6 +38,8 @@ def fire_due_timers(rt: Runtime, limit: int = 500) -> list[int]:
             .where(ScheduledEvent.status == "pending", ScheduledEvent.due_at <= now)
             .order_by(ScheduledEvent.due_at, ScheduledEvent.id)
             .limit(limit)
+            # A timer a worker is cancelling right now is left for the next sweep: never wait on its row.
+            .with_for_update(skip_locked=True, of=ScheduledEvent)
         ).all()
         for timer, membership, student in rows:
             stored = store_internal(
@@ -137,15 +139,8 @@ def _one_sweeper(rt: Runtime) -> Iterator[bool]:
     if bind.dialect.name != "postgresql":
         yield True
         return
-    with bind.connect() as connection:
-        got = connection.execute(text("SELECT pg_try_advisory_lock(:ns, 0)"), {"ns": _SWEEP_LOCK}).scalar()
-        connection.commit()
-        try:
-            yield bool(got)
-        finally:
-            if got:
-                connection.execute(text("SELECT pg_advisory_unlock(:ns, 0)"), {"ns": _SWEEP_LOCK})
-                connection.commit()
+    with bind.connect() as connection, try_session_lock(connection, Namespace.SWEEP) as got:
+        yield got
 
 
 def sweep(rt: Runtime) -> dict[str, int]:

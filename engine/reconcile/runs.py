@@ -10,9 +10,10 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Literal
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select, update
 
 from engine.access import derive
+from engine.db.locks import Namespace, try_session_lock
 from engine.db.models import ReconcileRun, Student
 from engine.db.session import engine_of
 from engine.pipeline.alerts import notify_alerts, raise_alert
@@ -34,7 +35,6 @@ log = logging.getLogger(__name__)
 
 Mode = Literal["report", "grants", "all"]
 STORED_ITEMS = 1000  # per list in a stored run; counts and totals are always complete
-_LOCK_KEY = 0x5E18  # advisory lock: one reconcile at a time across processes
 _local = threading.Lock()
 
 
@@ -145,16 +145,10 @@ def exclusive(rt: Runtime) -> Iterator[None]:
     """One reconcile at a time (several workers share a schedule; an admin may run one by hand)."""
     bind = engine_of(rt.sessions)
     if bind.dialect.name == "postgresql":
-        with bind.connect() as connection:
-            got = connection.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": _LOCK_KEY}).scalar()
-            connection.commit()
+        with bind.connect() as connection, try_session_lock(connection, Namespace.RECONCILE) as got:
             if not got:
                 raise Busy("another reconcile is running")
-            try:
-                yield
-            finally:
-                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _LOCK_KEY})
-                connection.commit()
+            yield
         return
     if not _local.acquire(blocking=False):
         raise Busy("another reconcile is running")
