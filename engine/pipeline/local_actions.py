@@ -1,6 +1,12 @@
 """Steps the engine runs in its own database: codes, timers, alerts, the course's classes.
 
 Each runs inside the transaction that records its result, so it is done exactly once.
+
+Codes: a student has one open ``/registrar`` code at a time (``issue_token`` replaces the open
+one), and linking is per student (every membership gets the ``DISCORD_LINKED``). So a code is
+shared by every membership of the student that waits for the link, and ``revoke_token`` (one
+membership's access ended) revokes it only when no other membership still waits for it: like
+roles, tags and classes, a code is a union (README, "The Discord bot").
 """
 
 from __future__ import annotations
@@ -12,11 +18,13 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from connectors.base import StepResult
+from engine.access import LINK_EVENT
 from engine.db.models import ActionRun, Membership, OnboardingToken, ScheduledEvent, Student
 from engine.pipeline import ledger
 from engine.pipeline.alerts import raise_alert
 from engine.pipeline.classes import enroll_student, unenroll_student
 from engine.pipeline.runtime import Runtime
+from engine.rules.model import Rules
 
 LocalAction = Callable[[Runtime, Session, ActionRun, Membership | None, Student], StepResult]
 
@@ -58,11 +66,98 @@ def issue_token(
     return StepResult.done(f"code issued, valid until {token.expires_at.isoformat()}{note}")
 
 
+def _codes(count: int) -> str:
+    return f"{count} open code{'' if count == 1 else 's'}"
+
+
+def _links_something(rules: Rules, membership: Membership) -> bool:
+    """Would a Discord link still move this membership on? Some transition on DISCORD_LINKED
+    starts from its state (conditions aside): not from refunded or churned, say."""
+    product = rules.products.get(membership.product_key)
+    if product is None:
+        return False
+    return any(
+        LINK_EVENT in rule.events
+        and ("*" in rule.sources or membership.state in rule.sources)
+        and rule.applies_to_kind(product.kind)
+        for rule in rules.transitions
+    )
+
+
+def _waiting_for_the_code(session: Session, rules: Rules, student: Student, ending: Membership) -> list[Membership]:
+    """The student's memberships other than ``ending`` that still wait for the code, the one
+    issued a code last first.
+
+    A membership waits when it was issued a code (open, or replaced since by another product's)
+    that no end of its own revoked (``access_ended``), no code of the student has been used since
+    that one was issued (a link reaches every membership), and a Discord link would still move
+    it on (its state has a DISCORD_LINKED transition: a refunded or churned one waits for nothing,
+    even with a code its end did not revoke). Token ids give the order, not clocks.
+    """
+    tokens = session.scalars(
+        select(OnboardingToken).where(OnboardingToken.student_id == student.id).order_by(OnboardingToken.id)
+    ).all()
+    last_used = max((token.id for token in tokens if token.used_at is not None), default=0)
+    latest: dict[int, int] = {}  # membership id -> the id of its newest code still waiting
+    for token in tokens:
+        if token.membership_id is None or token.membership_id == ending.id:
+            continue
+        if token.used_at is None and token.revoked_reason != "access_ended" and token.id > last_used:
+            latest[token.membership_id] = token.id
+    if not latest:
+        return []
+    found = session.scalars(select(Membership).where(Membership.id.in_(latest))).all()
+    waiting = [other for other in found if _links_something(rules, other)]
+    return sorted(waiting, key=lambda other: latest[other.id], reverse=True)
+
+
 def revoke_token(
     rt: Runtime, session: Session, run: ActionRun, membership: Membership | None, student: Student
 ) -> StepResult:
-    count = _revoke_open_codes(session, student, rt.now(), "access_ended")
-    return StepResult.done(f"{count} open code(s) revoked")
+    """This membership's access ended: its code goes, unless another membership of the student
+    still waits for the (one, shared) code; then the code is kept, handed over to that membership
+    when it was this one's. This membership's codes replaced earlier stop counting as waiting."""
+    now = rt.now()
+    if membership is None:
+        count = _revoke_open_codes(session, student, now, "access_ended")
+        return StepResult.done(f"{_codes(count)} revoked")
+    # Its codes a later one replaced: they answer "access ended" from now on, and no longer
+    # make this membership wait (a later end of another product revokes the code).
+    session.execute(
+        update(OnboardingToken)
+        .where(
+            OnboardingToken.membership_id == membership.id,
+            OnboardingToken.used_at.is_(None),
+            OnboardingToken.revoked_reason == "replaced",
+        )
+        .values(revoked_reason="access_ended")
+    )
+    open_codes = session.scalars(
+        select(OnboardingToken).where(*OnboardingToken.unspent(student.id)).order_by(OnboardingToken.id.desc())
+    ).all()
+    waiting = _waiting_for_the_code(session, rt.rules.rules, student, membership)
+    if not open_codes:
+        return StepResult.done("no open code to revoke")
+    if not waiting:
+        for token in open_codes:
+            token.revoked_at, token.revoked_reason = now, "access_ended"
+        session.flush()
+        return StepResult.done(f"{_codes(len(open_codes))} revoked: no other product of the student waits for it")
+    by_id = {other.id: other for other in waiting}
+    keep = next((token for token in open_codes if token.membership_id in by_id), None)
+    if keep is not None:
+        detail = f"code kept: still needed by {by_id[keep.membership_id].product_key}"
+    else:  # this membership's code (or nobody's): the product that waits takes it over
+        keep, heir = open_codes[0], waiting[0]
+        keep.membership_id = heir.id
+        detail = f"code kept: handed over to {heir.product_key}, which still waits for the Discord link"
+    extra = [token for token in open_codes if token is not keep]  # one code per student: an anomaly
+    for token in extra:
+        token.revoked_at, token.revoked_reason = now, "access_ended"
+    session.flush()
+    if extra:
+        detail += f"; {_codes(len(extra))} more revoked"
+    return StepResult.done(detail)
 
 
 def schedule(
