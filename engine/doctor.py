@@ -186,6 +186,19 @@ def worker_rules_check(settings: Settings, rules_version: str | None, connection
     return Check("engine", OK, f"{len(workers)} worker(s) run the rules on disk ({rules_version})")
 
 
+def stuck_check(settings: Settings, connection: Connection) -> Check:
+    """Students stuck behind an event or a lock (engine.pipeline.watchdog)."""
+    from sqlalchemy.orm import Session
+
+    from engine.db.models import utcnow
+    from engine.db.stuck import find_stuck
+
+    stuck = find_stuck(Session(bind=connection), settings, utcnow())
+    if stuck:
+        return Check("engine", WARN, f"stuck: {stuck.describe(settings)}: see `engine status` and the alerts")
+    return Check("engine", OK, "no student stuck (no old open event, no idle student lock)")
+
+
 def queue_check(settings: Settings) -> Check:
     if not settings.redis_url:
         return Check("engine", OK, "queue: embedded SQLite (no REDIS_URL)")
@@ -526,9 +539,11 @@ def preflight(
             database = database_checks(connection)
             budget = connection_budget_check(settings, connection)
             workers = worker_rules_check(settings, on_disk, connection)
+            migrated = all(check.status == OK for check in database)
+            stuck = stuck_check(settings, connection) if migrated else None
     except Exception as exc:  # noqa: BLE001 - any driver error: say it in one line
         database = [Check("engine", FAIL, f"database unreachable ({type(exc).__name__}): check DATABASE_URL")]
-        budget = workers = None
+        budget = workers = stuck = None
     ours = [
         *database,
         *([budget] if budget else []),
@@ -536,5 +551,6 @@ def preflight(
         *secret_checks(settings),
         rules_check(rules, rule_problems, str(settings.rules_dir)),
         *([workers] if workers else []),
+        *([stuck] if stuck else []),
     ]
     return run_doctor(settings, rules, discord=discord, manychat=manychat, engine_checks=ours, transport=transport)

@@ -129,6 +129,7 @@ class EngineCollector(Collector):
 
     def collect(self) -> Iterable:
         from engine.db.models import ActionRun, Alert, Event
+        from engine.db.stuck import find_stuck
 
         now = datetime.now(UTC)
         with self._rt.sessions() as session:
@@ -151,6 +152,17 @@ class EngineCollector(Collector):
                 "engine_oldest_unprocessed_event_age_seconds",
                 "Age of the oldest event received but not processed yet (0 when none)",
                 value=_age(now, oldest),
+            )
+            stuck = find_stuck(session, self._rt.settings, now)
+            yield GaugeMetricFamily(
+                "engine_stuck_events",
+                "Events received or processing longer than STUCK_AFTER_SECONDS after arriving",
+                value=stuck.events,
+            )
+            yield GaugeMetricFamily(
+                "engine_stuck_student_locks",
+                "Student locks held by a database connection idle longer than STUCK_AFTER_SECONDS",
+                value=len(stuck.idle_locks),
             )
             last = session.scalar(select(func.max(Event.received_at)).where(Event.source == "hotmart"))
             yield GaugeMetricFamily(

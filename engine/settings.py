@@ -71,8 +71,15 @@ class Settings(BaseSettings):
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value  # DATABASE_POOL_SIZE= (as in .env.example)
 
-    # An event no worker finished this long after it was (re-)queued is queued again by the sweep.
+    # An event no worker finished this long after it was (re-)queued is queued again by the sweep;
+    # one still open this long after it arrived, or a student's lock held this long by an idle
+    # database connection, is stuck: one grouped alert (pipeline.stuck), /healthz degraded.
     stuck_after_seconds: float = Field(default=120.0, ge=1)
+    # A student's lock held by an idle connection this long is freed: the sweep ends that connection.
+    stuck_lock_seconds: float = Field(default=300.0, ge=1)
+    # A stop signal lets running tasks finish for this long; then the worker exits whatever they
+    # are doing (unfinished work stays in the database for the next worker).
+    worker_stop_seconds: float = Field(default=30.0, gt=0)
     # An event the worker raises on this many times is needs_attention, no longer re-queued.
     worker_max_failures: int = Field(default=3, ge=1)
     # How often a running process looks for changed rules, even when no event arrives.

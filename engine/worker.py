@@ -17,10 +17,13 @@ the sweep every TIMER_POLL_SECONDS (engine.pipeline.sweep.SweepLoop; a bare
 from __future__ import annotations
 
 import logging
+import os
 import random
 import re
+import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from huey import Huey, PriorityRedisHuey, SqliteHuey, crontab
@@ -249,6 +252,58 @@ def start_consumer(huey: Huey, **options) -> Consumer:
             signal.signal(signum, handler)
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     return consumer
+
+
+class StopDeadline:
+    """A stop that ends the process within ``seconds`` whatever its threads are doing.
+
+    :meth:`begin` (on the stop signal) tells the runtime to stop waiting (``rt.stopping``) and
+    arms a timer: the consumers get ``seconds`` to let their running tasks finish; past that the
+    process exits at once. Nothing is lost by it: an unfinished task's event stays ``received``
+    or ``processing`` in the database (the sweep queues it again), and the database drops the
+    process's locks with its connections.
+    """
+
+    def __init__(self, seconds: float, on_begin: Callable[[], object] = lambda: None):
+        self.seconds = seconds
+        self._on_begin = on_begin
+        self._began: float | None = None
+        self._lock = threading.Lock()
+
+    def begin(self) -> None:
+        with self._lock:
+            if self._began is not None:
+                return
+            self._began = time.monotonic()
+        self._on_begin()
+        timer = threading.Timer(self.seconds, self._exit)
+        timer.daemon = True
+        timer.start()
+
+    def left(self) -> float:
+        """Seconds left before the exit (the whole budget before :meth:`begin`)."""
+        if self._began is None:
+            return self.seconds
+        return max(self.seconds - (time.monotonic() - self._began), 0.0)
+
+    def _exit(self) -> None:
+        log.warning("still busy %.0f s after the stop signal: exiting; unfinished work stays queued", self.seconds)
+        logging.shutdown()
+        os._exit(0)
+
+
+class StoppingConsumer(Consumer):
+    """Huey's consumer, where SIGTERM (like SIGINT) is a graceful stop bounded by a
+    :class:`StopDeadline`: no new task is taken, running ones may finish until the deadline."""
+
+    def __init__(self, huey: Huey, *, deadline: StopDeadline, **options):
+        self.deadline = deadline
+        super().__init__(huey, graceful_signal="TERM", shutdown_timeout=deadline.seconds, **options)
+
+    def _handle_signal(self, signum, frame) -> None:
+        if signum != getattr(signal, "SIGHUP", None):  # SIGHUP restarts the consumer, it is no stop
+            self.deadline.begin()
+        super()._handle_signal(signum, frame)
 
 
 def enable_lanes(lanes: set[str]) -> None:

@@ -14,7 +14,7 @@ from engine.api import admin, doctor, reconcile, webhooks
 from engine.api.deps import RuntimeDep, require_admin
 from engine.api.docs import add_protected_docs, docs_urls
 from engine.pipeline.runtime import Runtime
-from engine.service.health import StaleHeartbeat, check_database_writable, check_worker_heartbeat
+from engine.service.health import StaleHeartbeat, check_database_writable, check_worker_heartbeat, stuck_report
 
 
 def create_app(
@@ -55,8 +55,16 @@ def create_app(
         # (webhooks are still stored), and the worker's own healthcheck is `engine healthcheck --worker`.
         serving = all(value == "ok" for name, value in checks.items() if name != "worker")
         rules = rules_health(rt)
-        status = "ok" if healthy and rules["rules_error"] is None else "degraded"
-        return JSONResponse({"status": status, **checks, **rules}, status_code=200 if serving else 503)
+        stuck = None
+        if checks["database"] == "ok":
+            try:
+                stuck = await run_in_threadpool(stuck_report, rt.sessions, rt.settings)
+            except Exception:  # noqa: BLE001 - the database check above reports the database
+                stuck = None
+        # A stuck student degrades the service (still 200: webhooks are stored; the sweep alerts).
+        status = "ok" if healthy and rules["rules_error"] is None and stuck is None else "degraded"
+        body = {"status": status, **checks, **rules, "stuck": stuck}
+        return JSONResponse(body, status_code=200 if serving else 503)
 
     collector = metrics.EngineCollector(runtime, queue_depth=queue_check)
 

@@ -97,11 +97,13 @@ def serve(host: str, port: int, workers: int, worker: bool | None, threads: int,
             heartbeat.start()
         uvicorn.run(app, **options)
     finally:
+        rt.stopping.set()
         if sweeper is not None:
             sweeper.stop()
         if heartbeat is not None:
             heartbeat.stop()
         if consumer is not None:
+            consumer.shutdown_timeout = settings.worker_stop_seconds  # then the process exits anyway
             consumer.stop(graceful=True)
 
 
@@ -189,13 +191,24 @@ def worker(threads: int, lane_threads: int | None) -> None:
     alive()
     SweepLoop(queue.runtime, settings.timer_poll_seconds, on_success=alive).start()
     lanes = []
+
+    def stopping() -> None:  # no thread waits on after a stop signal; no lane takes a new task
+        rt.stopping.set()
+        for consumer in lanes:
+            consumer.stop_flag.set()
+
+    deadline = queue.StopDeadline(settings.worker_stop_seconds, on_begin=stopping)
     try:
         if lane_threads:
             lane_huey = queue.get_queue().lanes["manychat"][0]
             lanes.append(queue.start_consumer(lane_huey, workers=lane_threads, worker_type="thread"))
-        queue.get_huey().create_consumer(workers=threads, worker_type="thread", periodic=True).run()
+        queue.StoppingConsumer(
+            queue.get_huey(), deadline=deadline, workers=threads, worker_type="thread", periodic=True
+        ).run()
     finally:
+        deadline.begin()  # however the consumer ended: the process exits within WORKER_STOP_SECONDS
         for consumer in lanes:
+            consumer.shutdown_timeout = deadline.left()
             consumer.stop(graceful=True)
 
 

@@ -22,6 +22,7 @@ from engine.pipeline.intake import store_internal
 from engine.pipeline.rules_fit import fit_database
 from engine.pipeline.runtime import Runtime
 from engine.pipeline.silence import alert_webhook_silence
+from engine.pipeline.watchdog import watch
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +160,7 @@ def _sweep(rt: Runtime) -> dict[str, int]:
     released = release_held(rt)
     fired = fire_due_timers(rt)
     stuck = requeue_stuck(rt)
+    watch(rt)  # alerts on (and frees what it safely can of) students stuck behind an event or a lock
     alert_webhook_silence(rt)
     notified = notify_alerts(rt)
     if resumed or released or fired or stuck or notified:

@@ -8,7 +8,7 @@ from engine.db.models import Heartbeat, utcnow
 from engine.pipeline.heartbeat import StaleHeartbeat, check_worker
 from engine.settings import Settings
 
-__all__ = ["StaleHeartbeat", "check_database_writable", "check_queue", "check_worker_heartbeat"]
+__all__ = ["StaleHeartbeat", "check_database_writable", "check_queue", "check_worker_heartbeat", "stuck_report"]
 
 
 def _sessions(source: Settings | sessionmaker[Session]) -> sessionmaker[Session]:
@@ -28,6 +28,15 @@ def check_database_writable(source: Settings | sessionmaker[Session]) -> None:
             session.flush()
         finally:
             session.rollback()
+
+
+def stuck_report(sessions: sessionmaker[Session], settings: Settings) -> str | None:
+    """What is stuck now (events, idle student locks), in one line; None when nothing is."""
+    from engine.db.stuck import find_stuck
+
+    with sessions() as session:
+        stuck = find_stuck(session, settings, utcnow())
+    return stuck.describe(settings) if stuck else None
 
 
 def check_queue(huey) -> None:

@@ -104,6 +104,7 @@ def test_healthz_is_degraded_but_200_with_invalid_rules(make_harness, rules_dir)
         "database": "ok",
         "rules_version": version,
         "rules_error": None,
+        "stuck": None,
     }
     (rules_dir / "onboarding.yaml").write_text("onboarding: [\n")
     h.runtime.rules.reload_if_changed()
@@ -114,6 +115,7 @@ def test_healthz_is_degraded_but_200_with_invalid_rules(make_harness, rules_dir)
         "database": "ok",
         "rules_version": version,  # the last valid version keeps running
         "rules_error": response.json()["rules_error"],
+        "stuck": None,
     }
     assert response.json()["rules_error"].startswith("rules/onboarding.yaml:2: invalid YAML")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -377,3 +378,70 @@ def test_a_stop_signal_while_the_worker_starts_stops_it_cleanly(fresh_database, 
         assert "Traceback" not in worker.log.read_text()
     finally:
         worker.send_signal(signal.SIGKILL)  # the database is dropped next: nothing may hold it
+
+
+def test_a_stop_signal_ends_a_busy_worker_within_worker_stop_seconds(pg, redis_url, tmp_path):
+    """A worker thread waiting for a student's lock (here: held by this test) does not keep the
+    worker alive after SIGTERM: it exits within WORKER_STOP_SECONDS, and the unfinished event stays
+    in the database, where the next worker's sweep finds it and processes it."""
+    import json
+    import os
+    import signal
+
+    import psycopg
+
+    from engine.db.locks import Namespace
+    from engine.db.session import session_factory
+    from engine.pipeline.intake import store_hotmart
+    from tests.conftest import REPO, RULES, load_payload
+    from tests.e2e.conftest import remote_enqueue
+    from tests.e2e.processes import start_engine
+
+    email = "busy.worker@example.com"
+    body = load_payload("purchase_approved.json")
+    body["data"]["buyer"]["email"] = email
+    with session_factory(Settings(ENGINE_ENV="test", database_url=pg)).begin() as session:
+        event_id = store_hotmart(session, json.dumps(body).encode(), {}, held=False).event_id
+    env = {
+        "PATH": os.environ["PATH"],
+        "ENGINE_ENV": "test",
+        "DATABASE_URL": pg,
+        "REDIS_URL": redis_url,
+        "QUEUE_NAME": os.environ["QUEUE_NAME"],
+        "RULES_DIR": str(RULES),
+        "ORDER_SETTLE_SECONDS": "0",
+        "WORKER_STOP_SECONDS": "2",
+        "MANYCHAT_LANE_THREADS": "1",
+    }
+    dsn = pg.replace("postgresql+psycopg://", "postgresql://")
+    waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%pg_advisory_lock%'"
+    with psycopg.connect(dsn, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (int(Namespace.BUYER), email))
+        worker = start_engine(["worker", "--threads", "1"], env=env, cwd=REPO, log=tmp_path / "busy.log")
+        try:
+            worker.wait_for_output("Huey consumer started")
+            remote_enqueue(redis_url)(event_id)
+            deadline = time.monotonic() + 30
+            while holder.execute(waiting).fetchone()[0] == 0:  # the worker's thread waits for our lock
+                assert time.monotonic() < deadline, worker.log.read_text()
+                time.sleep(0.05)
+            worker.terminate()
+            assert worker.wait(timeout=20) == 0, worker.log.read_text()  # WORKER_STOP_SECONDS is 2
+            status = holder.execute("SELECT status FROM events WHERE id = %s", (event_id,)).fetchone()[0]
+            assert status == "received"  # unfinished, not lost
+        finally:
+            worker.send_signal(signal.SIGKILL)
+
+    # The lock is free again: the next worker's sweep queues the event again and it is processed.
+    env.update({"STUCK_AFTER_SECONDS": "1", "TIMER_POLL_SECONDS": "1"})
+    successor = start_engine(["worker", "--threads", "1"], env=env, cwd=REPO, log=tmp_path / "next.log")
+    try:
+        with psycopg.connect(dsn, autocommit=True) as reader:
+            deadline = time.monotonic() + 30
+            query = "SELECT status FROM events WHERE id = %s"
+            while reader.execute(query, (event_id,)).fetchone()[0] not in ("processed", "processing"):
+                assert time.monotonic() < deadline, successor.log.read_text()
+                time.sleep(0.1)
+    finally:
+        successor.terminate()
+        successor.wait(timeout=20)
