@@ -20,12 +20,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from enum import IntEnum
+from enum import IntEnum, unique
 
 from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
 
+@unique  # two uses of one namespace could meet: refused at import
 class Namespace(IntEnum):
     """The first key of every advisory lock; the comment says what the lock protects."""
 
