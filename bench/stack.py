@@ -197,3 +197,82 @@ def percentile(values: list[float], q: float) -> float:
         return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+def start_api(env: dict[str, str], *, workers: int = 1) -> tuple[subprocess.Popen, str]:
+    """`engine serve --no-worker` on a free loopback port (``workers``: uvicorn processes), healthy;
+    returns the process and its base URL. Stop it with :func:`stop_process`."""
+    from tests.fakes.server import free_port
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    api = subprocess.Popen(
+        [ENGINE, "serve", "--no-worker", "--port", str(port), "--workers", str(workers)],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_healthy(url)
+    except BaseException:
+        stop_process(api)
+        raise
+    return api, url
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 15.0) -> None:
+    """SIGTERM, then SIGKILL if it has not ended within ``timeout`` seconds."""
+    if process.poll() is None:
+        process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+class QueueDepth:
+    """Tasks waiting in a Huey queue and its lanes (``<queue>.manychat``) in Redis, and those
+    scheduled for later (retries, delayed tasks). One Redis connection pool, reused per call."""
+
+    def __init__(self, queue: str):
+        from huey import PriorityRedisHuey
+        from redis import ConnectionPool
+
+        from engine.worker import LANES
+
+        pool = ConnectionPool.from_url(REDIS_URL)
+        self._hueys = [
+            PriorityRedisHuey(name, connection_pool=pool) for name in (queue, *(f"{queue}.{lane}" for lane in LANES))
+        ]
+
+    def __call__(self) -> tuple[int, int]:
+        """(waiting, scheduled), summed over the queue and its lanes."""
+        return (
+            sum(huey.pending_count() for huey in self._hueys),
+            sum(huey.scheduled_count() for huey in self._hueys),
+        )
+
+
+def database_active_ms(dsn: str) -> float:
+    """Milliseconds the bench database's backends have spent executing statements so far
+    (``pg_stat_database.active_time``, PostgreSQL 14+; reported by each backend within about a second)."""
+    name = dsn.rsplit("/", 1)[1]
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        row = conn.execute("SELECT active_time FROM pg_stat_database WHERE datname = %s", (name,)).fetchone()
+    return float(row[0] or 0.0)
+
+
+def backend_cpu_seconds(dsn: str) -> dict[int, float]:
+    """CPU seconds used so far by each PostgreSQL backend connected to the bench database, by pid
+    (read from /proc: PostgreSQL on this machine; backends not readable there are left out)."""
+    name = dsn.rsplit("/", 1)[1]
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+        pids = [row[0] for row in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (name,))]
+    cpu: dict[int, float] = {}
+    for pid in pids:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            cpu[pid] = cpu_seconds(pid)
+    return cpu
