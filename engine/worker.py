@@ -216,10 +216,82 @@ def schedule_drain(student_id: int, delay: float) -> None:
 
 
 def schedule_event(event_id: int, delay: float) -> None:
+    """Process the event again after ``delay`` seconds (a webhook still settling)."""
+    priority = getattr(_current_priority, "value", 0)
+    if short_delays.take(event_id, delay, priority):
+        return
+    _schedule_event(event_id, delay, priority)
+
+
+def _schedule_event(event_id: int, delay: float, priority: int) -> None:
     try:
-        get_queue().process_event.schedule((event_id,), delay=max(delay, 0.0))
+        get_queue().process_event.schedule((event_id,), delay=max(delay, 0.0), priority=priority)
     except Exception:  # noqa: BLE001
         log.warning("could not schedule event %s; the sweep will enqueue it", event_id, exc_info=True)
+
+
+class ShortDelays:
+    """Events due again within a few seconds (a settling webhook), queued by this process on time.
+
+    Huey holds a delayed task in its schedule, which its scheduler reads once a second, so a 2 s
+    settle window would end up to a second late. A worker process (:meth:`start`) queues them
+    itself from a timer thread at their time. On a stop (:meth:`flush`) those not yet due go to
+    Huey's schedule; a process killed outright leaves them to the sweep (STUCK_AFTER_SECONDS).
+    """
+
+    LONGEST = 10.0  # seconds; a longer delay goes to Huey's schedule as before
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._due: dict[int, tuple[float, int]] = {}  # event id -> (monotonic due time, priority)
+        self._wake = threading.Condition(self._lock)
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="short-delays", daemon=True)
+                self._thread.start()
+
+    def take(self, event_id: int, delay: float, priority: int) -> bool:
+        """Whether this process queues the event itself (started, and the delay is short)."""
+        if self._thread is None or delay > self.LONGEST:
+            return False
+        with self._wake:
+            due = time.monotonic() + max(delay, 0.0)
+            earlier = self._due.get(event_id)
+            self._due[event_id] = (min(due, earlier[0]) if earlier else due, priority)
+            self._wake.notify()
+        return True
+
+    def flush(self) -> None:
+        """Hand what is not due yet to Huey's schedule (the process is stopping)."""
+        with self._wake:
+            pending, self._due = self._due, {}
+            self._thread = None  # later delays go to Huey's schedule
+            self._wake.notify()
+        now = time.monotonic()
+        for event_id, (due, priority) in pending.items():
+            _schedule_event(event_id, due - now, priority)
+
+    def _run(self) -> None:
+        me = threading.current_thread()
+        while True:
+            with self._wake:
+                if self._thread is not me:
+                    return
+                now = time.monotonic()
+                ready = [(event_id, priority) for event_id, (due, priority) in self._due.items() if due <= now]
+                for event_id, _ in ready:
+                    del self._due[event_id]
+                if not ready:
+                    self._wake.wait(min((due for due, _ in self._due.values()), default=now + 1.0) - now)
+                    continue
+            for event_id, priority in ready:
+                _enqueue(event_id, priority)
+
+
+short_delays = ShortDelays()
 
 
 def hand_off(student_id: int, lane: str) -> None:

@@ -80,7 +80,7 @@ def serve(host: str, port: int, workers: int, worker: bool | None, threads: int,
         uvicorn.run(app, workers=workers, **options)
         return
     from engine.pipeline.sweep import SweepLoop
-    from engine.worker import huey, runtime, start_consumer
+    from engine.worker import huey, runtime, short_delays, start_consumer
 
     rt = runtime()  # fail fast on invalid rules or settings, before the worker starts; the app reuses it
     consumer = sweeper = heartbeat = None
@@ -90,6 +90,7 @@ def serve(host: str, port: int, workers: int, worker: bool | None, threads: int,
 
             _stop_signals_exit()
             consumer = start_consumer(huey, workers=threads, worker_type="thread", periodic=True)
+            short_delays.start()
             sweeper = SweepLoop(runtime, settings.timer_poll_seconds).start()
             heartbeat = HeartbeatThread(
                 rt.sessions, settings.heartbeat_seconds, rules_version=lambda: _loaded_version(rt)
@@ -98,6 +99,7 @@ def serve(host: str, port: int, workers: int, worker: bool | None, threads: int,
         uvicorn.run(app, **options)
     finally:
         rt.stopping.set()
+        short_delays.flush()
         if sweeper is not None:
             sweeper.stop()
         if heartbeat is not None:
@@ -196,8 +198,10 @@ def worker(threads: int, lane_threads: int | None) -> None:
         rt.stopping.set()
         for consumer in lanes:
             consumer.stop_flag.set()
+        queue.short_delays.flush()  # settling webhooks not due yet: to Huey's schedule
 
     deadline = queue.StopDeadline(settings.worker_stop_seconds, on_begin=stopping)
+    queue.short_delays.start()
     try:
         if lane_threads:
             lane_huey = queue.get_queue().lanes["manychat"][0]

@@ -445,3 +445,32 @@ def test_a_stop_signal_ends_a_busy_worker_within_worker_stop_seconds(pg, redis_u
     finally:
         successor.terminate()
         successor.wait(timeout=20)
+
+
+def test_a_short_delay_is_queued_by_the_process_on_time_and_handed_to_huey_on_a_stop(tmp_path, monkeypatch):
+    """Huey's scheduler reads its schedule once a second: a worker queues a settling webhook itself
+    when it is due; stopping, it hands what is not due yet to Huey's schedule (nothing is lost)."""
+    import engine.worker as worker
+
+    queue = worker.build_queue(Settings(ENGINE_ENV="test", var_dir=tmp_path))
+    monkeypatch.setattr(worker, "_queue", queue)
+    delays = worker.ShortDelays()
+    monkeypatch.setattr(worker, "short_delays", delays)
+    delays.start()
+    worker.schedule_event(42, 0.2)
+    worker.schedule_event(43, 5.0)
+    assert queue.huey.pending() == []  # held by this process, not by Huey
+    deadline = time.monotonic() + 10
+    while not queue.huey.pending():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    [task] = queue.huey.pending()
+    assert (task.args, task.eta) == ((42,), None)  # queued to run now, at its time
+    queue.huey.flush()
+
+    delays.flush()  # a stop: 43 is not due yet
+    [task] = queue.huey.pending()
+    assert (task.name, task.args) == ("process_event_task", (43,))
+    assert task.eta is not None
+    worker.schedule_event(44, 0.1)  # after the stop: Huey's schedule
+    assert [t.args for t in queue.huey.pending()] == [(43,), (44,)]
