@@ -16,7 +16,6 @@ from tests.e2e.conftest import ENGINE, Stack
 from tests.fakes.server import free_port
 
 
-@pytest.mark.slow
 def _embedded_env(tmp_path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_", "DISCORD_", "MANYCHAT_"))}
     env.update(
@@ -32,6 +31,7 @@ def _embedded_env(tmp_path) -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow
 def test_serve_on_sqlite_takes_a_webhook_and_processes_it(tmp_path):
     port = free_port()
     env = _embedded_env(tmp_path)
