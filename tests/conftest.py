@@ -10,6 +10,7 @@ import functools
 import json
 import os
 import socket
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -75,6 +76,20 @@ def require_service(name: str, host: str, port: int) -> None:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(message)
     pytest.skip(message)
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 20.0, what: str = "condition") -> None:
+    """Return once ``predicate()`` is true; fail with "timed out waiting for WHAT" after ``timeout``
+    seconds. Polls quickly at first, then every quarter second (the long waits need no faster)."""
+    deadline, pause = time.monotonic() + timeout, 0.05
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(pause)
+        pause = min(pause * 1.5, 0.25)
+    if predicate():  # a last look: the machine may have been busy through the final pause
+        return
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 def load_payload(name: str) -> dict:

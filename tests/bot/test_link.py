@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import copy
 import threading
-import time
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import create_engine, select
+from sqlalchemy import create_engine, select, text
 from sqlalchemy.orm import sessionmaker
 
 from bot.link import LinkService
 from engine.codes import CODE_ALPHABET
 from engine.db.models import Event, LinkAttempt, Membership, OnboardingToken, Student
-from tests.conftest import load_payload
+from tests.conftest import load_payload, wait_until
 
 EMAIL = "ana.exemplo@example.com"
 ACCOUNT_A = 80351110224678912
@@ -386,6 +385,13 @@ def test_two_simultaneous_uses_of_one_code_link_once(make_harness):
     assert len(events(h, "DISCORD_LINKED")) == 1 and len(h.queued) == 1
 
 
+def waiting_on_a_lock(h) -> bool:
+    """Whether a session of this test's database is waiting for a lock another one holds."""
+    with h.runtime.sessions() as session:
+        query = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        return session.scalar(text(query)) > 0
+
+
 def test_a_code_being_used_blocks_the_second_user_until_the_first_commits(make_harness):
     """The token row lock: the second attempt waits, then sees the code as used."""
     h = make_harness()
@@ -396,7 +402,7 @@ def test_a_code_being_used_blocks_the_second_user_until_the_first_commits(make_h
         token = holder.scalars(select(OnboardingToken).where(OnboardingToken.code == code).with_for_update()).one()
         worker = threading.Thread(target=lambda: result.append(svc.link(ACCOUNT_B, code).outcome))
         worker.start()
-        time.sleep(0.5)
+        wait_until(lambda: waiting_on_a_lock(h), timeout=10, what="the second attempt to wait on the token's row lock")
         assert worker.is_alive() and result == []  # waiting on the row lock
         token.used_at, token.used_by_discord_id = h.clock(), str(ACCOUNT_A)
     worker.join(timeout=30)

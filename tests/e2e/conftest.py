@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ADMIN_TOKEN, HOTTOK, REPO, RULES, shipped_rules
+from tests.conftest import ADMIN_TOKEN, HOTTOK, REPO, RULES, shipped_rules, wait_until
 from tests.e2e.processes import EngineProcess, start_engine
 from tests.fakes import discord_app, manychat_app
 from tests.fakes.server import free_port, serve
@@ -68,15 +67,9 @@ class Stack:
         return self.client.request(method, path, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, **kwargs)
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
-        # Polls quickly at first, then every quarter second: each poll is a request the API and
-        # this process must serve, and the long waits (retries, rate limits) need no faster.
-        deadline, pause = time.monotonic() + timeout, 0.05
-        while time.monotonic() < deadline:
-            if predicate():
-                return
-            time.sleep(pause)
-            pause = min(pause * 1.5, 0.25)
-        raise AssertionError(f"timed out waiting for {what}")
+        # wait_until polls quickly at first, then every quarter second: each poll is a request the
+        # API and this process must serve, and the long waits (retries, rate limits) need no faster.
+        wait_until(predicate, timeout=timeout, what=what)
 
     def event(self, event_id: int) -> dict:
         return self.admin(f"/admin/events/{event_id}").json()

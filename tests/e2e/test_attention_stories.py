@@ -115,8 +115,14 @@ def test_story_19_unknown_product(start_stack, fakes, rules_repo):
     [alert] = alerts(stack, "rules.unknown_product")
     assert (alert["count"], alert["group_key"]) == (2, f"rules.unknown_product:{NEW_PRODUCT}")
     assert f"no product matches id {NEW_PRODUCT}" in alert["message"]
-    channel = [m["content"] for m in fakes.discord.messages.get(ALERT_CHANNEL, [])]
-    assert any(f"no product matches id {NEW_PRODUCT}" in text for text in channel)  # the admin channel
+    # The admin channel: notify_alerts posts the alert after the event's transaction commits.
+    stack.wait_for(
+        lambda: any(
+            f"no product matches id {NEW_PRODUCT}" in m["content"]
+            for m in fakes.discord.messages.get(ALERT_CHANNEL, [])
+        ),
+        what="the unknown-product alert in the admin channel",
+    )
     listed = stack.admin("/admin/events", params={"status": "needs_attention"}).json()
     assert sorted(item["id"] for item in listed["items"]) == [first, second]
 

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from engine.cli import main
 from engine.heartbeat import age, beat
 from engine.pipeline.sweep import SweepLoop
+from tests.conftest import wait_until
 
 
 def heartbeat(tmp_path: Path, *args: str):
@@ -49,7 +50,7 @@ def test_the_sweep_loop_beats_only_after_a_sweep_that_worked(tmp_path):
     loop = SweepLoop(lambda: None, 0.02, run=run, on_success=lambda: (beats.append(1), beat(tmp_path, "worker")))
     loop.start()
     assert swept.wait(5)
-    time.sleep(0.1)
+    wait_until(lambda: beats, timeout=5, what="the beat after the sweep that worked")  # on_success follows run()
     loop.stop()
     assert beats and age(tmp_path, "worker") < 5
 
