@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -47,6 +48,21 @@ class UTCDateTime(TypeDecorator):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+# The statuses still to be acted on, which the per-event queries look for (engine.statuses:
+# open ones; a failed step holds its event's later steps). Partial indexes over them stay the size
+# of what is open, whatever the history (migration 0016). Each also requires its key column, so
+# that only a query on that key can use it (not one filtering on the status alone).
+OPEN_EVENTS_WHERE = "status IN ('received', 'held', 'processing', 'retrying')"
+OPEN_STEPS_WHERE = "status IN ('pending', 'running', 'retrying', 'failed')"
+
+
+def partial_index(name: str, *columns: str, where: str) -> Index:
+    """An index over the rows matching ``where``. Migration 0016 makes it partial on SQLite too;
+    only PostgreSQL's predicate is declared here, as naming SQLite's would import SQLite's dialect
+    in every process that imports the models (PostgreSQL's is imported already: JSONB)."""
+    return Index(name, *columns, postgresql_where=text(where))
 
 
 class Base(DeclarativeBase):
@@ -96,11 +112,22 @@ class Event(Base):
     __table_args__ = (
         Index("ix_events_status_id", "status", "id"),
         Index("ix_events_received_at", "received_at"),  # the admin API's date filters
+        Index("ix_events_type_status", "type", "status"),  # type filters; /metrics counts by both
+        Index("ix_events_transaction_type", "transaction", "type"),  # a purchase's refund
+        # A student's open events (the worker's next step), a buyer's fresh webhooks (settling),
+        # the oldest unprocessed one (/metrics, engine status, the watchdog).
+        partial_index(
+            "ix_events_open_student", "student_id", "id", where=f"{OPEN_EVENTS_WHERE} AND student_id IS NOT NULL"
+        ),
+        partial_index("ix_events_open_email", "email", where=f"{OPEN_EVENTS_WHERE} AND email IS NOT NULL"),
+        partial_index(
+            "ix_events_open_received", "received_at", "id", where=f"{OPEN_EVENTS_WHERE} AND received_at IS NOT NULL"
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigID, primary_key=True)
     source: Mapped[str] = mapped_column(String(20))  # hotmart | bot | timer | admin
-    type: Mapped[str | None] = mapped_column(String(60), index=True)
+    type: Mapped[str | None] = mapped_column(String(60))
     dedupe_key: Mapped[str] = mapped_column(String(100), unique=True)
     payload: Mapped[Any] = mapped_column(JSONType, nullable=True)  # the raw body, any JSON value
     raw_body: Mapped[str | None] = mapped_column(Text)  # kept when the body is not JSON
@@ -115,7 +142,7 @@ class Event(Base):
     status: Mapped[str] = mapped_column(String(20), default="received")
     reason: Mapped[str | None] = mapped_column(Text)
     email: Mapped[str | None] = mapped_column(String(320), index=True)
-    transaction: Mapped[str | None] = mapped_column(String(64), index=True)  # Hotmart's purchase code
+    transaction: Mapped[str | None] = mapped_column(String(64))  # Hotmart's purchase code
     student_id: Mapped[int | None] = mapped_column(ForeignKey("students.id"), index=True)
     product_key: Mapped[str | None] = mapped_column(String(100))
     plans: Mapped[Any] = mapped_column(JSONType, nullable=True)  # one Plan per membership touched
@@ -132,16 +159,29 @@ class ActionRun(Base):
     """One planned step (the outbox): recorded before it runs, marked after."""
 
     __tablename__ = "action_runs"
-    __table_args__ = (UniqueConstraint("event_id", "step_index"),)
+    __table_args__ = (
+        UniqueConstraint("event_id", "step_index"),
+        Index("ix_action_runs_event_id_id", "event_id", "id"),  # an event's first step: min(id)
+        Index("ix_action_runs_action_status", "action", "status"),  # /metrics counts by both
+        partial_index("ix_action_runs_retrying", "event_id", "retry_at", where="status = 'retrying'"),  # the sweep
+        # A membership's steps not done yet (engine.pipeline.ordering); the errors /metrics counts.
+        partial_index(
+            "ix_action_runs_open_membership",
+            "membership_id",
+            "id",
+            where=f"{OPEN_STEPS_WHERE} AND membership_id IS NOT NULL",
+        ),
+        partial_index("ix_action_runs_errors", "error", "status", where="error IS NOT NULL"),
+    )
 
     id: Mapped[int] = mapped_column(BigID, primary_key=True)
-    event_id: Mapped[int] = mapped_column(ForeignKey("events.id"), index=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id"))
     membership_id: Mapped[int | None] = mapped_column(ForeignKey("memberships.id"))
     step_index: Mapped[int] = mapped_column(Integer)
     action: Mapped[str] = mapped_column(String(40))
     params: Mapped[dict[str, Any]]
     # pending | running | retrying | done | skipped | failed
-    status: Mapped[str] = mapped_column(String(20), default="pending", index=True)
+    status: Mapped[str] = mapped_column(String(20), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(String(60))
     detail: Mapped[str | None] = mapped_column(Text)
@@ -169,6 +209,10 @@ class Grant(Base):
 
 class Alert(Base):
     __tablename__ = "alerts"
+    __table_args__ = (
+        partial_index("ix_alerts_unnotified", "id", where="notified IS NULL"),  # to post (the sweep)
+        partial_index("ix_alerts_unacknowledged", "id", where="acknowledged_at IS NULL"),  # open ones
+    )
 
     id: Mapped[int] = mapped_column(BigID, primary_key=True)
     kind: Mapped[str] = mapped_column(String(60))
@@ -221,6 +265,14 @@ class ScheduledEvent(Base):
 
 class OnboardingToken(Base):
     __tablename__ = "onboarding_tokens"
+    # A membership's unused codes (revoke_token).
+    __table_args__ = (
+        partial_index(
+            "ix_onboarding_tokens_unused_membership",
+            "membership_id",
+            where="used_at IS NULL AND membership_id IS NOT NULL",
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigID, primary_key=True)
     code: Mapped[str] = mapped_column(String(16), unique=True)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, bindparam, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import flag_modified
 
@@ -48,6 +48,12 @@ DECIDED_STATUSES = (
 )
 # The planner's facts about the student for one event (processing's, so both decide alike).
 FactsFor = Callable[..., Facts]
+# Steps not done yet: what a membership still waits for. Written into the SQL as constants (not
+# bound), so that even a generic plan of the prepared statement proves the partial index
+# ix_action_runs_open_membership usable (migration 0016): no read of every open step of every student.
+_WAITING_STEPS = bindparam(
+    "waiting_steps", ("pending", "running", "retrying", "failed"), expanding=True, literal_execute=True
+)
 # (remove action, add action, ledger kind, params key), in the order converging steps run.
 _ACCESS = [
     (remove, add, RESOURCES[add].kind, RESOURCES[add].param)
@@ -257,7 +263,7 @@ def _expected(session: Session, membership: Membership | None) -> tuple[dict[str
         select(ActionRun)
         .where(
             ActionRun.membership_id == membership.id,
-            ActionRun.status.in_(("pending", "running", "retrying", "failed")),
+            ActionRun.status.in_(_WAITING_STEPS),
         )
         .order_by(ActionRun.id)
     ).all()
