@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, bindparam, func, select
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, aliased, defer
@@ -50,7 +50,10 @@ log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 2  # the first run and one automatic retry
 OPEN_STATUSES = OPEN_EVENT_STATUSES
-_OPEN_STEPS = OPEN_RUN_STATUSES
+# Written into the SQL as constants, not bound: a generic plan of the prepared statement then
+# still proves the partial indexes over the open statuses usable (migration 0016).
+_OPEN_STEPS = bindparam("open_steps", tuple(map(str, OPEN_RUN_STATUSES)), expanding=True, literal_execute=True)
+_OPEN_EVENTS = bindparam("open_events", tuple(map(str, OPEN_STATUSES)), expanding=True, literal_execute=True)
 _EARLIER = aliased(ActionRun)  # the subquery's own steps, not the outer query's
 _FIRST_STEP = select(func.min(_EARLIER.id)).where(_EARLIER.event_id == Event.id).correlate(Event).scalar_subquery()
 _LIGHT_EVENT = (defer(Event.payload), defer(Event.raw_body), defer(Event.headers), defer(Event.plans))
@@ -198,7 +201,7 @@ def _advance(rt: Runtime, session: Session, student_id: int, lane: str | None, d
             select(Event, ActionRun)
             .options(*_LIGHT_EVENT)  # the body is not needed to run steps
             .outerjoin(ActionRun, and_(ActionRun.event_id == Event.id, ActionRun.status.in_(_OPEN_STEPS)))
-            .where(Event.student_id == student_id, Event.status.in_(OPEN_STATUSES))
+            .where(Event.student_id == student_id, Event.status.in_(_OPEN_EVENTS))
             # In the order they were planned (creation order), which is not always arrival order.
             .order_by(_FIRST_STEP, Event.id, ActionRun.step_index)
             .limit(1)
