@@ -353,23 +353,32 @@ def test_a_lane_consumer_leaves_the_stop_signals_to_the_main_consumer():
             signal.signal(signum, handler)
 
 
-def test_a_stop_signal_while_the_worker_starts_stops_it_cleanly(fresh_database, redis_url, tmp_path):
-    """SIGTERM before the main consumer takes the signals (here: waiting for the migrations) ends
-    `engine worker` with exit code 0, as `docker compose stop` expects; it used to kill it (-15)."""
+def _worker_env(database_url: str, redis_url: str, **extra: str) -> dict[str, str]:
+    """The environment of an `engine worker` these tests start: this test's queue, the shipped rules."""
     import os
-    import signal
 
-    from tests.conftest import REPO, RULES
-    from tests.e2e.processes import start_engine
+    from tests.conftest import RULES
 
-    env = {
+    return {
         "PATH": os.environ["PATH"],
         "ENGINE_ENV": "test",
-        "DATABASE_URL": fresh_database,
+        "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
         "QUEUE_NAME": os.environ["QUEUE_NAME"],
         "RULES_DIR": str(RULES),
+        **extra,
     }
+
+
+def test_a_stop_signal_while_the_worker_starts_stops_it_cleanly(fresh_database, redis_url, tmp_path):
+    """SIGTERM before the main consumer takes the signals (here: waiting for the migrations) ends
+    `engine worker` with exit code 0, as `docker compose stop` expects; it used to kill it (-15)."""
+    import signal
+
+    from tests.conftest import REPO
+    from tests.e2e.processes import start_engine
+
+    env = _worker_env(fresh_database, redis_url)
     worker = start_engine(["worker", "--threads", "1"], env=env, cwd=REPO, log=tmp_path / "worker.log")
     try:
         worker.wait_for_output("waiting for the database migrations")
@@ -385,7 +394,6 @@ def test_a_stop_signal_ends_a_busy_worker_within_worker_stop_seconds(pg, redis_u
     worker alive after SIGTERM: it exits within WORKER_STOP_SECONDS, and the unfinished event stays
     in the database, where the next worker's sweep finds it and processes it."""
     import json
-    import os
     import signal
 
     import psycopg
@@ -393,7 +401,7 @@ def test_a_stop_signal_ends_a_busy_worker_within_worker_stop_seconds(pg, redis_u
     from engine.db.locks import Namespace
     from engine.db.session import session_factory
     from engine.pipeline.intake import store_hotmart
-    from tests.conftest import REPO, RULES, load_payload
+    from tests.conftest import REPO, load_payload
     from tests.e2e.conftest import remote_enqueue
     from tests.e2e.processes import start_engine
 
@@ -402,17 +410,7 @@ def test_a_stop_signal_ends_a_busy_worker_within_worker_stop_seconds(pg, redis_u
     body["data"]["buyer"]["email"] = email
     with session_factory(Settings(ENGINE_ENV="test", database_url=pg)).begin() as session:
         event_id = store_hotmart(session, json.dumps(body).encode(), {}, held=False).event_id
-    env = {
-        "PATH": os.environ["PATH"],
-        "ENGINE_ENV": "test",
-        "DATABASE_URL": pg,
-        "REDIS_URL": redis_url,
-        "QUEUE_NAME": os.environ["QUEUE_NAME"],
-        "RULES_DIR": str(RULES),
-        "ORDER_SETTLE_SECONDS": "0",
-        "WORKER_STOP_SECONDS": "2",
-        "MANYCHAT_LANE_THREADS": "1",
-    }
+    env = _worker_env(pg, redis_url, ORDER_SETTLE_SECONDS="0", WORKER_STOP_SECONDS="2", MANYCHAT_LANE_THREADS="1")
     dsn = pg.replace("postgresql+psycopg://", "postgresql://")
     waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%pg_advisory_lock%'"
     with psycopg.connect(dsn, autocommit=True) as holder:
