@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import hypothesis
@@ -78,17 +79,21 @@ def require_service(name: str, host: str, port: int) -> None:
     pytest.skip(message)
 
 
-def wait_until(predicate: Callable[[], object], timeout: float = 20.0, what: str = "condition") -> None:
-    """Return once ``predicate()`` is true; fail with "timed out waiting for WHAT" after ``timeout``
-    seconds. Polls quickly at first, then every quarter second (the long waits need no faster)."""
+T = TypeVar("T")
+
+
+def wait_until(predicate: Callable[[], T], timeout: float = 20.0, what: str = "condition") -> T:
+    """Return what ``predicate()`` returns once it is true; fail with "timed out waiting for WHAT"
+    after ``timeout`` seconds. Polls quickly at first, then every quarter second (the long waits
+    need no faster)."""
     deadline, pause = time.monotonic() + timeout, 0.05
     while time.monotonic() < deadline:
-        if predicate():
-            return
+        if found := predicate():
+            return found
         time.sleep(pause)
         pause = min(pause * 1.5, 0.25)
-    if predicate():  # a last look: the machine may have been busy through the final pause
-        return
+    if found := predicate():  # a last look: the machine may have been busy through the final pause
+        return found
     raise AssertionError(f"timed out waiting for {what}")
 
 

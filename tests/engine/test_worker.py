@@ -11,6 +11,7 @@ from huey import RedisHuey, SqliteHuey
 
 from engine.settings import Settings
 from engine.worker import make_huey
+from tests.conftest import wait_until
 
 
 def test_redis_queue_with_bounded_connects(redis_url):
@@ -188,7 +189,6 @@ class _Proxy:
 def test_a_redis_outage_is_one_warning_with_backoff_and_one_line_when_back(redis_url, caplog):
     import logging
     import signal
-    import time
     import uuid
     from urllib.parse import urlsplit
 
@@ -237,7 +237,6 @@ def fresh_database(postgres_url: str) -> Iterator[str]:
 def test_a_worker_started_beside_a_fresh_database_waits_for_the_migrations(fresh_database, redis_url, tmp_path):
     import os
     import subprocess
-    import time
 
     import psycopg
 
@@ -419,10 +418,10 @@ def test_a_stop_signal_ends_a_busy_worker_within_worker_stop_seconds(pg, redis_u
         try:
             worker.wait_for_output("Huey consumer started")
             remote_enqueue(redis_url)(event_id)
-            deadline = time.monotonic() + 30
-            while holder.execute(waiting).fetchone()[0] == 0:  # the worker's thread waits for our lock
-                assert time.monotonic() < deadline, worker.log.read_text()
-                time.sleep(0.05)
+            # The worker's thread waits for our lock.
+            wait_until(
+                lambda: holder.execute(waiting).fetchone()[0], timeout=30, what="the worker to wait for the lock"
+            )
             worker.terminate()
             assert worker.wait(timeout=20) == 0, worker.log.read_text()  # WORKER_STOP_SECONDS is 2
             status = holder.execute("SELECT status FROM events WHERE id = %s", (event_id,)).fetchone()[0]
@@ -435,11 +434,12 @@ def test_a_stop_signal_ends_a_busy_worker_within_worker_stop_seconds(pg, redis_u
     successor = start_engine(["worker", "--threads", "1"], env=env, cwd=REPO, log=tmp_path / "next.log")
     try:
         with psycopg.connect(dsn, autocommit=True) as reader:
-            deadline = time.monotonic() + 30
             query = "SELECT status FROM events WHERE id = %s"
-            while reader.execute(query, (event_id,)).fetchone()[0] not in ("processed", "processing"):
-                assert time.monotonic() < deadline, successor.log.read_text()
-                time.sleep(0.1)
+            wait_until(
+                lambda: reader.execute(query, (event_id,)).fetchone()[0] in ("processed", "processing"),
+                timeout=30,
+                what="the next worker to process the event",
+            )
     finally:
         successor.terminate()
         successor.wait(timeout=20)
@@ -458,11 +458,7 @@ def test_a_short_delay_is_queued_by_the_process_on_time_and_handed_to_huey_on_a_
     worker.schedule_event(42, 0.2)
     worker.schedule_event(43, 5.0)
     assert queue.huey.pending() == []  # held by this process, not by Huey
-    deadline = time.monotonic() + 10
-    while not queue.huey.pending():
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    [task] = queue.huey.pending()
+    [task] = wait_until(queue.huey.pending, timeout=10, what="the due event to be queued")
     assert (task.args, task.eta) == ((42,), None)  # queued to run now, at its time
     queue.huey.flush()
 

@@ -4,7 +4,6 @@ one grouped alert (pipeline.stuck); a lock held idle past STUCK_LOCK_SECONDS is 
 from __future__ import annotations
 
 import json
-import time
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -18,7 +17,7 @@ from engine.db.models import Alert, Event
 from engine.db.stuck import find_stuck
 from engine.pipeline.intake import store_hotmart
 from engine.pipeline.watchdog import ALERT_KIND, watch
-from tests.conftest import load_payload, rewriting_event_log
+from tests.conftest import load_payload, rewriting_event_log, wait_until
 
 
 def stuck_alerts(h) -> list[Alert]:
@@ -64,24 +63,16 @@ def holder(pg):
         yield connection
 
 
-def wait_for(predicate, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while not (found := predicate()):
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.2)
-    return found
-
-
 def test_a_student_lock_held_by_an_idle_connection_is_stuck_then_freed(make_harness, holder):
     h = make_harness(stuck_after_seconds=1, stuck_lock_seconds=3600)
     pid = holder.info.backend_pid
-    stuck = wait_for(lambda: watch(h.runtime))  # once it has been idle for a second
+    stuck = wait_until(lambda: watch(h.runtime), what="the idle lock")  # idle for a second
     assert [lock.pid for lock in stuck.idle_locks] == [pid]
     assert "1 student lock(s) held by an idle database connection" in stuck_alerts(h)[0].message
     holder.execute("SELECT 1")  # not past STUCK_LOCK_SECONDS: left alone
 
     h.runtime.settings.stuck_lock_seconds = 1
-    wait_for(lambda: watch(h.runtime).idle_locks)
+    wait_until(lambda: watch(h.runtime).idle_locks, what="the lock to be freed")
     with pytest.raises(psycopg.OperationalError):  # its connection was ended...
         holder.execute("SELECT 1")
     with h.runtime.sessions() as session:  # ...and the lock with it
