@@ -35,12 +35,17 @@ def student_email(session: Session, student_id: int) -> str:
     return student.email
 
 
+def event_buyer(session: Session, email: str | None, student_id: int | None) -> str | None:
+    """The buyer an event belongs to: its e-mail, else its student's (None: a body with no e-mail)."""
+    return email or (student_email(session, student_id) if student_id else None)
+
+
 def lock_event_buyer(session: Session, event_id: int) -> None:
     """The buyer's lock of this event until the transaction ends (nothing if it names no buyer)."""
     found = session.execute(select(Event.email, Event.student_id).where(Event.id == event_id)).first()
     if found is None:
         return
-    email = found.email or (student_email(session, found.student_id) if found.student_id else None)
+    email = event_buyer(session, found.email, found.student_id)
     if email:
         lock_buyer_for_transaction(session, email)
 

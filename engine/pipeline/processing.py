@@ -23,7 +23,7 @@ from engine.logs import log_context
 from engine.pipeline import attention
 from engine.pipeline.alerts import notify_alerts, take_raised
 from engine.pipeline.execution import OPEN_STATUSES, drain_student, is_retryable
-from engine.pipeline.locks import StudentHold, student_email
+from engine.pipeline.locks import StudentHold, event_buyer
 from engine.pipeline.ordering import (
     BatchEntry,
     newest_decided_after,
@@ -94,7 +94,7 @@ def _process(rt: Runtime, event_id: int) -> str:
             seen["status"] = "missing"
             return None
         if found.status in ("received", *OPEN_STATUSES):
-            buyer = found.email or (student_email(session, found.student_id) if found.student_id else None)
+            buyer = event_buyer(session, found.email, found.student_id)
             if buyer:  # none: a body with no e-mail, which concerns nobody (ignored below)
                 hold.lock_buyer(session, buyer)
         event = session.get(Event, event_id)
