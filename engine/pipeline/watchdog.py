@@ -23,7 +23,7 @@ import logging
 
 from sqlalchemy import text
 
-from engine.db.stuck import IdleLock, Stuck, find_stuck
+from engine.db.stuck import Stuck, find_stuck
 from engine.pipeline.alerts import raise_alert
 from engine.pipeline.runtime import Runtime
 
@@ -52,7 +52,3 @@ def watch(rt: Runtime) -> Stuck:
         log.warning("stuck: %s", message)
         raise_alert(rt, session, kind=ALERT_KIND, message=message, group_key=ALERT_KIND)
     return stuck
-
-
-def _said(lock: IdleLock) -> tuple[int, str, float]:
-    return lock.pid, lock.state, lock.idle_seconds
