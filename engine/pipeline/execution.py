@@ -76,10 +76,19 @@ def is_retryable(exc: BaseException) -> bool:
     return is_conflict(exc) or is_connection_error(exc)
 
 
+@dataclass(frozen=True)
+class Opened:
+    """What a drain's first transaction found: the student whose steps to run (None: nothing to run)."""
+
+    student_id: int | None
+
+
 @dataclass
 class Drained:
-    """What a drain did: each touched event's status, and where the student went next."""
+    """What a drain did: what its first transaction found, each touched event's status, and
+    where the student went next."""
 
+    opened: Opened | None = None
     statuses: dict[int, str] = field(default_factory=dict)
     handed_to: str | None = None  # the lane that continues this student's steps
 
@@ -111,14 +120,15 @@ def drain_student(
     *,
     hold=None,
     lane: str | None = None,
-    first: Callable[[Session], int | None] | None = None,
+    first: Callable[[Session], Opened] | None = None,
 ) -> Drained:
     """Run the open events of a student in order (the caller holds the student lock).
 
-    ``first`` runs at the start of the first transaction (planning an event) and returns
-    the student to drain (None: nothing to drain). A step waiting for its automatic retry
-    holds back the student's later events (so a late retry can never re-grant after a
-    refund); a failed step holds back only its own event's later steps.
+    ``first`` runs at the start of the first transaction (planning an event) and returns what
+    it found (kept as ``Drained.opened``), among it the student to drain (None: nothing to
+    drain). A step waiting for its automatic retry holds back the student's later events (so a
+    late retry can never re-grant after a refund); a failed step holds back only its own
+    event's later steps.
     """
     hold = hold or _NoHold(rt)
     drained = Drained()
@@ -130,7 +140,8 @@ def drain_student(
             try:
                 with hold.begin() as session:
                     if first is not None:
-                        student_id = first(session)
+                        drained.opened = first(session)
+                        student_id = drained.opened.student_id
                         if student_id is None:
                             return drained
                     if pending is not None:
@@ -180,9 +191,9 @@ def run_student(rt: Runtime, student_id: int, *, lane: str | None = None) -> Dra
         with StudentHold(rt.sessions) as hold:
             return drain_student(rt, student_id, hold=hold, lane=lane, first=lambda session: lock(hold, session))
 
-    def lock(hold: StudentHold, session: Session) -> int:
+    def lock(hold: StudentHold, session: Session) -> Opened:
         hold.lock(session, student_id)
-        return student_id
+        return Opened(student_id)
 
     drained = retry_conflicts(drain, f"student {student_id}")
     if drained.handed_to:

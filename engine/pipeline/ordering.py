@@ -5,7 +5,7 @@ events in ``creation_date`` order (README, "Per student, in order"):
 
 * a fresh webhook settles for ``ORDER_SETTLE_SECONDS``; the student's waiting events are then
   planned together, in creation order, and a one-shot message of a transition that a later
-  event of the same batch supersedes is skipped (:func:`skip_superseded`);
+  event of the same batch supersedes is skipped (:func:`engine.pipeline.settling.skip_superseded`);
 * an event created before one already decided for the same membership (it arrived after the
   window) is folded in (:func:`reevaluate`): the membership's events are planned again in
   creation order from the initial state, and the membership converges to the result — its
@@ -16,21 +16,21 @@ events in ``creation_date`` order (README, "Per student, in order"):
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, bindparam, or_, select
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import flag_modified
 
 from connectors.base import Step
 from engine.db.models import ActionRun, Event, Grant, Membership, ScheduledEvent, Student
-from engine.inputs import EventInput, event_input
+from engine.inputs import EventInput
+from engine.pipeline.facts import TaskInputs, event_facts
 from engine.pipeline.ledger import RESOURCES
 from engine.pipeline.runtime import Runtime
-from engine.planner import Facts, Plan
+from engine.planner import Plan
 from engine.rules.model import Product, Rules
 from engine.sources import SOURCES
 from engine.statuses import EventStatus
@@ -46,8 +46,6 @@ DECIDED_STATUSES = (
     EventStatus.IGNORED,
     EventStatus.FAILED,
 )
-# The planner's facts about the student for one event (processing's, so both decide alike).
-FactsFor = Callable[..., Facts]
 # Steps not done yet: what a membership still waits for. Written into the SQL as constants (not
 # bound), so that even a generic plan of the prepared statement proves the partial index
 # ix_action_runs_open_membership usable (migration 0016): no read of every open step of every student.
@@ -80,7 +78,7 @@ def _belongs(inp: EventInput | None, product_key: str, rules: Rules) -> bool:
 
 
 def newest_decided_after(
-    rt: Runtime, session: Session, student: Student, product_key: str, event: Event, inp: EventInput
+    rt: Runtime, session: Session, student: Student, product_key: str, event: Event, inp: EventInput, inputs: TaskInputs
 ) -> datetime | None:
     """The creation date of the newest Hotmart event of this membership already decided that was
     created after ``event``; None when ``event`` is not late. Ignored ones count: a refund ignored
@@ -101,9 +99,7 @@ def newest_decided_after(
         if row.product_key is not None:
             mine = row.product_key == product_key
         else:  # decided before planning (a lead, a refunded transaction): read the payload
-            mine = row.payload is not None and _belongs(
-                event_input(row.payload, rt.rules.rules), product_key, rt.rules.rules
-            )
+            mine = _belongs(inputs.of(row), product_key, rt.rules.rules)
         if mine and (newest is None or row.occurred_at > newest):
             newest = row.occurred_at
     return newest
@@ -134,13 +130,13 @@ class _Fold:
     fields: dict[str, Any]
 
 
-def _history(rt: Runtime, session: Session, student: Student, product_key: str, event: Event, inp: EventInput):
+def _history(rt: Runtime, session: Session, student: Student, product_key: str, event: Event, inputs: TaskInputs):
     rows = session.scalars(select(Event).where(of_student(student), Event.status.in_(DECIDED_STATUSES))).all()
-    items = [_Item(event, inp)]
+    items = [_Item(event, inputs.of(event))]
     for row in rows:
-        if row.id == event.id or row.payload is None:
+        if row.id == event.id:
             continue
-        row_inp = event_input(row.payload, rt.rules.rules)
+        row_inp = inputs.of(row)
         if _belongs(row_inp, product_key, rt.rules.rules):
             items.append(_Item(row, row_inp))
     return sorted(items, key=lambda item: item.key)
@@ -164,7 +160,7 @@ def simulate(steps: Iterable[Step], grants: dict[str, set[str]], timers: dict[st
                 timers.pop(name, None)
 
 
-def _fold(rt: Runtime, student: Student, product: Product, items: list[_Item], facts_for: FactsFor) -> _Fold:
+def _fold(rt: Runtime, student: Student, product: Product, items: list[_Item]) -> _Fold:
     rules, planner = rt.rules.rules, rt.rules.planner
     revoked: set[str] = set()  # purchases refunded so far in the history
     links = [item.key for item in items if item.inp.event_type == "DISCORD_LINKED"]
@@ -187,7 +183,7 @@ def _fold(rt: Runtime, student: Student, product: Product, items: list[_Item], f
         if item.event.source == "timer":
             timers.pop(inp.event_type or "", None)  # this timer fired
         linked = always_linked or (linked_from is not None and item.key >= linked_from)
-        facts = facts_for(
+        facts = event_facts(
             now, inp, email=student.email, name=student.name, discord_id=student.discord_id if linked else None
         )
         plan = planner.plan(inp.event_type or "", inp.fields, product, state, facts)
@@ -301,14 +297,14 @@ def reevaluate(
     product: Product,
     membership: Membership | None,
     event: Event,
-    inp: EventInput,
-    facts_for: FactsFor,
+    inputs: TaskInputs,
 ) -> Reevaluation:
     """Fold the membership's events in creation order (``event`` included) and plan the steps
     that take the membership from what it is to what that history makes it."""
     rules = rt.rules.rules
     current = membership.state if membership else rules.initial
-    result = _fold(rt, student, product, _history(rt, session, student, product.key, event, inp), facts_for)
+    inp = inputs.of(event)
+    result = _fold(rt, student, product, _history(rt, session, student, product.key, event, inputs))
     changes = [i for i, folded in enumerate(result.applied) if folded.plan.to_state != folded.plan.from_state]
     surviving_from = changes[-1] if changes else 0
     realized = _realized(session, membership)
@@ -381,32 +377,3 @@ def reevaluate(
     )
     changed = result.state != current or bool(steps)
     return Reevaluation(plan, result.state, result.fields, changed, history, new_sent, new_alerted, emitted)
-
-
-@dataclass
-class BatchEntry:
-    event: Event
-    membership_id: int
-    entry: dict[str, Any]  # the event's stored plan for this membership
-    runs: list[ActionRun]
-
-
-def skip_superseded(entries: list[BatchEntry]) -> None:
-    """Events planned together in creation order: a transition a later one supersedes (the
-    membership moved on from its state within the batch) sends no message and no code."""
-    by_membership: dict[int, list[BatchEntry]] = defaultdict(list)
-    for item in entries:
-        by_membership[item.membership_id].append(item)
-    for items in by_membership.values():
-        moves = [i for i, item in enumerate(items) if item.entry.get("from_state") != item.entry.get("to_state")]
-        if not moves:
-            continue
-        last = items[moves[-1]]
-        for item in items[: moves[-1]]:
-            skipped = [run for run in item.runs if run.action in ONE_SHOT_ACTIONS and run.status == "pending"]
-            for run in skipped:
-                run.status, run.error = "skipped", "superseded"
-                run.detail = f"superseded by event {last.event.id} (created later, applied in the same batch)"
-            if skipped:
-                item.entry["superseded_by"] = last.event.id
-                flag_modified(item.event, "plans")

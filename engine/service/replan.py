@@ -19,7 +19,9 @@ from sqlalchemy.orm import Session
 from engine.db.models import Event, Membership, ScheduledEvent, Student
 from engine.dryrun import plan_lines
 from engine.inputs import event_input
-from engine.pipeline.processing import event_facts, event_targets, late_reason, revoked_transaction
+from engine.pipeline.admission import revoked_transaction
+from engine.pipeline.facts import event_facts
+from engine.pipeline.planning import event_targets, late_reason
 from engine.planner import Facts, Plan, Planner
 from engine.rules.actions import TOKEN_PLACEHOLDER
 from engine.rules.model import Rules

@@ -27,6 +27,7 @@ import pytest
 from sqlalchemy import select
 
 from bot.link import LinkService
+from engine.codes import new_code
 from engine.db.models import (
     ActionRun,
     Event,
@@ -38,7 +39,7 @@ from engine.db.models import (
     Student,
 )
 from engine.db.session import session_factory
-from engine.pipeline.processing import new_code, process_event
+from engine.pipeline.processing import process_event
 from engine.pipeline.rules_repository import RulesRepository
 from engine.pipeline.runtime import build_connectors
 from engine.pipeline.sweep import release_held, sweep

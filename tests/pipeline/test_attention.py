@@ -266,7 +266,7 @@ def test_an_event_the_worker_fails_on_three_times_needs_attention_and_is_not_req
     def boom(student, inp):
         raise ValueError("invalid literal for int() with base 10: '99999...'")
 
-    monkeypatch.setattr("engine.pipeline.processing._refresh_student", boom)
+    monkeypatch.setattr("engine.pipeline.planning._refresh_student", boom)
     event_id = store(h, purchase(product_id=1111111))
     for attempt in (1, 2):
         assert process_event(h.runtime, event_id) == "received"
@@ -295,7 +295,7 @@ def test_an_event_the_worker_fails_on_three_times_needs_attention_and_is_not_req
 
 def test_worker_max_failures_is_a_setting(make_harness, monkeypatch):
     h = make_harness(worker_max_failures=1)
-    monkeypatch.setattr("engine.pipeline.processing._refresh_student", lambda *_: 1 / 0)
+    monkeypatch.setattr("engine.pipeline.planning._refresh_student", lambda *_: 1 / 0)
     event_id = store(h, purchase(product_id=1111111))
     assert process_event(h.runtime, event_id) == "needs_attention"
     assert "ZeroDivisionError: division by zero" in get(h, Event, event_id).reason

@@ -372,14 +372,14 @@ def test_a_database_error_in_a_local_step_fails_that_step_and_keeps_its_record(m
 
 
 def test_a_code_colliding_with_another_students_code_is_not_reported_as_issued(make_harness, monkeypatch):
-    import engine.pipeline.processing as processing
+    import engine.pipeline.facts as facts
     from engine.db.models import OnboardingToken
 
     h = make_harness()
     h.deliver(load_payload("purchase_approved.json"))
     with h.runtime.sessions() as session:
         taken = session.scalars(select(OnboardingToken)).one().code
-    monkeypatch.setattr(processing, "new_code", lambda length=8: taken)
+    monkeypatch.setattr(facts, "new_code", lambda length=8: taken)
     other = load_payload("purchase_approved.json")
     other["id"], other["data"]["buyer"]["email"] = "another-student", "bia@example.com"
     other["data"]["purchase"]["transaction"] = "HP1000000000055"
@@ -388,3 +388,22 @@ def test_a_code_colliding_with_another_students_code_is_not_reported_as_issued(m
     assert (step.action, step.status, step.error) == ("issue_token", "failed", "engine.code_collision")
     assert found.status == "failed"
     assert h.manychat.actions_called().count("set_field") == 1  # the colliding code was never sent
+
+
+def test_each_decided_event_is_one_info_line_saying_what_it_did(make_harness, caplog):
+    caplog.set_level("INFO", logger="engine.pipeline")
+    h = make_harness()
+    approved = h.deliver(load_payload("purchase_approved.json"))
+    cart = h.deliver(load_payload("purchase_out_of_shopping_cart.json"))
+    found, ignored = event(h, approved), event(h, cart)
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("engine.pipeline.") and r.levelname == "INFO"]
+    mine = [line for line in lines if line.startswith(f"event {approved} ")]
+    assert len(mine) == 1, lines
+    entry = found.plans[0]
+    assert f"PURCHASE_APPROVED from hotmart: student {found.student_id}, " in mine[0]
+    assert f"{entry['product']} {entry['from_state']} → {entry['to_state']}" in mine[0]
+    assert f", {len(found.action_runs)} steps (rules {found.rules_version})" in mine[0]
+    theirs = [line for line in lines if line.startswith(f"event {cart} ")]
+    assert theirs == [
+        f"event {cart} PURCHASE_OUT_OF_SHOPPING_CART from hotmart: ignored: {ignored.reason} (rules {ignored.rules_version})"
+    ]
