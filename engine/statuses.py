@@ -1,4 +1,5 @@
-"""The statuses of events (``events.status``) and of their steps (``action_runs.status``), with their groups.
+"""The statuses of events (``events.status``), of their steps (``action_runs.status``) and of
+timers (``scheduled_events.status``), with their groups.
 
 No dependencies: the CLI reads these at import time.
 """
@@ -27,6 +28,12 @@ class RunStatus(StrEnum):
     DONE = "done"
     SKIPPED = "skipped"
     FAILED = "failed"
+
+
+class TimerStatus(StrEnum):
+    PENDING = "pending"  # waits for its due time
+    FIRED = "fired"  # its internal event was stored
+    CANCELLED = "cancelled"  # a later event made it moot
 
 
 # Planned events whose steps the worker still runs.

@@ -12,8 +12,9 @@ from sqlalchemy.orm import Session
 from engine.db.locks import Namespace
 from engine.db.models import Event
 from engine.settings import Settings
+from engine.statuses import EventStatus
 
-STUCK_STATUSES = ("received", "processing")
+STUCK_STATUSES = (EventStatus.RECEIVED, EventStatus.PROCESSING)
 
 # The buyer locks held by connections that have run nothing for a while (not this one).
 _IDLE_HOLDERS = text(

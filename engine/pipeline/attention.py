@@ -18,10 +18,11 @@ from engine.db.models import Event, utcnow
 from engine.pipeline.alerts import raise_alert
 from engine.pipeline.locks import lock_event_buyer
 from engine.pipeline.runtime import Runtime
+from engine.statuses import EventStatus
 
 log = logging.getLogger(__name__)
 
-NEEDS_ATTENTION = "needs_attention"
+NEEDS_ATTENTION = EventStatus.NEEDS_ATTENTION
 # The reason of events that arrived while no valid rules were loaded: resumed by the sweep
 # as soon as valid rules are (see engine.pipeline.sweep.resume_waiting_for_rules).
 RULES_UNAVAILABLE = "rules cannot be loaded"

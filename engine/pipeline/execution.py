@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 from sqlalchemy import and_, bindparam, func, select
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -44,11 +45,21 @@ from engine.pipeline.alerts import raise_alert, step_failed_text
 from engine.pipeline.local_actions import LOCAL_ACTIONS
 from engine.pipeline.runtime import Runtime
 from engine.rules.actions import IDEMPOTENT as IDEMPOTENT_ACTIONS  # declared per action
-from engine.statuses import OPEN_EVENT_STATUSES, OPEN_RUN_STATUSES
+from engine.statuses import OPEN_EVENT_STATUSES, OPEN_RUN_STATUSES, EventStatus, RunStatus
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 2  # the first run and one automatic retry
+
+
+class Outcome(StrEnum):
+    """What recording a step's result decided for the event."""
+
+    NEXT = "next"  # the step is final; the event goes on with its next step
+    RETRYING = "retrying"  # the step waits for its automatic retry: the student's later events wait too
+    FAILED = "failed"  # the step failed for good: the event stops, an admin is alerted
+
+
 OPEN_STATUSES = OPEN_EVENT_STATUSES
 # Written into the SQL as constants, not bound: a generic plan of the prepared statement then
 # still proves the partial indexes over the open statuses usable (migration 0016).
@@ -151,7 +162,7 @@ def drain_student(
                         run.attempts, run.started_at = run.attempts + 1, pending[2]
                         outcome = _record(rt, session, event, run, pending[1])
                         drained.statuses[event.id] = event.status
-                        if outcome == "retrying":
+                        if outcome is Outcome.RETRYING:
                             return drained
                     call = _advance(rt, session, student_id, lane, drained)
                 break
@@ -223,14 +234,14 @@ def _advance(rt: Runtime, session: Session, student_id: int, lane: str | None, d
         event, run = row
         now = rt.now()
         if run is None:
-            event.status, event.processed_at = "processed", now
+            event.status, event.processed_at = EventStatus.PROCESSED, now
             drained.statuses[event.id] = event.status
             continue
         drained.statuses[event.id] = event.status
-        if run.status == "retrying" and run.retry_at and run.retry_at > now:
+        if run.status == RunStatus.RETRYING and run.retry_at and run.retry_at > now:
             rt.schedule_drain(student_id, (run.retry_at - now).total_seconds())
             return None
-        if run.status == "running" and run.action not in IDEMPOTENT_ACTIONS:
+        if run.status == RunStatus.RUNNING and run.action not in IDEMPOTENT_ACTIONS:
             # A worker died after the request was written: it may have gone out. Never resend on our own.
             interrupted = StepResult.failed(
                 "worker.interrupted",
@@ -239,7 +250,7 @@ def _advance(rt: Runtime, session: Session, student_id: int, lane: str | None, d
             )
             outcome = _record(rt, session, event, run, interrupted)
             drained.statuses[event.id] = event.status
-            if outcome == "retrying":
+            if outcome is Outcome.RETRYING:
                 return None
             continue
         membership = session.get(Membership, run.membership_id) if run.membership_id else None
@@ -255,7 +266,7 @@ def _advance(rt: Runtime, session: Session, student_id: int, lane: str | None, d
                     raise
                 log.exception("step %s failed (correlation %s)", run.id, event.correlation_id)
                 result = StepResult.failed("engine.error", f"{type(exc).__name__}: {exc}", retryable=True)
-            if _record(rt, session, event, run, result) == "retrying":
+            if _record(rt, session, event, run, result) is Outcome.RETRYING:
                 drained.statuses[event.id] = event.status
                 return None
             drained.statuses[event.id] = event.status
@@ -268,7 +279,7 @@ def _advance(rt: Runtime, session: Session, student_id: int, lane: str | None, d
             run.attempts, run.started_at = run.attempts + 1, now
             outcome = _record(rt, session, event, run, skip)
             drained.statuses[event.id] = event.status
-            if outcome == "retrying":
+            if outcome is Outcome.RETRYING:
                 return None
             continue
         step_lane = rt.lane_for(connector)
@@ -301,7 +312,7 @@ def _call_remote(rt: Runtime, hold, call: _Call) -> StepResult:
                 return
             with hold.begin() as session:
                 run = session.get(ActionRun, call.run_id)
-                run.status, run.started_at = "running", rt.now()
+                run.status, run.started_at = RunStatus.RUNNING, rt.now()
             in_flight = True
 
         def not_sent() -> None:
@@ -309,7 +320,7 @@ def _call_remote(rt: Runtime, hold, call: _Call) -> StepResult:
             if not in_flight:
                 return
             with hold.begin() as session:
-                session.get(ActionRun, call.run_id).status = "pending"
+                session.get(ActionRun, call.run_id).status = RunStatus.PENDING
             in_flight = False
 
         ctx = replace(ctx, before_send=before_send, not_sent=not_sent)
@@ -349,7 +360,7 @@ def _context(event: Event, run: ActionRun, membership: Membership | None, studen
     )
 
 
-def _record(rt: Runtime, session: Session, event: Event, run: ActionRun, result: StepResult) -> str:
+def _record(rt: Runtime, session: Session, event: Event, run: ActionRun, result: StepResult) -> Outcome:
     """Store a step's result and its effects; decide what happens next."""
     now = rt.now()
     run.error, run.detail, run.finished_at = result.error, result.detail[:4000] or None, now
@@ -362,17 +373,17 @@ def _record(rt: Runtime, session: Session, event: Event, run: ActionRun, result:
         run.status = result.status.value
         run.retry_at = None
         ledger.record(session, run, event.student_id, result)
-        if event.status == "retrying":
-            event.status = "processing"
-        return "next"
+        if event.status == EventStatus.RETRYING:
+            event.status = EventStatus.PROCESSING
+        return Outcome.NEXT
     if result.retryable and not result.maybe_delivered and run.attempts < MAX_ATTEMPTS:
         delay = rt.settings.retry_delay_seconds
-        run.status, run.retry_at = "retrying", now + timedelta(seconds=delay)
-        event.status = "retrying"
+        run.status, run.retry_at = RunStatus.RETRYING, now + timedelta(seconds=delay)
+        event.status = EventStatus.RETRYING
         rt.schedule_drain(event.student_id, delay)
-        return "retrying"
-    run.status = "failed"
-    event.status = "failed"
+        return Outcome.RETRYING
+    run.status = RunStatus.FAILED
+    event.status = EventStatus.FAILED
     event.reason = f"step {run.step_index} ({run.action}) failed: {result.error}"
     raise_alert(
         rt,
@@ -383,4 +394,4 @@ def _record(rt: Runtime, session: Session, event: Event, run: ActionRun, result:
         action_run_id=run.id,
         student_id=event.student_id,
     )
-    return "failed"
+    return Outcome.FAILED

@@ -17,6 +17,7 @@ from engine.db.upsert import insert_for
 from engine.pipeline.hottok import scrub_payload, scrub_raw
 from engine.pipeline.storable import NotJSON, decode, escape_text, storable
 from engine.sources import hotmart
+from engine.statuses import EventStatus
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +64,11 @@ def store_hotmart(
     try:
         body = storable(raw_body, decode(raw_body) if decoded is None else decoded)
     except NotJSON as exc:
-        return Stored(store_rejected(session, raw_body, headers, exc.reason), False, "rejected")
+        return Stored(store_rejected(session, raw_body, headers, exc.reason), False, EventStatus.REJECTED)
     payload = scrub_payload(body.value)
     raw = scrub_raw(raw_body)
     parsed = hotmart.envelope(payload)
-    status = "held" if held else "received"
+    status = EventStatus.HELD if held else EventStatus.RECEIVED
     key = _dedupe_key(raw, parsed)
     event_id = _insert(
         session,
@@ -122,7 +123,7 @@ def store_rejected(session: Session | Connection, raw_body: bytes, headers: dict
             "raw_body": escape_text(raw.decode("utf-8", errors="replace")),
             "raw_bytes": raw,
             "headers": safe_headers(headers),
-            "status": "rejected",
+            "status": EventStatus.REJECTED,
             "reason": reason,
             "correlation_id": uuid.uuid4().hex,
             "received_at": utcnow(),
@@ -152,7 +153,7 @@ def store_internal(
             "dedupe_key": dedupe_key or f"{source}:{uuid.uuid4().hex}",
             "payload": payload,
             "occurred_at": occurred_at or utcnow(),
-            "status": "received",
+            "status": EventStatus.RECEIVED,
             "email": email,
             "student_id": student_id,
             "product_key": product_key,
@@ -160,4 +161,4 @@ def store_internal(
             "received_at": utcnow(),
         },
     )
-    return Stored(event_id, event_id is None, "received")
+    return Stored(event_id, event_id is None, EventStatus.RECEIVED)

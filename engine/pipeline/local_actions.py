@@ -25,6 +25,7 @@ from engine.pipeline.alerts import raise_alert
 from engine.pipeline.classes import enroll_student, unenroll_student
 from engine.pipeline.runtime import Runtime
 from engine.rules.model import Rules
+from engine.statuses import TimerStatus
 
 LocalAction = Callable[[Runtime, Session, ActionRun, Membership | None, Student], StepResult]
 
@@ -172,9 +173,9 @@ def schedule(
         .where(
             ScheduledEvent.membership_id == membership.id,
             ScheduledEvent.event_type == event_type,
-            ScheduledEvent.status == "pending",
+            ScheduledEvent.status == TimerStatus.PENDING,
         )
-        .values(status="cancelled")
+        .values(status=TimerStatus.CANCELLED)
     )
     due = datetime.fromisoformat(run.params["due_at"])
     session.add(
@@ -194,11 +195,11 @@ def cancel_timers(
 ) -> StepResult:
     if membership is None:
         return StepResult.done("no membership, no timers")
-    condition = [ScheduledEvent.membership_id == membership.id, ScheduledEvent.status == "pending"]
+    condition = [ScheduledEvent.membership_id == membership.id, ScheduledEvent.status == TimerStatus.PENDING]
     events = run.params.get("events") or []
     if events:
         condition.append(ScheduledEvent.event_type.in_(events))
-    result = session.execute(update(ScheduledEvent).where(*condition).values(status="cancelled"))
+    result = session.execute(update(ScheduledEvent).where(*condition).values(status=TimerStatus.CANCELLED))
     return StepResult.done(f"{result.rowcount or 0} timer(s) cancelled")
 
 

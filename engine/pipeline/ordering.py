@@ -33,7 +33,7 @@ from engine.pipeline.runtime import Runtime
 from engine.planner import Plan
 from engine.rules.model import Product, Rules
 from engine.sources import SOURCES
-from engine.statuses import EventStatus
+from engine.statuses import EventStatus, RunStatus, TimerStatus
 
 # What the student reads (a flow) and the code it carries: sent only for surviving transitions.
 ONE_SHOT_ACTIONS = frozenset({"trigger_flow", "issue_token", "set_field"})
@@ -50,7 +50,10 @@ DECIDED_STATUSES = (
 # bound), so that even a generic plan of the prepared statement proves the partial index
 # ix_action_runs_open_membership usable (migration 0016): no read of every open step of every student.
 _WAITING_STEPS = bindparam(
-    "waiting_steps", ("pending", "running", "retrying", "failed"), expanding=True, literal_execute=True
+    "waiting_steps",
+    (RunStatus.PENDING, RunStatus.RUNNING, RunStatus.RETRYING, RunStatus.FAILED),
+    expanding=True,
+    literal_execute=True,
 )
 # (remove action, add action, ledger kind, params key), in the order converging steps run.
 _ACCESS = [
@@ -251,7 +254,7 @@ def _expected(session: Session, membership: Membership | None) -> tuple[dict[str
         grants[kind].add(resource)
     for name, due in session.execute(
         select(ScheduledEvent.event_type, ScheduledEvent.due_at).where(
-            ScheduledEvent.membership_id == membership.id, ScheduledEvent.status == "pending"
+            ScheduledEvent.membership_id == membership.id, ScheduledEvent.status == TimerStatus.PENDING
         )
     ):
         timers[name] = due.isoformat()

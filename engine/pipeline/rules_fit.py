@@ -26,6 +26,7 @@ from engine.pipeline.alerts import raise_alert
 from engine.pipeline.history import record_history
 from engine.pipeline.runtime import Runtime
 from engine.rules.model import Rules
+from engine.statuses import TimerStatus
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +137,7 @@ def _pending_timers(session: Session, *conditions) -> int:
         select(func.count())
         .select_from(ScheduledEvent)
         .join(Membership, ScheduledEvent.membership_id == Membership.id)
-        .where(ScheduledEvent.status == "pending", *conditions)
+        .where(ScheduledEvent.status == TimerStatus.PENDING, *conditions)
     )
     return session.scalar(query) or 0
 
@@ -170,7 +171,7 @@ def check_database(session: Session, rules: Rules) -> DatabaseFit:
     by_timer_event = dict(
         session.execute(
             select(ScheduledEvent.event_type, func.count())
-            .where(ScheduledEvent.status == "pending")
+            .where(ScheduledEvent.status == TimerStatus.PENDING)
             .group_by(ScheduledEvent.event_type)
         ).all()
     )
@@ -199,7 +200,7 @@ def check_database(session: Session, rules: Rules) -> DatabaseFit:
     for event_type, count in sorted(by_timer_event.items()):
         if event_type in rules.internal_events:
             continue
-        pending_of_type = (ScheduledEvent.status == "pending", ScheduledEvent.event_type == event_type)
+        pending_of_type = (ScheduledEvent.status == TimerStatus.PENDING, ScheduledEvent.event_type == event_type)
         fit.misfits.append(
             Misfit(
                 kind="timer event",
@@ -246,7 +247,7 @@ def apply_renames(
                     continue
                 timers = session.scalars(
                     select(ScheduledEvent.event_type).where(
-                        ScheduledEvent.membership_id == membership_id, ScheduledEvent.status == "pending"
+                        ScheduledEvent.membership_id == membership_id, ScheduledEvent.status == TimerStatus.PENDING
                     )
                 ).all()
                 record_history(

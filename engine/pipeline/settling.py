@@ -16,7 +16,7 @@ from sqlalchemy.orm.attributes import flag_modified
 from engine.db.models import ActionRun, Event, Student, utcnow
 from engine.pipeline.ordering import ONE_SHOT_ACTIONS, order_key
 from engine.pipeline.runtime import Runtime
-from engine.statuses import EventStatus
+from engine.statuses import EventStatus, RunStatus
 
 # A fresh webhook never waits longer than this many settle windows after its own arrival.
 SETTLE_CAP = 3
@@ -77,9 +77,9 @@ def skip_superseded(entries: list[BatchEntry]) -> None:
             continue
         last = items[moves[-1]]
         for item in items[: moves[-1]]:
-            skipped = [run for run in item.runs if run.action in ONE_SHOT_ACTIONS and run.status == "pending"]
+            skipped = [run for run in item.runs if run.action in ONE_SHOT_ACTIONS and run.status == RunStatus.PENDING]
             for run in skipped:
-                run.status, run.error = "skipped", "superseded"
+                run.status, run.error = RunStatus.SKIPPED, "superseded"
                 run.detail = f"superseded by event {last.event.id} (created later, applied in the same batch)"
             if skipped:
                 item.entry["superseded_by"] = last.event.id

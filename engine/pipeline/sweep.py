@@ -23,10 +23,13 @@ from engine.pipeline.rules_fit import fit_database
 from engine.pipeline.runtime import Runtime
 from engine.pipeline.silence import alert_webhook_silence
 from engine.pipeline.watchdog import watch
+from engine.statuses import EventStatus, RunStatus, TimerStatus
 
 log = logging.getLogger(__name__)
 # Constants in the SQL, so that a generic plan still uses the partial index of open events.
-_UNFINISHED = bindparam("unfinished", ("received", "processing"), expanding=True, literal_execute=True)
+_UNFINISHED = bindparam(
+    "unfinished", (EventStatus.RECEIVED, EventStatus.PROCESSING), expanding=True, literal_execute=True
+)
 
 
 def fire_due_timers(rt: Runtime, limit: int = 500) -> list[int]:
@@ -38,7 +41,7 @@ def fire_due_timers(rt: Runtime, limit: int = 500) -> list[int]:
         # never wait on its row), then their memberships and students by id.
         due = (
             select(ScheduledEvent.id)
-            .where(ScheduledEvent.status == "pending", ScheduledEvent.due_at <= now)
+            .where(ScheduledEvent.status == TimerStatus.PENDING, ScheduledEvent.due_at <= now)
             .order_by(ScheduledEvent.due_at, ScheduledEvent.id)
             .limit(limit)
             .with_for_update(skip_locked=True)
@@ -63,7 +66,7 @@ def fire_due_timers(rt: Runtime, limit: int = 500) -> list[int]:
                 fields={"timer_id": timer.id, "due_at": timer.due_at.isoformat()},
                 occurred_at=now,
             )
-            timer.status = "fired"
+            timer.status = TimerStatus.FIRED
             timer.fired_event_id = stored.event_id
             if stored.event_id is not None:
                 fired.append(stored.event_id)
@@ -78,10 +81,12 @@ def release_held(rt: Runtime) -> list[int]:
         return []
     with rt.sessions.begin() as session:
         held = session.scalars(
-            select(Event).where(Event.status == "held").order_by(Event.occurred_at.asc().nulls_first(), Event.id)
+            select(Event)
+            .where(Event.status == EventStatus.HELD)
+            .order_by(Event.occurred_at.asc().nulls_first(), Event.id)
         ).all()
         for event in held:
-            event.status = "received"
+            event.status = EventStatus.RECEIVED
         ids = [event.id for event in held]
     for event_id in ids:
         rt.enqueue(event_id)
@@ -99,7 +104,7 @@ def requeue_stuck(rt: Runtime) -> list[int]:
     with rt.sessions.begin() as session:
         overdue_retry = (
             select(ActionRun.event_id)
-            .where(ActionRun.status == "retrying")
+            .where(ActionRun.status == RunStatus.RETRYING)
             .group_by(ActionRun.event_id)
             .having(func.min(ActionRun.retry_at) < now - timedelta(minutes=1))
         )
