@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from engine.rules import messages
-from engine.rules.actions import ACTIONS, EXAMPLES, CheckContext
+from engine.rules.action_types import CheckContext
+from engine.rules.actions import ACTIONS, EXAMPLES
 from engine.rules.files import RULE_TESTS_DIR, rule_files  # noqa: F401 - RULE_TESTS_DIR re-exported
 from engine.rules.model import (
     BUILTIN_PREDICATES,

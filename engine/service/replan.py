@@ -21,7 +21,7 @@ from engine.dryrun import plan_lines
 from engine.inputs import event_input
 from engine.pipeline.processing import event_facts, event_targets, late_reason, revoked_transaction
 from engine.planner import Facts, Plan, Planner
-from engine.rules.actions import TOKEN_PLACEHOLDER
+from engine.rules.action_types import TOKEN_PLACEHOLDER
 from engine.rules.model import Rules
 from engine.service.views import planned_codes
 
