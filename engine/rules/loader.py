@@ -34,6 +34,7 @@ from engine.rules.model import (
     is_optional,
     parse_duration,
 )
+from engine.rules.schema_messages import SchemaMessage, narrow, schema_messages
 from engine.rules.source import Problem, line_of, load_yaml
 
 # engine/config.schema.json links to the top-level file, so an installed package carries it too.
@@ -105,9 +106,9 @@ def check_rules(rules_dir: Path | str) -> tuple[Rules | None, list[Problem]]:
 
 
 def _schema_problems(data: Any, display: str) -> list[Problem]:
-    found: list[messages.SchemaMessage] = []
+    found: list[SchemaMessage] = []
     for error in _validator().iter_errors(data):
-        found += messages.schema_messages(messages.narrow(error), EXAMPLES)
+        found += schema_messages(narrow(error), EXAMPLES)
     # A misspelt key (`form:`) is one mistake: say "unknown key", not also "missing 'from'".
     covered = {m.covers for m in found if m.covers is not None}
     problems = [Problem(display, line_of(data, m.path), m.text) for m in found if m.missing not in covered]
