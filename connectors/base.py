@@ -10,7 +10,7 @@ and a verdict on whether running the step again is safe.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
@@ -109,6 +109,10 @@ class StepResult:
     @property
     def ok(self) -> bool:
         return self.status is not StepStatus.FAILED
+
+    def with_data(self, **data: Any) -> StepResult:
+        """The same result with more facts to persist."""
+        return replace(self, data={**self.data, **data})
 
 
 @runtime_checkable

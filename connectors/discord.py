@@ -2,7 +2,9 @@
 
 Maps ``add_role`` / ``remove_role`` / ``send_dm`` steps and the reconciliation queries
 onto :class:`~connectors.discord_client.DiscordClient`, which owns the wire: routes,
-rate-limit buckets, 429s, invalid-request pacing and naming failures.
+rate-limit buckets, 429s, invalid-request pacing and naming failures. The client raises
+:class:`~connectors.errors.WireError`; a step turns it into its failed result, a query
+(``get_member``, ``list_members``) lets it through.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from typing import Any
 
 from connectors._http import json_or_none
 from connectors.base import Step, StepContext, StepResult, StepStatus
-from connectors.discord_client import DiscordClient, DiscordError, Route, error_code, error_message
+from connectors.discord_client import DiscordClient, Route
+from connectors.discord_failures import error_code, error_message
+from connectors.errors import Misconfigured, Rejected, Unavailable, WireError
 
-__all__ = ["DiscordConnector", "DiscordError"]
+__all__ = ["DiscordConnector"]
 
 _ROLE_ROUTE = "/guilds/{guild_id}/members/{user_id}/roles/{role_id}"
 _MEMBER_ROUTE = "/guilds/{guild_id}/members/{user_id}"
@@ -57,50 +61,50 @@ class DiscordConnector:
         return StepResult.failed("discord.bad_request", f"unknown action {step.action!r}")
 
     def get_member(self, user_id: str) -> dict | None:
-        """The guild member object, or None when the user is not in the guild (10007)."""
+        """The guild member object, or None when the user is not in the guild (10007).
+
+        Raises :class:`~connectors.errors.WireError` when Discord cannot be asked.
+        """
         user_id = str(user_id)
         what = f"get member {user_id}"
         if not _SNOWFLAKE.match(user_id):
-            raise DiscordError(StepResult.failed("discord.bad_request", f"{what}: bad user id"))
+            raise Rejected("discord.bad_request", f"{what}: bad user id")
         route = Route("GET", _MEMBER_ROUTE, {"guild_id": self._guild_id, "user_id": user_id})
-        out = self._wire.send(route, what)
-        if isinstance(out, StepResult):
-            raise DiscordError(out)
-        if out.is_success:
-            body = json_or_none(out)
-            if isinstance(body, dict):
-                return body
-            raise DiscordError(StepResult.failed("discord.unavailable", f"{what}: no JSON body", retryable=True))
-        if out.status_code == 404 and error_code(out) == 10007:
-            return None
-        raise DiscordError(self._wire.failure(out, what))
+        try:
+            out = self._wire.send(route, what)
+        except Rejected as exc:
+            if _unknown_member(exc):
+                return None
+            raise
+        body = json_or_none(out)
+        if isinstance(body, dict):
+            return body
+        raise Unavailable("discord.unavailable", f"{what}: no JSON body", response=out)
 
     def list_members(self, *, page_size: int = _MEMBERS_PAGE) -> Iterator[dict]:
         """Every member of the guild, by user id (List Guild Members, paged; reconciliation).
 
         Needs the Server Members intent: without it Discord refuses (403) and this raises
-        :class:`DiscordError` with ``discord.intent``. Paced like every other call.
+        :class:`~connectors.errors.Misconfigured` with ``discord.intent``. Paced like every other call.
         """
         route = Route("GET", _MEMBERS_ROUTE, {"guild_id": self._guild_id})
         after = "0"
         while True:
             what = f"list guild members after {after}"
-            out = self._wire.send(route, what, params={"limit": page_size, "after": after})
-            if isinstance(out, StepResult):
-                raise DiscordError(out)
-            if out.status_code == 403:
-                raise DiscordError(
-                    StepResult.failed(
-                        "discord.intent",
-                        f"{what}: HTTP 403 {error_message(out)}: turn on the Server Members Intent "
-                        "(Developer Portal → Bot) and run engine doctor --discord",
-                    )
-                )
-            if not out.is_success:
-                raise DiscordError(self._wire.failure(out, what))
+            try:
+                out = self._wire.send(route, what, params={"limit": page_size, "after": after})
+            except Rejected as exc:
+                if exc.response is None or exc.response.status_code != 403:
+                    raise
+                raise Misconfigured(
+                    "discord.intent",
+                    f"{what}: HTTP 403 {error_message(exc.response)}: turn on the Server Members Intent "
+                    "(Developer Portal → Bot) and run engine doctor --discord",
+                    response=exc.response,
+                ) from exc
             page = json_or_none(out)
             if not isinstance(page, list):
-                raise DiscordError(StepResult.failed("discord.unavailable", f"{what}: no JSON list", retryable=True))
+                raise Unavailable("discord.unavailable", f"{what}: no JSON list", response=out)
             yield from page
             if len(page) < page_size:
                 return
@@ -125,11 +129,10 @@ class DiscordConnector:
             payload["nonce"] = _short_nonce(nonce)
             payload["enforce_nonce"] = True
         route = Route("POST", _MESSAGE_ROUTE, {"channel_id": channel_id})
-        out = self._wire.send(route, what, json=payload, deduped=bool(nonce))
-        if isinstance(out, StepResult):
-            return out
-        if not out.is_success:
-            return self._wire.failure(out, what, deduped=bool(nonce))
+        try:
+            out = self._wire.send(route, what, json=payload, deduped=bool(nonce))
+        except WireError as exc:
+            return exc.result
         body = json_or_none(out)
         message_id = body.get("id") if isinstance(body, dict) else None
         return StepResult.done(f"posted in channel {channel_id}", message_id=message_id)
@@ -169,13 +172,11 @@ class DiscordConnector:
             what = f"{verb} role {role_id} {'to' if add else 'from'} member {user_id}"
             params = {"guild_id": self._guild_id, "user_id": user_id, "role_id": role_id}
             route = Route("PUT" if add else "DELETE", _ROLE_ROUTE, params)
-            out = self._wire.send(route, what, reason=ctx.reason)
-            if isinstance(out, StepResult):
-                return _with_data(out, role_id=role_id, applied=applied)
-            if out.is_success:
-                applied.append(role_id)
-                continue
-            if out.status_code == 404 and error_code(out) == 10007:
+            try:
+                self._wire.send(route, what, reason=ctx.reason)
+            except WireError as exc:
+                if not _unknown_member(exc):
+                    return exc.result.with_data(role_id=role_id, applied=applied)
                 if not add:
                     return StepResult.done(f"member {user_id} is not in the server: roles already gone")
                 # Not a failure: the roles stay desired and are applied on join.
@@ -185,7 +186,7 @@ class DiscordConnector:
                     detail=f"user {user_id} is not a member of the server yet; the roles are applied when they join",
                     data={"pending_join": True},
                 )
-            return _with_data(self._wire.failure(out, what), role_id=role_id, applied=applied)
+            applied.append(role_id)
         return StepResult.done(f"{verb}: {len(applied)} role(s)", role_ids=applied)
 
     def _send_dm(self, step: Step, ctx: StepContext) -> StepResult:
@@ -205,11 +206,10 @@ class DiscordConnector:
         channel_id = self._dm_channels.get(user_id)
         if channel_id is None:
             what = f"open DM with {user_id}"
-            out = self._wire.send(Route("POST", _DM_ROUTE), what, json={"recipient_id": user_id})
-            if isinstance(out, StepResult):
-                return out
-            if not out.is_success:
-                return self._wire.failure(out, what)
+            try:
+                out = self._wire.send(Route("POST", _DM_ROUTE), what, json={"recipient_id": user_id})
+            except WireError as exc:
+                return exc.result
             body = json_or_none(out)
             channel_id = str(body.get("id", "")) if isinstance(body, dict) else ""
             if not _SNOWFLAKE.match(channel_id):
@@ -223,19 +223,13 @@ class DiscordConnector:
         return self.post_message(channel_id, content, nonce=nonce)
 
 
+def _unknown_member(exc: WireError) -> bool:
+    """Discord's "Unknown Member" (404, code 10007): the user is not in the guild."""
+    return exc.response is not None and exc.response.status_code == 404 and error_code(exc.response) == 10007
+
+
 def _short_nonce(nonce: str) -> str:
     # Discord caps nonces at 25 chars; hash longer ones so they stay unique.
     if len(nonce) <= _MAX_NONCE:
         return nonce
     return "n" + hashlib.sha1(nonce.encode()).hexdigest()[: _MAX_NONCE - 1]
-
-
-def _with_data(result: StepResult, **data: Any) -> StepResult:
-    return StepResult(
-        result.status,
-        error=result.error,
-        detail=result.detail,
-        retryable=result.retryable,
-        maybe_delivered=result.maybe_delivered,
-        data={**result.data, **data},
-    )

@@ -1,4 +1,4 @@
-"""Discord REST wire client: routes, rate-limit buckets, 429s and failure names.
+"""Discord REST wire client: routes, rate-limit buckets and 429s.
 
 The worker is synchronous (Huey), so this uses one ``httpx.Client``; no gateway.
 Wire formats, error codes and rate-limit rules follow ``shared/reference/discord.md``.
@@ -21,8 +21,10 @@ Rate limits are handled *inside* one call and are not the engine's failure retry
   ``_INVALID_SLOWDOWN_AT`` each request waits ``_INVALID_PACING`` s first; from
   ``_INVALID_REFUSE_AT`` calls are refused (``discord.invalid_request_limit``).
 
-The learned buckets belong to one client instance, guarded by one lock; the shared
-pacing lives in the limiter. :mod:`connectors.discord` maps steps onto this client.
+A call returns the 2xx response or raises a :class:`~connectors.errors.WireError`
+(named by :mod:`connectors.discord_failures`). The learned buckets belong to one client
+instance, guarded by one lock; the shared pacing lives in the limiter.
+:mod:`connectors.discord` maps steps onto this client.
 """
 
 from __future__ import annotations
@@ -38,28 +40,17 @@ from typing import Any
 
 import httpx
 
-from connectors._http import classify_transport, json_or_none, seconds, tls_context
-from connectors.base import StepResult
+from connectors._http import tls_context
+from connectors.discord_failures import failure, is_global, retry_after, transport_failure
+from connectors.errors import RateLimited, Unauthorized, Unavailable
 from connectors.throttle import Limiter, LocalLimiter
 
 log = logging.getLogger("connectors.discord")  # the name operators already filter on
 
 USER_AGENT = "DiscordBot (https://github.com/lifecycle-engine, 0.1)"
 _MAX_REASON = 512
-_CONFIG_CODES = {10003: "unknown channel", 10004: "unknown guild", 50001: "missing access"}
-_DM_CLOSED_CODES = {50007, 50278}
 _GLOBAL_KEY = "discord:global"
-_HIERARCHY_HINT = (
-    "Move the bot's role above the course roles in Server Settings → Roles and make sure it has Manage Roles."
-)
-
-
-class DiscordError(Exception):
-    """Raised by :meth:`DiscordConnector.get_member` (a query, not a step) on failure."""
-
-    def __init__(self, result: StepResult):
-        super().__init__(f"{result.error}: {result.detail}")
-        self.result = result
+_UNAUTHORIZED = "Discord rejected the bot token (401); fix DISCORD_BOT_TOKEN and restart"
 
 
 @dataclass(frozen=True)
@@ -141,7 +132,7 @@ class DiscordClient:
         self._buckets: dict[str, _Bucket] = {}
         self._global_until = 0.0
         self._invalid: deque[float] = deque()
-        self._unauthorized: StepResult | None = None
+        self._unauthorized = False  # a 401 seen: every further call would be another invalid request
 
     def close(self) -> None:
         self._client.close()
@@ -157,21 +148,19 @@ class DiscordClient:
         reason: str | None = None,
         deduped: bool = True,
         params: dict[str, Any] | None = None,
-    ) -> httpx.Response | StepResult:
+    ) -> httpx.Response:
         """One logical request: waits for the limits, resends on 429.
 
-        Returns the response (any status but 401/429) or a failure result.
-        ``deduped`` says whether resending after an unknown outcome is harmless.
+        Returns the 2xx response or raises a :class:`~connectors.errors.WireError` naming the
+        failure. ``deduped`` says whether resending after an unknown outcome is harmless.
         """
-        if self._unauthorized is not None:
-            return self._unauthorized
+        if self._unauthorized:
+            raise Unauthorized("discord.unauthorized", _UNAUTHORIZED)
         headers = {}
         if reason:
             headers["X-Audit-Log-Reason"] = urllib.parse.quote(reason[:_MAX_REASON], safe="")
         for attempt in range(self._MAX_429_RETRIES + 1):
-            refused = self._pace_invalid()
-            if refused is not None:
-                return refused
+            self._pace_invalid()
             bucket = self._acquire(route)
             response: httpx.Response | None = None
             try:
@@ -180,7 +169,7 @@ class DiscordClient:
                 self._pace(self._limiter.reserve(_GLOBAL_KEY, self._global_rate, 1.0))
                 response = self._client.request(route.method, route.path, json=json, headers=headers, params=params)
             except httpx.HTTPError as exc:
-                return _transport_failure(exc, what, deduped=deduped)
+                raise transport_failure(exc, what, deduped=deduped) from exc
             finally:
                 self._release(bucket, route, response)
 
@@ -188,38 +177,31 @@ class DiscordClient:
             if status in (401, 403, 429) and response.headers.get("x-ratelimit-scope") != "shared":
                 self._count_invalid()
             if status == 401:
-                # The token is invalid: every further call would be another invalid request.
-                result = StepResult.failed(
-                    "discord.unauthorized",
-                    "Discord rejected the bot token (401); fix DISCORD_BOT_TOKEN and restart",
-                )
                 with self._lock:
-                    self._unauthorized = result
+                    self._unauthorized = True
                 log.error("discord: 401 on %s; refusing further calls", route.key)
-                return result
-            if status != 429:
+                raise Unauthorized("discord.unauthorized", _UNAUTHORIZED, response=response)
+            if response.is_success:
                 return response
+            if status != 429:
+                raise failure(response, what, deduped=deduped)
 
-            retry_after = _retry_after(response)
-            if retry_after is None:
+            delay = retry_after(response)
+            if delay is None:
                 # No JSON body: not Discord's limiter but Cloudflare blocking this IP.
                 log.error("discord: non-JSON 429 on %s (Cloudflare block?)", route.key)
-                return StepResult.failed(
+                raise Unavailable(
                     "discord.unavailable",
                     f"{what}: 429 without JSON body (Cloudflare block of this IP?)",
-                    retryable=True,
+                    response=response,
                 )
-            is_global = _is_global(response)
-            self._note_429(route, retry_after, is_global)
-            log.warning("discord: 429 on %s (global=%s), retry in %.3fs", route.key, is_global, retry_after)
+            every_route = is_global(response)
+            self._note_429(route, delay, every_route)
+            log.warning("discord: 429 on %s (global=%s), retry in %.3fs", route.key, every_route, delay)
             if attempt == self._MAX_429_RETRIES:
                 break
-            self._sleep(retry_after)
-        return StepResult.failed(
-            "discord.rate_limited",
-            f"{what}: still rate limited after {self._MAX_429_RETRIES} retries",
-            retryable=True,
-        )
+            self._sleep(delay)
+        raise RateLimited("discord.rate_limited", f"{what}: still rate limited after {self._MAX_429_RETRIES} retries")
 
     def _pace(self, wait: float) -> None:
         if wait > 0:
@@ -322,16 +304,16 @@ class DiscordClient:
         bucket.reset_at = reset_at
         bucket.window = window
 
-    def _note_429(self, route: Route, retry_after: float, is_global: bool) -> None:
+    def _note_429(self, route: Route, delay: float, every_route: bool) -> None:
         with self._cond:
-            until = self._clock() + retry_after
-            if is_global:
+            until = self._clock() + delay
+            if every_route:
                 self._global_until = max(self._global_until, until)
                 if self._limiter.shared:
-                    self._limiter.block(_GLOBAL_KEY, retry_after)  # every process pauses
+                    self._limiter.block(_GLOBAL_KEY, delay)  # every process pauses
             else:
                 if self._limiter.shared:
-                    self._limiter.block(self._shared_key(route), retry_after)
+                    self._limiter.block(self._shared_key(route), delay)
                 bucket = self._bucket_for(route)
                 bucket.remaining = 0
                 bucket.reset_at = max(bucket.reset_at or 0.0, until)
@@ -346,89 +328,17 @@ class DiscordClient:
         with self._lock:
             self._invalid.append(self._clock())
 
-    def _pace_invalid(self) -> StepResult | None:
+    def _pace_invalid(self) -> None:
         with self._lock:
             horizon = self._clock() - self._INVALID_WINDOW
             while self._invalid and self._invalid[0] < horizon:
                 self._invalid.popleft()
             count = len(self._invalid)
         if count >= self._INVALID_REFUSE_AT:
-            return StepResult.failed(
+            raise RateLimited(
                 "discord.invalid_request_limit",
                 f"{count} invalid Discord requests (401/403/429) in 10 minutes; "
                 "pausing calls before Discord bans this IP",
-                retryable=True,
             )
         if count >= self._INVALID_SLOWDOWN_AT:
             self._sleep(self._INVALID_PACING)
-        return None
-
-    # -- outcomes -----------------------------------------------------------------
-
-    def failure(self, response: httpx.Response, what: str, *, deduped: bool = True) -> StepResult:
-        """Name a non-2xx response (not 401/429, handled in ``send``)."""
-        status = response.status_code
-        code = error_code(response)
-        text = f"{what}: HTTP {status} {error_message(response)}"
-        if code is not None:
-            text += f" (code {code})"
-        if status >= 500:
-            return StepResult.failed("discord.unavailable", text, retryable=True, maybe_delivered=not deduped)
-        if code == 50013:
-            hint = _HIERARCHY_HINT if "role" in what else "Give the bot View Channel and Send Messages there."
-            return StepResult.failed("discord.forbidden", f"{text}. {hint}")
-        if code == 10011:
-            return StepResult.failed("discord.unknown_role", f"{text}: check the role ids in rules/ against the server")
-        if code in _CONFIG_CODES:
-            return StepResult.failed("discord.config", f"{text}: {_CONFIG_CODES[code]}; check the Discord settings")
-        if code in _DM_CLOSED_CODES:
-            return StepResult.failed("discord.dm_closed", f"{text}: the user does not accept DMs")
-        if status == 403:
-            return StepResult.failed("discord.forbidden", text)
-        return StepResult.failed("discord.bad_request", text)
-
-
-# -- helpers ----------------------------------------------------------------------
-
-
-def error_code(response: httpx.Response) -> int | None:
-    body = json_or_none(response)
-    code = body.get("code") if isinstance(body, dict) else None
-    return code if isinstance(code, int) else None
-
-
-def error_message(response: httpx.Response) -> str:
-    body = json_or_none(response)
-    if isinstance(body, dict) and isinstance(body.get("message"), str):
-        return body["message"][:200]
-    return response.reason_phrase or "(no JSON body)"
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    """Seconds to wait from a Discord 429, or None when it is not Discord's JSON."""
-    body = json_or_none(response)
-    if not isinstance(body, dict):
-        return None
-    for value in (body.get("retry_after"), response.headers.get("retry-after")):
-        delay = seconds(value) if value is not None else None
-        if delay is not None:
-            return delay
-    return None
-
-
-def _is_global(response: httpx.Response) -> bool:
-    body = json_or_none(response)
-    if isinstance(body, dict) and body.get("global") is True:
-        return True
-    return response.headers.get("x-ratelimit-global", "").lower() == "true"
-
-
-def _transport_failure(exc: httpx.HTTPError, what: str, *, deduped: bool) -> StepResult:
-    failure = classify_transport(exc)
-    kind = "timeout" if failure.timeout else "connection error"
-    return StepResult.failed(
-        "discord.unavailable",
-        f"{what}: {kind} ({type(exc).__name__})",
-        retryable=True,
-        maybe_delivered=failure.reached and not deduped,
-    )

@@ -3,7 +3,9 @@
 Tags and fields are addressed by name and must already exist in the account. Maps
 ``add_tag`` / ``remove_tag`` / ``set_field`` / ``trigger_flow`` steps and the
 reconciliation queries onto :class:`~connectors.manychat_client.ManyChatClient`, which
-owns the wire: endpoints, pacing, 429s, the flow budget and judging replies.
+owns the wire: endpoints, pacing, 429s, the flow budget and judging replies. The client
+raises :class:`~connectors.errors.WireError`; a step turns it into its failed result, a
+query (``find_subscriber``, ``subscriber_tags``) lets it through.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from connectors.base import Step, StepContext, StepResult, StudentRef
+from connectors.errors import RateLimited, Rejected, Unauthorized, Unavailable, WireError
 from connectors.manychat_client import (
     ADD_TAG,
     BAD_REQUEST,
@@ -25,15 +28,12 @@ from connectors.manychat_client import (
     SEND_FLOW,
     SET_FIELD,
     SUBSCRIBER_NOT_FOUND,
-    UNAUTHORIZED,
     UNAVAILABLE,
     ManyChatClient,
-    ManyChatError,
-    flow_failure,
-    idempotent_failure,
+    answered_in_json,
 )
 
-__all__ = ["DEFAULT_CONSENT_PHRASE", "ManyChatConnector", "ManyChatError"]
+__all__ = ["DEFAULT_CONSENT_PHRASE", "ManyChatConnector"]
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class ManyChatConnector:
                 learned["manychat_subscriber_id"] = sid
             try:
                 detail = handler(sid, step)
-            except ManyChatError as exc:
+            except WireError as exc:
                 if exc.error != SUBSCRIBER_NOT_FOUND or looked_up:
                     raise
                 # The stored id went stale (contact deleted/merged): resolve once more.
@@ -85,15 +85,15 @@ class ManyChatConnector:
                 sid, _ = self._resolve(ctx.student, create=create, use_stored=False)
                 learned["manychat_subscriber_id"] = sid
                 detail = handler(sid, step)
-        except ManyChatError as exc:
+        except WireError as exc:
             log.warning("manychat: %s failed: %s (%s)", step.action, exc.error, exc.detail)
-            return exc.result(**learned)
+            return exc.result.with_data(**learned)
         return StepResult.done(detail, **learned)
 
     def find_subscriber(self, student: StudentRef) -> str | None:
         """The student's subscriber id (stored, else by email, else by phone), or None.
 
-        Raises :class:`ManyChatError` when ManyChat cannot be asked (401, 5xx ...).
+        Raises :class:`~connectors.errors.WireError` when ManyChat cannot be asked (401, 5xx ...).
         """
         if student.manychat_subscriber_id:
             return student.manychat_subscriber_id
@@ -102,15 +102,17 @@ class ManyChatConnector:
     def subscriber_tags(self, subscriber_id: str) -> set[str] | None:
         """The contact's tag names (getInfo, manychat.md 2.3), or None when ManyChat does not know it.
 
-        Paced under getInfo's own limit (10/s). Raises :class:`ManyChatError` when ManyChat
-        cannot be asked (401, 5xx, still rate limited ...).
+        Paced under getInfo's own limit (10/s). Raises :class:`~connectors.errors.WireError`
+        when ManyChat cannot be asked (401, 5xx, still rate limited ...).
         """
-        reply = self._wire.call("GET", GET_INFO, params={"subscriber_id": subscriber_id})
-        if not reply.ok:
-            if reply.error in (SUBSCRIBER_NOT_FOUND, BAD_REQUEST) and reply.json_body:
+        try:
+            what = f"reading contact {subscriber_id}"
+            data = self._wire.call("GET", GET_INFO, what, params={"subscriber_id": subscriber_id})
+        except Rejected as exc:
+            if exc.error in (SUBSCRIBER_NOT_FOUND, BAD_REQUEST) and answered_in_json(exc):
                 return None
-            raise idempotent_failure(reply, f"reading contact {subscriber_id}")
-        tags = reply.data.get("tags") if isinstance(reply.data, dict) else None
+            raise
+        tags = data.get("tags") if isinstance(data, dict) else None
         return {str(tag.get("name")) for tag in tags or [] if isinstance(tag, dict) and tag.get("name")}
 
     def close(self) -> None:
@@ -127,17 +129,13 @@ class ManyChatConnector:
 
     def _tags(self, sid: str, tags: list[str], path: str, verb: str) -> str:
         for tag in tags:
-            reply = self._wire.call("POST", path, json={"subscriber_id": _wire_id(sid), "tag_name": tag})
-            if not reply.ok:
-                raise idempotent_failure(reply, f"tag {tag!r}")
+            self._wire.call("POST", path, f"tag {tag!r}", json={"subscriber_id": _wire_id(sid), "tag_name": tag})
         return f"tags {verb}: {', '.join(tags)} (subscriber {sid})"
 
     def _set_field(self, sid: str, step: Step) -> str:
         field, value = step.params["field"], step.params["value"]
         body = {"subscriber_id": _wire_id(sid), "field_name": field, "field_value": value}
-        reply = self._wire.call("POST", SET_FIELD, json=body)
-        if not reply.ok:
-            raise idempotent_failure(reply, f"field {field!r}")
+        self._wire.call("POST", SET_FIELD, f"field {field!r}", json=body)
         return f"field {field} set (subscriber {sid})"
 
     def _trigger_flow(
@@ -150,26 +148,29 @@ class ManyChatConnector:
         flow_ns = step.params["flow_ns"]
         label = f"flow {step.params.get('flow') or flow_ns!r} ({flow_ns})"
         if not self._wire.flow_budget_left(sid):
-            raise ManyChatError(
+            raise RateLimited(
                 RATE_LIMITED,
                 f"{label} not sent: ManyChat allows {FLOWS_PER_SUBSCRIBER_HOUR} flows per "
                 f"subscriber per hour and subscriber {sid} reached it",
-                retryable=True,
             )
         # The body is exactly these two keys; ManyChat takes no variables here, which is
         # why fields are set by an earlier set_field step.
-        reply = self._wire.call(
-            "POST",
-            SEND_FLOW,
-            json={"subscriber_id": _wire_id(sid), "flow_ns": flow_ns},
-            before_send=before_send,
-            not_sent=not_sent,
-        )
-        if reply.ok or (reply.error == UNAVAILABLE and reply.sent):
-            self._wire.count_flow(sid)
-        if reply.ok:
-            return f"{label} sent (subscriber {sid})"
-        raise flow_failure(reply, label)
+        try:
+            self._wire.call(
+                "POST",
+                SEND_FLOW,
+                label,
+                json={"subscriber_id": _wire_id(sid), "flow_ns": flow_ns},
+                deduped=False,
+                before_send=before_send,
+                not_sent=not_sent,
+            )
+        except WireError as exc:
+            if exc.maybe_delivered:
+                self._wire.count_flow(sid)
+            raise
+        self._wire.count_flow(sid)
+        return f"{label} sent (subscriber {sid})"
 
     # ------------------------------------------------------------ subscribers
 
@@ -181,7 +182,7 @@ class ManyChatConnector:
         if sid:
             return sid, True
         if not create:
-            raise ManyChatError(
+            raise Rejected(
                 SUBSCRIBER_NOT_FOUND,
                 f"no ManyChat contact found for {_who(student)} (by email and phone). An admin "
                 "must make first contact with the student in ManyChat, then retry this step.",
@@ -193,21 +194,24 @@ class ManyChatConnector:
             if not value:
                 continue
             # httpx percent-encodes the "+" of the phone as %2B, as ManyChat needs.
-            reply = self._wire.call("GET", FIND, params={key: value})
-            if reply.ok:
-                sid = _subscriber_id(reply.data)
-                if sid:
-                    return sid
-                continue  # empty data: not found (one of the two documented shapes)
-            if reply.error in (UNAUTHORIZED, UNAVAILABLE, RATE_LIMITED) or not reply.json_body:
-                raise idempotent_failure(reply, f"looking up the contact by {key}")
-            # Any other error body is "not found": ManyChat's exact reply is undocumented.
+            try:
+                data = self._wire.call("GET", FIND, f"looking up the contact by {key}", params={key: value})
+            except (Unauthorized, Unavailable, RateLimited):
+                raise
+            except WireError as exc:
+                if not answered_in_json(exc):
+                    raise
+                continue  # any other error body is "not found": ManyChat's exact reply is undocumented
+            sid = _subscriber_id(data)
+            if sid:
+                return sid
+            # empty data: not found (one of the two documented shapes)
         return None
 
     def _create(self, student: StudentRef) -> str:
         phone = _e164(student.phone)
         if not phone:
-            raise ManyChatError(
+            raise Rejected(
                 SUBSCRIBER_NOT_FOUND,
                 f"no ManyChat contact found for {_who(student)} and no phone number to create a "
                 "WhatsApp contact. An admin must make first contact in ManyChat, then retry.",
@@ -222,25 +226,26 @@ class ManyChatConnector:
             body["email"] = student.email
             body["has_opt_in_email"] = False  # required with email; consent was for WhatsApp
         body["consent_phrase"] = self._consent_phrase
-        reply = self._wire.call("POST", CREATE, json=body)
-        if reply.ok:
-            sid = _subscriber_id(reply.data)
-            if sid:
-                log.info("manychat: created WhatsApp contact %s", sid)
-                return sid
-            raise ManyChatError(UNAVAILABLE, "createSubscriber succeeded without a subscriber id", retryable=True)
-        if "already exist" in reply.message.lower():
-            # The 400 does not carry the id: find the existing contact instead.
-            sid = self._lookup(student)
+        try:
+            data = self._wire.call("POST", CREATE, "creating the WhatsApp contact", json=body)
+        except WireError as exc:
+            # ManyChat's words are quoted in the detail; its 400 does not carry the id.
+            if "already exist" not in exc.detail.lower():
+                raise
+            sid = self._lookup(student)  # find the existing contact instead
             if sid:
                 return sid
-            raise ManyChatError(
+            raise Rejected(
                 SUBSCRIBER_NOT_FOUND,
                 f"ManyChat says a contact for {_who(student)} already exists but it cannot be "
                 "found by email or phone. An admin must find it in ManyChat (and add the "
                 "student's email there), then retry this step.",
-            )
-        raise idempotent_failure(reply, "creating the WhatsApp contact")
+            ) from exc
+        sid = _subscriber_id(data)
+        if sid:
+            log.info("manychat: created WhatsApp contact %s", sid)
+            return sid
+        raise Unavailable(UNAVAILABLE, "createSubscriber succeeded without a subscriber id")
 
 
 # ------------------------------------------------------------------ helpers

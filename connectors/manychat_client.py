@@ -21,13 +21,12 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from connectors._http import classify_transport, json_or_none, seconds, tls_context
-from connectors.base import StepResult
+from connectors.errors import Misconfigured, RateLimited, Rejected, Unauthorized, Unavailable, WireError
 from connectors.throttle import Limiter, LocalLimiter
 
 log = logging.getLogger("connectors.manychat")  # the name operators already filter on
@@ -61,46 +60,6 @@ _MAX_RETRY_AFTER = 30.0
 
 _NOT_FOUND_WORDS = ("not found", "does not exist", "doesn't exist", "not exist", "no such", "unknown")
 _RATE_LIMIT_WORDS = ("too many requests", "rate limit")
-
-
-class ManyChatError(Exception):
-    """A failed ManyChat outcome; ``run`` turns it into a failed :class:`StepResult`."""
-
-    def __init__(
-        self,
-        error: str,
-        detail: str,
-        *,
-        retryable: bool = False,
-        maybe_delivered: bool = False,
-    ):
-        super().__init__(f"{error}: {detail}")
-        self.error = error
-        self.detail = detail
-        self.retryable = retryable
-        self.maybe_delivered = maybe_delivered
-
-    def result(self, **data: Any) -> StepResult:
-        return StepResult.failed(
-            self.error,
-            self.detail,
-            retryable=self.retryable,
-            maybe_delivered=self.maybe_delivered,
-            **data,
-        )
-
-
-@dataclass(frozen=True)
-class Reply:
-    """One judged HTTP exchange."""
-
-    ok: bool
-    data: Any = None
-    status: int | None = None  # HTTP status; None when no response came back
-    error: str | None = None  # error class when not ok
-    message: str = ""  # ManyChat's error text (or ours), for details and logs
-    sent: bool = True  # False only when the request surely never reached ManyChat
-    json_body: bool = True  # False: the body was not a JSON object (HTML 404 ...)
 
 
 class ManyChatClient:
@@ -192,12 +151,20 @@ class ManyChatClient:
         self,
         method: str,
         path: str,
+        what: str,
         *,
         params: dict[str, Any] | None = None,
         json: dict[str, Any] | None = None,
+        deduped: bool = True,
         before_send: Callable[[], None] | None = None,
         not_sent: Callable[[], None] | None = None,
-    ) -> Reply:
+    ) -> Any:
+        """One request, resent on 429 within limits: returns the reply's ``data`` or raises a
+        :class:`~connectors.errors.WireError` whose detail starts with ``what``.
+
+        ``deduped=False`` (a flow): once the request may have reached ManyChat, a failure is
+        final and says the message may have been delivered.
+        """
         for attempt in range(len(_BACKOFF) + 1):
             self._pace(path)
             try:
@@ -207,20 +174,22 @@ class ManyChatClient:
             except httpx.HTTPError as exc:
                 failure = classify_transport(exc)
                 if not failure.reached:  # nothing left this process: certainly not delivered
-                    return Reply(False, error=UNAVAILABLE, sent=False, message=failure.text)
+                    raise _failure(UNAVAILABLE, failure.text, what, deduped=deduped, sent=False) from exc
                 if failure.timeout:
-                    return Reply(False, error=UNAVAILABLE, message=f"no reply within {self._timeout:g}s")
+                    raise _failure(UNAVAILABLE, f"no reply within {self._timeout:g}s", what, deduped=deduped) from exc
                 # The connection dropped mid-exchange.
-                return Reply(False, error=UNAVAILABLE, message=failure.text)
-            reply = _judge(response)
+                raise _failure(UNAVAILABLE, failure.text, what, deduped=deduped) from exc
             log.debug("manychat: %s %s -> %s", method, path, response.status_code)
-            if reply.error != RATE_LIMITED or attempt == len(_BACKOFF):
-                return reply
-            delay = _retry_after(response)
-            if delay is None:
-                delay = _BACKOFF[attempt]
-            if delay > _MAX_RETRY_AFTER:
-                return reply
+            try:
+                return _judge(response, what, deduped=deduped)
+            except RateLimited:
+                if attempt == len(_BACKOFF):
+                    raise
+                delay = _retry_after(response)
+                if delay is None:
+                    delay = _BACKOFF[attempt]
+                if delay > _MAX_RETRY_AFTER:
+                    raise
             log.info("manychat: %s rate limited, retrying in %.1fs", path, delay)
             if not_sent is not None:
                 not_sent()  # a 429 is a refusal: nothing is in flight while we wait
@@ -235,16 +204,16 @@ _WRITE_STARTED = frozenset({"http11.send_request_headers.started", "http2.send_r
 # ----------------------------------------------------------------- judging
 
 
-def _judge(response: httpx.Response) -> Reply:
+def _judge(response: httpx.Response, what: str, *, deduped: bool) -> Any:
+    """The reply's ``data`` when ManyChat says it succeeded; otherwise raises the named failure."""
     status = response.status_code
     body = json_or_none(response)
     if not isinstance(body, dict):
         body = None
     if body is not None and response.is_success and body.get("status") == "success":
-        return Reply(True, data=body.get("data"), status=status)
+        return body.get("data")
 
     message = _error_text(body) if body is not None else f"HTTP {status} with a non-JSON body"
-    is_json = body is not None
     lowered = message.lower()
     if status in (401, 403):
         error = UNAUTHORIZED
@@ -257,7 +226,12 @@ def _judge(response: httpx.Response) -> Reply:
         error, message = UNAVAILABLE, f"HTTP {status} with an unreadable body"
     else:
         error = _classify(lowered, body)
-    return Reply(False, status=status, error=error, message=message, json_body=is_json)
+    raise _failure(error, message, what, deduped=deduped, response=response)
+
+
+def answered_in_json(exc: WireError) -> bool:
+    """False when ManyChat's reply was not a JSON object (an HTML page: e.g. an unknown path)."""
+    return exc.response is None or isinstance(json_or_none(exc.response), dict)
 
 
 def _classify(lowered: str, body: dict[str, Any] | None) -> str:
@@ -284,37 +258,54 @@ def _error_text(body: dict[str, Any]) -> str:
     return text[:500]
 
 
-def idempotent_failure(reply: Reply, what: str) -> ManyChatError:
-    retryable = reply.error in (UNAVAILABLE, RATE_LIMITED)
-    return ManyChatError(reply.error or BAD_REQUEST, _detail(reply, what), retryable=retryable)
+_ERROR_CLASSES: dict[str, type[WireError]] = {
+    UNAVAILABLE: Unavailable,
+    RATE_LIMITED: RateLimited,
+    UNAUTHORIZED: Unauthorized,
+    UNKNOWN_TAG: Misconfigured,
+    UNKNOWN_FIELD: Misconfigured,
+    UNKNOWN_FLOW: Misconfigured,
+    SUBSCRIBER_NOT_FOUND: Rejected,
+    BAD_REQUEST: Rejected,
+}
 
 
-def flow_failure(reply: Reply, label: str) -> ManyChatError:
-    if reply.error == UNAVAILABLE and reply.sent:
+def _failure(
+    error: str,
+    message: str,
+    what: str,
+    *,
+    deduped: bool,
+    sent: bool = True,
+    response: httpx.Response | None = None,
+) -> WireError:
+    """The named failure of a request; ``sent`` is False only when it surely never reached ManyChat."""
+    if error == UNAVAILABLE and sent and not deduped:
         # Timeout after sending, 5xx or an unreadable 2xx: it may have gone out.
-        return ManyChatError(
+        return Unavailable(
             UNAVAILABLE,
-            f"{label}: {reply.message or 'no usable reply'}. The message may have been "
+            f"{what}: {message or 'no usable reply'}. The message may have been "
             "delivered; check the contact's chat in ManyChat before sending it again by hand.",
             retryable=False,
             maybe_delivered=True,
+            response=response,
         )
     # Pre-send failures (connect error, 429) may be retried; rejections are final.
-    retryable = reply.error in (UNAVAILABLE, RATE_LIMITED)
-    return ManyChatError(reply.error or BAD_REQUEST, _detail(reply, label), retryable=retryable)
+    status = response.status_code if response is not None else None
+    return _ERROR_CLASSES[error](error, _detail(error, message, status, what), response=response)
 
 
-def _detail(reply: Reply, what: str) -> str:
-    said = f"ManyChat said: {reply.message}" if reply.status is not None else reply.message
+def _detail(error: str, message: str, status: int | None, what: str) -> str:
+    said = f"ManyChat said: {message}" if status is not None else message
     hint = {
         UNKNOWN_TAG: "create the tag in ManyChat (Settings > Tags), then retry",
         UNKNOWN_FIELD: "create the custom field in ManyChat (Settings > Fields), then retry",
         UNKNOWN_FLOW: "check the flow_ns in the rules against ManyChat's flow URL",
         UNAUTHORIZED: "the API key is wrong, regenerated or the account lost Pro",
         SUBSCRIBER_NOT_FOUND: "an admin must make first contact with the student in ManyChat",
-    }.get(reply.error or "")
-    status = f" (HTTP {reply.status})" if reply.status is not None else ""
-    return f"{what}: {said}{status}" + (f"; {hint}" if hint else "")
+    }.get(error)
+    status_text = f" (HTTP {status})" if status is not None else ""
+    return f"{what}: {said}{status_text}" + (f"; {hint}" if hint else "")
 
 
 def _retry_after(response: httpx.Response) -> float | None:

@@ -16,7 +16,8 @@ from typing import Any
 from transitions import Machine
 
 from connectors.base import Step
-from engine.rules.actions import ACTIONS, TOKEN_PLACEHOLDER, RenderContext, Skipped
+from engine.rules.action_types import TOKEN_PLACEHOLDER, RenderContext, Skipped
+from engine.rules.actions import ACTIONS
 from engine.rules.model import (
     TEMPLATE_RE,
     Condition,

@@ -16,11 +16,11 @@ from fastapi.responses import JSONResponse
 
 from engine import metrics
 from engine.api.deps import RuntimeDep
-from engine.pipeline.hottok import form_hottok
 from engine.pipeline.intake import store_hotmart, store_rejected
 from engine.pipeline.runtime import Runtime
 from engine.pipeline.storable import NotJSON, decode
 from engine.sources import hotmart
+from engine.sources.hotmart.hottok import form_hottok
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["webhooks"])

@@ -14,9 +14,9 @@ from sqlalchemy.orm import Session
 
 from engine.db.models import Event, utcnow
 from engine.db.upsert import insert_for
-from engine.pipeline.hottok import scrub_payload, scrub_raw
 from engine.pipeline.storable import NotJSON, decode, escape_text, storable
 from engine.sources import hotmart
+from engine.sources.hotmart.hottok import scrub_payload, scrub_raw
 from engine.statuses import EventStatus
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session
 
 from connectors.base import Step, StepResult, StepStatus
 from engine.db.models import ActionRun, Grant, Membership
-from engine.rules.actions import LedgerUse, ledger_uses
+from engine.rules.action_types import LedgerUse
+from engine.rules.actions import ledger_uses
 
 # action -> the ledger resource it adds or removes (declared in engine.rules.actions)
 RESOURCES: dict[str, LedgerUse] = dict(ledger_uses())

@@ -78,7 +78,7 @@ def read_discord(rt: Runtime, progress: Progress) -> dict[str, set[str]] | str:
     connector = rt.connector_for("add_role")
     if not hasattr(connector, "list_members"):
         return "Discord roles not compared: DISCORD_ENABLED is off"
-    from connectors.discord import DiscordError
+    from connectors.errors import WireError
 
     roles: dict[str, set[str]] = {}
     try:
@@ -88,9 +88,9 @@ def read_discord(rt: Runtime, progress: Progress) -> dict[str, set[str]] | str:
                 if user.get("id"):
                     roles[str(user["id"])] = {str(r) for r in member.get("roles") or []}
                     update(1)
-    except DiscordError as exc:
+    except WireError as exc:
         log.warning("reconcile: cannot list guild members: %s", exc)
-        return f"Discord roles not compared: {exc.result.error}: {exc.result.detail}"
+        return f"Discord roles not compared: {exc.error}: {exc.detail}"
     return roles
 
 
@@ -109,7 +109,7 @@ def read_manychat(
     connector = rt.connector_for("add_tag")
     if not hasattr(connector, "subscriber_tags"):
         return "ManyChat tags not compared: MANYCHAT_ENABLED is off", {}
-    from connectors.manychat import ManyChatError
+    from connectors.errors import WireError
 
     asked = [s for s in students if relevant(s)]
     learned: dict[int, str] = {}
@@ -120,7 +120,7 @@ def read_manychat(
                     StudentRef(id=student.id, email=student.email)
                 )
                 tags = connector.subscriber_tags(subscriber) if subscriber else None
-            except ManyChatError as exc:
+            except WireError as exc:
                 log.warning("reconcile: ManyChat refused a read: %s", exc)
                 return f"ManyChat tags not compared: {exc.error}: {exc.detail}", learned
             if subscriber and not student.manychat_subscriber_id and tags is not None:

@@ -1,4 +1,4 @@
-"""The rules as typed, immutable objects (built by :mod:`engine.rules.loader`)."""
+"""The rules as typed, immutable objects (built by :mod:`engine.rules.builder`)."""
 
 from __future__ import annotations
 

@@ -1,11 +1,70 @@
-"""Rewrite config.schema.json's action part from the registry: ``python -m engine.rules.schema``."""
+"""config.schema.json's action part, generated from the registry: ``python -m engine.rules.schema``
+rewrites it (a test fails when the file and the registry differ)."""
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
-from engine.rules.actions import with_actions
+from engine.rules.actions import ACTIONS
 from engine.rules.loader import SCHEMA_PATH
+
+# Argument shapes several actions share, written to config.schema.json's $defs.
+_NAMES = {
+    "oneOf": [
+        {"type": "null"},
+        {"type": "string", "minLength": 1},
+        {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1},
+    ]
+}
+PARAM_DEFS: dict[str, dict[str, Any]] = {
+    "role_params": {
+        "oneOf": [
+            {"type": "null"},
+            {
+                "type": "object",
+                "additionalProperties": False,
+                "minProperties": 1,
+                "properties": {
+                    "roles": {"type": "array", "items": {"$ref": "#/$defs/snowflake"}, "minItems": 1},
+                    "account": {
+                        "enum": ["current", "previous"],
+                        "description": "previous: the Discord account the student linked before (relink)",
+                    },
+                },
+            },
+        ]
+    },
+    "tag_params": _NAMES,
+    "class_params": _NAMES,
+}
+
+STEP_DESCRIPTION = "An action: a bare name uses the product's own resources; a one-key mapping gives parameters."
+
+
+def step_schema() -> dict[str, Any]:
+    """``$defs.step`` of config.schema.json: a bare name, or a one-key mapping to the argument."""
+    return {
+        "description": STEP_DESCRIPTION,
+        "oneOf": [
+            {"type": "string", "enum": [name for name, action in ACTIONS.items() if action.bare]},
+            {
+                "type": "object",
+                "minProperties": 1,
+                "maxProperties": 1,
+                "additionalProperties": False,
+                "properties": {name: action.schema for name, action in ACTIONS.items()},
+            },
+        ],
+    }
+
+
+def with_actions(schema: dict[str, Any]) -> dict[str, Any]:
+    """The rules schema with its action part (the step and its shared argument shapes) from here."""
+    defs = dict(schema["$defs"])
+    defs["step"] = step_schema()
+    defs.update(PARAM_DEFS)
+    return {**schema, "$defs": defs}
 
 
 def main() -> None:

@@ -12,108 +12,21 @@ import os
 import re
 from collections.abc import Callable
 
+from engine.rules.portuguese import (
+    CATALOG_THINGS,
+    REQUIRED_HINTS,
+    TYPES,
+    UNKNOWN,
+    YAML_HINTS,
+    catalog_rest,
+    label,
+    owner,
+    pattern_hint,
+    plural_transitions,
+    unknown_rest,
+)
+
 PORTUGUESE = ("pt-br", "pt_br", "pt")
-
-# Words the English messages use for things, in Portuguese.
-_LABELS = {
-    "Discord role": "cargo do Discord",
-    "Hotmart product id": "id de produto Hotmart",
-    "tag": "tag",
-    "class": "turma",
-    "state": "estado",
-    "custom field": "campo personalizado",
-    "offer code": "código de oferta",
-    "cancel_timers event": "evento de cancel_timers",
-    "transition": "transição",
-    "step": "passo",
-    "ignore entry": "item de ignore",
-    "this transition": "esta transição",
-    "this file": "este arquivo",
-}
-
-# "unknown X": the noun and its adjective's gender.
-_UNKNOWN = {
-    "state": "estado desconhecido",
-    "event": "evento desconhecido",
-    "action": "ação desconhecida",
-    "predicate": "predicado desconhecido",
-    "event field": "campo de evento desconhecido",
-    "key": "chave desconhecida",
-    "top-level key": "chave de primeiro nível desconhecida",
-}
-
-_CATALOG_THINGS = {"tag": "a tag", "class": "a turma", "custom field": "o campo personalizado"}
-
-_TYPES = {
-    "text": "texto",
-    "a list, e.g. [a, b]": "uma lista, ex.: [a, b]",
-    "keys with values (a mapping)": "chaves com valores (um mapeamento)",
-    "a number": "um número",
-    "a whole number": "um número inteiro",
-    "true or false": "true ou false",
-    "nothing after the colon (the bare step)": "nada depois dos dois-pontos (o passo sem parâmetros)",
-}
-
-_REQUIRED_HINTS = {
-    "the event, e.g. on: PURCHASE_APPROVED": "o evento, ex.: on: PURCHASE_APPROVED",
-    "the states it applies in, e.g. from: active, or from: '*'": (
-        "os estados em que vale, ex.: from: active, ou from: '*'"
-    ),
-    "the state of a new membership, e.g. initial: new": "o estado de uma nova matrícula, ex.: initial: new",
-    "the list of states, e.g. states: [new, active]": "a lista de estados, ex.: states: [new, active]",
-    "the list of transitions": "a lista de transições",
-    "the product's short name, e.g. key: curso": "o nome curto do produto, ex.: key: curso",
-    "the name students see": "o nome que os alunos veem",
-    "e.g. hotmart_product_ids: [1111111]": "ex.: hotmart_product_ids: [1111111]",
-    "why the event changes nothing": "por que o evento não muda nada",
-    "the bot's replies": "as respostas do bot",
-    "the internal event, e.g. event: GRACE_EXPIRED": "o evento interno, ex.: event: GRACE_EXPIRED",
-    "the logical flow name, e.g. flow: welcome": "o nome lógico do fluxo, ex.: flow: welcome",
-    'e.g. value: "{token}"': 'ex.: value: "{token}"',
-}
-
-_PATTERN_HINTS = {
-    "event names are written in capitals and underscores, e.g. ": (
-        "nomes de eventos são escritos em maiúsculas e _, ex.: "
-    ),
-    "use lowercase letters, digits and _ , starting with a letter, e.g. ": (
-        "use letras minúsculas, dígitos e _ , começando por uma letra, ex.: "
-    ),
-    "use a state name in lowercase letters, digits and _ , or *, e.g. ": (
-        "use um nome de estado em letras minúsculas, dígitos e _ , ou *, ex.: "
-    ),
-    "use lowercase letters, digits, _ and - , starting with a letter, e.g. ": (
-        "use letras minúsculas, dígitos, _ e - , começando por uma letra, ex.: "
-    ),
-    "use lowercase letters, digits, _ and - , e.g. ": "use letras minúsculas, dígitos, _ e - , ex.: ",
-    'a Discord id is 15 to 21 digits, in quotes, e.g. "1180000000000000001" (Discord: right-click the role > '
-    "Copy Role ID)": 'um id do Discord tem de 15 a 21 dígitos, entre aspas, ex.: "1180000000000000001" (no Discord: '
-    "clique com o botão direito no cargo > Copiar ID do cargo)",
-    "a Hotmart product id is digits only, e.g. 1111111": "um id de produto Hotmart só tem dígitos, ex.: 1111111",
-    "not in the expected form (see config.schema.json)": "fora da forma esperada (veja config.schema.json)",
-}
-
-_YAML_HINTS = {
-    "indent with spaces, never tabs": "indente com espaços, nunca com tabs",
-    "a [ or { opened on this line or above is not closed, or a value holds a comma (quote it)": (
-        "um [ ou { aberto nesta linha ou acima não foi fechado, ou um valor tem vírgula (coloque-o entre aspas)"
-    ),
-    "check the indentation here and on the line above, or quote a value that contains ': '": (
-        "confira a indentação nesta linha e na de cima, ou coloque entre aspas um valor que contém ': '"
-    ),
-    "check the indentation here and on the line above: spaces only, no tabs; the keys of one block start in the "
-    "same column": "confira a indentação nesta linha e na de cima: só espaços, nada de tabs; as chaves de um bloco "
-    "começam na mesma coluna",
-}
-
-
-def _label(text: str) -> str:
-    return _LABELS.get(text, text)
-
-
-def _plural_transitions(names: str) -> str:
-    return f"pela{'s' if ',' in names else ''} {'transições' if ',' in names else 'transição'} {names}"
-
 
 _Rule = tuple[re.Pattern[str], Callable[[re.Match[str]], str]]
 
@@ -127,9 +40,7 @@ _RULES: list[_Rule] = [
         r"unknown (?P<what>top-level key|event field|state|event|action|predicate|key) (?P<name>'[^']*'|\S+)"
         r"(?: in (?P<where>from|to|initial|renamed_states))?(?P<rest>.*)",
         lambda m: (
-            f"{_UNKNOWN[m['what']]} {m['name']}"
-            + (f" em {m['where']}" if m["where"] else "")
-            + _unknown_rest(m["rest"])
+            f"{UNKNOWN[m['what']]} {m['name']}" + (f" em {m['where']}" if m["where"] else "") + unknown_rest(m["rest"])
         ),
     ),
     _rule(
@@ -141,7 +52,7 @@ _RULES: list[_Rule] = [
     ),
     _rule(
         r"(?P<what>tag|class|custom field) (?P<name>'[^']*') is not in (?P<where>catalog\.\S+?)(?P<rest>:.*)?",
-        lambda m: f"{_CATALOG_THINGS[m['what']]} {m['name']} não está em {m['where']}" + _catalog_rest(m["rest"] or ""),
+        lambda m: f"{CATALOG_THINGS[m['what']]} {m['name']} não está em {m['where']}" + catalog_rest(m["rest"] or ""),
     ),
     _rule(
         r"(?P<action>schedule|cancel_timers): event (?P<name>'[^']*') is not declared under lifecycle\.events",
@@ -150,7 +61,7 @@ _RULES: list[_Rule] = [
     _rule(
         r"flows: add (?P<flow>'[^']*') \(used by transitions? (?P<names>[^)]*)\) or mark it optional",
         lambda m: (
-            f"flows: adicione {m['flow']} (usado {_plural_transitions(m['names'])}) ou marque o passo como opcional"
+            f"flows: adicione {m['flow']} (usado {plural_transitions(m['names'])}) ou marque o passo como opcional"
         ),
     ),
     _rule(
@@ -160,46 +71,46 @@ _RULES: list[_Rule] = [
     _rule(r"no product declares flow (?P<name>'[^']*')", lambda m: f"nenhum produto declara o fluxo {m['name']}"),
     _rule(
         r"(?P<what>.+) (?P<value>'[^']*'): write a number and a unit, e\.g\. 24h, 7d, 30m",
-        lambda m: f"{_label(m['what'])} {m['value']}: escreva um número e uma unidade, ex.: 24h, 7d, 30m",
+        lambda m: f"{label(m['what'])} {m['value']}: escreva um número e uma unidade, ex.: 24h, 7d, 30m",
     ),
     _rule(
         r"invalid YAML: (?P<problem>.*) — (?P<hint>[^—]*)",
-        lambda m: f"YAML inválido: {m['problem']} — {_YAML_HINTS.get(m['hint'], m['hint'])}",
+        lambda m: f"YAML inválido: {m['problem']} — {YAML_HINTS.get(m['hint'], m['hint'])}",
     ),
     _rule(
         r'(?P<what>.+) (?P<value>\S+): put the id in quotes, (?P<quoted>"\S+") \(YAML turns a long unquoted number '
         r"into an integer\)",
         lambda m: (
-            f"{_label(m['what'])} {m['value']}: coloque o id entre aspas, {m['quoted']} (o YAML transforma um "
+            f"{label(m['what'])} {m['value']}: coloque o id entre aspas, {m['quoted']} (o YAML transforma um "
             "número longo sem aspas em inteiro)"
         ),
     ),
     _rule(
         r'(?P<what>.+) (?P<value>\S+): put it in quotes, (?P<quoted>"\S+")',
-        lambda m: f"{_label(m['what'])} {m['value']}: coloque entre aspas, {m['quoted']}",
+        lambda m: f"{label(m['what'])} {m['value']}: coloque entre aspas, {m['quoted']}",
     ),
     _rule(
         r"(?P<what>.+) (?P<value>'[^']*'): write a number without quotes, e\.g\. (?P<example>.*)",
-        lambda m: f"{_label(m['what'])} {m['value']}: escreva um número sem aspas, ex.: {m['example']}",
+        lambda m: f"{label(m['what'])} {m['value']}: escreva um número sem aspas, ex.: {m['example']}",
     ),
     _rule(
         r"(?P<what>.+) (?P<value>\S+): write a list, e\.g\. (?P<example>.*)",
-        lambda m: f"{_label(m['what'])} {m['value']}: escreva uma lista, ex.: {m['example']}",
+        lambda m: f"{label(m['what'])} {m['value']}: escreva uma lista, ex.: {m['example']}",
     ),
     _rule(
         r"(?P<what>.+?) (?P<value>\S+): write one of (?P<options>.*)",
-        lambda m: f"{_label(m['what'])} {m['value']}: escreva um destes: {m['options']}",
+        lambda m: f"{label(m['what'])} {m['value']}: escreva um destes: {m['options']}",
     ),
     _rule(
         r"(?P<what>.+?) (?P<value>\S+): write (?P<minimum>\S+) or more",
-        lambda m: f"{_label(m['what'])} {m['value']}: escreva {m['minimum']} ou mais",
+        lambda m: f"{label(m['what'])} {m['value']}: escreva {m['minimum']} ou mais",
     ),
     _rule(
         r"(?P<what>.+?) (?P<value>\S+): write (?P<types>.+ or .+|text|a number|a whole number|true or false|"
         r"a list, e\.g\. \[a, b\]|keys with values \(a mapping\)|nothing after the colon \(the bare step\))",
         lambda m: (
-            f"{_label(m['what'])} {m['value']}: escreva "
-            + " ou ".join(_TYPES.get(t, t) for t in m["types"].split(" or "))
+            f"{label(m['what'])} {m['value']}: escreva "
+            + " ou ".join(TYPES.get(t, t) for t in m["types"].split(" or "))
         ),
     ),
     _rule(
@@ -211,37 +122,37 @@ _RULES: list[_Rule] = [
     _rule(
         r"(?P<what>.+?) has no value: write (?P<types>.+)",
         lambda m: (
-            f"{_label(m['what'])} está sem valor: escreva "
-            + " ou ".join(_TYPES.get(t, t) for t in m["types"].split(" or "))
+            f"{label(m['what'])} está sem valor: escreva "
+            + " ou ".join(TYPES.get(t, t) for t in m["types"].split(" or "))
         ),
     ),
     _rule(
         r"(?P<what>.+): (?P<value>\S+) is not valid here",
-        lambda m: f"{_label(m['what'])}: {m['value']} não é válido aqui",
+        lambda m: f"{label(m['what'])}: {m['value']} não é válido aqui",
     ),
     _rule(
         r"(?P<what>.+?)(?: (?P<value>'[^']*'))?: (?P<hint>(?:event names|use |a Discord id|a Hotmart product id|"
         r"not in the expected).*?)(?P<example>[^ ]*)",
         lambda m: (
-            f"{_label(m['what'])}{' ' + m['value'] if m['value'] else ''}: {_pattern_hint(m['hint'] + m['example'])}"
+            f"{label(m['what'])}{' ' + m['value'] if m['value'] else ''}: {pattern_hint(m['hint'] + m['example'])}"
         ),
     ),
     _rule(
         r"(?P<owner>.+): missing key (?P<key>'[^']*')(?: \((?P<hint>.*)\))?",
         lambda m: (
-            f"{_owner(m['owner'])}: falta a chave {m['key']}"
-            + (f" ({_REQUIRED_HINTS.get(m['hint'], m['hint'])})" if m["hint"] else "")
+            f"{owner(m['owner'])}: falta a chave {m['key']}"
+            + (f" ({REQUIRED_HINTS.get(m['hint'], m['hint'])})" if m["hint"] else "")
         ),
     ),
     _rule(
         r"(?P<what>.+): list at least (?P<n>\d+) item\(s\)",
-        lambda m: f"{_label(m['what'])}: liste pelo menos {m['n']} item(ns)",
+        lambda m: f"{label(m['what'])}: liste pelo menos {m['n']} item(ns)",
     ),
     _rule(
         r"(?P<what>.+): (?P<value>.+) is listed twice",
-        lambda m: f"{_label(m['what'])}: {m['value']} aparece duas vezes",
+        lambda m: f"{label(m['what'])}: {m['value']} aparece duas vezes",
     ),
-    _rule(r"(?P<what>.+) is empty: write some text", lambda m: f"{_label(m['what'])} está vazio: escreva um texto"),
+    _rule(r"(?P<what>.+) is empty: write some text", lambda m: f"{label(m['what'])} está vazio: escreva um texto"),
     _rule(
         r"(?P<action>\S+) needs parameters, e\.g\. (?P<example>.*)",
         lambda m: f"{m['action']} precisa de parâmetros, ex.: {m['example']}",
@@ -267,7 +178,7 @@ _RULES: list[_Rule] = [
     ),
     _rule(
         r"(?P<what>.+): write a condition, e\.g\. (?P<example>.*)",
-        lambda m: f"{_label(m['what'])}: escreva uma condição, ex.: {m['example']}",
+        lambda m: f"{label(m['what'])}: escreva uma condição, ex.: {m['example']}",
     ),
     _rule(
         r"a rules file holds exactly one of: (?P<kinds>.*)",
@@ -276,7 +187,7 @@ _RULES: list[_Rule] = [
     _rule(
         r"(?P<what>.+): write at (?P<bound>least|most) (?P<n>\d+) key\(s\)(?P<rest>, or leave it bare)?",
         lambda m: (
-            f"{_label(m['what'])}: escreva {'pelo menos' if m['bound'] == 'least' else 'no máximo'} {m['n']} "
+            f"{label(m['what'])}: escreva {'pelo menos' if m['bound'] == 'least' else 'no máximo'} {m['n']} "
             f"chave(s){', ou deixe o passo sem parâmetros' if m['rest'] else ''}"
         ),
     ),
@@ -343,45 +254,6 @@ _RULES: list[_Rule] = [
     _rule(r"cannot read file: (?P<error>.*)", lambda m: f"não foi possível ler o arquivo: {m['error']}"),
     _rule(r"rules directory not found", lambda m: "pasta de regras não encontrada"),
 ]
-
-
-def _pattern_hint(hint: str) -> str:
-    for english, portuguese in _PATTERN_HINTS.items():
-        if hint.startswith(english):
-            return portuguese + hint[len(english) :]
-    return hint
-
-
-def _unknown_rest(rest: str) -> str:
-    replacements = [
-        (
-            ": neither a Hotmart event nor declared under lifecycle.events",
-            ": não é um evento da Hotmart nem está declarado em lifecycle.events",
-        ),
-        (": a rules file holds one of: ", ": um arquivo de regras contém um destes: "),
-        (" (states: ", " (estados: "),
-        (" (known: ", " (opções: "),
-        (" (keys here: ", " (chaves possíveis aqui: "),
-        (" (write all, any, not or field)", " (escreva all, any, not ou field)"),
-    ]
-    for english, portuguese in replacements:
-        if rest.startswith(english):
-            return portuguese + rest[len(english) :]
-    return rest
-
-
-def _catalog_rest(rest: str) -> str:
-    english = ": add it there (catalog.yaml)"
-    if rest.startswith(english):
-        tail = rest[len(english) :].replace(" or use one of: ", " ou use um destes: ")
-        return ": adicione em catalog.yaml" + tail
-    return rest
-
-
-def _owner(owner: str) -> str:
-    if owner.startswith("transition '"):
-        return "transição" + owner[len("transition") :]
-    return _label(owner)
 
 
 def _did_you_mean(message: str) -> tuple[str, str]:

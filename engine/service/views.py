@@ -15,7 +15,8 @@ from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session
 
 from engine.db.models import ActionRun, Alert, Event, Grant, OnboardingToken, ScheduledEvent, Student
-from engine.rules.actions import ACTIONS, TOKEN_PLACEHOLDER
+from engine.rules.action_types import TOKEN_PLACEHOLDER
+from engine.rules.actions import ACTIONS
 from engine.service import schemas
 from engine.settings import Settings
 

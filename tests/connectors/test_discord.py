@@ -15,7 +15,8 @@ import httpx
 import pytest
 
 from connectors.base import Step, StepContext, StepStatus, StudentRef
-from connectors.discord import DiscordConnector, DiscordError
+from connectors.discord import DiscordConnector
+from connectors.errors import WireError
 
 TOKEN = "MTk4NjIy.test.token"
 GUILD = "1180000000000000000"
@@ -521,7 +522,7 @@ def test_get_member(fake_time):
 
     assert conn.get_member(USER) == member
     assert conn.get_member("1") is None
-    with pytest.raises(DiscordError) as raised:
+    with pytest.raises(WireError) as raised:
         conn.get_member("2")
     assert raised.value.result.error == "discord.config"
 
@@ -552,7 +553,7 @@ def test_list_members_pages_by_user_id_until_a_short_page(fake_time):
 
 def test_list_members_without_the_intent_names_it(fake_time):
     conn, _ = _mock(lambda request: httpx.Response(403, json={"message": "Missing Access", "code": 50001}), fake_time)
-    with pytest.raises(DiscordError) as raised:
+    with pytest.raises(WireError) as raised:
         list(conn.list_members())
     assert raised.value.result.error == "discord.intent"
     assert "Server Members Intent" in raised.value.result.detail

@@ -13,7 +13,8 @@ import httpx
 import pytest
 
 from connectors.base import Step, StepContext, StepStatus, StudentRef
-from connectors.manychat import ManyChatConnector, ManyChatError
+from connectors.errors import WireError
+from connectors.manychat import ManyChatConnector
 
 TOKEN = "1234567890123456:secret-api-key"
 FLOW_NS = "content20261101000000_000001"
@@ -352,7 +353,7 @@ def test_subscriber_tags_reads_get_info():
     connector = mock_connector(handler)
     assert connector.subscriber_tags("900000001") == {"aluno-curso", "assinante"}
     assert connector.subscriber_tags("900000002") is None
-    with pytest.raises(ManyChatError) as raised:
+    with pytest.raises(WireError) as raised:
         connector.subscriber_tags("900000003")
     assert raised.value.error == "manychat.unauthorized"
     assert {(r.method, r.url.path) for r in seen} == {("GET", "/fb/subscriber/getInfo")}

@@ -12,8 +12,10 @@ from connectors.discord import DiscordConnector
 from connectors.manychat import ManyChatConnector
 from engine.pipeline.local_actions import LOCAL_ACTIONS
 from engine.rules import check_rules, load_rules
-from engine.rules.actions import ACTIONS, DISCORD, IDEMPOTENT, LOCAL, MANYCHAT, RenderContext, run_by, with_actions
+from engine.rules.action_types import RenderContext
+from engine.rules.actions import ACTIONS, DISCORD, IDEMPOTENT, LOCAL, MANYCHAT, run_by
 from engine.rules.loader import SCHEMA_PATH
+from engine.rules.schema import with_actions
 from tests.conftest import RULES, load_payload
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.rules.messages import _PATTERN_HINTS, closest, did_you_mean
+from engine.rules.messages import closest, did_you_mean
+from engine.rules.schema_messages import _PATTERN_HINTS
 from tests.engine.test_rules_check import ROOT, Broken, assert_exact_problems
 
 MESSAGE_CASES = [

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from engine.api.app import create_app
 from engine.db.models import ActionRun, Event, Membership, OnboardingToken
-from engine.pipeline.hottok import scrub_payload
+from engine.sources.hotmart.hottok import scrub_payload
 from tests.conftest import CORPUS, HOTTOK, REFERENCE
 
 PAYLOADS = sorted(REFERENCE.glob("*.json")) + sorted(CORPUS.glob("*.json"))
