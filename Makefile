@@ -1,6 +1,6 @@
 # Two commands matter: `make run` (the service, embedded default) and `make test` (everything).
 # Dependencies come from the hashed lock files (requirements.lock: to run; requirements-test.lock:
-# to run and test); `make lock` upgrades them (see the README: Dependencies).
+# to run and test); `make lock` upgrades them (see docs/architecture/dependencies.md).
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 LOCK := PIP_CONFIG_FILE=/dev/null PIP_FIND_LINKS= $(BIN)/pip-compile --quiet --generate-hashes --strip-extras \
 	--allow-unsafe --no-emit-index-url --no-emit-find-links --index-url https://pypi.org/simple
 
-.PHONY: install install-run run test lint check services bench lock
+.PHONY: install install-run run test lint check services bench lock docs
 
 # Everything a developer and CI need: the service and the test tools.
 install: $(VENV)/.installed
@@ -41,9 +41,9 @@ services:
 
 # The suite runs in TEST_WORKERS parallel pytest-xdist processes, handed one test at a time,
 # longest first (pyproject.toml, tests/conftest.py): the end-to-end tests wait on processes,
-# timers and rate limits, so four keep two cores busy (README: Tests). Bytecode is written even
+# timers and rate limits, so four keep two cores busy (docs/architecture/tests.md). Bytecode is written even
 # where the environment says not to: every `engine` process the tests start would compile the
-# project again.
+# project again. The documentation site is built strictly first: a broken link or anchor fails.
 TEST_WORKERS ?= 4
 
 test: install services
@@ -51,7 +51,12 @@ test: install services
 	$(BIN)/lint-imports
 	$(BIN)/engine check
 	$(BIN)/engine test
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --clean
 	PYTHONDONTWRITEBYTECODE= $(BIN)/pytest -q -n $(TEST_WORKERS)
+
+# The documentation site (docs/, mkdocs.yml) into site/; `$(BIN)/mkdocs serve` to read it while editing.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --clean
 
 lint: install
 	$(BIN)/ruff check .

@@ -1,15 +1,29 @@
-"""The README's documentation that is generated from the rules stays true."""
+"""The README and the documentation pages stay true to the code: what they show that the code
+produces (the engine graph, `engine check`'s messages), what they must document (every setting,
+every command), and the README's own promises (the two commands, its links, its size)."""
 
 from __future__ import annotations
+
+import re
 
 from engine.graph import mermaid
 from engine.rules import check_rules, load_rules
 from tests.conftest import REPO, RULES
 
+DOCS = REPO / "docs"
 
-def test_readme_shows_the_current_engine_graph():
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    block = readme.split("<!-- engine graph: begin -->\n```mermaid\n", 1)[1].split("```\n<!-- engine graph: end -->")[0]
+
+def _page(relative: str) -> str:
+    return (DOCS / relative).read_text(encoding="utf-8")
+
+
+def _between(text: str, begin: str, end: str) -> str:
+    return text.split(begin, 1)[1].split(end)[0]
+
+
+def test_the_example_lifecycle_page_shows_the_current_engine_graph():
+    page = _page("rules/example-lifecycle.md")
+    block = _between(page, "<!-- engine graph: begin -->\n```mermaid\n", "```\n<!-- engine graph: end -->")
     assert block == mermaid(load_rules(RULES))
 
 
@@ -17,9 +31,22 @@ def test_readme_quick_start_names_the_two_commands_ci_runs():
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     assert "make run" in readme and "make test" in readme
     assert "make test" in (REPO / ".ci" / "run").read_text(encoding="utf-8")
+    # The getting started page, in both languages, starts from the same two commands.
+    for page in ("getting-started.md", "pt/getting-started.md"):
+        assert "make run" in _page(page) and "make test" in _page(page)
 
 
-# The README's table of typical mistakes: each row made in a copy of the rules, in row order.
+def test_readme_stays_short_and_its_links_lead_into_the_docs():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert len(readme.splitlines()) < 200
+    links = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", readme)
+    local = [link for link in links if "://" not in link]
+    assert local, "the README links into the docs"
+    assert [link for link in local if not (REPO / link).is_file()] == []
+    assert {"docs/getting-started.md", "docs/admin-loop/index.md", "docs/api.md"} <= set(local)
+
+
+# The typical mistakes shown on the `engine check` page: each row made in a copy of the rules, in row order.
 MISTAKES = [
     (
         "lifecycle.yaml",
@@ -37,23 +64,88 @@ MISTAKES = [
 ]
 
 
-def _mistake_rows() -> list[list[str]]:
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    table = readme.split("<!-- check mistakes: begin -->\n", 1)[1].split("<!-- check mistakes: end -->")[0]
+def _mistake_rows(page: str, marker: str = "check mistakes") -> list[list[str]]:
+    table = _between(_page(page), f"<!-- {marker}: begin -->\n", f"<!-- {marker}: end -->")
     rows = [line.strip("|").split(" | ") for line in table.splitlines()[2:]]
     return [[cell.strip() for cell in row] for row in rows]
 
 
-def test_readme_mistake_table_matches_the_real_messages(tmp_path):
+def _real_messages(tmp_path) -> list[list[tuple[str, str]]]:
+    """What `engine check` says about each mistake, made alone in a copy of the rules."""
     from tests.engine.test_rules_check import copy_rules, edit
 
-    rows = _mistake_rows()
-    assert len(rows) == len(MISTAKES) == 5
-    for index, ((wrote, where, says), (file, old, new)) in enumerate(zip(rows, MISTAKES, strict=True)):
+    found = []
+    for index, (file, old, new) in enumerate(MISTAKES):
         rules_dir = copy_rules(tmp_path / str(index))
         edit(rules_dir, file, old, new)
         _, problems = check_rules(rules_dir)
-        assert [(p.file, p.message) for p in problems] == [(f"rules/{file}", says)]
+        found.append([(p.file, p.message) for p in problems])
+    return found
+
+
+def test_check_page_mistake_table_matches_the_real_messages(tmp_path):
+    rows = _mistake_rows("admin-loop/check.md")
+    assert len(rows) == len(MISTAKES) == 5
+    real = _real_messages(tmp_path)
+    for (wrote, where, says), (file, _, new), problems in zip(rows, MISTAKES, real, strict=True):
+        assert problems == [(f"rules/{file}", says)]
         assert where == f"`rules/{file}`"
         if new:  # the row shows what was written
             assert wrote.strip("`") in new
+
+
+def test_portuguese_check_page_mistake_table_matches_the_real_messages_in_portuguese(tmp_path):
+    from engine.rules.translate import to_portuguese
+
+    rows = _mistake_rows("pt/admin-loop/check.md", "check mistakes pt-BR")
+    english = _mistake_rows("admin-loop/check.md")
+    assert len(rows) == len(english) == 5
+    real = _real_messages(tmp_path)
+    for (wrote, where, says), (wrote_en, where_en, _), problems in zip(rows, english, real, strict=True):
+        ((file, message),) = problems
+        assert says == to_portuguese(message) and says != message
+        assert where == where_en == f"`{file}`"
+        if wrote_en.startswith("`"):  # the same YAML (the last row describes it in words)
+            assert wrote == wrote_en
+
+
+def test_every_setting_is_documented_on_the_configuration_page():
+    from engine.settings import Settings
+
+    page = _page("operations/configuration.md")
+    rows = [line.split(" | ")[0] for line in page.splitlines() if line.startswith("| `")]
+    documented = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", " ".join(rows)))
+    variables = {(field.alias or name).upper() for name, field in Settings.model_fields.items()}
+    assert sorted(variables - documented) == []
+
+
+def test_every_command_is_on_the_command_line_page():
+    from engine.cli import main
+
+    page = _page("operations/command-line.md")
+    rows = [line.split(" | ")[0] for line in page.splitlines() if line.startswith("| `engine")]
+    documented = {match for row in rows for match in re.findall(r"`engine ([a-z-]+)", row)}
+    assert sorted(set(main.commands) - documented) == []
+
+
+def test_the_rule_test_failure_the_docs_show_is_the_one_the_readme_shows():
+    # tests/engine/test_ruletests.py checks the README's line against a real `engine test` run.
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    failure = next(line for line in readme.splitlines() if line.startswith("rules/tests/refunds.yaml:"))
+    for page in ("admin-loop/rule-tests.md", "pt/admin-loop/rule-tests.md"):
+        assert failure in _page(page).splitlines()
+
+
+def test_every_operator_page_links_to_its_other_language():
+    pairs = {
+        "getting-started.md": "pt/getting-started.md",
+        "operations/going-live.md": "pt/going-live.md",
+        **{f"admin-loop/{name}": f"pt/admin-loop/{name}" for name in _admin_loop_pages()},
+    }
+    for english, portuguese in pairs.items():
+        assert "*[Português](" in _page(english), english
+        assert "*[English](" in _page(portuguese), portuguese
+
+
+def _admin_loop_pages() -> list[str]:
+    return sorted(path.name for path in (DOCS / "admin-loop").glob("*.md"))

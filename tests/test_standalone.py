@@ -1,4 +1,4 @@
-"""The repository stands alone: README, tests and bench/ read nothing outside it.
+"""The repository stands alone: README, the docs, tests and bench/ read nothing outside it.
 
 `.ci/standalone` (run by `.ci/run`) proves it end to end: the unit suite in a copy of the
 repository with no ../shared beside it. These checks catch a new outside reference early.
@@ -15,8 +15,9 @@ OUTSIDE = re.compile(r"\.\./shared|(parent|parents\[\d\])\s*/\s*[\"']shared")
 
 
 def readers() -> list:
-    files = [REPO / "README.md", REPO / "Makefile", *REPO.glob(".ci/*")]
-    for folder in ("tests", "bench", "engine", "connectors", "bot"):
+    files = [REPO / "README.md", REPO / "Makefile", REPO / "mkdocs.yml", *REPO.glob(".ci/*")]
+    files += (REPO / "docs").rglob("*.md")
+    for folder in ("tests", "bench", "engine", "connectors", "bot", "docs"):
         files += (REPO / folder).rglob("*.py")
     return files
 
@@ -41,8 +42,10 @@ def test_sample_payloads_and_corpus_are_in_the_repository():
     assert "MIT License" in (CORPUS / "LICENSE").read_text(encoding="utf-8")
 
 
-def test_readme_examples_name_files_that_exist():
+def test_readme_and_docs_examples_name_files_that_exist():
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     named = set(re.findall(r"examples/hotmart/[\w.]+\.json", readme))
     assert named, "the quick start names a sample payload"
+    for page in (REPO / "docs").rglob("*.md"):
+        named |= set(re.findall(r"examples/hotmart/[\w.]+\.json", page.read_text(encoding="utf-8")))
     assert all((REPO / path).is_file() for path in named)
