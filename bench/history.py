@@ -373,7 +373,6 @@ class _Simulation:
     """One student's year at a time, through the shipped rules' planner."""
 
     def __init__(self, world: _World):
-        from connectors.base import Step  # noqa: F401 - imported with the planner
         from engine.pipeline.ledger import RESOURCES
         from engine.pipeline.rules_repository import RulesRepository
 

@@ -23,13 +23,10 @@ class StepStatus(StrEnum):
 
 @dataclass(frozen=True)
 class Step:
-    """One action of a plan, with fully rendered parameters."""
+    """What a connector is asked to run: an action with its fully rendered parameters."""
 
     action: str
     params: dict[str, Any] = field(default_factory=dict)
-    # Set when the rules say this step does nothing for this product (an optional flow the
-    # product lacks): recorded as skipped with this reason, never sent to a connector.
-    skip_reason: str | None = None
 
 
 @dataclass(frozen=True)

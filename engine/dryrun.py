@@ -9,6 +9,8 @@ from typing import Any
 from connectors.base import RecordingConnector, Step, StepContext, StudentRef
 from engine.inputs import EventInput, event_input
 from engine.planner import Facts, Plan, Planner
+from engine.rules.action_types import PlannedStep
+from engine.rules.actions import ACTIONS
 from engine.rules.model import Product, Rules
 
 
@@ -75,8 +77,8 @@ def plan_lines(plan: Plan, *, applies_from: list[str] | tuple[str, ...] = ()) ->
     return lines
 
 
-def _describe_params(step: Step) -> str:
-    if step.action == "cancel_timers" and not step.params.get("events"):
+def _describe_params(step: PlannedStep) -> str:
+    if ACTIONS[step.action].timer == "cancel" and not step.params.get("events"):
         text = "all pending timers"
     else:
         text = ", ".join(f"{k}={v!r}" for k, v in step.params.items())
@@ -114,7 +116,7 @@ def dry_run(
     )
     for step in plan.steps:
         if not step.skip_reason:
-            recorder.run(step, ctx)
+            recorder.run(Step(step.action, step.params), ctx)
     applies_from: list[str] = []
     if plan.transition is None and event.event_type and event.product is not None:
         applies_from = [

@@ -15,8 +15,7 @@ from typing import Any
 
 from transitions import Machine
 
-from connectors.base import Step
-from engine.rules.action_types import TOKEN_PLACEHOLDER, RenderContext, Skipped
+from engine.rules.action_types import TOKEN_PLACEHOLDER, PlannedStep, RenderContext, Skipped
 from engine.rules.actions import ACTIONS
 from engine.rules.model import (
     TEMPLATE_RE,
@@ -62,7 +61,7 @@ class Plan:
     to_state: str | None
     transition: str | None = None
     conditions: list[ConditionTrace] = field(default_factory=list)
-    steps: list[Step] = field(default_factory=list)
+    steps: list[PlannedStep] = field(default_factory=list)
     ignored_reason: str | None = None
 
     @property
@@ -245,7 +244,7 @@ class Planner:
 
     # steps -----------------------------------------------------------------------------------
 
-    def _render(self, spec: StepSpec, decision: _Decision) -> Step:
+    def _render(self, spec: StepSpec, decision: _Decision) -> PlannedStep:
         context = RenderContext(
             rules=self.rules,
             product=decision.product,
@@ -257,8 +256,8 @@ class Planner:
         )
         rendered = ACTIONS[spec.action].render(spec.args, context)
         if isinstance(rendered, Skipped):
-            return Step(spec.action, rendered.params, skip_reason=rendered.reason)
-        return Step(spec.action, rendered)
+            return PlannedStep(spec.action, rendered.params, skip_reason=rendered.reason)
+        return PlannedStep(spec.action, rendered)
 
     def _template(self, text: str, decision: _Decision) -> str:
         values = {

@@ -24,19 +24,20 @@ from typing import Any
 from sqlalchemy import and_, bindparam, or_, select
 from sqlalchemy.orm import Session
 
-from connectors.base import Step
 from engine.db.models import ActionRun, Event, Grant, Membership, ScheduledEvent, Student
 from engine.inputs import EventInput
 from engine.pipeline.facts import TaskInputs, event_facts
 from engine.pipeline.ledger import RESOURCES
 from engine.pipeline.runtime import Runtime
 from engine.planner import Plan
+from engine.rules.action_types import PlannedStep
+from engine.rules.actions import ACTIONS, ONE_SHOT, access_pairs, the_action
 from engine.rules.model import Product, Rules
 from engine.sources import SOURCES
 from engine.statuses import EventStatus, RunStatus, TimerStatus
 
 # What the student reads (a flow) and the code it carries: sent only for surviving transitions.
-ONE_SHOT_ACTIONS = frozenset({"trigger_flow", "issue_token", "set_field"})
+ONE_SHOT_ACTIONS = ONE_SHOT
 # Statuses of an event the engine has decided on (planned, applied or ignored). Not
 # needs_attention: nothing was decided; its replay is planned (and folded) then.
 DECIDED_STATUSES = (
@@ -56,10 +57,23 @@ _WAITING_STEPS = bindparam(
     literal_execute=True,
 )
 # (remove action, add action, ledger kind, params key), in the order converging steps run.
-_ACCESS = [
-    (remove, add, RESOURCES[add].kind, RESOURCES[add].param)
-    for remove, add in (("remove_role", "add_role"), ("remove_tag", "add_tag"), ("unenroll", "enroll"))
-]
+_ACCESS = [(remove.name, add.name, add.ledger.kind, add.ledger.param) for remove, add in access_pairs()]
+# The steps a fold writes of its own: the timers it sets and cancels.
+_SET_TIMER, _CANCEL_TIMERS = the_action(timer="set"), the_action(timer="cancel")
+
+
+def _is_flow(action: str | None) -> bool:
+    """A message a transition sends once (a flow): counted, so that none goes out twice."""
+    declared = ACTIONS.get(action or "")
+    return declared is not None and declared.product_flow
+
+
+def _named(action: str, params: dict[str, Any]) -> str:
+    return params[ACTIONS[action].main_param]
+
+
+def _follows(action: str) -> bool:
+    return ACTIONS[action].follows_transition
 
 
 def order_key(event: Event) -> tuple[datetime, int]:
@@ -145,7 +159,7 @@ def _history(rt: Runtime, session: Session, student: Student, product_key: str, 
     return sorted(items, key=lambda item: item.key)
 
 
-def simulate(steps: Iterable[Step], grants: dict[str, set[str]], timers: dict[str, str]) -> None:
+def simulate(steps: Iterable[PlannedStep], grants: dict[str, set[str]], timers: dict[str, str]) -> None:
     """What steps do to a membership's access and timers, as the ledger and timer table record it."""
     for step in steps:
         if step.skip_reason:
@@ -156,9 +170,9 @@ def simulate(steps: Iterable[Step], grants: dict[str, set[str]], timers: dict[st
                 grants[kind] |= resources
             elif "discord_id" not in step.params:  # a relink's removal leaves the ledger as it is
                 grants[kind] -= resources
-        elif step.action == "schedule":
+        elif ACTIONS[step.action].timer == "set":
             timers[step.params["event"]] = step.params["due_at"]
-        elif step.action == "cancel_timers":
+        elif ACTIONS[step.action].timer == "cancel":
             for name in step.params.get("events") or list(timers):
                 timers.pop(name, None)
 
@@ -214,7 +228,7 @@ class _Realized:
 
 
 def _flows(steps: Iterable[dict[str, Any]]) -> list[str]:
-    return [s["params"]["flow"] for s in steps if s.get("action") == "trigger_flow" and not s.get("skipped")]
+    return [_named(s["action"], s["params"]) for s in steps if _is_flow(s.get("action")) and not s.get("skipped")]
 
 
 def _realized(session: Session, membership: Membership | None) -> _Realized:
@@ -266,7 +280,7 @@ def _expected(session: Session, membership: Membership | None) -> tuple[dict[str
         )
         .order_by(ActionRun.id)
     ).all()
-    simulate((Step(run.action, run.params) for run in waiting), grants, timers)
+    simulate((PlannedStep(run.action, run.params) for run in waiting), grants, timers)
     return grants, timers
 
 
@@ -312,22 +326,24 @@ def reevaluate(
     surviving_from = changes[-1] if changes else 0
     realized = _realized(session, membership)
 
-    steps: list[Step] = []
+    steps: list[PlannedStep] = []
     grants, timers = _expected(session, membership)
     unwanted = sorted(set(timers) - set(result.timers))
     if unwanted:
-        steps.append(Step("cancel_timers", {"events": unwanted}))
+        steps.append(PlannedStep(_CANCEL_TIMERS, {"events": unwanted}))
     steps += [
-        Step("schedule", {"event": name, "due_at": due}) for name, due in result.timers.items() if name not in timers
+        PlannedStep(_SET_TIMER, {"event": name, "due_at": due})
+        for name, due in result.timers.items()
+        if name not in timers
     ]
     extra = {"create_if_missing": True} if rules.create_missing_subscribers else {}
     removes, adds = [], []
     for remove, add, kind, key in _ACCESS:
         params = extra if kind == "manychat_tag" else {}
         if gone := sorted(grants[kind] - result.grants[kind]):
-            removes.append(Step(remove, {key: gone, **params}))
+            removes.append(PlannedStep(remove, {key: gone, **params}))
         if new := sorted(result.grants[kind] - grants[kind]):
-            adds.append(Step(add, {key: new, **params}))
+            adds.append(PlannedStep(add, {key: new, **params}))
     steps += removes + adds
 
     # Never a flow twice: a flow that went out for a transition the ordered history no longer
@@ -354,17 +370,17 @@ def reevaluate(
             }
         )
         if surviving and pair not in realized.sent:
-            messages = [s for s in folded.plan.steps if s.action in ONE_SHOT_ACTIONS or s.action == "revoke_token"]
-            flows = [s.params["flow"] for s in messages if s.action == "trigger_flow" and not s.skip_reason]
+            messages = [s for s in folded.plan.steps if s.action in ONE_SHOT_ACTIONS or _follows(s.action)]
+            flows = [_named(s.action, s.params) for s in messages if _is_flow(s.action) and not s.skip_reason]
             if flows and not Counter(flows) - credit:  # each already went out: send none of its messages again
                 credit -= Counter(flows)
-                messages = [s for s in messages if s.action == "revoke_token"]
+                messages = [s for s in messages if _follows(s.action)]
             else:
                 emitted += flows
             steps += messages
             new_sent.append((*pair, flows))
         if pair not in realized.alerted:
-            alerts = [s for s in folded.plan.steps if s.action == "alert"]
+            alerts = [s for s in folded.plan.steps if ACTIONS[s.action].admin_alert]
             if alerts:
                 steps += alerts
                 new_alerted.append(pair)

@@ -20,6 +20,7 @@ from connectors.base import StudentRef
 from engine.db.models import ClassEnrollment, CourseClass, Grant, Membership, Student
 from engine.pipeline.runtime import Runtime
 from engine.reconcile.diff import MembershipView, StudentView
+from engine.rules.actions import granting
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ def read_classes(session: Session, students: Iterable[StudentView]) -> None:
 
 def read_discord(rt: Runtime, progress: Progress) -> dict[str, set[str]] | str:
     """Every guild member's roles by user id, or why roles cannot be compared."""
-    connector = rt.connector_for("add_role")
+    connector = rt.connector_for(granting("discord_role"))
     if not hasattr(connector, "list_members"):
         return "Discord roles not compared: DISCORD_ENABLED is off"
     from connectors.errors import WireError
@@ -106,7 +107,7 @@ def read_manychat(
     rt: Runtime, students: list[StudentView], relevant: Callable[[StudentView], bool], progress: Progress
 ) -> tuple[str | None, dict[int, str]]:
     """Fill the tags of each student for whom tags matter; returns (note or None, subscriber ids learned)."""
-    connector = rt.connector_for("add_tag")
+    connector = rt.connector_for(granting("manychat_tag"))
     if not hasattr(connector, "subscriber_tags"):
         return "ManyChat tags not compared: MANYCHAT_ENABLED is off", {}
     from connectors.errors import WireError

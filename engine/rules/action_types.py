@@ -78,3 +78,29 @@ class Action:
     ledger: LedgerUse | None = None
     secret_params: frozenset[str] = field(default_factory=frozenset)  # never shown to the admin
     example: str = ""  # the step written with its parameters, for the loader's messages
+    # The rendered parameter naming what the step acts on (a rule test's scalar expectation
+    # compares it: `trigger_flow: refund`); None: the step takes no argument worth naming.
+    main_param: str | None = None
+    inverse: str | None = None  # the action that undoes it (add_role <-> remove_role)
+    # What the student reads or keeps (a message, a code, a field a message shows): it goes out
+    # once per transition, and a re-evaluated history never sends it twice.
+    one_shot: bool = False
+    # Re-run for each transition that survives a re-evaluated history, whatever went out before
+    # (it undoes something rather than telling the student something: revoke_token).
+    follows_transition: bool = False
+    message: bool = False  # a message to the student (over WhatsApp or Discord)
+    product_flow: bool = False  # names one of the product's flows (flows:), which each product defines or declines
+    admin_alert: bool = False  # tells the admins: once per (event, transition), ever
+    timer: str | None = None  # "set" | "cancel": what the step does to the membership's timers
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    """A rule's step rendered for one event: an action with its parameters, as the planner decides
+    it and the pipeline stores it (a connector receives its action and parameters only)."""
+
+    action: str
+    params: dict[str, Any] = field(default_factory=dict)
+    # Set when the rules say this step does nothing for this product (an optional flow the
+    # product lacks): recorded as skipped with this reason, never sent to a connector.
+    skip_reason: str | None = None

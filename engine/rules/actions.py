@@ -52,7 +52,15 @@ def _ref(name: str) -> dict[str, str]:
 
 
 def _access(
-    name: str, executor: str, resource: str, ledger: LedgerUse, render, check=no_check, *, example: str
+    name: str,
+    executor: str,
+    resource: str,
+    ledger: LedgerUse,
+    render,
+    check=no_check,
+    *,
+    inverse: str,
+    example: str,
 ) -> Action:
     """An action that grants or removes one kind of access; bare, it takes the product's own."""
     params = {"discord_roles": "role_params", "manychat_tags": "tag_params", "classes": "class_params"}[resource]
@@ -66,17 +74,19 @@ def _access(
         product_resource=resource,
         ledger=ledger,
         example=example,
+        main_param=ledger.param,
+        inverse=inverse,
     )
 
 
-def _text(name: str, executor: str, param: str, description: str, *, example: str, idempotent: bool = True) -> Action:
+def _text(name: str, executor: str, param: str, description: str, *, example: str, **declared: Any) -> Action:
     """An action whose argument is one templated text (pt-BR when a student reads it)."""
 
     def render(args: Any, ctx: RenderContext) -> dict[str, Any]:
         return {param: ctx.template(args)}
 
     schema = {"type": "string", "minLength": 1, "description": description}
-    return Action(name, executor, schema, render, check_text, example=example, idempotent=idempotent)
+    return Action(name, executor, schema, render, check_text, example=example, main_param=param, **declared)
 
 
 _ROLE, _TAG, _CLASS = ("discord_role", "role_ids"), ("manychat_tag", "tags"), ("class", "classes")
@@ -88,6 +98,7 @@ _ALL = (
         "discord_roles",
         LedgerUse(*_ROLE, grants=True),
         render_roles,
+        inverse="remove_role",
         example='add_role: {roles: ["1180000000000000001"]}',
     ),
     _access(
@@ -96,6 +107,7 @@ _ALL = (
         "discord_roles",
         LedgerUse(*_ROLE, grants=False),
         render_roles,
+        inverse="add_role",
         example="remove_role: {account: previous}",
     ),
     _access(
@@ -105,6 +117,7 @@ _ALL = (
         LedgerUse(*_TAG, grants=True),
         render_tags,
         check_tags,
+        inverse="remove_tag",
         example="add_tag: ex-assinante",
     ),
     _access(
@@ -114,6 +127,7 @@ _ALL = (
         LedgerUse(*_TAG, grants=False),
         render_tags,
         check_tags,
+        inverse="add_tag",
         example="remove_tag: aluno-curso",
     ),
     _access(
@@ -123,6 +137,7 @@ _ALL = (
         LedgerUse(*_CLASS, grants=True),
         render_classes,
         check_classes,
+        inverse="unenroll",
         example="enroll: curso-2026",
     ),
     _access(
@@ -132,6 +147,7 @@ _ALL = (
         LedgerUse(*_CLASS, grants=False),
         render_classes,
         check_classes,
+        inverse="enroll",
         example="unenroll: curso-2026",
     ),
     Action(
@@ -149,6 +165,8 @@ _ALL = (
         render_set_field,
         check_set_field,
         example='set_field: {name: codigo_discord, value: "{token}"}',
+        main_param="field",
+        one_shot=True,  # it carries what the next message shows (the code)
     ),
     Action(
         "trigger_flow",
@@ -175,6 +193,10 @@ _ALL = (
         render_flow,
         example="trigger_flow: welcome",
         idempotent=False,  # a second request sends the WhatsApp message again
+        product_flow=True,
+        main_param="flow",
+        one_shot=True,
+        message=True,
     ),
     Action(
         "schedule",
@@ -194,6 +216,8 @@ _ALL = (
         render_schedule,
         check_schedule,
         example="schedule: {event: GRACE_EXPIRED, after: 7d}",
+        main_param="event",
+        timer="set",
     ),
     Action(
         "cancel_timers",
@@ -203,6 +227,8 @@ _ALL = (
         check_cancel_timers,
         bare=True,
         example="cancel_timers: [GRACE_EXPIRED]",
+        main_param="events",
+        timer="cancel",
     ),
     _text(
         "alert",
@@ -210,6 +236,7 @@ _ALL = (
         "message",
         "a message for the admins (alerts + Discord channel)",
         example='alert: "Chargeback de {student.email}"',
+        admin_alert=True,
     ),
     Action(
         "issue_token",
@@ -219,8 +246,19 @@ _ALL = (
         bare=True,
         secret_params=frozenset({"code"}),
         example="issue_token",
+        main_param="code",
+        one_shot=True,
     ),
-    Action("revoke_token", LOCAL, {"type": "null"}, render_nothing, bare=True, example="revoke_token"),
+    Action(
+        "revoke_token",
+        LOCAL,
+        {"type": "null"},
+        render_nothing,
+        bare=True,
+        example="revoke_token",
+        inverse="issue_token",
+        follows_transition=True,
+    ),
     _text(
         "send_dm",
         DISCORD,
@@ -228,12 +266,35 @@ _ALL = (
         "a direct message to the student's linked Discord account",
         example='send_dm: "Olá {student.name}, seu acesso está liberado"',
         idempotent=False,  # Discord dedupes a nonce for minutes only: a late resend is a second message
+        message=True,
     ),
 )
 
 ACTIONS: dict[str, Action] = {action.name: action for action in _ALL}
 EXAMPLES: dict[str, str] = {name: action.example for name, action in ACTIONS.items()}
 IDEMPOTENT: frozenset[str] = frozenset(name for name, action in ACTIONS.items() if action.idempotent)
+# Sent once per transition, never twice by a re-evaluated history (engine.pipeline.ordering).
+ONE_SHOT: frozenset[str] = frozenset(name for name, action in ACTIONS.items() if action.one_shot)
+# Steps naming one of the product's flows (flows:), which each product defines or declines.
+FLOW_ACTIONS: frozenset[str] = frozenset(name for name, action in ACTIONS.items() if action.product_flow)
+
+
+def granting(kind: str) -> str:
+    """The action that grants one kind of access (discord_role, manychat_tag, class)."""
+    (name,) = (n for n, a in ACTIONS.items() if a.ledger is not None and a.ledger.grants and a.ledger.kind == kind)
+    return name
+
+
+def the_action(**declared: Any) -> str:
+    """The one action declared so (``the_action(timer="cancel")``): code that writes a step of
+    its own names it by what it does, never by its name."""
+    (name,) = (n for n, a in ACTIONS.items() if all(getattr(a, k) == v for k, v in declared.items()))
+    return name
+
+
+def access_pairs() -> list[tuple[Action, Action]]:
+    """(removing, granting) action per kind of access, in the order the registry declares them."""
+    return [(ACTIONS[a.inverse], a) for a in ACTIONS.values() if a.ledger is not None and a.ledger.grants]
 
 
 def run_by(executor: str) -> frozenset[str]:

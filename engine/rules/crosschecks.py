@@ -14,6 +14,7 @@ from itertools import combinations
 from typing import Any
 
 from engine.rules import messages
+from engine.rules.actions import FLOW_ACTIONS
 from engine.rules.model import Product, StepSpec, TransitionRule, flow_name, is_optional
 from engine.rules.source import Problem, line_of
 
@@ -44,7 +45,7 @@ def missing_flows(
     users: dict[str, list[tuple[TransitionRule, StepSpec]]] = defaultdict(list)
     for rule in transitions:
         for step in rule.steps:
-            if step.action == "trigger_flow":
+            if step.action in FLOW_ACTIONS:
                 users[flow_name(step.args)].append((rule, step))
     declared = {name for p in products.values() for name in (*p.flows, *p.no_flows)}
     misspelt: set[str] = set()

@@ -27,13 +27,13 @@ def test_the_actions_reference_follows_the_declaration_it_is_given():
     # A fact added to an action's declaration shows without a change to the generator.
     @dataclasses.dataclass(frozen=True)
     class Declared(Action):
-        inverse: str | None = None
+        audience: str | None = None
 
     base = ACTIONS["add_role"]
-    declared = Declared(**{f.name: getattr(base, f.name) for f in dataclasses.fields(base)}, inverse="remove_role")
-    assert "inverse" in declaration_fields(declared)
+    declared = Declared(**{f.name: getattr(base, f.name) for f in dataclasses.fields(base)}, audience="students")
+    assert "audience" in declaration_fields(declared)
     page = actions_markdown({"add_role": declared})
-    assert "- **inverse**: remove_role" in page
+    assert "- **audience**: students" in page
     assert "send_dm" not in page  # only what it was given
 
 
