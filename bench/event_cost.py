@@ -106,8 +106,8 @@ class Bench:
     """A runtime on one database and the rounds run against it."""
 
     def __init__(self, dsn: str, capture: Capture):
-        from bot.link import LinkService
         from connectors.base import RecordingConnector
+        from engine.onboarding.linking import LinkService
         from engine.pipeline.runtime import build_runtime
         from engine.rules.actions import DISCORD, MANYCHAT, run_by
         from engine.settings import Settings

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engine.graph import mermaid
+from engine.authoring.graph import mermaid
 from engine.rules import check_rules, load_rules
 from tests.conftest import REPO, RULES
 

@@ -27,10 +27,10 @@ from sqlalchemy.orm.attributes import flag_modified
 
 from connectors.base import Step
 from engine.db.models import ActionRun, Event, Grant, Membership, ScheduledEvent, Student
-from engine.inputs import EventInput, event_input
+from engine.lifecycle.inputs import EventInput, event_input
+from engine.lifecycle.planner import Facts, Plan
 from engine.pipeline.ledger import RESOURCES
 from engine.pipeline.runtime import Runtime
-from engine.planner import Facts, Plan
 from engine.rules.model import Product, Rules
 from engine.sources import SOURCES
 from engine.statuses import EventStatus

@@ -14,12 +14,13 @@ from typing import Any
 from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.orm import Session, object_session
 
-from engine.codes import new_code
 from engine.db.conflicts import retry_conflicts
 from engine.db.models import ActionRun, Event, Membership, Student, utcnow
 from engine.db.upsert import insert_for
-from engine.inputs import EventInput, event_input
+from engine.lifecycle.inputs import EventInput, event_input
+from engine.lifecycle.planner import Facts, Plan, refusal
 from engine.logs import log_context
+from engine.onboarding.codes import new_code
 from engine.pipeline import attention
 from engine.pipeline.alerts import notify_alerts, take_raised
 from engine.pipeline.execution import OPEN_STATUSES, drain_student, is_retryable
@@ -33,7 +34,6 @@ from engine.pipeline.ordering import (
 )
 from engine.pipeline.rules_fit import fit_database
 from engine.pipeline.runtime import Runtime
-from engine.planner import Facts, Plan, refusal
 from engine.rules.model import Rules
 from engine.sources import SOURCES
 

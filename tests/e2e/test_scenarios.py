@@ -26,7 +26,6 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from bot.link import LinkService
 from engine.db.models import (
     ActionRun,
     Event,
@@ -38,6 +37,7 @@ from engine.db.models import (
     Student,
 )
 from engine.db.session import session_factory
+from engine.onboarding.linking import LinkService
 from engine.pipeline.processing import new_code, process_event
 from engine.pipeline.rules_repository import RulesRepository
 from engine.pipeline.runtime import build_connectors

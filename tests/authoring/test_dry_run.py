@@ -1,4 +1,4 @@
-"""``engine dry-run`` and ``engine graph`` through click's CliRunner."""
+"""``engine dry-run`` through click's CliRunner."""
 
 from __future__ import annotations
 
@@ -282,40 +282,3 @@ def test_corpus_file_drives_the_rules_when_its_product_is_claimed(corpus_rules: 
     assert out["transition"] in expected
     if out["transition"] is None:
         assert out["ignored_reason"] == IGNORED_WHILE_ACTIVE[out["event_type"]]
-
-
-# --- graph -------------------------------------------------------------------------------
-
-
-def test_graph_is_a_mermaid_state_diagram() -> None:
-    result = CliRunner().invoke(main, ["graph", "--rules", str(RULES)])
-    assert result.exit_code == 0, result.output
-    lines = result.stdout.splitlines()
-    assert lines[0] == "stateDiagram-v2"
-    assert lines[1] == "    [*] --> new"
-    assert "    pending_onboarding --> active: DISCORD_LINKED" in lines
-    assert "    new --> pending_onboarding: PURCHASE_APPROVED [unless discord_linked]" in lines
-    assert "    active --> overdue: PURCHASE_DELAYED (subscription)" in lines
-    assert "    pending_payment --> new: PURCHASE_CANCELED" in lines
-    # an internal transition loops on its state
-    assert "    active --> active: MEMBER_JOINED" in lines
-    # every edge label is a single "a --> b: label" (mermaid cuts a label at a second ':')
-    for line in lines[2:]:
-        assert line.count(":") == 1, line
-
-
-def test_graph_markdown_wraps_the_diagram_in_a_mermaid_fence() -> None:
-    plain = CliRunner().invoke(main, ["graph", "--rules", str(RULES)]).stdout
-    result = CliRunner().invoke(main, ["graph", "--rules", str(RULES), "--markdown"])
-    assert result.exit_code == 0, result.output
-    assert result.stdout == f"```mermaid\n{plain}```\n"
-    assert plain.endswith("\n")  # so the closing fence starts its own line
-
-
-def test_graph_with_broken_rules_exits_1(tmp_path: Path) -> None:
-    result = CliRunner().invoke(main, ["graph", "--rules", str(tmp_path)])
-    assert result.exit_code == 1
-    assert (
-        result.stderr.splitlines()[0]
-        == f"{tmp_path.name}/:1: no lifecycle file (a file whose top-level key is 'lifecycle:')"
-    )

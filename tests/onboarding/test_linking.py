@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.orm import sessionmaker
 
-from bot.link import LinkService
-from engine.codes import CODE_ALPHABET
 from engine.db.models import Event, LinkAttempt, Membership, OnboardingToken, Student
+from engine.onboarding.codes import CODE_ALPHABET
+from engine.onboarding.linking import LinkService
 from tests.conftest import load_payload, wait_until
 
 EMAIL = "ana.exemplo@example.com"

@@ -109,8 +109,8 @@ def write_rule_test(rules: Rules, rules_dir: Path, key: str) -> Path | None:
     ``rules`` are the rules with the new product; nothing is written when a first purchase
     is ignored or a test file for the key exists.
     """
-    from engine.planner import Facts, Planner
-    from engine.ruletests import DEFAULT_NOW
+    from engine.authoring.rule_tests import DEFAULT_NOW
+    from engine.lifecycle.planner import Facts, Planner
 
     product = rules.products[key]
     plan = Planner(rules).plan("PURCHASE_APPROVED", {}, product, rules.initial, Facts(now=DEFAULT_NOW))
@@ -123,7 +123,7 @@ def write_rule_test(rules: Rules, rules_dir: Path, key: str) -> Path | None:
     path.write_text(
         "\n".join(
             [
-                "# yaml-language-server: $schema=../../engine/rule_tests.schema.json",
+                "# yaml-language-server: $schema=../../engine/authoring/rule_tests.schema.json",
                 f"# Written by `engine new-product {key}`: extend it as the product gets its own rules.",
                 "tests:",
                 f"  - name: a first purchase of {key}",

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from engine.authoring.rule_tests import coverage_warnings, run_rule_tests
 from engine.cli import main
 from engine.rules import load_rules
-from engine.ruletests import coverage_warnings, run_rule_tests
 from tests.conftest import RULES
 
 

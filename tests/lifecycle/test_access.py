@@ -1,11 +1,11 @@
-"""The desired access derived from the rules' transitions (engine/access.py)."""
+"""The desired access derived from the rules' transitions (engine/lifecycle/access.py)."""
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
-from engine.access import derive, product_resources
+from engine.lifecycle.access import derive, product_resources
 from engine.rules import load_rules
 from tests.conftest import RULES
 

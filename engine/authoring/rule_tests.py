@@ -3,7 +3,7 @@
 A case gives a starting membership (product, state, linked or not), one or more events in
 sequence (inline, or a JSON body file), and what must happen after each: the transition, the
 state, the steps (a subset in order, or exactly), or "ignored" with a reason pattern. Files
-live in ``rules/tests/*.yaml`` and are validated by ``engine/rule_tests.schema.json``.
+live in ``rules/tests/*.yaml`` and are validated by ``engine/authoring/rule_tests.schema.json``.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from engine.inputs import event_input
-from engine.planner import Facts, Plan, Planner
+from engine.lifecycle.inputs import event_input
+from engine.lifecycle.planner import Facts, Plan, Planner
 from engine.rules.loader import RULE_TESTS_DIR
 from engine.rules.model import Product, Rules, parse_duration
 from engine.rules.source import Problem, line_of, load_yaml

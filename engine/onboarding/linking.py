@@ -41,10 +41,10 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.codes import CODE_ALPHABET
 from engine.db.conflicts import retry_conflicts
 from engine.db.locks import Namespace, lock_buyer_for_transaction, transaction_lock
 from engine.db.models import LinkAttempt, Membership, OnboardingToken, Student, utcnow
+from engine.onboarding.codes import CODE_ALPHABET
 from engine.pipeline.intake import store_internal
 from engine.pipeline.rules_repository import RulesRepository
 from engine.rules.model import Onboarding

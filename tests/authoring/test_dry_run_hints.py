@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 from engine.rules.files import rules_version
+from tests.authoring.test_dry_run import ANA, REFERENCE, dry_run, dry_run_json, write_json
 from tests.conftest import RULES
-from tests.engine.test_cli import ANA, REFERENCE, dry_run, dry_run_json, write_json
 from tests.engine.test_optional_flows import curso_declines_billet_reminder
 
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from engine.rules.model import Product, Rules
 
 if TYPE_CHECKING:
-    from engine.planner import Plan
+    from engine.lifecycle.planner import Plan
 from engine.sources import hotmart
 
 

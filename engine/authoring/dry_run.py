@@ -1,15 +1,25 @@
-"""``engine dry-run``: plan one event and pass its steps to recording connectors."""
+"""``engine dry-run``: plan one event and pass its steps to recording connectors.
+
+Also what ``dry-run --event`` shows of a stored event without touching the database here: the
+decision as trace lines, and how a new decision differs from the one made at the time
+(engine.service.replan reads the event and the student's data).
+"""
 
 from __future__ import annotations
 
+import json
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from connectors.base import RecordingConnector, Step, StepContext, StudentRef
-from engine.inputs import EventInput, event_input
-from engine.planner import Facts, Plan, Planner
+from engine.lifecycle.inputs import EventInput, event_input
+from engine.lifecycle.planner import Facts, Plan, Planner
 from engine.rules.model import Product, Rules
+
+# Step parameters that are new each time an event is planned: not a difference in the decision.
+_VOLATILE_PARAMS = frozenset({"code", "expires_at", "due_at"})
 
 
 @dataclass
@@ -121,3 +131,48 @@ def dry_run(
             s for s in states_where_it_applies(rules, event.event_type, event.product) if s != plan.from_state
         ]
     return DryRun(event, plan, recorder.actions_called(), applies_from)
+
+
+# --- then and now ----------------------------------------------------------------------------
+
+
+def decision_differences(
+    then: list[dict[str, Any]], now: list[dict[str, Any]], status: str, reason: str | None
+) -> list[str]:
+    """How the plans made now (``Plan.to_dict()``s) differ from those stored at the time, per product;
+    ``status`` and ``reason`` are the stored event's."""
+    if status in ("received", "held") and not then:
+        return [f"not decided yet (the event is {status}); now: " + "; ".join(map(_outcome, now))] if now else []
+    then_by = {plan.get("product"): plan for plan in then}
+    now_by = {plan.get("product"): plan for plan in now}
+    differences: list[str] = []
+    for product in [*then_by, *(p for p in now_by if p not in then_by)]:
+        label = product or "(no product)"
+        before, after = then_by.get(product), now_by.get(product)
+        if before is None:
+            why = f"{status}: {reason}" if reason else status
+            differences.append(f"{label}: no plan at the time ({why}); now {_outcome(after)}")
+            continue
+        if after is None:
+            differences.append(f"{label}: planned at the time ({_outcome(before)}); now not concerned")
+            continue
+        if before.get("from_state") != after.get("from_state"):
+            differences.append(f"{label}: state then {before.get('from_state')}, now {after.get('from_state')}")
+        if _outcome(before) != _outcome(after):
+            differences.append(f"{label}: then {_outcome(before)}; now {_outcome(after)}")
+        old_steps = Counter(_step_text(s) for s in before.get("steps") or [])
+        new_steps = Counter(_step_text(s) for s in after.get("steps") or [])
+        differences += [f"{label}: - {text}" for text in (old_steps - new_steps).elements()]
+        differences += [f"{label}: + {text}" for text in (new_steps - old_steps).elements()]
+    return differences
+
+
+def _outcome(plan: dict[str, Any]) -> str:
+    if plan.get("ignored_reason"):
+        return f"ignored ({plan['ignored_reason']})"
+    return f"{plan.get('transition')} -> {plan.get('to_state')}"
+
+
+def _step_text(step: dict[str, Any]) -> str:
+    params = {k: v for k, v in (step.get("params") or {}).items() if k not in _VOLATILE_PARAMS}
+    return f"{step.get('action')} {json.dumps(params, ensure_ascii=False, sort_keys=True)}"

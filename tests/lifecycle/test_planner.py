@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from engine.inputs import event_input
-from engine.planner import ConditionTrace, Facts, Plan, Planner
+from engine.lifecycle.inputs import event_input
+from engine.lifecycle.planner import ConditionTrace, Facts, Plan, Planner
 from engine.rules import load_rules
 from engine.sources.hotmart import HOTMART_EVENTS
 

@@ -1,6 +1,6 @@
-"""``engine plan``: what a rules change does to the students the engine already has.
+"""``engine plan``: the impact of a rules change on the students the engine already has.
 
-Both rule sets are folded into desired access (:mod:`engine.access`); every current
+Both rule sets are folded into desired access (:mod:`engine.lifecycle.access`); every current
 membership is then compared under each: which students would gain or lose each role, tag
 and class (access is a union: a resource another membership of the student still grants is
 no loss), which memberships sit in states or products the candidate drops, which pending
@@ -22,8 +22,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine.access import Resource, derive
 from engine.db.models import Membership, ScheduledEvent, Student
+from engine.lifecycle.access import Resource, derive
 from engine.rules.model import Rules, TransitionRule
 
 EXAMPLES = 3
@@ -40,7 +40,9 @@ class ResourceChange:
 
 
 @dataclass
-class RulesPlan:
+class Impact:
+    """What a candidate rule set would change for today's memberships (not a planner ``Plan``)."""
+
     changes: list[ResourceChange]
     dropped_states: dict[str, list[str]]  # state -> e-mails of memberships in it
     dropped_products: dict[str, list[str]]
@@ -121,7 +123,8 @@ class RulesPlan:
         }
 
 
-def plan_rules(session: Session, current: Rules, candidate: Rules) -> RulesPlan:
+def impact_of(session: Session, current: Rules, candidate: Rules) -> Impact:
+    """Compare every membership in the database under ``current`` and under ``candidate``."""
     before, after = derive(current), derive(candidate)
     students: dict[int, tuple[str, bool, list[Membership]]] = {}
     rows = session.execute(
@@ -153,7 +156,7 @@ def plan_rules(session: Session, current: Rules, candidate: Rules) -> RulesPlan:
         for resource in sorted(set(held_before) - set(held_after)):
             _change(changes, held_before[resource], resource).lose.append(email)
 
-    return RulesPlan(
+    return Impact(
         changes=sorted(changes.values(), key=lambda c: (c.product, c.kind, c.resource)),
         dropped_states=dict(dropped_states),
         dropped_products=dict(dropped_products),
