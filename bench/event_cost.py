@@ -245,7 +245,7 @@ class Bench:
         """What runs every TIMER_POLL_SECONDS (the sweep) and at every scrape or healthcheck."""
         from engine.metrics import EngineCollector
         from engine.pipeline import sweep
-        from engine.pipeline.heartbeat import beat
+        from engine.pipeline.worker_heartbeat import beat
         from engine.service import health
 
         with self.rt.sessions.begin() as session:

@@ -20,8 +20,8 @@ import time
 
 import discord
 
-from engine.heartbeat import beat
 from engine.onboarding.linking import LinkService, normalize_code
+from engine.worker.heartbeat_file import beat
 
 log = logging.getLogger(__name__)
 

@@ -132,7 +132,7 @@ def worker_rules_check(settings: Settings, rules_version: str | None, connection
 
     from sqlalchemy.orm import Session
 
-    from engine.pipeline.heartbeat import worker_versions
+    from engine.pipeline.worker_heartbeat import worker_versions
 
     if rules_version is None:
         return None  # invalid rules on disk: rules_check says so

@@ -71,7 +71,7 @@ def worker_beats(pg: str, version: str | None, name: str = "worker:doctor-test")
     from datetime import UTC, datetime
 
     from engine.db.session import session_factory
-    from engine.pipeline.heartbeat import beat
+    from engine.pipeline.worker_heartbeat import beat
     from engine.settings import Settings
 
     now = datetime.now(UTC)

@@ -1,5 +1,6 @@
-"""Heartbeats: a worker upserts its row every ``HEARTBEAT_SECONDS``; ``/healthz`` and
-``engine healthcheck --worker`` read the age of the newest one."""
+"""The worker's heartbeat row: a worker upserts its row every ``HEARTBEAT_SECONDS``; ``/healthz``,
+``engine healthcheck --worker`` and ``engine doctor`` read it. (The heartbeat *files* of the
+container healthchecks are engine.worker.heartbeat_file.)"""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Heartbeat files for the container healthchecks of the worker and the bot.
+"""Heartbeat files for the container healthchecks of the worker and the bot (not the worker's
+heartbeat row in the database: engine.pipeline.worker_heartbeat).
 
 A process that is alive *and working* touches ``VAR_DIR/heartbeat/<name>``: the worker after
 each sweep (which needs the database), the bot while connected to Discord (or idling on

@@ -1,4 +1,4 @@
-"""Heartbeats for the compose healthchecks, and a PostgreSQL password with symbols."""
+"""The heartbeat files of the compose healthchecks (`engine heartbeat NAME`)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,11 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
 
 from engine.cli import main
-from engine.heartbeat import age, beat
 from engine.pipeline.sweep import SweepLoop
+from engine.worker.heartbeat_file import age, beat
 from tests.conftest import wait_until
 
 
@@ -53,22 +52,3 @@ def test_the_sweep_loop_beats_only_after_a_sweep_that_worked(tmp_path):
     wait_until(lambda: beats, timeout=5, what="the beat after the sweep that worked")  # on_success follows run()
     loop.stop()
     assert beats and age(tmp_path, "worker") < 5
-
-
-def test_a_postgres_password_with_symbols_reaches_libpq_outside_the_url(monkeypatch):
-    """Compose passes POSTGRES_PASSWORD as PGPASSWORD, never inside DATABASE_URL."""
-    from psycopg import pq
-    from sqlalchemy.engine import make_url
-
-    from engine.settings import Settings
-
-    password = "p@ss:w/rd#?%&"
-    monkeypatch.setenv("PGPASSWORD", password)
-    settings = Settings(ENGINE_ENV="test", database_url="postgresql://engine@postgres:5432/engine", _env_file=None)
-    url = make_url(settings.sqlalchemy_url)
-    assert (url.username, url.password, url.host, url.database) == ("engine", None, "postgres", "engine")
-    defaults = {option.keyword: option.val for option in pq.Conninfo.get_defaults()}
-    assert defaults[b"password"] == password.encode()
-    # The same password inside a URL is misread: that is what the compose file avoids.
-    with pytest.raises(ValueError):
-        make_url(f"postgresql://engine:{password}@postgres:5432/engine").port  # noqa: B018
