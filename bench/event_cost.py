@@ -106,8 +106,8 @@ class Bench:
     """A runtime on one database and the rounds run against it."""
 
     def __init__(self, dsn: str, capture: Capture):
-        from bot.link import LinkService
         from connectors.base import RecordingConnector
+        from engine.onboarding.linking import LinkService
         from engine.pipeline.runtime import build_runtime
         from engine.rules.actions import DISCORD, MANYCHAT, run_by
         from engine.settings import Settings
@@ -245,7 +245,7 @@ class Bench:
         """What runs every TIMER_POLL_SECONDS (the sweep) and at every scrape or healthcheck."""
         from engine.metrics import EngineCollector
         from engine.pipeline import sweep
-        from engine.pipeline.heartbeat import beat
+        from engine.pipeline.worker_heartbeat import beat
         from engine.service import health
 
         with self.rt.sessions.begin() as session:

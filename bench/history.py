@@ -398,7 +398,7 @@ class _Simulation:
         return _Student(email, f"{first} {last} {rng.choice(LAST_NAMES)}", phone)
 
     def code(self) -> str:
-        from engine.codes import CODE_ALPHABET
+        from engine.onboarding.codes import CODE_ALPHABET
 
         while True:
             code = "".join(self.world.rng.choice(CODE_ALPHABET) for _ in range(8))
@@ -429,7 +429,7 @@ class _Simulation:
         return cached
 
     def _template(self, event_type, product_key, state, linked, renewal, passed, relink):
-        from engine.planner import Facts
+        from engine.lifecycle.planner import Facts
 
         product = self.products[product_key]
         next_charge = self._anchor - timedelta(days=1) if passed else self._next_charge

@@ -187,8 +187,8 @@ def _events(dsn: str) -> int:
 
 def _burst(client: httpx.Client, dsn: str, fake_discord, codes: dict[int, str], args, queue: str) -> list[float]:
     """Post the purchases on schedule; link one student per second; returns link -> role seconds."""
-    from bot.link import LinkService
     from engine.db.session import session_factory
+    from engine.onboarding.linking import LinkService
     from engine.pipeline.rules_repository import RulesRepository
     from engine.settings import Settings
 

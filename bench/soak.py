@@ -9,7 +9,7 @@ mixed by ``--mix`` (per ``sum(mix)`` events; default per second at 20/s):
 - 8 first purchases (PURCHASE_APPROVED of the course by a new buyer: code, tag, field, flow,
   timers);
 - 6 links: a student whose purchase is final types the code as the bot's /registrar does
-  (bot/link.py's LinkService: DISCORD_LINKED stored and queued with the urgent priority);
+  (engine/onboarding/linking.py's LinkService: DISCORD_LINKED stored and queued with the urgent priority);
 - 2 refunds (PURCHASE_REFUNDED of an earlier purchase: alternately a linked and an unlinked
   student);
 - 3 abandoned carts (PURCHASE_OUT_OF_SHOPPING_CART of a new lead: ignored);
@@ -287,7 +287,7 @@ class Soak:
     mix: dict[str, int]
     course: Course
     client: httpx.Client
-    service: object  # bot.link.LinkService
+    service: object  # engine.onboarding.linking.LinkService
     dsn: str
     pool: ThreadPoolExecutor
     queue_depth: QueueDepth
@@ -777,8 +777,8 @@ def main(argv: list[str] | None = None) -> int:
             pool = ThreadPoolExecutor(SEND_THREADS, thread_name_prefix="send")
             stack.callback(pool.shutdown, wait=True, cancel_futures=True)
 
-            from bot.link import LinkService
             from engine.db.session import session_factory
+            from engine.onboarding.linking import LinkService
             from engine.pipeline.rules_repository import RulesRepository
             from engine.worker import URGENT
 

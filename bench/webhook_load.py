@@ -165,8 +165,8 @@ def max_sustained(url: str, concurrency: int, seconds: float) -> tuple[float, st
 def lifecycle_mix(url: str, dsn: str, queue: str, rate: int, seconds: float) -> None:
     """The steady state of a course at ``rate`` events/s: half are first purchases, half are
     students linking Discord with the code a purchase one second earlier sent them."""
-    from bot.link import LinkService
     from engine.db.session import session_factory
+    from engine.onboarding.linking import LinkService
     from engine.pipeline.rules_repository import RulesRepository
     from engine.settings import Settings
 

@@ -1,6 +1,6 @@
 """The Discord bot process: ``/registrar`` and member joins (run with ``engine bot``).
 
-The handlers are thin: they hand the work to :class:`bot.link.LinkService` in a thread (the
+The handlers are thin: they hand the work to :class:`engine.onboarding.linking.LinkService` in a thread (the
 database must not block the gateway's event loop) and answer with the text it returns.
 The bot never grants a role itself: it stores events, and the worker's Discord connector
 does the REST calls.
@@ -20,8 +20,8 @@ import time
 
 import discord
 
-from bot.link import LinkService, normalize_code
-from engine.heartbeat import beat
+from engine.onboarding.linking import LinkService, normalize_code
+from engine.worker.heartbeat_file import beat
 
 log = logging.getLogger(__name__)
 

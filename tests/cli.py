@@ -55,7 +55,7 @@ def run_engine(env: Mapping[str, str], *args: str, cwd: Path = REPO) -> Ran:
 @contextmanager
 def _fresh_process_state() -> Iterator[None]:
     """No settings, runtime or queue from before the command, and none left after it."""
-    import engine.worker as queue
+    import engine.worker.tasks as queue
     from engine.settings import get_settings
 
     saved = (queue._runtime, queue._queue)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from engine.graph import mermaid
+from engine.authoring.graph import mermaid
 from engine.rules import check_rules, load_rules
 from tests.conftest import REPO, RULES
 

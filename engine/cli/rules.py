@@ -27,19 +27,16 @@ from engine.cli.errors import require_local_database
 )
 def check(rules_dir: Path | None, strict: bool, with_database: bool) -> None:
     """Validate the rules; exit 1 listing every error as file:line: message."""
-    from engine.ruletests import coverage_warnings
+    from engine.authoring.check import check_warnings, ignored_notes, summary
 
     rules_dir = resolve_rules_dir(rules_dir)
-    _note_ignored(rules_dir)
+    for note in ignored_notes(rules_dir):
+        click.echo(f"note: {note}", err=True)
     rules = load_rules_or_exit(rules_dir)
-    warnings = coverage_warnings(rules, rules_dir)
+    warnings = check_warnings(rules, rules_dir)
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
-    click.echo(
-        f"ok: {len(rules.files)} files, {len(rules.products)} products, "
-        f"{len(rules.states)} states, {len(rules.transitions)} transitions"
-        + (f", {len(warnings)} warning(s)" if warnings else "")
-    )
+    click.echo(summary(rules, warnings))
     if with_database:
         _check_database(rules)
     if strict and warnings:
@@ -77,7 +74,7 @@ def _check_database(rules) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def rule_test(rules_dir: Path | None, as_json: bool) -> None:
     """Run the rule tests in RULES/tests/*.yaml (planner only, nothing sent); exit 1 on any failure."""
-    from engine.ruletests import run_rule_tests
+    from engine.authoring.rule_tests import run_rule_tests
 
     rules_dir = resolve_rules_dir(rules_dir)
     rules = load_rules_or_exit(rules_dir)
@@ -127,8 +124,8 @@ def plan(
     max_revokes: int | None,
 ) -> None:
     """What a rules change does to the students already there: access gained or lost, dropped states, timers."""
+    from engine.authoring.impact import GitRefError, impact_of, rules_at_ref
     from engine.db.session import session_factory
-    from engine.plan import GitRefError, plan_rules, rules_at_ref
     from engine.settings import ToolSettings
 
     if (candidate_dir is None) == (git_ref is None):
@@ -148,7 +145,7 @@ def plan(
     if confirm and not apply_:
         raise click.UsageError("--confirm goes with --apply")
     with session_factory(settings)() as session:
-        result = plan_rules(session, current, candidate)
+        result = impact_of(session, current, candidate)
     if as_json and not apply_:
         click.echo(json.dumps(result.to_dict(), ensure_ascii=False))
     elif not as_json:
@@ -184,7 +181,7 @@ def new_product(
     rules_dir: Path | None,
 ) -> None:
     """Write rules/products/KEY.yaml with every flow the lifecycle uses, then run the checks."""
-    from engine.newproduct import ScaffoldRefused, write_product, write_rule_test
+    from engine.authoring.new_product import ScaffoldRefused, write_product, write_rule_test
 
     rules_dir = resolve_rules_dir(rules_dir)
     rules = load_rules_or_exit(rules_dir)
@@ -213,17 +210,6 @@ def new_product(
     click.echo(f"$ engine check --rules {rules_dir}")
     ctx = click.get_current_context()
     ctx.invoke(check, rules_dir=rules_dir, strict=False)
-
-
-def _note_ignored(rules_dir: Path) -> None:
-    from engine.rules.files import ignored_entries
-
-    for entry in ignored_entries(rules_dir):
-        click.echo(
-            f"note: {rules_dir.name}/{entry} ignored: only {rules_dir.name}/*.yaml and "
-            f"{rules_dir.name}/products/*.yaml are rules",
-            err=True,
-        )
 
 
 @main.command("dry-run")
@@ -278,7 +264,7 @@ def dry_run(
         click.echo(f"error: unknown state {state!r} (states: {', '.join(rules.states)})", err=True)
         sys.exit(2)
 
-    from engine.dryrun import dry_run as run
+    from engine.authoring.dry_run import dry_run as run
     from engine.rules.files import rules_version
 
     result = run(body, rules, state=state, linked=bool(linked), now=now, previous_discord_id=previous_discord_id)
@@ -309,7 +295,7 @@ def _dry_run_stored(event_id: int, rules_dir: Path, now: datetime, as_json: bool
 @click.option("--markdown", is_flag=True, help="Wrap the diagram in a ```mermaid fence, ready for a pull request.")
 def graph(rules_dir: Path | None, markdown: bool) -> None:
     """Print the lifecycle as a mermaid stateDiagram-v2."""
-    from engine.graph import mermaid
+    from engine.authoring.graph import mermaid
 
     diagram = mermaid(load_rules_or_exit(resolve_rules_dir(rules_dir)))
     click.echo(f"```mermaid\n{diagram}```\n" if markdown else diagram, nl=False)

@@ -86,7 +86,7 @@ def serve(host: str, port: int, workers: int, worker: bool | None, threads: int,
     consumer = sweeper = heartbeat = None
     try:
         if in_process:
-            from engine.pipeline.heartbeat import HeartbeatThread
+            from engine.pipeline.worker_heartbeat import HeartbeatThread
 
             _stop_signals_exit()
             consumer = start_consumer(huey, workers=threads, worker_type="thread", periodic=True)
@@ -153,11 +153,11 @@ def worker(threads: int, lane_threads: int | None) -> None:
 
     from engine.db.migrate import NotMigrated, wait_for_migrations
     from engine.db.session import check_connection_budget, worker_pool_size
-    from engine.heartbeat import beat
     from engine.pipeline.alerts import notify_alerts
     from engine.pipeline.attention import report_rules_failure
-    from engine.pipeline.heartbeat import HeartbeatThread
     from engine.pipeline.sweep import SweepLoop, resume_waiting_for_rules, sweep
+    from engine.pipeline.worker_heartbeat import HeartbeatThread
+    from engine.worker.heartbeat_file import beat
 
     try:  # started beside a fresh database: wait for `engine migrate` / `engine serve`
         wait_for_migrations(settings, timeout=settings.migration_wait_seconds)
@@ -224,7 +224,7 @@ def healthcheck(worker_only: bool) -> None:
     Default: the database accepts writes and the queue answers. --worker: this host's worker
     wrote its heartbeat less than WORKER_STALE_SECONDS ago.
     """
-    from engine.pipeline.heartbeat import worker_name
+    from engine.pipeline.worker_heartbeat import worker_name
     from engine.service.health import check_database_writable, check_queue, check_worker_heartbeat
     from engine.settings import get_settings
 
@@ -251,8 +251,8 @@ def healthcheck(worker_only: bool) -> None:
 @click.option("--max-age", type=float, default=None, help="Seconds (default: 3 x TIMER_POLL_SECONDS, at least 90).")
 def heartbeat(name: str, max_age: float | None) -> None:
     """Exit 0 if the worker's or the bot's heartbeat is fresh (the compose healthcheck)."""
-    from engine.heartbeat import age, heartbeat_path
     from engine.settings import ToolSettings
+    from engine.worker.heartbeat_file import age, heartbeat_path
 
     settings = ToolSettings()
     limit = max_age if max_age is not None else max(3 * settings.timer_poll_seconds, 90.0)

@@ -17,12 +17,12 @@ from sqlalchemy.orm import Session
 
 from engine.db.models import Event, Student, utcnow
 from engine.db.upsert import insert_for
-from engine.inputs import EventInput
+from engine.lifecycle.inputs import EventInput
+from engine.lifecycle.planner import refusal
 from engine.pipeline import attention
 from engine.pipeline.facts import TaskInputs, event_facts
 from engine.pipeline.ordering import order_key
 from engine.pipeline.runtime import Runtime
-from engine.planner import refusal
 from engine.sources import SOURCES
 from engine.statuses import EventStatus
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from engine.codes import new_code
 from engine.db.models import Event
-from engine.inputs import EventInput, event_input
-from engine.planner import Facts
+from engine.lifecycle.inputs import EventInput, event_input
+from engine.lifecycle.planner import Facts
+from engine.onboarding.codes import new_code
 from engine.rules.model import Rules
 
 
@@ -27,7 +27,7 @@ class TaskInputs:
         """The event's input; None for an event stored without a body (not JSON)."""
         if event.id not in self._parsed:
             body = event.payload
-            # A Hotmart webhook is always read as Hotmart, whatever its shape (engine.inputs).
+            # A Hotmart webhook is always read as Hotmart, whatever its shape (engine.lifecycle.inputs).
             self._parsed[event.id] = None if body is None else event_input(body, self._rules, source=event.source)
         return self._parsed[event.id]
 

@@ -18,8 +18,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from connectors.base import StepResult
-from engine.access import LINK_EVENT
 from engine.db.models import ActionRun, Membership, OnboardingToken, ScheduledEvent, Student
+from engine.lifecycle.access import LINK_EVENT
 from engine.pipeline import ledger
 from engine.pipeline.alerts import raise_alert
 from engine.pipeline.classes import enroll_student, unenroll_student

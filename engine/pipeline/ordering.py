@@ -25,11 +25,11 @@ from sqlalchemy import and_, bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from engine.db.models import ActionRun, Event, Grant, Membership, ScheduledEvent, Student
-from engine.inputs import EventInput
+from engine.lifecycle.inputs import EventInput
+from engine.lifecycle.planner import Plan
 from engine.pipeline.facts import TaskInputs, event_facts
 from engine.pipeline.ledger import RESOURCES
 from engine.pipeline.runtime import Runtime
-from engine.planner import Plan
 from engine.rules.action_types import PlannedStep
 from engine.rules.actions import ACTIONS, ONE_SHOT, access_pairs, the_action
 from engine.rules.model import Product, Rules

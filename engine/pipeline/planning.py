@@ -16,14 +16,14 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, object_session
 
 from engine.db.models import ActionRun, Event, Membership, Student, utcnow
-from engine.inputs import EventInput
+from engine.lifecycle.inputs import EventInput
+from engine.lifecycle.planner import Plan
 from engine.pipeline import attention
 from engine.pipeline.admission import admit, ignore, log_decision, revoked_transaction
 from engine.pipeline.facts import TaskInputs, event_facts
 from engine.pipeline.ordering import newest_decided_after, reevaluate
 from engine.pipeline.runtime import Runtime
 from engine.pipeline.settling import BatchEntry, settled_events, skip_superseded
-from engine.planner import Plan
 from engine.rules.model import Rules
 from engine.sources import SOURCES
 from engine.statuses import EventStatus, RunStatus

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from engine.planner import Planner
+from engine.lifecycle.planner import Planner
 from engine.rules.files import content_hash, fingerprint, rules_version
 from engine.rules.loader import RulesError, check_rules
 from engine.rules.model import Rules

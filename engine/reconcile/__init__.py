@@ -1,6 +1,6 @@
 """``engine reconcile``: the rules are the desired state; compare the world with them, then fix it.
 
-- :mod:`engine.reconcile.diff`: desired (from :mod:`engine.access`) vs actual, per student;
+- :mod:`engine.reconcile.diff`: desired (from :mod:`engine.lifecycle.access`) vs actual, per student;
 - :mod:`engine.reconcile.world`: reading Discord, ManyChat, classes and the grant ledger;
 - :mod:`engine.reconcile.apply`: :func:`apply_access_diff`, the one way an access diff is
   applied (reconcile and ``engine plan --apply``), as pipeline steps behind the guard;

@@ -1,6 +1,6 @@
 """Desired vs actual, per student: what is missing, what the engine granted and must take back.
 
-Desired comes from the rules alone (:mod:`engine.access`): per membership, ``must`` (every
+Desired comes from the rules alone (:mod:`engine.lifecycle.access`): per membership, ``must`` (every
 history the rules allow holds it) and ``may`` (some history may hold it); a student's access
 is the union over their memberships. Owned is the grant ledger: the engine revokes only what
 it granted, so a role given by hand (in no ledger row) is never touched.
@@ -15,7 +15,7 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from engine.access import ProductAccess, Resource
+from engine.lifecycle.access import ProductAccess, Resource
 
 KINDS = ("discord_role", "manychat_tag", "class")
 EXAMPLES = 5

@@ -12,10 +12,10 @@ from typing import Literal
 
 from sqlalchemy import func, select, update
 
-from engine.access import derive
 from engine.db.locks import Namespace, try_session_lock
 from engine.db.models import ReconcileRun, Student
 from engine.db.session import engine_of
+from engine.lifecycle.access import derive
 from engine.pipeline.alerts import notify_alerts, raise_alert
 from engine.pipeline.runtime import Runtime
 from engine.reconcile.apply import Applied, apply_access_diff

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.db.models import Heartbeat, utcnow
-from engine.pipeline.heartbeat import StaleHeartbeat, check_worker
+from engine.pipeline.worker_heartbeat import StaleHeartbeat, check_worker
 from engine.settings import Settings
 
 __all__ = ["StaleHeartbeat", "check_database_writable", "check_queue", "check_worker_heartbeat", "stuck_report"]

@@ -7,8 +7,6 @@ code is issued), and compared with what was decided at the time (``events.plans`
 
 from __future__ import annotations
 
-import json
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -16,19 +14,16 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from engine.authoring.dry_run import decision_differences, plan_lines
 from engine.db.models import Event, Membership, ScheduledEvent, Student
-from engine.dryrun import plan_lines
-from engine.inputs import event_input
+from engine.lifecycle.inputs import event_input
+from engine.lifecycle.planner import Facts, Plan, Planner
 from engine.pipeline.admission import revoked_transaction
 from engine.pipeline.facts import event_facts
 from engine.pipeline.planning import event_targets, late_reason
-from engine.planner import Facts, Plan, Planner
 from engine.rules.action_types import TOKEN_PLACEHOLDER
 from engine.rules.model import Rules
 from engine.service.views import planned_codes
-
-# Step parameters that are new each time an event is planned: not a difference in the decision.
-_VOLATILE_PARAMS = frozenset({"code", "expires_at", "due_at"})
 
 
 @dataclass
@@ -124,7 +119,7 @@ def replan_event(
     if event.payload is None:
         replan = Replan(event, event.email, False, then=then, notes=["the body is not JSON: nothing to plan"])
         replan.rules_version = rules_version
-        replan.differences = _differences(then, [], event)
+        replan.differences = decision_differences(then, [], event.status, event.reason)
         return replan
     inp = event_input(event.payload, rules)
     student = session.get(Student, event.student_id) if event.student_id else None
@@ -156,7 +151,9 @@ def replan_event(
     if inp.event_type is None:
         for target in replan.targets:
             target.plan.ignored_reason, target.plan.steps = "no event type in the body", []
-    replan.differences = _differences(then, [t.plan.to_dict() for t in replan.targets], event)
+    replan.differences = decision_differences(
+        then, [t.plan.to_dict() for t in replan.targets], event.status, event.reason
+    )
     return replan
 
 
@@ -207,41 +204,3 @@ def _hide_codes(plans: list[Any]) -> list[dict[str, Any]]:
         return value
 
     return [hide(plan) for plan in plans if isinstance(plan, dict)]
-
-
-def _outcome(plan: dict[str, Any]) -> str:
-    if plan.get("ignored_reason"):
-        return f"ignored ({plan['ignored_reason']})"
-    return f"{plan.get('transition')} -> {plan.get('to_state')}"
-
-
-def _step_text(step: dict[str, Any]) -> str:
-    params = {k: v for k, v in (step.get("params") or {}).items() if k not in _VOLATILE_PARAMS}
-    return f"{step.get('action')} {json.dumps(params, ensure_ascii=False, sort_keys=True)}"
-
-
-def _differences(then: list[dict[str, Any]], now: list[dict[str, Any]], event: Event) -> list[str]:
-    if event.status in ("received", "held") and not then:
-        return [f"not decided yet (the event is {event.status}); now: " + "; ".join(map(_outcome, now))] if now else []
-    then_by = {plan.get("product"): plan for plan in then}
-    now_by = {plan.get("product"): plan for plan in now}
-    differences: list[str] = []
-    for product in [*then_by, *(p for p in now_by if p not in then_by)]:
-        label = product or "(no product)"
-        before, after = then_by.get(product), now_by.get(product)
-        if before is None:
-            reason = f"{event.status}: {event.reason}" if event.reason else event.status
-            differences.append(f"{label}: no plan at the time ({reason}); now {_outcome(after)}")
-            continue
-        if after is None:
-            differences.append(f"{label}: planned at the time ({_outcome(before)}); now not concerned")
-            continue
-        if before.get("from_state") != after.get("from_state"):
-            differences.append(f"{label}: state then {before.get('from_state')}, now {after.get('from_state')}")
-        if _outcome(before) != _outcome(after):
-            differences.append(f"{label}: then {_outcome(before)}; now {_outcome(after)}")
-        old_steps = Counter(_step_text(s) for s in before.get("steps") or [])
-        new_steps = Counter(_step_text(s) for s in after.get("steps") or [])
-        differences += [f"{label}: - {text}" for text in (old_steps - new_steps).elements()]
-        differences += [f"{label}: + {text}" for text in (new_steps - old_steps).elements()]
-    return differences

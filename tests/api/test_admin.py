@@ -12,10 +12,10 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sqlalchemy import select, update
 
-from bot.link import LinkService
 from connectors.base import StepResult
 from engine.api.app import create_app
 from engine.db.models import Alert, Event, OnboardingToken, Student
+from engine.onboarding.linking import LinkService
 from engine.pipeline.execution import drain_student
 from engine.pipeline.locks import student_lock
 from tests.conftest import ADMIN_TOKEN, HOTTOK, load_payload, rewriting_event_log

@@ -12,7 +12,7 @@ from sqlalchemy.orm import sessionmaker
 
 from engine.api.app import create_app
 from engine.db.models import utcnow
-from engine.pipeline.heartbeat import HeartbeatThread, beat, worker_name
+from engine.pipeline.worker_heartbeat import HeartbeatThread, beat, worker_name
 from tests.cli import run_engine
 from tests.conftest import REPO, RULES
 from tests.e2e.conftest import ENGINE

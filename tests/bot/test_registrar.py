@@ -9,8 +9,8 @@ from unittest.mock import AsyncMock, MagicMock
 
 import pytest
 
-from bot.link import LinkOutcome, LinkService
 from bot.main import build_bot
+from engine.onboarding.linking import LinkOutcome, LinkService
 
 GUILD_ID = 1180000000000000999
 USER_ID = 80351110224678912
@@ -117,7 +117,7 @@ async def test_registrar_answers_unavailable_if_the_service_breaks():
 
 async def test_registrar_with_the_real_service(make_harness):
     """End to end through the handler: the reply is the rules' text, the link is stored."""
-    from tests.bot.test_link import open_code, seed, student
+    from tests.onboarding.test_linking import open_code, seed, student
 
     h = make_harness()
     seed(h)

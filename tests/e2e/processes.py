@@ -10,7 +10,7 @@ environment, working directory and log file it is given and runs the same click 
 handlers and exit code; SIGTERM and SIGKILL reach it as they would reach `engine`.
 
 The console script itself, exec'd for real, keeps its own tests (tests/e2e/test_embedded.py,
-tests/engine/test_worker.py, tests/api/test_health.py, tests/engine/test_cli_errors.py)."""
+tests/worker/test_consumer.py, tests/api/test_health.py, tests/engine/test_cli_errors.py)."""
 
 from __future__ import annotations
 
@@ -33,9 +33,9 @@ PRELOAD = [
     "engine.db.migrate",
     "engine.pipeline.alerts",
     "engine.pipeline.attention",
-    "engine.pipeline.heartbeat",
+    "engine.pipeline.worker_heartbeat",
     "engine.pipeline.sweep",
-    "engine.heartbeat",
+    "engine.worker.heartbeat_file",
     "connectors.discord",
     "connectors.manychat",
     "connectors.throttle",

@@ -24,7 +24,6 @@ from datetime import datetime
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from bot.link import LinkOutcome, LinkService
 from connectors.discord import DiscordConnector
 from connectors.manychat import ManyChatConnector
 from engine.api.app import create_app
@@ -40,6 +39,7 @@ from engine.db.models import (
     ScheduledEvent,
     Student,
 )
+from engine.onboarding.linking import LinkOutcome, LinkService
 from engine.pipeline.alerts import notify_alerts
 from engine.pipeline.execution import OPEN_STATUSES, drain_student
 from engine.pipeline.locks import student_lock

@@ -18,9 +18,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from bot.link import LinkService
 from engine.db.models import ActionRun, Membership, OnboardingToken
 from engine.db.session import session_factory
+from engine.onboarding.linking import LinkService
 from engine.pipeline.rules_repository import RulesRepository
 from engine.settings import Settings
 from tests.conftest import RULES, shipped_rules

@@ -26,8 +26,6 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from bot.link import LinkService
-from engine.codes import new_code
 from engine.db.models import (
     ActionRun,
     Event,
@@ -39,6 +37,8 @@ from engine.db.models import (
     Student,
 )
 from engine.db.session import session_factory
+from engine.onboarding.codes import new_code
+from engine.onboarding.linking import LinkService
 from engine.pipeline.processing import process_event
 from engine.pipeline.rules_repository import RulesRepository
 from engine.pipeline.runtime import build_connectors

@@ -17,10 +17,10 @@ import psycopg
 import redis
 from sqlalchemy import select
 
-from bot.link import LinkService
 from connectors.throttle import RedisLimiter
 from engine.db.models import ActionRun, Alert, Event
 from engine.db.session import dispose_all, session_factory
+from engine.onboarding.linking import LinkService
 from engine.pipeline.intake import store_hotmart
 from engine.pipeline.rules_repository import RulesRepository
 from engine.settings import Settings

@@ -7,9 +7,9 @@ import json
 
 from sqlalchemy import select
 
-from bot.link import LinkService
 from engine.db.models import ClassEnrollment, OnboardingToken
 from engine.db.session import session_factory
+from engine.onboarding.linking import LinkService
 from engine.pipeline.rules_repository import RulesRepository
 from engine.settings import Settings
 from tests.conftest import REFERENCE, RULES

@@ -130,7 +130,7 @@ def test_a_conflict_is_retried_then_handed_back(monkeypatch):
 
 
 def test_a_task_that_keeps_conflicting_goes_back_to_the_queue(monkeypatch):
-    import engine.worker as worker
+    import engine.worker.tasks as worker
 
     scheduled: list[tuple] = []
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from engine.planner import Facts, Planner
+from engine.lifecycle.planner import Facts, Planner
 from engine.rules import check_rules, load_rules
 from tests.engine.test_rules_check import copy_rules, edit, resolve
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engine.access import derive
+from engine.lifecycle.access import derive
 from engine.reconcile.apply import revoke_limit
 from engine.reconcile.diff import AccessDiff, MembershipView, Report, StudentView, diff_student
 from engine.rules import load_rules

@@ -1,4 +1,4 @@
-"""engine.db.session: the connection pool's limits."""
+"""engine.db.session: the connection pool's limits, and a password kept out of the URL."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import socket
 import threading
 from collections.abc import Callable
 
+import pytest
 from sqlalchemy.exc import OperationalError
 
 from engine.db import session
@@ -47,3 +48,22 @@ def test_a_database_that_never_answers_fails_the_connection_instead_of_holding_i
     assert set(errors) == set(attempts), f"hung: {set(attempts) - set(errors)}"
     for name, error in errors.items():
         assert isinstance(error, OperationalError) and "timeout expired" in str(error), name
+
+
+def test_a_postgres_password_with_symbols_reaches_libpq_outside_the_url(monkeypatch):
+    """Compose passes POSTGRES_PASSWORD as PGPASSWORD, never inside DATABASE_URL."""
+    from psycopg import pq
+    from sqlalchemy.engine import make_url
+
+    from engine.settings import Settings
+
+    password = "p@ss:w/rd#?%&"
+    monkeypatch.setenv("PGPASSWORD", password)
+    settings = Settings(ENGINE_ENV="test", database_url="postgresql://engine@postgres:5432/engine", _env_file=None)
+    url = make_url(settings.sqlalchemy_url)
+    assert (url.username, url.password, url.host, url.database) == ("engine", None, "postgres", "engine")
+    defaults = {option.keyword: option.val for option in pq.Conninfo.get_defaults()}
+    assert defaults[b"password"] == password.encode()
+    # The same password inside a URL is misread: that is what the compose file avoids.
+    with pytest.raises(ValueError):
+        make_url(f"postgresql://engine:{password}@postgres:5432/engine").port  # noqa: B018

@@ -13,8 +13,8 @@ import json
 
 from sqlalchemy import select
 
-from bot.link import LinkService
 from engine.db.models import ActionRun, Membership, OnboardingToken, ScheduledEvent
+from engine.onboarding.linking import LinkService
 from engine.pipeline.admin import request_code
 from engine.pipeline.intake import store_hotmart
 from engine.pipeline.sweep import fire_due_timers

@@ -62,7 +62,7 @@ def test_the_platform_semantics_live_in_the_source():
 
 
 def test_a_new_students_first_event_is_planned_once(make_harness, monkeypatch):
-    from engine.planner import Planner
+    from engine.lifecycle.planner import Planner
 
     calls = []
     plan = Planner.plan

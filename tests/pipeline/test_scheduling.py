@@ -170,7 +170,7 @@ def test_a_pool_too_big_for_the_server_is_reported(pg):
 
 def test_engine_doctor_says_how_many_workers_fit(pg):
     from engine.db.session import dispose_all
-    from engine.doctor import OK, WARN, connection_budget_check, database_connection
+    from engine.doctor.core import OK, WARN, connection_budget_check, database_connection
     from engine.settings import Settings
 
     settings = Settings(ENGINE_ENV="test", database_url=pg)

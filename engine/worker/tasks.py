@@ -1,0 +1,214 @@
+"""The worker's tasks and this process's queue: built on first use (importing reads no settings),
+with the runtime they run on, and how the pipeline queues work (enqueue, schedule, hand off).
+
+* Priority: an urgent event's task runs, schedules and hands off at its priority.
+* Lanes: a main-queue thread hands a student over when their next step is a lane's connector, so
+  it never sleeps in ManyChat's budget while other students' steps wait.
+* A task that cannot get a database connection reschedules itself within seconds (backing off),
+  instead of waiting for the sweep.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+
+from huey import Huey, crontab
+from huey.api import TaskWrapper
+
+from engine.db.conflicts import is_conflict
+from engine.pipeline.execution import is_retryable, run_student
+from engine.pipeline.processing import process_event
+from engine.pipeline.runtime import Runtime, build_runtime
+from engine.settings import Settings, get_settings
+from engine.worker.consumer import ShortDelays
+from engine.worker.queues import LANES, URGENT, Queue, make_huey, queue_down
+
+log = logging.getLogger(__name__)
+
+_DB_RETRY_LIMIT = 40  # ~3 minutes of backing off; after that the sweep takes over
+
+_runtime: Runtime | None = None
+_runtime_lock = threading.Lock()
+_queue: Queue | None = None
+_queue_lock = threading.Lock()
+_lanes_running: set[str] = set()  # lanes this process consumes (set by `engine worker`)
+_current_priority = threading.local()
+
+
+def get_queue() -> Queue:
+    """The process's queue, built on first use: importing this module reads no settings, creates nothing."""
+    global _queue
+    with _queue_lock:
+        if _queue is None:
+            _queue = build_queue(get_settings())
+    return _queue
+
+
+def get_huey() -> Huey:
+    return get_queue().huey
+
+
+def enqueue_event(event_id: int) -> None:
+    """Queue an event; if the queue is down the sweep picks the event up later."""
+    _enqueue(event_id, 0)
+
+
+def enqueue_urgent(event_id: int) -> None:
+    """Queue an event a student is waiting for (a link, a join, an admin's new code)."""
+    _enqueue(event_id, URGENT)
+
+
+def _enqueue(event_id: int, priority: int) -> None:
+    try:
+        get_queue().process_event(event_id, priority=priority)
+    except Exception as exc:  # noqa: BLE001 - the event is stored; never lose the request over the queue
+        if queue_down(exc):  # the outage itself was reported once (QueueOutage): no line per event
+            log.debug("queue down; event %s waits for the sweep", event_id)
+        else:
+            log.warning("could not enqueue event %s; the sweep will retry", event_id, exc_info=True)
+
+
+def schedule_drain(student_id: int, delay: float) -> None:
+    try:
+        get_queue().drain_student.schedule((student_id,), delay=max(delay, 0.0))
+    except Exception:  # noqa: BLE001
+        log.warning("could not schedule the retry for student %s; the sweep will", student_id, exc_info=True)
+
+
+def schedule_event(event_id: int, delay: float) -> None:
+    """Process the event again after ``delay`` seconds (a webhook still settling)."""
+    priority = getattr(_current_priority, "value", 0)
+    if short_delays.take(event_id, delay, priority):
+        return
+    _schedule_event(event_id, delay, priority)
+
+
+def _schedule_event(event_id: int, delay: float, priority: int) -> None:
+    try:
+        get_queue().process_event.schedule((event_id,), delay=max(delay, 0.0), priority=priority)
+    except Exception:  # noqa: BLE001
+        log.warning("could not schedule event %s; the sweep will enqueue it", event_id, exc_info=True)
+
+
+short_delays = ShortDelays(enqueue=_enqueue, schedule=_schedule_event)
+
+
+def hand_off(student_id: int, lane: str) -> None:
+    """Continue a student's steps in ``lane`` (at the priority of the task handing over)."""
+    priority = getattr(_current_priority, "value", 0)
+    try:
+        get_queue().lanes[lane][1](student_id, priority=priority)
+    except Exception:  # noqa: BLE001
+        log.warning("could not hand student %s to lane %s; the sweep will", student_id, lane, exc_info=True)
+
+
+def enable_lanes(lanes: set[str]) -> None:
+    """Called by ``engine worker`` before it consumes the lane queues."""
+    _lanes_running.update(lanes)
+    if _runtime is not None:
+        _runtime.lanes = {lane: lane for lane in _lanes_running}
+
+
+def runtime() -> Runtime:
+    """The process's runtime, built once (worker threads may ask for it at the same moment)."""
+    global _runtime
+    with _runtime_lock:
+        if _runtime is None:
+            _runtime = build_runtime(
+                get_settings(),
+                enqueue=enqueue_event,
+                schedule_drain=schedule_drain,
+                schedule_event=schedule_event,
+                enqueue_urgent=enqueue_urgent,
+            )
+            _runtime.hand_off = hand_off
+            _runtime.lanes = {lane: lane for lane in _lanes_running}
+    return _runtime
+
+
+def _backoff(attempt: int) -> float:
+    return min(0.5 * 2**attempt, 5.0) * random.uniform(0.8, 1.2)
+
+
+def _retry_later(task: TaskWrapper, args: tuple, attempt: int, priority: int, exc: BaseException) -> None:
+    """No database connection, or a conflict that outlasted its retries: the task goes back to the
+    queue and runs again in a few seconds, its locks released meanwhile (the sweep is the last resort)."""
+    if attempt >= _DB_RETRY_LIMIT:
+        raise exc
+    delay = _backoff(attempt)
+    why = "transaction conflict" if is_conflict(exc) else "no database connection"
+    log.warning("%s for %s%s (%s); retrying in %.1fs", why, task.name, args, exc, delay)
+    task.schedule(args, {"attempt": attempt + 1}, delay=delay, priority=priority)
+
+
+def _priority(task) -> int:
+    priority = (task.priority if task is not None else 0) or 0
+    _current_priority.value = priority
+    return priority
+
+
+def process_event_task(event_id: int, attempt: int = 0, task=None) -> str | None:
+    priority = _priority(task)
+    try:
+        return process_event(runtime(), event_id)
+    except Exception as exc:
+        if not is_retryable(exc):
+            raise
+        _retry_later(get_queue().process_event, (event_id,), attempt, priority, exc)
+        return None
+
+
+def drain_student_task(student_id: int, attempt: int = 0, task=None) -> None:
+    _drain(get_queue().drain_student, student_id, None, attempt, task)
+
+
+def manychat_lane_task(student_id: int, attempt: int = 0, task=None) -> None:
+    _drain(get_queue().lanes["manychat"][1], student_id, "manychat", attempt, task)
+
+
+_LANE_TASKS = {"manychat": manychat_lane_task}
+
+
+def _drain(wrapper: TaskWrapper, student_id: int, lane: str | None, attempt: int, task) -> None:
+    priority = _priority(task)
+    try:
+        run_student(runtime(), student_id, lane=lane)
+    except Exception as exc:
+        if not is_retryable(exc):
+            raise
+        _retry_later(wrapper, (student_id,), attempt, priority, exc)
+
+
+def reconcile_task() -> int | None:
+    """RECONCILE_SCHEDULE: compare the world with the rules; apply what RECONCILE_APPLY allows."""
+    from engine.reconcile import scheduled_run
+
+    return scheduled_run(runtime())
+
+
+def build_queue(settings: Settings) -> Queue:
+    """A queue with the worker's tasks (their names stay ``engine.worker.<function>``), and its lanes.
+    The sweep is not a periodic task: each worker runs it every TIMER_POLL_SECONDS
+    (engine.pipeline.sweep.SweepLoop)."""
+    huey = make_huey(settings)
+    if settings.reconcile_schedule != "off":
+        huey.periodic_task(crontab(*settings.reconcile_schedule.split()))(reconcile_task)
+    lanes = {}
+    for lane in LANES:
+        lane_huey = make_huey(settings, lane)
+        lanes[lane] = (lane_huey, lane_huey.task(context=True)(_LANE_TASKS[lane]))
+    return Queue(
+        huey,
+        huey.task(context=True)(process_event_task),
+        huey.task(context=True)(drain_student_task),
+        lanes,
+    )
+
+
+# Huey names a task after its function ("<module>.<name>") and every queued message carries that
+# name: the tasks keep the names they had before engine.worker became a package, so that a task
+# queued by the running version is found by the next one.
+for _task in (process_event_task, drain_student_task, manychat_lane_task, reconcile_task):
+    _task.__module__ = "engine.worker"
