@@ -27,8 +27,9 @@ from engine.db.models import (
     ScheduledEvent,
     Student,
 )
-from engine.pipeline.admin import RetryRefused, request_code, retry_event
 from engine.service import schemas
+from engine.service.code_request import request_code
+from engine.service.retry import RetryRefused, retry_event
 from engine.service.schemas import MAX_ID, PRINTABLE, QueryDate
 from engine.service.views import (
     Redactor,

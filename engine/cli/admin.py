@@ -253,8 +253,8 @@ def retry(event_id: int, force: bool, skipped: bool) -> None:
     An event a later one has overtaken (the membership changed since) is refused unless --force.
     """
     import engine.worker
-    from engine.pipeline.admin import RetryRefused, retry_event
     from engine.pipeline.runtime import build_runtime
+    from engine.service.retry import RetryRefused, retry_event
     from engine.settings import get_settings
 
     require_local_database(get_settings())
@@ -424,7 +424,7 @@ def import_students(csv_file: Path, adopt_access: bool, check_only: bool) -> Non
     """One-time seed of existing students: CSV columns email,product[,state,name,phone,discord_id]."""
     from engine.db.session import session_factory
     from engine.pipeline.rules_repository import RulesRepository
-    from engine.pipeline.seed import read_rows, seed
+    from engine.service.student_import import read_rows, seed
     from engine.settings import get_settings
 
     settings = get_settings()

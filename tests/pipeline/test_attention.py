@@ -14,12 +14,12 @@ from sqlalchemy import select
 
 from engine.db.models import ActionRun, Alert, Event, History, Membership, Student
 from engine.pipeline import replay
-from engine.pipeline.admin import retry_event
 from engine.pipeline.alerts import notify_alerts, raise_alert
 from engine.pipeline.intake import store_hotmart
 from engine.pipeline.processing import process_event
 from engine.pipeline.sweep import requeue_stuck, sweep
 from engine.rules.files import content_hash
+from engine.service.retry import retry_event
 from tests.conftest import RULES, load_payload, rewriting_event_log
 
 UNKNOWN_ID = 7777777

@@ -10,11 +10,11 @@ from sqlalchemy import select
 
 from connectors.base import StepResult, StepStatus
 from engine.db.models import ActionRun, Alert, Event, Grant, Membership, Student
-from engine.pipeline.admin import RetryRefused, retry_event
 from engine.pipeline.execution import drain_student
 from engine.pipeline.intake import store_hotmart, store_internal
 from engine.pipeline.locks import student_lock
 from engine.pipeline.processing import process_event
+from engine.service.retry import RetryRefused, retry_event
 from tests.conftest import load_payload
 
 DISCORD_ID = "80351110224678912"
