@@ -29,9 +29,7 @@ from engine.db.models import (
 )
 from engine.service import schemas
 from engine.service.code_request import request_code
-from engine.service.retry import RetryRefused, retry_event
-from engine.service.schemas import MAX_ID, PRINTABLE, QueryDate
-from engine.service.views import (
+from engine.service.redaction import (
     Redactor,
     alert_out,
     email_key,
@@ -42,6 +40,8 @@ from engine.service.views import (
     student_codes,
     student_detail,
 )
+from engine.service.retry import RetryRefused, retry_event
+from engine.service.schemas import MAX_ID, PRINTABLE, QueryDate
 from engine.statuses import EventStatus
 
 router = APIRouter(prefix="/admin", tags=["admin"])

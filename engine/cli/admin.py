@@ -192,7 +192,7 @@ EVENT_STATUSES = tuple(status.value for status in EventStatus)
 def events(status: str | None, event_type: str | None, email: str | None, limit: int, as_json: bool) -> None:
     """List events from the event log, newest first."""
     from engine.db.session import session_factory
-    from engine.service.views import Redactor, event_summary, query_events
+    from engine.service.redaction import Redactor, event_summary, query_events
     from engine.settings import ToolSettings
 
     settings = ToolSettings()

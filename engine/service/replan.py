@@ -23,7 +23,7 @@ from engine.pipeline.processing import event_facts, event_targets, late_reason, 
 from engine.planner import Facts, Plan, Planner
 from engine.rules.actions import TOKEN_PLACEHOLDER
 from engine.rules.model import Rules
-from engine.service.views import planned_codes
+from engine.service.redaction import planned_codes
 
 # Step parameters that are new each time an event is planned: not a difference in the decision.
 _VOLATILE_PARAMS = frozenset({"code", "expires_at", "due_at"})
