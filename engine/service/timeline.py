@@ -24,7 +24,8 @@ from engine.db.models import (
     ScheduledEvent,
     Student,
 )
-from engine.service.redaction import Redactor, email_key, student_codes
+from engine.service.redaction import Redactor, student_codes
+from engine.service.students import email_key
 from engine.settings import Settings
 
 Redact = Callable[[Any], Any]
