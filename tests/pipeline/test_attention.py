@@ -178,17 +178,6 @@ def event_runs(h, event_id: int) -> list[ActionRun]:
         return list(session.scalars(select(ActionRun).where(ActionRun.event_id == event_id).order_by(ActionRun.id)))
 
 
-def test_retry_of_a_needs_attention_event_replays_it(make_harness, rules_dir):
-    h = make_harness(rules_dir=rules_dir)
-    event_id = deliver(h, purchase())
-    add_product(rules_dir)
-    assert retry_event(h.runtime, event_id, actor="admin-api") == "queued"
-    assert get(h, Event, event_id).status == "received"
-    h.run_queue()
-    assert get(h, Event, event_id).status == "processed"
-    assert [(e.kind, e.actor) for e in history(h)] == [("replay", "admin-api")]
-
-
 def test_replay_refuses_events_still_in_flight_and_names_events_of_any_status(make_harness):
     h = make_harness()
     processed = deliver(h, purchase(product_id=1111111))
