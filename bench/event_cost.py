@@ -268,25 +268,11 @@ class Bench:
 
 
 def _engine_status(rt) -> None:
-    """``engine status``' database part (engine/cli/admin.py), on the bench's engine."""
-    from sqlalchemy import func, select
+    """``engine status``' database part (engine/service/status.py), on the bench's engine."""
+    from engine.service.status import event_backlog
 
-    from engine.db.models import Alert, Event
-
-    unprocessed = ("received", "held", "processing", "retrying")
     with rt.sessions() as session:
-        session.execute(
-            select(Event.id, Event.type, Event.status, Event.received_at)
-            .where(Event.status.in_(unprocessed))
-            .order_by(Event.received_at, Event.id)
-            .limit(1)
-        ).first()
-        session.execute(
-            select(Event.status, func.count())
-            .where(Event.status.in_((*unprocessed, "needs_attention", "failed")))
-            .group_by(Event.status)
-        ).all()
-        session.scalar(select(func.count()).select_from(Alert).where(Alert.acknowledged_at.is_(None)))
+        event_backlog(session)
 
 
 # --- the database's own counters -----------------------------------------------------------------

@@ -9,38 +9,16 @@ could appear, and onboarding codes are never shown (only when they were issued a
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, HTTPException, Path, Query, status
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy import ColumnElement, func, or_, select
-from sqlalchemy.orm import selectinload
 
 from engine.api.deps import AdminDep, RuntimeDep, SessionDep
-from engine.db.models import (
-    Alert,
-    Event,
-    Grant,
-    Membership,
-    OnboardingToken,
-    ScheduledEvent,
-    Student,
-)
-from engine.pipeline.admin import RetryRefused, request_code, retry_event
-from engine.service import schemas
+from engine.service import alerts, events, replays, schemas, students
+from engine.service.code_request import request_code
+from engine.service.retry import RetryRefused, retry_event
 from engine.service.schemas import MAX_ID, PRINTABLE, QueryDate
-from engine.service.views import (
-    Redactor,
-    alert_out,
-    email_key,
-    event_detail,
-    event_summary,
-    planned_codes,
-    query_events,
-    student_codes,
-    student_detail,
-)
 from engine.statuses import EventStatus
 
 router = APIRouter(prefix="/admin", tags=["admin"])
@@ -83,11 +61,17 @@ def list_events(
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> schemas.EventPage:
-    events, total = query_events(
-        session, status=status_, type=type_, email=email, since=since, until=until, limit=limit, offset=offset
+    return events.event_page(
+        session,
+        rt.settings,
+        status=status_,
+        type=type_,
+        email=email,
+        since=since,
+        until=until,
+        limit=limit,
+        offset=offset,
     )
-    redact = Redactor.for_settings(rt.settings)
-    return schemas.EventPage(items=[event_summary(e, redact) for e in events], total=total, limit=limit, offset=offset)
 
 
 @router.get(
@@ -99,18 +83,10 @@ def list_events(
 def get_event(
     _: AdminDep, rt: RuntimeDep, session: SessionDep, event_id: Annotated[int, _id("event")]
 ) -> schemas.EventDetail:
-    event = session.get(Event, event_id)
-    if event is None:
+    detail = events.event_detail(session, rt.settings, event_id)
+    if detail is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"event {event_id} not found")
-    runs = event.action_runs
-    alerts = session.execute(
-        select(Alert, Student.email)
-        .outerjoin(Student, Alert.student_id == Student.id)
-        .where(Alert.event_id == event_id)
-        .order_by(Alert.id.desc())
-    ).all()
-    codes = student_codes(session, [event.student_id]) + planned_codes(runs, event.plans)
-    return event_detail(event, alerts, Redactor.for_settings(rt.settings, codes))
+    return detail
 
 
 @router.post(
@@ -157,28 +133,16 @@ def replay_events(
     """Each replayed event is queued for the workers and recorded in the history (actor
     ``admin-api``, the rules version); ``dry_run`` plans each one and keeps nothing.
     No body: replay every needs_attention event."""
-    from engine.pipeline import replay
-
     body = body or schemas.ReplayIn()
-    rt.rules.reload_if_changed()
-    if not rt.rules.available:
-        raise HTTPException(status.HTTP_409_CONFLICT, f"rules cannot be loaded: {rt.rules.load_error}")
-    with rt.sessions() as session:
-        ids = replay.select_events(
-            session, status=body.status, event_type=body.type, since=body.since, ids=body.event_ids
-        )
     try:
-        results = replay.preview(rt, ids) if body.dry_run else replay.replay(rt, ids, actor="admin-api")
+        ids = replays.choose_events(rt, status=body.status, event_type=body.type, since=body.since, ids=body.event_ids)
+    except replays.RulesUnavailable as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"rules cannot be loaded: {exc}") from exc
+    try:
+        results = replays.replay_events(rt, ids, dry_run=body.dry_run, actor="admin-api")
     except LookupError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
-    redact = Redactor.for_settings(rt.settings)
-    return schemas.ReplayOut(
-        dry_run=body.dry_run,
-        rules_version=rt.rules.version,
-        count=len(results),
-        summary=replay.summarize(results),
-        items=[schemas.ReplayItem(**{**r.to_dict(), "reason": redact.text(r.reason)}) for r in results],
-    )
+    return replays.replay_out(rt, results, dry_run=body.dry_run)
 
 
 # --- students -------------------------------------------------------------------------
@@ -218,7 +182,12 @@ def list_students(
     product: Annotated[str | None, _text("A membership of this product key (one the rules define).", 100)] = None,
     stuck_days: Annotated[
         int | None,
-        Query(ge=0, le=MAX_STUCK_DAYS, description="A membership in pending_onboarding for more than this many days."),
+        Query(
+            ge=0,
+            le=MAX_STUCK_DAYS,
+            description="A membership waiting for the Discord link (in pending_onboarding, under the shipped "
+            "rules) for more than this many days.",
+        ),
     ] = None,
     limit: Limit = 50,
     offset: Offset = 0,
@@ -226,24 +195,9 @@ def list_students(
     rules = rt.rules.rules
     _one_of("state", state, rules.states)
     _one_of("product", product, rules.products)
-    # All filters apply to the same membership ("a curso membership that is active").
-    conditions: list[ColumnElement[bool]] = []
-    if state:
-        conditions.append(Membership.state == state)
-    if product:
-        conditions.append(Membership.product_key == product)
-    if stuck_days is not None:
-        conditions.append(Membership.state == "pending_onboarding")
-        conditions.append(Membership.state_changed_at < rt.now() - timedelta(days=stuck_days))
-    query = select(Student)
-    if conditions:
-        query = query.where(Student.id.in_(select(Membership.student_id).where(*conditions)))
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    students = session.scalars(
-        query.options(selectinload(Student.memberships)).order_by(Student.id.desc()).limit(limit).offset(offset)
-    ).all()
-    items = [schemas.StudentSummary.model_validate(s) for s in students]
-    return schemas.StudentPage(items=items, total=total, limit=limit, offset=offset)
+    return students.student_page(
+        session, rules, state=state, product=product, stuck_days=stuck_days, now=rt.now(), limit=limit, offset=offset
+    )
 
 
 @router.get(
@@ -261,30 +215,10 @@ def get_student(
     ],
     history_limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Newest events to include.")] = 50,
 ) -> schemas.StudentDetail:
-    student = session.scalar(
-        select(Student).options(selectinload(Student.memberships)).where(Student.email == email_key(email))
-    )
-    if student is None:
+    detail = students.student_detail(session, rt.settings, email, history_limit=history_limit, now=rt.now())
+    if detail is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "student not found")
-    grants = session.scalars(select(Grant).where(Grant.student_id == student.id).order_by(Grant.id)).all()
-    timers = session.scalars(
-        select(ScheduledEvent)
-        .join(Membership, ScheduledEvent.membership_id == Membership.id)
-        .where(Membership.student_id == student.id, ScheduledEvent.status == "pending")
-        .order_by(ScheduledEvent.due_at, ScheduledEvent.id)
-    ).all()
-    codes = session.scalars(
-        select(OnboardingToken)
-        .where(*OnboardingToken.unspent(student.id), OnboardingToken.expires_at > rt.now())
-        .order_by(OnboardingToken.created_at.desc(), OnboardingToken.id.desc())
-    ).all()
-    mine = or_(Event.student_id == student.id, Event.email == student.email)
-    history_total = session.scalar(select(func.count()).select_from(Event).where(mine)) or 0
-    history = session.scalars(select(Event).where(mine).order_by(Event.id.desc()).limit(history_limit)).all()
-    redact = Redactor.for_settings(rt.settings, student_codes(session, [student.id]))
-    return student_detail(
-        student, grants=grants, timers=timers, codes=codes, history=history, history_total=history_total, redact=redact
-    )
+    return detail
 
 
 # --- alerts ---------------------------------------------------------------------------
@@ -323,25 +257,7 @@ def list_alerts(
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> schemas.AlertPage:
-    wanted = _ACKNOWLEDGED[acknowledged]
-    conditions: list[ColumnElement[bool]] = []
-    if wanted is True:
-        conditions.append(Alert.acknowledged_at.is_not(None))
-    elif wanted is False:
-        conditions.append(Alert.acknowledged_at.is_(None))
-    total = session.scalar(select(func.count()).select_from(Alert).where(*conditions)) or 0
-    rows = session.execute(
-        select(Alert, Student.email)
-        .outerjoin(Student, Alert.student_id == Student.id)
-        .where(*conditions)
-        .order_by(Alert.id.desc())
-        .limit(limit)
-        .offset(offset)
-    ).all()
-    redact = Redactor.for_settings(rt.settings, student_codes(session, [alert.student_id for alert, _ in rows]))
-    return schemas.AlertPage(
-        items=[alert_out(alert, email, redact) for alert, email in rows], total=total, limit=limit, offset=offset
-    )
+    return alerts.alert_page(session, rt.settings, acknowledged=_ACKNOWLEDGED[acknowledged], limit=limit, offset=offset)
 
 
 @router.post(
@@ -353,12 +269,7 @@ def list_alerts(
 def ack_alert(
     _: AdminDep, rt: RuntimeDep, session: SessionDep, alert_id: Annotated[int, _id("alert")]
 ) -> schemas.AlertOut:
-    alert = session.get(Alert, alert_id, with_for_update=True)
-    if alert is None:
+    acknowledged = alerts.acknowledge_alert(session, rt.settings, alert_id, now=rt.now())
+    if acknowledged is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"alert {alert_id} not found")
-    if alert.acknowledged_at is None:
-        alert.acknowledged_at = rt.now()
-    session.commit()
-    email = session.scalar(select(Student.email).where(Student.id == alert.student_id)) if alert.student_id else None
-    redact = Redactor.for_settings(rt.settings, student_codes(session, [alert.student_id]))
-    return alert_out(alert, email, redact)
+    return acknowledged

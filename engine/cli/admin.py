@@ -1,12 +1,11 @@
-"""Commands an admin runs on a live install: doctor, reconcile, events, student, retry, replay,
-status, import-students."""
+"""Commands an admin runs on a live install: doctor, events, student, retry, replay, status,
+import-students. Those on the database read their input, call :mod:`engine.service` and print
+its answer: no query here."""
 
 from __future__ import annotations
 
 import json
-import re
 import sys
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -53,133 +52,6 @@ def doctor(discord: bool | None, manychat: bool | None, as_json: bool) -> None:
         sys.exit(1)
 
 
-@main.command()
-@click.option("--apply", "apply_", is_flag=True, help="Fix the differences as pipeline steps (grants, revocations).")
-@click.option("--grants-only", is_flag=True, help="With --apply: only the missing grants; leave revocations.")
-@click.option("--confirm", is_flag=True, help="With --apply: apply revocations beyond the blast-radius guard.")
-@click.option(
-    "--max-revokes",
-    type=click.IntRange(min=0),
-    default=None,
-    help="Revocations applied without --confirm (default: $RECONCILE_MAX_REVOKES, else 10 or 5% of the students).",
-)
-@click.option("--last", is_flag=True, help="Show the last stored run instead of running one.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def reconcile(
-    apply_: bool, grants_only: bool, confirm: bool, max_revokes: int | None, last: bool, as_json: bool
-) -> None:
-    """Compare Discord roles, ManyChat tags and classes with what the rules want; --apply fixes them."""
-    import engine.worker
-    from engine.pipeline.runtime import build_runtime
-    from engine.reconcile.runs import last_run
-    from engine.settings import get_settings
-
-    if (grants_only or confirm) and not apply_:
-        raise click.UsageError("--grants-only and --confirm go with --apply")
-    if last:
-        rt = build_runtime(get_settings(), enqueue=engine.worker.enqueue_event)
-        run = last_run(rt)
-        if run is None:
-            click.echo("no reconcile run stored yet")
-            sys.exit(1)
-        click.echo(json.dumps(run, ensure_ascii=False, default=str) if as_json else _run_text(run))
-        return
-    mode = "report" if not apply_ else "grants" if grants_only else "all"
-    reconcile_and_report(mode, "cli", confirm=confirm, max_revokes=max_revokes, as_json=as_json)
-
-
-def reconcile_and_report(
-    mode: str,
-    trigger: str,
-    *,
-    confirm: bool,
-    max_revokes: int | None,
-    as_json: bool,
-    rules=None,
-    extra: dict | None = None,
-) -> None:
-    """Run reconcile (against ``rules``, default the loaded ones) and print it; exit 3 when the guard holds."""
-    import engine.worker
-    from engine.pipeline.runtime import build_runtime
-    from engine.reconcile import Busy, run_reconcile
-    from engine.settings import get_settings
-
-    rt = build_runtime(get_settings(), enqueue=engine.worker.enqueue_event)
-    try:
-        run_id, report, applied = run_reconcile(
-            rt,
-            mode=mode,
-            trigger=trigger,
-            confirm=confirm,
-            max_revokes=max_revokes,
-            rules=rules,
-            progress=_progress_bar,
-        )
-    except Busy as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
-    if as_json:
-        out = {"run_id": run_id, **report.to_dict(), "applied": applied.to_dict() if applied else None}
-        click.echo(json.dumps({**(extra or {}), **out}, ensure_ascii=False))
-    else:
-        for line in report.summary():
-            click.echo(line)
-        click.echo(_applied_text(run_id, mode, report, applied))
-    if applied is not None and applied.held:
-        for change in report.diff.revokes:
-            click.echo(f"  would revoke {change.line()}", err=True)
-        sys.exit(3)
-
-
-def _progress_bar(label: str, total: int):
-    """click's progress bar on stderr (hidden when stderr is not a terminal); total 0: a counter."""
-    import itertools
-
-    @contextmanager
-    def bar():
-        # No total known (Discord's member list): an endless iterable makes click show a counter.
-        source = {"length": total} if total else {"iterable": itertools.repeat(None)}
-        with click.progressbar(label=label, file=sys.stderr, **source) as progress:
-            yield progress.update
-
-    return bar()
-
-
-def _applied_text(run_id: int, mode: str, report, applied) -> str:
-    if mode == "report":
-        hint = "; engine reconcile --apply fixes it" if not report.diff.empty else ""
-        return f"run {run_id}: report only{hint}"
-    if applied is None:
-        return f"run {run_id}: nothing to apply"
-    if applied.held:
-        return (
-            f"run {run_id}: HELD by the blast-radius guard: {applied.revokes} revocation(s), more than "
-            f"{applied.limit}; nothing applied (an alert was raised). If the rules are right: "
-            "engine reconcile --apply --confirm"
-        )
-    return (
-        f"run {run_id}: queued {applied.grants} grant(s) and {applied.revokes} revocation(s) as "
-        f"{len(applied.events)} RECONCILE event(s); the worker runs them (engine events --type RECONCILE)"
-    )
-
-
-def _run_text(run: dict) -> str:
-    lines = [
-        f"run {run['id']} ({run['trigger']}, {run['mode']}): {run['status']}, started {run['started_at']}, "
-        f"{run['students']} student(s)"
-    ]
-    for product, counts in (run.get("counts") or {}).items():
-        order = ("missing", "extra", "not_in_server", "subscribers_not_found")
-        lines.append(f"  {product}: " + ", ".join(f"{k.replace('_', ' ')} {counts.get(k, 0)}" for k in order))
-    for note in (run.get("diff") or {}).get("notes", []):
-        lines.append(f"  note: {note}")
-    if run.get("applied"):
-        lines.append("  applied: " + ", ".join(f"{k} {v}" for k, v in run["applied"].items() if k != "events"))
-    if run.get("error"):
-        lines.append(f"  error: {run['error']}")
-    return "\n".join(lines)
-
-
 EVENT_STATUSES = tuple(status.value for status in EventStatus)
 
 
@@ -191,19 +63,20 @@ EVENT_STATUSES = tuple(status.value for status in EventStatus)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object, as GET /admin/events does.")
 def events(status: str | None, event_type: str | None, email: str | None, limit: int, as_json: bool) -> None:
     """List events from the event log, newest first."""
-    from engine.db.session import session_factory
-    from engine.service.views import Redactor, event_summary, query_events
-    from engine.settings import ToolSettings
+    from engine.service.events import event_page
 
-    settings = ToolSettings()
-    require_local_database(settings)
-    with session_factory(settings)() as session:
-        rows, total = query_events(session, status=status, type=event_type, email=email, limit=limit)
-    redact = Redactor.for_settings(settings)
-    items = [event_summary(event, redact) for event in rows]
+    settings = read_settings()
+    with database_session(settings) as session:
+        page = event_page(session, settings, status=status, type=event_type, email=email, limit=limit)
+    items = page.items
     if as_json:
-        page = {"items": [item.model_dump(mode="json") for item in items], "total": total, "limit": limit, "offset": 0}
-        click.echo(json.dumps(page, ensure_ascii=False, indent=2))
+        out = {
+            "items": [item.model_dump(mode="json") for item in items],
+            "total": page.total,
+            "limit": limit,
+            "offset": 0,
+        }
+        click.echo(json.dumps(out, ensure_ascii=False, indent=2))
         return
     header = ("ID", "RECEIVED", "TYPE", "STATUS", "EMAIL", "PRODUCT", "REASON")
     table = [
@@ -222,7 +95,7 @@ def events(status: str | None, event_type: str | None, email: str | None, limit:
     for row in (header, *table):
         cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
         click.echo("  ".join([*cells, row[-1]]).rstrip())
-    click.echo(f"{len(table)} of {total} event(s)")
+    click.echo(f"{len(table)} of {page.total} event(s)")
 
 
 @main.command()
@@ -253,8 +126,8 @@ def retry(event_id: int, force: bool, skipped: bool) -> None:
     An event a later one has overtaken (the membership changed since) is refused unless --force.
     """
     import engine.worker
-    from engine.pipeline.admin import RetryRefused, retry_event
     from engine.pipeline.runtime import build_runtime
+    from engine.service.retry import RetryRefused, retry_event
     from engine.settings import get_settings
 
     require_local_database(get_settings())
@@ -302,37 +175,27 @@ def replay(
 
     Each replay is recorded in the event's history (actor cli, the rules version)."""
     import engine.worker
-    from engine.pipeline import replay as replays
-    from engine.pipeline.processing import process_event
     from engine.pipeline.runtime import build_runtime
+    from engine.service.replays import RulesUnavailable, choose_events, replay_events, summarize
     from engine.settings import get_settings
 
     since = _parse_since(since_text)
     rt = build_runtime(get_settings(), enqueue=engine.worker.enqueue_event, schedule_drain=engine.worker.schedule_drain)
-    if not rt.rules.available:
-        click.echo(f"error: invalid rules, nothing replayed: {rt.rules.load_error}", err=True)
+    chosen = status or (None if event_ids else "needs_attention")
+    try:
+        ids = choose_events(rt, status=chosen, event_type=event_type, since=since, ids=event_ids)
+    except RulesUnavailable as exc:
+        click.echo(f"error: invalid rules, nothing replayed: {exc}", err=True)
         sys.exit(1)
-    with rt.sessions() as session:
-        ids = replays.select_events(
-            session,
-            status=status or (None if event_ids else "needs_attention"),
-            event_type=event_type,
-            since=since,
-            ids=event_ids,
-        )
     try:
         with click.progressbar(length=len(ids), label="replaying", file=sys.stderr, show_pos=True) as bar:
-            if dry:
-                results = []
-                for event_id in ids:
-                    results += replays.preview(rt, [event_id])
-                    bar.update(1)
-            else:
-                results = replays.replay(rt, ids, actor="cli", process=process_event, on_each=lambda _: bar.update(1))
+            results = replay_events(
+                rt, ids, dry_run=dry, actor="cli", process_now=True, on_each=lambda _: bar.update(1)
+            )
     except LookupError as exc:
         click.echo(f"error: {exc.args[0]}", err=True)
         sys.exit(1)
-    summary = replays.summarize(results)
+    summary = summarize(results)
     if as_json:
         payload = {
             "dry_run": dry,
@@ -355,10 +218,8 @@ def replay(
 @main.command()
 def status() -> None:
     """Rules version and last load error (as /healthz), queue depth, the oldest unprocessed event."""
-    from sqlalchemy import func, select
-
-    from engine.db.models import Alert, Event
     from engine.pipeline.rules_repository import RulesRepository
+    from engine.service.status import event_backlog
     from engine.settings import ToolSettings
 
     settings = ToolSettings()  # read-only: no secret needed
@@ -372,28 +233,13 @@ def status() -> None:
         click.echo(f"queue      {huey.pending_count()} task(s) waiting")
     except Exception as exc:  # noqa: BLE001 - status reports an outage, it does not crash on one
         click.echo(f"queue      error: {type(exc).__name__}: {exc}".splitlines()[0])
-    from engine.db.session import session_factory
-
-    unprocessed = ("received", "held", "processing", "retrying")
     try:
-        with session_factory(settings)() as session:
-            oldest = session.execute(
-                select(Event.id, Event.type, Event.status, Event.received_at)
-                .where(Event.status.in_(unprocessed))
-                .order_by(Event.received_at, Event.id)
-                .limit(1)
-            ).first()
-            counts = dict(
-                session.execute(
-                    select(Event.status, func.count())
-                    .where(Event.status.in_((*unprocessed, "needs_attention", "failed")))
-                    .group_by(Event.status)
-                ).all()
-            )
-            open_alerts = session.scalar(select(func.count()).select_from(Alert).where(Alert.acknowledged_at.is_(None)))
+        with database_session(settings) as session:
+            backlog = event_backlog(session)
     except Exception as exc:  # noqa: BLE001
         click.echo(f"database   error: {type(exc).__name__}: {exc}".splitlines()[0])
         sys.exit(1)
+    oldest = backlog.oldest
     if oldest is None:
         click.echo("oldest     no unprocessed event")
     else:
@@ -402,11 +248,8 @@ def status() -> None:
             f"oldest     event {oldest.id} {oldest.type or '-'} {oldest.status} since "
             f"{oldest.received_at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC ({int(age.total_seconds())} s ago)"
         )
-    click.echo(
-        "events     "
-        + ", ".join(f"{counts.get(name, 0)} {name}" for name in (*unprocessed, "needs_attention", "failed"))
-    )
-    click.echo(f"alerts     {open_alerts} open")
+    click.echo("events     " + ", ".join(f"{count} {name}" for name, count in backlog.counts.items()))
+    click.echo(f"alerts     {backlog.open_alerts} open")
     if repository.load_error is not None:
         sys.exit(1)
 
@@ -424,7 +267,7 @@ def import_students(csv_file: Path, adopt_access: bool, check_only: bool) -> Non
     """One-time seed of existing students: CSV columns email,product[,state,name,phone,discord_id]."""
     from engine.db.session import session_factory
     from engine.pipeline.rules_repository import RulesRepository
-    from engine.pipeline.seed import read_rows, seed
+    from engine.service import student_import
     from engine.settings import get_settings
 
     settings = get_settings()
@@ -436,29 +279,24 @@ def import_students(csv_file: Path, adopt_access: bool, check_only: bool) -> Non
     except (OSError, UnicodeDecodeError) as exc:
         click.echo(f"error: cannot read {csv_file}: {exc}", err=True)
         sys.exit(2)
-    rows, errors = read_rows(text, rules, source=str(csv_file))
-    session = session_factory(settings)()
-    try:
-        # The rows that read well are checked against the database too, so every problem shows at once.
-        # Shown on a terminal only: a log or a pipe gets the summary line, not a stray label.
-        with click.progressbar(
-            length=len(rows), label="importing", file=sys.stderr, hidden=not sys.stderr.isatty()
-        ) as bar:
-            report = seed(session, rows, rules, adopt_access=adopt_access, progress=bar.update, source=str(csv_file))
-        errors += [f"{csv_file}:{error}" for error in report.errors]
-        if errors:
-            session.rollback()
-            line = re.compile(rf"^{re.escape(str(csv_file))}:(\d+):")
-            for error in sorted(errors, key=lambda e: int(m.group(1)) if (m := line.match(e)) else 0):
-                click.echo(error, err=True)
-            click.echo(f"{len(errors)} error(s); nothing imported", err=True)
-            sys.exit(1)
-        if check_only:
-            session.rollback()
-        else:
-            session.commit()
-    finally:
-        session.close()
+    rows, file_errors = student_import.read_rows(text, rules, source=str(csv_file))
+    # Shown on a terminal only: a log or a pipe gets the summary line, not a stray label.
+    with click.progressbar(length=len(rows), label="importing", file=sys.stderr, hidden=not sys.stderr.isatty()) as bar:
+        report, errors = student_import.import_students(
+            session_factory(settings),
+            rows,
+            rules,
+            file_errors=file_errors,
+            source=str(csv_file),
+            adopt_access=adopt_access,
+            dry_run=check_only,
+            progress=bar.update,
+        )
+    if errors:
+        for error in errors:
+            click.echo(error, err=True)
+        click.echo(f"{len(errors)} error(s); nothing imported", err=True)
+        sys.exit(1)
     verb = "would create" if check_only else "created"
     click.echo(
         f"{verb} {report.students_created} student(s) and {report.memberships_created} membership(s) "

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import click
 
-from engine.cli.admin import reconcile_and_report
 from engine.cli.base import RULES_OPTION, database_session, load_rules_or_exit, main, resolve_rules_dir
 from engine.cli.errors import require_local_database
+from engine.cli.reconcile import reconcile_and_report
 
 
 @main.command()

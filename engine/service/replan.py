@@ -23,7 +23,7 @@ from engine.pipeline.facts import event_facts
 from engine.pipeline.planning import event_targets, late_reason
 from engine.rules.action_types import TOKEN_PLACEHOLDER
 from engine.rules.model import Rules
-from engine.service.views import planned_codes
+from engine.service.redaction import planned_codes
 
 
 @dataclass

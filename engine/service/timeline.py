@@ -2,7 +2,7 @@
 
 Events with their status and reason, the transitions their plans applied, each step and
 its result, grants, timers, alerts and history entries (replays, renames, imports). Codes
-and configured secrets never appear (:class:`engine.service.views.Redactor`).
+and configured secrets never appear (:class:`engine.service.redaction.Redactor`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from engine.db.models import (
     ScheduledEvent,
     Student,
 )
-from engine.service.views import Redactor, email_key, student_codes
+from engine.service.redaction import Redactor, student_codes
+from engine.service.students import email_key
 from engine.settings import Settings
 
 Redact = Callable[[Any], Any]

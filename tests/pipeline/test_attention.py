@@ -14,12 +14,12 @@ from sqlalchemy import select
 
 from engine.db.models import ActionRun, Alert, Event, History, Membership, Student
 from engine.pipeline import replay
-from engine.pipeline.admin import retry_event
 from engine.pipeline.alerts import notify_alerts, raise_alert
 from engine.pipeline.intake import store_hotmart
 from engine.pipeline.processing import process_event
 from engine.pipeline.sweep import requeue_stuck, sweep
 from engine.rules.files import content_hash
+from engine.service.retry import retry_event
 from tests.conftest import RULES, load_payload, rewriting_event_log
 
 UNKNOWN_ID = 7777777
@@ -176,17 +176,6 @@ def store_hotmart_again(h, payload: dict) -> str:
 def event_runs(h, event_id: int) -> list[ActionRun]:
     with h.runtime.sessions() as session:
         return list(session.scalars(select(ActionRun).where(ActionRun.event_id == event_id).order_by(ActionRun.id)))
-
-
-def test_retry_of_a_needs_attention_event_replays_it(make_harness, rules_dir):
-    h = make_harness(rules_dir=rules_dir)
-    event_id = deliver(h, purchase())
-    add_product(rules_dir)
-    assert retry_event(h.runtime, event_id, actor="admin-api") == "queued"
-    assert get(h, Event, event_id).status == "received"
-    h.run_queue()
-    assert get(h, Event, event_id).status == "processed"
-    assert [(e.kind, e.actor) for e in history(h)] == [("replay", "admin-api")]
 
 
 def test_replay_refuses_events_still_in_flight_and_names_events_of_any_status(make_harness):

@@ -15,9 +15,9 @@ from sqlalchemy import select
 
 from engine.db.models import ActionRun, Membership, OnboardingToken, ScheduledEvent
 from engine.onboarding.linking import LinkService
-from engine.pipeline.admin import request_code
 from engine.pipeline.intake import store_hotmart
 from engine.pipeline.sweep import fire_due_timers
+from engine.service.code_request import request_code
 from tests.conftest import load_payload
 
 EMAIL = "ana.exemplo@example.com"

@@ -10,11 +10,11 @@ from sqlalchemy import select
 
 from connectors.base import StepResult, StepStatus
 from engine.db.models import ActionRun, Alert, Event, Grant, Membership, Student
-from engine.pipeline.admin import RetryRefused, retry_event
 from engine.pipeline.execution import drain_student
 from engine.pipeline.intake import store_hotmart, store_internal
 from engine.pipeline.locks import student_lock
 from engine.pipeline.processing import process_event
+from engine.service.retry import retry_event
 from tests.conftest import load_payload
 
 DISCORD_ID = "80351110224678912"
@@ -214,17 +214,6 @@ def test_flow_that_may_have_been_delivered_is_not_retried(make_harness):
     assert h.drains == []
     with h.runtime.sessions() as session:
         assert "may have been delivered" in session.scalars(select(Alert)).one().message
-
-
-def test_admin_retry_refuses_an_event_overtaken_by_a_later_one(make_harness):
-    h = make_harness()
-    h.deliver(load_payload("purchase_approved.json"))
-    h.discord.results["add_role"] = [StepResult.failed("discord.forbidden", "hierarchy")]
-    failed_id = link(h)
-    h.deliver(load_payload("purchase_refunded.json"))
-    with pytest.raises(RetryRefused):
-        retry_event(h.runtime, failed_id)
-    assert retry_event(h.runtime, failed_id, force=True) == "queued"
 
 
 def test_access_is_a_union_refunding_one_product_keeps_what_the_bundle_grants(make_harness):

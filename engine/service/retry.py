@@ -1,4 +1,9 @@
-"""Admin operations shared by the API and the CLI."""
+"""``engine retry`` and ``POST /admin/events/{id}/retry``: resume a failed event from its failed step.
+
+A failed event keeps its planned steps (the outbox): a retry runs the failed one and those after
+it rather than deciding the event anew. A needs_attention event with nothing left to run was
+never planned: it is replayed against the current rules instead.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,8 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine.db.models import ActionRun, Event, Membership, Student
+from engine.db.models import ActionRun, Event, Membership
 from engine.pipeline.attention import NEEDS_ATTENTION
-from engine.pipeline.intake import store_internal
 from engine.pipeline.locks import lock_event_buyer
 from engine.pipeline.replay import reset_for_replay
 from engine.pipeline.runtime import Runtime
@@ -86,24 +90,3 @@ def _retry_needing_attention(
     for run in unfinished:
         if run.status == "failed":
             run.status, run.attempts, run.retry_at = "pending", 0, None
-
-
-def request_code(rt: Runtime, email: str, product_key: str) -> int:
-    """Ask the rules for a new /registrar code for one membership (CODE_REQUESTED)."""
-    email = email.strip().lower()
-    if product_key not in rt.rules.rules.products:
-        raise LookupError(f"product {product_key!r} is not defined in the rules")
-    with rt.sessions.begin() as session:
-        student = session.scalar(select(Student).where(Student.email == email))
-        if student is None:
-            raise LookupError(f"student {email} not found")
-        membership = session.scalar(
-            select(Membership).where(Membership.student_id == student.id, Membership.product_key == product_key)
-        )
-        if membership is None:
-            raise LookupError(f"{email} has no {product_key} membership")
-        stored = store_internal(
-            session, "CODE_REQUESTED", email=email, student_id=student.id, product_key=product_key, source="admin"
-        )
-    rt.enqueue_now(stored.event_id)  # the admin (and the student) are waiting for it
-    return stored.event_id

@@ -1,4 +1,5 @@
-"""One-time seed of the students a course already has (the owner's migration plan, step 4).
+"""``engine import-students``: the one-time seed of the students a course already has (the owner's
+migration plan, step 4).
 
 A CSV row per membership: ``email,product,state,name,phone,discord_id`` (``state`` defaults to
 the first state with access in the example, ``active``), comma- or semicolon-separated (Excel's
@@ -17,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from engine.db.models import Grant, Membership, Student, utcnow
 from engine.pipeline.classes import enroll_student
@@ -199,3 +200,33 @@ def seed(
             for key in product.classes:
                 enroll_student(session, student.id, key, rules.classes.get(key))
     return report
+
+
+def import_students(
+    sessions: sessionmaker[Session],
+    rows: list[SeedRow],
+    rules: Rules,
+    *,
+    file_errors: list[str],
+    source: str,
+    adopt_access: bool,
+    dry_run: bool,
+    progress: Callable[[int], object] | None = None,
+) -> tuple[SeedReport, list[str]]:
+    """:func:`seed` the rows that read well (``file_errors``: what :func:`read_rows` found in the
+    others) in one transaction, kept only when not ``dry_run`` and no row has a problem, in the
+    file or against the database, so that every problem shows at once. Returns the report and
+    every problem (``source:LINE: message``) in line order."""
+    with sessions() as session:
+        report = seed(session, rows, rules, adopt_access=adopt_access, progress=progress, source=source)
+        errors = _in_line_order([*file_errors, *(f"{source}:{error}" for error in report.errors)], source)
+        if errors or dry_run:
+            session.rollback()
+        else:
+            session.commit()
+    return report, errors
+
+
+def _in_line_order(errors: list[str], source: str) -> list[str]:
+    line = re.compile(rf"^{re.escape(source)}:(\d+):")
+    return sorted(errors, key=lambda e: int(m.group(1)) if (m := line.match(e)) else 0)

@@ -157,7 +157,7 @@ def test_the_import_is_recorded_in_each_students_history(make_harness, pg, tmp_p
 
 
 def test_seed_reports_progress_once_per_row(make_harness):
-    from engine.pipeline.seed import read_rows, seed
+    from engine.service.student_import import read_rows, seed
 
     h = make_harness()
     rows, errors = read_rows(GOOD, h.runtime.rules.rules)
