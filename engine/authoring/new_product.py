@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.rules.action_types import PlannedStep
+from engine.rules.actions import ACTIONS, FLOW_ACTIONS, MANYCHAT, the_action
 from engine.rules.loader import RULE_TESTS_DIR
 from engine.rules.model import NO_FLOW, Rules, flow_name, is_optional
 
@@ -40,7 +42,7 @@ def flows_for_kind(rules: Rules, kind: str) -> tuple[dict[str, list[str]], set[s
         if not rule.applies_to_kind(kind):
             continue
         for step in rule.steps:
-            if step.action != "trigger_flow":
+            if step.action not in FLOW_ACTIONS:
                 continue
             flow = flow_name(step.args)
             names = users.setdefault(flow, [])
@@ -117,8 +119,8 @@ def write_rule_test(rules: Rules, rules_dir: Path, key: str) -> Path | None:
     path = rules_dir / RULE_TESTS_DIR / f"{key}.yaml"
     if plan.ignored or path.exists():
         return None
-    steps = [step.action for step in plan.steps if step.action in ("issue_token", "add_role", "enroll")]
-    steps += [f"add_tag: {tag}" for step in plan.steps if step.action == "add_tag" for tag in step.params["tags"]]
+    steps = [expected for step in plan.steps for expected in _first_purchase_expects(step)]
+    steps.sort(key=lambda expected: ":" in expected)  # bare names first, then each tag
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
         "\n".join(
@@ -208,3 +210,16 @@ def _add_catalog_tag(rules_dir: Path, tag: str) -> str:
 
 
 __all__ = ["Scaffold", "ScaffoldRefused", "flows_for_kind", "write_product", "write_rule_test"]
+
+
+def _first_purchase_expects(step: PlannedStep) -> list[str]:
+    """What the scaffold's first-purchase case expects of a step: the code, and the access it
+    grants (ManyChat tags one by one, by name)."""
+    action = ACTIONS[step.action]
+    if step.action == the_action(main_param="code"):
+        return [step.action]
+    if action.ledger is None or not action.ledger.grants:
+        return []
+    if action.executor == MANYCHAT:
+        return [f"{step.action}: {name}" for name in step.params[action.main_param]]
+    return [step.action]

@@ -18,6 +18,7 @@ from typing import Any
 
 from engine.lifecycle.inputs import event_input
 from engine.lifecycle.planner import Facts, Plan, Planner
+from engine.rules.actions import ACTIONS
 from engine.rules.loader import RULE_TESTS_DIR
 from engine.rules.model import Product, Rules, parse_duration
 from engine.rules.source import Problem, line_of, load_yaml
@@ -27,22 +28,6 @@ SCHEMA_PATH = Path(__file__).with_name("rule_tests.schema.json")
 DEFAULT_NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 LINKED_DISCORD_ID = "80351110224678912"
 OTHER_DISCORD_ID = "80351110224678999"
-
-# The parameter a scalar expectation compares, per action (`trigger_flow: refund`).
-_MAIN_PARAM = {
-    "add_role": "role_ids",
-    "remove_role": "role_ids",
-    "add_tag": "tags",
-    "remove_tag": "tags",
-    "enroll": "classes",
-    "unenroll": "classes",
-    "set_field": "field",
-    "trigger_flow": "flow",
-    "schedule": "event",
-    "cancel_timers": "events",
-    "alert": "message",
-    "issue_token": "code",
-}
 
 
 @dataclass
@@ -260,7 +245,9 @@ def _step_matches(step: tuple[str, dict], action: str, params: Any) -> bool:
     if params is None:
         return True
     if not isinstance(params, dict):
-        params = {_MAIN_PARAM.get(action, action): params}
+        # A scalar compares the action's main parameter (`trigger_flow: refund`).
+        declared = ACTIONS.get(action)
+        params = {(declared.main_param if declared else None) or action: params}
     for key, expected in params.items():
         value = actual.get(key)
         if isinstance(value, list) and not isinstance(expected, list):

@@ -8,6 +8,7 @@ import httpx
 
 from engine.doctor.core import FAIL, OK, WARN
 from engine.doctor.remote import ReadOnlyClient, ServiceDoctor
+from engine.rules.actions import ACTIONS
 from engine.rules.model import Rules
 from engine.settings import Settings
 
@@ -144,10 +145,15 @@ def _rule_roles(rules: Rules | None) -> dict[str, set[str]]:
             wanted.setdefault(role, set()).add(product.key)
     for transition in rules.transitions:
         for step in transition.steps:
-            if step.action in ("add_role", "remove_role") and isinstance(step.args, dict):
+            if _acts_on_roles(step.action) and isinstance(step.args, dict):
                 for role in step.args.get("roles") or []:
                     wanted.setdefault(str(role), set()).add(f"transition {transition.name}")
     return wanted
+
+
+def _acts_on_roles(action: str) -> bool:
+    declared = ACTIONS.get(action)
+    return declared is not None and declared.ledger is not None and declared.ledger.kind == "discord_role"
 
 
 def _permissions(roles: list[dict]) -> int:

@@ -9,6 +9,7 @@ import httpx
 
 from engine.doctor.core import FAIL, OK
 from engine.doctor.remote import ReadOnlyClient, Refused, ServiceDoctor
+from engine.rules.actions import the_action
 from engine.rules.model import Rules
 from engine.settings import Settings
 
@@ -77,6 +78,9 @@ class ManyChatDoctor(ServiceDoctor):
             self._add(OK, f"{len(wanted)} custom field(s) of the rules exist with the right type")
 
 
+_SET_FIELD = the_action(main_param="field")
+
+
 def _rule_fields(rules: Rules | None) -> dict[str, str]:
     """Custom field -> the ManyChat type its set_field values need."""
     if rules is None:
@@ -84,7 +88,7 @@ def _rule_fields(rules: Rules | None) -> dict[str, str]:
     fields = {name: "" for name in rules.manychat_fields}
     for transition in rules.transitions:
         for step in transition.steps:
-            if step.action == "set_field" and isinstance(step.args, dict):
+            if step.action == _SET_FIELD and isinstance(step.args, dict):
                 fields[step.args["name"]] = _manychat_type(step.args.get("value"))
     return fields
 
