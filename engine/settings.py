@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     # How often each worker sweeps: due timers, lost or stuck events, held webhooks, unposted alerts.
     timer_poll_seconds: float = Field(default=30.0, gt=0, le=3600)
     # A fresh webhook waits this long (after the student's newest arrival) so that events
-    # crossing in flight are applied in creation order (README: "Per student, in order").
+    # crossing in flight are applied in creation order (docs/architecture/index.md: "Per student, in order").
     order_settle_seconds: float = Field(default=2.0, ge=0, le=30)
     # Discord allows 50 requests/s per bot; a little under it, so network jitter between
     # processes never lands a 51st request in one of Discord's seconds.

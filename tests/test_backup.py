@@ -1,4 +1,4 @@
-"""The README's backup and restore commands, run against the test database: a dump restores whole."""
+"""The backup and restore commands of docs/operations/backups.md, run on the test database: a dump restores whole."""
 
 from __future__ import annotations
 
@@ -32,11 +32,11 @@ def test_pg_dump_then_pg_restore_gives_back_the_same_data(make_harness, pg, tmp_
     assert before["students"] == 1 and before["events"] == 2 and before["action_runs"] > 0
 
     dump = tmp_path / "engine.dump"
-    # README: docker compose exec -T postgres pg_dump -U engine -d engine -Fc > engine-$(date +%F).dump
+    # the docs: docker compose exec -T postgres pg_dump -U engine -d engine -Fc > engine-$(date +%F).dump
     with dump.open("wb") as out:
         subprocess.run(["pg_dump", "-Fc", "--dbname", pg], stdout=out, check=True, timeout=60)
     with throwaway_database("engine_restore") as restored_url:
-        # README: pg_restore --no-owner -d engine_restore_test < engine-DATE.dump
+        # the docs: pg_restore --no-owner -d engine_restore_test < engine-DATE.dump
         with dump.open("rb") as source:
             subprocess.run(["pg_restore", "--no-owner", "--dbname", restored_url], stdin=source, check=True, timeout=60)
         assert counts(restored_url) == before

@@ -1,4 +1,4 @@
-"""The lifecycle as a mermaid ``stateDiagram-v2`` (for the README and pull requests)."""
+"""The lifecycle as a mermaid ``stateDiagram-v2`` (for the docs and pull requests)."""
 
 from __future__ import annotations
 

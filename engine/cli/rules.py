@@ -94,7 +94,7 @@ def rule_test(rules_dir: Path | None, as_json: bool) -> None:
         for failure in report.failures:
             click.echo(str(failure), err=True)
         if report.files == 0:
-            click.echo(f"no rule tests in {rules_dir}/tests (see the README: Changing the rules safely)")
+            click.echo(f"no rule tests in {rules_dir}/tests (see docs/admin-loop/index.md: Changing the rules safely)")
         else:
             failed = f", {len(report.failures)} failure(s)" if report.failures else ""
             click.echo(f"{'FAILED' if failed else 'ok'}: {report.cases} cases in {report.files} files{failed}")

@@ -4,7 +4,7 @@ An advisory lock here is always the two-key form ``(namespace, key)``, so a name
 alone and no two uses can meet. SQLite (the embedded default, one process) has no advisory
 locks: the callers fall back to in-process locks or to SQLite's serialised writers.
 
-The lock order, everywhere (README: How an event flows):
+The lock order, everywhere (docs/architecture/index.md, "Locks, in one order"):
 
 1. a Discord user's lock (the bot), then
 2. the buyer's lock (a student and all their rows), then

@@ -6,7 +6,7 @@ Codes: a student has one open ``/registrar`` code at a time (``issue_token`` rep
 one), and linking is per student (every membership gets the ``DISCORD_LINKED``). So a code is
 shared by every membership of the student that waits for the link, and ``revoke_token`` (one
 membership's access ended) revokes it only when no other membership still waits for it: like
-roles, tags and classes, a code is a union (README, "The Discord bot").
+roles, tags and classes, a code is a union (docs/operations/discord.md, "The Discord bot").
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Per-student creation order: a late event is re-evaluated against the ordered history.
 
 Hotmart does not deliver in order. Two mechanisms keep a membership equal to applying its
-events in ``creation_date`` order (README, "Per student, in order"):
+events in ``creation_date`` order (docs/architecture/index.md, "Per student, in order"):
 
 * a fresh webhook settles for ``ORDER_SETTLE_SECONDS``; the student's waiting events are then
   planned together, in creation order, and a one-shot message of a transition that a later

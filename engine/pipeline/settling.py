@@ -1,5 +1,5 @@
 """Settling: a fresh webhook waits for its buyer's webhooks crossing in flight, then the buyer's
-settled events are planned together, in creation order (README, "Per student, in order"), and a
+settled events are planned together, in creation order (docs/architecture/index.md, "Per student, in order"), and a
 transition that a later event of the batch supersedes sends no message."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The embedded default (README's `make run`): no DATABASE_URL, no REDIS_URL — SQLite files
+"""The embedded default (`make run`, README and docs/getting-started.md): no DATABASE_URL, no REDIS_URL — SQLite files
 under VAR_DIR for the data and the queue, an in-process worker, migrations applied at start."""
 
 from __future__ import annotations
