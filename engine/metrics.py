@@ -28,6 +28,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
+from engine.statuses import EventStatus
+
 log = logging.getLogger(__name__)
 
 # --- the API process's own numbers ---------------------------------------------------------
@@ -118,7 +120,7 @@ def connector_counters(settings) -> ConnectorCounters:
 
 # --- read at scrape time ----------------------------------------------------------------------
 
-UNPROCESSED = ("received", "processing", "retrying")
+UNPROCESSED = (EventStatus.RECEIVED, EventStatus.PROCESSING, EventStatus.RETRYING)
 
 
 class EngineCollector(Collector):

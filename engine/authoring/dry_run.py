@@ -19,6 +19,7 @@ from engine.lifecycle.planner import Facts, Plan, Planner
 from engine.rules.action_types import PlannedStep
 from engine.rules.actions import ACTIONS
 from engine.rules.model import Product, Rules
+from engine.statuses import EventStatus
 
 # Step parameters that are new each time an event is planned: not a difference in the decision.
 _VOLATILE_PARAMS = frozenset({"code", "expires_at", "due_at"})
@@ -143,7 +144,7 @@ def decision_differences(
 ) -> list[str]:
     """How the plans made now (``Plan.to_dict()``s) differ from those stored at the time, per product;
     ``status`` and ``reason`` are the stored event's."""
-    if status in ("received", "held") and not then:
+    if status in (EventStatus.RECEIVED, EventStatus.HELD) and not then:
         return [f"not decided yet (the event is {status}); now: " + "; ".join(map(_outcome, now))] if now else []
     then_by = {plan.get("product"): plan for plan in then}
     now_by = {plan.get("product"): plan for plan in now}

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from engine.db.models import Membership, ScheduledEvent, Student
 from engine.lifecycle.access import Resource, derive
 from engine.rules.model import Rules, TransitionRule
+from engine.statuses import TimerStatus
 
 EXAMPLES = 3
 _KIND_LABEL = {"discord_role": "discord role", "manychat_tag": "manychat tag", "class": "class"}
@@ -198,7 +199,7 @@ def _timers(session: Session, current: Rules, candidate: Rules) -> list[dict[str
     rows = session.execute(
         select(ScheduledEvent, Membership)
         .join(Membership, Membership.id == ScheduledEvent.membership_id)
-        .where(ScheduledEvent.status == "pending")
+        .where(ScheduledEvent.status == TimerStatus.PENDING)
         .order_by(ScheduledEvent.id)
     ).all()
     affected = []

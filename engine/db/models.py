@@ -23,6 +23,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
+from engine.statuses import EventStatus, RunStatus, TimerStatus
+
 # JSONB on PostgreSQL (indexable, compact), plain JSON elsewhere.
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 # SQLite only auto-increments INTEGER PRIMARY KEY.
@@ -139,7 +141,7 @@ class Event(Base):
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
     occurred_at: Mapped[datetime | None]  # Hotmart's creation_date
     # received | held | processing | retrying | processed | ignored | needs_attention | failed | rejected
-    status: Mapped[str] = mapped_column(String(20), default="received")
+    status: Mapped[str] = mapped_column(String(20), default=EventStatus.RECEIVED)
     reason: Mapped[str | None] = mapped_column(Text)
     email: Mapped[str | None] = mapped_column(String(320), index=True)
     transaction: Mapped[str | None] = mapped_column(String(64))  # Hotmart's purchase code
@@ -181,7 +183,7 @@ class ActionRun(Base):
     action: Mapped[str] = mapped_column(String(40))
     params: Mapped[dict[str, Any]]
     # pending | running | retrying | done | skipped | failed
-    status: Mapped[str] = mapped_column(String(20), default="pending")
+    status: Mapped[str] = mapped_column(String(20), default=RunStatus.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(String(60))
     detail: Mapped[str | None] = mapped_column(Text)
@@ -257,7 +259,7 @@ class ScheduledEvent(Base):
     membership_id: Mapped[int] = mapped_column(ForeignKey("memberships.id"), index=True)
     event_type: Mapped[str] = mapped_column(String(60))
     due_at: Mapped[datetime]
-    status: Mapped[str] = mapped_column(String(20), default="pending")  # pending | fired | cancelled
+    status: Mapped[str] = mapped_column(String(20), default=TimerStatus.PENDING)
     created_by_event_id: Mapped[int | None] = mapped_column(ForeignKey("events.id"))
     fired_event_id: Mapped[int | None] = mapped_column(ForeignKey("events.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -29,6 +29,7 @@ from engine.pipeline.alerts import notify_alerts, raise_alert
 from engine.pipeline.runtime import Runtime
 from engine.reconcile.diff import AccessDiff, Change
 from engine.rules.actions import ledger_uses
+from engine.statuses import EventStatus, RunStatus
 
 RECONCILE_EVENT = "RECONCILE"
 DEFAULT_MAX_REVOKES = 10
@@ -126,7 +127,7 @@ def _queue_students(
                 },
                 "occurred_at": now,
                 "received_at": now,
-                "status": "processing",  # planned: the worker runs the steps
+                "status": EventStatus.PROCESSING,  # planned: the worker runs the steps
                 "email": first.email,
                 "student_id": first.student_id,
                 "plans": [
@@ -153,7 +154,7 @@ def _queue_students(
                     "step_index": index,
                     "action": action,
                     "params": {param: resources},
-                    "status": "pending",
+                    "status": RunStatus.PENDING,
                     "attempts": 0,
                     "created_at": now,
                 }

@@ -24,6 +24,7 @@ from engine.pipeline.planning import event_targets, late_reason
 from engine.rules.action_types import TOKEN_PLACEHOLDER
 from engine.rules.model import Rules
 from engine.service.redaction import planned_codes
+from engine.statuses import TimerStatus
 
 
 @dataclass
@@ -176,7 +177,7 @@ def _target(session, planner, rules, inp, student, target, now, notes) -> Target
             (name, due)
             for name, due in session.execute(
                 select(ScheduledEvent.event_type, ScheduledEvent.due_at)
-                .where(ScheduledEvent.membership_id == membership.id, ScheduledEvent.status == "pending")
+                .where(ScheduledEvent.membership_id == membership.id, ScheduledEvent.status == TimerStatus.PENDING)
                 .order_by(ScheduledEvent.due_at, ScheduledEvent.id)
             )
         ]

@@ -17,6 +17,7 @@ from engine.pipeline.attention import NEEDS_ATTENTION
 from engine.pipeline.locks import lock_event_buyer
 from engine.pipeline.replay import reset_for_replay
 from engine.pipeline.runtime import Runtime
+from engine.statuses import OPEN_RUN_STATUSES, EventStatus, RunStatus
 
 
 class RetryRefused(Exception):
@@ -40,7 +41,7 @@ def retry_event(rt: Runtime, event_id: int, *, force: bool = False, skipped: boo
         event = session.get(Event, event_id)
         if event is None:
             raise LookupError(f"event {event_id} not found")
-        if event.status == "held":
+        if event.status == EventStatus.HELD:
             raise RetryRefused("event is held: turn HOTMART_ENABLED on to process held events")
         runs = session.scalars(select(ActionRun).where(ActionRun.event_id == event_id)).all()
         if event.status == NEEDS_ATTENTION:
@@ -55,10 +56,12 @@ def _resume(session: Session, event: Event, runs: Sequence[ActionRun], *, force:
     wanted = [
         run
         for run in runs
-        if run.status in ("failed", "retrying")
-        or (skipped and run.status == "skipped" and run.error == "flag.disabled")
+        if run.status in (RunStatus.FAILED, RunStatus.RETRYING)
+        or (skipped and run.status == RunStatus.SKIPPED and run.error == "flag.disabled")
     ]
-    if event.status in ("ignored", "rejected") or (event.status == "processed" and not wanted):
+    if event.status in (EventStatus.IGNORED, EventStatus.REJECTED) or (
+        event.status == EventStatus.PROCESSED and not wanted
+    ):
         raise RetryRefused(f"event is {event.status}: nothing to retry")
     if not force and any(run.membership_id for run in wanted):
         overtaken = session.scalars(
@@ -74,19 +77,19 @@ def _resume(session: Session, event: Event, runs: Sequence[ActionRun], *, force:
                 "(use force to run the remaining steps anyway)"
             )
     for run in wanted:
-        run.status, run.attempts, run.retry_at = "pending", 0, None
-    if event.status in ("failed", "retrying", "processed"):
-        event.status, event.reason, event.processed_at = "processing", None, None
+        run.status, run.attempts, run.retry_at = RunStatus.PENDING, 0, None
+    if event.status in (EventStatus.FAILED, EventStatus.RETRYING, EventStatus.PROCESSED):
+        event.status, event.reason, event.processed_at = EventStatus.PROCESSING, None, None
 
 
 def _retry_needing_attention(
     rt: Runtime, session: Session, event: Event, runs: Sequence[ActionRun], actor: str
 ) -> None:
-    unfinished = [run for run in runs if run.status in ("pending", "running", "retrying", "failed")]
+    unfinished = [run for run in runs if run.status in (*OPEN_RUN_STATUSES, RunStatus.FAILED)]
     if not unfinished:  # never planned (or nothing left to run): decide it again
         reset_for_replay(rt, session, event, actor=actor)
         return
-    event.status, event.reason, event.failures = "processing", None, 0  # planned: resume its steps
+    event.status, event.reason, event.failures = EventStatus.PROCESSING, None, 0  # planned: resume its steps
     for run in unfinished:
-        if run.status == "failed":
-            run.status, run.attempts, run.retry_at = "pending", 0, None
+        if run.status == RunStatus.FAILED:
+            run.status, run.attempts, run.retry_at = RunStatus.PENDING, 0, None

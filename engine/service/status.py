@@ -10,9 +10,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from engine.db.models import Alert, Event
+from engine.statuses import EventStatus
 
-UNPROCESSED = ("received", "held", "processing", "retrying")
-COUNTED = (*UNPROCESSED, "needs_attention", "failed")
+UNPROCESSED = (EventStatus.RECEIVED, EventStatus.HELD, EventStatus.PROCESSING, EventStatus.RETRYING)
+COUNTED = (*UNPROCESSED, EventStatus.NEEDS_ATTENTION, EventStatus.FAILED)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from engine.rules.model import Rules
 from engine.service import schemas
 from engine.service.redaction import Redactor, student_codes
 from engine.settings import Settings
+from engine.statuses import TimerStatus
 
 
 def email_key(email: str) -> str:
@@ -86,7 +87,7 @@ def student_detail(
     timers = session.scalars(
         select(ScheduledEvent)
         .join(Membership, ScheduledEvent.membership_id == Membership.id)
-        .where(Membership.student_id == student.id, ScheduledEvent.status == "pending")
+        .where(Membership.student_id == student.id, ScheduledEvent.status == TimerStatus.PENDING)
         .order_by(ScheduledEvent.due_at, ScheduledEvent.id)
     ).all()
     codes = session.scalars(
