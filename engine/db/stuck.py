@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
+from engine import alert_texts
 from engine.db.locks import Namespace
 from engine.db.models import Event
 from engine.settings import Settings
@@ -51,19 +52,14 @@ class Stuck:
         return bool(self.events or self.idle_locks)
 
     def describe(self, settings: Settings) -> str:
-        parts = []
-        if self.events:
-            parts.append(
-                f"{self.events} event(s) not finished {settings.stuck_after_seconds:.0f} s after arriving "
-                f"(oldest: event {self.oldest_event_id}, {self.oldest_event_age:.0f} s)"
-            )
-        if self.idle_locks:
-            longest = max(lock.idle_seconds for lock in self.idle_locks)
-            parts.append(
-                f"{len(self.idle_locks)} student lock(s) held by an idle database connection "
-                f"(longest {longest:.0f} s; freed after {settings.stuck_lock_seconds:.0f} s)"
-            )
-        return "; ".join(parts)
+        return alert_texts.stuck(
+            self.events,
+            self.oldest_event_id,
+            self.oldest_event_age,
+            settings.stuck_after_seconds,
+            [lock.idle_seconds for lock in self.idle_locks],
+            settings.stuck_lock_seconds,
+        )
 
 
 def find_stuck(session: Session, settings: Settings, now: datetime) -> Stuck:

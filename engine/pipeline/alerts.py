@@ -4,7 +4,7 @@ Alerts with a ``group_key`` are grouped: while one is open (not acknowledged), l
 occurrences of the same cause raise its ``count`` and ``last_seen_at`` instead of adding
 rows, and it is posted again at most once per :data:`REPOST_AFTER` with the new count.
 
-The engine's own alert texts live here (a rule's ``alert`` step brings its own).
+The texts are :mod:`engine.alert_texts`'s.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from datetime import timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from connectors.base import StepResult, StepStatus
+from connectors.base import StepStatus
+from engine import alert_texts
 from engine.db.locks import Namespace, transaction_lock
-from engine.db.models import ActionRun, Alert, Event
+from engine.db.models import Alert
 from engine.pipeline.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -33,29 +34,6 @@ def take_raised() -> bool:
 
 
 REPOST_AFTER = timedelta(hours=1)
-
-
-def step_failed_text(event: Event, run: ActionRun, result: StepResult, *, retried: bool) -> str:
-    """A failed step: what failed, why, and whether retrying is safe and how."""
-    what = f"Step {run.action} for {event.email or 'student ' + str(event.student_id)} (event {event.id}, {event.type})"
-    text = f"{what} failed: {result.error}. {result.detail}".strip()
-    if result.maybe_delivered:
-        text += (
-            " It may have been delivered, so it was NOT retried automatically: check before retrying "
-            f"(POST /admin/events/{event.id}/retry)."
-        )
-    elif retried:
-        text += f" Retried once already. Fix the cause, then POST /admin/events/{event.id}/retry."
-    else:
-        text += f" Retrying cannot help until the cause is fixed; then POST /admin/events/{event.id}/retry."
-    return text
-
-
-def channel_text(kind: str, message: str, count: int = 1) -> str:
-    """An alert as posted in the Discord admin channel (Discord takes 2,000 characters): the message
-    itself; the kind (rules.alert, discord.forbidden...) is an internal label, for the API and metrics."""
-    seen = f" (seen {count} times)" if count > 1 else ""
-    return f"⚠️ {message}{seen}"[:2000]
 
 
 def raise_alert(
@@ -127,11 +105,11 @@ def notify_alerts(rt: Runtime, limit: int = 50) -> int:
         return 0
     with rt.sessions.begin() as session:
         pending = session.scalars(select(Alert).where(Alert.notified.is_(None)).order_by(Alert.id).limit(limit)).all()
-        items = [(alert.id, alert.kind, alert.message, alert.count or 1) for alert in pending]
+        items = [(alert.id, alert.message, alert.count or 1) for alert in pending]
     handled = 0
-    for alert_id, kind, message, count in items:
+    for alert_id, message, count in items:
         nonce = f"alert-{alert_id}" if count == 1 else f"alert-{alert_id}-{count}"
-        result = sink.post_alert(channel_text(kind, message, count), nonce=nonce)
+        result = sink.post_alert(alert_texts.in_channel(message, count), nonce=nonce)
         if result.status is StepStatus.FAILED and result.retryable:
             continue  # left unposted: the next sweep tries again (same nonce)
         with rt.sessions.begin() as session:

@@ -14,6 +14,7 @@ import logging
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
+from engine import alert_texts
 from engine.db.models import Event, utcnow
 from engine.pipeline.alerts import raise_alert
 from engine.pipeline.locks import lock_event_buyer
@@ -28,7 +29,6 @@ NEEDS_ATTENTION = EventStatus.NEEDS_ATTENTION
 RULES_UNAVAILABLE = "rules cannot be loaded"
 # Set in ``session.info`` by a preview (dry-run replay): the verdict, without the alert.
 PREVIEW = "needs_attention.preview"
-_REPLAY_HINT = "then `engine replay --status needs_attention` (or POST /admin/replay)"
 
 
 def needs_attention(
@@ -42,7 +42,7 @@ def needs_attention(
         rt,
         session,
         kind=kind,
-        message=f"{reason} (latest: event {event.id}, {event.type or 'no type'}). {advice}",
+        message=alert_texts.needs_attention(event, reason, advice),
         event_id=event.id,
         student_id=event.student_id,
         group_key=f"{kind}:{group}",
@@ -59,8 +59,7 @@ def unknown_product(rt: Runtime, session: Session, event: Event, product_id: obj
         f"no product matches id {shown}",
         kind="rules.unknown_product",
         group=str(shown),
-        advice=f"Add a rules/products/*.yaml claiming it (or list it under catalog.unmanaged_products), "
-        f"{_REPLAY_HINT}.",
+        advice=alert_texts.unknown_product_advice(),
     )
 
 
@@ -73,7 +72,7 @@ def unknown_product_key(rt: Runtime, session: Session, event: Event, product_key
         f"product {key} is not defined in the rules",
         kind="rules.unknown_product_key",
         group=key,
-        advice=f"Restore the product's file, {_REPLAY_HINT}.",
+        advice=alert_texts.unknown_product_key_advice(),
     )
 
 
@@ -85,7 +84,7 @@ def unknown_state(rt: Runtime, session: Session, event: Event, product_key: str,
         f"{product_key}: membership is in state {state!r}, which the rules no longer have",
         kind="rules.unknown_state",
         group=f"{product_key}:{state}",
-        advice=f"Put the state back or declare the rename (lifecycle.renamed_states), {_REPLAY_HINT}.",
+        advice=alert_texts.unknown_state_advice(),
     )
 
 
@@ -97,8 +96,7 @@ def rules_unavailable(rt: Runtime, session: Session, event: Event, error: str | 
         f"{RULES_UNAVAILABLE}: {error or 'invalid rules'}",
         kind="rules.unavailable",
         group="waiting",
-        advice="The worker holds events until valid rules load; they are then processed by themselves "
-        "(`engine check` lists every error).",
+        advice=alert_texts.rules_unavailable_advice(),
     )
 
 
@@ -108,15 +106,12 @@ def report_rules_failure(rt: Runtime) -> None:
     if failure is None:
         return
     digest, problems = failure
-    kept = f"keeping version {rt.rules.version}" if rt.rules.version else "no valid rules loaded: events are held"
-    listing = "\n".join(str(p) for p in problems)
     with rt.sessions.begin() as session:
         raise_alert(
             rt,
             session,
             kind="rules.invalid",
-            message=f"rules {digest} in {rt.rules.rules_dir} are invalid ({len(problems)} error(s)); "
-            f"{kept}:\n{listing}",
+            message=alert_texts.rules_invalid(digest, rt.rules.rules_dir, rt.rules.version, problems),
             group_key=f"rules.invalid:{digest}",
         )
 

@@ -37,11 +37,12 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, aliased, defer
 
 from connectors.base import Connector, Step, StepContext, StepResult, StepStatus, StudentRef
+from engine import alert_texts
 from engine.db.conflicts import CONFLICT_RETRIES, conflict_pause, is_conflict, retry_conflicts
 from engine.db.models import ActionRun, Event, Membership, Student
 from engine.logs import log_context
 from engine.pipeline import ledger
-from engine.pipeline.alerts import raise_alert, step_failed_text
+from engine.pipeline.alerts import raise_alert
 from engine.pipeline.local_actions import LOCAL_ACTIONS
 from engine.pipeline.runtime import Runtime
 from engine.rules.actions import IDEMPOTENT as IDEMPOTENT_ACTIONS  # declared per action
@@ -389,7 +390,7 @@ def _record(rt: Runtime, session: Session, event: Event, run: ActionRun, result:
         rt,
         session,
         kind=result.error or "step.failed",
-        message=step_failed_text(event, run, result, retried=run.attempts >= MAX_ATTEMPTS),
+        message=alert_texts.step_failed(event, run, result, retried=run.attempts >= MAX_ATTEMPTS),
         event_id=event.id,
         action_run_id=run.id,
         student_id=event.student_id,

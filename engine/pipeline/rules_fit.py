@@ -20,6 +20,7 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from engine import alert_texts
 from engine.db.locks import lock_buyer_for_transaction
 from engine.db.models import Membership, ScheduledEvent, Student
 from engine.pipeline.alerts import raise_alert
@@ -295,6 +296,6 @@ def _alert_once(rt: Runtime, session: Session, misfit: Misfit) -> None:
         rt,
         session,
         kind=ALERT_KIND,
-        message=f"the rules do not fit the database: {misfit}",
+        message=alert_texts.rules_misfit(misfit),
         group_key=f"{ALERT_KIND}:{misfit.kind}:{misfit.name}",
     )

@@ -11,6 +11,7 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
+from engine import alert_texts
 from engine.db.locks import Namespace, transaction_lock
 from engine.db.models import Alert, Event
 from engine.pipeline.alerts import raise_alert
@@ -39,10 +40,6 @@ def alert_webhook_silence(rt: Runtime) -> bool:
             rt,
             session,
             kind=ALERT_KIND,
-            message=(
-                f"no Hotmart webhook for {silent_for:.0f} hours (the last one arrived {last:%Y-%m-%d %H:%M} UTC; "
-                f"ALERT_NO_WEBHOOKS_HOURS={hours:g}). Hotmart disables a webhook URL that keeps failing: check "
-                "Hotmart > Tools > Webhook (URL status, failed deliveries) and that the API is reachable"
-            ),
+            message=alert_texts.no_webhooks(last, silent_for, hours),
         )
     return True

@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
+from engine import alert_texts
 from engine.db.models import ActionRun, Event, History
 from engine.pipeline.alerts import notify_alerts, raise_alert
 from engine.pipeline.runtime import Runtime
@@ -188,15 +189,7 @@ def _brief(change: Change) -> dict[str, Any]:
 
 
 def _hold(rt: Runtime, diff: AccessDiff, revokes: list[Change], limit: int, actor: str, run_id: int | None) -> Applied:
-    shown = "; ".join(change.line() for change in revokes[:20])
-    more = f"; ... and {len(revokes) - 20} more" if len(revokes) > 20 else ""
-    run = f" (run {run_id})" if run_id is not None else ""
-    message = (
-        f"Reconcile{run} stopped at the blast-radius guard: {len(revokes)} revocation(s) across "
-        f"{len({c.student_id for c in revokes})} student(s), more than {limit} allowed without confirmation. "
-        f"Nothing was applied. If the rules are right, run `engine reconcile --apply --confirm`; otherwise fix "
-        f"the rules. Revocations: {shown}{more}"
-    )
+    message = alert_texts.reconcile_guard(run_id, revokes, len({c.student_id for c in revokes}), limit)
     with rt.sessions.begin() as session:
         alert = raise_alert(rt, session, kind="reconcile.guard", message=message)
         alert_id = alert.id

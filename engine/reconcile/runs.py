@@ -12,6 +12,7 @@ from typing import Literal
 
 from sqlalchemy import func, select, update
 
+from engine import alert_texts
 from engine.db.locks import Namespace, try_session_lock
 from engine.db.models import ReconcileRun, Student
 from engine.db.session import engine_of
@@ -198,11 +199,7 @@ def _alert_drift(rt: Runtime, run_id: int, mode: Mode, report: Report, applied: 
         for product, counts in sorted(per_product.items())
     )
     example = (left["missing"] or left["extra"])[0].line()
-    message = (
-        f"Reconcile run {run_id} found access that differs from the rules and left it as is "
-        f"(RECONCILE_APPLY={rt.settings.reconcile_apply}): {summary} (e.g. {example}). "
-        "See engine reconcile --last; engine reconcile --apply fixes it."
-    )
+    message = alert_texts.reconcile_drift(run_id, rt.settings.reconcile_apply, summary, example)
     with rt.sessions.begin() as session:
         raise_alert(rt, session, kind="reconcile.drift", message=message)
     notify_alerts(rt)
