@@ -7,11 +7,12 @@ validating with ``context={"redact": redactor}`` removes the hottok and onboardi
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationInfo, computed_field
-from pydantic.functional_validators import AfterValidator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StrictBool, ValidationInfo, computed_field
+from pydantic.functional_validators import AfterValidator, BeforeValidator
 
 from engine.statuses import EventStatus
 
@@ -33,9 +34,10 @@ class Row(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
 
-# What a client sends is bounded before it reaches the database: integers fit a BIGINT, text has
-# no NUL or control character (PostgreSQL text cannot hold NUL), dates have a UTC equivalent.
-MAX_ID = 2**63 - 1
+# What a client sends is bounded before it reaches the database: ids are integers any JSON client
+# reads exactly (at most 2**53 - 1, JavaScript's largest safe integer; a BIGINT holds them), text
+# has no NUL or control character (PostgreSQL text cannot hold NUL), dates have a UTC equivalent.
+MAX_ID = 2**53 - 1
 PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
 
 
@@ -49,8 +51,28 @@ def utc_representable(value: datetime | None) -> datetime | None:
     return value
 
 
-QueryDate = Annotated[datetime | None, AfterValidator(utc_representable)]
-EventId = Annotated[int, Field(ge=1, le=MAX_ID)]
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def not_a_timestamp(value: Any) -> Any:
+    """Dates are ISO 8601 text, as the schema's ``date-time`` says: pydantic alone would also read a
+    number (or ``"0.5"``) as a Unix timestamp."""
+    if isinstance(value, int | float) or (isinstance(value, str) and _NUMBER.fullmatch(value.strip())):
+        raise ValueError("expected an ISO 8601 date-time, not a number")
+    return value
+
+
+QueryDate = Annotated[datetime | None, BeforeValidator(not_a_timestamp), AfterValidator(utc_representable)]
+
+
+def not_a_bool(value: Any) -> Any:
+    """JSON ``true`` is not an integer (pydantic alone would read it as 1)."""
+    if isinstance(value, bool):
+        raise ValueError("expected an integer, not a boolean")
+    return value
+
+
+EventId = Annotated[int, Field(ge=1, le=MAX_ID), BeforeValidator(not_a_bool)]
 
 
 class Page(BaseModel):
@@ -160,7 +182,7 @@ class ReplayIn(BaseModel):
     event_ids: list[EventId] = Field(
         default_factory=list, max_length=10_000, description="Stored events to replay whatever their status."
     )
-    dry_run: bool = Field(False, description="Only say what each replay would decide; change nothing.")
+    dry_run: StrictBool = Field(False, description="Only say what each replay would decide; change nothing.")
 
 
 class ReplayItem(BaseModel):
