@@ -149,6 +149,8 @@ class Event(Base):
     rules_version: Mapped[str | None] = mapped_column(String(80))  # the rules that planned it
     failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # worker exceptions (poison)
     correlation_id: Mapped[str] = mapped_column(String(32))
+    # Last handed to the workers (stored, released, replayed, retried, requeued by the sweep): the
+    # sweep requeues an unfinished event once STUCK_AFTER_SECONDS have passed since. None: held.
     enqueued_at: Mapped[datetime | None]
     processed_at: Mapped[datetime | None]
 

@@ -85,7 +85,8 @@ def _refusal(event: Event) -> str | None:
 
 
 def reset_for_replay(rt: Runtime, session: Session, event: Event, *, actor: str) -> None:
-    """Make the event ``received`` (or ``held``) again and record the replay (in the caller's transaction)."""
+    """Make the event ``received`` (or ``held``) again and record the replay (in the caller's
+    transaction, which queues it once committed)."""
     refusal = _refusal(event)
     if refusal is not None:
         raise ReplayRefused(refusal)
@@ -109,7 +110,7 @@ def reset_for_replay(rt: Runtime, session: Session, event: Event, *, actor: str)
     # With HOTMART_ENABLED off a replayed webhook is held like a new one (released in creation order).
     held = event.source == "hotmart" and not rt.settings.hotmart_enabled
     event.status, event.reason, event.plans = ("held" if held else "received"), None, None
-    event.processed_at, event.failures = None, 0
+    event.processed_at, event.failures, event.enqueued_at = None, 0, rt.now()
 
 
 def replay(

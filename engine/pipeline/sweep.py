@@ -80,8 +80,9 @@ def release_held(rt: Runtime) -> list[int]:
         held = session.scalars(
             select(Event).where(Event.status == "held").order_by(Event.occurred_at.asc().nulls_first(), Event.id)
         ).all()
+        now = rt.now()
         for event in held:
-            event.status = "received"
+            event.status, event.enqueued_at = "received", now
         ids = [event.id for event in held]
     for event_id in ids:
         rt.enqueue(event_id)

@@ -147,7 +147,10 @@ class AlertPage(Page):
 class EventDetail(EventSummary):
     dedupe_key: str
     correlation_id: str
-    enqueued_at: datetime | None
+    enqueued_at: datetime | None = Field(
+        description="Last handed to the workers (stored, released, replayed, retried, or requeued by the sweep "
+        "after STUCK_AFTER_SECONDS unfinished); null while held."
+    )
     payload: Annotated[Any, Redacted] = Field(description="The raw JSON body (hottok redacted).")
     raw_body: Annotated[str | None, Redacted] = Field(description="The body as received, when it was not JSON.")
     payload_changes: list[str] | None = Field(

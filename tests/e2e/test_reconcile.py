@@ -349,6 +349,7 @@ def test_a_reconcile_step_is_retried_and_alerted_like_any_step(make_world):
     run_reconcile(w.runtime, mode="grants")
     w.h.run_queue()
     [event] = reconcile_events(w)
+    assert event.enqueued_at == event.received_at  # queued when the run applied it
     [step] = w.steps(event.id)
     assert (event.status, step.status, step.error) == ("retrying", "retrying", "discord.unavailable")
     w.drain_retries()
