@@ -195,13 +195,18 @@ class ReplayItem(BaseModel):
     after: str = Field(description="received (queued for the workers), or the decision with dry_run.")
     reason: str | None
     rules_version: str | None
+    refused: bool = Field(
+        False,
+        description="Not replayed, reason says why: the event is still in flight, or its steps came from a "
+        "reconcile run (retry resumes them).",
+    )
 
 
 class ReplayOut(BaseModel):
     dry_run: bool
     rules_version: str | None = Field(description="The rules version the replays are decided with.")
     count: int
-    summary: dict[str, int] = Field(description="Outcome -> events.")
+    summary: dict[str, int] = Field(description="Outcome -> events (refused: not replayed).")
     items: list[ReplayItem]
 
 
