@@ -630,14 +630,14 @@ def main() -> None:
     parser.add_argument("--students", type=int, default=2000, help="the prefilled course's students")
     parser.add_argument("--explain", type=int, default=6, help="EXPLAIN (ANALYZE, BUFFERS) of this many statements")
     parser.add_argument("--prefilled-dsn", help="a database bench/history.py filled (--keep): a copy is measured")
-    parser.add_argument("--revision", default="head", help="migrate the databases to this revision (e.g. 0015)")
+    parser.add_argument("--revision", default="head", help="migrate the databases to this revision (e.g. 0009)")
     parser.add_argument(
         "--backlog", type=int, default=0, help="open events of other students (a queue behind) before measuring"
     )
     parser.add_argument(
         "--analyze",
         action="store_true",
-        help="ANALYZE after adding the backlog (what autovacuum does within a minute or two with migration 0016's "
+        help="ANALYZE after adding the backlog (what autovacuum does within a minute or two with migration 0010's "
         "thresholds; without it, the plans are made on statistics that know no open event)",
     )
     parser.add_argument(

@@ -98,3 +98,5 @@ def configure_logging(log_format: str, level: int = logging.INFO) -> None:
         logging.getLogger(name).handlers.clear()
     logging.getLogger("transitions").setLevel(logging.WARNING)  # it logs every callback at INFO
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per Discord/ManyChat request
+    # Seven "setup plugin" lines per migration run; "Running upgrade" lines stay.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)

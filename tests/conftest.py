@@ -161,7 +161,7 @@ def _empty_tables_sql() -> str:
 
 @contextmanager
 def rewriting_event_log(session) -> Iterator[None]:
-    """Tests only: lift the event log's insert-only trigger (migration 0009) inside ``session``'s
+    """Tests only: lift the event log's insert-only trigger (migration 0008) inside ``session``'s
     transaction, e.g. to backdate ``received_at``. The trigger is back when the block ends."""
     from sqlalchemy import text
 

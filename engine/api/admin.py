@@ -15,6 +15,7 @@ from fastapi import APIRouter, Body, HTTPException, Path, Query, status
 from fastapi.exceptions import RequestValidationError
 
 from engine.api.deps import AdminDep, RuntimeDep, SessionDep
+from engine.api.docs import rules_enum
 from engine.service import alerts, events, replays, schemas, students
 from engine.service.code_request import request_code
 from engine.service.retry import RetryRefused, retry_event
@@ -36,6 +37,18 @@ def _id(what: str) -> Any:
 
 def _text(description: str, max_length: int) -> Any:
     return Query(description=description, pattern=PRINTABLE, max_length=max_length)
+
+
+def _defined_by_rules(values: str, description: str, max_length: int) -> Any:
+    """A filter on one of the rules' ``states`` or ``products``: the schema lists them (see
+    :func:`engine.api.docs.add_rules_enums`), and the service refuses any other."""
+    return Query(
+        description=description,
+        pattern=PRINTABLE,
+        min_length=1,
+        max_length=max_length,
+        json_schema_extra=rules_enum(values),
+    )
 
 
 _UNAUTHORIZED = {401: {"description": "missing or invalid admin token"}}
@@ -125,7 +138,12 @@ def retry(
     summary="Replay stored events (default: all needs_attention) against the current rules",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=schemas.ReplayOut,
-    responses={**_UNAUTHORIZED, **_NOT_FOUND, 409: {"description": "no valid rules are loaded"}},
+    responses={
+        **_UNAUTHORIZED,
+        **_NOT_FOUND,
+        400: {"description": "the body is not JSON text (e.g. not UTF-8)"},
+        409: {"description": "no valid rules are loaded"},
+    },
 )
 def replay_events(
     _: AdminDep, rt: RuntimeDep, body: Annotated[schemas.ReplayIn | None, Body()] = None
@@ -178,8 +196,12 @@ def list_students(
     _: AdminDep,
     rt: RuntimeDep,
     session: SessionDep,
-    state: Annotated[str | None, _text("A membership in this lifecycle state (one the rules define).", 50)] = None,
-    product: Annotated[str | None, _text("A membership of this product key (one the rules define).", 100)] = None,
+    state: Annotated[
+        str | None, _defined_by_rules("states", "A membership in this lifecycle state (one the rules define).", 50)
+    ] = None,
+    product: Annotated[
+        str | None, _defined_by_rules("products", "A membership of this product key (one the rules define).", 100)
+    ] = None,
     stuck_days: Annotated[
         int | None,
         Query(

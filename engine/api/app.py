@@ -12,7 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from engine import metrics
 from engine.api import admin, doctor, reconcile, webhooks
 from engine.api.deps import RuntimeDep, require_admin
-from engine.api.docs import add_protected_docs, docs_urls
+from engine.api.docs import add_protected_docs, add_rules_enums, docs_urls
 from engine.pipeline.runtime import Runtime
 from engine.service.health import StaleHeartbeat, check_database_writable, check_worker_heartbeat, stuck_report
 
@@ -38,6 +38,7 @@ def create_app(
     app.include_router(admin.router)
     app.include_router(doctor.router)
     app.include_router(reconcile.router)
+    add_rules_enums(app)
 
     @app.get("/healthz", tags=["health"], summary="Database writable, queue reachable, worker alive; the rules version")
     async def healthz(rt: RuntimeDep) -> JSONResponse:
@@ -74,6 +75,7 @@ def create_app(
         summary="Prometheus metrics (admin token)",
         response_class=PlainTextResponse,
         dependencies=[Depends(require_admin)],
+        responses={401: {"description": "missing or invalid admin token"}},
     )
     async def prometheus_metrics() -> PlainTextResponse:
         body = await run_in_threadpool(metrics.render, collector)

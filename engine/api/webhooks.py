@@ -85,6 +85,15 @@ async def _read_body(request: Request, limit: int) -> bytes:
         413: {"description": "body too large"},
         503: {"description": "could not store the event (database unavailable); Hotmart will redeliver"},
     },
+    # Read as bytes (verified, then stored as received), so FastAPI cannot infer it. Any JSON is
+    # stored and acknowledged: the worker, not the webhook, decides what is not a Hotmart event.
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "description": "The webhook as Hotmart sends it (v2: a JSON object); any JSON is stored.",
+            "content": {"application/json": {"schema": {}}},
+        }
+    },
 )
 async def hotmart_webhook(request: Request, rt: RuntimeDep) -> JSONResponse:
     started = time.perf_counter()

@@ -208,6 +208,9 @@ def replay(
         return
     verb = "would become" if dry else "->"
     for r in results:
+        if r.refused:
+            click.echo(f"event {r.event_id} {r.type or '-'}: {r.before}, not replayed: {r.reason}")
+            continue
         click.echo(
             f"event {r.event_id} {r.type or '-'}: {r.before} {verb} {r.after}" + (f" ({r.reason})" if r.reason else "")
         )

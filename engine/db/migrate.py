@@ -3,6 +3,9 @@
 Whether the database is already at the code's head is answered without importing Alembic (about
 0.4 s of every ``engine serve`` / ``engine worker`` start): the revision ids are read from the
 migration files and the ``alembic_version`` table. Alembic itself runs only to migrate.
+
+Revisions 0007 to 0010 had other ids until they were numbered in chain order (:data:`RENUMBERED`):
+a database stamped with an old id is stamped with the new one before Alembic reads it.
 """
 
 from __future__ import annotations
@@ -39,22 +42,54 @@ def alembic_config(settings: Settings | None = None) -> Config:
     return config
 
 
+# Old id -> new id. The revisions were numbered as their branches were merged (0006 -> 0014 ->
+# 0009 -> 0015 -> 0016), so versions/ did not read in the order they run; the schema each one
+# makes is unchanged. "0009" is both an old id (now 0008) and a new one (was 0015): a database at
+# the new 0009 has heartbeats.rules_version. The other old ids must never be used again (the next
+# revision after 0013 is 0017; tests/engine/test_migrations.py checks it).
+RENUMBERED = {"0014": "0007", "0009": "0008", "0015": "0009", "0016": "0010"}
+
+
 def upgrade(settings: Settings | None = None, revision: str = "head") -> None:
     settings = settings or get_settings()
     if settings.sqlalchemy_url.startswith("sqlite"):
         settings.var_dir.mkdir(parents=True, exist_ok=True)
     if revision == "head" and _at_head(settings):
         return
+    _restamp_renumbered(settings)
     from alembic import command
 
     command.upgrade(alembic_config(settings), revision)
 
 
-def code_heads() -> set[str]:
-    """The newest revisions of ``migrations/versions``: every ``revision`` that no file names as
-    its ``down_revision``. Read from the files' literal assignments, as Alembic reads them."""
-    revisions: set[str] = set()
-    parents: set[str] = set()
+def _restamp_renumbered(settings: Settings) -> None:
+    """A database stamped with a renumbered revision's old id gets the new id (committed on its
+    own: both name the same schema), so Alembic finds its revision in ``versions/``."""
+    from engine.db.session import connect_timeout_args
+
+    url = settings.sqlalchemy_url
+    engine = create_engine(url, poolclass=pool.NullPool, connect_args=connect_timeout_args(url))
+    try:
+        with engine.begin() as connection:
+            current = revisions_of(connection)
+            old = min(current) if len(current) == 1 else ""
+            new = RENUMBERED.get(old)
+            if new is None:
+                return
+            if old == "0009" and "rules_version" in {c["name"] for c in inspect(connection).get_columns("heartbeats")}:
+                return  # the new 0009 (heartbeats.rules_version), not the old one
+            connection.execute(
+                text("UPDATE alembic_version SET version_num = :new WHERE version_num = :old"), {"new": new, "old": old}
+            )
+            log.info("database revision %s is now called %s (the revisions were renumbered in chain order)", old, new)
+    finally:
+        engine.dispose()
+
+
+def code_revisions() -> dict[str, str | tuple[str, ...] | None]:
+    """Each revision of ``migrations/versions`` and its ``down_revision`` (None for the first),
+    read from the files' literal assignments, as Alembic reads them."""
+    revisions: dict[str, str | tuple[str, ...] | None] = {}
     for path in (MIGRATIONS / "versions").glob("*.py"):
         values = {}
         for node in ast.parse(path.read_text(encoding="utf-8")).body:
@@ -63,12 +98,18 @@ def code_heads() -> set[str]:
                 for target in targets:
                     if isinstance(target, ast.Name) and target.id in ("revision", "down_revision"):
                         values[target.id] = ast.literal_eval(node.value)
-        if "revision" not in values:
-            continue
-        revisions.add(values["revision"])
-        down = values.get("down_revision")
+        if "revision" in values:
+            revisions[values["revision"]] = values.get("down_revision")
+    return revisions
+
+
+def code_heads() -> set[str]:
+    """The newest revisions of ``migrations/versions``: every revision no other one revises."""
+    revisions = code_revisions()
+    parents: set[str] = set()
+    for down in revisions.values():
         parents.update(down if isinstance(down, tuple | list) else [down] if down else [])
-    return revisions - parents
+    return set(revisions) - parents
 
 
 def _at_head(settings: Settings) -> bool:

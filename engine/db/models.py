@@ -54,14 +54,14 @@ def utcnow() -> datetime:
 
 # The statuses still to be acted on, which the per-event queries look for (engine.statuses:
 # open ones; a failed step holds its event's later steps). Partial indexes over them stay the size
-# of what is open, whatever the history (migration 0016). Each also requires its key column, so
+# of what is open, whatever the history (migration 0010). Each also requires its key column, so
 # that only a query on that key can use it (not one filtering on the status alone).
 OPEN_EVENTS_WHERE = "status IN ('received', 'held', 'processing', 'retrying')"
 OPEN_STEPS_WHERE = "status IN ('pending', 'running', 'retrying', 'failed')"
 
 
 def partial_index(name: str, *columns: str, where: str) -> Index:
-    """An index over the rows matching ``where``. Migration 0016 makes it partial on SQLite too;
+    """An index over the rows matching ``where``. Migration 0010 makes it partial on SQLite too;
     only PostgreSQL's predicate is declared here, as naming SQLite's would import SQLite's dialect
     in every process that imports the models (PostgreSQL's is imported already: JSONB)."""
     return Index(name, *columns, postgresql_where=text(where))
@@ -151,6 +151,8 @@ class Event(Base):
     rules_version: Mapped[str | None] = mapped_column(String(80))  # the rules that planned it
     failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # worker exceptions (poison)
     correlation_id: Mapped[str] = mapped_column(String(32))
+    # Last handed to the workers (stored, released, replayed, retried, requeued by the sweep): the
+    # sweep requeues an unfinished event once STUCK_AFTER_SECONDS have passed since. None: held.
     enqueued_at: Mapped[datetime | None]
     processed_at: Mapped[datetime | None]
 

@@ -63,7 +63,7 @@ class Outcome(StrEnum):
 
 OPEN_STATUSES = OPEN_EVENT_STATUSES
 # Written into the SQL as constants, not bound: a generic plan of the prepared statement then
-# still proves the partial indexes over the open statuses usable (migration 0016).
+# still proves the partial indexes over the open statuses usable (migration 0010).
 _OPEN_STEPS = bindparam("open_steps", tuple(map(str, OPEN_RUN_STATUSES)), expanding=True, literal_execute=True)
 _OPEN_EVENTS = bindparam("open_events", tuple(map(str, OPEN_STATUSES)), expanding=True, literal_execute=True)
 _EARLIER = aliased(ActionRun)  # the subquery's own steps, not the outer query's

@@ -70,6 +70,7 @@ def store_hotmart(
     parsed = hotmart.envelope(payload)
     status = EventStatus.HELD if held else EventStatus.RECEIVED
     key = _dedupe_key(raw, parsed)
+    received = received_at or utcnow()
     event_id = _insert(
         session,
         {
@@ -86,7 +87,8 @@ def store_hotmart(
             "email": parsed.email,
             "transaction": parsed.transaction,  # bounded by the parser, as for memberships.transaction
             "correlation_id": uuid.uuid4().hex,
-            "received_at": received_at or utcnow(),
+            "received_at": received,
+            "enqueued_at": None if held else received,  # the caller queues it once committed
         },
     )
     if event_id is None:
@@ -143,8 +145,10 @@ def store_internal(
     dedupe_key: str | None = None,
     occurred_at: datetime | None = None,
 ) -> Stored:
-    """An event the engine raises itself (DISCORD_LINKED, timers, admin actions)."""
+    """An event the engine raises itself (DISCORD_LINKED, timers, admin actions); the caller
+    queues it once committed."""
     payload = {"event": event_type, "product": product_key, "email": email, "fields": fields or {}}
+    now = utcnow()
     event_id = _insert(
         session,
         {
@@ -158,7 +162,8 @@ def store_internal(
             "student_id": student_id,
             "product_key": product_key,
             "correlation_id": uuid.uuid4().hex,
-            "received_at": utcnow(),
+            "received_at": now,
+            "enqueued_at": now,
         },
     )
     return Stored(event_id, event_id is None, EventStatus.RECEIVED)

@@ -49,7 +49,7 @@ DECIDED_STATUSES = (
 )
 # Steps not done yet: what a membership still waits for. Written into the SQL as constants (not
 # bound), so that even a generic plan of the prepared statement proves the partial index
-# ix_action_runs_open_membership usable (migration 0016): no read of every open step of every student.
+# ix_action_runs_open_membership usable (migration 0010): no read of every open step of every student.
 _WAITING_STEPS = bindparam(
     "waiting_steps",
     (RunStatus.PENDING, RunStatus.RUNNING, RunStatus.RETRYING, RunStatus.FAILED),

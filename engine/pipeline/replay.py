@@ -38,6 +38,7 @@ class ReplayResult:
     after: str
     reason: str | None
     rules_version: str | None
+    refused: bool = False  # not replayed (``reason`` says why); ``after`` is ``before``
 
     def to_dict(self) -> dict:
         return {
@@ -47,6 +48,7 @@ class ReplayResult:
             "after": self.after,
             "reason": self.reason,
             "rules_version": self.rules_version,
+            "refused": self.refused,
         }
 
 
@@ -85,7 +87,8 @@ def _refusal(event: Event) -> str | None:
 
 
 def reset_for_replay(rt: Runtime, session: Session, event: Event, *, actor: str) -> None:
-    """Make the event ``received`` (or ``held``) again and record the replay (in the caller's transaction)."""
+    """Make the event ``received`` (or ``held``) again and record the replay (in the caller's
+    transaction, which queues it once committed)."""
     refusal = _refusal(event)
     if refusal is not None:
         raise ReplayRefused(refusal)
@@ -109,7 +112,7 @@ def reset_for_replay(rt: Runtime, session: Session, event: Event, *, actor: str)
     # With HOTMART_ENABLED off a replayed webhook is held like a new one (released in creation order).
     held = event.source == "hotmart" and not rt.settings.hotmart_enabled
     event.status, event.reason, event.plans = ("held" if held else "received"), None, None
-    event.processed_at, event.failures = None, 0
+    event.processed_at, event.failures, event.enqueued_at = None, 0, rt.now()
 
 
 def replay(
@@ -134,7 +137,7 @@ def replay(
             try:
                 reset_for_replay(rt, session, event, actor=actor)
             except ReplayRefused as exc:
-                result = ReplayResult(event_id, event.type, before, before, str(exc), event.rules_version)
+                result = ReplayResult(event_id, event.type, before, before, str(exc), event.rules_version, refused=True)
                 results.append(result)
                 if on_each:
                     on_each(result)
@@ -164,7 +167,7 @@ def preview(rt: Runtime, event_ids: Iterable[int]) -> list[ReplayResult]:
                 raise LookupError(f"event {event_id} not found")
             before, refusal = event.status, _refusal(event)
         if refusal is not None:
-            results.append(ReplayResult(event_id, event.type, before, before, refusal, None))
+            results.append(ReplayResult(event_id, event.type, before, before, refusal, None, refused=True))
             continue
         decided = preview_event(rt, event_id)
         after, reason = decided.status, decided.reason
@@ -185,8 +188,9 @@ def _describe(plan: dict) -> str:
 
 
 def summarize(results: list[ReplayResult]) -> dict[str, int]:
-    """Outcome -> how many (``processed``, ``ignored``, ``needs_attention``...)."""
+    """Outcome -> how many (``processed``, ``ignored``, ``needs_attention``..., ``refused``)."""
     counts: dict[str, int] = {}
     for result in results:
-        counts[result.after] = counts.get(result.after, 0) + 1
+        outcome = "refused" if result.refused else result.after
+        counts[outcome] = counts.get(outcome, 0) + 1
     return dict(sorted(counts.items()))

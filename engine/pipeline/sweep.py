@@ -85,8 +85,9 @@ def release_held(rt: Runtime) -> list[int]:
             .where(Event.status == EventStatus.HELD)
             .order_by(Event.occurred_at.asc().nulls_first(), Event.id)
         ).all()
+        now = rt.now()
         for event in held:
-            event.status = EventStatus.RECEIVED
+            event.status, event.enqueued_at = EventStatus.RECEIVED, now
         ids = [event.id for event in held]
     for event_id in ids:
         rt.enqueue(event_id)

@@ -128,6 +128,7 @@ def _queue_students(
                 },
                 "occurred_at": now,
                 "received_at": now,
+                "enqueued_at": now,
                 "status": EventStatus.PROCESSING,  # planned: the worker runs the steps
                 "email": first.email,
                 "student_id": first.student_id,

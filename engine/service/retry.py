@@ -48,6 +48,7 @@ def retry_event(rt: Runtime, event_id: int, *, force: bool = False, skipped: boo
             _retry_needing_attention(rt, session, event, runs, actor)
         else:
             _resume(session, event, runs, force=force, skipped=skipped)
+        event.enqueued_at = rt.now()
     rt.enqueue(event_id)
     return "queued"
 

@@ -7,11 +7,12 @@ validating with ``context={"redact": redactor}`` removes the hottok and onboardi
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationInfo, computed_field
-from pydantic.functional_validators import AfterValidator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StrictBool, ValidationInfo, computed_field
+from pydantic.functional_validators import AfterValidator, BeforeValidator
 
 from engine.statuses import EventStatus
 
@@ -33,9 +34,10 @@ class Row(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
 
-# What a client sends is bounded before it reaches the database: integers fit a BIGINT, text has
-# no NUL or control character (PostgreSQL text cannot hold NUL), dates have a UTC equivalent.
-MAX_ID = 2**63 - 1
+# What a client sends is bounded before it reaches the database: ids are integers any JSON client
+# reads exactly (at most 2**53 - 1, JavaScript's largest safe integer; a BIGINT holds them), text
+# has no NUL or control character (PostgreSQL text cannot hold NUL), dates have a UTC equivalent.
+MAX_ID = 2**53 - 1
 PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
 
 
@@ -49,8 +51,28 @@ def utc_representable(value: datetime | None) -> datetime | None:
     return value
 
 
-QueryDate = Annotated[datetime | None, AfterValidator(utc_representable)]
-EventId = Annotated[int, Field(ge=1, le=MAX_ID)]
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def not_a_timestamp(value: Any) -> Any:
+    """Dates are ISO 8601 text, as the schema's ``date-time`` says: pydantic alone would also read a
+    number (or ``"0.5"``) as a Unix timestamp."""
+    if isinstance(value, int | float) or (isinstance(value, str) and _NUMBER.fullmatch(value.strip())):
+        raise ValueError("expected an ISO 8601 date-time, not a number")
+    return value
+
+
+QueryDate = Annotated[datetime | None, BeforeValidator(not_a_timestamp), AfterValidator(utc_representable)]
+
+
+def not_a_bool(value: Any) -> Any:
+    """JSON ``true`` is not an integer (pydantic alone would read it as 1)."""
+    if isinstance(value, bool):
+        raise ValueError("expected an integer, not a boolean")
+    return value
+
+
+EventId = Annotated[int, Field(ge=1, le=MAX_ID), BeforeValidator(not_a_bool)]
 
 
 class Page(BaseModel):
@@ -125,7 +147,10 @@ class AlertPage(Page):
 class EventDetail(EventSummary):
     dedupe_key: str
     correlation_id: str
-    enqueued_at: datetime | None
+    enqueued_at: datetime | None = Field(
+        description="Last handed to the workers (stored, released, replayed, retried, or requeued by the sweep "
+        "after STUCK_AFTER_SECONDS unfinished); null while held."
+    )
     payload: Annotated[Any, Redacted] = Field(description="The raw JSON body (hottok redacted).")
     raw_body: Annotated[str | None, Redacted] = Field(description="The body as received, when it was not JSON.")
     payload_changes: list[str] | None = Field(
@@ -160,7 +185,7 @@ class ReplayIn(BaseModel):
     event_ids: list[EventId] = Field(
         default_factory=list, max_length=10_000, description="Stored events to replay whatever their status."
     )
-    dry_run: bool = Field(False, description="Only say what each replay would decide; change nothing.")
+    dry_run: StrictBool = Field(False, description="Only say what each replay would decide; change nothing.")
 
 
 class ReplayItem(BaseModel):
@@ -170,13 +195,18 @@ class ReplayItem(BaseModel):
     after: str = Field(description="received (queued for the workers), or the decision with dry_run.")
     reason: str | None
     rules_version: str | None
+    refused: bool = Field(
+        False,
+        description="Not replayed, reason says why: the event is still in flight, or its steps came from a "
+        "reconcile run (retry resumes them).",
+    )
 
 
 class ReplayOut(BaseModel):
     dry_run: bool
     rules_version: str | None = Field(description="The rules version the replays are decided with.")
     count: int
-    summary: dict[str, int] = Field(description="Outcome -> events.")
+    summary: dict[str, int] = Field(description="Outcome -> events (refused: not replayed).")
     items: list[ReplayItem]
 
 

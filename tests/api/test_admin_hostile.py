@@ -43,6 +43,10 @@ def assert_validation_error(response, name: str) -> None:
         ("get", "/admin/students", {"stuck_days": 15175848}, "stuck_days"),
         ("get", "/admin/events", {"since": "0001-01-01T00:00:00+01:00"}, "since"),
         ("get", "/admin/events", {"until": "9999-12-31T23:59:59-01:00"}, "until"),
+        # ISO 8601 only, as the schema's date-time says: not a Unix timestamp
+        ("get", "/admin/events", {"until": "0.5"}, "until"),
+        ("get", "/admin/events", {"since": "1700000000"}, "since"),
+        ("get", f"/admin/events/{2**53}", {}, "event_id"),  # ids a JSON client reads exactly
     ],
 )
 def test_out_of_range_numbers_and_dates_are_422(client, method, path, params, name):
@@ -79,10 +83,30 @@ def test_nul_in_the_new_code_path_is_422(client):
         ("/admin/alerts", {"acknowledged": "x"}, "acknowledged"),
         ("/admin/students", {"state": "bogus"}, "state"),
         ("/admin/students", {"product": "bogus"}, "product"),
+        ("/admin/students", {"product": ""}, "product"),
+        ("/admin/students", {"state": ""}, "state"),
     ],
 )
 def test_every_enumerated_filter_answers_the_same_422(client, path, params, name):
     assert_validation_error(client.get(path, params=params, headers=AUTH), name)
+
+
+def test_the_schema_lists_the_states_and_products_the_rules_define(client):
+    rules = client.app.state.runtime.rules.rules
+    operation = client.get("/openapi.json").json()["paths"]["/admin/students"]["get"]
+    enums = {p["name"]: p["schema"].get("enum") for p in operation["parameters"]}
+    assert enums["state"] == sorted(rules.states)
+    assert enums["product"] == sorted(rules.products) and "curso" in enums["product"]
+
+
+def test_the_schema_declares_every_answer_and_what_a_body_must_be(client):
+    paths = client.get("/openapi.json").json()["paths"]
+    assert "401" in paths["/metrics"]["get"]["responses"]
+    assert client.get("/metrics").status_code == 401
+    assert "400" in paths["/admin/replay"]["post"]["responses"]
+    response = client.post("/admin/replay", content=b"\xc3\x28", headers={**AUTH, "Content-Type": "application/json"})
+    assert response.status_code == 400, response.text
+    assert paths["/webhooks/hotmart"]["post"]["requestBody"]["required"] is True
 
 
 def test_known_enumerated_values_still_answer(client):
@@ -136,6 +160,11 @@ def test_docs_are_public_in_development(client):
         ({"type": "a\x00b"}, "type"),
         ({"since": "0001-01-01T00:00:00+01:00"}, "since"),
         ({"status": "bogus"}, "status"),
+        # JSON types as the schema declares them: no 0 for false, no true for 1, no timestamp for a date
+        ({"dry_run": 0}, "dry_run"),
+        ({"event_ids": [True]}, 0),
+        ({"since": 0.5}, "since"),
+        ({"event_ids": [2**53]}, 0),
     ],
 )
 def test_the_replay_body_is_bounded_too(client, body, name):

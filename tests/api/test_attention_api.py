@@ -82,6 +82,49 @@ def test_replay_route_previews_then_queues_needs_attention_events(make_harness, 
         assert (entry.kind, entry.actor, entry.event_id) == ("replay", "admin-api", event_id)
 
 
+def reconcile_event(h) -> int:
+    """A RECONCILE event as a reconcile run queues it (ana's course role granted), run to the end."""
+    from engine.db.models import Membership, Student
+    from engine.reconcile import apply_access_diff
+    from engine.reconcile.diff import AccessDiff, Change
+
+    h.deliver(load_payload("purchase_approved.json"))
+    with h.runtime.sessions() as session:
+        student = session.scalar(select(Student))
+        membership = session.scalar(select(Membership).where(Membership.student_id == student.id))
+        change = Change(student.id, student.email, membership.id, membership.product_key, "discord_role", "1")
+    [event_id] = apply_access_diff(h.runtime, AccessDiff(grants=[change], students=1)).events
+    assert h.run_queue() == ["processed"]
+    return event_id
+
+
+def test_the_replay_route_refuses_a_reconcile_event_and_says_what_to_do_instead(make_harness):
+    h = make_harness()
+    client = TestClient(create_app(h.runtime))
+    event_id = reconcile_event(h)
+    for dry_run in (True, False):
+        response = client.post(
+            "/admin/replay", json={"status": None, "event_ids": [event_id], "dry_run": dry_run}, headers=AUTH
+        )
+        assert response.status_code == 202, response.text
+        body = response.json()
+        assert body["summary"] == {"refused": 1}
+        [item] = body["items"]
+        assert (item["type"], item["before"], item["after"], item["refused"]) == (
+            "RECONCILE",
+            "processed",
+            "processed",
+            True,
+        )
+        assert item["reason"] == (
+            f"event {event_id} is a reconcile run's steps, not a rules decision: "
+            f"`engine retry {event_id}` resumes its failed steps, `engine reconcile` compares again"
+        )
+    assert h.queued == []
+    with h.runtime.sessions() as session:
+        assert session.scalars(select(History).where(History.kind == "replay")).all() == []
+
+
 def test_retry_route_replays_a_needs_attention_event(make_harness):
     h = make_harness()
     client = TestClient(create_app(h.runtime))

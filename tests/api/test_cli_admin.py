@@ -130,6 +130,28 @@ def test_retry_queues_a_failed_event_and_refuses_the_rest(seeded, cli_env, enque
     assert enqueued == [failed]
 
 
+def test_replay_of_a_reconcile_event_is_refused_with_what_to_do_instead(make_harness, cli_env, enqueued):
+    from tests.api.test_attention_api import reconcile_event
+
+    h = make_harness()
+    event_id = reconcile_event(h)
+    reason = (
+        f"event {event_id} is a reconcile run's steps, not a rules decision: "
+        f"`engine retry {event_id}` resumes its failed steps, `engine reconcile` compares again"
+    )
+    for dry in ([], ["--dry-run"]):
+        result = engine(cli_env, "replay", str(event_id), *dry)
+        assert result.returncode == 0, result.output
+        line, summary = result.stdout.splitlines()
+        assert line == f"event {event_id} RECONCILE: processed, not replayed: {reason}"
+        assert summary.endswith(": 1 refused")
+    as_json = json.loads(engine(cli_env, "replay", str(event_id), "--json").stdout)
+    assert as_json["summary"] == {"refused": 1} and as_json["items"][0]["refused"] is True
+    assert enqueued == []
+    with h.runtime.sessions() as session:
+        assert session.get(Event, event_id).status == "processed"
+
+
 def test_retry_of_an_overtaken_event_needs_force(seeded, cli_env, enqueued):
     h, failed, processed = seeded
     client = TestClient(create_app(h.runtime))

@@ -349,6 +349,7 @@ def test_a_reconcile_step_is_retried_and_alerted_like_any_step(make_world):
     run_reconcile(w.runtime, mode="grants")
     w.h.run_queue()
     [event] = reconcile_events(w)
+    assert event.enqueued_at == event.received_at  # queued when the run applied it
     [step] = w.steps(event.id)
     assert (event.status, step.status, step.error) == ("retrying", "retrying", "discord.unavailable")
     w.drain_retries()
@@ -360,9 +361,9 @@ def test_a_reconcile_step_is_retried_and_alerted_like_any_step(make_world):
     assert w.roles() == set()
     # Not a replay: the rules never decided these steps (the admin's retry below resumes them).
     [previewed] = preview(w.runtime, [event.id])
-    assert previewed.after == "failed" and "a reconcile run's steps" in previewed.reason
+    assert previewed.after == "failed" and "a reconcile run's steps" in previewed.reason and previewed.refused
     [refused] = replay(w.runtime, [event.id], actor="cli")
-    assert (refused.before, refused.after) == ("failed", "failed")
+    assert (refused.before, refused.after, refused.refused) == ("failed", "failed", True)
     assert refused.reason.startswith(f"event {event.id} is a reconcile run's steps, not a rules decision")
     assert w.event(event.id).status == "failed" and w.roles() == set()
     response = w.admin("POST", f"/admin/events/{event.id}/retry")  # the admin's retry, as for any event

@@ -1,4 +1,4 @@
-"""Migration 0016: the per-event queries' indexes exist on PostgreSQL, the open-status ones partial,
+"""Migration 0010: the per-event queries' indexes exist on PostgreSQL, the open-status ones partial,
 and the planner takes them for the queries they were made for (bench/event_cost.py measures why)."""
 
 from __future__ import annotations

@@ -97,3 +97,19 @@ def test_event_processing_logs_name_the_event_step_and_hashed_student(make_harne
         assert secret not in text
     # transitions' "Can't trigger event" for the ignored chargeback is silenced.
     assert not [line for line in lines if "Can't trigger event" in line["message"]]
+
+
+def test_migrations_log_what_they_run_without_alembics_plugin_lines(tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "from engine.logs import configure_logging; from engine.db.migrate import upgrade\n"
+        "from engine.settings import Settings\n"
+        "configure_logging('text')\n"
+        f"upgrade(Settings(ENGINE_ENV='test', var_dir={str(tmp_path)!r}, _env_file=None))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "INFO alembic.runtime.migration: Running upgrade  -> 0001" in done.stderr
+    assert "alembic.runtime.plugins" not in done.stderr

@@ -152,6 +152,53 @@ def test_the_sweep_requeues_a_stuck_event_once(make_harness):
     assert timedelta(seconds=h.runtime.settings.stuck_after_seconds) == timedelta(minutes=2)
 
 
+def test_every_enqueue_records_enqueued_at_so_the_sweep_waits_a_full_period_after_it(make_harness):
+    """The sweep requeues what was queued STUCK_AFTER_SECONDS ago and is unfinished: an event the
+    intake stored, or a replay, a retry or a release queued just now, is not queued a second time."""
+    from datetime import timedelta
+
+    from engine.pipeline.admin import retry_event
+
+    from engine.db.models import utcnow
+    from engine.pipeline.replay import replay
+    from engine.pipeline.sweep import release_held, requeue_stuck
+
+    h = make_harness(hotmart_enabled=True)
+    period = timedelta(seconds=h.runtime.settings.stuck_after_seconds + 1)
+
+    def enqueued_at(event_id: int):
+        with h.runtime.sessions() as session:
+            return session.get(Event, event_id).enqueued_at
+
+    event_id = stored_purchase(h)
+    with h.runtime.sessions() as session:
+        stored = session.get(Event, event_id)
+        assert stored.enqueued_at == stored.received_at  # its caller queues it once committed
+    h.clock.now = utcnow() + period
+    assert process_event(h.runtime, event_id) == "processed"
+
+    replay(h.runtime, [event_id], actor="test")
+    assert enqueued_at(event_id) == h.clock.now
+    assert requeue_stuck(h.runtime) == []  # received a period ago, but queued just now
+    h.clock.advance(seconds=period.total_seconds())
+    assert requeue_stuck(h.runtime) == [event_id]  # a period after the replay, still not done
+
+    h.clock.advance(seconds=period.total_seconds())
+    assert retry_event(h.runtime, event_id) == "queued"  # received, never processed: queued again
+    assert enqueued_at(event_id) == h.clock.now
+    assert requeue_stuck(h.runtime) == []
+
+    with h.runtime.sessions.begin() as session:
+        held = store_hotmart(
+            session, json.dumps(load_payload("purchase_refunded.json")).encode(), {}, held=True
+        ).event_id
+    assert enqueued_at(held) is None  # held: nobody queued it
+    h.clock.advance(seconds=period.total_seconds())
+    assert release_held(h.runtime) == [held]
+    assert enqueued_at(held) == h.clock.now
+    assert held not in requeue_stuck(h.runtime)
+
+
 def test_a_pool_too_big_for_the_server_is_reported(pg):
     from engine.db.session import check_connection_budget, dispose_all
     from engine.settings import Settings

@@ -1,14 +1,15 @@
 """reconcile_runs: each engine reconcile run (counts, diff, what was applied)
 
-Revision ID: 0014
+Revision ID: 0007
 Revises: 0006
+Numbered 0014 until the revisions were put in chain order (engine.db.migrate.RENUMBERED).
 """
 
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
-revision = "0014"
+revision = "0007"
 down_revision = "0006"
 branch_labels = None
 depends_on = None

@@ -27,15 +27,16 @@ On PostgreSQL the hot tables are vacuumed and analyzed after 1 % of their rows c
 default waits for 20 % and 10 %): dead index entries of the open statuses do not pile up, and
 the planner knows the sizes it plans for from the first thousands of rows on.
 
-Revision ID: 0016
-Revises: 0015
+Revision ID: 0010
+Revises: 0009
+Numbered 0016 until the revisions were put in chain order (engine.db.migrate.RENUMBERED).
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0016"
-down_revision = "0015"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,8 @@
 """hostile input: raw bytes kept verbatim, body hottoks scrubbed, events insert-only, heartbeats
 
-Revision ID: 0009
-Revises: 0014
+Revision ID: 0008
+Revises: 0007
+Numbered 0009 until the revisions were put in chain order (engine.db.migrate.RENUMBERED).
 
 1. ``events.raw_bytes`` (bytea) and ``events.payload_changes``: a body jsonb cannot hold is
    stored anyway, its bytes verbatim and its payload sanitised with a note of what changed.
@@ -23,8 +24,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
-revision = "0009"
-down_revision = "0014"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 

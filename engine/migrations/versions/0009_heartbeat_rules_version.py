@@ -1,14 +1,15 @@
 """heartbeats.rules_version: the rules a worker runs, so engine doctor can compare them with the disk
 
-Revision ID: 0015
-Revises: 0009
+Revision ID: 0009
+Revises: 0008
+Numbered 0015 until the revisions were put in chain order (engine.db.migrate.RENUMBERED).
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0015"
-down_revision = "0009"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
