@@ -20,7 +20,8 @@ def openapi_spec() -> dict[str, Any]:
     from engine.api.app import create_app
 
     # What create_app reads before any request: the docs mode (``off`` adds no route to the spec).
-    runtime = SimpleNamespace(settings=SimpleNamespace(api_docs_mode="off"))
+    # No rules loaded: a state or product filter is documented as text (an install lists its own).
+    runtime = SimpleNamespace(settings=SimpleNamespace(api_docs_mode="off"), rules=SimpleNamespace(available=False))
     return create_app(runtime).openapi()
 
 

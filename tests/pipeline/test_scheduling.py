@@ -157,7 +157,7 @@ def test_every_enqueue_records_enqueued_at_so_the_sweep_waits_a_full_period_afte
     intake stored, or a replay, a retry or a release queued just now, is not queued a second time."""
     from datetime import timedelta
 
-    from engine.pipeline.admin import retry_event
+    from engine.service.retry import retry_event
 
     from engine.db.models import utcnow
     from engine.pipeline.replay import replay
