@@ -71,7 +71,7 @@ def fire_due_timers(rt: Runtime, limit: int = 500) -> list[int]:
             if stored.event_id is not None:
                 fired.append(stored.event_id)
     for event_id in fired:
-        rt.enqueue(event_id)
+        rt.queue.enqueue(event_id)
     return fired
 
 
@@ -89,7 +89,7 @@ def release_held(rt: Runtime) -> list[int]:
             event.status = EventStatus.RECEIVED
         ids = [event.id for event in held]
     for event_id in ids:
-        rt.enqueue(event_id)
+        rt.queue.enqueue(event_id)
     return ids
 
 
@@ -127,7 +127,7 @@ def requeue_stuck(rt: Runtime) -> list[int]:
             event.enqueued_at = now
         ids = [event.id for event in events]
     for event_id in ids:
-        rt.enqueue(event_id)
+        rt.queue.enqueue(event_id)
     return ids
 
 

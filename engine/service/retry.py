@@ -47,7 +47,7 @@ def retry_event(rt: Runtime, event_id: int, *, force: bool = False, skipped: boo
             _retry_needing_attention(rt, session, event, runs, actor)
         else:
             _resume(session, event, runs, force=force, skipped=skipped)
-    rt.enqueue(event_id)
+    rt.queue.enqueue(event_id)
     return "queued"
 
 

@@ -86,9 +86,8 @@ def test_stopped_after_the_write_the_flow_may_have_been_delivered(make_harness):
 
 def test_a_manychat_step_is_handed_to_its_lane(make_harness):
     h = make_harness()
-    handed: list[tuple[int, str]] = []
+    handed = h.queue.handed
     h.runtime.lanes = {"manychat": "manychat"}
-    h.runtime.hand_off = lambda student_id, lane: handed.append((student_id, lane))
     event_id = stored_purchase(h)
     assert process_event(h.runtime, event_id) == "processing"
     # The code is issued, then the student goes to the ManyChat lane; no ManyChat call here.
