@@ -108,6 +108,7 @@ class Bench:
     def __init__(self, dsn: str, capture: Capture):
         from connectors.base import RecordingConnector
         from engine.onboarding.linking import LinkService
+        from engine.pipeline.queue import MemoryQueue
         from engine.pipeline.runtime import build_runtime
         from engine.rules.actions import DISCORD, MANYCHAT, run_by
         from engine.settings import Settings
@@ -120,8 +121,9 @@ class Bench:
             hotmart_hottok=HOTTOK,
             admin_api_token="bench-admin",
         )
-        self.queued: list[int] = []
-        self.rt = build_runtime(self.settings, enqueue=self.queued.append)
+        queue = MemoryQueue()
+        self.queued: list[int] = queue.events
+        self.rt = build_runtime(self.settings, queue=queue)
         for name, actions in (("discord", run_by(DISCORD)), ("manychat", run_by(MANYCHAT))):
             recorder = RecordingConnector(name, actions)
             for action in actions:

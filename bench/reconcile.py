@@ -45,6 +45,7 @@ from engine.db.migrate import upgrade  # noqa: E402
 from engine.db.models import ClassEnrollment, CourseClass, Event, Grant, Membership, Student  # noqa: E402
 from engine.db.session import dispose_all, session_factory  # noqa: E402
 from engine.pipeline.processing import process_event  # noqa: E402
+from engine.pipeline.queue import NoQueue  # noqa: E402
 from engine.pipeline.rules_repository import RulesRepository  # noqa: E402
 from engine.pipeline.runtime import Runtime, build_connectors  # noqa: E402
 from engine.reconcile import RECONCILE_EVENT, run_reconcile  # noqa: E402
@@ -109,8 +110,13 @@ def _run(args, grants: int, url: str, rules_dir: Path) -> int:
         registry, _ = build_connectors(settings)  # ManyChat's flag is off: tags are not compared
         registry.update({action: discord for action in discord.actions})
         queue: SimpleQueue[int | None] = SimpleQueue()
-        rt = Runtime(settings=settings, sessions=sessions, rules=RulesRepository(rules_dir), connectors=registry)
-        rt.enqueue = queue.put
+        rt = Runtime(
+            settings=settings,
+            sessions=sessions,
+            rules=RulesRepository(rules_dir),
+            connectors=registry,
+            queue=_ThreadQueue(queue),
+        )
 
         # The worker threads wait for events as `engine worker` does: each batch of students
         # queued by the run is picked up while the next is being written.
@@ -214,6 +220,16 @@ def _seed(sessions, students: int, grants: int) -> None:
             )
         session.execute(insert(Grant), rows)
         session.execute(insert(ClassEnrollment), [{"class_id": class_id, "student_id": ids[u]} for u in users])
+
+
+class _ThreadQueue(NoQueue):
+    """Events go to this process's worker threads; nothing else is queued (as the runtime's default)."""
+
+    def __init__(self, events: SimpleQueue[int | None]) -> None:
+        self.events = events
+
+    def enqueue(self, event_id: int, *, urgent: bool = False) -> None:
+        self.events.put(event_id)
 
 
 def _worker(rt: Runtime, queue: SimpleQueue[int | None]) -> None:

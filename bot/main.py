@@ -14,6 +14,7 @@ Importing this module connects nowhere; only :func:`run` does.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 import time
@@ -79,7 +80,7 @@ def run() -> None:
     from engine.logs import configure_logging
     from engine.pipeline.rules_repository import RulesRepository
     from engine.settings import get_settings
-    from engine.worker import enqueue_urgent
+    from engine.worker import task_queue
 
     settings = get_settings()
     configure_logging(settings.logs_as)
@@ -95,7 +96,8 @@ def run() -> None:
             beat(settings.var_dir, "bot")
             time.sleep(HEARTBEAT_SECONDS)
     # A student who links is waiting for the role: their events go ahead of bulk work.
-    service = LinkService(session_factory(settings), RulesRepository(settings.rules_dir), enqueue_urgent)
+    enqueue = functools.partial(task_queue().enqueue, urgent=True)
+    service = LinkService(session_factory(settings), RulesRepository(settings.rules_dir), enqueue)
     bot = build_bot(service, int(settings.discord_guild_id))
     threading.Thread(target=_heartbeat, args=(bot, settings.var_dir), name="heartbeat", daemon=True).start()
     bot.run(token)  # blocking; handles SIGINT/SIGTERM

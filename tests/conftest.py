@@ -23,6 +23,8 @@ from urllib.parse import urlsplit, urlunsplit
 import hypothesis
 import pytest
 
+from engine.pipeline.queue import MemoryQueue  # reads no settings
+
 os.environ.setdefault("ENGINE_ENV", "test")
 # One queue name per test process: the Redis keys it creates are the only ones it deletes. Under
 # pytest-xdist every worker inherits the controller's environment, so each one picks its own.
@@ -217,9 +219,20 @@ class Harness:
     discord: object
     manychat: object
     clock: Clock
-    queued: list[int] = field(default_factory=list)
-    drains: list[tuple[int, float]] = field(default_factory=list)
-    deferred: list[tuple[int, float]] = field(default_factory=list)  # events still settling
+    queue: MemoryQueue = field(default_factory=MemoryQueue)  # the runtime's
+
+    @property
+    def queued(self) -> list[int]:
+        """Events to process, in order (``run_queue`` runs them)."""
+        return self.queue.events
+
+    @property
+    def drains(self) -> list[tuple[int, float]]:
+        return self.queue.drains
+
+    @property
+    def deferred(self) -> list[tuple[int, float]]:  # events still settling
+        return self.queue.deferred
 
     def deliver(self, payload: dict) -> int:
         """Store a Hotmart payload as a verified webhook and process the queue; the event id."""
@@ -334,9 +347,7 @@ def make_harness(pg: str) -> Callable[..., Harness]:
             rules=rules,
             connectors=registry,
             clock=clock,
-            enqueue=harness.queued.append,
-            schedule_drain=lambda student_id, delay: harness.drains.append((student_id, delay)),
-            schedule_event=lambda event_id, delay: harness.deferred.append((event_id, delay)),
+            queue=harness.queue,
         )
         return harness
 

@@ -32,7 +32,7 @@ def _store_and_enqueue(rt: Runtime, body: bytes, decoded: object, headers: dict[
         stored = store_hotmart(connection, body, headers, held=not rt.settings.hotmart_enabled, decoded=decoded)
     if stored.status == "received" and not stored.duplicate:
         try:
-            rt.enqueue(stored.event_id)  # after the commit: the worker must find the row
+            rt.queue.enqueue(stored.event_id)  # after the commit: the worker must find the row
         except Exception:  # noqa: BLE001 - stored is what matters; the sweep enqueues it later
             log.warning("could not enqueue event %s; the sweep will", stored.event_id, exc_info=True)
     return stored

@@ -131,7 +131,7 @@ def retry(event_id: int, force: bool, skipped: bool) -> None:
     from engine.settings import get_settings
 
     require_local_database(get_settings())
-    rt = build_runtime(get_settings(), enqueue=engine.worker.enqueue_event)
+    rt = build_runtime(get_settings(), queue=engine.worker.task_queue())
     try:
         outcome = retry_event(rt, event_id, force=force, skipped=skipped, actor="cli")
     except (RetryRefused, LookupError) as exc:
@@ -180,7 +180,7 @@ def replay(
     from engine.settings import get_settings
 
     since = _parse_since(since_text)
-    rt = build_runtime(get_settings(), enqueue=engine.worker.enqueue_event, schedule_drain=engine.worker.schedule_drain)
+    rt = build_runtime(get_settings(), queue=engine.worker.task_queue())
     chosen = status or (None if event_ids else "needs_attention")
     try:
         ids = choose_events(rt, status=chosen, event_type=event_type, since=since, ids=event_ids)

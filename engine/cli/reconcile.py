@@ -36,7 +36,7 @@ def reconcile(
     if (grants_only or confirm) and not apply_:
         raise click.UsageError("--grants-only and --confirm go with --apply")
     if last:
-        rt = build_runtime(get_settings(), enqueue=engine.worker.enqueue_event)
+        rt = build_runtime(get_settings(), queue=engine.worker.task_queue())
         run = last_run(rt)
         if run is None:
             click.echo("no reconcile run stored yet")
@@ -63,7 +63,7 @@ def reconcile_and_report(
     from engine.reconcile import Busy, run_reconcile
     from engine.settings import get_settings
 
-    rt = build_runtime(get_settings(), enqueue=engine.worker.enqueue_event)
+    rt = build_runtime(get_settings(), queue=engine.worker.task_queue())
     try:
         run_id, report, applied = run_reconcile(
             rt,

@@ -80,8 +80,9 @@ def serve(host: str, port: int, workers: int, worker: bool | None, threads: int,
         uvicorn.run(app, workers=workers, **options)
         return
     from engine.pipeline.sweep import SweepLoop
-    from engine.worker import huey, runtime, short_delays, start_consumer
+    from engine.worker import huey, runtime, start_consumer, task_queue
 
+    short_delays = task_queue().short_delays
     rt = runtime()  # fail fast on invalid rules or settings, before the worker starts; the app reuses it
     consumer = sweeper = heartbeat = None
     try:
@@ -173,6 +174,7 @@ def worker(threads: int, lane_threads: int | None) -> None:
     if lane_threads:
         queue.enable_lanes({"manychat"})
     rt = queue.runtime()
+    short_delays = queue.task_queue().short_delays
     HeartbeatThread(rt.sessions, settings.heartbeat_seconds, rules_version=lambda: _loaded_version(rt)).start()
     if not rt.rules.available:
         # Wait instead of crash-looping: events are held (needs_attention) and alerted, and
@@ -198,10 +200,10 @@ def worker(threads: int, lane_threads: int | None) -> None:
         rt.stopping.set()
         for consumer in lanes:
             consumer.stop_flag.set()
-        queue.short_delays.flush()  # settling webhooks not due yet: to Huey's schedule
+        short_delays.flush()  # settling webhooks not due yet: to Huey's schedule
 
     deadline = queue.StopDeadline(settings.worker_stop_seconds, on_begin=stopping)
-    queue.short_delays.start()
+    short_delays.start()
     try:
         if lane_threads:
             lane_huey = queue.get_queue().lanes["manychat"][0]

@@ -209,7 +209,7 @@ def run_student(rt: Runtime, student_id: int, *, lane: str | None = None) -> Dra
 
     drained = retry_conflicts(drain, f"student {student_id}")
     if drained.handed_to:
-        rt.hand_off(student_id, drained.handed_to)
+        rt.queue.hand_off(student_id, drained.handed_to)
     if take_raised():
         notify_alerts(rt)
     return drained
@@ -240,7 +240,7 @@ def _advance(rt: Runtime, session: Session, student_id: int, lane: str | None, d
             continue
         drained.statuses[event.id] = event.status
         if run.status == RunStatus.RETRYING and run.retry_at and run.retry_at > now:
-            rt.schedule_drain(student_id, (run.retry_at - now).total_seconds())
+            rt.queue.schedule_drain(student_id, (run.retry_at - now).total_seconds())
             return None
         if run.status == RunStatus.RUNNING and run.action not in IDEMPOTENT_ACTIONS:
             # A worker died after the request was written: it may have gone out. Never resend on our own.
@@ -381,7 +381,7 @@ def _record(rt: Runtime, session: Session, event: Event, run: ActionRun, result:
         delay = rt.settings.retry_delay_seconds
         run.status, run.retry_at = RunStatus.RETRYING, now + timedelta(seconds=delay)
         event.status = EventStatus.RETRYING
-        rt.schedule_drain(event.student_id, delay)
+        rt.queue.schedule_drain(event.student_id, delay)
         return Outcome.RETRYING
     run.status = RunStatus.FAILED
     event.status = EventStatus.FAILED

@@ -78,9 +78,9 @@ def _process(rt: Runtime, event_id: int) -> str:
         drained = drain_student(rt, None, hold=hold, first=lambda session: _plan(rt, session, hold, event_id))
     planned = drained.opened
     if planned.wait:
-        rt.schedule_event(event_id, planned.wait)
+        rt.queue.schedule_event(event_id, planned.wait)
     if drained.handed_to and planned.student_id is not None:
-        rt.hand_off(planned.student_id, drained.handed_to)
+        rt.queue.hand_off(planned.student_id, drained.handed_to)
     return drained.statuses.get(event_id, planned.status)
 
 

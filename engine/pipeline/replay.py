@@ -143,7 +143,7 @@ def replay(
                     on_each(result)
                 continue
         if process is None:
-            rt.enqueue(event_id)
+            rt.queue.enqueue(event_id)
         else:
             process(rt, event_id)
         with rt.sessions() as session:

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from connectors.base import Connector, Step, StepContext, StepResult, StepStatus
 from engine.db.models import utcnow
 from engine.db.session import engine_of, session_factory
+from engine.pipeline.queue import NoQueue, TaskQueue
 from engine.pipeline.rules_repository import RulesRepository
 from engine.rules.actions import DISCORD, MANYCHAT, run_by
 from engine.settings import Settings
@@ -40,27 +41,18 @@ class Runtime:
     sessions: sessionmaker[Session]
     rules: RulesRepository
     connectors: dict[str, Connector]  # by action
-    enqueue: Callable[[int], None] = lambda event_id: None  # run process_event(event_id) soon
-    schedule_drain: Callable[[int, float], None] = lambda student_id, delay: None
-    # run process_event(event_id) after `delay` seconds (an event still settling)
-    schedule_event: Callable[[int, float], None] = lambda event_id, delay: None
+    # Where the pipeline queues its work (process an event, retry a student's steps, hand off to a lane).
+    queue: TaskQueue = field(default_factory=NoQueue)
     clock: Callable[[], datetime] = utcnow
     alert_sink: Connector | None = None  # has post_alert(content, nonce=)
     db: Engine = field(init=False)  # the pool ``sessions`` is bound to: bare connections on the hot path
-    # An event a student waits for interactively (a link, a join, an admin's new code).
-    enqueue_urgent: Callable[[int], None] | None = None
     # Connector name -> the lane (queue) its steps run in; none: every thread runs them.
     lanes: dict[str, str] = field(default_factory=dict)
-    hand_off: Callable[[int, str], None] = lambda student_id, lane: None  # continue a student in a lane
     # Set when the process is asked to stop: waits end early, unfinished work stays in the database.
     stopping: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
         self.db = engine_of(self.sessions)
-
-    def enqueue_now(self, event_id: int) -> None:
-        """Queue an event ahead of bulk work."""
-        (self.enqueue_urgent or self.enqueue)(event_id)
 
     def lane_for(self, connector: Connector) -> str | None:
         return self.lanes.get(connector.name)
@@ -116,23 +108,19 @@ def build_connectors(settings: Settings) -> tuple[dict[str, Connector], Connecto
 def build_runtime(
     settings: Settings,
     *,
-    enqueue: Callable[[int], None] | None = None,
-    schedule_drain: Callable[[int, float], None] | None = None,
-    schedule_event: Callable[[int, float], None] | None = None,
+    queue: TaskQueue | None = None,
     sessions: sessionmaker[Session] | None = None,
-    enqueue_urgent: Callable[[int], None] | None = None,
 ) -> Runtime:
     sessions = sessions or session_factory(settings)
     # Invalid rules do not stop a process: the API stores webhooks without them, the worker
     # holds events (needs_attention) until valid rules load.
     rules = RulesRepository(settings.rules_dir, strict=False)
     connectors, alert_sink = build_connectors(settings)
-    runtime = Runtime(settings=settings, sessions=sessions, rules=rules, connectors=connectors, alert_sink=alert_sink)
-    if enqueue is not None:
-        runtime.enqueue = enqueue
-    if schedule_drain is not None:
-        runtime.schedule_drain = schedule_drain
-    runtime.enqueue_urgent = enqueue_urgent
-    if schedule_event is not None:
-        runtime.schedule_event = schedule_event
-    return runtime
+    return Runtime(
+        settings=settings,
+        sessions=sessions,
+        rules=rules,
+        connectors=connectors,
+        queue=queue if queue is not None else NoQueue(),
+        alert_sink=alert_sink,
+    )

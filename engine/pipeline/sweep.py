@@ -71,7 +71,7 @@ def fire_due_timers(rt: Runtime, limit: int = 500) -> list[int]:
             if stored.event_id is not None:
                 fired.append(stored.event_id)
     for event_id in fired:
-        rt.enqueue(event_id)
+        rt.queue.enqueue(event_id)
     return fired
 
 
@@ -90,7 +90,7 @@ def release_held(rt: Runtime) -> list[int]:
             event.status, event.enqueued_at = EventStatus.RECEIVED, now
         ids = [event.id for event in held]
     for event_id in ids:
-        rt.enqueue(event_id)
+        rt.queue.enqueue(event_id)
     return ids
 
 
@@ -128,7 +128,7 @@ def requeue_stuck(rt: Runtime) -> list[int]:
             event.enqueued_at = now
         ids = [event.id for event in events]
     for event_id in ids:
-        rt.enqueue(event_id)
+        rt.queue.enqueue(event_id)
     return ids
 
 

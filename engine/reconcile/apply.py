@@ -80,7 +80,7 @@ def apply_access_diff(
     actor: str = "reconcile",
     run_id: int | None = None,
 ) -> Applied:
-    """Queue ``diff`` as pipeline steps (``rt.enqueue`` runs them); the one entry point for reconcile and plan.
+    """Queue ``diff`` as pipeline steps (``rt.queue`` gets them run); the one entry point for reconcile and plan.
 
     ``grants_only`` applies the missing grants and leaves every revocation for an admin.
     """
@@ -100,7 +100,7 @@ def apply_access_diff(
             batch = _queue_students(rt, session, students[start : start + _BATCH], actor, run_id)
         applied.events += batch
         for event_id in batch:
-            rt.enqueue(event_id)
+            rt.queue.enqueue(event_id)
     return applied
 
 

@@ -30,5 +30,5 @@ def request_code(rt: Runtime, email: str, product_key: str) -> int:
         stored = store_internal(
             session, "CODE_REQUESTED", email=email, student_id=student.id, product_key=product_key, source="admin"
         )
-    rt.enqueue_now(stored.event_id)  # the admin (and the student) are waiting for it
+    rt.queue.enqueue(stored.event_id, urgent=True)  # the admin (and the student) are waiting for it
     return stored.event_id

@@ -49,7 +49,7 @@ def retry_event(rt: Runtime, event_id: int, *, force: bool = False, skipped: boo
         else:
             _resume(session, event, runs, force=force, skipped=skipped)
         event.enqueued_at = rt.now()
-    rt.enqueue(event_id)
+    rt.queue.enqueue(event_id)
     return "queued"
 
 

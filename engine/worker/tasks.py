@@ -1,5 +1,5 @@
 """The worker's tasks and this process's queue: built on first use (importing reads no settings),
-with the runtime they run on, and how the pipeline queues work (enqueue, schedule, hand off).
+with the runtime they run on and the task queue (:mod:`engine.worker.huey_queue`) it queues work on.
 
 * Priority: an urgent event's task runs, schedules and hands off at its priority.
 * Lanes: a main-queue thread hands a student over when their next step is a lane's connector, so
@@ -22,8 +22,8 @@ from engine.pipeline.execution import is_retryable, run_student
 from engine.pipeline.processing import process_event
 from engine.pipeline.runtime import Runtime, build_runtime
 from engine.settings import Settings, get_settings
-from engine.worker.consumer import ShortDelays
-from engine.worker.queues import LANES, URGENT, Queue, make_huey, queue_down
+from engine.worker.huey_queue import HueyQueue
+from engine.worker.queues import LANES, Queue, make_huey
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +34,11 @@ _runtime_lock = threading.Lock()
 _queue: Queue | None = None
 _queue_lock = threading.Lock()
 _lanes_running: set[str] = set()  # lanes this process consumes (set by `engine worker`)
-_current_priority = threading.local()
 
 
 def get_queue() -> Queue:
-    """The process's queue, built on first use: importing this module reads no settings, creates nothing."""
+    """The process's Huey queues and their tasks, built on first use: importing this module reads no
+    settings, creates nothing."""
     global _queue
     with _queue_lock:
         if _queue is None:
@@ -50,58 +50,13 @@ def get_huey() -> Huey:
     return get_queue().huey
 
 
-def enqueue_event(event_id: int) -> None:
-    """Queue an event; if the queue is down the sweep picks the event up later."""
-    _enqueue(event_id, 0)
+# This process's task queue: what the pipeline queues goes to the Huey queues above.
+_task_queue = HueyQueue(get_queue)
 
 
-def enqueue_urgent(event_id: int) -> None:
-    """Queue an event a student is waiting for (a link, a join, an admin's new code)."""
-    _enqueue(event_id, URGENT)
-
-
-def _enqueue(event_id: int, priority: int) -> None:
-    try:
-        get_queue().process_event(event_id, priority=priority)
-    except Exception as exc:  # noqa: BLE001 - the event is stored; never lose the request over the queue
-        if queue_down(exc):  # the outage itself was reported once (QueueOutage): no line per event
-            log.debug("queue down; event %s waits for the sweep", event_id)
-        else:
-            log.warning("could not enqueue event %s; the sweep will retry", event_id, exc_info=True)
-
-
-def schedule_drain(student_id: int, delay: float) -> None:
-    try:
-        get_queue().drain_student.schedule((student_id,), delay=max(delay, 0.0))
-    except Exception:  # noqa: BLE001
-        log.warning("could not schedule the retry for student %s; the sweep will", student_id, exc_info=True)
-
-
-def schedule_event(event_id: int, delay: float) -> None:
-    """Process the event again after ``delay`` seconds (a webhook still settling)."""
-    priority = getattr(_current_priority, "value", 0)
-    if short_delays.take(event_id, delay, priority):
-        return
-    _schedule_event(event_id, delay, priority)
-
-
-def _schedule_event(event_id: int, delay: float, priority: int) -> None:
-    try:
-        get_queue().process_event.schedule((event_id,), delay=max(delay, 0.0), priority=priority)
-    except Exception:  # noqa: BLE001
-        log.warning("could not schedule event %s; the sweep will enqueue it", event_id, exc_info=True)
-
-
-short_delays = ShortDelays(enqueue=_enqueue, schedule=_schedule_event)
-
-
-def hand_off(student_id: int, lane: str) -> None:
-    """Continue a student's steps in ``lane`` (at the priority of the task handing over)."""
-    priority = getattr(_current_priority, "value", 0)
-    try:
-        get_queue().lanes[lane][1](student_id, priority=priority)
-    except Exception:  # noqa: BLE001
-        log.warning("could not hand student %s to lane %s; the sweep will", student_id, lane, exc_info=True)
+def task_queue() -> HueyQueue:
+    """The pipeline's queue in this process (its runtime's; the CLI's and the bot's to enqueue with)."""
+    return _task_queue
 
 
 def enable_lanes(lanes: set[str]) -> None:
@@ -116,14 +71,7 @@ def runtime() -> Runtime:
     global _runtime
     with _runtime_lock:
         if _runtime is None:
-            _runtime = build_runtime(
-                get_settings(),
-                enqueue=enqueue_event,
-                schedule_drain=schedule_drain,
-                schedule_event=schedule_event,
-                enqueue_urgent=enqueue_urgent,
-            )
-            _runtime.hand_off = hand_off
+            _runtime = build_runtime(get_settings(), queue=_task_queue)
             _runtime.lanes = {lane: lane for lane in _lanes_running}
     return _runtime
 
@@ -145,7 +93,7 @@ def _retry_later(task: TaskWrapper, args: tuple, attempt: int, priority: int, ex
 
 def _priority(task) -> int:
     priority = (task.priority if task is not None else 0) or 0
-    _current_priority.value = priority
+    _task_queue.running(priority)
     return priority
 
 

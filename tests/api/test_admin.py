@@ -620,6 +620,16 @@ def test_new_code_request_replaces_the_old_code_and_sends_it(h, client):
     )
 
 
+def test_a_new_code_is_queued_ahead_of_bulk_work(h, client):
+    """The admin (and the student) wait for a new code: its event is queued urgent; a purchase's is not."""
+    post_webhook(client, load_payload("purchase_approved.json"))
+    [purchase] = h.queued
+    h.run_queue()
+    assert client.post(f"/admin/students/{ANA}/code", params={"product": "curso"}, headers=AUTH).status_code == 202
+    [requested] = h.queued
+    assert h.queue.urgent == {requested} and purchase not in h.queue.urgent
+
+
 def test_retry_with_skipped_replays_steps_skipped_while_a_flag_was_off(make_harness):
     from engine.pipeline.runtime import DisabledConnector
 

@@ -41,10 +41,11 @@ def cli_env(pg: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
 def enqueued(cli_env, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """What ``engine retry`` hands to the worker's queue."""
     import engine.worker
+    from engine.pipeline.queue import MemoryQueue
 
-    calls: list[int] = []
-    monkeypatch.setattr(engine.worker, "enqueue_event", calls.append)
-    return calls
+    queue = MemoryQueue()
+    monkeypatch.setattr(engine.worker, "task_queue", lambda: queue)
+    return queue.events
 
 
 def engine(env: dict[str, str], *args: str) -> Ran:

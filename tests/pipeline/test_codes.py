@@ -333,7 +333,7 @@ def test_an_approval_and_its_refund_planned_together_keep_the_other_products_cod
     assert owner == "comunidade"
     approval_id = store(h, hotmart("purchase_approved", COURSE, C_TRANSACTION, 1))
     refund_id = store(h, hotmart("purchase_refunded", COURSE, C_TRANSACTION, 2))
-    h.queued += [approval_id, refund_id]
+    h.queued.extend([approval_id, refund_id])
     h.run_queue()
 
     with h.runtime.sessions() as session:

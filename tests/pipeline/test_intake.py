@@ -188,10 +188,10 @@ def test_deeply_nested_body_is_rejected_not_a_crash(client, harness):
 def test_queue_down_still_acknowledges_and_keeps_the_event(make_harness):
     h = make_harness()
 
-    def queue_down(event_id: int) -> None:
+    def queue_down(event_id: int, *, urgent: bool = False) -> None:
         raise ConnectionError("redis is down")
 
-    h.runtime.enqueue = queue_down
+    h.queue.enqueue = queue_down
     client = TestClient(create_app(h.runtime))
     response = post(client, (REFERENCE / "purchase_approved.json").read_bytes())
     assert response.status_code == 200 and response.json()["status"] == "accepted"

@@ -86,9 +86,8 @@ def test_stopped_after_the_write_the_flow_may_have_been_delivered(make_harness):
 
 def test_a_manychat_step_is_handed_to_its_lane(make_harness):
     h = make_harness()
-    handed: list[tuple[int, str]] = []
+    handed = h.queue.handed
     h.runtime.lanes = {"manychat": "manychat"}
-    h.runtime.hand_off = lambda student_id, lane: handed.append((student_id, lane))
     event_id = stored_purchase(h)
     assert process_event(h.runtime, event_id) == "processing"
     # The code is issued, then the student goes to the ManyChat lane; no ManyChat call here.
@@ -157,11 +156,10 @@ def test_every_enqueue_records_enqueued_at_so_the_sweep_waits_a_full_period_afte
     intake stored, or a replay, a retry or a release queued just now, is not queued a second time."""
     from datetime import timedelta
 
-    from engine.service.retry import retry_event
-
     from engine.db.models import utcnow
     from engine.pipeline.replay import replay
     from engine.pipeline.sweep import release_held, requeue_stuck
+    from engine.service.retry import retry_event
 
     h = make_harness(hotmart_enabled=True)
     period = timedelta(seconds=h.runtime.settings.stuck_after_seconds + 1)

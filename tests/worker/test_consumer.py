@@ -182,18 +182,17 @@ def test_a_stop_signal_ends_a_busy_worker_within_worker_stop_seconds(pg, redis_u
         successor.wait(timeout=20)
 
 
-def test_a_short_delay_is_queued_by_the_process_on_time_and_handed_to_huey_on_a_stop(tmp_path, monkeypatch):
+def test_a_short_delay_is_queued_by_the_process_on_time_and_handed_to_huey_on_a_stop(tmp_path):
     """Huey's scheduler reads its schedule once a second: a worker queues a settling webhook itself
     when it is due; stopping, it hands what is not due yet to Huey's schedule (nothing is lost)."""
-    import engine.worker.tasks as worker
+    from engine.worker import HueyQueue, build_queue
 
-    queue = worker.build_queue(Settings(ENGINE_ENV="test", var_dir=tmp_path))
-    monkeypatch.setattr(worker, "_queue", queue)
-    delays = worker.ShortDelays(enqueue=worker._enqueue, schedule=worker._schedule_event)
-    monkeypatch.setattr(worker, "short_delays", delays)
+    queue = build_queue(Settings(ENGINE_ENV="test", var_dir=tmp_path))
+    tasks = HueyQueue(lambda: queue)  # with short delays of its own, started here
+    delays = tasks.short_delays
     delays.start()
-    worker.schedule_event(42, 0.2)
-    worker.schedule_event(43, 5.0)
+    tasks.schedule_event(42, 0.2)
+    tasks.schedule_event(43, 5.0)
     assert queue.huey.pending() == []  # held by this process, not by Huey
     [task] = wait_until(queue.huey.pending, timeout=10, what="the due event to be queued")
     assert (task.args, task.eta) == ((42,), None)  # queued to run now, at its time
@@ -203,5 +202,5 @@ def test_a_short_delay_is_queued_by_the_process_on_time_and_handed_to_huey_on_a_
     [task] = queue.huey.pending()
     assert (task.name, task.args) == ("process_event_task", (43,))
     assert task.eta is not None
-    worker.schedule_event(44, 0.1)  # after the stop: Huey's schedule
+    tasks.schedule_event(44, 0.1)  # after the stop: Huey's schedule
     assert [t.args for t in queue.huey.pending()] == [(43,), (44,)]

@@ -36,7 +36,7 @@ def test_a_settling_event_is_scheduled_on_the_queue(tmp_path, monkeypatch):
 
     queue = worker.build_queue(Settings(ENGINE_ENV="test", var_dir=tmp_path))
     monkeypatch.setattr(worker, "_queue", queue)
-    worker.schedule_event(42, 1.5)
+    worker.task_queue().schedule_event(42, 1.5)
     [task] = queue.huey.pending()
     assert (task.name, task.args) == ("process_event_task", (42,))
     assert task.eta is not None  # the consumer holds it until then
