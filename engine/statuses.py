@@ -46,6 +46,16 @@ FINAL_EVENT_STATUSES = (
     EventStatus.FAILED,
     EventStatus.REJECTED,
 )
+# Still on their way: a replay would race the worker.
+IN_FLIGHT_EVENT_STATUSES = (EventStatus.RECEIVED, EventStatus.HELD, EventStatus.PROCESSING, EventStatus.RETRYING)
+# Decided (or refused) events an admin may replay against the current rules.
+REPLAYABLE_EVENT_STATUSES = (
+    EventStatus.NEEDS_ATTENTION,
+    EventStatus.IGNORED,
+    EventStatus.FAILED,
+    EventStatus.PROCESSED,
+    EventStatus.REJECTED,
+)
 # Steps not done yet, in the order the worker picks them up.
 OPEN_RUN_STATUSES = (RunStatus.PENDING, RunStatus.RUNNING, RunStatus.RETRYING)
 FINAL_RUN_STATUSES = (RunStatus.DONE, RunStatus.SKIPPED, RunStatus.FAILED)

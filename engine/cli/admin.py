@@ -13,7 +13,7 @@ import click
 
 from engine.cli.base import database_session, main, read_settings
 from engine.cli.errors import require_local_database, require_rules_dir
-from engine.statuses import EventStatus
+from engine.statuses import REPLAYABLE_EVENT_STATUSES, EventStatus
 
 
 @main.command()
@@ -155,7 +155,7 @@ def _parse_since(text: str | None) -> datetime | None:
 @click.argument("event_ids", nargs=-1, type=int)
 @click.option(
     "--status",
-    type=click.Choice(("needs_attention", "ignored", "failed", "processed", "rejected")),
+    type=click.Choice([status.value for status in REPLAYABLE_EVENT_STATUSES]),
     default=None,
     help="Replay the events in this status (default: needs_attention when no EVENT_IDS are named).",
 )
@@ -181,7 +181,7 @@ def replay(
 
     since = _parse_since(since_text)
     rt = build_runtime(get_settings(), queue=engine.worker.task_queue())
-    chosen = status or (None if event_ids else "needs_attention")
+    chosen = status or (None if event_ids else EventStatus.NEEDS_ATTENTION)
     try:
         ids = choose_events(rt, status=chosen, event_type=event_type, since=since, ids=event_ids)
     except RulesUnavailable as exc:

@@ -20,10 +20,11 @@ from engine.pipeline.attention import NEEDS_ATTENTION
 from engine.pipeline.history import record_history
 from engine.pipeline.locks import lock_event_buyer
 from engine.pipeline.runtime import Runtime
+from engine.statuses import IN_FLIGHT_EVENT_STATUSES, REPLAYABLE_EVENT_STATUSES, EventStatus
 
 # Events still on their way through the pipeline cannot be replayed (they will be decided).
-IN_FLIGHT = ("received", "held", "processing", "retrying")
-REPLAYABLE = (NEEDS_ATTENTION, "ignored", "failed", "processed", "rejected")
+IN_FLIGHT = IN_FLIGHT_EVENT_STATUSES
+REPLAYABLE = REPLAYABLE_EVENT_STATUSES
 
 
 class ReplayRefused(Exception):
@@ -111,7 +112,7 @@ def reset_for_replay(rt: Runtime, session: Session, event: Event, *, actor: str)
     )
     # With HOTMART_ENABLED off a replayed webhook is held like a new one (released in creation order).
     held = event.source == "hotmart" and not rt.settings.hotmart_enabled
-    event.status, event.reason, event.plans = ("held" if held else "received"), None, None
+    event.status, event.reason, event.plans = (EventStatus.HELD if held else EventStatus.RECEIVED), None, None
     event.processed_at, event.failures, event.enqueued_at = None, 0, rt.now()
 
 
@@ -171,9 +172,9 @@ def preview(rt: Runtime, event_ids: Iterable[int]) -> list[ReplayResult]:
             continue
         decided = preview_event(rt, event_id)
         after, reason = decided.status, decided.reason
-        if after in ("processing", "processed"):
+        if after in (EventStatus.PROCESSING, EventStatus.PROCESSED):
             after, reason = (
-                "processed",
+                EventStatus.PROCESSED,
                 "; ".join(_describe(plan) for plan in decided.plans or [] if plan.get("transition")),
             )
         results.append(ReplayResult(event_id, decided.type, before, after, reason, decided.rules_version))

@@ -178,7 +178,7 @@ class ReplayIn(BaseModel):
     """Which events to replay: those matching the filters, plus any named by id."""
 
     status: EventStatus | None = Field(
-        "needs_attention", description="Events in this status (null: only the ids named)."
+        EventStatus.NEEDS_ATTENTION, description="Events in this status (null: only the ids named)."
     )
     type: str | None = Field(None, description="Only this event type.", max_length=60, pattern=PRINTABLE)
     since: QueryDate = Field(None, description="received_at >= since (ISO 8601; no zone = UTC).")
