@@ -15,6 +15,7 @@ from engine.rules.action_types import PlannedStep
 from engine.rules.actions import ACTIONS, FLOW_ACTIONS, MANYCHAT, the_action
 from engine.rules.loader import RULE_TESTS_DIR
 from engine.rules.model import NO_FLOW, Rules, flow_name, is_optional
+from engine.sources import DEFAULT_SOURCE
 
 KEY_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
 _FLOW_TAGS = re.compile(r"^(?P<indent>\s+)tags:\s*\[(?P<items>[^\]]*)\](?P<rest>.*)$")
@@ -77,7 +78,7 @@ def write_product(
             )
     if key in rules.products:
         raise ScaffoldRefused(f"product {key!r} already exists ({rules.products[key].file})")
-    claimed = rules.product_for(hotmart_id)
+    claimed = rules.product_for(DEFAULT_SOURCE.name, hotmart_id)
     if claimed is not None:
         raise ScaffoldRefused(
             f"Hotmart product {hotmart_id} is already claimed by product {claimed.key!r} ({claimed.file})"

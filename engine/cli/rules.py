@@ -33,6 +33,8 @@ def check(rules_dir: Path | None, strict: bool, with_database: bool) -> None:
     for note in ignored_notes(rules_dir):
         click.echo(f"note: {note}", err=True)
     rules = load_rules_or_exit(rules_dir)
+    for deprecation in rules.deprecations:
+        click.echo(f"note: {deprecation}", err=True)
     warnings = check_warnings(rules, rules_dir)
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)

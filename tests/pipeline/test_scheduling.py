@@ -11,8 +11,9 @@ from sqlalchemy import select
 from connectors.base import StepResult
 from engine.db.models import ActionRun, Alert, Event
 from engine.pipeline.execution import run_student
-from engine.pipeline.intake import store_hotmart
+from engine.pipeline.intake import store_webhook
 from engine.pipeline.processing import process_event
+from engine.sources.hotmart import SOURCE as HOTMART
 from tests.conftest import MANYCHAT_ACTIONS, load_payload
 
 
@@ -45,7 +46,9 @@ class SlowFlows:
 
 def stored_purchase(h) -> int:
     with h.runtime.sessions.begin() as session:
-        stored = store_hotmart(session, json.dumps(load_payload("purchase_approved.json")).encode(), {}, held=False)
+        stored = store_webhook(
+            HOTMART, session, json.dumps(load_payload("purchase_approved.json")).encode(), {}, held=False
+        )
     return stored.event_id
 
 
