@@ -31,6 +31,8 @@ class EventInput:
     # A new student's plan, decided when admitting the event (it creates the student only if a
     # rule acts); planning reuses it unless the student changed meanwhile. Planned once.
     lead_plan: Plan | None = None
+    # A platform's event with no canonical meaning: stored, and ignored with this reason.
+    ignored_reason: str | None = None
 
 
 def is_internal(body: Any) -> bool:
@@ -49,6 +51,7 @@ def from_source(source: Source, body: Any, rules: Rules) -> EventInput:
         email=parsed.email,
         occurred_at=parsed.creation_date,
         problems=list(parsed.problems),
+        ignored_reason=parsed.ignored,
     )
 
 

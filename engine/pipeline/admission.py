@@ -83,6 +83,8 @@ def _admit(rt: Runtime, session: Session, event: Event, inp: EventInput | None) 
         event.reason = "; ".join(inp.problems)[:2000]  # kept even if the event goes on
     if not inp.event_type:
         return ignore(event, "no event type in the body")
+    if inp.ignored_reason:
+        return ignore(event, inp.ignored_reason)
     # A webhook names its product; an internal event may concern every membership (its targets decide).
     refused = refusal(rules, inp.event_type, inp.fields, inp.product) if is_platform(inp.source) else None
     if refused and inp.product is None and inp.event_type in rules.known_events:

@@ -8,12 +8,12 @@ unknown origin. Adding a platform is a package here and one line in :data:`SOURC
 
 from __future__ import annotations
 
-from engine.sources import hotmart, kiwify
+from engine.sources import eduzz, hotmart, kiwify
 from engine.sources.base import NOT_JSON, Source
 from engine.sources.canonical import CANONICAL_EVENTS
 from engine.sources.hotmart.phone import normalize_phone
 
-SOURCES: dict[str, Source] = {source.name: source for source in (hotmart.SOURCE, kiwify.SOURCE)}
+SOURCES: dict[str, Source] = {source.name: source for source in (hotmart.SOURCE, kiwify.SOURCE, eduzz.SOURCE)}
 
 # The platform the engine started with: a product's `hotmart_product_ids`, catalog.unmanaged_products
 # and a body no other source recognises are its.

@@ -32,6 +32,7 @@ class SourceEvent(Protocol):
 
     event_type: str | None  # canonical
     source_event: str | None  # the platform's own event name, for the log and for conditions
+    ignored: str | None  # why the engine ignores it: a platform event with no canonical meaning
     creation_date: datetime | None
     product_id: str | None
     offer_code: str | None

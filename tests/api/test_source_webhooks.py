@@ -170,3 +170,17 @@ def test_each_source_route_never_answers_5xx_and_keeps_every_body_it_acknowledge
             assert status in ("processed", "ignored", "failed", "needs_attention", "processing", "retrying"), status
 
     post_one()
+
+
+def test_an_eduzz_invoice_of_two_products_is_stored_as_two_events(make_harness):
+    harness = make_harness(**settings_for("eduzz"))
+    client = TestClient(create_app(harness.runtime))
+    body = (DATA / "eduzz" / "invoice_paid_two_products.json").read_bytes()
+    answer = post(client, "eduzz", body)
+    assert answer.json()["status"] == "accepted"
+    assert sorted(harness.queued) == harness.queued and len(harness.queued) == 2  # both enqueued
+    with harness.runtime.sessions() as session:
+        events = session.scalars(select(Event).order_by(Event.id)).all()
+    assert [e.payload["data"]["items"][0]["productId"] for e in events] == ["123456", "654321"]
+    assert all(e.raw_bytes == body and e.payload_changes == ["one of 2 products of the body"] for e in events)
+    assert post(client, "eduzz", body).json() == {"status": "duplicate"}

@@ -39,6 +39,8 @@ class HotmartEvent:
     is_test: bool
     problems: tuple[str, ...]
 
+    ignored = None  # every Hotmart event has a canonical meaning (its names are the vocabulary)
+
     @property
     def source_event(self) -> str | None:
         """Hotmart's own name: its names are the canonical ones (:mod:`engine.sources.canonical`)."""

@@ -47,6 +47,7 @@ class KiwifyEvent:
     plan_name: str | None
     problems: tuple[str, ...]
     offer_code: str | None = None  # Kiwify has no offer codes
+    ignored: str | None = None  # every Kiwify event in the table has a canonical meaning
 
     def fields(self) -> dict[str, object]:
         return {
