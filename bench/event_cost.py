@@ -151,11 +151,13 @@ class Bench:
         """Store as the API does (not counted), then process as the worker does (counted). Stored as
         arrived a settle window ago (ORDER_SETTLE_SECONDS): the worker checks it has settled."""
         from engine.db.models import utcnow
-        from engine.pipeline.intake import store_hotmart
+        from engine.pipeline.intake import store_webhook
+        from engine.sources.hotmart import SOURCE as HOTMART
 
         arrived = utcnow() - timedelta(seconds=self.settings.order_settle_seconds + 1)
         with self.rt.sessions.begin() as session:
-            stored = store_hotmart(
+            stored = store_webhook(
+                HOTMART,
                 session,
                 json.dumps(payload).encode(),
                 {"content-type": "application/json"},

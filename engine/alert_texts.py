@@ -77,11 +77,16 @@ def rules_misfit(misfit: object) -> str:
     return f"the rules do not fit the database: {misfit}"
 
 
-def no_webhooks(last: datetime, silent_hours: float, limit_hours: float) -> str:
+def no_webhooks_opening(platform: str) -> str:
+    """How a platform's silence alert begins (the sweep looks for an open one by it)."""
+    return f"no {platform} webhook for "
+
+
+def no_webhooks(platform: str, last: datetime, silent_hours: float, limit_hours: float, hint: str) -> str:
+    """``hint``: what to check on the platform (its source's ``silence_hint``)."""
     return (
-        f"no Hotmart webhook for {silent_hours:.0f} hours (the last one arrived {last:%Y-%m-%d %H:%M} UTC; "
-        f"ALERT_NO_WEBHOOKS_HOURS={limit_hours:g}). Hotmart disables a webhook URL that keeps failing: check "
-        "Hotmart > Tools > Webhook (URL status, failed deliveries) and that the API is reachable"
+        f"{no_webhooks_opening(platform)}{silent_hours:.0f} hours (the last one arrived {last:%Y-%m-%d %H:%M} UTC; "
+        f"ALERT_NO_WEBHOOKS_HOURS={limit_hours:g}). {hint}"
     )
 
 

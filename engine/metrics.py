@@ -28,27 +28,33 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
+from engine.sources import PLATFORMS
 from engine.statuses import EventStatus
 
 log = logging.getLogger(__name__)
 
 # --- the API process's own numbers ---------------------------------------------------------
 
-WEBHOOKS = Counter("engine_webhooks", "Hotmart webhooks answered, by outcome", ["outcome"])
+WEBHOOKS = Counter("engine_webhooks", "Webhooks answered (every source), by outcome", ["outcome"])
+# The same answers by source: engine_webhooks keeps its one label for dashboards built on it.
+SOURCE_WEBHOOKS = Counter(
+    "engine_source_webhooks", "Webhooks answered, by source (hotmart, kiwify ...) and outcome", ["source", "outcome"]
+)
 ACK_SECONDS = Histogram(
     "engine_webhook_ack_seconds",
-    "Time from request to acknowledgement of a Hotmart webhook",
+    "Time from request to acknowledgement of a webhook",
     buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
 _OUTCOMES = {401: "unauthorized", 400: "rejected", 413: "too_large", 503: "unavailable"}
 
 
-def observe_webhook(status_code: int, body: bytes, seconds: float) -> None:
+def observe_webhook(status_code: int, body: bytes, seconds: float, source: str) -> None:
     if status_code == 200:
         outcome = "duplicate" if b'"duplicate"' in body else "accepted"
     else:
         outcome = _OUTCOMES.get(status_code, str(status_code))
     WEBHOOKS.labels(outcome).inc()
+    SOURCE_WEBHOOKS.labels(source, outcome).inc()
     ACK_SECONDS.observe(seconds)
 
 
@@ -166,12 +172,27 @@ class EngineCollector(Collector):
                 "Student locks held by a database connection idle longer than STUCK_AFTER_SECONDS",
                 value=len(stuck.idle_locks),
             )
-            last = session.scalar(select(func.max(Event.received_at)).where(Event.source == "hotmart"))
+            newest = dict(
+                session.execute(
+                    select(Event.source, func.max(Event.received_at))
+                    .where(Event.source.in_(PLATFORMS))
+                    .group_by(Event.source)
+                ).all()
+            )
+            last = max(newest.values(), default=None)
             yield GaugeMetricFamily(
                 "engine_last_webhook_age_seconds",
-                "Seconds since the last Hotmart webhook was received (-1 before the first)",
+                "Seconds since the last webhook (any source) was received (-1 before the first)",
                 value=_age(now, last) if last else -1,
             )
+            by_source = GaugeMetricFamily(
+                "engine_source_last_webhook_age_seconds",
+                "Seconds since the last webhook of each source was received (-1 before the first)",
+                labels=["source"],
+            )
+            for name in PLATFORMS:
+                by_source.add_metric([name], _age(now, newest[name]) if newest.get(name) else -1)
+            yield by_source
         if self._queue_depth is not None:
             try:
                 depth = float(self._queue_depth())

@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     rules_dir: Path = Path("rules")
 
     hotmart_hottok: SecretStr = SecretStr("")
+    # Each other platform's secret (engine.sources): Kiwify's webhook token (the key of its
+    # HMAC-SHA1 `signature`), Eduzz's Developer Hub secret key (the key of its x-signature).
+    kiwify_token: SecretStr = SecretStr("")
+    eduzz_secret: SecretStr = SecretStr("")
     admin_api_token: SecretStr = SecretStr("")
     max_body_bytes: int = 256 * 1024
     webhook_threads: int = Field(default=3, ge=1)  # per API process (see engine/api/webhooks.py)
@@ -35,7 +39,10 @@ class Settings(BaseSettings):
     # development, admin otherwise.
     api_docs: Literal["public", "admin", "off"] | None = None
 
+    # A source turned off still verifies and stores its webhooks, held until it is turned on.
     hotmart_enabled: bool = True
+    kiwify_enabled: bool = False
+    eduzz_enabled: bool = False
     discord_enabled: bool = False
     manychat_enabled: bool = False
 
@@ -153,6 +160,13 @@ class Settings(BaseSettings):
             ]
             if missing:
                 raise ValueError(f"{', '.join(missing)} must be set (or ENGINE_ENV=development for local use)")
+        for flag, secret, name in (
+            (self.kiwify_enabled, self.kiwify_token, "KIWIFY"),
+            (self.eduzz_enabled, self.eduzz_secret, "EDUZZ"),
+        ):
+            if flag and not self.development and self.secrets_required and not secret.get_secret_value():
+                setting = "KIWIFY_TOKEN" if name == "KIWIFY" else "EDUZZ_SECRET"
+                raise ValueError(f"{name}_ENABLED needs {setting} (or ENGINE_ENV=development for local use)")
         if self.discord_enabled and not (self.discord_bot_token.get_secret_value() and self.discord_guild_id):
             raise ValueError("DISCORD_ENABLED needs DISCORD_BOT_TOKEN and DISCORD_GUILD_ID")
         if self.manychat_enabled and not self.manychat_api_token.get_secret_value():

@@ -238,10 +238,11 @@ class Harness:
         """Store a Hotmart payload as a verified webhook and process the queue; the event id."""
         import json
 
-        from engine.pipeline.intake import store_hotmart
+        from engine.pipeline.intake import store_webhook
+        from engine.sources.hotmart import SOURCE as HOTMART
 
         with self.runtime.sessions.begin() as session:
-            stored = store_hotmart(session, json.dumps(payload).encode(), {}, held=False)
+            stored = store_webhook(HOTMART, session, json.dumps(payload).encode(), {}, held=False)
         assert stored.event_id is not None
         self.queued.append(stored.event_id)
         self.run_queue()

@@ -106,9 +106,17 @@ def states_where_it_applies(rules: Rules, event_type: str, product: Product | No
 
 
 def dry_run(
-    body: Any, rules: Rules, *, state: str | None, linked: bool, now: datetime, previous_discord_id: str | None = None
+    body: Any,
+    rules: Rules,
+    *,
+    state: str | None,
+    linked: bool,
+    now: datetime,
+    previous_discord_id: str | None = None,
+    source: str | None = None,
 ) -> DryRun:
-    event = event_input(body, rules)
+    """``source``: the platform the payload comes from (engine.sources); None: its shape decides."""
+    event = event_input(body, rules, source=source)
     facts = Facts(
         now=now,
         discord_linked=linked or bool(event.fields.get("discord_id")),

@@ -15,6 +15,7 @@ from engine.rules.action_types import PlannedStep
 from engine.rules.actions import ACTIONS, FLOW_ACTIONS, MANYCHAT, the_action
 from engine.rules.loader import RULE_TESTS_DIR
 from engine.rules.model import NO_FLOW, Rules, flow_name, is_optional
+from engine.sources import DEFAULT_SOURCE, SOURCES
 
 KEY_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
 _FLOW_TAGS = re.compile(r"^(?P<indent>\s+)tags:\s*\[(?P<items>[^\]]*)\](?P<rest>.*)$")
@@ -63,7 +64,11 @@ def write_product(
     name: str | None = None,
     roles: tuple[str, ...] = (),
     tag: str | None = None,
+    other_ids: dict[str, str] | None = None,
 ) -> Scaffold:
+    """``other_ids``: the product's id on other sources (``{"kiwify": "a1b2c3"}``): the file then
+    claims its ids under ``sources:``."""
+    other_ids = {name: value for name, value in (other_ids or {}).items() if value}
     if not KEY_RE.match(key):
         raise ScaffoldRefused(
             f"product key {key!r}: use lowercase letters, digits, _ and - , starting with a letter, e.g. mentoria"
@@ -77,11 +82,20 @@ def write_product(
             )
     if key in rules.products:
         raise ScaffoldRefused(f"product {key!r} already exists ({rules.products[key].file})")
-    claimed = rules.product_for(hotmart_id)
+    claimed = rules.product_for(DEFAULT_SOURCE.name, hotmart_id)
     if claimed is not None:
         raise ScaffoldRefused(
             f"Hotmart product {hotmart_id} is already claimed by product {claimed.key!r} ({claimed.file})"
         )
+    for source_name, product_id in other_ids.items():
+        source = SOURCES[source_name]
+        if not re.fullmatch(source.product_id_schema["pattern"].strip("^$"), product_id):
+            raise ScaffoldRefused(f"--{source_name}-id {product_id!r}: {source.product_id_hint}")
+        claimed = rules.product_for(source_name, product_id)
+        if claimed is not None:
+            raise ScaffoldRefused(
+                f"{source.title} product {product_id} is already claimed by product {claimed.key!r} ({claimed.file})"
+            )
     product_file = rules_dir / "products" / f"{key}.yaml"
     if product_file.exists():
         raise ScaffoldRefused(f"{product_file} already exists")
@@ -98,7 +112,15 @@ def write_product(
     product_file.parent.mkdir(parents=True, exist_ok=True)
     product_file.write_text(
         _product_text(
-            key, name or key.replace("-", " ").replace("_", " ").title(), kind, hotmart_id, roles, tag, flows, optional
+            key,
+            name or key.replace("-", " ").replace("_", " ").title(),
+            kind,
+            hotmart_id,
+            roles,
+            tag,
+            flows,
+            optional,
+            other_ids,
         ),
         encoding="utf-8",
     )
@@ -144,6 +166,17 @@ def write_rule_test(rules: Rules, rules_dir: Path, key: str) -> Path | None:
     return path
 
 
+def _id_lines(hotmart_id: str, other_ids: dict[str, str]) -> list[str]:
+    """The product's ids under ``sources:``, one line per platform that sells it (the older
+    ``hotmart_product_ids`` form is deprecated: a new file never uses it)."""
+    ids = {DEFAULT_SOURCE.name: hotmart_id, **other_ids}
+    quoted = {name: value if value.isdigit() else f'"{value}"' for name, value in ids.items()}
+    return [
+        _commented("  sources:", "the product's ids on each platform that sells it"),
+        *(f"    {name}: [{value}]" for name, value in quoted.items()),
+    ]
+
+
 def _product_text(
     key: str,
     name: str,
@@ -153,6 +186,7 @@ def _product_text(
     tag: str | None,
     flows: dict[str, list[str]],
     optional: set[str],
+    other_ids: dict[str, str],
 ) -> str:
     roles_text = ", ".join(f'"{r}"' for r in roles)
     roles_note = "" if roles else 'TODO: Discord role ids IN QUOTES, e.g. ["1180000000000000001"]'
@@ -166,7 +200,7 @@ def _product_text(
         _commented(f"  key: {key}", "the membership's product key (keep it once students exist)"),
         _commented(f"  name: {_yaml_text(name)}", "TODO: the name students and admins read"),
         _commented(f"  kind: {kind}", "one_time or subscription: transitions can be limited to a kind"),
-        f"  hotmart_product_ids: [{hotmart_id}]",
+        *_id_lines(hotmart_id, other_ids),
         _commented("  # offer_codes: [abc123]", "optional: only purchases of these offers belong here"),
         _commented("  access:", "what an active membership grants; bare steps use these"),
         _commented(f"    discord_roles: [{roles_text}]", roles_note),

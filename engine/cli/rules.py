@@ -13,6 +13,7 @@ import click
 from engine.cli.base import RULES_OPTION, database_session, load_rules_or_exit, main, resolve_rules_dir
 from engine.cli.errors import require_local_database
 from engine.cli.reconcile import reconcile_and_report
+from engine.sources import DEFAULT_SOURCE, SOURCES
 
 
 @main.command()
@@ -33,6 +34,8 @@ def check(rules_dir: Path | None, strict: bool, with_database: bool) -> None:
     for note in ignored_notes(rules_dir):
         click.echo(f"note: {note}", err=True)
     rules = load_rules_or_exit(rules_dir)
+    for deprecation in rules.deprecations:
+        click.echo(f"note: {deprecation}", err=True)
     warnings = check_warnings(rules, rules_dir)
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
@@ -163,9 +166,19 @@ def plan(
         )
 
 
+def source_id_options(command):
+    """``--kiwify-id``, ``--eduzz-id`` ...: one option per source besides the default one."""
+    for source in reversed([s for s in SOURCES.values() if s is not DEFAULT_SOURCE]):
+        command = click.option(
+            f"--{source.name}-id", f"{source.name}_id", default=None, help=f"Its id in {source.title}, if sold there."
+        )(command)
+    return command
+
+
 @main.command("new-product")
 @click.argument("key")
 @click.option("--hotmart-id", required=True, help="The product's id in Hotmart (digits).")
+@source_id_options
 @click.option("--subscription", is_flag=True, help="A subscription (default: a one-time purchase).")
 @click.option("--name", default=None, help="The name students read (default: from KEY).")
 @click.option("--role", "roles", multiple=True, help="A Discord role id it grants (repeatable).")
@@ -179,6 +192,7 @@ def new_product(
     roles: tuple[str, ...],
     tag: str | None,
     rules_dir: Path | None,
+    **source_ids: str | None,
 ) -> None:
     """Write rules/products/KEY.yaml with every flow the lifecycle uses, then run the checks."""
     from engine.authoring.new_product import ScaffoldRefused, write_product, write_rule_test
@@ -187,7 +201,15 @@ def new_product(
     rules = load_rules_or_exit(rules_dir)
     try:
         scaffold = write_product(
-            rules, rules_dir, key, hotmart_id, subscription=subscription, name=name, roles=roles, tag=tag
+            rules,
+            rules_dir,
+            key,
+            hotmart_id,
+            subscription=subscription,
+            name=name,
+            roles=roles,
+            tag=tag,
+            other_ids={name.removesuffix("_id"): value for name, value in source_ids.items() if value},
         )
     except ScaffoldRefused as exc:
         click.echo(f"error: {exc}", err=True)
@@ -227,6 +249,12 @@ def new_product(
 @click.option("--linked/--not-linked", default=None, help="Whether the student linked Discord.")
 @click.option("--previous-discord-id", default=None, help="For DISCORD_LINKED: the account linked before.")
 @click.option("--now", "now_text", default=None, help="ISO time to decide at (default: now).")
+@click.option(
+    "--source",
+    type=click.Choice(list(SOURCES)),
+    default=None,
+    help="The platform EVENT_FILE comes from (default: recognised from the body).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def dry_run(
     event_file: Path | None,
@@ -236,10 +264,11 @@ def dry_run(
     linked: bool | None,
     previous_discord_id: str | None,
     now_text: str | None,
+    source: str | None,
     as_json: bool,
 ) -> None:
-    """Show what EVENT_FILE (a Hotmart payload or an internal event), or stored event --event ID,
-    would do. Runs nothing."""
+    """Show what EVENT_FILE (a payload of any source, or an internal event), or stored event --event
+    ID, would do. Runs nothing."""
     if (event_file is None) == (event_id is None):
         raise click.UsageError("give an EVENT_FILE or --event ID (one of them)")
     if event_id is not None and (state is not None or linked is not None or previous_discord_id is not None):
@@ -267,7 +296,9 @@ def dry_run(
     from engine.authoring.dry_run import dry_run as run
     from engine.rules.files import rules_version
 
-    result = run(body, rules, state=state, linked=bool(linked), now=now, previous_discord_id=previous_discord_id)
+    result = run(
+        body, rules, state=state, linked=bool(linked), now=now, previous_discord_id=previous_discord_id, source=source
+    )
     result.rules_version = rules_version(resolve_rules_dir(rules_dir))
     if as_json:
         click.echo(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))

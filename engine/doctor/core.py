@@ -14,6 +14,7 @@ from sqlalchemy import Connection
 
 from engine.rules.model import Rules
 from engine.settings import Settings
+from engine.sources import DEFAULT_SOURCE, SOURCES, source_enabled
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 
@@ -47,7 +48,13 @@ def as_dicts(checks: Iterable[Check]) -> list[dict[str, str]]:
 def secret_checks(settings: Settings) -> list[Check]:
     """Secrets set, and not the development ones outside development."""
     checks = []
-    for name, secret in (("HOTMART_HOTTOK", settings.hotmart_hottok), ("ADMIN_API_TOKEN", settings.admin_api_token)):
+    # The default source's secret is always required; another source's once it is turned on.
+    named = [
+        (source.secret_setting.upper(), getattr(settings, source.secret_setting))
+        for source in SOURCES.values()
+        if source is DEFAULT_SOURCE or source_enabled(settings, source.name)
+    ]
+    for name, secret in (*named, ("ADMIN_API_TOKEN", settings.admin_api_token)):
         value = secret.get_secret_value()
         if not value:
             status = WARN if settings.development else FAIL

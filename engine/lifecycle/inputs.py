@@ -1,6 +1,6 @@
 """Turn a stored or given event body into what the planner decides on.
 
-Two shapes exist: a Hotmart v2 webhook body, and the engine's own internal events
+Two kinds exist: a payment platform's webhook body (engine.sources), and the engine's own internal events
 (``{"event": "GRACE_EXPIRED", "product": "comunidade", "email": ..., "fields": {...}}``)
 raised by the bot, timers and admins.
 """
@@ -12,15 +12,15 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from engine.rules.model import Product, Rules
+from engine.sources import SOURCES, Source, detect, is_platform
 
 if TYPE_CHECKING:
     from engine.lifecycle.planner import Plan
-from engine.sources import hotmart
 
 
 @dataclass
 class EventInput:
-    source: str  # "hotmart" | "internal"
+    source: str  # a platform's name (engine.sources.SOURCES) | "internal"
     event_type: str | None
     fields: dict[str, Any]
     product: Product | None
@@ -31,23 +31,27 @@ class EventInput:
     # A new student's plan, decided when admitting the event (it creates the student only if a
     # rule acts); planning reuses it unless the student changed meanwhile. Planned once.
     lead_plan: Plan | None = None
+    # A platform's event with no canonical meaning: stored, and ignored with this reason.
+    ignored_reason: str | None = None
 
 
 def is_internal(body: Any) -> bool:
     return isinstance(body, dict) and "event" in body and "data" not in body and "version" not in body
 
 
-def from_hotmart(body: Any, rules: Rules) -> EventInput:
-    parsed = hotmart.SOURCE.parse(body)
-    fields = parsed.fields()
+def from_source(source: Source, body: Any, rules: Rules) -> EventInput:
+    """A platform's webhook, read into the canonical event; its own name and source kept as fields."""
+    parsed = source.parse(body)
+    fields = {**parsed.fields(), "source": source.name, "source_event": parsed.source_event}
     return EventInput(
-        source=hotmart.SOURCE.name,
+        source=source.name,
         event_type=parsed.event_type,
         fields=fields,
-        product=rules.product_for(parsed.product_id, parsed.offer_code),
+        product=rules.product_for(source.name, parsed.product_id, parsed.offer_code),
         email=parsed.email,
         occurred_at=parsed.creation_date,
         problems=list(parsed.problems),
+        ignored_reason=parsed.ignored,
     )
 
 
@@ -79,8 +83,9 @@ def from_internal(body: dict[str, Any], rules: Rules) -> EventInput:
 
 
 def event_input(body: Any, rules: Rules, *, source: str | None = None) -> EventInput:
-    """``source``: the stored event's; a Hotmart webhook is always read as Hotmart, whatever its
-    shape (a body posing as an internal event must not link accounts or fire timers)."""
-    if source == "hotmart":
-        return from_hotmart(body, rules)
-    return from_internal(body, rules) if is_internal(body) else from_hotmart(body, rules)
+    """``source``: the stored event's; a platform's webhook is always read as that platform's,
+    whatever its shape (a body posing as an internal event must not link accounts or fire
+    timers). Without one (a payload given to ``engine dry-run``) the body's shape decides."""
+    if is_platform(source):
+        return from_source(SOURCES[source], body, rules)
+    return from_internal(body, rules) if is_internal(body) else from_source(detect(body), body, rules)

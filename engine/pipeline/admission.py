@@ -23,7 +23,7 @@ from engine.pipeline import attention
 from engine.pipeline.facts import TaskInputs, event_facts
 from engine.pipeline.ordering import order_key
 from engine.pipeline.runtime import Runtime
-from engine.sources import SOURCES
+from engine.sources import DEFAULT_SOURCE, PLATFORMS, SOURCES, is_platform
 from engine.statuses import EventStatus
 
 log = logging.getLogger(__name__)
@@ -83,8 +83,10 @@ def _admit(rt: Runtime, session: Session, event: Event, inp: EventInput | None) 
         event.reason = "; ".join(inp.problems)[:2000]  # kept even if the event goes on
     if not inp.event_type:
         return ignore(event, "no event type in the body")
+    if inp.ignored_reason:
+        return ignore(event, inp.ignored_reason)
     # A webhook names its product; an internal event may concern every membership (its targets decide).
-    refused = refusal(rules, inp.event_type, inp.fields, inp.product) if inp.source == "hotmart" else None
+    refused = refusal(rules, inp.event_type, inp.fields, inp.product) if is_platform(inp.source) else None
     if refused and inp.product is None and inp.event_type in rules.known_events:
         return _no_product(rt, session, event, inp)  # needs attention unless the rules say to ignore it
     if refused:
@@ -114,13 +116,13 @@ def admit_earlier(rt: Runtime, session: Session, event: Event, inputs: TaskInput
     settled webhooks created before it be admitted first: an approval among them makes the
     student the refund belongs to, and the refund then follows it in creation order."""
     inp = inputs.of(event)
-    if event.source != "hotmart" or not event.email or inp is None or inp.product is None or not inp.event_type:
+    if not is_platform(event.source) or not event.email or inp is None or inp.product is None or not inp.event_type:
         return
     cutoff = utcnow() - timedelta(seconds=rt.settings.order_settle_seconds)
     waiting = session.scalars(
         select(Event).where(
             Event.email == event.email,
-            Event.source == "hotmart",
+            Event.source.in_(PLATFORMS),
             Event.status == EventStatus.RECEIVED,
             Event.student_id.is_(None),
             Event.id != event.id,
@@ -138,12 +140,12 @@ def admit_earlier(rt: Runtime, session: Session, event: Event, inputs: TaskInput
 
 
 def _no_product(rt: Runtime, session: Session, event: Event, inp: EventInput) -> Admission:
-    """A Hotmart event no product claims: ignored only when the rules say so."""
+    """A platform's event no product claims: ignored only when the rules say so."""
     rules = rt.rules.rules
     product_id = inp.fields.get("product_id")
     if inp.fields.get("is_test"):
         return ignore(event, "Hotmart test event (product id 0)")
-    if product_id and str(product_id) in rules.unmanaged_products:
+    if product_id and inp.source == DEFAULT_SOURCE.name and str(product_id) in rules.unmanaged_products:
         return ignore(event, f"product id {product_id} is unmanaged (catalog.unmanaged_products)")
     if inp.event_type in rules.ignore and not any(inp.event_type in t.events for t in rules.transitions):
         return ignore(event, rules.ignore[inp.event_type])  # ignored whatever the product

@@ -1,4 +1,4 @@
-"""Every input becomes an event row first: Hotmart webhooks, the bot, timers, admins."""
+"""Every input becomes an event row first: the platforms' webhooks, the bot, timers, admins."""
 
 from __future__ import annotations
 
@@ -15,14 +15,14 @@ from sqlalchemy.orm import Session
 from engine.db.models import Event, utcnow
 from engine.db.upsert import insert_for
 from engine.pipeline.storable import NotJSON, decode, escape_text, storable
-from engine.sources import hotmart
-from engine.sources.hotmart.hottok import scrub_payload, scrub_raw
+from engine.sources import Source
+from engine.sources.base import Envelope
 from engine.statuses import EventStatus
 
 log = logging.getLogger(__name__)
 
-# Never stored: the shared secret, and credentials of any kind.
-_SECRET_HEADERS = {"x-hotmart-hottok", "authorization", "cookie"}
+# Never stored: credentials of any kind (and each source's own secret headers).
+_SECRET_HEADERS = frozenset({"authorization", "cookie"})
 _DEDUPE_KEY_LENGTH = Event.__table__.c.dedupe_key.type.length
 
 
@@ -31,6 +31,7 @@ class Stored:
     event_id: int | None
     duplicate: bool
     status: str
+    event_ids: tuple[int, ...] = ()  # every event stored (a body of several products: one each)
 
 
 def _insert(session: Session | Connection, values: dict[str, Any]) -> int | None:
@@ -41,12 +42,14 @@ def _insert(session: Session | Connection, values: dict[str, Any]) -> int | None
     return session.execute(statement.returning(table.c.id)).scalar_one_or_none()
 
 
-def safe_headers(headers: dict[str, str]) -> dict[str, str]:
+def safe_headers(headers: dict[str, str], source: Source) -> dict[str, str]:
     """The headers worth keeping: no credentials, and nothing jsonb refuses (a NUL, escaped)."""
-    return {escape_text(k.lower()): escape_text(v) for k, v in headers.items() if k.lower() not in _SECRET_HEADERS}
+    secret = _SECRET_HEADERS | source.secret_headers
+    return {escape_text(k.lower()): escape_text(v) for k, v in headers.items() if k.lower() not in secret}
 
 
-def store_hotmart(
+def store_webhook(
+    source: Source,
     session: Session | Connection,
     raw_body: bytes,
     headers: dict[str, str],
@@ -55,76 +58,89 @@ def store_hotmart(
     decoded: Any = None,
     received_at: datetime | None = None,
 ) -> Stored:
-    """Store a verified webhook body (any JSON value), deduplicated on the envelope id.
+    """Store a verified webhook body (any JSON value) of ``source``, deduplicated on its key.
 
     What jsonb cannot hold is stored anyway (see :mod:`engine.pipeline.storable`); a body that
-    is not JSON at all is stored as rejected. A body hottok is removed first. Only the envelope
-    is read here (the worker parses the whole body): this runs per webhook.
+    is not JSON at all is stored as rejected. A secret in the body (Hotmart's hottok) is removed
+    first. A body that concerns several products (an invoice of two) is stored once per product
+    (``Stored.event_ids``). Only the envelope is read here (the worker parses the whole body):
+    this runs per webhook.
     """
     try:
         body = storable(raw_body, decode(raw_body) if decoded is None else decoded)
     except NotJSON as exc:
-        return Stored(store_rejected(session, raw_body, headers, exc.reason), False, EventStatus.REJECTED)
-    payload = scrub_payload(body.value)
-    raw = scrub_raw(raw_body)
-    parsed = hotmart.envelope(payload)
+        return Stored(store_rejected(session, raw_body, headers, exc.reason, source), False, EventStatus.REJECTED)
+    raw, payload = source.scrub(raw_body, body.value)
+    parts = source.split(payload)
     status = EventStatus.HELD if held else EventStatus.RECEIVED
-    key = _dedupe_key(raw, parsed)
+    new_ids: list[int] = []
+    existing = None
     received = received_at or utcnow()
-    event_id = _insert(
-        session,
-        {
-            "source": "hotmart",
-            "type": (parsed.event_type or None) and parsed.event_type[:60],
-            "dedupe_key": key,
-            "payload": payload,
-            # The bytes as received, only when the payload had to change to be stored.
-            "raw_bytes": raw if body.changes else None,
-            "payload_changes": body.changes or None,
-            "headers": safe_headers(headers),
-            "occurred_at": parsed.creation_date,
-            "status": status,
-            "email": parsed.email,
-            "transaction": parsed.transaction,  # bounded by the parser, as for memberships.transaction
-            "correlation_id": uuid.uuid4().hex,
-            "received_at": received,
-            "enqueued_at": None if held else received,  # the caller queues it once committed
-        },
-    )
-    if event_id is None:
-        existing = session.scalar(select(Event.status).where(Event.dedupe_key == key))
+    for part in parts:
+        changes = body.changes + ([f"one of {len(parts)} products of the body"] if len(parts) > 1 else [])
+        parsed = source.envelope(part)
+        key = _dedupe_key(source, raw, parsed)
+        event_id = _insert(
+            session,
+            {
+                "source": source.name,
+                "type": (parsed.event_type or None) and parsed.event_type[:60],
+                "dedupe_key": key,
+                "payload": part,
+                # The bytes as received, only when the payload had to change to be stored.
+                "raw_bytes": raw if changes else None,
+                "payload_changes": changes or None,
+                "headers": safe_headers(headers, source),
+                "occurred_at": parsed.creation_date,
+                "status": status,
+                "email": parsed.email,
+                "transaction": parsed.transaction,  # bounded by the parser, as for memberships.transaction
+                "correlation_id": uuid.uuid4().hex,
+                "received_at": received,
+                "enqueued_at": None if held else received,  # the caller queues it once committed
+            },
+        )
+        if event_id is None:
+            existing = existing or session.scalar(select(Event.status).where(Event.dedupe_key == key))
+        else:
+            new_ids.append(event_id)
+    if not new_ids:
         return Stored(None, True, existing or "duplicate")
-    return Stored(event_id, False, status)
+    return Stored(new_ids[0], False, status, tuple(new_ids))
 
 
-def hotmart_dedupe_key(raw_body: bytes) -> str:
-    """The dedupe key a webhook body gets (what a redelivery of it collides with)."""
+def webhook_dedupe_key(source: Source, raw_body: bytes) -> str:
+    """The dedupe key a webhook body gets (what a redelivery of it collides with); its first
+    product's, for a body stored once per product."""
     body = storable(raw_body, decode(raw_body))
-    return _dedupe_key(scrub_raw(raw_body), hotmart.envelope(scrub_payload(body.value)))
+    raw, payload = source.scrub(raw_body, body.value)
+    return _dedupe_key(source, raw, source.envelope(source.split(payload)[0]))
 
 
-def _dedupe_key(raw_body: bytes, parsed: hotmart.Envelope) -> str:
+def _dedupe_key(source: Source, raw_body: bytes, parsed: Envelope) -> str:
     """The envelope id's key; an id too long for the column is hashed (still one key per id)."""
-    key = hotmart.dedupe_key(raw_body, parsed)
+    key = source.dedupe_key(raw_body, parsed)
     if len(key) <= _DEDUPE_KEY_LENGTH:
         return key
-    return "hotmart:sha256:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{source.name}:sha256:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def store_rejected(session: Session | Connection, raw_body: bytes, headers: dict[str, str], reason: str) -> int | None:
-    """Keep a body we could not accept (not JSON) for the audit: the bytes verbatim (hottok
+def store_rejected(
+    session: Session | Connection, raw_body: bytes, headers: dict[str, str], reason: str, source: Source
+) -> int | None:
+    """Keep a body we could not accept (not JSON) for the audit: the bytes verbatim (any secret
     removed), and as text for reading."""
-    raw = scrub_raw(raw_body)
+    raw, _ = source.scrub(raw_body, None)
     return _insert(
         session,
         {
-            "source": "hotmart",
+            "source": source.name,
             "type": None,
             "dedupe_key": "rejected:sha256:" + hashlib.sha256(raw).hexdigest(),
             "payload": None,
             "raw_body": escape_text(raw.decode("utf-8", errors="replace")),
             "raw_bytes": raw,
-            "headers": safe_headers(headers),
+            "headers": safe_headers(headers, source),
             "status": EventStatus.REJECTED,
             "reason": reason,
             "correlation_id": uuid.uuid4().hex,

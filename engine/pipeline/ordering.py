@@ -33,7 +33,7 @@ from engine.pipeline.runtime import Runtime
 from engine.rules.action_types import PlannedStep
 from engine.rules.actions import ACTIONS, ONE_SHOT, access_pairs, the_action
 from engine.rules.model import Product, Rules
-from engine.sources import SOURCES
+from engine.sources import PLATFORMS, SOURCES, is_platform
 from engine.statuses import EventStatus, RunStatus, TimerStatus
 
 # What the student reads (a flow) and the code it carries: sent only for surviving transitions.
@@ -97,15 +97,15 @@ def _belongs(inp: EventInput | None, product_key: str, rules: Rules) -> bool:
 def newest_decided_after(
     rt: Runtime, session: Session, student: Student, product_key: str, event: Event, inp: EventInput, inputs: TaskInputs
 ) -> datetime | None:
-    """The creation date of the newest Hotmart event of this membership already decided that was
+    """The creation date of the newest platform event of this membership already decided that was
     created after ``event``; None when ``event`` is not late. Ignored ones count: a refund ignored
     because it came first still follows its approval in creation order."""
-    if inp.source != "hotmart" or inp.occurred_at is None:
+    if not is_platform(inp.source) or inp.occurred_at is None:
         return None
     rows = session.scalars(
         select(Event).where(
             of_student(student),
-            Event.source == "hotmart",
+            Event.source.in_(PLATFORMS),
             Event.status.in_(DECIDED_STATUSES),
             Event.occurred_at > inp.occurred_at,
             Event.id != event.id,

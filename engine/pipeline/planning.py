@@ -25,7 +25,7 @@ from engine.pipeline.ordering import newest_decided_after, reevaluate
 from engine.pipeline.runtime import Runtime
 from engine.pipeline.settling import BatchEntry, settled_events, skip_superseded
 from engine.rules.model import Rules
-from engine.sources import SOURCES
+from engine.sources import SOURCES, is_platform
 from engine.statuses import EventStatus, RunStatus
 
 
@@ -176,7 +176,7 @@ def _plan(
 
 def _refresh_student(student: Student, inp: EventInput) -> None:
     # Contact data improves over time (a later event may carry the phone the first lacked).
-    if inp.source != "hotmart":
+    if not is_platform(inp.source):
         return
     if inp.fields.get("name") and not student.name:
         student.name = inp.fields["name"]
@@ -214,7 +214,7 @@ def _apply(membership: Membership, plan: Plan, inp: EventInput, event: Event, no
         membership.state_changed_at = now
     membership.last_event_id = event.id
     newer = membership.last_event_at is None or (inp.occurred_at and inp.occurred_at > membership.last_event_at)
-    if inp.source == "hotmart" and inp.occurred_at and newer:
+    if is_platform(inp.source) and inp.occurred_at and newer:
         membership.last_event_at = inp.occurred_at
     if inp.fields.get("transaction"):
         membership.transaction = inp.fields["transaction"]

@@ -20,6 +20,7 @@ from engine.pipeline.attention import NEEDS_ATTENTION
 from engine.pipeline.history import record_history
 from engine.pipeline.locks import lock_event_buyer
 from engine.pipeline.runtime import Runtime
+from engine.sources import is_platform, source_enabled
 from engine.statuses import IN_FLIGHT_EVENT_STATUSES, REPLAYABLE_EVENT_STATUSES, EventStatus
 
 # Events still on their way through the pipeline cannot be replayed (they will be decided).
@@ -110,8 +111,9 @@ def reset_for_replay(rt: Runtime, session: Session, event: Event, *, actor: str)
             "previous_rules_version": event.rules_version,
         },
     )
-    # With HOTMART_ENABLED off a replayed webhook is held like a new one (released in creation order).
-    held = event.source == "hotmart" and not rt.settings.hotmart_enabled
+    # With its source off (HOTMART_ENABLED ...) a replayed webhook is held like a new one (released
+    # in creation order).
+    held = is_platform(event.source) and not source_enabled(rt.settings, event.source)
     event.status, event.reason, event.plans = (EventStatus.HELD if held else EventStatus.RECEIVED), None, None
     event.processed_at, event.failures, event.enqueued_at = None, 0, rt.now()
 

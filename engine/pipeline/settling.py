@@ -16,6 +16,7 @@ from sqlalchemy.orm.attributes import flag_modified
 from engine.db.models import ActionRun, Event, Student, utcnow
 from engine.pipeline.ordering import ONE_SHOT_ACTIONS, order_key
 from engine.pipeline.runtime import Runtime
+from engine.sources import PLATFORMS, is_platform
 from engine.statuses import EventStatus, RunStatus
 
 # A fresh webhook never waits longer than this many settle windows after its own arrival.
@@ -29,11 +30,11 @@ def settle_wait(rt: Runtime, session: Session, event: Event) -> float:
     for the same buyer is ORDER_SETTLE_SECONDS old (events crossing in flight then go in
     creation order), at most SETTLE_CAP windows after its own arrival. Wall-clock times."""
     window = rt.settings.order_settle_seconds
-    if window <= 0 or event.source != "hotmart" or not event.email:
+    if window <= 0 or not is_platform(event.source) or not event.email:
         return 0.0
     newest = session.scalar(
         select(func.max(Event.received_at)).where(
-            Event.email == event.email, Event.status == EventStatus.RECEIVED, Event.source == "hotmart"
+            Event.email == event.email, Event.status == EventStatus.RECEIVED, Event.source.in_(PLATFORMS)
         )
     )
     window_td = timedelta(seconds=window)

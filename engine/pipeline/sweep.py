@@ -23,6 +23,7 @@ from engine.pipeline.rules_fit import fit_database
 from engine.pipeline.runtime import Runtime
 from engine.pipeline.silence import alert_webhook_silence
 from engine.pipeline.watchdog import watch
+from engine.sources import PLATFORMS, source_enabled
 from engine.statuses import EventStatus, RunStatus, TimerStatus
 
 log = logging.getLogger(__name__)
@@ -76,13 +77,14 @@ def fire_due_timers(rt: Runtime, limit: int = 500) -> list[int]:
 
 
 def release_held(rt: Runtime) -> list[int]:
-    """With HOTMART_ENABLED on, held webhooks are processed in creation order."""
-    if not rt.settings.hotmart_enabled:
+    """Held webhooks of each source turned on (HOTMART_ENABLED ...) are processed in creation order."""
+    enabled = [name for name in PLATFORMS if source_enabled(rt.settings, name)]
+    if not enabled:
         return []
     with rt.sessions.begin() as session:
         held = session.scalars(
             select(Event)
-            .where(Event.status == EventStatus.HELD)
+            .where(Event.status == EventStatus.HELD, Event.source.in_(enabled))
             .order_by(Event.occurred_at.asc().nulls_first(), Event.id)
         ).all()
         now = rt.now()

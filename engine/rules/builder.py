@@ -29,6 +29,7 @@ from engine.rules.model import (
     parse_duration,
 )
 from engine.rules.source import Problem, line_of
+from engine.sources import DEFAULT_SOURCE, SOURCES
 
 
 class RulesBuilder:
@@ -73,17 +74,17 @@ class RulesBuilder:
         self.lifecycle_file = file
         self.states = tuple(lifecycle["states"])
         self.internal_events = dict(lifecycle.get("events", {}))
-        from engine.sources.hotmart import HOTMART_EVENTS
+        from engine.sources import SOURCE_EVENTS
 
-        self.hotmart_events = frozenset(HOTMART_EVENTS)
-        clash = sorted(set(self.internal_events) & self.hotmart_events)
+        self.source_events = SOURCE_EVENTS  # the canonical vocabulary every platform maps onto
+        clash = sorted(set(self.internal_events) & self.source_events)
         for name in clash:
             self.error(
                 file,
                 line_of(data, ["lifecycle", "events", name]),
                 f"event {name} is Hotmart's; declare only internal events",
             )
-        self.known_events = self.hotmart_events | frozenset(self.internal_events)
+        self.known_events = self.source_events | frozenset(self.internal_events)
         for index, name in enumerate(lifecycle.get("student_events", [])):
             if name not in self.internal_events:
                 where = ["lifecycle", "student_events", index]
@@ -106,7 +107,7 @@ class RulesBuilder:
                 self.error(file, line_of(data, where), f"predicate {name!r} is built in")
                 continue
             self.predicates[name] = self._condition(spec, data, where, allow_named=False)
-        # Hotmart events a misspelt event name was probably meant to be, and states a misspelt
+        # Platform events a misspelt event name was probably meant to be, and states a misspelt
         # `to` was: the knock-on "no outcome" / "unreachable" errors would repeat that mistake.
         self.meant_events: set[str] = set()
         self.bad_destination = False
@@ -123,7 +124,7 @@ class RulesBuilder:
             self.problems += crosschecks.unreachable_states(transitions, initial, self.states, file, data)
         sure = [rule for index, rule in enumerate(transitions) if index not in self.unsure]
         self.problems += crosschecks.overlapping_transitions(sure, self.states)
-        unhandled = self.hotmart_events - self.meant_events  # a misspelt event was meant to handle these
+        unhandled = self.source_events - self.meant_events  # a misspelt event was meant to handle these
         self.problems += crosschecks.events_without_outcome(transitions, ignore, unhandled, file, data)
         onboarding = self._onboarding(*onboarding_doc)
         return Rules(
@@ -143,6 +144,7 @@ class RulesBuilder:
             unmanaged_products=unmanaged,
             files=tuple(f for docs in self.documents.values() for f, _ in docs),
             renamed_states=renamed_states,
+            deprecations=tuple(self.deprecations),
             locations={
                 f"lifecycle.{key}": (file, line_of(data, ["lifecycle", key]))
                 for key in ("states", "events", "renamed_states")
@@ -171,15 +173,17 @@ class RulesBuilder:
     def _products(self) -> dict[str, Product]:
         products: dict[str, Product] = {}
         self.product_docs: dict[str, Any] = {}
-        claims: dict[str, list[Product]] = defaultdict(list)
+        self.deprecations: list[str] = []
+        claims: dict[tuple[str, str], list[Product]] = defaultdict(list)
         for file, data in self.documents.get("product", []):
             spec = data["product"]
             access = spec.get("access", {})
+            ids, where = self._source_ids(file, data)
             product = Product(
                 key=spec["key"],
                 name=spec["name"],
                 kind=spec.get("kind", "one_time"),
-                hotmart_product_ids=tuple(str(i) for i in spec["hotmart_product_ids"]),
+                source_ids=ids,
                 offer_codes=tuple(spec.get("offer_codes", [])),
                 discord_roles=tuple(access.get("discord_roles", [])),
                 manychat_tags=tuple(access.get("manychat_tags", [])),
@@ -211,31 +215,69 @@ class RulesBuilder:
                         line_of(data, ["product", "access", "classes", class_index]),
                         messages.not_in_catalog("class", key, "classes", self.classes),
                     )
-            for id_index, hotmart_id in enumerate(product.hotmart_product_ids):
-                for other in claims[hotmart_id]:
-                    if _offers_overlap(product.offer_codes, other.offer_codes):
-                        self.error(
-                            file,
-                            line_of(data, ["product", "hotmart_product_ids", id_index]),
-                            f"Hotmart product {hotmart_id} is already claimed by product {other.key!r} ({other.file})",
-                        )
-                claims[hotmart_id].append(product)
+            for source_name, source_ids in product.source_ids.items():
+                title = SOURCES[source_name].title
+                offers_apply = source_name == DEFAULT_SOURCE.name  # offer codes are Hotmart's
+                for id_index, product_id in enumerate(source_ids):
+                    for other in claims[source_name, product_id]:
+                        if not offers_apply or _offers_overlap(product.offer_codes, other.offer_codes):
+                            self.error(
+                                file,
+                                line_of(data, [*where[source_name], id_index]),
+                                f"{title} product {product_id} is already claimed by product {other.key!r} "
+                                f"({other.file})",
+                            )
+                    claims[source_name, product_id].append(product)
         return products
 
+    def _source_ids(self, file: str, data: Any) -> tuple[dict[str, tuple[str, ...]], dict[str, list]]:
+        """A product's ids per source (``sources: {hotmart: [...], kiwify: [...]}``, or a source's
+        older key such as ``hotmart_product_ids``, noted as deprecated), and where each list is."""
+        spec = data["product"]
+        ids: dict[str, tuple[str, ...]] = {}
+        where: dict[str, list] = {}
+        for name, listed in (spec.get("sources") or {}).items():
+            ids[name] = tuple(str(i) for i in listed)
+            where[name] = ["product", "sources", name]
+        for source in SOURCES.values():
+            legacy = getattr(source, "legacy_product_ids_key", None)
+            if legacy is None or legacy not in spec:
+                continue
+            line = line_of(data, ["product", legacy])
+            if source.name in ids:
+                self.error(file, line, f"{legacy} and sources.{source.name} both list ids: keep sources.{source.name}")
+                continue
+            ids[source.name] = tuple(str(i) for i in spec[legacy])
+            where[source.name] = ["product", legacy]
+            listed = ", ".join(ids[source.name])
+            self.deprecations.append(
+                f"{file}:{line}: {legacy} is deprecated: write sources: {{{source.name}: [{listed}]}}"
+            )
+        if not any(ids.values()):
+            examples = ", ".join(f"{s.name}: [{s.product_id_example}]" for s in SOURCES.values())
+            self.error(
+                file,
+                line_of(data, ["product"]),
+                f"product {spec.get('key')!r} claims no product id: add sources: {{{examples}}}",
+            )
+        return ids, where
+
     def _unmanaged(self, catalog_doc: tuple[str, Any] | None, products: dict[str, Product]) -> frozenset[str]:
-        """Hotmart product ids the course sells outside the engine: their events are plainly ignored."""
+        """The default source's (Hotmart's) product ids the course sells outside the engine: their
+        events are plainly ignored."""
         if catalog_doc is None:
             return frozenset()
         file, data = catalog_doc
         ids = data["catalog"].get("unmanaged_products", [])
-        claimed = {hotmart_id: p for p in products.values() for hotmart_id in p.hotmart_product_ids}
-        for index, hotmart_id in enumerate(ids):
-            product = claimed.get(str(hotmart_id))
+        source = DEFAULT_SOURCE
+        claimed = {product_id: p for p in products.values() for product_id in p.source_ids.get(source.name, ())}
+        for index, product_id in enumerate(ids):
+            product = claimed.get(str(product_id))
             if product is not None:
                 self.error(
                     file,
                     line_of(data, ["catalog", "unmanaged_products", index]),
-                    f"Hotmart product {hotmart_id} is listed as unmanaged but product {product.key!r} "
+                    f"{source.title} product {product_id} is listed as unmanaged but product {product.key!r} "
                     f"({product.file}) claims it",
                 )
         return frozenset(str(i) for i in ids)

@@ -17,10 +17,13 @@ BUILTIN_PREDICATES: dict[str, str] = {
     "is_test_event": "a Hotmart 'send test' payload (product id 0)",
 }
 
-# Event fields a comparison or a template may read (Hotmart's, see engine.sources.hotmart).
+# Event fields a comparison or a template may read (every source fills them, see engine.sources):
+# ``source`` is the platform (hotmart, kiwify, eduzz), ``source_event`` its own name for the event.
 EVENT_FIELDS: frozenset[str] = frozenset(
     {
         "event_type",
+        "source",
+        "source_event",
         "product_id",
         "offer_code",
         "email",
@@ -138,7 +141,7 @@ class Product:
     key: str
     name: str
     kind: str
-    hotmart_product_ids: tuple[str, ...]
+    source_ids: dict[str, tuple[str, ...]]  # source name -> the product ids it claims there
     offer_codes: tuple[str, ...]
     discord_roles: tuple[str, ...]
     manychat_tags: tuple[str, ...]
@@ -173,21 +176,27 @@ class Rules:
     classes: dict[str, str]
     onboarding: Onboarding
     files: tuple[str, ...] = field(default=())
-    # Hotmart product ids sold outside the engine (catalog.unmanaged_products): plainly ignored.
+    # Product ids of the default source (engine.sources.DEFAULT_SOURCE) sold outside the engine
+    # (catalog.unmanaged_products): plainly ignored.
     unmanaged_products: frozenset[str] = frozenset()
     # Declared renames (old state -> new state), applied to the database when first loaded.
     renamed_states: dict[str, str] = field(default_factory=dict)
     # Where a part of the rules is declared, as (file, line), for messages about the database:
     # "lifecycle.states", "lifecycle.events", "lifecycle.renamed_states".
     locations: dict[str, tuple[str, int]] = field(default_factory=dict)
+    # What still works but is on its way out, as "file:line: what to write instead" (engine check notes them).
+    deprecations: tuple[str, ...] = ()
 
-    def product_for(self, product_id: str | None, offer_code: str | None = None) -> Product | None:
-        """The product a Hotmart product id (and offer) belongs to, or None."""
+    def product_for(self, source: str, product_id: str | None, offer_code: str | None = None) -> Product | None:
+        """The product a source's product id (and offer) belongs to, or None."""
         if not product_id:
             return None
+        from engine.sources import DEFAULT_SOURCE
+
+        offers_apply = source == DEFAULT_SOURCE.name  # offer codes are Hotmart's
         for product in self.products.values():
-            if product_id in product.hotmart_product_ids and (
-                not product.offer_codes or offer_code in product.offer_codes
+            if product_id in product.source_ids.get(source, ()) and (
+                not offers_apply or not product.offer_codes or offer_code in product.offer_codes
             ):
                 return product
         return None

@@ -1,5 +1,6 @@
-"""config.schema.json's action part, generated from the registry: ``python -m engine.rules.schema``
-rewrites it (a test fails when the file and the registry differ)."""
+"""config.schema.json's generated parts: the actions (from the actions registry) and a product's
+``sources:`` (from the sources registry). ``python -m engine.rules.schema`` rewrites them (a test
+fails when the file and the registries differ)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 from engine.rules.actions import ACTIONS
 from engine.rules.loader import SCHEMA_PATH
+from engine.sources import SOURCES
 
 # Argument shapes several actions share, written to config.schema.json's $defs.
 _NAMES = {
@@ -67,9 +69,38 @@ def with_actions(schema: dict[str, Any]) -> dict[str, Any]:
     return {**schema, "$defs": defs}
 
 
+SOURCES_DESCRIPTION = "The product's ids on each platform that sells it: its webhooks name these"
+
+
+def sources_schema() -> dict[str, Any]:
+    """``$defs.product.properties.sources``: a list of product ids per source."""
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "minProperties": 1,
+        "description": SOURCES_DESCRIPTION,
+        "properties": {
+            name: {"type": "array", "minItems": 1, "items": dict(source.product_id_schema)}
+            for name, source in SOURCES.items()
+        },
+    }
+
+
+def with_sources(schema: dict[str, Any]) -> dict[str, Any]:
+    """The rules schema with a product's ``sources:`` from the sources registry."""
+    product = dict(schema["$defs"]["product"])
+    product["properties"] = {**product["properties"], "sources": sources_schema()}
+    return {**schema, "$defs": {**schema["$defs"], "product": product}}
+
+
+def generated(schema: dict[str, Any]) -> dict[str, Any]:
+    """Every generated part of the rules schema, from the registries."""
+    return with_sources(with_actions(schema))
+
+
 def main() -> None:
     schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
-    SCHEMA_PATH.write_text(json.dumps(with_actions(schema), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    SCHEMA_PATH.write_text(json.dumps(generated(schema), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.rules.messages import closest, did_you_mean, duration, unknown_action
+from engine.sources import SOURCES
 
 FILE_KINDS = ("lifecycle", "product", "catalog", "onboarding")
 
@@ -32,6 +33,8 @@ _ITEM_NAMES = {
     "do": "step",
     "ignore": "ignore entry",
 }
+# A product's sources: {hotmart: [...], kiwify: [...]}: each list holds that platform's product ids.
+_ITEM_NAMES.update({name: f"{source.title} product id" for name, source in SOURCES.items()})
 
 # Patterns of config.schema.json, explained. tests/engine/test_rules_messages.py checks that
 # every pattern of the schema has an entry, so no admin ever reads a regular expression.
@@ -46,6 +49,9 @@ _PATTERN_HINTS = {
     "(Discord: right-click the role > Copy Role ID)",
     "^[0-9]+$": "a Hotmart product id is digits only, e.g. 1111111",
 }
+# Each other source's product id pattern, explained by the source.
+for _source in SOURCES.values():
+    _PATTERN_HINTS.setdefault(_source.product_id_schema["pattern"], _source.product_id_hint)
 
 _REQUIRED_HINTS = {
     "on": " (the event, e.g. on: PURCHASE_APPROVED)",

@@ -34,6 +34,8 @@ class Redactor:
     def for_settings(cls, settings: Settings, extra: Iterable[str | None] = ()) -> Redactor:
         configured = (
             settings.hotmart_hottok,
+            settings.kiwify_token,
+            settings.eduzz_secret,
             settings.admin_api_token,
             settings.discord_bot_token,
             settings.manychat_api_token,

@@ -24,6 +24,7 @@ from engine.pipeline.planning import event_targets, late_reason
 from engine.rules.action_types import TOKEN_PLACEHOLDER
 from engine.rules.model import Rules
 from engine.service.redaction import planned_codes
+from engine.sources import is_platform
 from engine.statuses import TimerStatus
 
 
@@ -165,7 +166,7 @@ def _target(session, planner, rules, inp, student, target, now, notes) -> Target
     if state in rules.renamed_states:
         notes.append(f"{product.key}: state {state!r} is renamed {rules.renamed_states[state]!r} by these rules")
         state = rules.renamed_states[state]
-    if inp.source == "hotmart" and (late := late_reason(inp, membership)):
+    if is_platform(inp.source) and (late := late_reason(inp, membership)):
         notes.append(f"{product.key}: {late}: the worker re-evaluates it against the ordered history")
     facts = event_facts(
         now, inp, email=student.email, name=student.name, discord_id=student.discord_id, with_token=False

@@ -17,6 +17,7 @@ from engine.pipeline.attention import NEEDS_ATTENTION
 from engine.pipeline.locks import lock_event_buyer
 from engine.pipeline.replay import reset_for_replay
 from engine.pipeline.runtime import Runtime
+from engine.sources import SOURCES, is_platform
 from engine.statuses import OPEN_RUN_STATUSES, EventStatus, RunStatus
 
 
@@ -42,7 +43,8 @@ def retry_event(rt: Runtime, event_id: int, *, force: bool = False, skipped: boo
         if event is None:
             raise LookupError(f"event {event_id} not found")
         if event.status == EventStatus.HELD:
-            raise RetryRefused("event is held: turn HOTMART_ENABLED on to process held events")
+            setting = SOURCES[event.source].enabled_setting.upper() if is_platform(event.source) else "its source"
+            raise RetryRefused(f"event is held: turn {setting} on to process held events")
         runs = session.scalars(select(ActionRun).where(ActionRun.event_id == event_id)).all()
         if event.status == NEEDS_ATTENTION:
             _retry_needing_attention(rt, session, event, runs, actor)

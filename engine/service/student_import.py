@@ -26,7 +26,7 @@ from engine.pipeline.history import record_history
 from engine.pipeline.ledger import RESOURCES
 from engine.rules.actions import ACTIONS
 from engine.rules.model import Rules
-from engine.sources.hotmart import normalize_phone
+from engine.sources import normalize_phone
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _SNOWFLAKE = re.compile(r"^[0-9]{15,21}$")

@@ -1,18 +1,24 @@
 """What the engine needs from a payment platform (a *source*) whose webhooks it reads.
 
-Hotmart is the one source today (:mod:`engine.sources.hotmart`); a second platform
-(Kiwify, Eduzz ...) implements :class:`Source` in its own module and is listed in
-:data:`engine.sources.SOURCES`. A source only reads: it never calls the platform.
+Each platform implements :class:`Source` in its own package (``engine.sources.hotmart``,
+``engine.sources.kiwify``, ``engine.sources.eduzz``) and is listed in :data:`engine.sources.SOURCES`.
+Nothing outside ``engine/sources/`` names a platform: the route, the intake, the worker and the
+rules go through this interface. A source only reads: it never calls the platform.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class Envelope(Protocol):
-    """The few fields the webhook stores in columns, read without a full parse (hot path)."""
+    """The few fields the webhook stores in columns, read without a full parse (hot path).
+
+    ``event_type`` is the canonical name (:mod:`engine.sources.canonical`) when the platform's
+    event has one, else the platform's own name (stored, then ignored or needing attention).
+    """
 
     id: str | None
     event_type: str | None
@@ -24,7 +30,9 @@ class Envelope(Protocol):
 class SourceEvent(Protocol):
     """A fully parsed body: what the rules decide on. Unusable values are ``None`` plus a problem."""
 
-    event_type: str | None
+    event_type: str | None  # canonical
+    source_event: str | None  # the platform's own event name, for the log and for conditions
+    ignored: str | None  # why the engine ignores it: a platform event with no canonical meaning
     creation_date: datetime | None
     product_id: str | None
     offer_code: str | None
@@ -37,12 +45,42 @@ class SourceEvent(Protocol):
 
 
 class Source(Protocol):
-    name: str  # the event log's ``source`` column
-    events: frozenset[str]  # every event type the platform sends; the rules may name these
-    # The platform's semantics the engine relies on, whatever the rules say:
+    name: str  # the event log's ``source`` column, the route's /webhooks/{name}, the rules' sources: key
+    title: str  # how people write it: "Hotmart"
+    events: frozenset[str]  # every event name the platform sends (its own names)
+    # Its own event names -> the canonical vocabulary the rules speak (engine.sources.canonical).
+    canonical: Mapping[str, str]
+    # Its own event names with no canonical meaning -> why the engine ignores them.
+    meaningless: Mapping[str, str]
+    # The platform's semantics the engine relies on, whatever the rules say (canonical names):
     granting_events: frozenset[str]  # would grant (or restore) access for a purchase
     revoking_events: frozenset[str]  # end a purchase for good: its transaction never grants again
     paid_until_events: frozenset[str]  # their date_next_charge is the date the payment covers
+    # Settings (engine.settings.Settings attribute names): its shared secret and its on/off flag
+    # (off: its webhooks are verified and stored as held, processed when it is turned on).
+    secret_setting: str
+    enabled_setting: str
+    secret_headers: frozenset[str]  # request headers never stored (lower case)
+    unauthorized: str  # the 401's detail: what was missing or wrong
+    silence_hint: str  # what to check on the platform when its webhooks stop (engine.pipeline.silence)
+    product_id_schema: dict[str, Any]  # JSON schema of one product id in a product's sources:
+    product_id_example: str  # as written in a product's sources:, for messages
+    product_id_hint: str  # what a product id looks like, for engine check's message on a wrong one
+
+    def verify(
+        self, raw_body: bytes, headers: Mapping[str, str], query: Mapping[str, str], secret: str, decoded: object
+    ) -> bool:
+        """Whether the request is the platform's, judged on the raw bytes (``decoded``: their JSON,
+        or :data:`NOT_JSON`). An empty ``secret`` never verifies. Never raises."""
+        ...
+
+    def scrub(self, raw_body: bytes, payload: object) -> tuple[bytes, object]:
+        """The raw body and the decoded payload with any secret they carry removed (stored as is)."""
+        ...
+
+    def split(self, payload: object) -> list[object]:
+        """One payload per membership it concerns (an invoice of several products: one each)."""
+        ...
 
     def envelope(self, body: object) -> Envelope:
         """Read the envelope of any decoded JSON value; never raises."""
@@ -53,9 +91,18 @@ class Source(Protocol):
         ...
 
     def dedupe_key(self, raw_body: bytes, event: Envelope) -> str:
-        """The key a redelivery of the same event shares."""
+        """The key a redelivery of the same event shares (prefixed with the source's name)."""
         ...
 
-    def verify(self, header_value: str | None, body: object, expected: str) -> bool:
-        """Whether the request carries the shared secret."""
+    def recognises(self, body: object) -> bool:
+        """Whether a decoded body has this platform's shape (``engine dry-run`` without --source)."""
         ...
+
+
+class _NotJSON:
+    def __repr__(self) -> str:
+        return "NOT_JSON"
+
+
+NOT_JSON: Any = _NotJSON()
+"""``decoded`` for a body that is not JSON (a form-encoded body, bytes of nothing)."""

@@ -295,9 +295,12 @@ def test_a_former_poison_event_ends_and_is_never_requeued(client, harness, name)
 
 
 def test_headers_jsonb_refuses_are_escaped_not_a_failure(harness):
-    from engine.pipeline.intake import store_hotmart
+    from engine.pipeline.intake import store_webhook
+    from engine.sources.hotmart import SOURCE as HOTMART
 
     with harness.runtime.sessions.begin() as session:
-        stored = store_hotmart(session, purchase_bytes(), {"X-Odd": "a\x00b", "Authorization": "Bearer x"}, held=False)
+        stored = store_webhook(
+            HOTMART, session, purchase_bytes(), {"X-Odd": "a\x00b", "Authorization": "Bearer x"}, held=False
+        )
     assert stored.event_id is not None
     assert only_event(harness).headers == {"x-odd": "a\\u0000b"}

@@ -16,7 +16,8 @@ from sqlalchemy import select
 
 from engine.api.app import create_app
 from engine.db.models import Event
-from engine.pipeline.intake import hotmart_dedupe_key
+from engine.pipeline.intake import webhook_dedupe_key
+from engine.sources.hotmart import SOURCE as HOTMART
 from tests.conftest import HOTTOK, examples
 from tests.strategies import FIELDS, REFERENCES, json_values, set_path
 
@@ -70,7 +71,7 @@ def test_the_webhook_never_answers_5xx_and_keeps_every_body_it_acknowledges(make
                 assert event is not None and event.status in ("received", "held")
             else:
                 assert answer["status"] == "duplicate"
-                key = hotmart_dedupe_key(body)
+                key = webhook_dedupe_key(HOTMART, body)
                 assert session.scalar(select(Event.id).where(Event.dedupe_key == key)) is not None
         harness.run_queue()  # the worker's side: processing an acknowledged body must end
         if answer["status"] == "accepted":

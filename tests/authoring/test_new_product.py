@@ -28,7 +28,7 @@ def test_a_one_time_product_lists_every_flow_and_passes_check(tmp_path: Path) ->
     assert f"{'    onboarding: none':<33} # TODO: flow ns; sent by purchase_not_linked, " in text
     spec = yaml.safe_load(text)["product"]
     assert spec["key"] == "mentoria" and spec["kind"] == "one_time"
-    assert spec["hotmart_product_ids"] == [4444444]
+    assert spec["sources"] == {"hotmart": [4444444]} and "hotmart_product_ids" not in spec
     assert list(spec["flows"]) == ONE_TIME_FLOWS
     assert set(spec["flows"].values()) == {"none"}
     assert spec["access"] == {"discord_roles": [], "manychat_tags": ["aluno-mentoria"], "classes": []}

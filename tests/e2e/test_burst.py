@@ -58,8 +58,8 @@ def _rules(tmp_path: Path) -> Path:
         path = rules / "products" / name
         source = path.read_text()
         claimed = re.sub(
-            r"hotmart_product_ids: \[(\d+)\]",
-            lambda m, ids=ids: f"hotmart_product_ids: [{m[1]}, {', '.join(map(str, ids))}]",
+            r"hotmart: \[(\d+)\]",
+            lambda m, ids=ids: f"hotmart: [{m[1]}, {', '.join(map(str, ids))}]",
             source,
         )
         assert claimed != source

@@ -21,9 +21,10 @@ from connectors.throttle import RedisLimiter
 from engine.db.models import ActionRun, Alert, Event
 from engine.db.session import dispose_all, session_factory
 from engine.onboarding.linking import LinkService
-from engine.pipeline.intake import store_hotmart
+from engine.pipeline.intake import store_webhook
 from engine.pipeline.rules_repository import RulesRepository
 from engine.settings import Settings
+from engine.sources.hotmart import SOURCE as HOTMART
 from tests.conftest import REFERENCE, RULES, TEST_DATABASE_URL
 from tests.e2e.conftest import ANA, REPO, remote_enqueue
 from tests.e2e.processes import EngineProcess, start_engine
@@ -111,7 +112,7 @@ def test_task_without_a_database_connection_retries_itself(start_stack, fakes, p
     stack.wait_event(stack.post_webhook(purchase(900)).json()["event_id"], statuses=("processed", "failed"))
     sessions = session_factory(Settings(ENGINE_ENV="test", database_url=pg))
     with sessions.begin() as session:
-        stored = store_hotmart(session, (REFERENCE / "purchase_approved.json").read_bytes(), {}, held=False)
+        stored = store_webhook(HOTMART, session, (REFERENCE / "purchase_approved.json").read_bytes(), {}, held=False)
     dispose_all()  # this process's pool would hold connections the database is about to drop
     _set_connections(pg, allowed=False)
     try:

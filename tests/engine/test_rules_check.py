@@ -233,7 +233,7 @@ CASES = [
         "[2222222]",
         "[2222222, 1111111]",
         (
-            "rules/products/curso.yaml:<<hotmart_product_ids>>: Hotmart product 1111111 is already claimed by "
+            "rules/products/curso.yaml:<<hotmart: [1111111]>>: Hotmart product 1111111 is already claimed by "
             "product 'comunidade' (rules/products/comunidade.yaml)",
         ),
     ),
@@ -318,7 +318,8 @@ CASES = [
         (
             "rules/lifecycle.yaml:<<field: cycle,>>: unknown event field 'cycle' (known: creation_date, "
             "date_next_charge, email, event_type, is_test, name, offer_code, payment_type, phone, plan_id, "
-            "plan_name, product_id, purchase_status, recurrence_number, subscriber_code, transaction)",
+            "plan_name, product_id, purchase_status, recurrence_number, source, source_event, subscriber_code, "
+            "transaction)",
         ),
     ),
     Broken(
@@ -361,7 +362,7 @@ CASES = [
     Broken(
         "schema-wrong-type",
         "products/curso.yaml",
-        "  hotmart_product_ids: [1111111]\n",
+        "  sources:                # the product's ids on each platform that sells it\n    hotmart: [1111111]\n",
         '  hotmart_product_ids: "abc"\n',
         (
             "rules/products/curso.yaml:<<hotmart_product_ids>>: hotmart_product_ids 'abc': write a list, e.g. "
@@ -384,7 +385,7 @@ CASES = [
         "  kind: one_time\n  price: 97\n",
         (
             "rules/products/curso.yaml:<<price: 97>>: unknown key 'price' (keys here: key, name, kind, "
-            "hotmart_product_ids, offer_codes, access, flows)",
+            "hotmart_product_ids, sources, offer_codes, access, flows)",
         ),
     ),
     Broken(
@@ -610,7 +611,7 @@ def test_cli_check_reports_semantic_errors_of_several_files(tmp_path: Path) -> N
             for line in set_field_lines
         ),
         resolve(
-            "rules/products/comunidade.yaml:<<hotmart_product_ids>>: Hotmart product 2222222 is already claimed by "
+            "rules/products/comunidade.yaml:<<hotmart: [2222222]>>: Hotmart product 2222222 is already claimed by "
             "product 'combo' (rules/products/combo.yaml)",
             rules_dir,
         ),

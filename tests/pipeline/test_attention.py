@@ -15,11 +15,12 @@ from sqlalchemy import select
 from engine.db.models import ActionRun, Alert, Event, History, Membership, Student
 from engine.pipeline import replay
 from engine.pipeline.alerts import notify_alerts, raise_alert
-from engine.pipeline.intake import store_hotmart
+from engine.pipeline.intake import store_webhook
 from engine.pipeline.processing import process_event
 from engine.pipeline.sweep import requeue_stuck, sweep
 from engine.rules.files import content_hash
 from engine.service.retry import retry_event
+from engine.sources.hotmart import SOURCE as HOTMART
 from tests.conftest import RULES, load_payload, rewriting_event_log
 
 UNKNOWN_ID = 7777777
@@ -44,7 +45,7 @@ def purchase(product_id: int = UNKNOWN_ID, n: int = 1, email: str = ANA) -> dict
 
 def store(h, payload: dict) -> int:
     with h.runtime.sessions.begin() as session:
-        stored = store_hotmart(session, json.dumps(payload).encode(), {}, held=False)
+        stored = store_webhook(HOTMART, session, json.dumps(payload).encode(), {}, held=False)
     assert stored.event_id is not None
     return stored.event_id
 
@@ -168,7 +169,7 @@ def test_replay_after_the_product_is_merged_applies_the_events_and_records_it(ma
 
 def store_hotmart_again(h, payload: dict) -> str:
     with h.runtime.sessions.begin() as session:
-        stored = store_hotmart(session, json.dumps(payload).encode(), {}, held=False)
+        stored = store_webhook(HOTMART, session, json.dumps(payload).encode(), {}, held=False)
     assert stored.duplicate
     return stored.status
 

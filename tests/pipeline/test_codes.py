@@ -15,9 +15,10 @@ from sqlalchemy import select
 
 from engine.db.models import ActionRun, Membership, OnboardingToken, ScheduledEvent
 from engine.onboarding.linking import LinkService
-from engine.pipeline.intake import store_hotmart
+from engine.pipeline.intake import store_webhook
 from engine.pipeline.sweep import fire_due_timers
 from engine.service.code_request import request_code
+from engine.sources.hotmart import SOURCE as HOTMART
 from tests.conftest import load_payload
 
 EMAIL = "ana.exemplo@example.com"
@@ -320,7 +321,7 @@ def test_a_product_that_ended_without_revoking_waits_for_nothing(make_harness):
 
 def store(h, payload: dict) -> int:
     with h.runtime.sessions.begin() as session:
-        stored = store_hotmart(session, json.dumps(payload).encode(), {}, held=False)
+        stored = store_webhook(HOTMART, session, json.dumps(payload).encode(), {}, held=False)
     return stored.event_id
 
 

@@ -24,8 +24,9 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from engine.db.models import Event, Grant, Membership, ScheduledEvent, Student
-from engine.pipeline.intake import store_hotmart, store_internal
+from engine.pipeline.intake import store_internal, store_webhook
 from engine.pipeline.processing import process_event
+from engine.sources.hotmart import SOURCE as HOTMART
 from tests.conftest import examples, load_payload, rewriting_event_log
 
 COMMUNITY = 2222222
@@ -144,7 +145,7 @@ class World:
                 **extra,
             )
             with self.h.runtime.sessions.begin() as session:
-                stored = store_hotmart(session, json.dumps(body).encode(), {}, held=False)
+                stored = store_webhook(HOTMART, session, json.dumps(body).encode(), {}, held=False)
             self.h.queued.append(stored.event_id)
         self.h.run_queue()  # the first one plans the whole batch, in creation order
 
@@ -239,7 +240,7 @@ def test_any_arrival_order_ends_as_creation_order(harness, scenario):
 
 def _store(h, body: dict, *, held: bool = False) -> int:
     with h.runtime.sessions.begin() as session:
-        stored = store_hotmart(session, json.dumps(body).encode(), {}, held=held)
+        stored = store_webhook(HOTMART, session, json.dumps(body).encode(), {}, held=held)
     return stored.event_id
 
 

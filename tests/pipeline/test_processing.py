@@ -11,10 +11,11 @@ from sqlalchemy import select
 from connectors.base import StepResult, StepStatus
 from engine.db.models import ActionRun, Alert, Event, Grant, Membership, Student
 from engine.pipeline.execution import drain_student
-from engine.pipeline.intake import store_hotmart, store_internal
+from engine.pipeline.intake import store_internal, store_webhook
 from engine.pipeline.locks import student_lock
 from engine.pipeline.processing import process_event
 from engine.service.retry import retry_event
+from engine.sources.hotmart import SOURCE as HOTMART
 from tests.conftest import load_payload
 
 DISCORD_ID = "80351110224678912"
@@ -124,7 +125,9 @@ def test_worker_killed_mid_event_resumes_without_repeating_done_steps(make_harne
     for action in ("add_tag", "set_field", "trigger_flow"):
         h.manychat.results[action] = dies_on_second_manychat_call
     with h.runtime.sessions.begin() as session:
-        stored = store_hotmart(session, json.dumps(load_payload("purchase_approved.json")).encode(), {}, held=False)
+        stored = store_webhook(
+            HOTMART, session, json.dumps(load_payload("purchase_approved.json")).encode(), {}, held=False
+        )
     with pytest.raises(WorkerKilled):
         process_event(h.runtime, stored.event_id)
     runs = event(h, stored.event_id).action_runs
@@ -148,7 +151,9 @@ def test_worker_killed_while_sending_a_flow_never_resends_it(make_harness):
 
     h.manychat.results["trigger_flow"] = dies
     with h.runtime.sessions.begin() as session:
-        stored = store_hotmart(session, json.dumps(load_payload("purchase_approved.json")).encode(), {}, held=False)
+        stored = store_webhook(
+            HOTMART, session, json.dumps(load_payload("purchase_approved.json")).encode(), {}, held=False
+        )
     with pytest.raises(WorkerKilled):
         process_event(h.runtime, stored.event_id)
     h.manychat.results["trigger_flow"] = [StepResult.done("sent")]

@@ -11,8 +11,9 @@ from sqlalchemy import select
 from connectors.base import StepResult
 from engine.db.models import ActionRun, Alert, Event
 from engine.pipeline.execution import run_student
-from engine.pipeline.intake import store_hotmart
+from engine.pipeline.intake import store_webhook
 from engine.pipeline.processing import process_event
+from engine.sources.hotmart import SOURCE as HOTMART
 from tests.conftest import MANYCHAT_ACTIONS, load_payload
 
 
@@ -45,7 +46,9 @@ class SlowFlows:
 
 def stored_purchase(h) -> int:
     with h.runtime.sessions.begin() as session:
-        stored = store_hotmart(session, json.dumps(load_payload("purchase_approved.json")).encode(), {}, held=False)
+        stored = store_webhook(
+            HOTMART, session, json.dumps(load_payload("purchase_approved.json")).encode(), {}, held=False
+        )
     return stored.event_id
 
 
@@ -187,8 +190,8 @@ def test_every_enqueue_records_enqueued_at_so_the_sweep_waits_a_full_period_afte
     assert requeue_stuck(h.runtime) == []
 
     with h.runtime.sessions.begin() as session:
-        held = store_hotmart(
-            session, json.dumps(load_payload("purchase_refunded.json")).encode(), {}, held=True
+        held = store_webhook(
+            HOTMART, session, json.dumps(load_payload("purchase_refunded.json")).encode(), {}, held=True
         ).event_id
     assert enqueued_at(held) is None  # held: nobody queued it
     h.clock.advance(seconds=period.total_seconds())

@@ -111,11 +111,12 @@ def test_sweep_requeues_events_lost_by_the_queue(make_harness):
     h = make_harness()
     import json
 
-    from engine.pipeline.intake import store_hotmart
+    from engine.pipeline.intake import store_webhook
+    from engine.sources.hotmart import SOURCE as HOTMART
 
     with h.runtime.sessions.begin() as session:
         body = json.dumps(load_payload("purchase_approved.json")).encode()
-        stored = store_hotmart(session, body, {}, held=False, received_at=h.clock.now)
+        stored = store_webhook(HOTMART, session, body, {}, held=False, received_at=h.clock.now)
     assert requeue_stuck(h.runtime) == []  # too fresh: it is probably in the queue
     h.clock.advance(minutes=3)
     assert requeue_stuck(h.runtime) == [stored.event_id]

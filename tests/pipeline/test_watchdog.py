@@ -15,8 +15,9 @@ from engine.api.app import create_app
 from engine.db.locks import Namespace
 from engine.db.models import Alert, Event
 from engine.db.stuck import find_stuck
-from engine.pipeline.intake import store_hotmart
+from engine.pipeline.intake import store_webhook
 from engine.pipeline.watchdog import ALERT_KIND, watch
+from engine.sources.hotmart import SOURCE as HOTMART
 from tests.conftest import load_payload, rewriting_event_log, wait_until
 
 
@@ -30,7 +31,7 @@ def store(h, email: str, status: str) -> int:
     body["id"] = f"watchdog-{email}-{status}"
     body["data"]["buyer"]["email"] = email
     with h.runtime.sessions.begin() as session:
-        event_id = store_hotmart(session, json.dumps(body).encode(), {}, held=False).event_id
+        event_id = store_webhook(HOTMART, session, json.dumps(body).encode(), {}, held=False).event_id
         session.execute(update(Event).where(Event.id == event_id).values(status=status))
     return event_id
 

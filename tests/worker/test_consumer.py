@@ -136,7 +136,8 @@ def test_a_stop_signal_ends_a_busy_worker_within_worker_stop_seconds(pg, redis_u
 
     from engine.db.locks import Namespace
     from engine.db.session import session_factory
-    from engine.pipeline.intake import store_hotmart
+    from engine.pipeline.intake import store_webhook
+    from engine.sources.hotmart import SOURCE as HOTMART
     from tests.conftest import REPO, load_payload
     from tests.e2e.conftest import remote_enqueue
     from tests.e2e.processes import start_engine
@@ -145,7 +146,7 @@ def test_a_stop_signal_ends_a_busy_worker_within_worker_stop_seconds(pg, redis_u
     body = load_payload("purchase_approved.json")
     body["data"]["buyer"]["email"] = email
     with session_factory(Settings(ENGINE_ENV="test", database_url=pg)).begin() as session:
-        event_id = store_hotmart(session, json.dumps(body).encode(), {}, held=False).event_id
+        event_id = store_webhook(HOTMART, session, json.dumps(body).encode(), {}, held=False).event_id
     env = _worker_env(pg, redis_url, ORDER_SETTLE_SECONDS="0", WORKER_STOP_SECONDS="2", MANYCHAT_LANE_THREADS="1")
     dsn = pg.replace("postgresql+psycopg://", "postgresql://")
     waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%pg_advisory_lock%'"

@@ -1,7 +1,7 @@
 """A Hotmart v2 body parsed into the canonical event the rules decide on (:class:`HotmartEvent`).
 
 :func:`parse` takes any decoded JSON value and never raises: it reads a fixed set of known
-paths with a :class:`~engine.sources.hotmart.reader.Reader`, so an unusable value becomes
+paths with a :class:`~engine.sources.reader.Reader`, so an unusable value becomes
 ``None`` plus an entry in :attr:`HotmartEvent.problems`. §3 lists where each field lives
 per event family.
 """
@@ -13,7 +13,7 @@ from datetime import datetime
 
 from engine.sources.hotmart.identity import buyer_email, creation_date, event_type
 from engine.sources.hotmart.phone import read_phone
-from engine.sources.hotmart.reader import Reader, first, kind
+from engine.sources.reader import Reader, first, kind
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,13 @@ class HotmartEvent:
     plan_name: str | None
     is_test: bool
     problems: tuple[str, ...]
+
+    ignored = None  # every Hotmart event has a canonical meaning (its names are the vocabulary)
+
+    @property
+    def source_event(self) -> str | None:
+        """Hotmart's own name: its names are the canonical ones (:mod:`engine.sources.canonical`)."""
+        return self.event_type
 
     def fields(self) -> dict[str, object]:
         """Flat dict the rules engine matches on (datetimes as ISO 8601 strings in UTC)."""

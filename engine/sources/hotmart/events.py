@@ -1,36 +1,12 @@
-"""Hotmart's event names (§4 of ``shared/reference/hotmart.md``) and what the engine reads into them.
-
-The rules may name any of these; the three groups below are the platform's meaning that
-holds whatever the rules say (see :class:`engine.sources.base.Source`).
-"""
+"""Hotmart's event names (§4 of ``shared/reference/hotmart.md``): they are the canonical
+vocabulary (:mod:`engine.sources.canonical`), so Hotmart's table maps each onto itself."""
 
 from __future__ import annotations
 
-# §4: every v2 event name. Others (SUBSCRIPTION_RENEWED, CART_ABANDONMENT ...) do not exist.
-HOTMART_EVENTS: frozenset[str] = frozenset(
-    {
-        "PURCHASE_APPROVED",
-        "PURCHASE_COMPLETE",
-        "PURCHASE_BILLET_PRINTED",
-        "PURCHASE_DELAYED",
-        "PURCHASE_EXPIRED",
-        "PURCHASE_CANCELED",
-        "PURCHASE_PROTEST",
-        "PURCHASE_REFUNDED",
-        "PURCHASE_CHARGEBACK",
-        "PURCHASE_OUT_OF_SHOPPING_CART",
-        "SUBSCRIPTION_CANCELLATION",
-        "SWITCH_PLAN",
-        "UPDATE_SUBSCRIPTION_CHARGE_DATE",
-        "CLUB_FIRST_ACCESS",
-        "CLUB_MODULE_COMPLETED",
-        "ORDER_FULFILLMENT",
-    }
-)
+from engine.sources.canonical import CANONICAL_EVENTS, GRANTING_EVENTS, PAID_UNTIL_EVENTS, REVOKING_EVENTS
 
-# Would grant (or restore) access for a purchase.
-GRANTING_EVENTS = frozenset({"PURCHASE_APPROVED", "PURCHASE_COMPLETE", "PURCHASE_BILLET_PRINTED"})
-# End a purchase for good: its transaction never grants again.
-REVOKING_EVENTS = frozenset({"PURCHASE_REFUNDED", "PURCHASE_CHARGEBACK"})
-# Their date_next_charge is the date the payment covers.
-PAID_UNTIL_EVENTS = frozenset({"PURCHASE_APPROVED", "UPDATE_SUBSCRIPTION_CHARGE_DATE"})
+# §4: every v2 event name. Others (SUBSCRIPTION_RENEWED, CART_ABANDONMENT ...) do not exist.
+HOTMART_EVENTS: frozenset[str] = CANONICAL_EVENTS
+CANONICAL: dict[str, str] = {name: name for name in HOTMART_EVENTS}
+
+__all__ = ["CANONICAL", "GRANTING_EVENTS", "HOTMART_EVENTS", "PAID_UNTIL_EVENTS", "REVOKING_EVENTS"]

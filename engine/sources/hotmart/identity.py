@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from engine.sources import base
-from engine.sources.hotmart.reader import Reader, first
+from engine.sources.reader import Reader, first
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from engine.sources.hotmart.reader import PHONE_CHARS, Reader, first
+from engine.sources.reader import PHONE_CHARS, Reader, first
 
 
 def normalize_phone(number: str | None, code: str | None = None, country_iso: str | None = None) -> str | None:

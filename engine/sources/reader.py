@@ -1,4 +1,6 @@
-"""Reading a Hotmart body: dotted paths out of any decoded JSON value, bounded, never raising.
+"""Reading a webhook body: dotted paths out of any decoded JSON value, bounded, never raising.
+
+Shared by every source (section numbers (§) are those of Hotmart's reference, the first source).
 
 :class:`Reader` reads only the paths it is asked for (no recursion), so odd input costs
 nothing. A value that is present but unusable (wrong type, unparsable date ...) becomes
