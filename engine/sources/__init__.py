@@ -11,7 +11,7 @@ from __future__ import annotations
 from engine.sources import eduzz, hotmart, kiwify
 from engine.sources.base import NOT_JSON, Source
 from engine.sources.canonical import CANONICAL_EVENTS
-from engine.sources.hotmart.phone import normalize_phone
+from engine.sources.phone import normalize_phone
 
 SOURCES: dict[str, Source] = {source.name: source for source in (hotmart.SOURCE, kiwify.SOURCE, eduzz.SOURCE)}
 
