@@ -15,7 +15,7 @@ from engine.sources.phone import normalize_phone
 
 SOURCES: dict[str, Source] = {source.name: source for source in (hotmart.SOURCE, kiwify.SOURCE, eduzz.SOURCE)}
 
-# The platform the engine started with: a product's `hotmart_product_ids`, catalog.unmanaged_products
+# The platform the engine started with: a product's `hotmart_product_ids`, catalog.unmanaged_products as a plain list
 # and a body no other source recognises are its.
 DEFAULT_SOURCE: Source = hotmart.SOURCE
 
