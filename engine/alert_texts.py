@@ -48,8 +48,8 @@ def needs_attention(event: Event, reason: str, advice: str) -> str:
     return f"{reason} (latest: event {event.id}, {event.type or 'no type'}). {advice}"
 
 
-def unknown_product_advice() -> str:
-    return f"Add a rules/products/*.yaml claiming it (or list it under catalog.unmanaged_products), {REPLAY_HINT}."
+def unknown_product_advice(unmanaged_listing: str) -> str:
+    return f"Add a rules/products/*.yaml claiming it (or list it under {unmanaged_listing}), {REPLAY_HINT}."
 
 
 def unknown_product_key_advice() -> str:

@@ -57,7 +57,7 @@ def describe(schema: dict[str, Any], link: Callable[[str], str]) -> str:
         )
     kind = schema.get("type")
     if isinstance(kind, list):
-        text = " or ".join(kind)
+        text = " or ".join(_one_type(schema, name, link) for name in kind)
     elif kind == "array":
         text = "list of " + describe(schema.get("items", {}), link)
     elif kind == "object" and "properties" not in schema and "additionalProperties" in schema:
@@ -80,6 +80,15 @@ def describe(schema: dict[str, Any], link: Callable[[str], str]) -> str:
     return text
 
 
+def _one_type(schema: dict[str, Any], kind: str, link: Callable[[str], str]) -> str:
+    """One of several types a key may have: a list says of what, a mapping with keys points below."""
+    if kind == "array" and "items" in schema:
+        return f"list of ({describe(schema['items'], link)})"
+    if kind == "object" and "properties" in schema:
+        return "mapping of the keys below"
+    return kind
+
+
 def _cell(text: str) -> str:
     """Text for a table cell: a pipe outside code escaped (inside a code span it splits nothing)."""
     parts = text.replace("\n", " ").split("`")
@@ -94,12 +103,17 @@ def key_rows(schema: dict[str, Any], prefix: str, link: Callable[[str], str]) ->
     for name, sub in schema.get("properties", {}).items():
         path = f"{prefix}.{name}" if prefix else name
         rows.append((path, describe(sub, link), name in required, sub.get("description", "")))
-        if sub.get("type") == "object" and "properties" in sub:
+        if _has_type(sub, "object") and "properties" in sub:
             rows += key_rows(sub, path, link)
         items = sub.get("items", {})
         if sub.get("type") == "array" and items.get("type") == "object" and "properties" in items:
             rows += key_rows(items, f"{path}[]", link)
     return rows
+
+
+def _has_type(schema: dict[str, Any], kind: str) -> bool:
+    types = schema.get("type")
+    return kind in types if isinstance(types, list) else types == kind
 
 
 def _key_table(rows: list[tuple[str, str, bool, str]]) -> list[str]:

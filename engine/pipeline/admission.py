@@ -23,7 +23,8 @@ from engine.pipeline import attention
 from engine.pipeline.facts import TaskInputs, event_facts
 from engine.pipeline.ordering import order_key
 from engine.pipeline.runtime import Runtime
-from engine.sources import DEFAULT_SOURCE, PLATFORMS, SOURCES, is_platform
+from engine.rules import unmanaged
+from engine.sources import PLATFORMS, SOURCES, is_platform
 from engine.statuses import EventStatus
 
 log = logging.getLogger(__name__)
@@ -145,8 +146,8 @@ def _no_product(rt: Runtime, session: Session, event: Event, inp: EventInput) ->
     product_id = inp.fields.get("product_id")
     if inp.fields.get("is_test"):
         return ignore(event, "Hotmart test event (product id 0)")
-    if product_id and inp.source == DEFAULT_SOURCE.name and str(product_id) in rules.unmanaged_products:
-        return ignore(event, f"product id {product_id} is unmanaged (catalog.unmanaged_products)")
+    if product_id and str(product_id) in rules.unmanaged_products.get(inp.source, ()):
+        return ignore(event, f"product id {product_id} is unmanaged ({unmanaged.listing(inp.source)})")
     if inp.event_type in rules.ignore and not any(inp.event_type in t.events for t in rules.transitions):
         return ignore(event, rules.ignore[inp.event_type])  # ignored whatever the product
     attention.unknown_product(rt, session, event, product_id)

@@ -19,6 +19,7 @@ from engine.db.models import Event, utcnow
 from engine.pipeline.alerts import raise_alert
 from engine.pipeline.locks import lock_event_buyer
 from engine.pipeline.runtime import Runtime
+from engine.rules import unmanaged
 from engine.statuses import EventStatus
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ def unknown_product(rt: Runtime, session: Session, event: Event, product_id: obj
         f"no product matches id {shown}",
         kind="rules.unknown_product",
         group=str(shown),
-        advice=alert_texts.unknown_product_advice(),
+        advice=alert_texts.unknown_product_advice(unmanaged.listing(event.source)),
     )
 
 

@@ -29,6 +29,7 @@ from engine.rules.model import (
     parse_duration,
 )
 from engine.rules.source import Problem, line_of
+from engine.rules.unmanaged import read_unmanaged
 from engine.sources import DEFAULT_SOURCE, SOURCES
 
 
@@ -65,7 +66,7 @@ class RulesBuilder:
         self.fields = frozenset(manychat.get("fields", []))
         self.classes = dict(catalog.get("classes", {}))
         products = self._products()
-        unmanaged = self._unmanaged(catalog_doc, products)
+        unmanaged = read_unmanaged(*catalog_doc, products, self.error) if catalog_doc else {}
         if lifecycle_doc is None or onboarding_doc is None:
             return None
         self.products = products
@@ -261,26 +262,6 @@ class RulesBuilder:
                 f"product {spec.get('key')!r} claims no product id: add sources: {{{examples}}}",
             )
         return ids, where
-
-    def _unmanaged(self, catalog_doc: tuple[str, Any] | None, products: dict[str, Product]) -> frozenset[str]:
-        """The default source's (Hotmart's) product ids the course sells outside the engine: their
-        events are plainly ignored."""
-        if catalog_doc is None:
-            return frozenset()
-        file, data = catalog_doc
-        ids = data["catalog"].get("unmanaged_products", [])
-        source = DEFAULT_SOURCE
-        claimed = {product_id: p for p in products.values() for product_id in p.source_ids.get(source.name, ())}
-        for index, product_id in enumerate(ids):
-            product = claimed.get(str(product_id))
-            if product is not None:
-                self.error(
-                    file,
-                    line_of(data, ["catalog", "unmanaged_products", index]),
-                    f"{source.title} product {product_id} is listed as unmanaged but product {product.key!r} "
-                    f"({product.file}) claims it",
-                )
-        return frozenset(str(i) for i in ids)
 
     # conditions --------------------------------------------------------------------------
 

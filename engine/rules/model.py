@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -176,9 +177,9 @@ class Rules:
     classes: dict[str, str]
     onboarding: Onboarding
     files: tuple[str, ...] = field(default=())
-    # Product ids of the default source (engine.sources.DEFAULT_SOURCE) sold outside the engine
-    # (catalog.unmanaged_products): plainly ignored.
-    unmanaged_products: frozenset[str] = frozenset()
+    # Product ids sold outside the engine, per source name (catalog.unmanaged_products, read by
+    # engine.rules.unmanaged): their events are plainly ignored.
+    unmanaged_products: Mapping[str, frozenset[str]] = field(default_factory=dict)
     # Declared renames (old state -> new state), applied to the database when first loaded.
     renamed_states: dict[str, str] = field(default_factory=dict)
     # Where a part of the rules is declared, as (file, line), for messages about the database:

@@ -7,10 +7,11 @@ leaving every name, key and value as written in the rules.
 
 from __future__ import annotations
 
+from engine.sources import SOURCES
+
 # Words the English messages use for things, in Portuguese.
 LABELS = {
     "Discord role": "cargo do Discord",
-    "Hotmart product id": "id de produto Hotmart",
     "tag": "tag",
     "class": "turma",
     "state": "estado",
@@ -23,6 +24,8 @@ LABELS = {
     "this transition": "esta transição",
     "this file": "este arquivo",
 }
+# A product's ids on each platform (sources: {hotmart: [...]}, catalog.unmanaged_products).
+LABELS.update({f"{source.title} product id": f"id de produto {source.title}" for source in SOURCES.values()})
 
 # "unknown X": the noun and its adjective's gender.
 UNKNOWN = {
@@ -82,7 +85,12 @@ PATTERN_HINTS = {
     'a Discord id is 15 to 21 digits, in quotes, e.g. "1180000000000000001" (Discord: right-click the role > '
     "Copy Role ID)": 'um id do Discord tem de 15 a 21 dígitos, entre aspas, ex.: "1180000000000000001" (no Discord: '
     "clique com o botão direito no cargo > Copiar ID do cargo)",
+    # Each source's product_id_hint (tests/engine/test_rules_translate.py checks every source has one).
     "a Hotmart product id is digits only, e.g. 1111111": "um id de produto Hotmart só tem dígitos, ex.: 1111111",
+    'a Kiwify product id is letters, digits and -, in quotes, e.g. "a1b2c3"': (
+        'um id de produto Kiwify tem letras, dígitos e -, entre aspas, ex.: "a1b2c3"'
+    ),
+    "an Eduzz product id is digits only, e.g. 123456": "um id de produto Eduzz só tem dígitos, ex.: 123456",
     "not in the expected form (see config.schema.json)": "fora da forma esperada (veja config.schema.json)",
 }
 

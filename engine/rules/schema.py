@@ -1,6 +1,7 @@
-"""config.schema.json's generated parts: the actions (from the actions registry) and a product's
-``sources:`` (from the sources registry). ``python -m engine.rules.schema`` rewrites them (a test
-fails when the file and the registries differ)."""
+"""config.schema.json's generated parts: the actions (from the actions registry), a product's
+``sources:`` and the catalogue's ``unmanaged_products`` (from the sources registry).
+``python -m engine.rules.schema`` rewrites them (a test fails when the file and the registries
+differ)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 from engine.rules.actions import ACTIONS
 from engine.rules.loader import SCHEMA_PATH
-from engine.sources import SOURCES
+from engine.sources import DEFAULT_SOURCE, SOURCES
 
 # Argument shapes several actions share, written to config.schema.json's $defs.
 _NAMES = {
@@ -86,11 +87,42 @@ def sources_schema() -> dict[str, Any]:
     }
 
 
+UNMANAGED_DESCRIPTION = (
+    "Product ids the course sells outside the engine: their events are ignored, not flagged as needs_attention. "
+    "A list holds {default} ids; per platform: {{{examples}}}."
+)
+
+
+def unmanaged_schema() -> dict[str, Any]:
+    """``$defs.catalog.properties.unmanaged_products``: the default source's ids as a plain list
+    (as it always was), or a list of ids per source (as a product's ``sources:``)."""
+    examples = ", ".join(f"{name}: [{source.product_id_example}]" for name, source in SOURCES.items())
+    return {
+        "description": UNMANAGED_DESCRIPTION.format(default=DEFAULT_SOURCE.title, examples=examples),
+        "type": ["array", "object"],
+        "items": dict(DEFAULT_SOURCE.product_id_schema),
+        "uniqueItems": True,
+        "additionalProperties": False,
+        "properties": {
+            name: {
+                "description": f"{source.title} product ids the course sells outside the engine",
+                "type": "array",
+                "items": dict(source.product_id_schema),
+                "uniqueItems": True,
+            }
+            for name, source in SOURCES.items()
+        },
+    }
+
+
 def with_sources(schema: dict[str, Any]) -> dict[str, Any]:
-    """The rules schema with a product's ``sources:`` from the sources registry."""
+    """The rules schema with a product's ``sources:`` and the catalogue's ``unmanaged_products``
+    from the sources registry."""
     product = dict(schema["$defs"]["product"])
     product["properties"] = {**product["properties"], "sources": sources_schema()}
-    return {**schema, "$defs": {**schema["$defs"], "product": product}}
+    catalog = dict(schema["$defs"]["catalog"])
+    catalog["properties"] = {**catalog["properties"], "unmanaged_products": unmanaged_schema()}
+    return {**schema, "$defs": {**schema["$defs"], "product": product, "catalog": catalog}}
 
 
 def generated(schema: dict[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.rules.messages import closest, did_you_mean, duration, unknown_action
-from engine.sources import SOURCES
+from engine.sources import DEFAULT_SOURCE, SOURCES
 
 FILE_KINDS = ("lifecycle", "product", "catalog", "onboarding")
 
@@ -35,6 +35,8 @@ _ITEM_NAMES = {
 }
 # A product's sources: {hotmart: [...], kiwify: [...]}: each list holds that platform's product ids.
 _ITEM_NAMES.update({name: f"{source.title} product id" for name, source in SOURCES.items()})
+# catalog.unmanaged_products as a plain list holds the default source's ids.
+_ITEM_NAMES["unmanaged_products"] = f"{DEFAULT_SOURCE.title} product id"
 
 # Patterns of config.schema.json, explained. tests/engine/test_rules_messages.py checks that
 # every pattern of the schema has an entry, so no admin ever reads a regular expression.

@@ -25,8 +25,13 @@ from engine.rules.portuguese import (
     plural_transitions,
     unknown_rest,
 )
+from engine.sources import SOURCES
 
 PORTUGUESE = ("pt-br", "pt_br", "pt")
+
+# Any source's name as messages write it ("Hotmart", "Kiwify", "Eduzz"), for the per-platform shapes.
+_SOURCE = "(?P<source>" + "|".join(re.escape(source.title) for source in SOURCES.values()) + ")"
+_SOURCE_NAME = "(?P<name>" + "|".join(re.escape(name) for name in SOURCES) + ")"
 
 _Rule = tuple[re.Pattern[str], Callable[[re.Match[str]], str]]
 
@@ -131,8 +136,9 @@ _RULES: list[_Rule] = [
         lambda m: f"{label(m['what'])}: {m['value']} não é válido aqui",
     ),
     _rule(
-        r"(?P<what>.+?)(?: (?P<value>'[^']*'))?: (?P<hint>(?:event names|use |a Discord id|a Hotmart product id|"
-        r"not in the expected).*?)(?P<example>[^ ]*)",
+        r"(?P<what>.+?)(?: (?P<value>'[^']*'))?: (?P<hint>(?:event names|use |a Discord id|an? "
+        + _SOURCE
+        + r" product id|not in the expected).*?)(?P<example>[^ ]*)",
         lambda m: (
             f"{label(m['what'])}{' ' + m['value'] if m['value'] else ''}: {pattern_hint(m['hint'] + m['example'])}"
         ),
@@ -201,8 +207,24 @@ _RULES: list[_Rule] = [
         lambda m: f"a chave de produto {m['key']} já é usada em {m['file']}",
     ),
     _rule(
-        r"Hotmart product (?P<id>\S+) is already claimed by product (?P<key>'[^']*') \((?P<file>[^)]*)\)",
-        lambda m: f"o produto Hotmart {m['id']} já pertence ao produto {m['key']} ({m['file']})",
+        _SOURCE + r" product (?P<id>\S+) is already claimed by product (?P<key>'[^']*') \((?P<file>[^)]*)\)",
+        lambda m: f"o produto {m['source']} {m['id']} já pertence ao produto {m['key']} ({m['file']})",
+    ),
+    _rule(
+        _SOURCE + r" product (?P<id>\S+) is listed as unmanaged but product (?P<key>'[^']*') \((?P<file>[^)]*)\) "
+        r"claims it",
+        lambda m: (
+            f"o produto {m['source']} {m['id']} está em unmanaged_products, mas pertence ao produto {m['key']} "
+            f"({m['file']})"
+        ),
+    ),
+    _rule(
+        r"product (?P<key>'[^']*') claims no product id: add sources: (?P<example>\{.*\})",
+        lambda m: f"o produto {m['key']} não declara nenhum id de produto: adicione sources: {m['example']}",
+    ),
+    _rule(
+        r"(?P<legacy>\S+) and sources\." + _SOURCE_NAME + r" both list ids: keep sources\.(?P=name)",
+        lambda m: f"{m['legacy']} e sources.{m['name']} listam ids: mantenha só sources.{m['name']}",
     ),
     _rule(
         r"transition name (?P<name>'[^']*') already used at line (?P<line>\d+)",

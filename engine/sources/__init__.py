@@ -11,11 +11,11 @@ from __future__ import annotations
 from engine.sources import eduzz, hotmart, kiwify
 from engine.sources.base import NOT_JSON, Source
 from engine.sources.canonical import CANONICAL_EVENTS
-from engine.sources.hotmart.phone import normalize_phone
+from engine.sources.phone import normalize_phone
 
 SOURCES: dict[str, Source] = {source.name: source for source in (hotmart.SOURCE, kiwify.SOURCE, eduzz.SOURCE)}
 
-# The platform the engine started with: a product's `hotmart_product_ids`, catalog.unmanaged_products
+# The platform the engine started with: a product's `hotmart_product_ids`, catalog.unmanaged_products as a plain list
 # and a body no other source recognises are its.
 DEFAULT_SOURCE: Source = hotmart.SOURCE
 

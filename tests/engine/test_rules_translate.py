@@ -10,7 +10,9 @@ from click.testing import CliRunner
 
 from engine.cli import main
 from engine.rules import check_rules
+from engine.rules.portuguese import LABELS, PATTERN_HINTS
 from engine.rules.translate import localize, to_portuguese
+from engine.sources import SOURCES
 from tests.engine.test_rules_check import CASES, copy_rules, edit, resolve
 from tests.engine.test_rules_messages import MESSAGE_CASES
 
@@ -94,3 +96,82 @@ def test_cli_check_in_portuguese(tmp_path: Path) -> None:
         resolve("rules/lifecycle.yaml:<<form:>>: chave desconhecida 'form' — você quis dizer 'from'?", rules_dir),
         f"1 erro(s) em {rules_dir}",
     ]
+
+
+# --- every source's messages ----------------------------------------------------------------
+
+
+def source_mistakes(rules_dir: Path, name: str) -> None:
+    """Three mistakes about one platform's ids: the same id claimed by two products, an id listed
+    as unmanaged that a product claims, an id of the wrong shape."""
+    example = SOURCES[name].product_id_example
+    if name == "hotmart":
+        edit(rules_dir, "products/combo.yaml", "    hotmart: [3333333]\n", "    hotmart: [3333333, 1111111]\n")
+        claimed = "1111111"
+    else:
+        for product, line in (("curso", "    hotmart: [1111111]\n"), ("combo", "    hotmart: [3333333]\n")):
+            edit(rules_dir, f"products/{product}.yaml", line, f"{line}    {name}: [{example}]\n")
+        claimed = example
+    catalog = rules_dir / "catalog.yaml"
+    catalog.write_text(catalog.read_text() + f"  unmanaged_products: {{{name}: [{claimed}, x_y]}}\n")
+
+
+@pytest.mark.parametrize("name", list(SOURCES))
+def test_every_sources_id_messages_are_translated(tmp_path: Path, name: str) -> None:
+    rules_dir = copy_rules(tmp_path)
+    source_mistakes(rules_dir, name)
+    problems = check_rules(rules_dir)[1]
+    messages = [problem.message for problem in problems if "x_y" in problem.message]  # the wrong shape
+    assert len(messages) == 1, problems
+    source_mistakes(copy_rules(tmp_path / "claims"), name)  # the same, with a well-formed listing
+    claims = tmp_path / "claims" / "rules"
+    catalog = claims / "catalog.yaml"
+    catalog.write_text(catalog.read_text().replace(", x_y]", "]"))
+    claim_messages = [problem.message for problem in check_rules(claims)[1]]
+    assert any("already claimed" in m for m in claim_messages), claim_messages
+    assert any("listed as unmanaged" in m for m in claim_messages), claim_messages
+    for message in messages + claim_messages:
+        portuguese = localize(message, "pt-BR")
+        assert portuguese != message
+        assert not ENGLISH.search(portuguese), portuguese
+        assert SOURCES[name].title in portuguese
+
+
+@pytest.mark.parametrize("name", list(SOURCES))
+def test_the_already_claimed_message_in_portuguese_for_every_source(name: str) -> None:
+    title = SOURCES[name].title
+    english = f"{title} product x1 is already claimed by product 'combo' (rules/products/combo.yaml)"
+    assert to_portuguese(english) == f"o produto {title} x1 já pertence ao produto 'combo' (rules/products/combo.yaml)"
+    unmanaged = f"{title} product x1 is listed as unmanaged but product 'curso' (rules/products/curso.yaml) claims it"
+    assert to_portuguese(unmanaged) == (
+        f"o produto {title} x1 está em unmanaged_products, mas pertence ao produto 'curso' (rules/products/curso.yaml)"
+    )
+
+
+def test_every_source_has_its_label_and_id_hint_in_portuguese() -> None:
+    for source in SOURCES.values():
+        assert f"{source.title} product id" in LABELS
+        assert source.product_id_hint in PATTERN_HINTS
+
+
+@pytest.mark.parametrize(
+    ("english", "portuguese"),
+    [
+        (
+            "product 'curso' claims no product id: add sources: {hotmart: [1111111], kiwify: [\"a1b2c3\"], "
+            "eduzz: [123456]}",
+            "o produto 'curso' não declara nenhum id de produto: adicione sources: {hotmart: [1111111], "
+            'kiwify: ["a1b2c3"], eduzz: [123456]}',
+        ),
+        (
+            "hotmart_product_ids and sources.hotmart both list ids: keep sources.hotmart",
+            "hotmart_product_ids e sources.hotmart listam ids: mantenha só sources.hotmart",
+        ),
+        (
+            "Eduzz product id '12ab': an Eduzz product id is digits only, e.g. 123456",
+            "id de produto Eduzz '12ab': um id de produto Eduzz só tem dígitos, ex.: 123456",
+        ),
+    ],
+)
+def test_the_sources_messages_in_portuguese(english: str, portuguese: str) -> None:
+    assert to_portuguese(english) == portuguese

@@ -34,8 +34,7 @@ DATA = Path(__file__).parent.parent / "data"
 BIA_DISCORD = "80351110224678913"
 
 
-@pytest.fixture
-def rules_dir(tmp_path) -> Path:
+def rules_sold_on_every_platform(tmp_path: Path) -> Path:
     """The shipped rules, with curso and comunidade also sold on Kiwify and Eduzz."""
     rules = tmp_path / "rules"
     shutil.copytree(RULES, rules)
@@ -48,6 +47,11 @@ def rules_dir(tmp_path) -> Path:
         hotmart_line = next(line for line in text.splitlines(keepends=True) if line.startswith("    hotmart: ["))
         path.write_text(text.replace(hotmart_line, hotmart_line + claims))
     return rules
+
+
+@pytest.fixture
+def rules_dir(tmp_path) -> Path:
+    return rules_sold_on_every_platform(tmp_path)
 
 
 def deliver(h, source: str, fixture: str, **changes) -> list[int]:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from engine.sources.eduzz.events import CANONICAL, CONTRACT_PREFIX, CONTRACT_STATUS, MEANINGLESS
-from engine.sources.hotmart.phone import normalize_phone
+from engine.sources.phone import normalize_phone
 from engine.sources.reader import Reader, first
 
 

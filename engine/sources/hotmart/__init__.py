@@ -4,8 +4,8 @@ Section numbers (§) in this package refer to ``shared/reference/hotmart.md``. I
 
 * :mod:`.events`: the v2 event names (the canonical vocabulary itself);
 * :mod:`.identity`: which event a body is: its envelope, read without a full parse, and its dedupe key;
-* :mod:`.event`: a v2 body parsed into the canonical :class:`HotmartEvent` the rules decide on;
-* :mod:`.phone`: Hotmart's phone fields as E.164;
+* :mod:`.event`: a v2 body parsed into the canonical :class:`HotmartEvent` the rules decide on
+  (its phone fields read into :func:`engine.sources.phone.normalize_phone`);
 * :mod:`.hottok`: the shared secret: verifying a request, scrubbing it before anything is stored.
 """
 
@@ -24,7 +24,6 @@ from engine.sources.hotmart.events import (
 )
 from engine.sources.hotmart.hottok import form_hottok, scrub_payload, scrub_raw, verify_hottok
 from engine.sources.hotmart.identity import Envelope, dedupe_key, envelope
-from engine.sources.hotmart.phone import normalize_phone
 from engine.sources.reader import MAX_CODE_LENGTH, MAX_EMAIL_LENGTH, MAX_INTEGER, MAX_NAME_LENGTH
 
 __all__ = [
@@ -39,7 +38,6 @@ __all__ = [
     "HotmartSource",
     "dedupe_key",
     "envelope",
-    "normalize_phone",
     "parse",
     "verify_hottok",
 ]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from engine.sources.hotmart.identity import buyer_email, creation_date, event_type
-from engine.sources.hotmart.phone import read_phone
+from engine.sources.phone import normalize_phone
 from engine.sources.reader import Reader, first, kind
 
 
@@ -138,3 +138,30 @@ def _current_plan(r: Reader) -> tuple[str | None, str | None, str | None]:
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
+
+
+def read_phone(r: Reader) -> str | None:
+    """The first plausible phone among the places §8 lists; report implausible ones."""
+    country = first(
+        r.country("data.purchase.checkout_country.iso"),
+        r.country("data.checkout_country.iso"),  # cart abandonment
+        r.country("data.buyer.address.country_iso"),
+    )
+    candidates = [
+        # Purchase events: number plus the DDD in a separate field.
+        ("data.buyer.checkout_phone", r.area_code("data.buyer.checkout_phone_code")),
+        ("data.buyer.phone", None),  # cart abandonment: one string
+        # SUBSCRIPTION_CANCELLATION: mobile first, then landline.
+        ("data.subscriber.phone.cell", r.area_code("data.subscriber.phone.dddCell")),
+        ("data.subscriber.phone.phone", r.area_code("data.subscriber.phone.dddPhone")),
+    ]
+    found = []
+    for path, code in candidates:
+        raw = r.code(path)
+        if raw is None:
+            continue
+        phone = normalize_phone(raw, code, country)
+        if phone is None:
+            r.problem(path, "not a plausible phone number")
+        found.append(phone)
+    return first(*found)

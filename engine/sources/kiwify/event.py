@@ -10,8 +10,8 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 
-from engine.sources.hotmart.phone import normalize_phone
 from engine.sources.kiwify.events import ABANDONED_CART, CANONICAL
+from engine.sources.phone import normalize_phone
 from engine.sources.reader import Reader, first
 
 

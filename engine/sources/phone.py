@@ -1,17 +1,23 @@
-"""Hotmart's phone fields as E.164 ("+5511999990001"), following §8; None when implausible."""
+"""A buyer's phone as E.164 ("+5511999990001"), whichever platform sent it; None when implausible.
+
+Every source reads its own phone fields and hands them here, so one student's number is the same
+string from Hotmart, Kiwify or Eduzz (the ManyChat contact is found by it). The rules are those of
+``shared/reference/hotmart.md`` §8, the first platform's, which hold for any Brazilian checkout.
+"""
 
 from __future__ import annotations
 
 import re
 
-from engine.sources.reader import PHONE_CHARS, Reader, first
+from engine.sources.reader import PHONE_CHARS
 
 
 def normalize_phone(number: str | None, code: str | None = None, country_iso: str | None = None) -> str | None:
     """Best-effort E.164 ("+5511999990001") following §8; None when implausible.
 
-    ``code`` is Hotmart's ``checkout_phone_code`` (the Brazilian DDD), ``country_iso`` the
-    buyer's country (Brazil when unknown).
+    ``code`` is the area code (the Brazilian DDD) when the platform sends it apart from the
+    number (Hotmart's ``checkout_phone_code``), ``country_iso`` the buyer's country (Brazil when
+    unknown).
     """
     if not isinstance(number, str) or not PHONE_CHARS.fullmatch(number.strip()):
         return None
@@ -37,33 +43,6 @@ def normalize_phone(number: str | None, code: str | None = None, country_iso: st
         else:
             return None
     return "+55" + national if _plausible_brazilian(national) else None
-
-
-def read_phone(r: Reader) -> str | None:
-    """The first plausible phone among the places §8 lists; report implausible ones."""
-    country = first(
-        r.country("data.purchase.checkout_country.iso"),
-        r.country("data.checkout_country.iso"),  # cart abandonment
-        r.country("data.buyer.address.country_iso"),
-    )
-    candidates = [
-        # Purchase events: number plus the DDD in a separate field.
-        ("data.buyer.checkout_phone", r.area_code("data.buyer.checkout_phone_code")),
-        ("data.buyer.phone", None),  # cart abandonment: one string
-        # SUBSCRIPTION_CANCELLATION: mobile first, then landline.
-        ("data.subscriber.phone.cell", r.area_code("data.subscriber.phone.dddCell")),
-        ("data.subscriber.phone.phone", r.area_code("data.subscriber.phone.dddPhone")),
-    ]
-    found = []
-    for path, code in candidates:
-        raw = r.code(path)
-        if raw is None:
-            continue
-        phone = normalize_phone(raw, code, country)
-        if phone is None:
-            r.problem(path, "not a plausible phone number")
-        found.append(phone)
-    return first(*found)
 
 
 def _plausible_brazilian(national: str) -> bool:
