@@ -106,3 +106,33 @@ class _NotJSON:
 
 NOT_JSON: Any = _NotJSON()
 """``decoded`` for a body that is not JSON (a form-encoded body, bytes of nothing)."""
+
+
+# The flat fields the rules match on (`event.<name>` in conditions and templates): every source
+# gives each of them, None where its platform has no such thing.
+CANONICAL_FIELDS = (
+    "event_type",
+    "product_id",
+    "offer_code",
+    "email",
+    "name",
+    "phone",
+    "transaction",
+    "subscriber_code",
+    "recurrence_number",
+    "date_next_charge",
+    "creation_date",
+    "purchase_status",
+    "payment_type",
+    "plan_id",
+    "plan_name",
+    "is_test",
+)
+
+
+def canonical_fields(event: object) -> dict[str, object]:
+    """A parsed event's fields, read off it by name (datetimes as ISO 8601 strings in UTC; no
+    ``is_test``: not a test)."""
+    values = {name: getattr(event, name, None) for name in CANONICAL_FIELDS}
+    values["is_test"] = bool(values["is_test"])
+    return {name: value.isoformat() if isinstance(value, datetime) else value for name, value in values.items()}

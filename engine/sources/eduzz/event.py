@@ -7,6 +7,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 
+from engine.sources.base import canonical_fields
 from engine.sources.eduzz.events import CANONICAL, CONTRACT_PREFIX, CONTRACT_STATUS, MEANINGLESS
 from engine.sources.phone import normalize_phone
 from engine.sources.reader import Reader, first
@@ -42,24 +43,8 @@ class EduzzEvent:
     offer_code: str | None = None
 
     def fields(self) -> dict[str, object]:
-        return {
-            "event_type": self.event_type,
-            "product_id": self.product_id,
-            "offer_code": None,
-            "email": self.email,
-            "name": self.name,
-            "phone": self.phone,
-            "transaction": self.transaction,
-            "subscriber_code": self.subscriber_code,
-            "recurrence_number": None,
-            "date_next_charge": None,
-            "creation_date": self.creation_date.isoformat() if self.creation_date else None,
-            "purchase_status": self.purchase_status,
-            "payment_type": self.payment_type,
-            "plan_id": None,
-            "plan_name": None,
-            "is_test": False,
-        }
+        """Flat dict the rules engine matches on (datetimes as ISO 8601 strings in UTC)."""
+        return canonical_fields(self)
 
 
 def meaning(r: Reader) -> tuple[str | None, str | None, str | None]:

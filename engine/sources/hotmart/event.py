@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from engine.sources.base import canonical_fields
 from engine.sources.hotmart.identity import buyer_email, creation_date, event_type
 from engine.sources.phone import normalize_phone
 from engine.sources.reader import Reader, first, kind
@@ -48,24 +49,7 @@ class HotmartEvent:
 
     def fields(self) -> dict[str, object]:
         """Flat dict the rules engine matches on (datetimes as ISO 8601 strings in UTC)."""
-        return {
-            "event_type": self.event_type,
-            "product_id": self.product_id,
-            "offer_code": self.offer_code,
-            "email": self.email,
-            "name": self.name,
-            "phone": self.phone,
-            "transaction": self.transaction,
-            "subscriber_code": self.subscriber_code,
-            "recurrence_number": self.recurrence_number,
-            "date_next_charge": _iso(self.date_next_charge),
-            "creation_date": _iso(self.creation_date),
-            "purchase_status": self.purchase_status,
-            "payment_type": self.payment_type,
-            "plan_id": self.plan_id,
-            "plan_name": self.plan_name,
-            "is_test": self.is_test,
-        }
+        return canonical_fields(self)
 
 
 def parse(body: object) -> HotmartEvent:
@@ -134,10 +118,6 @@ def _current_plan(r: Reader) -> tuple[str | None, str | None, str | None]:
             return found
     r.problem("data.plans", "no entry with current: true")
     return None, None, None
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
 
 
 def read_phone(r: Reader) -> str | None:

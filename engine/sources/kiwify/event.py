@@ -10,6 +10,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 
+from engine.sources.base import canonical_fields
 from engine.sources.kiwify.events import ABANDONED_CART, CANONICAL
 from engine.sources.phone import normalize_phone
 from engine.sources.reader import Reader, first
@@ -50,24 +51,8 @@ class KiwifyEvent:
     ignored: str | None = None  # every Kiwify event in the table has a canonical meaning
 
     def fields(self) -> dict[str, object]:
-        return {
-            "event_type": self.event_type,
-            "product_id": self.product_id,
-            "offer_code": None,
-            "email": self.email,
-            "name": self.name,
-            "phone": self.phone,
-            "transaction": self.transaction,
-            "subscriber_code": self.subscriber_code,
-            "recurrence_number": None,
-            "date_next_charge": _iso(self.date_next_charge),
-            "creation_date": _iso(self.creation_date),
-            "purchase_status": self.purchase_status,
-            "payment_type": self.payment_type,
-            "plan_id": self.plan_id,
-            "plan_name": self.plan_name,
-            "is_test": False,
-        }
+        """Flat dict the rules engine matches on (datetimes as ISO 8601 strings in UTC)."""
+        return canonical_fields(self)
 
 
 def source_event(r: Reader) -> str | None:
@@ -151,7 +136,3 @@ def dedupe_key(raw_body: bytes, event: KiwifyEnvelope) -> str:
             key = f"kiwify:{event.subscription_id}:{event.id}:{event.source_event}:{paid_until}"
         return key
     return "kiwify:sha256:" + hashlib.sha256(raw_body).hexdigest()
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
