@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from engine.sources.base import CANONICAL_FIELDS
+
 # The actions a step may name are declared in engine.rules.actions.
 
 # Predicates the engine computes from the student's facts and the event.
@@ -20,28 +22,7 @@ BUILTIN_PREDICATES: dict[str, str] = {
 
 # Event fields a comparison or a template may read (every source fills them, see engine.sources):
 # ``source`` is the platform (hotmart, kiwify, eduzz), ``source_event`` its own name for the event.
-EVENT_FIELDS: frozenset[str] = frozenset(
-    {
-        "event_type",
-        "source",
-        "source_event",
-        "product_id",
-        "offer_code",
-        "email",
-        "name",
-        "phone",
-        "transaction",
-        "subscriber_code",
-        "recurrence_number",
-        "date_next_charge",
-        "creation_date",
-        "purchase_status",
-        "payment_type",
-        "plan_id",
-        "plan_name",
-        "is_test",
-    }
-)
+EVENT_FIELDS: frozenset[str] = frozenset({*CANONICAL_FIELDS, "source", "source_event"})
 
 TEMPLATE_VARIABLES: frozenset[str] = frozenset(
     {"token", "product.key", "product.name", "student.email", "student.name"}
