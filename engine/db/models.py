@@ -114,6 +114,7 @@ class Event(Base):
     __table_args__ = (
         Index("ix_events_status_id", "status", "id"),
         Index("ix_events_received_at", "received_at"),  # the admin API's date filters
+        Index("ix_events_source_received_at", "source", "received_at"),  # each platform's last webhook
         Index("ix_events_type_status", "type", "status"),  # type filters; /metrics counts by both
         Index("ix_events_transaction_type", "transaction", "type"),  # a purchase's refund
         # A student's open events (the worker's next step), a buyer's fresh webhooks (settling),

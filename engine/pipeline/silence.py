@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from engine import alert_texts
 from engine.db.locks import Namespace, transaction_lock
-from engine.db.models import Alert, Event
+from engine.db.models import Alert
+from engine.db.webhooks import last_webhook_at
 from engine.pipeline.alerts import raise_alert
 from engine.pipeline.runtime import Runtime
 from engine.sources import SOURCES, Source
@@ -33,7 +34,7 @@ def alert_webhook_silence(rt: Runtime) -> bool:
 def _alert_silent_source(rt: Runtime, source: Source, hours: float) -> bool:
     now = rt.now()
     with rt.sessions.begin() as session:
-        last = session.scalar(select(func.max(Event.received_at)).where(Event.source == source.name))
+        last = last_webhook_at(session, source.name)
         # Never a webhook: nothing has stopped yet (a course not on sale there, a test install).
         if last is None or now - last < timedelta(hours=hours):
             return False

@@ -31,6 +31,7 @@ EXPECTED = {
     "ix_events_open_received": ("events", "(received_at, id)", (*OPEN_EVENTS, "received_at IS NOT NULL")),
     "ix_events_transaction_type": ("events", "(transaction, type)", None),
     "ix_events_type_status": ("events", "(type, status)", None),
+    "ix_events_source_received_at": ("events", "(source, received_at)", None),  # migration 0011
     "ix_alerts_unnotified": ("alerts", "(id)", ("notified IS NULL",)),
     "ix_alerts_unacknowledged": ("alerts", "(id)", ("acknowledged_at IS NULL",)),
     "ix_onboarding_tokens_unused_membership": (
@@ -154,3 +155,43 @@ def _statements_of_expected(engine) -> list[tuple[str, dict]]:
 
 def _sql_literal(value: object) -> str:
     return "'" + value.replace("'", "''") + "'" if isinstance(value, str) else str(value)
+
+
+@pytest.mark.slow
+def test_a_platforms_last_webhook_is_one_index_lookup_even_for_a_platform_that_never_sent_one():
+    """The silence alert and /metrics ask it of every platform at every sweep and scrape: on the
+    received_at index alone, a platform with no event made it a read of every event."""
+    from engine.db.webhooks import last_webhook_at
+    from tests.conftest import throwaway_database
+
+    with throwaway_database("engine_test_indexes") as url:
+        upgrade(Settings(ENGINE_ENV="test", database_url=url))
+        engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+        try:
+            with engine.begin() as connection:
+                _history(connection)
+                connection.execute(text("ANALYZE"))
+            statements: list[tuple[str, dict]] = []
+
+            def record(conn, cursor, statement, parameters, context, executemany):
+                statements.append((statement, dict(parameters or {})))
+
+            event.listen(engine, "before_cursor_execute", record)
+            try:
+                with Session(engine) as session:
+                    assert last_webhook_at(session, "kiwify") is None
+                    assert last_webhook_at(session, "hotmart") is not None
+            finally:
+                event.remove(engine, "before_cursor_execute", record)
+            assert len(statements) == 2
+            with engine.connect() as connection:
+                plans = [
+                    "\n".join(row[0] for row in connection.exec_driver_sql("EXPLAIN " + sql, params))
+                    for sql, params in statements
+                ]
+            # The platform that never sent one: straight to where its rows would be.
+            assert "ix_events_source_received_at" in plans[0] and "Filter" not in plans[0], plans[0]
+            # One that did: its newest row, by either index; never a read of the table.
+            assert "Seq Scan" not in plans[1], plans[1]
+        finally:
+            engine.dispose()
