@@ -833,8 +833,8 @@ def main(argv: list[str] | None = None) -> int:
                 stack.callback(lambda: print(f"stand-in autovacuum runs: {dict(vacuum.runs) or 'none'}", flush=True))
             if vacuum is not None:
                 print(
-                    "this server runs with autovacuum off: the soak vacuums the hot tables at the engine's "
-                    "autovacuum thresholds (migration 0010) instead",
+                    "this server runs with autovacuum off: the soak vacuums each table at autovacuum's "
+                    "thresholds instead (the hot tables' from migration 0010)",
                     flush=True,
                 )
                 vacuum.thread.start()
