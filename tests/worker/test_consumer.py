@@ -39,11 +39,11 @@ def test_a_worker_started_beside_a_fresh_database_waits_for_the_migrations(fresh
         worker = subprocess.Popen([ENGINE, "worker", "--threads", "1"], env=env, cwd=REPO, stdout=log, stderr=log)
     try:
 
-        def wait_for(predicate, what: str, timeout: float = 30) -> None:
-            deadline = time.monotonic() + timeout
-            while not predicate():
-                assert time.monotonic() < deadline, f"timed out waiting for {what}: {log_path.read_text()}"
-                time.sleep(0.2)
+        def wait_for(predicate, what: str) -> None:
+            try:
+                wait_until(predicate, 30, what)
+            except AssertionError as exc:  # with what the worker said
+                raise AssertionError(f"{exc}: {log_path.read_text()}") from None
 
         wait_for(lambda: "waiting for the database migrations" in log_path.read_text(), "the waiting line")
         time.sleep(2)

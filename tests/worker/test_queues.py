@@ -10,6 +10,7 @@ from huey import RedisHuey, SqliteHuey
 
 from engine.settings import Settings
 from engine.worker import make_huey
+from tests.conftest import wait_until
 
 
 def test_redis_queue_with_bounded_connects(redis_url):
@@ -182,9 +183,9 @@ def test_a_redis_outage_is_one_warning_with_backoff_and_one_line_when_back(redis
         assert len(unreachable) == 1, [r.getMessage() for r in during]
         assert not [r for r in during if r.exc_info], "no traceback while Redis is down"
         proxy.up()
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not any("reachable again" in r.getMessage() for r in caplog.records):
-            time.sleep(0.2)
+        wait_until(
+            lambda: any("reachable again" in r.getMessage() for r in caplog.records), 20, "the queue reachable again"
+        )
         back = [r for r in caplog.records if "queue reachable again" in r.getMessage()]
         assert len(back) == 1
         assert not [r for r in caplog.records if r.exc_info]
