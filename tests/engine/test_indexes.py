@@ -3,10 +3,12 @@ and the planner takes them for the queries they were made for (bench/event_cost.
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Callable, Iterator
 
 import pytest
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session
 
 from engine.db.migrate import upgrade
@@ -85,33 +87,23 @@ def test_a_memberships_waiting_steps_are_read_from_the_partial_index(postgres_ur
     """The issue's example: engine.pipeline.ordering asks for a membership's steps not done yet.
     On a year of steps (all done but a few) the plan reads the partial index on the membership,
     not the status index (which held every open step of every student, and their dead versions)."""
-    from tests.conftest import throwaway_database
-
-    with throwaway_database("engine_test_indexes") as url:
-        upgrade(Settings(ENGINE_ENV="test", database_url=url))
-        engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
-        try:
-            with engine.begin() as connection:
-                _history(connection)
-                connection.execute(text("ANALYZE"))
-            statements = [(sql, params) for sql, params in _statements_of_expected(engine) if "FROM action_runs" in sql]
-            assert statements, "engine.pipeline.ordering asked nothing of action_runs"
-            sql, params = statements[0]
-            with engine.connect() as connection:
-                plan = "\n".join(row[0] for row in connection.exec_driver_sql("EXPLAIN " + sql, params))
-                assert "ix_action_runs_open_membership" in plan, plan
-                # The statuses are constants in the SQL: a generic plan of the prepared statement (the
-                # driver prepares a statement run five times) may use the partial index too.
-                names: list[str] = []
-                numbered = re.sub(r"%\((\w+)\)s", lambda m: f"${names.append(m.group(1)) or len(names)}", sql)
-                connection.exec_driver_sql(f"PREPARE waiting AS {numbered}")
-                connection.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
-                values = ", ".join(_sql_literal(params[name]) for name in names)
-                plan = "\n".join(row[0] for row in connection.exec_driver_sql(f"EXPLAIN EXECUTE waiting({values})"))
-                assert "ix_action_runs_open_membership" in plan, plan
-                connection.rollback()
-        finally:
-            engine.dispose()
+    with _course_history() as engine:
+        statements = [(sql, params) for sql, params in _statements_of_expected(engine) if "FROM action_runs" in sql]
+        assert statements, "engine.pipeline.ordering asked nothing of action_runs"
+        sql, params = statements[0]
+        with engine.connect() as connection:
+            plan = "\n".join(row[0] for row in connection.exec_driver_sql("EXPLAIN " + sql, params))
+            assert "ix_action_runs_open_membership" in plan, plan
+            # The statuses are constants in the SQL: a generic plan of the prepared statement (the
+            # driver prepares a statement run five times) may use the partial index too.
+            names: list[str] = []
+            numbered = re.sub(r"%\((\w+)\)s", lambda m: f"${names.append(m.group(1)) or len(names)}", sql)
+            connection.exec_driver_sql(f"PREPARE waiting AS {numbered}")
+            connection.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
+            values = ", ".join(_sql_literal(params[name]) for name in names)
+            plan = "\n".join(row[0] for row in connection.exec_driver_sql(f"EXPLAIN EXECUTE waiting({values})"))
+            assert "ix_action_runs_open_membership" in plan, plan
+            connection.rollback()
 
 
 def _history(connection) -> None:
@@ -134,11 +126,25 @@ def _history(connection) -> None:
     )
 
 
-def _statements_of_expected(engine) -> list[tuple[str, dict]]:
-    """The statements engine.pipeline.ordering runs to know a membership's access and timers."""
-    from engine.db.models import Membership
-    from engine.pipeline.ordering import _expected
+@contextlib.contextmanager
+def _course_history() -> Iterator[Engine]:
+    """An engine on a throwaway database, migrated, holding :func:`_history`, analyzed."""
+    from tests.conftest import throwaway_database
 
+    with throwaway_database("engine_test_indexes") as url:
+        upgrade(Settings(ENGINE_ENV="test", database_url=url))
+        engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+        try:
+            with engine.begin() as connection:
+                _history(connection)
+                connection.execute(text("ANALYZE"))
+            yield engine
+        finally:
+            engine.dispose()
+
+
+def _statements_of(engine: Engine, run: Callable[[Session], object]) -> list[tuple[str, dict]]:
+    """The statements ``run`` sends, with their parameters."""
     statements: list[tuple[str, dict]] = []
 
     def record(conn, cursor, statement, parameters, context, executemany):
@@ -147,10 +153,18 @@ def _statements_of_expected(engine) -> list[tuple[str, dict]]:
     event.listen(engine, "before_cursor_execute", record)
     try:
         with Session(engine) as session:
-            _expected(session, session.get(Membership, 7))
+            run(session)
     finally:
         event.remove(engine, "before_cursor_execute", record)
     return statements
+
+
+def _statements_of_expected(engine: Engine) -> list[tuple[str, dict]]:
+    """The statements engine.pipeline.ordering runs to know a membership's access and timers."""
+    from engine.db.models import Membership
+    from engine.pipeline.ordering import _expected
+
+    return _statements_of(engine, lambda session: _expected(session, session.get(Membership, 7)))
 
 
 def _sql_literal(value: object) -> str:
@@ -162,36 +176,20 @@ def test_a_platforms_last_webhook_is_one_index_lookup_even_for_a_platform_that_n
     """The silence alert and /metrics ask it of every platform at every sweep and scrape: on the
     received_at index alone, a platform with no event made it a read of every event."""
     from engine.db.webhooks import last_webhook_at
-    from tests.conftest import throwaway_database
 
-    with throwaway_database("engine_test_indexes") as url:
-        upgrade(Settings(ENGINE_ENV="test", database_url=url))
-        engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
-        try:
-            with engine.begin() as connection:
-                _history(connection)
-                connection.execute(text("ANALYZE"))
-            statements: list[tuple[str, dict]] = []
+    def ask(session: Session) -> None:
+        assert last_webhook_at(session, "kiwify") is None
+        assert last_webhook_at(session, "hotmart") is not None
 
-            def record(conn, cursor, statement, parameters, context, executemany):
-                statements.append((statement, dict(parameters or {})))
-
-            event.listen(engine, "before_cursor_execute", record)
-            try:
-                with Session(engine) as session:
-                    assert last_webhook_at(session, "kiwify") is None
-                    assert last_webhook_at(session, "hotmart") is not None
-            finally:
-                event.remove(engine, "before_cursor_execute", record)
-            assert len(statements) == 2
-            with engine.connect() as connection:
-                plans = [
-                    "\n".join(row[0] for row in connection.exec_driver_sql("EXPLAIN " + sql, params))
-                    for sql, params in statements
-                ]
-            # The platform that never sent one: straight to where its rows would be.
-            assert "ix_events_source_received_at" in plans[0] and "Filter" not in plans[0], plans[0]
-            # One that did: its newest row, by either index; never a read of the table.
-            assert "Seq Scan" not in plans[1], plans[1]
-        finally:
-            engine.dispose()
+    with _course_history() as engine:
+        statements = _statements_of(engine, ask)
+        assert len(statements) == 2
+        with engine.connect() as connection:
+            plans = [
+                "\n".join(row[0] for row in connection.exec_driver_sql("EXPLAIN " + sql, params))
+                for sql, params in statements
+            ]
+    # The platform that never sent one: straight to where its rows would be.
+    assert "ix_events_source_received_at" in plans[0] and "Filter" not in plans[0], plans[0]
+    # One that did: its newest row, by either index; never a read of the table.
+    assert "Seq Scan" not in plans[1], plans[1]
