@@ -246,11 +246,14 @@ def _add_catalog_tag(rules_dir: Path, tag: str) -> str:
 __all__ = ["Scaffold", "ScaffoldRefused", "flows_for_kind", "write_product", "write_rule_test"]
 
 
+_ISSUES_THE_CODE = the_action(main_param="code")
+
+
 def _first_purchase_expects(step: PlannedStep) -> list[str]:
     """What the scaffold's first-purchase case expects of a step: the code, and the access it
     grants (ManyChat tags one by one, by name)."""
     action = ACTIONS[step.action]
-    if step.action == the_action(main_param="code"):
+    if step.action == _ISSUES_THE_CODE:
         return [step.action]
     if action.ledger is None or not action.ledger.grants:
         return []

@@ -36,8 +36,6 @@ from engine.rules.model import Product, Rules
 from engine.sources import PLATFORMS, SOURCES, is_platform
 from engine.statuses import EventStatus, RunStatus, TimerStatus
 
-# What the student reads (a flow) and the code it carries: sent only for surviving transitions.
-ONE_SHOT_ACTIONS = ONE_SHOT
 # Statuses of an event the engine has decided on (planned, applied or ignored). Not
 # needs_attention: nothing was decided; its replay is planned (and folded) then.
 DECIDED_STATUSES = (
@@ -370,7 +368,7 @@ def reevaluate(
             }
         )
         if surviving and pair not in realized.sent:
-            messages = [s for s in folded.plan.steps if s.action in ONE_SHOT_ACTIONS or _follows(s.action)]
+            messages = [s for s in folded.plan.steps if s.action in ONE_SHOT or _follows(s.action)]
             flows = [_named(s.action, s.params) for s in messages if _is_flow(s.action) and not s.skip_reason]
             if flows and not Counter(flows) - credit:  # each already went out: send none of its messages again
                 credit -= Counter(flows)

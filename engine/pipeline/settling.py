@@ -14,8 +14,9 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import flag_modified
 
 from engine.db.models import ActionRun, Event, Student, utcnow
-from engine.pipeline.ordering import ONE_SHOT_ACTIONS, order_key
+from engine.pipeline.ordering import order_key
 from engine.pipeline.runtime import Runtime
+from engine.rules.actions import ONE_SHOT
 from engine.sources import PLATFORMS, is_platform
 from engine.statuses import EventStatus, RunStatus
 
@@ -78,7 +79,7 @@ def skip_superseded(entries: list[BatchEntry]) -> None:
             continue
         last = items[moves[-1]]
         for item in items[: moves[-1]]:
-            skipped = [run for run in item.runs if run.action in ONE_SHOT_ACTIONS and run.status == RunStatus.PENDING]
+            skipped = [run for run in item.runs if run.action in ONE_SHOT and run.status == RunStatus.PENDING]
             for run in skipped:
                 run.status, run.error = RunStatus.SKIPPED, "superseded"
                 run.detail = f"superseded by event {last.event.id} (created later, applied in the same batch)"
