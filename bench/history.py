@@ -435,7 +435,7 @@ class _Simulation:
         next_charge = self._anchor - timedelta(days=1) if passed else self._next_charge
         fields = {
             "event_type": event_type,
-            "product_id": product.hotmart_product_ids[0],
+            "product_id": product.source_ids["hotmart"][0],
             "email": _S_EMAIL,
             "name": _S_NAME,
             "transaction": _S_TX,
@@ -636,8 +636,8 @@ class _Simulation:
             "email": student.email,
             "name": student.name,
             "first": first,
-            "product": int(prod.hotmart_product_ids[0]),
-            "product_str": prod.hotmart_product_ids[0],
+            "product": int(prod.source_ids["hotmart"][0]),
+            "product_str": prod.source_ids["hotmart"][0],
             "product_name": prod.name,
             "subscriber": _subscriber_code(student, product),
             "moment": _ms(created) - 4000,
