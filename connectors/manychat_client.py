@@ -16,10 +16,10 @@ The worker is synchronous (Huey), so this uses a blocking ``httpx.Client``.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -52,6 +52,7 @@ SEND_FLOW = "/fb/sending/sendFlow"
 _DEFAULT_RATES = {"default": 10.0, "send_flow": 20.0, "find": 50.0}
 _ENDPOINT_CLASS = {FIND: "find", SEND_FLOW: "send_flow"}
 FLOWS_PER_SUBSCRIBER_HOUR = 100
+FLOW_WINDOW_SECONDS = 3600
 
 # A 429 happens before ManyChat acts, so repeating the call is safe for every endpoint.
 _BACKOFF = (1.0, 2.0, 4.0)
@@ -99,8 +100,12 @@ class ManyChatClient:
         # One key per endpoint (ManyChat's limits are per endpoint), shared by every worker
         # process when the limiter lives in Redis.
         self._limiter = limiter or LocalLimiter(clock)
-        self._flows_sent: dict[str, deque[float]] = {}
+        # Subscriber -> when each of their flows went out in the last hour. Every new student gets
+        # flows, so subscribers an hour quiet are forgotten (at most once a minute): a plain list
+        # each (a deque costs 624 bytes even holding one time), and no entry outlives its hour.
+        self._flows_sent: dict[str, list[float]] = {}
         self._flows_lock = threading.Lock()
+        self._forget_at = 0.0
 
     def close(self) -> None:
         self._client.close()
@@ -112,14 +117,23 @@ class ManyChatClient:
             sent = self._flows_sent.get(sid)
             if not sent:
                 return True
-            horizon = self._clock() - 3600
-            while sent and sent[0] <= horizon:
-                sent.popleft()
+            del sent[: bisect.bisect_right(sent, self._clock() - FLOW_WINDOW_SECONDS)]
             return len(sent) < FLOWS_PER_SUBSCRIBER_HOUR
 
     def count_flow(self, sid: str) -> None:
         with self._flows_lock:
-            self._flows_sent.setdefault(sid, deque()).append(self._clock())
+            now = self._clock()
+            self._flows_sent.setdefault(sid, []).append(now)
+            if now >= self._forget_at:
+                horizon = now - FLOW_WINDOW_SECONDS
+                for quiet in [key for key, times in self._flows_sent.items() if times[-1] <= horizon]:
+                    del self._flows_sent[quiet]
+                self._forget_at = now + 60
+
+    def flow_subscribers(self) -> int:
+        """Subscribers whose flows are being counted (tests: the count stays bounded)."""
+        with self._flows_lock:
+            return len(self._flows_sent)
 
     # ------------------------------------------------------------------- HTTP
 

@@ -290,6 +290,22 @@ def test_flow_per_subscriber_hourly_cap():
     assert len(sent) == 101
 
 
+def test_subscribers_an_hour_quiet_are_forgotten():
+    """Every new student gets flows: the per-subscriber count must not grow with the history (the
+    soak's worker RSS grew 0.4 MB a minute before it did not)."""
+    now = [1000.0]
+    conn = mock_connector(lambda request: httpx.Response(200, json={"status": "success"}), clock=lambda: now[0])
+    wire = conn._wire
+    for number in range(500):
+        now[0] += 0.1
+        student = replace(ANA_STORED, manychat_subscriber_id=str(10_000 + number))
+        assert conn.run(FLOW, ctx(student)).ok
+    assert wire.flow_subscribers() == 500
+    now[0] += 3600 + 60
+    assert conn.run(FLOW, ctx(ANA_STORED)).ok
+    assert wire.flow_subscribers() == 1
+
+
 def test_bad_params_and_unknown_action():
     conn = mock_connector(lambda request: pytest.fail("no request expected"))
 
