@@ -32,6 +32,34 @@ class Settings(BaseSettings):
     kiwify_token: SecretStr = SecretStr("")
     eduzz_secret: SecretStr = SecretStr("")
     admin_api_token: SecretStr = SecretStr("")
+    # The admin page's operators: "name:scrypt$..." entries (comma or newline separated), made by
+    # `engine admin-user NAME`; or a file of such lines. ADMIN_API_TOKEN also signs in, as "admin".
+    admin_users: SecretStr = SecretStr("")
+    admin_users_file: Path | None = None
+    admin_session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
+    # Failed sign-ins (page or API token) from one address within the window lock it out for the window.
+    login_max_failures: int = Field(default=5, ge=1)
+    login_lockout_minutes: float = Field(default=15.0, gt=0)
+    # A membership waiting for the Discord link longer than this is "stuck" on the admin page.
+    stuck_days: int = Field(default=3, ge=1)
+    # What an operator reads (the admin page; `engine check` too): en or pt-BR; a browser's
+    # Accept-Language wins on the page.
+    engine_lang: Literal["en", "pt-BR"] = "en"
+
+    @field_validator("admin_users_file", mode="before")
+    @classmethod
+    def _no_file(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("engine_lang", mode="before")
+    @classmethod
+    def _lang_alias(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower().replace("_", "-") in {"pt", "pt-br"}:
+            return "pt-BR"
+        if isinstance(value, str) and value.strip().lower() in {"", "en", "en-us", "en-gb"}:
+            return "en"
+        return value
+
     max_body_bytes: int = 256 * 1024
     webhook_threads: int = Field(default=3, ge=1)  # per API process (see engine/api/webhooks.py)
 
@@ -171,6 +199,17 @@ class Settings(BaseSettings):
             raise ValueError("DISCORD_ENABLED needs DISCORD_BOT_TOKEN and DISCORD_GUILD_ID")
         if self.manychat_enabled and not self.manychat_api_token.get_secret_value():
             raise ValueError("MANYCHAT_ENABLED needs MANYCHAT_API_TOKEN")
+        users = self.admin_users.get_secret_value()
+        if self.admin_users_file is not None:
+            try:
+                users += "\n" + self.admin_users_file.read_text(encoding="utf-8")
+            except OSError as exc:
+                raise ValueError(f"ADMIN_USERS_FILE {self.admin_users_file}: {exc.strerror or exc}") from None
+        if bad := unhashed_operators(users):
+            raise ValueError(
+                f"ADMIN_USERS: {', '.join(bad)}: each entry is name:scrypt$... as `engine admin-user NAME` prints "
+                "(a plain password is refused)"
+            )
         if self.worker_stale_seconds <= self.heartbeat_seconds:
             raise ValueError("WORKER_STALE_SECONDS must be longer than HEARTBEAT_SECONDS")
         return self
@@ -185,6 +224,25 @@ class Settings(BaseSettings):
                     return "postgresql+psycopg://" + url[len(prefix) :]
             return url
         return f"sqlite:///{(self.var_dir / 'engine.db').as_posix()}"
+
+
+def operator_entries(text: str) -> list[tuple[str, str]]:
+    """ADMIN_USERS (or the users file): ``name:secret-hash`` entries, comma or newline separated;
+    blank lines and ``#`` comments skipped."""
+    entries = []
+    for raw in text.replace(",", "\n").splitlines():
+        line = raw.strip()
+        if line and not line.startswith("#"):
+            name, _, secret = line.partition(":")
+            entries.append((name.strip(), secret.strip()))
+    return entries
+
+
+def unhashed_operators(text: str) -> list[str]:
+    """The names of entries whose secret is not a hash (or that have no name): refused."""
+    return [
+        name or "(no name)" for name, secret in operator_entries(text) if not name or not secret.startswith("scrypt$")
+    ]
 
 
 class ToolSettings(Settings):

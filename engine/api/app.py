@@ -15,6 +15,7 @@ from engine.api.deps import RuntimeDep, require_admin
 from engine.api.docs import add_protected_docs, add_rules_enums, docs_urls
 from engine.pipeline.runtime import Runtime
 from engine.service.health import StaleHeartbeat, check_database_writable, check_worker_heartbeat, stuck_report
+from engine.web import add_admin_page
 
 
 def create_app(
@@ -39,6 +40,7 @@ def create_app(
     app.include_router(doctor.router)
     app.include_router(reconcile.router)
     add_rules_enums(app)
+    add_admin_page(app)
 
     @app.get("/healthz", tags=["health"], summary="Database writable, queue reachable, worker alive; the rules version")
     async def healthz(rt: RuntimeDep) -> JSONResponse:

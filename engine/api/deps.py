@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import logging
 from collections.abc import Iterator
 from typing import Annotated
 
@@ -11,6 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from engine.pipeline.runtime import Runtime
+from engine.service.operators import API_OPERATOR, locked_for, record_attempt
 
 
 async def get_runtime(request: Request) -> Runtime:
@@ -28,18 +30,49 @@ def get_session(rt: RuntimeDep) -> Iterator[Session]:
 
 SessionDep = Annotated[Session, Depends(get_session)]
 
+log = logging.getLogger(__name__)
+
 _bearer = HTTPBearer(auto_error=False, description="ADMIN_API_TOKEN")
 
 
 def require_admin(
-    rt: RuntimeDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    request: Request, rt: RuntimeDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> None:
+    """The admin token, from an address not locked out by failed sign-ins (the admin page's
+    lockout: engine.service.operators). Only a wrong token counts as a failure, not a missing one."""
     expected = rt.settings.admin_api_token.get_secret_value()
     given = credentials.credentials if credentials else ""
+    address = request.client.host if request.client else "unknown"
+    wait = _lockout(rt, address)
+    if wait is not None:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            "too many failed sign-ins from this address: try again later",
+            headers={"Retry-After": str(int(wait))},
+        )
     if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
+        if given:
+            _count_failure(rt, address)
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, "missing or invalid admin token", headers={"WWW-Authenticate": "Bearer"}
         )
+
+
+def _lockout(rt: Runtime, address: str) -> float | None:
+    try:
+        with rt.sessions() as session:
+            return locked_for(session, rt.settings, address, now=rt.now())
+    except Exception:  # noqa: BLE001 - a database outage must not lock the admin out of /metrics and /healthz
+        log.warning("sign-in lockout unknown (database unavailable): the token alone decides")
+        return None
+
+
+def _count_failure(rt: Runtime, address: str) -> None:
+    try:
+        with rt.sessions() as session:
+            record_attempt(session, address, API_OPERATOR, ok=False, now=rt.now())
+    except Exception:  # noqa: BLE001 - the 401 stands; only the count is lost
+        log.warning("a failed sign-in could not be counted (database unavailable)")
 
 
 AdminDep = Annotated[None, Depends(require_admin)]

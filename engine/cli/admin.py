@@ -305,3 +305,22 @@ def import_students(csv_file: Path, adopt_access: bool, check_only: bool) -> Non
         f"{verb} {report.students_created} student(s) and {report.memberships_created} membership(s) "
         f"({report.memberships_existing} already there, {report.grants_recorded} grant(s) recorded)"
     )
+
+
+@main.command("admin-user")
+@click.argument("name")
+@click.option("--password-stdin", is_flag=True, help="Read the password from stdin (one line) instead of asking.")
+def admin_user(name: str, password_stdin: bool) -> None:
+    """Print an admin page operator's ADMIN_USERS entry (NAME:scrypt$...): the password is hashed,
+    never stored. Add the line to ADMIN_USERS (comma separated) or to ADMIN_USERS_FILE."""
+    from engine.service.operators import hash_secret
+
+    if not name or any(c in name for c in ":,#\n") or name != name.strip() or len(name) > 100:
+        raise click.BadParameter("a name of up to 100 characters, without ':', ',', '#' or spaces around it")
+    if password_stdin:
+        secret = sys.stdin.readline().rstrip("\n")
+    else:
+        secret = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if len(secret) < 12:
+        raise click.BadParameter("at least 12 characters (a passphrase is easiest to remember)")
+    click.echo(f"{name}:{hash_secret(secret)}")

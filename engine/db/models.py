@@ -240,6 +240,7 @@ class History(Base):
     state renames, imports, admin requests. Insert-only; ``engine student`` reads it."""
 
     __tablename__ = "history"
+    __table_args__ = (Index("ix_history_actor_id", "actor", "id"),)  # the admin page's audit view
 
     id: Mapped[int] = mapped_column(BigID, primary_key=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -305,6 +306,32 @@ class LinkAttempt(Base):
     discord_user_id: Mapped[str] = mapped_column(String(21), index=True)
     at: Mapped[datetime] = mapped_column(default=utcnow)
     outcome: Mapped[str] = mapped_column(String(30))
+
+
+class AdminSession(Base):
+    """A signed-in operator of the admin page. The cookie holds a random token; only its SHA-256
+    is stored, so a copy of the database signs no one in."""
+
+    __tablename__ = "admin_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    operator: Mapped[str] = mapped_column(String(100))
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class LoginAttempt(Base):
+    """A sign-in to the admin page or the admin API, kept for the per-address lockout."""
+
+    __tablename__ = "login_attempts"
+    __table_args__ = (Index("ix_login_attempts_address_at", "address", "at"),)
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    address: Mapped[str] = mapped_column(String(64))
+    operator: Mapped[str | None] = mapped_column(String(100))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    ok: Mapped[bool] = mapped_column(Boolean)
 
 
 class CourseClass(Base):
