@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, HTTPException, Path, Query, status
 from fastapi.exceptions import RequestValidationError
 
-from engine.api.deps import AdminDep, RuntimeDep, SessionDep
+from engine.api.deps import ADMIN_RESPONSES, AdminDep, RuntimeDep, SessionDep
 from engine.api.docs import rules_enum
 from engine.service import alerts, events, replays, schemas, students
 from engine.service.code_request import request_code
@@ -51,7 +51,7 @@ def _defined_by_rules(values: str, description: str, max_length: int) -> Any:
     )
 
 
-_UNAUTHORIZED = {401: {"description": "missing or invalid admin token"}}
+_UNAUTHORIZED = ADMIN_RESPONSES
 _NOT_FOUND = {404: {"description": "not found"}}
 
 

@@ -11,7 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from engine import metrics
 from engine.api import admin, doctor, reconcile, webhooks
-from engine.api.deps import RuntimeDep, require_admin
+from engine.api.deps import ADMIN_RESPONSES, RuntimeDep, require_admin
 from engine.api.docs import add_protected_docs, add_rules_enums, docs_urls
 from engine.pipeline.runtime import Runtime
 from engine.service.health import StaleHeartbeat, check_database_writable, check_worker_heartbeat, stuck_report
@@ -77,7 +77,7 @@ def create_app(
         summary="Prometheus metrics (admin token)",
         response_class=PlainTextResponse,
         dependencies=[Depends(require_admin)],
-        responses={401: {"description": "missing or invalid admin token"}},
+        responses=ADMIN_RESPONSES,
     )
     async def prometheus_metrics() -> PlainTextResponse:
         body = await run_in_threadpool(metrics.render, collector)

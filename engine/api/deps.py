@@ -39,9 +39,13 @@ def require_admin(
     request: Request, rt: RuntimeDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> None:
     """The admin token, from an address not locked out by failed sign-ins (the admin page's
-    lockout: engine.service.operators). Only a wrong token counts as a failure, not a missing one."""
+    lockout: engine.service.operators). A wrong token counts as a failed sign-in; a missing one is no attempt."""
     expected = rt.settings.admin_api_token.get_secret_value()
     given = credentials.credentials if credentials else ""
+    if not given:  # nothing to try: not an attempt
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED, "missing or invalid admin token", headers={"WWW-Authenticate": "Bearer"}
+        )
     address = request.client.host if request.client else "unknown"
     wait = _lockout(rt, address)
     if wait is not None:
@@ -51,8 +55,7 @@ def require_admin(
             headers={"Retry-After": str(int(wait))},
         )
     if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
-        if given:
-            _count_failure(rt, address)
+        _count_failure(rt, address)
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, "missing or invalid admin token", headers={"WWW-Authenticate": "Bearer"}
         )
@@ -76,3 +79,9 @@ def _count_failure(rt: Runtime, address: str) -> None:
 
 
 AdminDep = Annotated[None, Depends(require_admin)]
+
+# What every admin route may answer besides its own responses (OpenAPI).
+ADMIN_RESPONSES: dict[int | str, dict] = {
+    401: {"description": "missing or invalid admin token"},
+    429: {"description": "too many failed sign-ins from this address: try again after Retry-After seconds"},
+}

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
 
-from engine.api.deps import AdminDep, RuntimeDep
+from engine.api.deps import ADMIN_RESPONSES, AdminDep, RuntimeDep
 from engine.doctor import as_dicts, failed, preflight
 from engine.service import schemas
 
@@ -18,7 +18,7 @@ router = APIRouter(prefix="/admin", tags=["admin"])
     "/doctor",
     summary="Preflight: database, migrations, queue, secrets, rules, and Discord/ManyChat setup",
     response_model=schemas.DoctorReport,
-    responses={401: {"description": "missing or invalid admin token"}},
+    responses=ADMIN_RESPONSES,
 )
 async def doctor(
     _: AdminDep,

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from engine.api.deps import AdminDep, SessionDep
+from engine.api.deps import ADMIN_RESPONSES, AdminDep, SessionDep
 from engine.reconcile.runs import list_runs, run_out
 from engine.service import schemas
 from engine.service.schemas import MAX_ID
@@ -18,7 +18,7 @@ router = APIRouter(prefix="/admin", tags=["admin"])
     "/reconcile/runs",
     summary="Reconcile runs, newest first: counts per product, the diff, what was applied or held",
     response_model=schemas.ReconcileRunPage,
-    responses={401: {"description": "missing or invalid admin token"}},
+    responses=ADMIN_RESPONSES,
 )
 def reconcile_runs(
     _: AdminDep,

@@ -78,6 +78,7 @@ def test_wrong_api_tokens_count_towards_the_lockout_but_missing_ones_do_not(h, b
     for _ in range(h.runtime.settings.login_max_failures):
         assert browser.get("/admin/events", headers={"Authorization": "Bearer wrong"}).status_code == 401
     assert browser.get("/admin/events", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).status_code == 429
+    assert browser.get("/admin/events").status_code == 401  # no token, no attempt: nothing to refuse
 
 
 def test_a_success_forgets_the_addresses_earlier_typos(h, browser):
