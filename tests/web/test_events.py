@@ -19,7 +19,7 @@ from engine.db.models import Event, History, OnboardingToken
 from engine.pipeline.intake import store_webhook
 from engine.sources import SOURCES
 from engine.statuses import EventStatus
-from tests.conftest import HOTTOK, RULES, load_payload, rewriting_event_log
+from tests.conftest import HOTTOK, RULES, load_payload
 from tests.web.conftest import admin_users, csrf_of, sign_in
 
 pytestmark = pytest.mark.integration
@@ -154,7 +154,9 @@ def test_htmx_gets_the_table_alone(log, signed_in):
     assert "<html" not in response.text and response.text.lstrip().startswith('<div id="events-table">')
     assert listed(response.text) == [log["unknown"]]
     assert response.headers["vary"] == "HX-Request"
-    full = signed_in.get("/ui/events?status=needs_attention", headers={"HX-Request": "true", "HX-History-Restore-Request": "true"})
+    full = signed_in.get(
+        "/ui/events?status=needs_attention", headers={"HX-Request": "true", "HX-History-Restore-Request": "true"}
+    )
     assert "<html" in full.text  # the back button restoring a page wants all of it
 
 
@@ -317,6 +319,16 @@ def test_an_event_still_on_its_way_cannot_be_replayed(h, signed_in):
     assert replays_recorded(h) == [] and status_of(h, event_id) == "received"
 
 
+def test_a_reconcile_runs_event_has_its_page_and_is_not_replayed(h, signed_in):
+    from tests.api.test_attention_api import reconcile_event
+
+    event_id = reconcile_event(h)
+    page = signed_in.get(f"/ui/events/{event_id}")
+    assert page.status_code == 200 and "RECONCILE" in page.text
+    html = signed_in.get(f"/ui/events/{event_id}/replay").text
+    assert "is a reconcile run&#39;s steps, not a rules decision" in html and "Replay it" not in html
+
+
 # --- bulk replay --------------------------------------------------------------------------------
 
 
@@ -350,7 +362,9 @@ def test_bulk_replay_by_cause_shows_the_count_and_ids_then_replays_only_those(h,
 
 def test_bulk_replay_since_a_time_leaves_older_events_and_those_stored_after_the_preview(h, signed_in):
     old = deliver_at(h, purchase(ANA, "since-1", product_id=UNKNOWN_ID), datetime(2026, 2, 1, 8, 0, tzinfo=UTC))
-    recent = deliver_at(h, purchase(BIA, "since-2", product_id=OTHER_UNKNOWN_ID), datetime(2026, 3, 1, 8, 0, tzinfo=UTC))
+    recent = deliver_at(
+        h, purchase(BIA, "since-2", product_id=OTHER_UNKNOWN_ID), datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
+    )
     preview = signed_in.get("/ui/events/replay?reason=&since=2026-02-15T00:00").text
     assert "1 event(s) will be replayed" in preview and listed(preview) == [recent]
     assert 'name="since" value="2026-02-15T00:00:00"' in preview

@@ -151,16 +151,21 @@ async def list_events(
     filters: FiltersDep,
     page_number: Annotated[int, Query(alias="page", ge=1, le=MAX_PAGE)] = 1,
 ) -> HTMLResponse:
-    rt = page.rt
+    rt, headers = page.rt, page.request.headers
+    # htmx asks for the table alone (the filters and the pager swap it in place); restoring a page
+    # from the browser's history, it asks for all of it.
+    partial = bool(headers.get("hx-request")) and not headers.get("hx-history-restore-request")
 
     def read():
-        rules = _rules(page)
         with rt.sessions() as session:
             listing = events.event_page(
                 session, rt.settings, limit=PAGE_SIZE, offset=(page_number - 1) * PAGE_SIZE, **filters.service()
             )
+            if partial:
+                return listing, [], [], []
             types = events.event_types(session)
             causes = events.attention_causes(session, rt.settings)
+        rules = _rules(page)
         return listing, types, causes, sorted(rules.products) if rules else []
 
     listing, types, causes, products = await run_in_threadpool(read)
@@ -175,8 +180,6 @@ async def list_events(
         "products": products,
         "causes": causes,
     }
-    # htmx asks for the table alone (the filters and the pager swap it in place).
-    partial = page.request.headers.get("hx-request") and not page.request.headers.get("hx-history-restore-request")
     response = _render(page, "events_table.html" if partial else "events.html", **context)
     response.headers["Vary"] = "HX-Request"
     return response
@@ -197,9 +200,7 @@ async def preview_bulk_replay(
 
     def preview():
         try:
-            ids = replays.choose_events(
-                rt, status=EventStatus.NEEDS_ATTENTION, reason=reason or None, since=since
-            )
+            ids = replays.choose_events(rt, status=EventStatus.NEEDS_ATTENTION, reason=reason or None, since=since)
         except replays.RulesUnavailable as exc:
             return None, None, None, str(exc)
         shown = replays.replay_events(rt, ids[:PREVIEW_IDS], dry_run=True, actor=page_actor(page.operator))
