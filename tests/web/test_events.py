@@ -387,6 +387,22 @@ def test_bulk_replay_without_the_token_is_refused(h, signed_in):
     assert (h.queued, replays_recorded(h)) == ([], [])
 
 
+def test_hostile_replay_forms_answer_the_422_page_and_replay_nothing(h, signed_in):
+    event_id = h.deliver(purchase(BIA, "bulk-hostile", product_id=UNKNOWN_ID))
+    token = csrf_of(signed_in.get("/ui/").text)
+    for path, form in (
+        (f"/ui/events/{event_id}/replay", {"note": "n" * 10_000}),
+        ("/ui/events/replay", {"up_to": event_id, "note": "n" * 10_000}),
+        ("/ui/events/replay", {"up_to": event_id, "since": "2026-13-01T00:00"}),
+        ("/ui/events/replay", {"up_to": "99999999999999999999"}),
+        ("/ui/events/replay", {"up_to": event_id, "reason": "a\x00b"}),
+        ("/ui/events/replay", {}),
+    ):
+        response = signed_in.post(path, data={"csrf_token": token, **form})
+        assert response.status_code == 422, (path, form, response.text)
+    assert (h.queued, replays_recorded(h)) == ([], [])
+
+
 def test_bulk_replay_with_nothing_matching_offers_nothing_to_confirm(h, signed_in):
     h.deliver(purchase(ANA, "fine-1"))
     html = signed_in.get("/ui/events/replay", params={"reason": UNKNOWN_REASON}).text
