@@ -147,6 +147,7 @@ class AlertPage(Page):
 class EventDetail(EventSummary):
     dedupe_key: str
     correlation_id: str
+    transaction: str | None = Field(None, description="The platform's purchase code, when the event has one.")
     enqueued_at: datetime | None = Field(
         description="Last handed to the workers (stored, released, replayed, retried, or requeued by the sweep "
         "after STUCK_AFTER_SECONDS unfinished); null while held."
