@@ -340,7 +340,7 @@ class ReconcileRunOut(BaseModel):
     id: int
     started_at: datetime
     finished_at: datetime | None
-    trigger: str = Field(description="cli | schedule | plan")
+    trigger: str = Field(description="cli | schedule | plan | page (the admin page)")
     mode: str = Field(description="report | grants (missing grants only) | all (guarded)")
     status: str = Field(description="running | reported | applied | held (blast-radius guard) | failed")
     students: int = Field(description="Students compared.")
