@@ -234,7 +234,7 @@ def test_the_event_page_shows_the_event_its_plan_and_steps_with_no_secret(h, sig
     for action in ("issue_token", "add_tag", "set_field", "trigger_flow", "schedule"):
         assert f"<td>{action}</td>" in html
     assert '<span class="badge ok">done</span>' in html
-    assert "<code>tags=[&#34;aluno-curso&#34;]</code>" in html  # a step's rendered parameters
+    assert '<code class="wrap">{&#34;tags&#34;: [&#34;aluno-curso&#34;]}</code>' in html  # a step's rendered parameters
     assert f"The rules are the ones that planned it: {h.runtime.rules.version}." in html
     assert "The current rules now" in html
 
