@@ -17,13 +17,14 @@ import copy
 import itertools
 import json
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from connectors.classes import ClassesConnector
 from connectors.discord import DiscordConnector
 from connectors.manychat import ManyChatConnector
 from engine.api.app import create_app
@@ -45,7 +46,7 @@ from engine.pipeline.execution import OPEN_STATUSES, drain_student
 from engine.pipeline.locks import student_lock
 from engine.pipeline.sweep import fire_due_timers
 from tests.conftest import ADMIN_TOKEN, HOTTOK, Harness, load_payload, shipped_rules
-from tests.fakes import discord_app, manychat_app
+from tests.fakes import course_platform_app, discord_app, manychat_app
 from tests.fakes.server import serve
 
 FAKE_TOKEN = "test-token"
@@ -123,6 +124,7 @@ class World:
     api: TestClient
     links: LinkService
     flow_names: dict[str, tuple[str, str]] = field(default_factory=dict)  # ns -> (product, flow)
+    course: course_platform_app.FakeCoursePlatform | None = None  # with course_platform=True
 
     @property
     def runtime(self):
@@ -304,9 +306,11 @@ def open_world(
     manychat_timeout: float = 10.0,
     ana_in_manychat: bool = True,
     ana_in_guild: bool = True,
+    course_platform: bool = False,
     **settings,
 ) -> Iterator[World]:
-    """Fakes served in threads, real connectors pointed at them, a harness on PostgreSQL."""
+    """Fakes served in threads, real connectors pointed at them, a harness on PostgreSQL; with
+    ``course_platform``, the fake course platform too, told by the real classes connector."""
     rules = shipped_rules()
     discord_asgi = discord_app.create_app(
         token=FAKE_TOKEN, route_limit=route_limit, route_window=route_window, global_limit=global_limit
@@ -318,7 +322,13 @@ def open_world(
     if ana_in_guild:
         fake_discord.add_member(ANA_DISCORD)
     seed_manychat(fake_manychat, rules, ana=ana_in_manychat)
-    with serve(discord_asgi) as discord_url, serve(manychat_asgi) as manychat_url:
+    course_asgi = course_platform_app.create_app()
+    with (
+        serve(discord_asgi) as discord_url,
+        serve(manychat_asgi) as manychat_url,
+        # Served only when asked for: most stories leave the webhook off, as it ships.
+        serve(course_asgi) if course_platform else nullcontext(None) as course_url,
+    ):
         discord = DiscordConnector(
             FAKE_TOKEN,
             GUILD_ID,
@@ -329,13 +339,20 @@ def open_world(
         manychat = ManyChatConnector(FAKE_TOKEN, api_base=manychat_url, timeout=manychat_timeout)
         connectors = {action: discord for action in discord.actions}
         connectors.update({action: manychat for action in manychat.actions})
+        classes = None
+        if course_url is not None:
+            classes = ClassesConnector(f"{course_url}/webhooks", course_platform_app.SECRET, timeout=5.0)
+            connectors.update({action: classes for action in classes.actions})
         h = make_harness(connectors=connectors, **settings)
         h.runtime.alert_sink = discord
         links = LinkService(h.runtime.sessions, h.runtime.rules, h.queued.append, clock=h.clock)
         flow_names = {ns: (p.key, name) for p in rules.products.values() for name, ns in p.flows.items()}
         try:
             with TestClient(create_app(h.runtime)) as api:
-                yield World(h, fake_discord, fake_manychat, discord, manychat, api, links, flow_names)
+                course = course_asgi.state.fake if classes is not None else None
+                yield World(h, fake_discord, fake_manychat, discord, manychat, api, links, flow_names, course)
         finally:
             discord.close()
             manychat.close()
+            if classes is not None:
+                classes.close()
