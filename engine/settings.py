@@ -206,7 +206,7 @@ class Settings(BaseSettings):
             raise ValueError("DISCORD_ENABLED needs DISCORD_BOT_TOKEN and DISCORD_GUILD_ID")
         if self.manychat_enabled and not self.manychat_api_token.get_secret_value():
             raise ValueError("MANYCHAT_ENABLED needs MANYCHAT_API_TOKEN")
-        if self.course_webhook_enabled:
+        if self.course_webhook_enabled and self.secrets_required:  # `engine doctor` names what is wrong
             self._check_course_webhook()
         users = self.admin_users.get_secret_value()
         if self.admin_users_file is not None:
