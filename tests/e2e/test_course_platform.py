@@ -183,3 +183,25 @@ def _resigned(msg_id: str, body: bytes) -> dict[str, str]:
         "webhook-timestamp": str(now),
         "webhook-signature": sign(signing_key(SECRET), msg_id, now, body),
     }
+
+
+def test_reconcile_restores_a_lost_enrollment_and_tells_the_platform(make_world):
+    """Someone deleted Ana's row from the engine's table: `engine reconcile` (all) enrolls her again
+    with an ordinary enroll step, so the platform receives a new created message (a new step: a new
+    webhook id), verified, and still holds Ana once."""
+    from engine.db.models import ClassEnrollment
+    from engine.reconcile import compute, run_reconcile
+
+    w = make_world(course_platform=True)
+    buy_and_link(w)
+    with w.runtime.sessions.begin() as session:
+        session.query(ClassEnrollment).delete()
+    assert {(c.kind, c.resource) for c in compute(w.runtime).diff.grants} == {("class", CLASS)}
+
+    run_reconcile(w.runtime, mode="all")
+    w.h.run_queue()
+
+    first, again = w.course.accepted()
+    assert again.message["type"] == "class.enrollment.created" and again.webhook_id != first.webhook_id
+    assert w.course.members(CLASS) == {ANA_EMAIL} and w.classes() == {CLASS}
+    assert compute(w.runtime).diff.empty
