@@ -65,3 +65,20 @@ def test_off_it_is_not_checked_and_says_so(world: World):
     assert result.exit_code == 0, result.stdout
     assert not [line for line in result.stdout.splitlines() if " classes " in line]
     assert "the course platform — its flag is off; pass --discord/--manychat/--course" in result.stdout
+
+
+def test_the_admin_doctor_route_reports_the_course_platform(world: World, platform_url: str, make_harness):
+    from fastapi.testclient import TestClient
+
+    from engine.api.app import create_app
+    from tests.conftest import ADMIN_TOKEN
+
+    h = make_harness(course_webhook_url=platform_url, course_webhook_secret=course_platform_app.SECRET)
+    client = TestClient(create_app(h.runtime))
+    report = client.get("/admin/doctor", params={"course": "true"}, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    assert report.status_code == 200, report.text
+    assert {
+        "area": "classes",
+        "status": "ok",
+        "message": f"the course platform answers at {platform_url} (HTTP 405 to a GET)",
+    } in report.json()["checks"]
