@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from fastapi.testclient import TestClient
 from sqlalchemy import select
@@ -46,8 +47,11 @@ from engine.pipeline.execution import OPEN_STATUSES, drain_student
 from engine.pipeline.locks import student_lock
 from engine.pipeline.sweep import fire_due_timers
 from tests.conftest import ADMIN_TOKEN, HOTTOK, Harness, load_payload, shipped_rules
-from tests.fakes import course_platform_app, discord_app, manychat_app
+from tests.fakes import discord_app, manychat_app
 from tests.fakes.server import serve
+
+if TYPE_CHECKING:
+    from tests.fakes.course_platform_app import FakeCoursePlatform
 
 FAKE_TOKEN = "test-token"
 GUILD_ID = discord_app.GUILD_ID
@@ -124,7 +128,7 @@ class World:
     api: TestClient
     links: LinkService
     flow_names: dict[str, tuple[str, str]] = field(default_factory=dict)  # ns -> (product, flow)
-    course: course_platform_app.FakeCoursePlatform | None = None  # with course_platform=True
+    course: FakeCoursePlatform | None = None  # with course_platform=True
 
     @property
     def runtime(self):
@@ -322,7 +326,11 @@ def open_world(
     if ana_in_guild:
         fake_discord.add_member(ANA_DISCORD)
     seed_manychat(fake_manychat, rules, ana=ana_in_manychat)
-    course_asgi = course_platform_app.create_app()
+    if course_platform:  # imported only when asked for: it needs the standardwebhooks test package
+        from tests.fakes import course_platform_app
+
+        course_asgi = course_platform_app.create_app()
+        course_secret = course_platform_app.SECRET
     with (
         serve(discord_asgi) as discord_url,
         serve(manychat_asgi) as manychat_url,
@@ -341,7 +349,7 @@ def open_world(
         connectors.update({action: manychat for action in manychat.actions})
         classes = None
         if course_url is not None:
-            classes = ClassesConnector(f"{course_url}/webhooks", course_platform_app.SECRET, timeout=5.0)
+            classes = ClassesConnector(f"{course_url}/webhooks", course_secret, timeout=5.0)
             connectors.update({action: classes for action in classes.actions})
         h = make_harness(connectors=connectors, **settings)
         h.runtime.alert_sink = discord
