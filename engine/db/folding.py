@@ -1,17 +1,16 @@
 """Text folded for a search: lower-cased, Latin-1's accents removed ("JOÃO" and "joao" read "joao").
 
-The same fold in Python (:func:`fold`, for what is typed) and in SQL (:class:`folded`, for a column):
-PostgreSQL's ``translate``; SQLite (``make run``) has no ``translate`` and lowers ASCII only, so each
-of its connections gets :func:`sqlite_fold` as the function ``engine_fold`` (engine.db.session)."""
+:func:`fold` does it in Python (what is typed); :func:`contains_folded` finds the folded text in a
+column, whatever its accents and case. On PostgreSQL a regular expression whose vowels, ``c``,
+``n`` and ``y`` are classes of their accented forms (``translate()`` on every name costs several
+times more); SQLite (``make run``) has neither, so each of its connections gets :func:`sqlite_fold`
+as the function ``engine_fold`` (engine.db.session)."""
 
 from __future__ import annotations
 
 import unicodedata
-from typing import Any
 
-from sqlalchemy import String
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy import ColumnElement, func
 
 SQLITE_FUNCTION = "engine_fold"
 
@@ -30,10 +29,14 @@ def _accent_table() -> tuple[str, str]:
 
 ACCENTED, PLAIN = _accent_table()
 _TABLE = str.maketrans(ACCENTED, PLAIN)
+# A plain letter -> every form it folds from, both cases: "c" -> "cCçÇ".
+_FORMS: dict[str, str] = {}
+for _accented, _plain in zip(ACCENTED, PLAIN, strict=True):
+    _FORMS[_plain] = _FORMS.get(_plain, _plain + _plain.upper()) + _accented
 
 
 def fold(text: str) -> str:
-    """Lower-cased, Latin-1 accents removed: what :class:`folded` makes of a column."""
+    """Lower-cased, Latin-1 accents removed."""
     return text.lower().translate(_TABLE)
 
 
@@ -42,20 +45,22 @@ def sqlite_fold(value: str | None) -> str | None:
     return None if value is None else fold(value)
 
 
-class folded(FunctionElement[str]):  # lower case, as SQL functions are: folded(Student.name)
-    """A column as :func:`fold` makes it."""
+def accent_pattern(text: str) -> str:
+    """A PostgreSQL regular expression (case-insensitive, ``~*``) finding ``text`` in any accents:
+    "João" -> ``j[oOòó...][aAàá...][oOòó...]``; every other character literal."""
+    parts = []
+    for char in fold(text):
+        if char in _FORMS:
+            parts.append(f"[{_FORMS[char]}]")
+        elif char.isalnum():
+            parts.append(char)
+        else:
+            parts.append("\\" + char)  # a backslash before a non-alphanumeric makes it literal
+    return "".join(parts)
 
-    type = String()
-    name = "folded"
-    inherit_cache = True
 
-
-@compiles(folded, "postgresql")
-def _folded_postgresql(element: folded, compiler: Any, **kw: Any) -> str:
-    # Accented capitals are in the table too: lower() leaves them under the C locale.
-    return f"translate(lower({compiler.process(element.clauses, **kw)}), '{ACCENTED}', '{PLAIN}')"
-
-
-@compiles(folded)
-def _folded_elsewhere(element: folded, compiler: Any, **kw: Any) -> str:
-    return f"{SQLITE_FUNCTION}({compiler.process(element.clauses, **kw)})"
+def contains_folded(column: ColumnElement[str], text: str, dialect: str) -> ColumnElement[bool]:
+    """``column`` holds ``text``, any case, accents or not."""
+    if dialect == "postgresql":
+        return column.regexp_match(accent_pattern(text), flags="i")
+    return getattr(func, SQLITE_FUNCTION)(column).contains(fold(text), autoescape=True)

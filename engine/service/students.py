@@ -12,13 +12,13 @@ import io
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from engine.db.folding import fold, folded
+from engine.db.folding import contains_folded
 from engine.db.models import Event, Grant, Membership, OnboardingToken, ScheduledEvent, Student
 from engine.lifecycle.access import LINK_EVENT
 from engine.rules.model import Rules
@@ -28,7 +28,7 @@ from engine.settings import Settings
 from engine.statuses import TimerStatus
 
 SEARCH_MAX_LENGTH = 200
-EXPORT_BATCH = 1000  # students per query of the CSV export: bounded memory, no transaction held open
+EXPORT_BATCH = 2000  # students per query of the CSV export: bounded memory, no transaction held open
 EXPORT_COLUMNS = ("email", "name", "phone", "discord_id", "product", "state", "since", "paid_until")
 # What a spreadsheet reads as the start of a formula in a cell (OWASP's "CSV injection").
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -66,9 +66,9 @@ class StudentFilters:
     linked: bool | None = None
 
 
-def _conditions(rules: Rules | None, filters: StudentFilters, now: datetime) -> list[ColumnElement[bool]]:
-    """The WHERE of the students matching ``filters``. Without rules nobody waits for the link
-    (the overview counts the same)."""
+def _conditions(rules: Rules | None, filters: StudentFilters, now: datetime, dialect: str) -> list[ColumnElement[bool]]:
+    """The WHERE of the students matching ``filters`` on the database ``dialect``. Without rules
+    nobody waits for the link (the overview counts the same)."""
     # All membership filters apply to the same membership ("a curso membership that is active").
     membership: list[ColumnElement[bool]] = []
     if filters.state:
@@ -85,7 +85,7 @@ def _conditions(rules: Rules | None, filters: StudentFilters, now: datetime) -> 
     if filters.linked is not None:
         conditions.append(Student.discord_id.is_not(None) if filters.linked else Student.discord_id.is_(None))
     if filters.search and filters.search.strip():
-        conditions.append(search_condition(filters.search))
+        conditions.append(search_condition(filters.search, dialect))
     return conditions
 
 
@@ -106,7 +106,7 @@ def student_page(
     matching every membership filter given: in ``state``, of ``product``, waiting for the Discord
     link (:func:`states_waiting_for_link`) for more than ``stuck_days`` days; ``linked`` or not."""
     filters = StudentFilters(search=search, state=state, product=product, stuck_days=stuck_days, linked=linked)
-    conditions = _conditions(rules, filters, now)
+    conditions = _conditions(rules, filters, now, _dialect(session))
     total = _count(session, conditions)
     students = session.scalars(
         select(Student)
@@ -122,7 +122,11 @@ def student_page(
 
 def count_students(session: Session, rules: Rules | None, filters: StudentFilters, *, now: datetime) -> int:
     """How many students :func:`student_page` finds with ``filters`` (all pages)."""
-    return _count(session, _conditions(rules, filters, now))
+    return _count(session, _conditions(rules, filters, now, _dialect(session)))
+
+
+def _dialect(session: Session) -> str:
+    return session.get_bind().dialect.name
 
 
 def _count(session: Session, conditions: list[ColumnElement[bool]]) -> int:
@@ -139,49 +143,54 @@ def export_rows(
 ) -> Iterator[tuple[Any, ...]]:
     """Every student matching ``filters``, newest first, as :data:`EXPORT_COLUMNS` rows: one row per
     membership (in the order they were made), one with empty membership cells for a student without
-    any. Read ``batch`` students at a time, each batch in a session of its own (keyset on the id):
-    a slow download holds no transaction open and no more than a batch in memory."""
-    conditions = _conditions(rules, filters, now)
+    any. Read ``batch`` students at a time (one query), each batch in a session of its own (keyset
+    on the id): a slow download holds no transaction open and no more than a batch in memory."""
+    conditions: list[ColumnElement[bool]] | None = None
     before: int | None = None
     while True:
         with sessions() as session:
-            page = session.execute(
-                select(Student.id, Student.email, Student.name, Student.phone, Student.discord_id)
+            if conditions is None:
+                conditions = _conditions(rules, filters, now, _dialect(session))
+            chosen = (
+                select(Student.id)
                 .where(*conditions, *([Student.id < before] if before is not None else []))
                 .order_by(Student.id.desc())
                 .limit(batch)
-            ).all()
-            if not page:
-                return
-            memberships: dict[int, list[tuple[Any, ...]]] = {}
-            for student_id, *columns in session.execute(
+            )
+            rows = session.execute(
                 select(
-                    Membership.student_id,
+                    Student.id,
+                    Student.email,
+                    Student.name,
+                    Student.phone,
+                    Student.discord_id,
                     Membership.product_key,
                     Membership.state,
                     Membership.state_changed_at,
                     Membership.paid_until,
                 )
-                .where(Membership.student_id.in_([row.id for row in page]))
-                .order_by(Membership.id)
-            ):
-                memberships.setdefault(student_id, []).append(tuple(columns))
-        for student_id, *person in page:
-            for membership in memberships.get(student_id) or [(None, None, None, None)]:
-                yield (*person, *membership)
-        if len(page) < batch:
+                .outerjoin(Membership, Membership.student_id == Student.id)
+                .where(Student.id.in_(chosen))
+                .order_by(Student.id.desc(), Membership.id)
+            ).all()
+        for _, *columns in rows:
+            yield tuple(columns)
+        if len({row.id for row in rows}) < batch:
             return
-        before = page[-1].id
+        before = rows[-1].id
 
 
-def spreadsheet_safe(value: Any) -> str:
-    """A CSV cell: a date in ISO 8601, None empty, and text a spreadsheet would run as a formula
-    (``=``, ``+``, ``-``, ``@``, tab, carriage return first) behind a ``'``, which makes it text.
-    E.164 phones start with ``+``: they read ``'+5511...`` too."""
-    if value is None:
+def spreadsheet_safe(value: str | None) -> str:
+    """A CSV text cell: None empty, and text a spreadsheet would run as a formula (``=``, ``+``,
+    ``-``, ``@``, tab, carriage return first) behind a ``'``, which makes it text. E.164 phones
+    start with ``+``: they read ``'+5511...`` too."""
+    if not value:
         return ""
-    text = value.isoformat() if isinstance(value, datetime) else str(value)
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
+    return "'" + value if value.startswith(FORMULA_STARTS) else value
+
+
+def _iso_utc(value: datetime | None) -> str:
+    return "" if value is None else value.astimezone(UTC).isoformat()  # whatever the session's time zone
 
 
 def export_csv(
@@ -193,7 +202,7 @@ def export_csv(
     batch: int = EXPORT_BATCH,
 ) -> Iterator[str]:
     """:func:`export_rows` as CSV text: the header (:data:`EXPORT_COLUMNS`), then the rows a batch at
-    a time, each cell :func:`spreadsheet_safe`."""
+    a time, each text cell :func:`spreadsheet_safe`, dates in ISO 8601 (UTC)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
 
@@ -205,8 +214,10 @@ def export_csv(
 
     writer.writerow(EXPORT_COLUMNS)
     yield taken()
-    for count, row in enumerate(export_rows(sessions, rules, filters, now=now, batch=batch), 1):
-        writer.writerow([spreadsheet_safe(cell) for cell in row])
+    rows = export_rows(sessions, rules, filters, now=now, batch=batch)
+    for count, (email, name, phone, discord_id, product, state, since, paid_until) in enumerate(rows, 1):
+        safe = map(spreadsheet_safe, (email, name, phone, discord_id, product, state))
+        writer.writerow((*safe, _iso_utc(since), _iso_utc(paid_until)))
         if count % batch == 0:
             yield taken()
     if rest := taken():
@@ -288,7 +299,7 @@ def phone_digits(text: str) -> str | None:
     return digits if len(digits) >= PHONE_MIN_DIGITS else None
 
 
-def search_condition(text: str) -> ColumnElement[bool]:
+def search_condition(text: str, dialect: str) -> ColumnElement[bool]:
     """What one search box finds: part of the e-mail (any case) or of the name (any case, accents
     or not), part of the phone (the digits typed, against the stored E.164 digits), the Discord id
     (exact), a Hotmart/Kiwify/Eduzz transaction (exact: a membership's or any of the student's
@@ -296,7 +307,7 @@ def search_condition(text: str) -> ColumnElement[bool]:
     typed = text.strip()
     matches: list[ColumnElement[bool]] = [
         Student.email.contains(typed.lower(), autoescape=True),
-        folded(Student.name).contains(fold(typed), autoescape=True),
+        contains_folded(Student.name, typed, dialect),
         Student.discord_id == typed,
         Student.id.in_(select(Membership.student_id).where(Membership.transaction == typed)),
         Student.id.in_(select(Event.student_id).where(Event.transaction == typed, Event.student_id.is_not(None))),

@@ -98,6 +98,8 @@ def test_the_search_finds_by_part_of_the_email_name_or_phone(school, signed_in):
     assert found(signed_in, q="8887777") == [JOAO]
     assert found(signed_in, q="100%") == []  # LIKE's wildcards are text here
     assert found(signed_in, q="_") == []
+    assert found(signed_in, q="jo.o") == []  # nor are a regular expression's: the name is matched by one
+    assert found(signed_in, q="joão (") == [] and found(signed_in, q="[a") == []  # no 500 either
     assert found(signed_in, q="nobody") == []
 
 
