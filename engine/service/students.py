@@ -107,15 +107,15 @@ def student_page(
     link (:func:`states_waiting_for_link`) for more than ``stuck_days`` days; ``linked`` or not."""
     filters = StudentFilters(search=search, state=state, product=product, stuck_days=stuck_days, linked=linked)
     conditions = _conditions(rules, filters, now, _dialect(session))
-    total = _count(session, conditions)
-    students = session.scalars(
-        select(Student)
-        .where(*conditions)
-        .options(selectinload(Student.memberships))
-        .order_by(Student.id.desc())
-        .limit(limit)
-        .offset(offset)
-    ).all()
+    page = select(Student).where(*conditions).options(selectinload(Student.memberships)).order_by(Student.id.desc())
+    if filters.search and filters.search.strip():
+        # No index serves a substring: a search reads every student, so the count comes in that one pass.
+        rows = session.execute(page.add_columns(func.count().over()).limit(limit).offset(offset)).all()
+        students = [student for student, _ in rows]
+        total = rows[0][1] if rows else (_count(session, conditions) if offset else 0)
+    else:
+        students = list(session.scalars(page.limit(limit).offset(offset)))
+        total = _count(session, conditions)
     items = [schemas.StudentSummary.model_validate(s) for s in students]
     return schemas.StudentPage(items=items, total=total, limit=limit, offset=offset)
 

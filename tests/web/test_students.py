@@ -205,6 +205,10 @@ def test_pages_of_fifty_and_their_boundaries(h, signed_in):
     assert len(listed(filtered)) == 10 and "Page 1" not in filtered  # one page: no pager
     beyond = signed_in.get("/ui/students?page=3").text
     assert listed(beyond) == [] and "This page is past the last one." in beyond
+    searched = signed_in.get("/ui/students", params={"q": "ALUNO", "page": 2}).text  # a search counts as it reads
+    assert listed(searched) == ["aluno000@example.com"] and "Students found: 51" in searched
+    searched = signed_in.get("/ui/students", params={"q": "aluno", "page": 3}).text
+    assert listed(searched) == [] and "Students found: 51" in searched and "past the last one" in searched
     assert signed_in.get("/ui/students?page=100000").status_code == 200
 
     exported = signed_in.get("/ui/students.csv?state=active&product=curso")  # every page, not only the first
