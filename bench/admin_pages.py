@@ -87,7 +87,8 @@ class Page:
 
 def _samples(dsn: str) -> dict[str, Any]:
     """Real values to ask for: a student halfway down the list (linked, with a phone and a
-    transaction), the busiest student, an event that ran steps, the commonest product and state."""
+    transaction), the busiest student (its first product, its newest event that ran steps), the
+    newest alert and reconcile run, the commonest product and state."""
     with psycopg.connect(dsn) as conn:
 
         def one(sql: str) -> Any:
@@ -100,11 +101,16 @@ def _samples(dsn: str) -> dict[str, Any]:
             "WHERE s.discord_id IS NOT NULL AND s.phone IS NOT NULL AND s.name IS NOT NULL "
             f"AND m.transaction IS NOT NULL ORDER BY s.id OFFSET {total // 2} LIMIT 1"
         )
-        busiest = one(
-            "SELECT s.email FROM events e JOIN students s ON s.id = e.student_id "
-            "GROUP BY s.email ORDER BY count(*) DESC LIMIT 1"
+        busiest_id, busiest = one(
+            "SELECT s.id, s.email FROM events e JOIN students s ON s.id = e.student_id "
+            "GROUP BY s.id ORDER BY count(*) DESC LIMIT 1"
+        )
+        busiest_product = one(f"SELECT min(product_key) FROM memberships WHERE student_id = {busiest_id}")[0]
+        event_id = one(
+            f"SELECT max(e.id) FROM events e JOIN action_runs r ON r.event_id = e.id WHERE e.student_id = {busiest_id}"
         )[0]
-        event_id = one("SELECT max(event_id) FROM action_runs")[0]
+        alert_id = one("SELECT max(id) FROM alerts")[0]
+        run_id = one("SELECT max(id) FROM reconcile_runs")[0]
         product, state = one("SELECT product_key, state FROM memberships GROUP BY 1, 2 ORDER BY count(*) DESC LIMIT 1")
         counts = {
             table: one(f"SELECT count(*) FROM {table}")[0]
@@ -116,29 +122,53 @@ def _samples(dsn: str) -> dict[str, Any]:
         "phone": phone,
         "discord_id": discord_id,
         "transaction": transaction,
-        "busiest": busiest,
-        "event_id": event_id,
         "product": product,
         "state": state,
         "counts": counts,
+        # What a route's path or required query parameters are filled with, by name.
+        "parameters": {
+            name: str(value)
+            for name, value in {
+                "email": busiest,
+                "event_id": event_id,
+                "event": event_id,
+                "product": busiest_product,
+                "alert_id": alert_id,
+                "run_id": run_id,
+            }.items()
+            if value is not None
+        },
     }
 
 
+def _required_queries(dependant: Any) -> set[str]:
+    """The query parameters a route cannot go without (its dependencies' too)."""
+    names = {field.alias for field in dependant.query_params if field.field_info.is_required()}
+    for dependency in dependant.dependencies:
+        names |= _required_queries(dependency)
+    return names
+
+
 def _route_pages(app: Any, sample: dict[str, Any]) -> tuple[list[Page], list[str]]:
-    """Every GET route under /ui, with a real value for its path parameter; the routes skipped."""
+    """Every GET route under /ui, with real values for its parameters; the routes skipped (a
+    parameter with no sample value)."""
     from fastapi.routing import iter_route_contexts
 
-    values = {"email": quote(sample["busiest"], safe=""), "event_id": str(sample["event_id"])}
+    values = sample["parameters"]
     pages, skipped = [], []
     # The included routers' routes with their prefixes (app.routes holds the routers themselves).
     for route in iter_route_contexts(app.routes):
-        if not (route.path or "").startswith("/ui") or "GET" not in (route.methods or ()):
+        dependant = getattr(route.original_route, "dependant", None)
+        if not (route.path or "").startswith("/ui") or "GET" not in (route.methods or ()) or dependant is None:
             continue
         names = re.findall(r"\{(\w+)(?::\w+)?\}", route.path)
-        if any(name not in values for name in names):
+        queries = sorted(_required_queries(dependant))
+        if any(name not in values for name in [*names, *queries]):
             skipped.append(route.path)
             continue
-        path = re.sub(r"\{(\w+)(?::\w+)?\}", lambda m: values[m.group(1)], route.path)
+        path = re.sub(r"\{(\w+)(?::\w+)?\}", lambda m: quote(values[m.group(1)], safe=""), route.path)
+        if queries:
+            path += "?" + urlencode({name: values[name] for name in queries})
         pages.append(Page(route.path, path))
     return pages, skipped
 
