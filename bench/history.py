@@ -1388,12 +1388,17 @@ def _write(dsn: str, world: _World) -> dict[str, int]:
             ((str(900000000000000000 + i), at, outcome) for i, (_, at, outcome) in enumerate(world.attempts)),
         )
         nights = max((world.end - world.start).days, 1)
-        applied = Counter(e.payload["fields"]["run_id"] for e in world.events if e.source == "reconcile")
+        # The RECONCILE events each night queued, as engine.reconcile.apply records them (their ids).
+        applied: dict[int, list[int]] = {}
+        for e in world.events:
+            if e.source == "reconcile":
+                applied.setdefault(e.payload["fields"]["run_id"], []).append(e.id)
 
         def runs_rows():
             for night in range(1, nights + 1):
                 at = (world.start + timedelta(days=night)).replace(hour=3, minute=30, second=0, microsecond=0)
-                count = applied.get(night, 0)
+                queued = applied.get(night, [])
+                count = len(queued)
                 yield (
                     night,
                     at,
@@ -1406,7 +1411,7 @@ def _write(dsn: str, world: _World) -> dict[str, int]:
                         {"curso": {"missing": count, "extra": 0, "not_in_server": 3, "subscribers_not_found": 0}}
                     ),
                     '{"changes": [], "truncated": false}',
-                    json.dumps({"events": count, "grants": count, "revokes": 0}),
+                    json.dumps({"events": queued, "grants": count, "revokes": 0}),
                 )
 
         copy_rows(

@@ -211,6 +211,17 @@ def list_students(
             "rules) for more than this many days.",
         ),
     ] = None,
+    q: Annotated[
+        str | None,
+        _text(
+            "Search: part of the e-mail, of the name (any case, accents or not) or of the phone (its digits); "
+            "the Discord id or a transaction (exact).",
+            students.SEARCH_MAX_LENGTH,
+        ),
+    ] = None,
+    linked: Annotated[
+        bool | None, Query(description="true: the student linked Discord (/registrar); false: not yet.")
+    ] = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> schemas.StudentPage:
@@ -218,7 +229,16 @@ def list_students(
     _one_of("state", state, rules.states)
     _one_of("product", product, rules.products)
     return students.student_page(
-        session, rules, state=state, product=product, stuck_days=stuck_days, now=rt.now(), limit=limit, offset=offset
+        session,
+        rules,
+        search=q,
+        state=state,
+        product=product,
+        stuck_days=stuck_days,
+        linked=linked,
+        now=rt.now(),
+        limit=limit,
+        offset=offset,
     )
 
 

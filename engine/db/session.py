@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from engine.db.folding import SQLITE_FUNCTION, sqlite_fold
 from engine.settings import Settings, get_settings
 
 
@@ -27,6 +28,8 @@ def make_engine(settings: Settings) -> Engine:
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
+            # The search's accent folding (engine.db.folding): SQLite has no translate().
+            dbapi_connection.create_function(SQLITE_FUNCTION, 1, sqlite_fold, deterministic=True)
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(connection) -> None:

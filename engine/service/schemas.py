@@ -236,6 +236,7 @@ class StudentSummary(Linked):
     id: int
     email: str
     name: str | None
+    phone: str | None = Field(description="E.164, e.g. +5511999990001.")
     memberships: list[MembershipBrief]
     created_at: datetime
 

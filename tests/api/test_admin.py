@@ -511,6 +511,29 @@ def test_students_list_filters_by_state_product_and_stuck_days(h, client, seeded
     assert client.get("/admin/students", params={"stuck_days": -1}, headers=AUTH).status_code == 422
 
 
+def test_students_list_searches_as_the_admin_page_does(h, client, seeded):
+    link_bia(h)
+    by_email = {item["email"]: item for item in get(client, "/admin/students")["items"]}
+    assert by_email[ANA]["phone"] == "+5511999990001"
+
+    def emails(**params: Any) -> list[str]:
+        return [item["email"] for item in get(client, "/admin/students", **params)["items"]]
+
+    assert emails(q="BIA.TESTE") == [BIA]
+    # Both bought with the reference payload's name and phone.
+    assert emails(q="EXEMPLO SOUZA") == [BIA, ANA]
+    assert emails(q="99999-0001") == [BIA, ANA]
+    assert emails(q=DISCORD_BIA) == [BIA]
+    assert emails(q="HP10000000000001") == [ANA]
+    assert emails(q="HP2000000000000") == []  # a transaction only whole
+    assert emails(linked="true") == [BIA]
+    assert emails(linked="false") == [ANA]
+    assert emails(linked="false", q="bia") == []
+    assert emails(q="example.com", product="comunidade") == [BIA]
+    for hostile in ({"q": "x" * 201}, {"q": "ana\x07"}, {"linked": "maybe"}):
+        assert client.get("/admin/students", params=hostile, headers=AUTH).status_code == 422, hostile
+
+
 def test_student_detail(h, client, seeded):
     code = open_code(h, ANA)
     response = client.get("/admin/students/Ana.Exemplo@EXAMPLE.com", headers=AUTH)
