@@ -88,9 +88,9 @@ def _refusal(event: Event) -> str | None:
     return None
 
 
-def reset_for_replay(rt: Runtime, session: Session, event: Event, *, actor: str) -> None:
+def reset_for_replay(rt: Runtime, session: Session, event: Event, *, actor: str, note: str | None = None) -> None:
     """Make the event ``received`` (or ``held``) again and record the replay (in the caller's
-    transaction, which queues it once committed)."""
+    transaction, which queues it once committed), with the operator's ``note`` when one is given."""
     refusal = _refusal(event)
     if refusal is not None:
         raise ReplayRefused(refusal)
@@ -109,6 +109,7 @@ def reset_for_replay(rt: Runtime, session: Session, event: Event, *, actor: str)
             "previous_status": event.status,
             "previous_reason": event.reason,
             "previous_rules_version": event.rules_version,
+            **({"note": note} if note else {}),
         },
     )
     # With its source off (HOTMART_ENABLED ...) a replayed webhook is held like a new one (released
@@ -125,6 +126,7 @@ def replay(
     actor: str,
     process: Callable[[Runtime, int], str] | None = None,
     on_each: Callable[[ReplayResult], None] | None = None,
+    note: str | None = None,
 ) -> list[ReplayResult]:
     """Replay each event in turn; ``process`` runs it now (else it is queued for the workers)."""
     results: list[ReplayResult] = []
@@ -138,7 +140,7 @@ def replay(
                 raise LookupError(f"event {event_id} not found")
             before = event.status
             try:
-                reset_for_replay(rt, session, event, actor=actor)
+                reset_for_replay(rt, session, event, actor=actor, note=note)
             except ReplayRefused as exc:
                 result = ReplayResult(event_id, event.type, before, before, str(exc), event.rules_version, refused=True)
                 results.append(result)

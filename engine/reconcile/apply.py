@@ -79,10 +79,12 @@ def apply_access_diff(
     grants_only: bool = False,
     actor: str = "reconcile",
     run_id: int | None = None,
+    note: str | None = None,
 ) -> Applied:
     """Queue ``diff`` as pipeline steps (``rt.queue`` gets them run); the one entry point for reconcile and plan.
 
-    ``grants_only`` applies the missing grants and leaves every revocation for an admin.
+    ``grants_only`` applies the missing grants and leaves every revocation for an admin. ``note``
+    (an operator's "why") goes into each student's history entry.
     """
     revokes = [] if grants_only else diff.revokes
     limit = revoke_limit(diff.students, max_revokes)
@@ -97,7 +99,7 @@ def apply_access_diff(
     students = list(by_student.values())
     for start in range(0, len(students), _BATCH):
         with rt.sessions.begin() as session:
-            batch = _queue_students(rt, session, students[start : start + _BATCH], actor, run_id)
+            batch = _queue_students(rt, session, students[start : start + _BATCH], actor, run_id, note)
         applied.events += batch
         for event_id in batch:
             rt.queue.enqueue(event_id)
@@ -105,7 +107,12 @@ def apply_access_diff(
 
 
 def _queue_students(
-    rt: Runtime, session: Session, students: list[list[tuple[Change, bool]]], actor: str, run_id: int | None
+    rt: Runtime,
+    session: Session,
+    students: list[list[tuple[Change, bool]]],
+    actor: str,
+    run_id: int | None,
+    note: str | None = None,
 ) -> list[int]:
     """One RECONCILE event per student, planned already (status processing): three statements per batch."""
     now = rt.now()
@@ -168,7 +175,11 @@ def _queue_students(
                 "student_id": changes[0][0].student_id,
                 "event_id": event_id,
                 "actor": actor,
-                "detail": {"run_id": run_id, "steps": [f"{a} {', '.join(r)}" for (_, a, _), r in steps.items()]},
+                "detail": {
+                    "run_id": run_id,
+                    "steps": [f"{a} {', '.join(r)}" for (_, a, _), r in steps.items()],
+                    **({"note": note} if note else {}),
+                },
             }
         )
     session.execute(insert(ActionRun), runs)

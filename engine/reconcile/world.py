@@ -9,7 +9,7 @@ reported as not compared.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
@@ -32,10 +32,11 @@ def no_progress(label: str, total: int) -> AbstractContextManager[Callable[[int]
     return nullcontext(lambda n: None)
 
 
-def load_students(session: Session) -> list[StudentView]:
-    """Every student with a membership, their memberships and what the ledger says the engine granted."""
+def load_students(session: Session, student_ids: Collection[int] | None = None) -> list[StudentView]:
+    """Every student with a membership (or those of ``student_ids``), their memberships and what
+    the ledger says the engine granted."""
     students: dict[int, StudentView] = {}
-    rows = session.execute(
+    query = (
         select(
             Student.id,
             Student.email,
@@ -47,28 +48,33 @@ def load_students(session: Session) -> list[StudentView]:
         )
         .join(Membership, Membership.student_id == Student.id)
         .order_by(Student.id, Membership.id)
-    ).all()
+    )
+    grants_query = select(Grant.student_id, Grant.membership_id, Grant.kind, Grant.resource)
+    if student_ids is not None:
+        query = query.where(Student.id.in_(student_ids))
+        grants_query = grants_query.where(Grant.student_id.in_(student_ids))
+    rows = session.execute(query).all()
     for student_id, email, discord_id, subscriber_id, membership_id, product, state in rows:
         view = students.get(student_id)
         if view is None:
             view = students[student_id] = StudentView(student_id, email, discord_id, subscriber_id, [])
         view.memberships.append(MembershipView(membership_id, product, state))
-    for student_id, membership_id, kind, resource in session.execute(
-        select(Grant.student_id, Grant.membership_id, Grant.kind, Grant.resource)
-    ):
+    for student_id, membership_id, kind, resource in session.execute(grants_query):
         view = students.get(student_id)
         if view is not None:
             view.owned.setdefault((kind, resource), []).append(membership_id)
     return list(students.values())
 
 
-def read_classes(session: Session, students: Iterable[StudentView]) -> None:
+def read_classes(session: Session, students: Iterable[StudentView], student_ids: Collection[int] | None = None) -> None:
+    """The classes each student is enrolled in (every enrollment, or those of ``student_ids``)."""
     enrolled: dict[int, set[str]] = {}
-    for student_id, key in session.execute(
-        select(ClassEnrollment.student_id, CourseClass.key).join(
-            CourseClass, CourseClass.id == ClassEnrollment.class_id
-        )
-    ):
+    query = select(ClassEnrollment.student_id, CourseClass.key).join(
+        CourseClass, CourseClass.id == ClassEnrollment.class_id
+    )
+    if student_ids is not None:
+        query = query.where(ClassEnrollment.student_id.in_(student_ids))
+    for student_id, key in session.execute(query):
         enrolled.setdefault(student_id, set()).add(key)
     for student in students:
         student.actual["class"] = enrolled.get(student.id, set())

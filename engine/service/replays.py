@@ -47,13 +47,16 @@ def replay_events(
     actor: str,
     process_now: bool = False,
     on_each: Callable[[ReplayResult], None] | None = None,
+    note: str | None = None,
 ) -> list[ReplayResult]:
-    """Replay each event, recorded in its history with ``actor``: queued for the workers, or
-    processed here and now (``process_now``: the CLI, which waits to say what became of each);
-    ``dry_run``: what each replay would decide, nothing kept. ``on_each`` sees each result as it
-    comes (a progress bar). Raises LookupError for an unknown id."""
+    """Replay each event, recorded in its history with ``actor`` (and the operator's ``note``):
+    queued for the workers, or processed here and now (``process_now``: the CLI, which waits to
+    say what became of each); ``dry_run``: what each replay would decide, nothing kept.
+    ``on_each`` sees each result as it comes (a progress bar). Raises LookupError for an unknown id."""
     if not dry_run:
-        return replay(rt, event_ids, actor=actor, process=process_event if process_now else None, on_each=on_each)
+        return replay(
+            rt, event_ids, actor=actor, process=process_event if process_now else None, on_each=on_each, note=note
+        )
     results: list[ReplayResult] = []
     for event_id in event_ids:
         results += preview(rt, [event_id])
