@@ -6,8 +6,8 @@ It needs what the browser tests need (PostgreSQL, Redis, Debian's chromium). It 
 course in a throwaway database (a few purchases through the webhook, three students waiting for
 their Discord link longer than STUCK_DAYS, two purchases of a product the rules do not know),
 runs `engine serve` and `engine worker` against the fake Discord and ManyChat, signs in as ana
-in a 1100×720 headless Chromium and writes ``docs/images/admin-overview.png`` (the overview) and
-``docs/images/admin-student.png`` (a stuck student's page), each under ``MAX_BYTES``."""
+in a 1100 px wide headless Chromium and writes ``docs/images/admin-overview.png`` (the overview) and
+``docs/images/admin-student.png`` (a stuck student's page, a new code's preview open), each under ``MAX_BYTES``."""
 
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ from tests.web.conftest import admin_users
 
 IMAGES = REPO / "docs" / "images"
 VIEWPORT = {"width": 1100, "height": 720}
+STUDENT_VIEWPORT = {"width": 1100, "height": 960}
 MAX_BYTES = 150_000
 
 # (email, name, WhatsApp number, days waiting for the Discord link: 0 = bought today)
@@ -72,7 +73,11 @@ def capture(admin: AdminPage) -> None:
     keep(admin, "admin-overview.png")
     stuck = page.get_by_role("table").filter(has_text=EN("overview.waiting_since"))
     stuck.get_by_role("link", name=STUDENTS[0][1]).click()
-    page.wait_for_load_state()
+    # Her page with the preview of a new code open: what it will do, before it is confirmed.
+    page.get_by_role("button", name=EN("student.new_code_for", product="curso")).click()
+    expect(page.locator("#action-panel").get_by_role("heading")).to_have_text(EN("student.confirm_code"))
+    page.set_viewport_size(STUDENT_VIEWPORT)  # her name, who she is and the whole preview
+    page.evaluate("window.scrollTo(0, 0)")
     keep(admin, "admin-student.png")
 
 
