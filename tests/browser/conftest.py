@@ -212,12 +212,17 @@ def admin(stack: Stack, open_page) -> AdminPage:
 # ----------------------------------------------------------------------------- the course's data
 
 
-def purchase(email: str, name: str, *, envelope: str, product_id: int = 1111111, transaction: str = "") -> bytes:
-    """A Hotmart PURCHASE_APPROVED of ``product_id`` (the shipped rules' course by default) for one buyer."""
+def purchase(
+    email: str, name: str, *, envelope: str, product_id: int = 1111111, transaction: str = "", phone: str = ""
+) -> bytes:
+    """A Hotmart PURCHASE_APPROVED of ``product_id`` (the shipped rules' course by default) for one
+    buyer (``phone``: a Brazilian number, +55 and its area code)."""
     payload = copy.deepcopy(load_payload("purchase_approved.json"))
     payload["id"] = envelope
     buyer = payload["data"]["buyer"]
     buyer.update(email=email, name=name, first_name=name.split()[0])
+    if phone:
+        buyer.update(checkout_phone_code=phone[3:5], checkout_phone=phone[5:])
     payload["data"]["product"]["id"] = product_id
     payload["data"]["purchase"]["transaction"] = transaction or f"HP{zlib.crc32(envelope.encode()):010d}"
     return json.dumps(payload).encode()
@@ -227,7 +232,7 @@ def buy(stack: Stack, fakes: Fakes, email: str, name: str, phone: str, **options
     """``email`` buys (a ManyChat contact of hers exists, as for every student who bought through
     the funnel); the event id once the worker has processed it."""
     fakes.manychat.seed_subscriber(email=email, whatsapp_phone=phone, first_name=name.split()[0])
-    event_id = accepted(stack, purchase(email, name, envelope=f"buy-{email}", **options))
+    event_id = accepted(stack, purchase(email, name, envelope=f"buy-{email}", phone=phone, **options))
     event = stack.wait_event(event_id, statuses=("processed", "needs_attention", "failed", "ignored"))
     assert event["status"] == "processed", event
     return event_id
