@@ -372,7 +372,7 @@ class ReconcileRun(Base):
     id: Mapped[int] = mapped_column(BigID, primary_key=True)
     started_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     finished_at: Mapped[datetime | None]
-    trigger: Mapped[str] = mapped_column(String(20))  # cli | schedule | plan
+    trigger: Mapped[str] = mapped_column(String(20))  # cli | schedule | plan | page
     mode: Mapped[str] = mapped_column(String(20))  # report | grants | all
     # running | reported | applied | held | failed
     status: Mapped[str] = mapped_column(String(20), default="running")

@@ -60,10 +60,13 @@ def select_events(
     status: str | None = NEEDS_ATTENTION,
     event_type: str | None = None,
     since: datetime | None = None,
+    reason: str | None = None,
+    up_to_id: int | None = None,
     ids: Iterable[int] = (),
     limit: int = 10_000,
 ) -> list[int]:
-    """Ids to replay, oldest first: those matching the filters, plus the ones named."""
+    """Ids to replay, oldest first: those matching the filters, plus the ones named. ``reason``: only
+    events of this exact cause; ``up_to_id``: none stored after the one an operator previewed last."""
     named = sorted(set(ids))
     chosen: set[int] = set(named)
     if status or not named:
@@ -72,6 +75,10 @@ def select_events(
             conditions.append(Event.type == event_type.strip().upper())
         if since is not None:
             conditions.append(Event.received_at >= (since if since.tzinfo else since.replace(tzinfo=UTC)))
+        if reason:
+            conditions.append(Event.reason == reason)
+        if up_to_id is not None:
+            conditions.append(Event.id <= up_to_id)
         chosen |= set(session.scalars(select(Event.id).where(*conditions).order_by(Event.id).limit(limit)))
     return sorted(chosen)
 
@@ -90,7 +97,7 @@ def _refusal(event: Event) -> str | None:
 
 def reset_for_replay(rt: Runtime, session: Session, event: Event, *, actor: str, note: str | None = None) -> None:
     """Make the event ``received`` (or ``held``) again and record the replay (in the caller's
-    transaction, which queues it once committed), with the operator's ``note`` when one is given."""
+    transaction, which queues it once committed); ``note``: why, in the operator's words."""
     refusal = _refusal(event)
     if refusal is not None:
         raise ReplayRefused(refusal)
@@ -124,11 +131,12 @@ def replay(
     event_ids: Iterable[int],
     *,
     actor: str,
+    note: str | None = None,
     process: Callable[[Runtime, int], str] | None = None,
     on_each: Callable[[ReplayResult], None] | None = None,
-    note: str | None = None,
 ) -> list[ReplayResult]:
-    """Replay each event in turn; ``process`` runs it now (else it is queued for the workers)."""
+    """Replay each event in turn; ``process`` runs it now (else it is queued for the workers);
+    ``note`` goes with each one's history entry."""
     results: list[ReplayResult] = []
     for event_id in event_ids:
         with rt.sessions.begin() as session:

@@ -12,6 +12,7 @@ it granted, so a role given by hand (in no ledger row) is never touched.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -35,6 +36,17 @@ class Change:
 
     def line(self) -> str:
         return f"{self.email}: {KIND_LABEL[self.kind]} {self.resource} ({self.product})"
+
+
+ChangeKey = tuple[int, int, str, str]
+
+
+def change_key(change: Change | Mapping[str, Any]) -> ChangeKey:
+    """What one change is, the same in a fresh report and in a stored run's list (``asdict`` of it):
+    the student, the membership, the kind and the resource."""
+    if isinstance(change, Change):
+        return (change.student_id, change.membership_id, change.kind, change.resource)
+    return (int(change["student_id"]), int(change["membership_id"]), str(change["kind"]), str(change["resource"]))
 
 
 @dataclass(frozen=True)

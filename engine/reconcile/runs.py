@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import timedelta
@@ -20,7 +20,7 @@ from engine.lifecycle.access import derive
 from engine.pipeline.alerts import notify_alerts, raise_alert
 from engine.pipeline.runtime import Runtime
 from engine.reconcile.apply import Applied, apply_access_diff
-from engine.reconcile.diff import AccessDiff, Report, StudentView, diff_student
+from engine.reconcile.diff import AccessDiff, ChangeKey, Report, StudentView, change_key, diff_student
 from engine.reconcile.world import (
     Progress,
     assign_roles,
@@ -104,8 +104,13 @@ def run_reconcile(
     max_revokes: int | None = None,
     rules: Rules | None = None,
     progress: Progress = no_progress,
+    confirmed: Collection[ChangeKey] | None = None,
 ) -> tuple[int, Report, Applied | None]:
-    """Compute, store, and (``mode`` grants / all) apply; returns (run id, report, what was applied)."""
+    """Compute, store, and (``mode`` grants / all) apply; returns (run id, report, what was applied).
+
+    ``confirmed``: the revocations a person read before confirming (the admin page lists a stored
+    run's); ``confirm`` then covers only those: a fresh comparison that finds another one is held by
+    the guard as without ``confirm``."""
     with exclusive(rt):
         with rt.sessions.begin() as session:
             run = ReconcileRun(trigger=trigger, mode=mode, status="running", students=0, started_at=rt.now())
@@ -119,7 +124,7 @@ def run_reconcile(
                 applied = apply_access_diff(
                     rt,
                     report.diff,
-                    confirm=confirm,
+                    confirm=confirm and _all_confirmed(report.diff, confirmed),
                     max_revokes=max_revokes if max_revokes is not None else rt.settings.reconcile_max_revokes,
                     grants_only=mode == "grants",
                     actor=f"reconcile:{trigger}",
@@ -139,6 +144,12 @@ def run_reconcile(
             run.status = "held" if applied and applied.held else "applied" if applied else "reported"
             run.finished_at = rt.now()
     return run_id, report, applied
+
+
+def _all_confirmed(diff: AccessDiff, confirmed: Collection[ChangeKey] | None) -> bool:
+    if confirmed is None:
+        return True
+    return all(change_key(change) in confirmed for change in diff.revokes)
 
 
 @contextmanager

@@ -21,14 +21,31 @@ def alert_out(alert: Alert, student_email: str | None, redact: Redactor) -> sche
 
 
 def alert_page(
-    session: Session, settings: Settings, *, acknowledged: bool | None, limit: int, offset: int
+    session: Session,
+    settings: Settings,
+    *,
+    acknowledged: bool | None,
+    limit: int,
+    offset: int,
+    kind: str | None = None,
+    group: str | None = None,
+    student_email: str | None = None,
 ) -> schemas.AlertPage:
-    """``acknowledged``: False, the open alerts; True, the acknowledged ones; None, all."""
+    """``acknowledged``: False, the open alerts; True, the acknowledged ones; None, all. ``kind``,
+    ``group`` (the cause's ``group_key``) and ``student_email`` narrow it further (the admin page's filters)."""
     conditions: list[ColumnElement[bool]] = []
     if acknowledged is True:
         conditions.append(Alert.acknowledged_at.is_not(None))
     elif acknowledged is False:
         conditions.append(Alert.acknowledged_at.is_(None))
+    if kind:
+        conditions.append(Alert.kind == kind)
+    if group:
+        conditions.append(Alert.group_key == group)
+    if student_email:
+        conditions.append(
+            Alert.student_id.in_(select(Student.id).where(Student.email == student_email.strip().lower()))
+        )
     total = session.scalar(select(func.count()).select_from(Alert).where(*conditions)) or 0
     rows = session.execute(
         select(Alert, Student.email)
@@ -42,6 +59,23 @@ def alert_page(
     return schemas.AlertPage(
         items=[alert_out(alert, email, redact) for alert, email in rows], total=total, limit=limit, offset=offset
     )
+
+
+def alert_kinds(session: Session) -> list[str]:
+    """The kinds of alerts raised so far, for the admin page's filter."""
+    return list(session.scalars(select(Alert.kind).group_by(Alert.kind).order_by(Alert.kind)))
+
+
+def alert_detail(session: Session, settings: Settings, alert_id: int) -> schemas.AlertOut | None:
+    """One alert, redacted as in the list; None if there is none."""
+    row = session.execute(
+        select(Alert, Student.email).outerjoin(Student, Alert.student_id == Student.id).where(Alert.id == alert_id)
+    ).first()
+    if row is None:
+        return None
+    alert, email = row
+    redact = Redactor.for_settings(settings, student_codes(session, [alert.student_id]))
+    return alert_out(alert, email, redact)
 
 
 def acknowledge_alert(session: Session, settings: Settings, alert_id: int, *, now: datetime) -> schemas.AlertOut | None:

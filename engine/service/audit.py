@@ -128,3 +128,15 @@ def audit_kinds(session: Session) -> list[str]:
             .order_by(History.kind)
         )
     )
+
+
+def audit_actors(session: Session) -> list[str]:
+    """Who wrote entries (``admin:ana``, ``admin-api``, ``cli``...), for the view's filter."""
+    return list(
+        session.scalars(
+            select(History.actor)
+            .where(History.actor.is_not(None), History.actor.not_in(_MACHINE_ACTORS))
+            .group_by(History.actor)
+            .order_by(History.actor)
+        )
+    )

@@ -23,7 +23,8 @@ from engine.pipeline.facts import event_facts
 from engine.pipeline.planning import event_targets, late_reason
 from engine.rules.action_types import TOKEN_PLACEHOLDER
 from engine.rules.model import Rules
-from engine.service.redaction import planned_codes
+from engine.service.redaction import Redactor, planned_codes, student_codes
+from engine.settings import Settings
 from engine.sources import is_platform
 from engine.statuses import TimerStatus
 
@@ -185,6 +186,18 @@ def _target(session, planner, rules, inp, student, target, now, notes) -> Target
     return TargetPlan(
         plan, membership.id if membership else None, membership.state_changed_at if membership else None, timers
     )
+
+
+def redacted_replan(
+    session: Session, settings: Settings, event_id: int, rules: Rules, *, now: datetime, rules_version: str | None
+) -> dict[str, Any]:
+    """:func:`replan_event` as the admin page shows it (``Replan.to_dict()``), with the configured
+    secrets and the student's codes redacted as in :func:`engine.service.events.event_detail`;
+    raises LookupError if there is no such event."""
+    replan = replan_event(session, event_id, rules, now=now, rules_version=rules_version)
+    event = replan.event
+    codes = student_codes(session, [event.student_id]) + planned_codes(event.action_runs, event.plans)
+    return Redactor.for_settings(settings, codes)(replan.to_dict())
 
 
 # --- then and now ----------------------------------------------------------------------------

@@ -28,6 +28,8 @@ def choose_events(
     status: str | None,
     event_type: str | None = None,
     since: datetime | None = None,
+    reason: str | None = None,
+    up_to_id: int | None = None,
     ids: Iterable[int] = (),
 ) -> list[int]:
     """The ids to replay, oldest first (see :func:`engine.pipeline.replay.select_events`), once the
@@ -36,7 +38,9 @@ def choose_events(
     if not rt.rules.available:
         raise RulesUnavailable(rt.rules.load_error)
     with rt.sessions() as session:
-        return select_events(session, status=status, event_type=event_type, since=since, ids=ids)
+        return select_events(
+            session, status=status, event_type=event_type, since=since, reason=reason, up_to_id=up_to_id, ids=ids
+        )
 
 
 def replay_events(
@@ -45,17 +49,17 @@ def replay_events(
     *,
     dry_run: bool,
     actor: str,
+    note: str | None = None,
     process_now: bool = False,
     on_each: Callable[[ReplayResult], None] | None = None,
-    note: str | None = None,
 ) -> list[ReplayResult]:
-    """Replay each event, recorded in its history with ``actor`` (and the operator's ``note``):
-    queued for the workers, or processed here and now (``process_now``: the CLI, which waits to
-    say what became of each); ``dry_run``: what each replay would decide, nothing kept.
-    ``on_each`` sees each result as it comes (a progress bar). Raises LookupError for an unknown id."""
+    """Replay each event, recorded in its history with ``actor`` and ``note`` (why; optional): queued
+    for the workers, or processed here and now (``process_now``: the CLI, which waits to say what became of each);
+    ``dry_run``: what each replay would decide, nothing kept. ``on_each`` sees each result as it
+    comes (a progress bar). Raises LookupError for an unknown id."""
     if not dry_run:
         return replay(
-            rt, event_ids, actor=actor, process=process_event if process_now else None, on_each=on_each, note=note
+            rt, event_ids, actor=actor, note=note, process=process_event if process_now else None, on_each=on_each
         )
     results: list[ReplayResult] = []
     for event_id in event_ids:

@@ -147,6 +147,7 @@ class AlertPage(Page):
 class EventDetail(EventSummary):
     dedupe_key: str
     correlation_id: str
+    transaction: str | None = Field(None, description="The platform's purchase code, when the event has one.")
     enqueued_at: datetime | None = Field(
         description="Last handed to the workers (stored, released, replayed, retried, or requeued by the sweep "
         "after STUCK_AFTER_SECONDS unfinished); null while held."
@@ -339,7 +340,7 @@ class ReconcileRunOut(BaseModel):
     id: int
     started_at: datetime
     finished_at: datetime | None
-    trigger: str = Field(description="cli | schedule | plan")
+    trigger: str = Field(description="cli | schedule | plan | page (the admin page)")
     mode: str = Field(description="report | grants (missing grants only) | all (guarded)")
     status: str = Field(description="running | reported | applied | held (blast-radius guard) | failed")
     students: int = Field(description="Students compared.")

@@ -29,6 +29,9 @@ def catalogue() -> dict[str, dict[str, str]]:
     for path in sorted(CATALOGUE.glob("*.yaml")):
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         for key, texts in data.items():
+            if not isinstance(key, str):  # YAML reads a bare on, off, yes, no as a boolean
+                problems.append(f"{path.name}: {key!r}: a key must be text (quote it)")
+                continue
             full = f"{path.stem}.{key}"
             if not isinstance(texts, Mapping):
                 problems.append(f"{path.name}: {key}: expected a text per language")

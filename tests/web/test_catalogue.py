@@ -45,6 +45,18 @@ def test_a_key_missing_a_language_fails_the_load(tmp_path, monkeypatch):
         catalogue.cache_clear()
 
 
+def test_a_key_yaml_reads_as_a_boolean_fails_the_load(tmp_path, monkeypatch):
+    (tmp_path / "view.yaml").write_text("on: {en: 'On', pt-BR: 'Ligado'}\n", encoding="utf-8")
+    monkeypatch.setattr(i18n, "CATALOGUE", tmp_path)
+    catalogue.cache_clear()
+    try:
+        with pytest.raises(CatalogueError, match="True: a key must be text"):
+            catalogue()
+    finally:
+        monkeypatch.undo()
+        catalogue.cache_clear()
+
+
 def test_an_unknown_key_is_an_error_not_a_blank():
     with pytest.raises(CatalogueError, match="nav.nowhere"):
         Translator("en")("nav.nowhere")

@@ -122,3 +122,12 @@ def test_pages_forbid_framing_and_foreign_scripts_and_are_not_cached(signed_in):
     assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
     assert "script-src 'self'" in response.headers["content-security-policy"]
     assert response.headers["cache-control"] == "no-store"
+
+
+def test_the_language_switch_after_an_action_comes_back_to_a_page_not_to_the_action(signed_in):
+    """A page rendered by a POST (an action's result) has the action's address: switching language
+    there must not GET it."""
+    csrf = csrf_of(signed_in.get("/ui/").text)
+    refused = signed_in.post("/ui/logout", data={"csrf_token": csrf + "x"})  # the 403 page, rendered by a POST
+    assert refused.status_code == 403
+    assert 'name="back" value="/ui/"' in refused.text

@@ -124,6 +124,7 @@ async def _student_page(page: Page, email: str, *, notice: Notice | None = None,
         access=view.access,
         rules_error=view.rules_error,
         here=student_url(view.detail.email),
+        back_path=student_url(view.detail.email),
         notice=notice,
         retryable=RETRYABLE,
         status_tone=lambda status: _EVENT_TONE.get(status, "warn"),
@@ -143,6 +144,7 @@ def _panel(page: Page, email: str, partial: str, **context: Any) -> HTMLResponse
         partial=partial,
         email=email,
         here=student_url(email),
+        back_path=student_url(email),
         **context,
     )
 

@@ -1,0 +1,144 @@
+"""Reconcile (``/ui/reconcile``): the stored runs and each one's report; running a report now; and
+applying one as ``engine reconcile --apply [--grants-only] [--confirm]`` does, after a confirmation
+that lists what it would do and, beyond the blast-radius guard, names every revocation."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Form, HTTPException, Path, Query
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from engine.service.reconcile_runs import (
+    ApplyPreview,
+    Busy,
+    ConfirmationRequired,
+    apply_preview,
+    apply_reviewed,
+    report_now,
+    run_page,
+    stored_run,
+)
+from engine.service.schemas import MAX_ID
+from engine.web.access import PREFIX, ActionDep, Page, PageDep
+from engine.web.paging import Note, Offset, Pager
+from engine.web.rendering import render
+
+router = APIRouter(prefix=PREFIX, include_in_schema=False)
+
+PAGE_SIZE = 20
+RunId = Annotated[int, Path(ge=1, le=MAX_ID)]
+
+
+async def _runs_page(page: Page, offset: int, *, notice: str | None = None, status_code: int = 200) -> HTMLResponse:
+    rt = page.rt
+
+    def read():
+        with rt.sessions() as session:
+            return run_page(session, limit=PAGE_SIZE, offset=offset)
+
+    found = await run_in_threadpool(read)
+    return render(
+        page.request,
+        "reconcile.html",
+        t=page.t,
+        operator=page.operator,
+        csrf_token=page.csrf_token,
+        runs=found.items,
+        paging=Pager(found.total, PAGE_SIZE, offset),
+        notice=notice,
+        status_code=status_code,
+    )
+
+
+@router.get("/reconcile")
+async def list_reconcile_runs(page: PageDep, offset: Offset = 0) -> HTMLResponse:
+    return await _runs_page(page, offset)
+
+
+@router.post("/reconcile/report")
+async def report(page: ActionDep, note: Note = "") -> Response:
+    """``engine reconcile``: compare now and store the report (seconds on a large course: Discord's
+    member list is paged under its rate limits), in the threadpool; change nothing."""
+    try:
+        run_id = await run_in_threadpool(report_now, page.rt, operator=page.operator, note=note.strip() or None)
+    except Busy:
+        return await _runs_page(page, 0, notice=page.t("reconcile.busy"), status_code=409)
+    return RedirectResponse(f"{PREFIX}/reconcile/{run_id}", status_code=303)
+
+
+async def _run(page: Page, run_id: int) -> dict:
+    rt = page.rt
+
+    def read():
+        with rt.sessions() as session:
+            return stored_run(session, run_id)
+
+    run = await run_in_threadpool(read)
+    if run is None:
+        raise HTTPException(404)
+    return run
+
+
+@router.get("/reconcile/{run_id}")
+async def show_run(page: PageDep, run_id: RunId) -> HTMLResponse:
+    run = await _run(page, run_id)
+    return render(
+        page.request,
+        "reconcile_run.html",
+        t=page.t,
+        operator=page.operator,
+        csrf_token=page.csrf_token,
+        run=run,
+        diff=run["diff"] or {},
+    )
+
+
+def _confirmation(
+    page: Page, preview: ApplyPreview, *, error: str | None = None, status_code: int = 200
+) -> HTMLResponse:
+    return render(
+        page.request,
+        "reconcile_apply.html",
+        t=page.t,
+        operator=page.operator,
+        csrf_token=page.csrf_token,
+        preview=preview,
+        error=error,
+        status_code=status_code,
+    )
+
+
+async def _preview(page: Page, run_id: int, grants_only: bool) -> ApplyPreview:
+    run = await _run(page, run_id)
+    preview = apply_preview(page.rt, run, grants_only=grants_only)
+    if preview is None:
+        raise HTTPException(404)  # a run still running, or failed: no report to apply
+    return preview
+
+
+@router.get("/reconcile/{run_id}/apply")
+async def confirm_apply(page: PageDep, run_id: RunId, grants_only: Annotated[bool, Query()] = False) -> HTMLResponse:
+    """What applying would do, from the stored report: the step before the POST."""
+    return _confirmation(page, await _preview(page, run_id, grants_only))
+
+
+@router.post("/reconcile/{run_id}/apply")
+async def apply(
+    page: ActionDep,
+    run_id: RunId,
+    grants_only: Annotated[bool, Form()] = False,
+    confirm: Annotated[bool, Form()] = False,
+    note: Note = "",
+) -> Response:
+    preview = await _preview(page, run_id, grants_only)
+    try:
+        new_run = await run_in_threadpool(
+            lambda: apply_reviewed(page.rt, preview, confirm=confirm, operator=page.operator, note=note.strip() or None)
+        )
+    except ConfirmationRequired:
+        return _confirmation(page, preview, error=page.t("reconcile.confirm_required"), status_code=400)
+    except Busy:
+        return _confirmation(page, preview, error=page.t("reconcile.busy"), status_code=409)
+    return RedirectResponse(f"{PREFIX}/reconcile/{new_run}", status_code=303)
