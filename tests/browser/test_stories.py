@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import quote
 
 import pytest
@@ -12,7 +13,7 @@ from sqlalchemy import select
 from engine.db.models import History
 from engine.db.session import session_factory
 from engine.settings import Settings
-from tests.browser.conftest import EN, buy, waiting_since
+from tests.browser.conftest import EN, PT, buy, waiting_since
 from tests.conftest import shipped_rules
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -74,6 +75,13 @@ def test_story_44_who_is_stuck(stack, fakes, pg, admin):
     admin.shot("confirm")
     panel.get_by_role("button", name=EN("student.do_code")).click()
     expect(page.get_by_role("status")).to_contain_text(EN("student.code_sent", product="curso"))
+    # The answer is the POST's page: the language switch there comes back to Eva's page, not the action.
+    page.get_by_label(EN("common.language")).select_option("pt-BR")
+    page.get_by_role("button", name=EN("common.switch_language")).click()
+    expect(page).to_have_url(re.compile(r"/ui/students/eva\.exemplo(%40|@)example\.com$"))
+    expect(page.get_by_role("region", name=PT("student.timeline"))).to_be_visible()
+    page.get_by_label(PT("common.language")).select_option("en")
+    page.get_by_role("button", name=PT("common.switch_language")).click()
 
     # The worker runs the rules' steps: a new code in her ManyChat field and the onboarding flow again.
     def flows_to_eva() -> list[str]:
