@@ -40,6 +40,7 @@ start_stack = e2e.start_stack
 
 CHROMIUM_INSTALL = "apt-get install -y --no-install-recommends chromium (.ci/services does)"
 SCREENSHOTS = REPO / "var" / "screenshots"
+ICON = "/ui/static/favicon.svg"
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 EN, PT = Translator("en"), Translator("pt-BR")
@@ -130,6 +131,8 @@ class AdminPage:
         self.problems.append(f"console error: {message.text} ({url})")
 
     def _request_failed(self, request: Request) -> None:
+        if request.failure == "net::ERR_ABORTED" and urlsplit(request.url).path == ICON:
+            return  # the browser fetches the icon after the page; the next page load cancels it
         self.problems.append(f"request failed: {request.method} {request.url}: {request.failure}")
 
     def _response(self, response: Response) -> None:

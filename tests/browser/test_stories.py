@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from urllib.parse import quote
 
 import pytest
@@ -26,6 +27,11 @@ STUCK = [
     ("joao.pereira@example.com", "João Pereira", "+5511999990202", STUCK_DAYS + 2),
     ("lucia.santos@example.com", "Lúcia Santos", "+5511999990203", STUCK_DAYS + 1),
 ]
+
+
+def when(moment: datetime) -> str:
+    """A stored time as the page writes it."""
+    return moment.replace(tzinfo=moment.tzinfo or UTC).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def history(pg: str, kind: str) -> list[History]:
@@ -95,3 +101,13 @@ def test_story_44_who_is_stuck(stack, fakes, pg, admin):
     admin.shot("code-sent")
     [requested] = history(pg, "code_requested")
     assert (requested.actor, requested.detail["note"]) == ("admin:ana", "She never got the first message")
+
+    # The audit view: who sent it, when, and why.
+    page.get_by_role("navigation").get_by_role("link", name=EN("nav.audit")).click()
+    page.get_by_label(EN("audit.kind")).select_option("code_requested")
+    page.get_by_role("button", name=EN("audit.apply_filters")).click()
+    rows = page.get_by_role("table").locator("tbody tr")
+    expect(rows).to_have_count(1)
+    for text in ("admin:ana", "code_requested", "She never got the first message", EVA, when(requested.created_at)):
+        expect(rows).to_contain_text(text)
+    admin.shot("audit")
