@@ -29,6 +29,7 @@ from engine.settings import Settings
 from engine.web.i18n import Translator
 from tests.conftest import REPO, load_payload
 from tests.e2e import conftest as e2e
+from tests.e2e import test_attention_stories as attention_stories
 from tests.e2e.conftest import Fakes, Stack
 from tests.e2e.test_attention_stories import accepted
 from tests.web.conftest import ANA_OPERATOR, ANA_SECRET, admin_users
@@ -37,6 +38,7 @@ from tests.web.conftest import ANA_OPERATOR, ANA_SECRET, admin_users
 # engine's processes on the test's own database and queue.
 fakes = e2e.fakes
 start_stack = e2e.start_stack
+rules_repo = attention_stories.rules_repo  # a git work tree holding a copy of the shipped rules
 
 CHROMIUM_INSTALL = "apt-get install -y --no-install-recommends chromium (.ci/services does)"
 SCREENSHOTS = REPO / "var" / "screenshots"

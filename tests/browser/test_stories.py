@@ -14,8 +14,12 @@ from sqlalchemy import select
 from engine.db.models import History
 from engine.db.session import session_factory
 from engine.settings import Settings
-from tests.browser.conftest import EN, PT, buy, waiting_since
+from tests.browser.conftest import EN, PT, accepted, buy, purchase, waiting_since
 from tests.conftest import shipped_rules
+from tests.e2e.conftest import ANA
+from tests.e2e.test_attention_stories import NEW_PRODUCT, add_product, commit, version_of
+from tests.e2e.test_reconcile_cli import COURSE_ROLE
+from tests.e2e.test_reconcile_cli import seed as seed_reconcile
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -111,3 +115,110 @@ def test_story_44_who_is_stuck(stack, fakes, pg, admin):
     for text in ("admin:ana", "code_requested", "She never got the first message", EVA, when(requested.created_at)):
         expect(rows).to_contain_text(text)
     admin.shot("audit")
+
+
+def test_story_45_after_a_fix_replay(start_admin, fakes, pg, rules_repo, open_page):
+    """45. After a fix, replay. Twelve events need attention because a new product had no rules
+    file; after the file is merged, the operator replays the twelve from the page in one action
+    with a confirmation, and each ends processed."""
+    # The processes look at the rules on disk when a page or an event needs them (and every 30 s,
+    # longer than this story): never between the new file and its commit (a "-dirty" version).
+    stack = start_admin(RULES_DIR=str(rules_repo))
+    cause, note = f"no product matches id {NEW_PRODUCT}", "products/mentoria.yaml is merged"
+    events = []
+    for number in range(1, 13):
+        email, name, phone = f"aluna{number:02d}@example.com", f"Aluna {number:02d}", f"+551199999{number:04d}"
+        fakes.manychat.seed_subscriber(email=email, whatsapp_phone=phone, first_name="Aluna")
+        body = purchase(email, name, envelope=f"s45-{number}", product_id=NEW_PRODUCT, phone=phone)
+        events.append(accepted(stack, body))
+    for event_id in events:
+        assert stack.wait_event(event_id, statuses=("needs_attention", "processed"))["status"] == "needs_attention"
+
+    # The overview: twelve events, one cause.
+    admin = open_page(stack)
+    admin.sign_in()
+    page = admin.page
+    causes = page.get_by_role("table").filter(has_text=EN("overview.cause"))
+    expect(causes.locator("tbody tr")).to_have_count(1)
+    expect(causes.locator("tbody td.num")).to_have_text("12")
+    admin.shot("overview")
+
+    # The fix is merged: products/mentoria.yaml claims the product's id.
+    add_product(rules_repo)
+    commit(rules_repo, "products/mentoria.yaml")
+    fixed = version_of(rules_repo)
+
+    # From the cause to its events, then the replay of all twelve: what it will do first.
+    causes.get_by_role("link", name=cause).click()
+    expect(page.locator("#events-table tbody tr")).to_have_count(12)
+    page.get_by_label(EN("events.bulk_cause"), exact=True).select_option(cause)
+    page.get_by_role("button", name=EN("events.bulk_preview")).click()
+    expect(page.get_by_role("heading", level=1)).to_have_text(EN("events.bulk_title"))
+    expect(page.get_by_role("main")).to_contain_text(EN("events.bulk_count", count=12, version=fixed))
+    would_be = page.get_by_role("table").locator("tbody tr td:nth-child(4) .badge")
+    expect(would_be).to_have_count(12)
+    expect(would_be).to_have_text(["processed"] * 12)
+    assert {stack.event(event_id)["status"] for event_id in events} == {"needs_attention"}  # nothing changed yet
+    page.get_by_label(EN("events.note_label")).fill(note)
+    admin.shot("preview")
+    page.get_by_role("button", name=EN("events.bulk_confirm", count=12)).click()
+    expect(page.get_by_role("status")).to_have_text(EN("events.replay_done", count=12, version=fixed))
+    admin.shot("replayed")
+
+    # Each ends processed, with the new rules, and is written to the history with the operator and the note.
+    for event_id in events:
+        event = stack.wait_event(event_id)
+        assert (event["status"], event["product"], event["rules_version"]) == ("processed", "mentoria", fixed)
+    replays = history(pg, "replay")
+    assert sorted(row.event_id for row in replays) == events
+    assert {(row.actor, row.detail.get("note")) for row in replays} == {("admin:ana", note)}
+    admin.goto("/ui/events?status=needs_attention")
+    expect(page.locator("#events-table")).to_contain_text(EN("events.none"))
+
+
+def test_a_reconcile_over_the_guard_is_applied_once_the_operator_has_read_the_list(stack, fakes, pg, admin):
+    """Twelve refunded students still hold the course's Discord role: more revocations than reconcile
+    applies unasked (10). The operator runs a report, opens the apply confirmation, which names every
+    revocation and applies nothing until she ticks that she has read the list; then the roles go."""
+    seed_reconcile(pg, students=12, state="refunded")  # the rules say refunded students hold nothing
+    members = [ANA["discord_id"], *(str(10**17 + i) for i in range(1, 12))]
+    fakes.discord.set_member_roles(ANA["discord_id"], [COURSE_ROLE])
+    for member in members[1:]:
+        fakes.discord.add_member(member, [COURSE_ROLE])
+
+    admin.sign_in()
+    page = admin.page
+    page.get_by_role("navigation").get_by_role("link", name=EN("nav.reconcile")).click()
+    page.get_by_label(EN("reconcile.note")).fill("the morning check")
+    page.get_by_role("button", name=EN("reconcile.report_button")).click()
+    expect(page).to_have_url(re.compile(r"/ui/reconcile/\d+$"))
+    curso = page.get_by_role("row").filter(has=page.get_by_role("rowheader", name="curso", exact=True))
+    expect(curso.locator("td").nth(1)).to_have_text("12")  # extra: held without the rules wanting it
+    admin.shot("report")
+    assert all(fakes.discord.member_roles(member) == {COURSE_ROLE} for member in members)  # a report changes nothing
+
+    page.get_by_role("link", name=EN("reconcile.apply_link")).click()
+    expect(page.get_by_role("alert")).to_have_text(EN("reconcile.over_limit", count=12, limit=10))
+    revocations = page.get_by_role("table").filter(has_text=EN("reconcile.revocations", count=12))
+    expect(revocations.locator("tbody tr")).to_have_count(12)
+    expect(revocations).to_contain_text(ANA["email"])
+    admin.shot("guard")
+
+    # Without the tick the browser does not send the form: nothing applied.
+    apply_url = page.url
+    page.get_by_role("button", name=EN("reconcile.apply_button"), exact=True).click()
+    assert page.url == apply_url
+    checkbox = page.get_by_label(EN("reconcile.confirm_checkbox", count=12))
+    assert checkbox.evaluate("box => box.validity.valueMissing")
+    checkbox.check()
+    page.get_by_label(EN("reconcile.note")).fill("refunds of the launch week")
+    page.get_by_role("button", name=EN("reconcile.apply_button"), exact=True).click()
+    expect(page.locator(".notice.ok")).to_contain_text("RECONCILE")
+    admin.shot("applied")
+
+    stack.wait_for(
+        lambda: all(fakes.discord.member_roles(member) == set() for member in members),
+        what="the twelve roles to be removed",
+    )
+    [applied] = history(pg, "reconcile_applied")
+    assert (applied.actor, applied.detail["confirm"]) == ("admin:ana", True)
