@@ -51,7 +51,9 @@ def test_the_language_switch_holds_across_pages_and_sessions(admin):
     expect(page.get_by_role("navigation")).to_contain_text(PT("nav.students"))
     admin.shot("overview-pt")
 
-    page.get_by_role("link", name=PT("common.brand")).click()  # another page load
+    page.get_by_role("navigation").get_by_role("link", name=PT("nav.events")).click()  # another view
+    expect(heading(admin)).to_have_text(PT("events.title"))
+    page.get_by_role("link", name=PT("common.brand")).click()
     expect(heading(admin)).to_have_text(PT("overview.title"))
     page.reload()
     expect(heading(admin)).to_have_text(PT("overview.title"))
@@ -165,3 +167,9 @@ def test_on_a_phone_the_nav_and_the_tables_stay_usable(stack, fakes, pg, open_pa
     # A table fits the screen or scrolls inside its own box.
     for table in page.get_by_role("table").all():
         assert table.evaluate("t => (t.closest('.scroll') || t).getBoundingClientRect().right <= innerWidth + 0.5")
+
+    # The events that need attention, through the tile, on the same screen: the filters and the table fit.
+    page.get_by_role("link", name=EN("overview.attention_tile")).click()
+    expect(page.locator("#events-table tbody tr")).to_have_count(1)
+    assert admin.too_wide() == []
+    admin.shot("events")
