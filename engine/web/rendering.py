@@ -3,6 +3,7 @@ translator, the CSRF token and the filters the templates share."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -62,7 +63,13 @@ def _query(request: Request, **changes: Any) -> str:
     return "?" + urlencode(params) if params else "?"
 
 
+def _json(value: Any) -> str:
+    """A value as the rules write it, on one line (accents kept; the template escapes it)."""
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
 templates.env.filters["when"] = _when
+templates.env.filters["json"] = _json
 templates.env.globals["query"] = _query
 
 

@@ -230,11 +230,11 @@ def test_the_event_page_shows_the_event_its_plan_and_steps_with_no_secret(h, sig
     assert "HP-DETAIL" in html and correlation_id in html and "hotmart" in html
     assert f'href="/ui/students/{ANA.replace("@", "%40")}"' in html
     assert "Workshop Exemplo de Automação" in html  # the payload, pretty-printed, accents kept
-    assert "Transition purchase_not_linked: new → pending_onboarding" in html
+    assert '<span class="badge ok">purchase_not_linked</span> new → pending_onboarding' in html
     for action in ("issue_token", "add_tag", "set_field", "trigger_flow", "schedule"):
         assert f"<td>{action}</td>" in html
     assert '<span class="badge ok">done</span>' in html
-    assert "<code>tags=[&#34;aluno-curso&#34;]</code>" in html  # a step's rendered parameters
+    assert '<code class="wrap">{&#34;tags&#34;: [&#34;aluno-curso&#34;]}</code>' in html  # a step's rendered parameters
     assert f"The rules are the ones that planned it: {h.runtime.rules.version}." in html
     assert "The current rules now" in html
 
@@ -282,7 +282,7 @@ def test_replaying_one_event_shows_the_dry_run_first_then_replays_with_the_opera
     preview = client.get(f"/ui/events/{event_id}/replay")
     assert preview.status_code == 200 and "<html" in preview.text
     assert "Now needs_attention; a replay would make it processed" in preview.text
-    assert "Transition purchase_not_linked: new → pending_onboarding" in preview.text
+    assert '<span class="badge ok">purchase_not_linked</span> new → pending_onboarding' in preview.text
     assert "against the current rules, version" in preview.text and h.runtime.rules.version != version_then
     panel = client.get(f"/ui/events/{event_id}/replay", headers={"HX-Request": "true"})
     assert "<html" not in panel.text and f'action="/ui/events/{event_id}/replay"' in panel.text

@@ -131,7 +131,6 @@ def _render(page: Page, template: str, *, status_code: int = 200, **context: Any
         csrf_token=page.csrf_token,
         status_code=status_code,
         tone=tone,
-        as_json=_compact,
         **context,
     )
 
@@ -342,8 +341,3 @@ async def replay_event(page: ActionDep, event_id: EventPath, note: Note = "") ->
 
 def _pretty(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False)
-
-
-def _compact(value: Any) -> str:
-    """A step's parameter or result as the rules write it (accents kept; the template escapes it)."""
-    return json.dumps(value, ensure_ascii=False)

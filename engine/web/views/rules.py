@@ -115,12 +115,6 @@ async def dry_run_form(page: PageDep) -> HTMLResponse:
     return _dry_run_page(page, rules, form={})
 
 
-def _with_param_text(plan: dict[str, Any]) -> dict[str, Any]:
-    """A plan (``Plan.to_dict()``) with each step's parameters as one line of JSON to show."""
-    steps = [{**step, "params_text": _json_text(step.get("params") or {})} for step in plan.get("steps") or []]
-    return {**plan, "steps": steps}
-
-
 @router.post("/rules/dry-run")
 async def dry_run_submit(
     page: ActionDep,
@@ -153,7 +147,6 @@ async def dry_run_submit(
         if found is None:
             raise HTTPException(404)
         stored = redact(found.to_dict())
-        stored["plans"] = [_with_param_text(plan) for plan in stored["plans"]]
         return _dry_run_page(page, rules, form=form, stored=stored)
 
     if not payload.strip():
@@ -171,7 +164,7 @@ async def dry_run_submit(
         page,
         rules,
         form=form,
-        planned=_with_param_text(planned),
+        planned=planned,
         source_used=result.event.source,
         connector_calls=result.connector_calls,
     )
