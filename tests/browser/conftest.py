@@ -89,8 +89,10 @@ def launch_chromium(playwright) -> Browser:
     return playwright.chromium.launch(executable_path=require_chromium(), args=args, headless=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
 def chromium() -> Iterator[Browser]:
+    """One browser per test process; first of a test's fixtures, so that a missing browser skips
+    (or, in CI, fails) the test before any process starts."""
     require_chromium()  # before Playwright starts its driver
     with sync_playwright() as playwright:
         browser = launch_chromium(playwright)
