@@ -82,6 +82,13 @@ class Settings(BaseSettings):
     manychat_api_token: SecretStr = SecretStr("")
     manychat_api_base: str = MANYCHAT_API_BASE
 
+    # The course platform: each enroll/unenroll step also POSTs a signed webhook (Standard Webhooks)
+    # to this URL. Off: the engine's class_enrollments table alone, as before.
+    course_webhook_enabled: bool = False
+    course_webhook_url: str = ""
+    # whsec_<base64> (the spec's form: the key is the decoded bytes), or any text (its UTF-8 bytes).
+    course_webhook_secret: SecretStr = SecretStr("")
+
     # "json": one object per line (production's default); "text": a developer's terminal (development's).
     log_format: Literal["text", "json"] | None = None
 
@@ -199,6 +206,8 @@ class Settings(BaseSettings):
             raise ValueError("DISCORD_ENABLED needs DISCORD_BOT_TOKEN and DISCORD_GUILD_ID")
         if self.manychat_enabled and not self.manychat_api_token.get_secret_value():
             raise ValueError("MANYCHAT_ENABLED needs MANYCHAT_API_TOKEN")
+        if self.course_webhook_enabled and self.secrets_required:  # `engine doctor` names what is wrong
+            self._check_course_webhook()
         users = self.admin_users.get_secret_value()
         if self.admin_users_file is not None:
             try:
@@ -213,6 +222,26 @@ class Settings(BaseSettings):
         if self.worker_stale_seconds <= self.heartbeat_seconds:
             raise ValueError("WORKER_STALE_SECONDS must be longer than HEARTBEAT_SECONDS")
         return self
+
+    def _check_course_webhook(self) -> None:
+        from connectors.course_platform import signing_key
+
+        missing = [
+            name
+            for name, value in (
+                ("COURSE_WEBHOOK_URL", self.course_webhook_url),
+                ("COURSE_WEBHOOK_SECRET", self.course_webhook_secret.get_secret_value()),
+            )
+            if not value.strip()
+        ]
+        if missing:
+            raise ValueError(f"COURSE_WEBHOOK_ENABLED needs {' and '.join(missing)}")
+        if not self.course_webhook_url.startswith(("https://", "http://")):
+            raise ValueError(f"COURSE_WEBHOOK_URL {self.course_webhook_url!r}: an http(s):// address")
+        try:
+            signing_key(self.course_webhook_secret.get_secret_value())
+        except ValueError as exc:
+            raise ValueError(f"COURSE_WEBHOOK_SECRET: {exc}") from None
 
     @property
     def sqlalchemy_url(self) -> str:

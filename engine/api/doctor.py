@@ -16,7 +16,7 @@ router = APIRouter(prefix="/admin", tags=["admin"])
 
 @router.get(
     "/doctor",
-    summary="Preflight: database, migrations, queue, secrets, rules, and Discord/ManyChat setup",
+    summary="Preflight: database, migrations, queue, secrets, rules, and Discord/ManyChat/course platform setup",
     response_model=schemas.DoctorReport,
     responses=ADMIN_RESPONSES,
 )
@@ -25,11 +25,20 @@ async def doctor(
     rt: RuntimeDep,
     discord: Annotated[bool | None, Query(description="Check Discord (default: when DISCORD_ENABLED).")] = None,
     manychat: Annotated[bool | None, Query(description="Check ManyChat (default: when MANYCHAT_ENABLED).")] = None,
+    course: Annotated[
+        bool | None, Query(description="Check the course platform's webhook (default: when COURSE_WEBHOOK_ENABLED).")
+    ] = None,
 ) -> schemas.DoctorReport:
     # The rules in use (the last valid ones) are checked against the services; invalid rules on
     # disk are a FAIL of their own.
     rules = rt.rules.rules if rt.rules.available else None  # a process may run without valid rules
     checks = await run_in_threadpool(
-        preflight, rt.settings, rules, list(rt.rules.last_problems), discord=discord, manychat=manychat
+        preflight,
+        rt.settings,
+        rules,
+        list(rt.rules.last_problems),
+        discord=discord,
+        manychat=manychat,
+        course=course,
     )
     return schemas.DoctorReport(ok=not failed(checks), checks=as_dicts(checks))

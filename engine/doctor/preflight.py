@@ -20,6 +20,7 @@ from engine.doctor.core import (
     stuck_check,
     worker_rules_check,
 )
+from engine.doctor.course_platform import course_platform_checks
 from engine.doctor.discord import DiscordDoctor
 from engine.doctor.manychat import ManyChatDoctor
 from engine.rules.model import Rules
@@ -32,15 +33,18 @@ def run_doctor(
     *,
     discord: bool | None = None,
     manychat: bool | None = None,
+    course: bool | None = None,
     engine_checks: Iterable[Check] = (),
     transport: httpx.BaseTransport | None = None,
 ) -> list[Check]:
-    """Every check; ``discord``/``manychat`` None means "when the flag is on"."""
+    """Every check; ``discord``/``manychat``/``course`` None means "when the flag is on"."""
     checks = list(engine_checks)
     if discord if discord is not None else settings.discord_enabled:
         checks += DiscordDoctor(settings, rules, transport).run()
     if manychat if manychat is not None else settings.manychat_enabled:
         checks += ManyChatDoctor(settings, rules, transport).run()
+    if course if course is not None else settings.course_webhook_enabled:
+        checks += course_platform_checks(settings, transport)
     return checks
 
 
@@ -51,6 +55,7 @@ def preflight(
     *,
     discord: bool | None = None,
     manychat: bool | None = None,
+    course: bool | None = None,
     transport: httpx.BaseTransport | None = None,
 ) -> list[Check]:
     """Our side (database, migrations, queue, secrets, rules), then each service asked for."""
@@ -76,4 +81,6 @@ def preflight(
         *([workers] if workers else []),
         *([stuck] if stuck else []),
     ]
-    return run_doctor(settings, rules, discord=discord, manychat=manychat, engine_checks=ours, transport=transport)
+    return run_doctor(
+        settings, rules, discord=discord, manychat=manychat, course=course, engine_checks=ours, transport=transport
+    )

@@ -41,7 +41,7 @@ from engine import alert_texts
 from engine.db.conflicts import CONFLICT_RETRIES, conflict_pause, is_conflict, retry_conflicts
 from engine.db.models import ActionRun, Event, Membership, Student
 from engine.logs import log_context
-from engine.pipeline import ledger
+from engine.pipeline import classes, ledger
 from engine.pipeline.alerts import raise_alert
 from engine.pipeline.local_actions import LOCAL_ACTIONS
 from engine.pipeline.runtime import Runtime
@@ -275,7 +275,10 @@ def _advance(rt: Runtime, session: Session, student_id: int, lane: str | None, d
         step, skip = ledger.effective_step(session, run, membership)
         connector = rt.connector_for(step.action) if skip is None else None
         if skip is None and connector is None:
-            skip = StepResult.failed("engine.no_connector", f"no connector runs {step.action!r}")
+            # A class step with the course platform's webhook off is the engine's table alone.
+            skip = classes.without_platform(step) or StepResult.failed(
+                "engine.no_connector", f"no connector runs {step.action!r}"
+            )
         if skip is not None:
             run.attempts, run.started_at = run.attempts + 1, now
             outcome = _record(rt, session, event, run, skip)
@@ -287,6 +290,8 @@ def _advance(rt: Runtime, session: Session, student_id: int, lane: str | None, d
         if step_lane is not None and step_lane != lane:
             drained.handed_to = step_lane  # that lane's threads wait for the budget, not ours
             return None
+        if step.action in classes.CLASS_ACTIONS:
+            step = classes.step_for_platform(step, run, membership, rt.rules.rules.classes)
         ctx = _context(event, run, membership, student)
         if "discord_id" in step.params:  # relink: act on the account linked before
             ctx = replace(ctx, student=replace(ctx.student, discord_id=step.params["discord_id"]))
@@ -373,6 +378,9 @@ def _record(rt: Runtime, session: Session, event: Event, run: ActionRun, result:
     if result.status is not StepStatus.FAILED:
         run.status = result.status.value
         run.retry_at = None
+        if run.action in classes.CLASS_ACTIONS:  # before the ledger: an unenroll is narrowed by it
+            membership = session.get(Membership, run.membership_id) if run.membership_id else None
+            classes.record_locally(session, run, membership, event.student_id, result, rt.rules.rules.classes)
         ledger.record(session, run, event.student_id, result)
         if event.status == EventStatus.RETRYING:
             event.status = EventStatus.PROCESSING

@@ -1,4 +1,4 @@
-"""Steps the engine runs in its own database: codes, timers, alerts, the course's classes.
+"""Steps the engine runs in its own database: codes, timers, alerts (the classes: ``classes.py``).
 
 Each runs inside the transaction that records its result, so it is done exactly once.
 
@@ -20,9 +20,7 @@ from sqlalchemy.orm import Session
 from connectors.base import StepResult
 from engine.db.models import ActionRun, Membership, OnboardingToken, ScheduledEvent, Student
 from engine.lifecycle.access import LINK_EVENT
-from engine.pipeline import ledger
 from engine.pipeline.alerts import raise_alert
-from engine.pipeline.classes import enroll_student, unenroll_student
 from engine.pipeline.runtime import Runtime
 from engine.rules.model import Rules
 from engine.statuses import TimerStatus
@@ -216,31 +214,7 @@ def alert(rt: Runtime, session: Session, run: ActionRun, membership: Membership 
     return StepResult.done(f"alert {created.id} raised")
 
 
-def enroll(
-    rt: Runtime, session: Session, run: ActionRun, membership: Membership | None, student: Student
-) -> StepResult:
-    keys = list(run.params.get("classes", []))
-    names = rt.rules.rules.classes
-    for key in keys:
-        enroll_student(session, student.id, key, names.get(key))
-    return StepResult.done(f"enrolled in {', '.join(keys) or 'nothing'}")
-
-
-def unenroll(
-    rt: Runtime, session: Session, run: ActionRun, membership: Membership | None, student: Student
-) -> StepResult:
-    # Only the classes this membership enrolled in and no other membership still grants.
-    step, ready = ledger.effective_step(session, run, membership)
-    if ready is not None:
-        return ready
-    keys = list(step.params.get("classes", []))
-    unenroll_student(session, student.id, keys)
-    return StepResult.done(f"left {', '.join(keys) or 'nothing'}")
-
-
 LOCAL_ACTIONS: dict[str, LocalAction] = {
-    "enroll": enroll,
-    "unenroll": unenroll,
     "issue_token": issue_token,
     "revoke_token": revoke_token,
     "schedule": schedule,

@@ -16,7 +16,7 @@ from engine.db.models import utcnow
 from engine.db.session import engine_of, session_factory
 from engine.pipeline.queue import NoQueue, TaskQueue
 from engine.pipeline.rules_repository import RulesRepository
-from engine.rules.actions import DISCORD, MANYCHAT, run_by
+from engine.rules.actions import CLASSES, DISCORD, MANYCHAT, run_by
 from engine.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -102,6 +102,17 @@ def build_connectors(settings: Settings) -> tuple[dict[str, Connector], Connecto
     for connector, actions in ((discord, discord_actions), (manychat, manychat_actions)):
         for action in actions:
             registry[action] = connector
+    if settings.course_webhook_enabled:
+        # Off, no connector runs the class steps: the engine's own table alone (execution.py).
+        from connectors.classes import ClassesConnector
+
+        classes = ClassesConnector(
+            settings.course_webhook_url,
+            settings.course_webhook_secret.get_secret_value(),
+            wrap_transport=lambda network: CountingTransport("classes", counters, network),
+        )
+        for action in run_by(CLASSES):
+            registry[action] = classes
     return registry, discord
 
 

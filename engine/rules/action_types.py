@@ -68,7 +68,7 @@ def no_check(args: Any, ctx: CheckContext) -> list[str]:
 @dataclass(frozen=True)
 class Action:
     name: str
-    executor: str  # DISCORD | MANYCHAT | LOCAL
+    executor: str  # DISCORD | MANYCHAT | CLASSES | LOCAL
     schema: dict[str, Any]  # JSON Schema of the step's argument
     render: Callable[[Any, RenderContext], dict[str, Any] | Skipped]
     check: Callable[[Any, CheckContext], list[str]] = no_check

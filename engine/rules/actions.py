@@ -35,8 +35,9 @@ from engine.rules.action_params import (
 )
 from engine.rules.action_types import Action, LedgerUse, RenderContext, no_check
 
-# Who runs a step: a connector by name, or the engine in its own database.
-DISCORD, MANYCHAT, LOCAL = "discord", "manychat", "local"
+# Who runs a step: a connector by name, or the engine in its own database. The classes are both:
+# the engine's own table, and the course platform's webhook when COURSE_WEBHOOK_ENABLED.
+DISCORD, MANYCHAT, CLASSES, LOCAL = "discord", "manychat", "classes", "local"
 
 # Argument shapes several declarations use. The shared $defs they name (role_params, tag_params,
 # class_params) are written by engine.rules.schema.
@@ -132,7 +133,7 @@ _ALL = (
     ),
     _access(
         "enroll",
-        LOCAL,
+        CLASSES,
         "classes",
         LedgerUse(*_CLASS, grants=True),
         render_classes,
@@ -142,7 +143,7 @@ _ALL = (
     ),
     _access(
         "unenroll",
-        LOCAL,
+        CLASSES,
         "classes",
         LedgerUse(*_CLASS, grants=False),
         render_classes,

@@ -321,7 +321,7 @@ class CodeRequestOut(BaseModel):
 
 
 class DoctorCheck(BaseModel):
-    area: Literal["engine", "discord", "manychat"]
+    area: Literal["engine", "discord", "manychat", "classes"]
     status: Literal["ok", "warn", "FAIL"]
     message: str
 

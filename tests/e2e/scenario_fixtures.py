@@ -17,13 +17,15 @@ import copy
 import itertools
 import json
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from connectors.classes import ClassesConnector
 from connectors.discord import DiscordConnector
 from connectors.manychat import ManyChatConnector
 from engine.api.app import create_app
@@ -47,6 +49,9 @@ from engine.pipeline.sweep import fire_due_timers
 from tests.conftest import ADMIN_TOKEN, HOTTOK, Harness, load_payload, shipped_rules
 from tests.fakes import discord_app, manychat_app
 from tests.fakes.server import serve
+
+if TYPE_CHECKING:
+    from tests.fakes.course_platform_app import FakeCoursePlatform
 
 FAKE_TOKEN = "test-token"
 GUILD_ID = discord_app.GUILD_ID
@@ -123,6 +128,7 @@ class World:
     api: TestClient
     links: LinkService
     flow_names: dict[str, tuple[str, str]] = field(default_factory=dict)  # ns -> (product, flow)
+    course: FakeCoursePlatform | None = None  # with course_platform=True
 
     @property
     def runtime(self):
@@ -304,9 +310,11 @@ def open_world(
     manychat_timeout: float = 10.0,
     ana_in_manychat: bool = True,
     ana_in_guild: bool = True,
+    course_platform: bool = False,
     **settings,
 ) -> Iterator[World]:
-    """Fakes served in threads, real connectors pointed at them, a harness on PostgreSQL."""
+    """Fakes served in threads, real connectors pointed at them, a harness on PostgreSQL; with
+    ``course_platform``, the fake course platform too, told by the real classes connector."""
     rules = shipped_rules()
     discord_asgi = discord_app.create_app(
         token=FAKE_TOKEN, route_limit=route_limit, route_window=route_window, global_limit=global_limit
@@ -318,7 +326,17 @@ def open_world(
     if ana_in_guild:
         fake_discord.add_member(ANA_DISCORD)
     seed_manychat(fake_manychat, rules, ana=ana_in_manychat)
-    with serve(discord_asgi) as discord_url, serve(manychat_asgi) as manychat_url:
+    if course_platform:  # imported only when asked for: it needs the standardwebhooks test package
+        from tests.fakes import course_platform_app
+
+        course_asgi = course_platform_app.create_app()
+        course_secret = course_platform_app.SECRET
+    with (
+        serve(discord_asgi) as discord_url,
+        serve(manychat_asgi) as manychat_url,
+        # Served only when asked for: most stories leave the webhook off, as it ships.
+        serve(course_asgi) if course_platform else nullcontext(None) as course_url,
+    ):
         discord = DiscordConnector(
             FAKE_TOKEN,
             GUILD_ID,
@@ -329,13 +347,20 @@ def open_world(
         manychat = ManyChatConnector(FAKE_TOKEN, api_base=manychat_url, timeout=manychat_timeout)
         connectors = {action: discord for action in discord.actions}
         connectors.update({action: manychat for action in manychat.actions})
+        classes = None
+        if course_url is not None:
+            classes = ClassesConnector(f"{course_url}/webhooks", course_secret, timeout=5.0)
+            connectors.update({action: classes for action in classes.actions})
         h = make_harness(connectors=connectors, **settings)
         h.runtime.alert_sink = discord
         links = LinkService(h.runtime.sessions, h.runtime.rules, h.queued.append, clock=h.clock)
         flow_names = {ns: (p.key, name) for p in rules.products.values() for name, ns in p.flows.items()}
         try:
             with TestClient(create_app(h.runtime)) as api:
-                yield World(h, fake_discord, fake_manychat, discord, manychat, api, links, flow_names)
+                course = course_asgi.state.fake if classes is not None else None
+                yield World(h, fake_discord, fake_manychat, discord, manychat, api, links, flow_names, course)
         finally:
             discord.close()
             manychat.close()
+            if classes is not None:
+                classes.close()

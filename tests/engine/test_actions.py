@@ -8,12 +8,13 @@ from datetime import UTC, datetime
 
 import pytest
 
+from connectors.classes import ClassesConnector
 from connectors.discord import DiscordConnector
 from connectors.manychat import ManyChatConnector
 from engine.pipeline.local_actions import LOCAL_ACTIONS
 from engine.rules import check_rules, load_rules
 from engine.rules.action_types import RenderContext
-from engine.rules.actions import ACTIONS, DISCORD, IDEMPOTENT, LOCAL, MANYCHAT, run_by
+from engine.rules.actions import ACTIONS, CLASSES, DISCORD, IDEMPOTENT, LOCAL, MANYCHAT, run_by
 from engine.rules.loader import SCHEMA_PATH
 from engine.rules.schema import with_actions
 from tests.conftest import RULES, load_payload
@@ -33,13 +34,16 @@ def test_every_action_has_exactly_one_executor():
     assert run_by(LOCAL) == set(LOCAL_ACTIONS)  # a handler per local action, none undeclared
     discord = DiscordConnector("token", "1180000000000000000")
     manychat = ManyChatConnector("token")
+    classes = ClassesConnector("https://course.example.com/webhooks", "whsec_c2VjcmV0")
     try:
         assert run_by(DISCORD) == discord.actions
         assert run_by(MANYCHAT) == manychat.actions
+        assert run_by(CLASSES) == classes.actions == {"enroll", "unenroll"}
     finally:
         discord.close()
         manychat.close()
-    assert run_by(LOCAL) | run_by(DISCORD) | run_by(MANYCHAT) == set(ACTIONS)
+        classes.close()
+    assert run_by(LOCAL) | run_by(DISCORD) | run_by(MANYCHAT) | run_by(CLASSES) == set(ACTIONS)
 
 
 def test_only_a_flow_and_a_direct_message_are_never_resent_on_their_own():

@@ -31,6 +31,38 @@ def test_enabling_a_connector_requires_its_credentials():
         Settings(ENGINE_ENV="test", manychat_enabled=True, _env_file=None)
 
 
+def test_the_course_webhook_needs_an_address_and_a_usable_secret():
+    with pytest.raises(
+        ValidationError, match="COURSE_WEBHOOK_ENABLED needs COURSE_WEBHOOK_URL and COURSE_WEBHOOK_SECRET"
+    ):
+        Settings(ENGINE_ENV="test", course_webhook_enabled=True, _env_file=None)
+    url = "https://course.example.com/webhooks"
+    with pytest.raises(ValidationError, match="COURSE_WEBHOOK_ENABLED needs COURSE_WEBHOOK_SECRET"):
+        Settings(ENGINE_ENV="test", course_webhook_enabled=True, course_webhook_url=url, _env_file=None)
+    with pytest.raises(ValidationError, match="COURSE_WEBHOOK_URL 'course.example.com': an http"):
+        Settings(
+            ENGINE_ENV="test",
+            course_webhook_enabled=True,
+            course_webhook_url="course.example.com",
+            course_webhook_secret="whsec_c2VjcmV0",
+            _env_file=None,
+        )
+    with pytest.raises(ValidationError, match="COURSE_WEBHOOK_SECRET: a secret starting with whsec_ must be base64"):
+        Settings(
+            ENGINE_ENV="test",
+            course_webhook_enabled=True,
+            course_webhook_url=url,
+            course_webhook_secret="whsec_???",
+            _env_file=None,
+        )
+    on = Settings(
+        ENGINE_ENV="test", course_webhook_enabled=True, course_webhook_url=url, course_webhook_secret="s3cr3t-text"
+    )
+    assert "s3cr3t" not in repr(on)
+    # Off, nothing is asked for: the engine's own table, as before.
+    assert not Settings(ENGINE_ENV="test", _env_file=None).course_webhook_enabled
+
+
 def test_postgres_urls_get_the_psycopg_driver_and_secrets_stay_hidden():
     settings = Settings(ENGINE_ENV="test", database_url="postgres://u:p@db/x", hotmart_hottok="s3cret", _env_file=None)
     assert settings.sqlalchemy_url == "postgresql+psycopg://u:p@db/x"

@@ -64,3 +64,28 @@ def test_the_service_connectors_share_one_tls_context(monkeypatch: pytest.Monkey
     registry["trigger_flow"].close()
     registry["add_role"].close()
     assert loads == []
+
+
+def test_the_course_webhook_runs_the_class_steps_only_when_its_flag_is_on():
+    """Off, no connector runs enroll/unenroll (the engine's table alone, execution.py); on, the
+    classes connector does, its calls counted like the others'."""
+    off, _ = build_connectors(_settings())
+    assert "enroll" not in off and "unenroll" not in off
+    off["trigger_flow"].close()
+    off["add_role"].close()
+
+    settings = _settings(
+        course_webhook_enabled=True, course_webhook_url=f"{REFUSED}/webhooks", course_webhook_secret="whsec_c2VjcmV0"
+    )
+    registry, _ = build_connectors(settings)
+    counters = connector_counters(settings)
+    errors_before = counters.snapshot().get("classes|error|ConnectError", 0)
+    assert registry["enroll"] is registry["unenroll"] and registry["enroll"].name == "classes"
+    context = StepContext(student=StudentRef(id=1, email="ana@example.com"), event_id=1, action_run_id=5)
+    try:
+        result = registry["enroll"].run(Step("enroll", {"classes": ["curso-2026"]}), context)
+    finally:
+        for action in ("enroll", "trigger_flow", "add_role"):
+            registry[action].close()
+    assert (result.error, result.retryable) == ("classes.unavailable", True)
+    assert counters.snapshot()["classes|error|ConnectError"] == errors_before + 1
