@@ -6,7 +6,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,8 +43,10 @@ def _seed_manychat(fake: manychat_app.FakeManyChat) -> None:
     fake.seed_subscriber(email=ANA["email"], whatsapp_phone="+5511999990001", first_name="Ana")
 
 
-@pytest.fixture
-def fakes() -> Iterator[Fakes]:
+@contextmanager
+def running_fakes() -> Iterator[Fakes]:
+    """The fake Discord (a guild with Ana and the community role) and the fake ManyChat (the shipped
+    rules' tags, fields and flows, and Ana's contact), each served on loopback while the block runs."""
     discord = discord_app.create_app(token=FAKE_TOKEN, route_limit=50, route_window=1.0)
     manychat = manychat_app.create_app(token=FAKE_TOKEN)
     discord.state.fake.add_role(COMMUNITY_ROLE, "Comunidade", position=2)
@@ -51,6 +54,12 @@ def fakes() -> Iterator[Fakes]:
     _seed_manychat(manychat.state.fake)
     with serve(discord) as discord_url, serve(manychat) as manychat_url:
         yield Fakes(discord.state.fake, manychat.state.fake, f"{discord_url}/api/v10", manychat_url)
+
+
+@pytest.fixture
+def fakes() -> Iterator[Fakes]:
+    with running_fakes() as running:
+        yield running
 
 
 @dataclass
@@ -105,37 +114,41 @@ def stack_env(pg: str, redis_url: str, fakes: Fakes, **extra: str) -> dict[str, 
     return env
 
 
-@pytest.fixture
-def start_stack(pg: str, redis_url: str, fakes: Fakes, tmp_path: Path):
-    processes: list[EngineProcess] = []
-    clients: list[httpx.Client] = []
+def launch_stack(env: dict[str, str], logs: Path, *, worker: bool = True) -> Stack:
+    """`engine serve --no-worker` (and, with ``worker``, `engine worker`) with ``env`` on a free
+    port, their logs in a new folder of ``logs``; returns once /healthz answers (``stop_stacks``
+    stops them)."""
+    port = free_port()
+    folder = logs / f"stack-{port}"
+    folder.mkdir()
+    commands = [("api", ["serve", "--no-worker", "--port", str(port)])]
+    if worker:
+        commands.append(("worker", ["worker", "--threads", "2"]))
+    started = {name: start_engine(args, env=env, cwd=REPO, log=folder / f"{name}.log") for name, args in commands}
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
+    stack = Stack(f"http://127.0.0.1:{port}", env, client, started)
 
-    def start(*, worker: bool = True, **extra: str) -> Stack:
-        env = stack_env(pg, redis_url, fakes, **extra)
-        port = free_port()
-        logs = tmp_path / f"stack-{port}"
-        logs.mkdir()
-        commands = [("api", ["serve", "--no-worker", "--port", str(port)])]
-        if worker:
-            commands.append(("worker", ["worker", "--threads", "2"]))
-        started = {name: start_engine(args, env=env, cwd=REPO, log=logs / f"{name}.log") for name, args in commands}
-        processes.extend(started.values())
-        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
-        clients.append(client)
-        stack = Stack(f"http://127.0.0.1:{port}", env, client, started)
+    def healthy() -> bool:
+        try:
+            return client.get("/healthz").status_code == 200
+        except httpx.HTTPError:
+            return False
 
-        def healthy() -> bool:
-            try:
-                return client.get("/healthz").status_code == 200
-            except httpx.HTTPError:
-                return False
-
+    try:
         stack.wait_for(healthy, timeout=30, what="the API to start")
-        return stack
+    except BaseException:
+        stop_stacks([stack])
+        raise
+    return stack
 
-    yield start
-    for client in clients:
-        client.close()
+
+def stop_stacks(stacks: Iterable[Stack]) -> None:
+    """Close the stacks' clients and stop their processes: SIGTERM to every one first, then wait
+    for each (SIGKILL after ten seconds)."""
+    stacks = list(stacks)
+    for stack in stacks:
+        stack.client.close()
+    processes = [process for stack in stacks for process in stack.processes.values()]
     for process in processes:
         process.terminate()
     for process in processes:
@@ -143,6 +156,19 @@ def start_stack(pg: str, redis_url: str, fakes: Fakes, tmp_path: Path):
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+@pytest.fixture
+def start_stack(pg: str, redis_url: str, fakes: Fakes, tmp_path: Path):
+    stacks: list[Stack] = []
+
+    def start(*, worker: bool = True, **extra: str) -> Stack:
+        stack = launch_stack(stack_env(pg, redis_url, fakes, **extra), tmp_path, worker=worker)
+        stacks.append(stack)
+        return stack
+
+    yield start
+    stop_stacks(stacks)
 
 
 def remote_enqueue(redis_url: str) -> Callable[[int], None]:
