@@ -85,6 +85,27 @@ def test_the_overview_shows_a_stuck_student_and_leads_to_her_page(stack, fakes, 
     admin.shot("student")
 
 
+def test_the_waiting_tile_lists_the_stuck_students_and_the_search_finds_one(stack, fakes, pg, admin):
+    buy(stack, fakes, EVA, "Eva Exemplo", "+5511999990005")
+    buy(stack, fakes, "rita.recente@example.com", "Rita Recente", "+5511999990006")
+    waiting_since(pg, EVA, days=STUCK_DAYS + 2)
+
+    admin.sign_in()
+    page = admin.page
+    page.get_by_role("link", name=EN("overview.stuck_tile", days=STUCK_DAYS)).click()
+    expect(page).to_have_url(re.compile(r"/ui/students\?stuck=1$"))
+    expect(page.get_by_role("main")).to_contain_text(EN("students.found", count=1))
+    expect(page.get_by_role("main")).to_contain_text(EVA)
+    expect(page.get_by_role("main")).not_to_contain_text("rita.recente@example.com")
+
+    page.get_by_role("link", name=EN("nav.students")).click()
+    page.get_by_role("searchbox", name=EN("students.search")).fill("RECENTE")
+    page.get_by_role("button", name=EN("students.apply"), exact=True).click()
+    expect(page.get_by_role("main")).to_contain_text(EN("students.found", count=1))
+    expect(page.get_by_role("main")).to_contain_text("rita.recente@example.com")
+    admin.shot("students")
+
+
 def test_the_keyboard_reaches_the_sign_in_form_and_the_nav(admin):
     admin.goto("/ui/login")
     page = admin.page
