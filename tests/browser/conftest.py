@@ -89,10 +89,13 @@ def launch_chromium(playwright) -> Browser:
     return playwright.chromium.launch(executable_path=require_chromium(), args=args, headless=True)
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def chromium() -> Iterator[Browser]:
-    """One browser per test process; first of a test's fixtures, so that a missing browser skips
-    (or, in CI, fails) the test before any process starts."""
+    """One browser per test module; first of a test's fixtures, so that a missing browser skips
+    (or, in CI, fails) the test before any process starts. Not per session: while Playwright's sync
+    API runs, its event loop is this thread's running loop, and the next test of this process that
+    runs a loop of its own (the bot's, httpx's) would fail; pytest ends a module's fixtures before a
+    test of another module runs."""
     require_chromium()  # before Playwright starts its driver
     with sync_playwright() as playwright:
         browser = launch_chromium(playwright)
