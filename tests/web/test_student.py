@@ -402,3 +402,35 @@ def test_steps_and_their_attempts_are_listed(h, signed_in):
         failed = session.scalar(select(ActionRun).where(ActionRun.status == "failed"))
     html = signed_in.get(PAGE).text
     assert failed is not None and f"attempts: {failed.attempts}" in html and "discord.forbidden" in html
+
+
+# --- post, redirect, get -----------------------------------------------------------------------------
+
+
+def test_an_action_redirects_to_the_page_and_a_refresh_sends_nothing_again(h, signed_in):
+    h.deliver(_purchase())
+    sent = signed_in.post(
+        f"{PAGE}/code", data={"product": "curso", "csrf_token": _csrf(signed_in)}, follow_redirects=False
+    )
+    assert sent.status_code == 303 and sent.headers["location"].startswith(f"{PAGE}?done=")
+    landed = signed_in.get(sent.headers["location"])
+    assert "A new code for curso was requested" in landed.text
+    before = _state(h)
+    assert "A new code for curso was requested" in signed_in.get(sent.headers["location"]).text  # the refresh
+    assert _state(h) == before and len(_history(h, "code_requested")) == 1
+
+
+def test_an_outcome_in_the_address_shows_only_if_this_session_signed_it(h, signed_in, browser):
+    h.deliver(_purchase())
+    sent = signed_in.post(
+        f"{PAGE}/note", data={"note": "called her", "csrf_token": _csrf(signed_in)}, follow_redirects=False
+    )
+    location = sent.headers["location"]
+    assert "Note saved in the history." in signed_in.get(location).text
+    payload, signature = location.split("done=", 1)[1].rsplit(".", 1)
+    altered = f"{PAGE}?done={payload}.{signature[:-1]}{'0' if signature[-1] != '0' else '1'}"
+    assert "Note saved in the history." not in signed_in.get(altered).text
+    other = TestClient(signed_in.app)  # another operator's session: the same link says nothing there
+    assert sign_in(other, "caio", "another long passphrase").status_code == 303
+    page = other.get(location)
+    assert page.status_code == 200 and "Note saved in the history." not in page.text

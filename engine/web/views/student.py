@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Form, HTTPException, Path, Query
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 
 from engine.pipeline.runtime import Runtime
 from engine.service import audit
@@ -36,7 +36,11 @@ from engine.service.students import states_waiting_for_link, student_detail
 from engine.service.timeline import Entry, student_timeline
 from engine.statuses import EventStatus, RunStatus
 from engine.web.access import PREFIX, ActionDep, Page, PageDep
+from engine.web.notices import notice_location, read_notice
 from engine.web.rendering import render
+
+if TYPE_CHECKING:
+    from engine.reconcile.apply import Applied
 
 router = APIRouter(prefix=f"{PREFIX}/students", include_in_schema=False)
 
@@ -169,8 +173,20 @@ def _known(rt: Runtime, email: str, event_id: int | None = None) -> str:
 
 
 @router.get("/{email}")
-async def show_student(page: PageDep, email: Email) -> HTMLResponse:
-    return await _student_page(page, email)
+async def show_student(
+    page: PageDep, email: Email, done: Annotated[str | None, Query(max_length=4000)] = None
+) -> HTMLResponse:
+    outcome = read_notice(done, page.csrf_token)  # an action's, across its redirect
+    notice = Notice("ok", page.t(outcome[0], **outcome[1]), outcome[2]) if outcome else None
+    return await _student_page(page, email, notice=notice)
+
+
+def _done(page: Page, email: str, key: str, *, event_id: int | None = None, **values: Any) -> RedirectResponse:
+    """After an action that changed something: to the student's page with its outcome (a refresh
+    there shows the outcome again, and sends nothing)."""
+    return RedirectResponse(
+        notice_location(student_url(email), page.csrf_token, key, event_id=event_id, **values), status_code=303
+    )
 
 
 @router.get("/{email}/access")
@@ -301,8 +317,7 @@ async def send_code(page: ActionDep, email: Email, product: ProductForm, note: N
         return await _student_page(
             page, email, notice=Notice("bad", page.t("student.rules_unavailable")), status_code=409
         )
-    notice = Notice("ok", page.t("student.code_sent", product=product), event_id)
-    return await _student_page(page, email, notice=notice)
+    return _done(page, email, "student.code_sent", event_id=event_id, product=product)
 
 
 @router.post("/{email}/replay")
@@ -317,7 +332,7 @@ async def replay(page: ActionDep, email: Email, event_id: EventForm, note: NoteF
     if result.refused:
         notice = Notice("bad", f"{page.t('student.refused')}: {result.reason}", event_id)
         return await _student_page(page, email, notice=notice, status_code=409)
-    return await _student_page(page, email, notice=Notice("ok", page.t("student.replayed"), event_id))
+    return _done(page, email, "student.replayed", event_id=event_id)
 
 
 @router.post("/{email}/retry")
@@ -338,7 +353,7 @@ async def retry(
     if refused:
         notice = Notice("bad", f"{page.t('student.refused')}: {refused}", event_id)
         return await _student_page(page, email, notice=notice, status_code=409)
-    return await _student_page(page, email, notice=Notice("ok", page.t("student.retried"), event_id))
+    return _done(page, email, "student.retried", event_id=event_id)
 
 
 @router.post("/{email}/reconcile")
@@ -351,7 +366,7 @@ async def reconcile(
 ) -> HTMLResponse:
     rt = page.rt
 
-    def act() -> Notice:
+    def act() -> Notice | Applied:
         _known(rt, email)
         if not _rules_loaded(rt):
             return Notice("bad", page.t("student.rules_unavailable"))
@@ -372,14 +387,14 @@ async def reconcile(
             return Notice("bad", page.t("student.reconcile_held", count=applied.revokes, limit=applied.limit))
         if not applied.events:
             return Notice("ok", page.t("student.nothing_to_change"))
-        return Notice(
-            "ok",
-            page.t("student.reconciled", grants=applied.grants, revokes=applied.revokes),
-            applied.events[0],
-        )
+        return applied
 
-    notice = await run_in_threadpool(act)
-    return await _student_page(page, email, notice=notice, status_code=200 if notice.tone == "ok" else 409)
+    outcome = await run_in_threadpool(act)
+    if isinstance(outcome, Notice):  # nothing changed: no redirect needed
+        return await _student_page(page, email, notice=outcome, status_code=200 if outcome.tone == "ok" else 409)
+    return _done(
+        page, email, "student.reconciled", event_id=outcome.events[0], grants=outcome.grants, revokes=outcome.revokes
+    )
 
 
 @router.post("/{email}/note")
@@ -398,4 +413,4 @@ async def add_note(page: ActionDep, email: Email, note: NoteForm = "") -> HTMLRe
             audit.record(session, page.operator, "note", at=rt.now(), note=text, student_id=student_id)
 
     await run_in_threadpool(act)
-    return await _student_page(page, email, notice=Notice("ok", page.t("student.noted")))
+    return _done(page, email, "student.noted")
