@@ -26,7 +26,8 @@ def notice_location(path: str, secret: str, key: str, *, event_id: int | None = 
     """``path`` with the outcome ``key`` (a catalogue key) and its ``values``, signed with ``secret``."""
     body = json.dumps({"k": key, "v": values, "e": event_id}, separators=(",", ":"), ensure_ascii=False)
     payload = base64.urlsafe_b64encode(body.encode()).decode().rstrip("=")
-    return f"{path}?{urlencode({PARAM: f'{payload}.{_sign(secret, payload)}'})}"
+    separator = "&" if "?" in path else "?"
+    return f"{path}{separator}{urlencode({PARAM: f'{payload}.{_sign(secret, payload)}'})}"
 
 
 def read_notice(token: str | None, secret: str) -> tuple[str, dict[str, Any], int | None] | None:

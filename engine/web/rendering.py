@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from engine.web.i18n import LANGUAGES, Translator
+from engine.web.notices import PARAM, read_notice
 
 HERE = Path(__file__).parent
 HTMX = "htmx-2.0.11.min.js"  # vendored and pinned (static/); no CDN at run time
@@ -83,6 +84,9 @@ def render(
     status_code: int = 200,
     **context: Any,
 ) -> HTMLResponse:
+    if csrf_token and (outcome := read_notice(request.query_params.get(PARAM), csrf_token)):
+        # An action's outcome, carried across its redirect (engine.web.notices).
+        context.setdefault("flash", {"text": t(outcome[0], **outcome[1]), "event_id": outcome[2]})
     response = templates.TemplateResponse(
         request,
         template,

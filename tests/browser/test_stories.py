@@ -164,7 +164,7 @@ def test_story_45_after_a_fix_replay(start_admin, fakes, pg, rules_repo, open_pa
     page.get_by_label(EN("events.note_label")).fill(note)
     admin.shot("preview")
     page.get_by_role("button", name=EN("events.bulk_confirm", count=12)).click()
-    expect(page.get_by_role("status")).to_have_text(EN("events.replay_done", count=12, version=fixed))
+    expect(page.locator(".notice[role=status]")).to_have_text(EN("events.replayed", count=12, version=fixed))
     admin.shot("replayed")
 
     # Each ends processed, with the new rules, and is written to the history with the operator and the note.

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Path, Query
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic.functional_validators import BeforeValidator
 
 from engine.service import events, replays
@@ -25,6 +25,7 @@ from engine.service.replan import redacted_replan
 from engine.service.schemas import MAX_ID, PRINTABLE
 from engine.statuses import EventStatus, RunStatus
 from engine.web.access import PREFIX, ActionDep, Page, PageDep
+from engine.web.notices import notice_location
 from engine.web.rendering import render
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
@@ -244,6 +245,16 @@ async def bulk_replay(
         return replays.replay_out(rt, results, dry_run=False), None
 
     outcome, rules_error = await run_in_threadpool(run)
+    if outcome is not None and outcome.count and not any(item.refused for item in outcome.items):
+        # Done: to the list it came from, the outcome carried across (a refresh replays nothing again).
+        target = notice_location(
+            "/ui/events?status=needs_attention",
+            page.csrf_token,
+            "events.replayed",
+            count=outcome.count,
+            version=outcome.rules_version or "—",
+        )
+        return RedirectResponse(target, status_code=303)
     return _render(page, "event_replay_result.html", outcome=outcome, rules_error=rules_error, event_id=None)
 
 
@@ -336,6 +347,15 @@ async def replay_event(page: ActionDep, event_id: EventPath, note: Note = "") ->
         outcome, rules_error = await run_in_threadpool(run)
     except LookupError:
         raise HTTPException(404) from None
+    if outcome is not None and outcome.count and not any(item.refused for item in outcome.items):
+        target = notice_location(
+            f"/ui/events/{event_id}",
+            page.csrf_token,
+            "events.replayed",
+            count=outcome.count,
+            version=outcome.rules_version or "—",
+        )
+        return RedirectResponse(target, status_code=303)
     return _render(page, "event_replay_result.html", outcome=outcome, rules_error=rules_error, event_id=event_id)
 
 

@@ -36,7 +36,7 @@ from engine.service.students import states_waiting_for_link, student_detail
 from engine.service.timeline import Entry, student_timeline
 from engine.statuses import EventStatus, RunStatus
 from engine.web.access import PREFIX, ActionDep, Page, PageDep
-from engine.web.notices import notice_location, read_notice
+from engine.web.notices import notice_location
 from engine.web.rendering import render
 
 if TYPE_CHECKING:
@@ -176,9 +176,8 @@ def _known(rt: Runtime, email: str, event_id: int | None = None) -> str:
 async def show_student(
     page: PageDep, email: Email, done: Annotated[str | None, Query(max_length=4000)] = None
 ) -> HTMLResponse:
-    outcome = read_notice(done, page.csrf_token)  # an action's, across its redirect
-    notice = Notice("ok", page.t(outcome[0], **outcome[1]), outcome[2]) if outcome else None
-    return await _student_page(page, email, notice=notice)
+    # ``done``: an action's outcome across its redirect, shown by every page (engine.web.notices).
+    return await _student_page(page, email)
 
 
 def _done(page: Page, email: str, key: str, *, event_id: int | None = None, **values: Any) -> RedirectResponse:
