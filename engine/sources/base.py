@@ -98,6 +98,17 @@ class Source(Protocol):
         """Whether a decoded body has this platform's shape (``engine dry-run`` without --source)."""
         ...
 
+    def change_key(self, body: object) -> str | None:
+        """The change a body makes (prefixed with the source's name), shared by every event of that
+        change whichever way it came (a webhook, ``engine sync``'s reading of the platform's API):
+        the second one is a duplicate. None: no such key (the envelope's dedupe key alone)."""
+        ...
+
+
+def no_change_key(body: object) -> None:
+    """A source whose API the engine does not read: its webhooks dedupe on their own key alone."""
+    return None
+
 
 class _NotJSON:
     def __repr__(self) -> str:

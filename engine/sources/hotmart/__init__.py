@@ -23,7 +23,7 @@ from engine.sources.hotmart.events import (
     REVOKING_EVENTS,
 )
 from engine.sources.hotmart.hottok import form_hottok, scrub_payload, scrub_raw, verify_hottok
-from engine.sources.hotmart.identity import Envelope, dedupe_key, envelope
+from engine.sources.hotmart.identity import Envelope, change_key, dedupe_key, envelope
 from engine.sources.reader import MAX_CODE_LENGTH, MAX_EMAIL_LENGTH, MAX_INTEGER, MAX_NAME_LENGTH
 
 __all__ = [
@@ -71,6 +71,7 @@ class HotmartSource:
     envelope = staticmethod(envelope)
     parse = staticmethod(parse)
     dedupe_key = staticmethod(dedupe_key)
+    change_key = staticmethod(change_key)
 
     @staticmethod
     def verify(
