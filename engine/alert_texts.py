@@ -132,3 +132,42 @@ def reconcile_drift(run_id: int, apply_mode: object, summary: str, example: str)
         f"(RECONCILE_APPLY={apply_mode}): {summary} (e.g. {example}). "
         "See engine reconcile --last; engine reconcile --apply fixes it."
     )
+
+
+def sync_guard(source: Any, run_id: int | None, ending: Sequence, students: int, limit: int, found: int) -> str:
+    """``engine sync`` held by the blast-radius guard; ``ending``: the changes that would end access
+    (each with ``line()``); ``source``: the platform (its ``name`` and ``title``)."""
+    shown = "; ".join(finding.line() for finding in ending[:20])
+    more = f"; ... and {len(ending) - 20} more" if len(ending) > 20 else ""
+    run = f" (run {run_id})" if run_id is not None else ""
+    return (
+        f"{source.title} sync{run} stopped at the blast-radius guard: {len(ending)} change(s) that end access "
+        f"across {students} student(s), more than {limit} allowed without confirmation, among {found} change(s) "
+        f"no webhook brought. Nothing was stored. If {source.title} is right, run "
+        f"`engine sync {source.name} --apply --confirm`; otherwise check the account the credentials read. "
+        f"Changes: {shown}{more}"
+    )
+
+
+def sync_drift(source: Any, run_id: int, apply_setting: str, apply_mode: object, summary: str, example: str) -> str:
+    """What a scheduled ``engine sync`` found that no webhook brought, and left for the admins."""
+    return (
+        f"{source.title} sync run {run_id} found changes no webhook brought and left them "
+        f"({apply_setting}={apply_mode}): {summary} (e.g. {example}). "
+        f"See engine sync {source.name} --last; engine sync {source.name} --apply applies them."
+    )
+
+
+SILENCE_HID = " Since then, engine sync "  # how the sync's word in a no-webhook alert begins
+
+
+def silence_hid(message: str, run_id: int, found: int, summary: str, source_name: str) -> str:
+    """An open no-webhook alert's ``message`` saying how many changes the silence hid, as the latest
+    sync found them (replacing what an earlier run said)."""
+    opening = message.split(SILENCE_HID)[0]
+    if not found:
+        return f"{opening}{SILENCE_HID}{source_name} (run {run_id}) found no change the silence hid."
+    return (
+        f"{opening}{SILENCE_HID}{source_name} (run {run_id}) found {found} change(s) the silence hid: "
+        f"{summary} (engine sync {source_name} --last lists them)."
+    )

@@ -46,6 +46,7 @@ class EduzzSource:
     parse = staticmethod(parse)
     dedupe_key = staticmethod(dedupe_key)
     change_key = staticmethod(no_change_key)
+    api = None  # its API is not read (engine sync)
     verify = staticmethod(verify)
     split = staticmethod(split)
 

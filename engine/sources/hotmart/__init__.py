@@ -6,7 +6,9 @@ Section numbers (§) in this package refer to ``shared/reference/hotmart.md``. I
 * :mod:`.identity`: which event a body is: its envelope, read without a full parse, and its dedupe key;
 * :mod:`.event`: a v2 body parsed into the canonical :class:`HotmartEvent` the rules decide on
   (its phone fields read into :func:`engine.sources.phone.normalize_phone`);
-* :mod:`.hottok`: the shared secret: verifying a request, scrubbing it before anything is stored.
+* :mod:`.hottok`: the shared secret: verifying a request, scrubbing it before anything is stored;
+* :mod:`.api_items`: the REST API's sales and subscriptions read as the webhooks they stand for
+  (``engine sync hotmart``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from engine.sources.base import NOT_JSON
+from engine.sources.hotmart.api_items import HotmartApiItems
 from engine.sources.hotmart.event import HotmartEvent, parse
 from engine.sources.hotmart.events import (
     CANONICAL,
@@ -72,6 +75,7 @@ class HotmartSource:
     parse = staticmethod(parse)
     dedupe_key = staticmethod(dedupe_key)
     change_key = staticmethod(change_key)
+    api = HotmartApiItems()
 
     @staticmethod
     def verify(

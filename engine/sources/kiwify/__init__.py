@@ -44,6 +44,7 @@ class KiwifySource:
     parse = staticmethod(parse)
     dedupe_key = staticmethod(dedupe_key)
     change_key = staticmethod(no_change_key)
+    api = None  # its API is not read (engine sync)
     verify = staticmethod(verify)
 
     @staticmethod
