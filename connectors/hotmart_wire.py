@@ -203,6 +203,8 @@ class HotmartWire:
             log.info("hotmart: rate limited (429), asking again in %.1f s", delay)
             waited += delay
             self._pause(delay)
+            with self._lock:
+                self._remaining = None  # waited as told: the next reply says the new budget
         raise AssertionError("unreachable")
 
     def _note_budget(self, response: httpx.Response) -> None:
@@ -260,9 +262,15 @@ _SECRET_PARAM = re.compile(r"(client_secret=)[^&\s\"']+")
 
 class _RedactSecrets(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple) and any("client_secret=" in str(arg) for arg in record.args):
-            record.args = tuple(_SECRET_PARAM.sub(r"\1***", str(arg)) for arg in record.args)
+        if isinstance(record.args, tuple):
+            record.args = tuple(_redacted(arg) for arg in record.args)
         return True
+
+
+def _redacted(arg: Any) -> Any:
+    if isinstance(arg, str | httpx.URL) and "client_secret=" in str(arg):
+        return _SECRET_PARAM.sub(r"\1***", str(arg))
+    return arg
 
 
 _REDACTOR = _RedactSecrets()
