@@ -158,6 +158,15 @@ def sync_drift(source: Any, run_id: int, apply_setting: str, apply_mode: object,
     )
 
 
+def sync_failed(source: Any, detail: str, error: str) -> str:
+    """A scheduled ``engine sync`` that could not read the platform (``error``: the wire error's name)."""
+    return (
+        f"{source.title} sync could not read {source.title}'s API ({error}: {detail}). Webhooks missed "
+        f"meanwhile are not caught up. Run `engine doctor --{source.name}`, fix what it names, then "
+        f"`engine sync {source.name}`."
+    )
+
+
 SILENCE_HID = " Since then, engine sync "  # how the sync's word in a no-webhook alert begins
 
 

@@ -81,7 +81,7 @@ class Report:
 
     def totals(self) -> dict[str, int]:
         effects = Counter(finding.effect for finding in self.findings)
-        return {"changes": len(self.findings), **{effect: effects[effect] for effect in EFFECTS}}
+        return {"found": len(self.findings), **{effect: effects[effect] for effect in EFFECTS}}
 
     def ending(self) -> list[Finding]:
         """The findings that would end someone's access: what the blast-radius guard counts."""

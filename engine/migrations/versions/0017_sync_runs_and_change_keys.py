@@ -4,7 +4,8 @@
 cancellation), the same whether a webhook or the sync brought it: unique, so the second of one
 change is a duplicate. Events stored before it have none and keep working. ``origin`` marks the
 events the sync stored: not webhooks, so the index each platform's last webhook is read on
-(0011's) covers only the others, and the silence alert never counts a synced event.
+(0011's) covers only the others, and the silence alert never counts a synced event. Both are kept
+as stored, as the rest of an event's identity (0008's insert-only trigger, extended here).
 
 Revision ID: 0017
 Revises: 0012
@@ -24,12 +25,40 @@ depends_on = None
 BigID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
 WEBHOOKS = "origin IS NULL"
+# 0008's columns an event keeps as stored; this revision adds its two.
+KEPT = ("payload", "raw_body", "raw_bytes", "payload_changes", "headers", "type", "source", "dedupe_key", "received_at")
+IDENTITY = ("origin", "change_key")
+
+
+def _insert_only(columns: tuple[str, ...], kept: str) -> None:
+    """0008's trigger function, keeping ``columns`` (and the id) of every stored event; ``kept``
+    names them in its refusal."""
+    if op.get_bind().dialect.name != "postgresql":
+        return
+    changed = " OR ".join(f"NEW.{column} IS DISTINCT FROM OLD.{column}" for column in (*columns, "id"))
+    op.execute(
+        f"""
+        CREATE OR REPLACE FUNCTION events_insert_only() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF TG_OP = 'DELETE' THEN
+                RAISE EXCEPTION 'the event log is insert-only: event % cannot be deleted', OLD.id
+                    USING ERRCODE = 'restrict_violation';
+            END IF;
+            IF {changed} THEN
+                RAISE EXCEPTION 'the event log is insert-only: event % keeps its {kept}', OLD.id
+                    USING ERRCODE = 'restrict_violation';
+            END IF;
+            RETURN NEW;
+        END $$
+        """
+    )
 
 
 def upgrade() -> None:
     op.add_column("events", sa.Column("origin", sa.String(length=20), nullable=True))
     op.add_column("events", sa.Column("change_key", sa.String(length=100), nullable=True))
     op.create_index("uq_events_change_key", "events", ["change_key"], unique=True)
+    _insert_only(KEPT + IDENTITY, "payload, raw body, headers, type, received time, origin and change key")
     op.drop_index("ix_events_source_received_at", table_name="events")
     op.create_index(
         "ix_events_source_received_at",
@@ -62,6 +91,7 @@ def downgrade() -> None:
     op.drop_index("ix_events_source_received_at", table_name="events")
     op.create_index("ix_events_source_received_at", "events", ["source", "received_at"])
     op.drop_index("uq_events_change_key", table_name="events")
+    _insert_only(KEPT, "payload, raw body, headers, type and received time")
     # Not batch mode on SQLite: a copy of events would lose its partial indexes (0010's);
     # SQLite drops an unindexed column in place since 3.35.
     for column in ("change_key", "origin"):
