@@ -155,9 +155,7 @@ class PlatformApi(Protocol):
 
     def subscription(self, item: object) -> ApiSubscription | None: ...
 
-    def sale_change(
-        self, item: object, subscriptions: Mapping[tuple[str, str], ApiSubscription]
-    ) -> ApiChange | None:
+    def sale_change(self, item: object, subscriptions: Mapping[tuple[str, str], ApiSubscription]) -> ApiChange | None:
         """A sale's status as the change it is (``subscriptions``, by (e-mail, product id): the
         buyer's subscription of the product, whose code and plan its webhook carries)."""
         ...
