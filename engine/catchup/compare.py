@@ -66,11 +66,11 @@ def findings(
         paid_until = None
         if (
             subscription is not None
-            and not subscription.ended
             and change.event_type in granting
             and approvals.get((change.email, change.product_id)) == change.at
         ):
-            paid_until = subscription.access_until  # the newest payment pays until the next charge
+            # The newest payment pays until the next charge (once cancelled: the last day of access).
+            paid_until = subscription.access_until
         body = api.webhook(change, occurred, paid_until)
         dated.append(_finding(source, rules, planner, change, product, membership, body, occurred, now))
     report.findings.extend(sorted(dated, key=lambda finding: (finding.occurred_at, finding.email)))
