@@ -115,15 +115,19 @@ def stuck(
 
 def reconcile_guard(run_id: int | None, revokes: Sequence, students: int, limit: int) -> str:
     """``revokes``: the revocations the guard held back (each with ``line()``)."""
-    shown = "; ".join(change.line() for change in revokes[:20])
-    more = f"; ... and {len(revokes) - 20} more" if len(revokes) > 20 else ""
     run = f" (run {run_id})" if run_id is not None else ""
     return (
         f"Reconcile{run} stopped at the blast-radius guard: {len(revokes)} revocation(s) across "
         f"{students} student(s), more than {limit} allowed without confirmation. "
         f"Nothing was applied. If the rules are right, run `engine reconcile --apply --confirm`; otherwise fix "
-        f"the rules. Revocations: {shown}{more}"
+        f"the rules. Revocations: {_listed(revokes)}"
     )
+
+
+def _listed(items: Sequence, shown: int = 20) -> str:
+    """The first ``shown`` items' ``line()``, and how many more there are."""
+    more = f"; ... and {len(items) - shown} more" if len(items) > shown else ""
+    return "; ".join(item.line() for item in items[:shown]) + more
 
 
 def reconcile_drift(run_id: int, apply_mode: object, summary: str, example: str) -> str:
@@ -137,15 +141,13 @@ def reconcile_drift(run_id: int, apply_mode: object, summary: str, example: str)
 def sync_guard(source: Any, run_id: int | None, ending: Sequence, students: int, limit: int, found: int) -> str:
     """``engine sync`` held by the blast-radius guard; ``ending``: the changes that would end access
     (each with ``line()``); ``source``: the platform (its ``name`` and ``title``)."""
-    shown = "; ".join(finding.line() for finding in ending[:20])
-    more = f"; ... and {len(ending) - 20} more" if len(ending) > 20 else ""
     run = f" (run {run_id})" if run_id is not None else ""
     return (
         f"{source.title} sync{run} stopped at the blast-radius guard: {len(ending)} change(s) that end access "
         f"across {students} student(s), more than {limit} allowed without confirmation, among {found} change(s) "
         f"no webhook brought. Nothing was stored. If {source.title} is right, run "
         f"`engine sync {source.name} --apply --confirm`; otherwise check the account the credentials read. "
-        f"Changes: {shown}{more}"
+        f"Changes: {_listed(ending)}"
     )
 
 

@@ -15,10 +15,11 @@ from engine.catchup import Busy, run_sync
 from engine.catchup.runs import FIRST_RUN, MARGIN, default_since, exclusive
 from engine.db.models import Alert, Event, Grant, Membership, ScheduledEvent, SyncRun
 from engine.db.webhooks import last_webhook_at
-from engine.pipeline.intake import store_internal, store_webhook
+from engine.pipeline.intake import store_webhook
 from engine.sources.hotmart import SOURCE as HOTMART
 from tests.conftest import load_payload
 from tests.fakes.hotmart_store import HotmartStore, InMemoryHotmart
+from tests.pipeline.test_processing import link
 
 CURSO, COMUNIDADE = "1111111", "2222222"
 ANA = "ana.exemplo@example.com"
@@ -52,24 +53,6 @@ def buy(h, store: HotmartStore, email: str = ANA, *, days_ago: float = 5, transa
     sale = store.add_sale(CURSO, email, transaction=transaction, approved=at)
     h.deliver(webhook("purchase_approved.json", email=email, transaction=transaction, at=at, envelope=f"ap-{email}"))
     return sale
-
-
-def link(h, email: str = ANA, discord_id: str = DISCORD_ID) -> None:
-    from engine.db.models import Student
-
-    with h.runtime.sessions.begin() as session:
-        student = session.scalars(select(Student).where(Student.email == email)).one()
-        student.discord_id = discord_id
-        stored = store_internal(
-            session,
-            "DISCORD_LINKED",
-            email=email,
-            student_id=student.id,
-            source="bot",
-            fields={"discord_id": discord_id},
-        )
-    h.queued.append(stored.event_id)
-    h.run_queue()
 
 
 def sync(h, store: HotmartStore, **options):
