@@ -59,7 +59,7 @@ class Position:
 def _names(session: Session, catalog: Mapping[str, str]) -> dict[str, str]:
     """Every class by key: the catalog's, and those the engine enrolled in (a class since dropped
     from the catalog keeps its enrollments and their removals)."""
-    stored = dict(session.execute(select(CourseClass.key, CourseClass.name)).tuples())
+    stored = dict(session.execute(select(CourseClass.key, CourseClass.name)).all())
     return dict(sorted({**stored, **catalog}.items()))
 
 
@@ -71,7 +71,7 @@ def class_list(session: Session, catalog: Mapping[str, str]) -> ClassList:
             .join(ClassEnrollment, ClassEnrollment.class_id == CourseClass.id)
             .where(ClassEnrollment.removed_at.is_(None))
             .group_by(CourseClass.key)
-        ).tuples()
+        ).all()
     )
     return ClassList(
         items=[
