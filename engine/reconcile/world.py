@@ -67,10 +67,12 @@ def load_students(session: Session, student_ids: Collection[int] | None = None) 
 
 
 def read_classes(session: Session, students: Iterable[StudentView], student_ids: Collection[int] | None = None) -> None:
-    """The classes each student is enrolled in (every enrollment, or those of ``student_ids``)."""
+    """The classes each student is enrolled in now (every enrollment, or those of ``student_ids``)."""
     enrolled: dict[int, set[str]] = {}
-    query = select(ClassEnrollment.student_id, CourseClass.key).join(
-        CourseClass, CourseClass.id == ClassEnrollment.class_id
+    query = (
+        select(ClassEnrollment.student_id, CourseClass.key)
+        .join(CourseClass, CourseClass.id == ClassEnrollment.class_id)
+        .where(ClassEnrollment.removed_at.is_(None))  # a removal is kept as a tombstone
     )
     if student_ids is not None:
         query = query.where(ClassEnrollment.student_id.in_(student_ids))

@@ -198,7 +198,7 @@ def seed(
                     )
                     report.grants_recorded += 1
             for key in product.classes:
-                enroll_student(session, student.id, key, rules.classes.get(key))
+                enroll_student(session, student.id, key, rules.classes.get(key), membership_id=membership.id, now=now)
     return report
 
 

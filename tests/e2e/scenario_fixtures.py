@@ -262,7 +262,7 @@ class World:
                     select(CourseClass.key)
                     .join(ClassEnrollment, ClassEnrollment.class_id == CourseClass.id)
                     .join(Student, ClassEnrollment.student_id == Student.id)
-                    .where(Student.email == email)
+                    .where(Student.email == email, ClassEnrollment.removed_at.is_(None))
                 )
             )
 

@@ -71,7 +71,7 @@ def enrolled(h) -> set[str]:
                 select(Student.email)
                 .join(ClassEnrollment, ClassEnrollment.student_id == Student.id)
                 .join(CourseClass, CourseClass.id == ClassEnrollment.class_id)
-                .where(CourseClass.key == CLASS)
+                .where(CourseClass.key == CLASS, ClassEnrollment.removed_at.is_(None))
             )
         )
 

@@ -316,7 +316,7 @@ def test_reconcile_shows_this_students_diff_then_applies_it(h, signed_in):
     assert row.actor == "admin:ana" and row.detail["note"] == "lost class"
     assert row.detail["steps"] == ["enroll curso-2026"]
     h.run_queue()
-    assert _count(h, ClassEnrollment) == 1
+    assert _count(h, ClassEnrollment, ClassEnrollment.removed_at.is_(None)) == 1
     after = signed_in.get(f"{PAGE}/reconcile", headers=HTMX).text
     assert "Nothing to change" in after and 'method="post"' not in after
 
@@ -356,7 +356,8 @@ def test_revocations_past_the_guard_are_named_and_need_the_box_ticked(strict):
     done = client.post(f"{PAGE}/reconcile", data={"confirm": "1", "note": "read it", "csrf_token": _csrf(client)})
     assert done.status_code == 200 and "0 grant(s) and 1 revocation(s)" in done.text
     h.run_queue()
-    assert _count(h, ClassEnrollment) == 0
+    assert _count(h, ClassEnrollment, ClassEnrollment.removed_at.is_(None)) == 0
+    assert _count(h, ClassEnrollment, ClassEnrollment.removed_at.is_not(None)) == 1  # the tombstone
 
 
 # --- 5. a note -------------------------------------------------------------------------------------
