@@ -146,7 +146,8 @@ class CoursePlatformClient:
     def _read_once(self, url: str, params: Mapping[str, str], what: str) -> httpx.Response:
         signed = self._signed(f"req_{uuid.uuid4().hex}", b"")  # a fresh id: a read is no message to deduplicate
         try:
-            response = self._client.get(url, params=dict(params), headers=signed)
+            # Added to the URL's own query (httpx's params= would replace it).
+            response = self._client.get(httpx.URL(url).copy_merge_params(dict(params)), headers=signed)
         except httpx.HTTPError as exc:
             failure = classify_transport(exc)
             raise Unavailable(UNAVAILABLE, f"{what}: the course platform did not answer ({failure.text})") from exc
