@@ -9,6 +9,8 @@ fails the test. The signature is checked with the ``standardwebhooks`` library, 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import httpx
@@ -28,21 +30,14 @@ def vcr_config():
     return {"record_mode": "none", "match_on": ["method", "scheme", "host", "port", "path", "query", "body"]}
 
 
-class SpyTransport(httpx.HTTPTransport):
-    """Keeps the requests the connector really sent (VCR answers them)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.sent: list[httpx.Request] = []
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        self.sent.append(request)
-        return super().handle_request(request)
-
-
-@pytest.fixture
-def spy() -> SpyTransport:
-    return SpyTransport()
+@contextmanager
+def reader_over(platform: Callable[[httpx.Request], httpx.Response], **options) -> Iterator[ClassesConnector]:
+    """A reader whose requests ``platform`` answers in-process (what a cassette cannot play: no answer)."""
+    conn = ClassesConnector(WEBHOOKS, SECRET, transport=httpx.MockTransport(platform), **options)
+    try:
+        yield conn
+    finally:
+        conn.close()
 
 
 @pytest.fixture
@@ -78,11 +73,8 @@ def test_the_signature_covers_an_empty_body_only():
         sent.append(request)
         return httpx.Response(200, json={"enrollments": [], "next_cursor": None})
 
-    conn = ClassesConnector(WEBHOOKS, SECRET, enrollments_url=URL, transport=httpx.MockTransport(platform))
-    try:
+    with reader_over(platform, enrollments_url=URL) as conn:
         assert list(conn.list_enrollments("curso-2026")) == []
-    finally:
-        conn.close()
     headers = dict(sent[0].headers)
     now = datetime.fromtimestamp(int(headers["webhook-timestamp"]), UTC)
     assert headers["webhook-signature"] == Webhook(SECRET).sign(headers["webhook-id"], now, b"")
@@ -151,14 +143,11 @@ def test_no_answer_is_tried_again_then_fails():
         raise httpx.ConnectError("connection refused")
 
     waits: list[float] = []
-    conn = ClassesConnector(
-        WEBHOOKS, SECRET, enrollments_url=URL, transport=httpx.MockTransport(silent), sleep=waits.append
-    )
-    try:
-        with pytest.raises(Unavailable, match="did not answer .ConnectError"):
-            list(conn.list_enrollments("curso-2026"))
-    finally:
-        conn.close()
+    with (
+        reader_over(silent, enrollments_url=URL, sleep=waits.append) as conn,
+        pytest.raises(Unavailable, match="did not answer .ConnectError"),
+    ):
+        list(conn.list_enrollments("curso-2026"))
     assert len(calls) == 4 and waits == [1.0, 2.0, 4.0]
 
 
@@ -215,10 +204,7 @@ def test_without_the_url_nothing_is_asked():
     def platform(request: httpx.Request) -> httpx.Response:
         raise AssertionError("nothing may be sent")
 
-    conn = ClassesConnector(WEBHOOKS, SECRET, transport=httpx.MockTransport(platform))
-    try:
+    with reader_over(platform) as conn:
         assert not conn.reads_enrollments
         with pytest.raises(Rejected, match="COURSE_ENROLLMENTS_URL is not set"):
             list(conn.list_enrollments("curso-2026"))
-    finally:
-        conn.close()
