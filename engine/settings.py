@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     course_webhook_url: str = ""
     # whsec_<base64> (the spec's form: the key is the decoded bytes), or any text (its UTF-8 bytes).
     course_webhook_secret: SecretStr = SecretStr("")
+    # Optional: where the platform serves each class's enrollments (GET ?class=&cursor=, signed with the
+    # secret above); set, `engine reconcile` compares the rules with the platform's own list.
+    course_enrollments_url: str = ""
     # The course platform's read API (/api/v1/classes): its own read-only bearer token, never the
     # admin token. Unset: the routes answer 401.
     course_api_token: SecretStr = SecretStr("")
@@ -278,6 +281,9 @@ class Settings(BaseSettings):
             raise ValueError(f"COURSE_WEBHOOK_ENABLED needs {' and '.join(missing)}")
         if not self.course_webhook_url.startswith(("https://", "http://")):
             raise ValueError(f"COURSE_WEBHOOK_URL {self.course_webhook_url!r}: an http(s):// address")
+        enrollments = self.course_enrollments_url.strip()
+        if enrollments and not enrollments.startswith(("https://", "http://")):
+            raise ValueError(f"COURSE_ENROLLMENTS_URL {enrollments!r}: an http(s):// address")
         try:
             signing_key(self.course_webhook_secret.get_secret_value())
         except ValueError as exc:

@@ -61,6 +61,15 @@ def test_the_course_webhook_needs_an_address_and_a_usable_secret():
     assert "s3cr3t" not in repr(on)
     # Off, nothing is asked for: the engine's own table, as before.
     assert not Settings(ENGINE_ENV="test", _env_file=None).course_webhook_enabled
+    with pytest.raises(ValidationError, match="COURSE_ENROLLMENTS_URL 'course.example.com/e': an http"):
+        Settings(
+            ENGINE_ENV="test",
+            course_webhook_enabled=True,
+            course_webhook_url=url,
+            course_webhook_secret="whsec_c2VjcmV0",
+            course_enrollments_url="course.example.com/e",
+            _env_file=None,
+        )
 
 
 def test_the_course_api_token_is_its_own_and_never_the_admin_token():

@@ -158,6 +158,9 @@ def test_what_discord_and_manychat_hold_is_read_on_demand_and_a_disabled_connect
     assert "not read: MANYCHAT_ENABLED is off" in partial.text
     class_row = _row(partial.text, "curso-2026")
     assert "Class" in class_row and ">no<" in class_row.replace(" ", "")  # not enrolled: compared locally
+    assert "the engine&#39;s own table, not the course platform&#39;s list (COURSE_WEBHOOK_ENABLED is off)" in (
+        partial.text
+    )
     assert _state(h) == before
     full = signed_in.get(f"{PAGE}/access")  # without JavaScript: a page of its own
     assert "<html" in full.text and "DISCORD_ENABLED is off" in full.text
