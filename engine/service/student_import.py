@@ -75,14 +75,19 @@ def _dialect(text: str) -> type[csv.Dialect] | csv.Dialect:
         return csv.excel
 
 
-def read_rows(text: str, rules: Rules, source: str = "students.csv") -> tuple[list[SeedRow], list[str]]:
+def read_rows(
+    text: str, rules: Rules, source: str = "students.csv", *, required: tuple[str, ...] = ("email", "product")
+) -> tuple[list[SeedRow], list[str]]:
     """Parse and check the CSV; every problem is reported as ``source:LINE: message``.
 
     Rows with a problem are left out of the returned rows (every other row is still returned, so
-    :func:`seed` can check them too and the file's every problem shows in one pass).
+    :func:`seed` can check them too and the file's every problem shows in one pass). A file
+    without a ``product`` column (allowed when ``required`` does not name it) has its rows' product
+    left empty and unchecked.
     """
     reader = csv.DictReader(io.StringIO(text), dialect=_dialect(text))
-    missing = [c for c in ("email", "product") if c not in (reader.fieldnames or [])]
+    columns = reader.fieldnames or []
+    missing = [c for c in required if c not in columns]
     if missing:
         return [], [f"{source}:1: missing column(s): {', '.join(missing)} (columns: {', '.join(COLUMNS)})"]
     rows, errors, seen = [], [], {}
@@ -102,7 +107,7 @@ def read_rows(text: str, rules: Rules, source: str = "students.csv") -> tuple[li
         where = f"{source}:{number}:"
         if not _EMAIL.match(row.email):
             errors.append(f"{where} invalid e-mail {value['email']!r}")
-        if row.product not in rules.products:
+        if "product" in columns and row.product not in rules.products:
             errors.append(f"{where} unknown product {row.product!r} (products: {', '.join(rules.products)})")
         if row.state not in rules.states:
             errors.append(f"{where} unknown state {row.state!r} (states: {', '.join(rules.states)})")
@@ -114,12 +119,25 @@ def read_rows(text: str, rules: Rules, source: str = "students.csv") -> tuple[li
         if row.discord_id and not _SNOWFLAKE.match(row.discord_id):
             errors.append(f"{where} discord_id {row.discord_id!r} is not a Discord id")
         key = (row.email, row.product)
-        if key in seen:
+        if key in seen and "product" in columns:  # a membership twice (a list of students may repeat one)
             errors.append(f"{where} {row.email} / {row.product} already on line {seen[key]}")
         seen.setdefault(key, number)
         if len(errors) == errors_before:
             rows.append(row)
     return rows, errors
+
+
+def read_discord_ids(text: str, rules: Rules, source: str) -> tuple[dict[str, SeedRow], list[str]]:
+    """The rows of a CSV of the import's columns (``email`` and ``discord_id`` required) by e-mail,
+    for another import to join (``--discord-ids``): each student's Discord id, name and phone.
+    Problems as :func:`read_rows` reports them, plus an e-mail given two Discord ids."""
+    rows, errors = read_rows(text, rules, source, required=("email", "discord_id"))
+    found: dict[str, SeedRow] = {}
+    for row in rows:
+        first = found.setdefault(row.email, row)
+        if first.discord_id != row.discord_id:
+            errors.append(f"{source}:{row.line}: {row.email} has discord_id {first.discord_id} on line {first.line}")
+    return found, _in_line_order(errors, source)
 
 
 def place(
