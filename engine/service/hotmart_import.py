@@ -20,7 +20,7 @@ membership has a problem or on a dry run.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from sqlalchemy import select
@@ -34,6 +34,7 @@ from engine.onboarding.codes import new_code
 from engine.pipeline.local_actions import store_code
 from engine.pipeline.planning import planned_runs
 from engine.pipeline.runtime import DisabledConnector, Runtime
+from engine.reconcile.world import Progress, no_progress
 from engine.rules.model import Product, Rules
 from engine.service.hotmart_import_report import HotmartImport
 from engine.service.imported_state import CODE_STEP, Decision, decide, onboarding_plan
@@ -107,7 +108,7 @@ def import_from_hotmart(
     adopt_access: bool = False,
     onboard: bool = False,
     dry_run: bool = False,
-    progress: Callable[[int], object] | None = None,
+    progress: Progress = no_progress,
 ) -> HotmartImport:
     """Read Hotmart, place every holding with access, report; see the module. ``discord_ids``: the
     rows of a CSV file by e-mail (:func:`engine.service.student_import.read_discord_ids`).
@@ -117,13 +118,10 @@ def import_from_hotmart(
     now = rt.now()
     report = HotmartImport(dry_run=dry_run, onboard=onboard, products=[p.key for p in products])
     holdings = read_holdings(reader, rules, products, now, report)
-    if progress is not None:
-        progress(0)
     importer = _Importer(rt, report, discord_ids or {}, adopt_access=adopt_access, onboard=onboard, now=now)
-    with rt.sessions() as session:
+    with rt.sessions() as session, progress("importing", len(holdings)) as step:
         for (email, key), holding in sorted(holdings.items()):
-            if progress is not None:
-                progress(1)
+            step(1)
             lock_buyer_for_transaction(session, email)
             importer.one(session, rules.products[key], holding)
         report.discord_ids_unmatched = sorted(set(importer.discord_ids) - {email for email, _ in holdings})
