@@ -11,6 +11,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DISCORD_API_BASE = "https://discord.com/api/v10"
 MANYCHAT_API_BASE = "https://api.manychat.com"
+HOTMART_AUTH_URL = "https://api-sec-vlc.hotmart.com/security/oauth/token"
+HOTMART_API_BASE = "https://developers.hotmart.com"  # the sandbox: https://sandbox.hotmart.com
 
 
 class Settings(BaseSettings):
@@ -88,6 +90,15 @@ class Settings(BaseSettings):
     course_webhook_url: str = ""
     # whsec_<base64> (the spec's form: the key is the decoded bytes), or any text (its UTF-8 bytes).
     course_webhook_secret: SecretStr = SecretStr("")
+
+    # Hotmart's API (connectors/hotmart_api.py), read by `engine sync hotmart` and the import: the
+    # credentials Hotmart shows under Tools > Developer Credentials (client id, secret, "Basic" token).
+    hotmart_sync_enabled: bool = False
+    hotmart_client_id: str = ""
+    hotmart_client_secret: SecretStr = SecretStr("")
+    hotmart_basic: SecretStr = SecretStr("")
+    hotmart_auth_url: str = HOTMART_AUTH_URL
+    hotmart_api_base: str = HOTMART_API_BASE
 
     # "json": one object per line (production's default); "text": a developer's terminal (development's).
     log_format: Literal["text", "json"] | None = None
@@ -208,6 +219,12 @@ class Settings(BaseSettings):
             raise ValueError("MANYCHAT_ENABLED needs MANYCHAT_API_TOKEN")
         if self.course_webhook_enabled and self.secrets_required:  # `engine doctor` names what is wrong
             self._check_course_webhook()
+        # `engine doctor` names what is wrong
+        if self.hotmart_sync_enabled and self.secrets_required and (missing := self.missing_hotmart_credentials()):
+            raise ValueError(f"HOTMART_SYNC_ENABLED needs {', '.join(missing)}")
+        for name, url in (("HOTMART_AUTH_URL", self.hotmart_auth_url), ("HOTMART_API_BASE", self.hotmart_api_base)):
+            if not url.startswith(("https://", "http://")):
+                raise ValueError(f"{name} {url!r}: an http(s):// address")
         users = self.admin_users.get_secret_value()
         if self.admin_users_file is not None:
             try:
@@ -222,6 +239,18 @@ class Settings(BaseSettings):
         if self.worker_stale_seconds <= self.heartbeat_seconds:
             raise ValueError("WORKER_STALE_SECONDS must be longer than HEARTBEAT_SECONDS")
         return self
+
+    def missing_hotmart_credentials(self) -> list[str]:
+        """The Hotmart API credentials not set (the client id, secret and Basic token)."""
+        return [
+            name
+            for name, value in (
+                ("HOTMART_CLIENT_ID", self.hotmart_client_id),
+                ("HOTMART_CLIENT_SECRET", self.hotmart_client_secret.get_secret_value()),
+                ("HOTMART_BASIC", self.hotmart_basic.get_secret_value()),
+            )
+            if not value.strip()
+        ]
 
     def _check_course_webhook(self) -> None:
         from connectors.course_platform import signing_key

@@ -63,6 +63,44 @@ def test_the_course_webhook_needs_an_address_and_a_usable_secret():
     assert not Settings(ENGINE_ENV="test", _env_file=None).course_webhook_enabled
 
 
+def test_the_hotmart_sync_needs_the_three_api_credentials():
+    with pytest.raises(
+        ValidationError,
+        match="HOTMART_SYNC_ENABLED needs HOTMART_CLIENT_ID, HOTMART_CLIENT_SECRET, HOTMART_BASIC",
+    ):
+        Settings(ENGINE_ENV="test", hotmart_sync_enabled=True, _env_file=None)
+    with pytest.raises(ValidationError, match=r"HOTMART_SYNC_ENABLED needs HOTMART_BASIC \["):
+        Settings(
+            ENGINE_ENV="test",
+            hotmart_sync_enabled=True,
+            hotmart_client_id="id",
+            hotmart_client_secret="s3cr3t",
+            _env_file=None,
+        )
+    with pytest.raises(ValidationError, match="HOTMART_API_BASE 'developers.hotmart.com': an http"):
+        Settings(ENGINE_ENV="test", hotmart_api_base="developers.hotmart.com", _env_file=None)
+    on = Settings(
+        ENGINE_ENV="test",
+        hotmart_sync_enabled=True,
+        hotmart_client_id="id",
+        hotmart_client_secret="s3cr3t",
+        hotmart_basic="Basic YmFzaWMtczNjcjN0",
+        _env_file=None,
+    )
+    assert "s3cr3t" not in repr(on) and "YmFzaWMt" not in repr(on)
+    assert on.hotmart_api_base == "https://developers.hotmart.com"
+    assert on.hotmart_auth_url == "https://api-sec-vlc.hotmart.com/security/oauth/token"
+    # The read-only commands (and `engine doctor`, which names what is missing) start without them.
+    from engine.settings import ToolSettings
+
+    assert ToolSettings(ENGINE_ENV="test", hotmart_sync_enabled=True, _env_file=None).missing_hotmart_credentials() == [
+        "HOTMART_CLIENT_ID",
+        "HOTMART_CLIENT_SECRET",
+        "HOTMART_BASIC",
+    ]
+    assert not Settings(ENGINE_ENV="test", _env_file=None).hotmart_sync_enabled
+
+
 def test_postgres_urls_get_the_psycopg_driver_and_secrets_stay_hidden():
     settings = Settings(ENGINE_ENV="test", database_url="postgres://u:p@db/x", hotmart_hottok="s3cret", _env_file=None)
     assert settings.sqlalchemy_url == "postgresql+psycopg://u:p@db/x"
