@@ -5,6 +5,8 @@ and prints its answer: no query here."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -88,8 +90,7 @@ def _import_csv(settings, csv_file: Path, adopt_access: bool, check_only: bool) 
     rules = RulesRepository(settings.rules_dir).rules
     text = _read_text(csv_file)
     rows, file_errors = student_import.read_rows(text, rules, source=str(csv_file))
-    # Shown on a terminal only: a log or a pipe gets the summary line, not a stray label.
-    with click.progressbar(length=len(rows), label="importing", file=sys.stderr, hidden=not sys.stderr.isatty()) as bar:
+    with _progress("importing", len(rows)) as step:
         report, errors = student_import.import_students(
             session_factory(settings),
             rows,
@@ -98,7 +99,7 @@ def _import_csv(settings, csv_file: Path, adopt_access: bool, check_only: bool) 
             source=str(csv_file),
             adopt_access=adopt_access,
             dry_run=check_only,
-            progress=bar.update,
+            progress=step,
         )
     _exit_on_errors(errors)
     verb = "would create" if check_only else "created"
@@ -114,28 +115,37 @@ def _import_from_hotmart(
     import engine.worker
     from connectors.errors import WireError
     from connectors.hotmart_api import HotmartApi
-    from engine.cli.reconcile import progress_bar
     from engine.pipeline.runtime import build_runtime
+    from engine.rules.loader import RulesError
     from engine.service.hotmart_import import OnboardingOff, import_from_hotmart
     from engine.service.student_import import read_discord_ids
 
+    if missing := settings.missing_hotmart_credentials():
+        click.echo(
+            f"error: {', '.join(missing)} not set: the import reads Hotmart's API with the credentials "
+            "Hotmart shows in Tools > Developer Credentials (docs/operations/hotmart-api.md)",
+            err=True,
+        )
+        sys.exit(2)
     rt = build_runtime(settings, queue=engine.worker.task_queue())
+    if not rt.rules.available:
+        raise RulesError(rt.rules.last_problems)  # one line per problem, as for the CSV
     linked = {}
     if discord_ids is not None:
         linked, errors = read_discord_ids(_read_text(discord_ids), rt.rules.rules, str(discord_ids))
         _exit_on_errors(errors)
     try:
-        reader = HotmartApi.from_settings(settings)
-        report = import_from_hotmart(
-            rt,
-            reader,
-            product_keys=products,
-            discord_ids=linked,
-            adopt_access=adopt_access,
-            onboard=onboard,
-            dry_run=check_only,
-            progress=progress_bar,
-        )
+        with HotmartApi.from_settings(settings) as reader:
+            report = import_from_hotmart(
+                rt,
+                reader,
+                product_keys=products,
+                discord_ids=linked,
+                adopt_access=adopt_access,
+                onboard=onboard,
+                dry_run=check_only,
+                progress=_progress,
+            )
     except (LookupError, OnboardingOff) as exc:
         click.echo(f"error: {exc.args[0]}", err=True)
         sys.exit(2 if isinstance(exc, LookupError) else 1)
@@ -145,6 +155,14 @@ def _import_from_hotmart(
     _exit_on_errors(report.errors)
     for line in report.summary():
         click.echo(line)
+
+
+@contextmanager
+def _progress(label: str, total: int) -> Iterator[Callable[[int], object]]:
+    """A progress bar on stderr, shown on a terminal only: a log or a pipe gets the summary lines,
+    not a stray label."""
+    with click.progressbar(length=total, label=label, file=sys.stderr, hidden=not sys.stderr.isatty()) as bar:
+        yield bar.update
 
 
 def _read_text(path: Path) -> str:

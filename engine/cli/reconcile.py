@@ -72,7 +72,7 @@ def reconcile_and_report(
             confirm=confirm,
             max_revokes=max_revokes,
             rules=rules,
-            progress=progress_bar,
+            progress=_progress_bar,
         )
     except Busy as exc:
         click.echo(f"error: {exc}", err=True)
@@ -90,7 +90,7 @@ def reconcile_and_report(
         sys.exit(3)
 
 
-def progress_bar(label: str, total: int):
+def _progress_bar(label: str, total: int):
     """click's progress bar on stderr (hidden when stderr is not a terminal); total 0: a counter."""
     import itertools
 
