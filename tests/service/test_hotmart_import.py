@@ -20,8 +20,8 @@ from engine.db.models import (
 )
 from engine.service.hotmart_import import HOTMART_BEGINNING, OnboardingOff, import_from_hotmart
 from engine.service.student_import import read_discord_ids
-from tests.purchases import COMUNIDADE_ID, purchase
 from tests.fakes.hotmart_store import HotmartStore, InMemoryHotmart
+from tests.purchases import COMUNIDADE_ID, purchase
 
 pytestmark = pytest.mark.integration
 
