@@ -172,9 +172,10 @@ class HotmartApi:
         self._min_window = int(min_window.total_seconds() * 1000)
 
     @classmethod
-    def from_settings(cls, settings: Any, transport: httpx.BaseTransport | None = None) -> HotmartApi:
+    def from_settings(cls, settings: Any, transport: httpx.BaseTransport | None = None, **options: Any) -> HotmartApi:
         """The client the settings describe (``HOTMART_CLIENT_ID``, ``HOTMART_CLIENT_SECRET``,
-        ``HOTMART_BASIC``, ``HOTMART_AUTH_URL``, ``HOTMART_API_BASE``)."""
+        ``HOTMART_BASIC``, ``HOTMART_AUTH_URL``, ``HOTMART_API_BASE``); ``options``: the
+        constructor's (``timeout``, ``max_rate_wait``, ``sleep``...)."""
         return cls(
             settings.hotmart_client_id,
             settings.hotmart_client_secret.get_secret_value(),
@@ -182,6 +183,7 @@ class HotmartApi:
             auth_url=settings.hotmart_auth_url,
             api_base=settings.hotmart_api_base,
             transport=transport,
+            **options,
         )
 
     def close(self) -> None:

@@ -16,7 +16,7 @@ router = APIRouter(prefix="/admin", tags=["admin"])
 
 @router.get(
     "/doctor",
-    summary="Preflight: database, migrations, queue, secrets, rules, and Discord/ManyChat/course platform setup",
+    summary="Preflight: database, migrations, queue, secrets, rules, and Discord/ManyChat/course platform/Hotmart API",
     response_model=schemas.DoctorReport,
     responses=ADMIN_RESPONSES,
 )
@@ -27,6 +27,9 @@ async def doctor(
     manychat: Annotated[bool | None, Query(description="Check ManyChat (default: when MANYCHAT_ENABLED).")] = None,
     course: Annotated[
         bool | None, Query(description="Check the course platform's webhook (default: when COURSE_WEBHOOK_ENABLED).")
+    ] = None,
+    hotmart: Annotated[
+        bool | None, Query(description="Check the Hotmart API credentials (default: when HOTMART_SYNC_ENABLED).")
     ] = None,
 ) -> schemas.DoctorReport:
     # The rules in use (the last valid ones) are checked against the services; invalid rules on
@@ -40,5 +43,6 @@ async def doctor(
         discord=discord,
         manychat=manychat,
         course=course,
+        hotmart=hotmart,
     )
     return schemas.DoctorReport(ok=not failed(checks), checks=as_dicts(checks))

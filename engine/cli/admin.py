@@ -29,8 +29,17 @@ from engine.statuses import REPLAYABLE_EVENT_STATUSES, EventStatus
     default=None,
     help="Check the course platform's webhook even if COURSE_WEBHOOK_ENABLED is off.",
 )
+@click.option(
+    "--hotmart",
+    "hotmart",
+    flag_value=True,
+    default=None,
+    help="Check the Hotmart API credentials even if HOTMART_SYNC_ENABLED is off.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def doctor(discord: bool | None, manychat: bool | None, course: bool | None, as_json: bool) -> None:
+def doctor(
+    discord: bool | None, manychat: bool | None, course: bool | None, hotmart: bool | None, as_json: bool
+) -> None:
     """Preflight before going live: one line per check (ok / warn / FAIL); exit 1 on any FAIL."""
     from engine.doctor import as_dicts, failed, preflight
     from engine.rules import check_rules
@@ -38,7 +47,7 @@ def doctor(discord: bool | None, manychat: bool | None, course: bool | None, as_
 
     settings = ToolSettings()  # a missing secret is one of its FAIL lines, not a refusal to run
     rules, problems = check_rules(settings.rules_dir)
-    checks = preflight(settings, rules, problems, discord=discord, manychat=manychat, course=course)
+    checks = preflight(settings, rules, problems, discord=discord, manychat=manychat, course=course, hotmart=hotmart)
     if as_json:
         click.echo(json.dumps({"ok": not failed(checks), "checks": as_dicts(checks)}, ensure_ascii=False))
     else:
@@ -50,12 +59,14 @@ def doctor(discord: bool | None, manychat: bool | None, course: bool | None, as_
                 ("Discord", discord, settings.discord_enabled),
                 ("ManyChat", manychat, settings.manychat_enabled),
                 ("the course platform", course, settings.course_webhook_enabled),
+                ("the Hotmart API", hotmart, settings.hotmart_sync_enabled),
             )
             if not (asked or flag)
         ]
         if skipped:
             click.echo(
-                f"(not checked: {', '.join(skipped)} — its flag is off; pass --discord/--manychat/--course to check it)"
+                f"(not checked: {', '.join(skipped)} — its flag is off; "
+                "pass --discord/--manychat/--course/--hotmart to check it)"
             )
     if failed(checks):
         sys.exit(1)

@@ -26,7 +26,7 @@ DATABASE_TIMEOUT = 3  # seconds the preflight waits for the database to answer a
 
 @dataclass(frozen=True)
 class Check:
-    area: str  # discord | manychat | classes | engine
+    area: str  # discord | manychat | classes | hotmart | engine
     status: str  # ok | warn | FAIL
     message: str
 

@@ -22,6 +22,7 @@ from engine.doctor.core import (
 )
 from engine.doctor.course_platform import course_platform_checks
 from engine.doctor.discord import DiscordDoctor
+from engine.doctor.hotmart import hotmart_api_checks
 from engine.doctor.manychat import ManyChatDoctor
 from engine.rules.model import Rules
 from engine.settings import Settings
@@ -34,10 +35,12 @@ def run_doctor(
     discord: bool | None = None,
     manychat: bool | None = None,
     course: bool | None = None,
+    hotmart: bool | None = None,
     engine_checks: Iterable[Check] = (),
     transport: httpx.BaseTransport | None = None,
 ) -> list[Check]:
-    """Every check; ``discord``/``manychat``/``course`` None means "when the flag is on"."""
+    """Every check; ``discord``/``manychat``/``course``/``hotmart`` None means "when the flag is on"
+    (``hotmart``: HOTMART_SYNC_ENABLED, the API credentials)."""
     checks = list(engine_checks)
     if discord if discord is not None else settings.discord_enabled:
         checks += DiscordDoctor(settings, rules, transport).run()
@@ -45,6 +48,8 @@ def run_doctor(
         checks += ManyChatDoctor(settings, rules, transport).run()
     if course if course is not None else settings.course_webhook_enabled:
         checks += course_platform_checks(settings, transport)
+    if hotmart if hotmart is not None else settings.hotmart_sync_enabled:
+        checks += hotmart_api_checks(settings, transport)
     return checks
 
 
@@ -56,6 +61,7 @@ def preflight(
     discord: bool | None = None,
     manychat: bool | None = None,
     course: bool | None = None,
+    hotmart: bool | None = None,
     transport: httpx.BaseTransport | None = None,
 ) -> list[Check]:
     """Our side (database, migrations, queue, secrets, rules), then each service asked for."""
@@ -82,5 +88,12 @@ def preflight(
         *([stuck] if stuck else []),
     ]
     return run_doctor(
-        settings, rules, discord=discord, manychat=manychat, course=course, engine_checks=ours, transport=transport
+        settings,
+        rules,
+        discord=discord,
+        manychat=manychat,
+        course=course,
+        hotmart=hotmart,
+        engine_checks=ours,
+        transport=transport,
     )

@@ -322,7 +322,7 @@ class CodeRequestOut(BaseModel):
 
 
 class DoctorCheck(BaseModel):
-    area: Literal["engine", "discord", "manychat", "classes"]
+    area: Literal["engine", "discord", "manychat", "classes", "hotmart"]
     status: Literal["ok", "warn", "FAIL"]
     message: str
 

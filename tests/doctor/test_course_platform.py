@@ -64,7 +64,10 @@ def test_off_it_is_not_checked_and_says_so(world: World):
     result = doctor()
     assert result.exit_code == 0, result.stdout
     assert not [line for line in result.stdout.splitlines() if " classes " in line]
-    assert "the course platform — its flag is off; pass --discord/--manychat/--course" in result.stdout
+    assert (
+        "the course platform, the Hotmart API — its flag is off; pass --discord/--manychat/--course/--hotmart"
+        in result.stdout
+    )
 
 
 def test_the_admin_doctor_route_reports_the_course_platform(world: World, platform_url: str, make_harness):
