@@ -292,3 +292,13 @@ def test_the_discord_ids_file_is_read_as_the_csv_import_reads_its_file(h):
     twice = "email,discord_id\nana@example.com,80351110224678912\nana@example.com,80351110224678913\n"
     _, errors = read_discord_ids(twice, rules, "ids.csv")
     assert errors == ["ids.csv:3: ana@example.com has discord_id 80351110224678912 on line 2"]
+
+
+def test_a_buyer_with_several_subscriptions_is_placed_by_the_one_that_counts(h, store):
+    gone = store.add_subscription(COMUNIDADE, "ana@example.com", accession=h.clock() - timedelta(days=800))
+    store.set_subscription_status(gone["subscriber_code"], "CANCELLED_BY_CUSTOMER", date_next_charge=h.clock())
+    report = run(h, store, product_keys=["comunidade"])
+    assert report.read == 7 and report.memberships_created == 5
+    with h.runtime.sessions() as session:
+        ana = session.scalar(select(Membership).join(Student).where(Student.email == "ana@example.com"))
+    assert ana.state == "pending_onboarding" and ana.subscriber_code != gone["subscriber_code"]

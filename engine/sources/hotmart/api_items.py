@@ -10,6 +10,7 @@ problems say why.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -98,20 +99,7 @@ def subscription(item: object, now: datetime) -> Holding:
             history.append(PastEvent(CANCELLATION, now, _fields(CANCELLATION, now, holding)))
     elif since is None:
         r.problem("accession_date", "missing")
-    return Holding(
-        kind="subscription",
-        status=status,
-        product_id=holding["product_id"],
-        offer_code=None,  # the subscriptions API gives no offer
-        email=holding["email"],
-        name=holding["name"],
-        transaction=holding["transaction"],
-        subscriber_code=holding["subscriber_code"],
-        since=since,
-        paid_until=paid_until,
-        history=tuple(history),
-        problems=tuple(r.problems),
-    )
+    return _holding("subscription", status, holding, r, since=since, paid_until=paid_until, history=history)
 
 
 def sale(item: object) -> Holding:
@@ -134,19 +122,32 @@ def sale(item: object) -> Holding:
         history = (PastEvent(APPROVED, approved, _fields(APPROVED, approved, holding)),)
     elif approved is None:
         r.problem("purchase.approved_date", "missing")
+    return _holding("sale", status, holding, r, since=approved, paid_until=None, history=history)
+
+
+def _holding(
+    kind: str,
+    status: str | None,
+    values: dict[str, Any],
+    reader: Reader,
+    *,
+    since: datetime | None,
+    paid_until: datetime | None,
+    history: Sequence[PastEvent],
+) -> Holding:
     return Holding(
-        kind="sale",
+        kind=kind,
         status=status,
-        product_id=holding["product_id"],
-        offer_code=holding["offer_code"],
-        email=holding["email"],
-        name=holding["name"],
-        transaction=holding["transaction"],
-        subscriber_code=None,
-        since=approved,
-        paid_until=None,
-        history=history,
-        problems=tuple(r.problems),
+        product_id=values["product_id"],
+        offer_code=values.get("offer_code"),  # the subscriptions API gives no offer
+        email=values["email"],
+        name=values["name"],
+        transaction=values["transaction"],
+        subscriber_code=values.get("subscriber_code"),
+        since=since,
+        paid_until=paid_until,
+        history=tuple(history),
+        problems=tuple(reader.problems),
     )
 
 
