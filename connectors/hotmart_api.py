@@ -166,7 +166,6 @@ class HotmartApi:
             max_rate_wait=max_rate_wait,
         )
         self.api_base = api_base.rstrip("/")
-        self._sleep = sleep
         self._now = now
         self._page_size = page_size
         self._min_window = int(min_window.total_seconds() * 1000)
@@ -246,7 +245,6 @@ class HotmartApi:
             yield from self._windowed(SALES_HISTORY, query, window, ("start_date", "end_date"), _sale_key, what)
 
     def check(self) -> str:
-        self.wire.token()
         body = self.wire.get(SUBSCRIPTIONS, {"max_results": 1}, "reading one page of subscriptions")
         info = body.get("page_info") if isinstance(body.get("page_info"), dict) else {}
         total = info.get("total_results")

@@ -127,7 +127,7 @@ class HotmartWire:
         if response.status_code in (400, 401, 403):
             raise Unauthorized(
                 UNAUTHORIZED,
-                f"Hotmart refused the API credentials ({_said(body, response)}); {CREDENTIALS_HINT}",
+                f"Hotmart refused the API credentials ({self.scrub(_said(body, response))}); {CREDENTIALS_HINT}",
                 response=response,
             )
         if response.status_code >= 500:
@@ -155,7 +155,8 @@ class HotmartWire:
                 break
             self.drop_token(token)
             if not renewed:
-                log.info("hotmart: token refused (%s), obtaining a new one", _said(json_or_none(response), response))
+                said = self.scrub(_said(json_or_none(response), response))
+                log.info("hotmart: token refused (%s), obtaining a new one", said)
         return self._judge(response, what)
 
     def _judge(self, response: httpx.Response, what: str) -> dict[str, Any]:
@@ -209,7 +210,8 @@ class HotmartWire:
 
     def _note_budget(self, response: httpx.Response) -> None:
         remaining = _integer(response.headers.get("RateLimit-Remaining"))
-        reset = seconds(response.headers.get("RateLimit-Reset", "x"))
+        reset_header = response.headers.get("RateLimit-Reset")
+        reset = seconds(reset_header) if reset_header is not None else None
         with self._lock:
             if remaining is not None:
                 self._remaining = remaining

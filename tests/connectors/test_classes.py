@@ -37,23 +37,6 @@ def vcr_config():
     return {"record_mode": "none", "match_on": ["method", "scheme", "host", "port", "path", "query", "body"]}
 
 
-class SpyTransport(httpx.HTTPTransport):
-    """Keeps the requests the connector really sent (VCR answers them)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.sent: list[httpx.Request] = []
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        self.sent.append(request)
-        return super().handle_request(request)
-
-
-@pytest.fixture
-def spy() -> SpyTransport:
-    return SpyTransport()
-
-
 @pytest.fixture
 def connector(spy):
     conn = ClassesConnector(URL, SECRET, transport=spy, clock=lambda: NOW + 0.7)

@@ -39,26 +39,9 @@ def vcr_config():
     }
 
 
-class SpyTransport(httpx.HTTPTransport):
-    """Keeps the requests the connector really sent (VCR answers them)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.sent: list[httpx.Request] = []
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        self.sent.append(request)
-        return super().handle_request(request)
-
-
 @pytest.fixture
 def sleeps() -> list[float]:
     return []
-
-
-@pytest.fixture
-def spy() -> SpyTransport:
-    return SpyTransport()
 
 
 @pytest.fixture
