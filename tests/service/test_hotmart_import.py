@@ -244,7 +244,9 @@ def test_onboard_is_refused_while_the_connector_it_needs_is_off(make_harness, st
 def test_adopted_access_is_what_the_rules_gave_each_state(h, store):
     report = run(h, store, ids=IDS, adopt_access=True, product_keys=["comunidade"])
     with h.runtime.sessions() as session:
-        grants = set(session.execute(select(Student.email, Grant.kind, Grant.resource).join(Student)).tuples())
+        grants = {
+            tuple(row) for row in session.execute(select(Student.email, Grant.kind, Grant.resource).join(Student))
+        }
     assert grants == {
         ("ana@example.com", "manychat_tag", "assinante"),  # waiting: the tag, not the role
         ("bia@example.com", "manychat_tag", "assinante"),
