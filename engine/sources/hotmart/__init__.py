@@ -7,6 +7,8 @@ Section numbers (§) in this package refer to ``shared/reference/hotmart.md``. I
 * :mod:`.event`: a v2 body parsed into the canonical :class:`HotmartEvent` the rules decide on
   (its phone fields read into :func:`engine.sources.phone.normalize_phone`);
 * :mod:`.hottok`: the shared secret: verifying a request, scrubbing it before anything is stored.
+* :mod:`.api_items`: Hotmart's REST API (not its webhooks): a subscription or sale item read into
+  the canonical events that led to it (``engine import-students --from hotmart``).
 """
 
 from __future__ import annotations
