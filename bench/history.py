@@ -328,7 +328,8 @@ class _World:
     events: list[_Event] = field(default_factory=list)
     timers: list[_Timer] = field(default_factory=list)
     tokens: list[_Token] = field(default_factory=list)
-    enrollments: dict[tuple[str, int], datetime] = field(default_factory=dict)
+    # (class, student) -> (enrolled at, removed at or None): a removal stays, as a tombstone
+    enrollments: dict[tuple[str, int], tuple[datetime, datetime | None]] = field(default_factory=dict)
     alerts: list[dict] = field(default_factory=list)
     history: list[dict] = field(default_factory=list)
     attempts: list[tuple] = field(default_factory=list)
@@ -853,12 +854,15 @@ class _Simulation:
                     if use.grants:
                         membership.ledger[(use.kind, resource)] = at
                         if use.kind == "class":
-                            self.world.enrollments[(resource, id(student))] = at
+                            enrolled = self.world.enrollments.get((resource, id(student)))
+                            if enrolled is None or enrolled[1] is not None:
+                                self.world.enrollments[(resource, id(student))] = (at, None)
                     elif "discord_id" not in params:
                         if membership.ledger.pop((use.kind, resource), None) is None:
                             run.detail = "nothing to remove; the rest was not granted by the engine"
-                        if use.kind == "class":
-                            self.world.enrollments.pop((resource, id(student)), None)
+                        enrolled = self.world.enrollments.get((resource, id(student)))
+                        if use.kind == "class" and enrolled is not None and enrolled[1] is None:
+                            self.world.enrollments[(resource, id(student))] = (enrolled[0], at)
                 if use.kind == "manychat_tag" and student.manychat_id is None:
                     student.manychat_id = str(rng.randint(10**8, 10**9 - 1))
             elif action == "issue_token":
@@ -1379,8 +1383,11 @@ def _write(dsn: str, world: _World) -> dict[str, int]:
         by_object = {id(s): s for s in world.students}
         copy_rows(
             "class_enrollments",
-            "class_id, student_id, created_at",
-            ((class_ids[key], by_object[sid].id, at) for (key, sid), at in world.enrollments.items()),
+            "class_id, student_id, created_at, changed_at, removed_at",
+            (
+                (class_ids[key], by_object[sid].id, at, removed or at, removed)
+                for (key, sid), (at, removed) in world.enrollments.items()
+            ),
         )
         copy_rows(
             "link_attempts",

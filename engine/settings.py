@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from functools import lru_cache
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -90,6 +91,12 @@ class Settings(BaseSettings):
     course_webhook_url: str = ""
     # whsec_<base64> (the spec's form: the key is the decoded bytes), or any text (its UTF-8 bytes).
     course_webhook_secret: SecretStr = SecretStr("")
+    # Optional: where the platform serves each class's enrollments (GET ?class=&cursor=, signed with the
+    # secret above); set, `engine reconcile` compares the rules with the platform's own list.
+    course_enrollments_url: str = ""
+    # The course platform's read API (/api/v1/classes): its own read-only bearer token, never the
+    # admin token. Unset: the routes answer 401.
+    course_api_token: SecretStr = SecretStr("")
 
     # Hotmart's API (connectors/hotmart_api.py), read by `engine sync hotmart` and the import: the
     # credentials Hotmart shows under Tools > Developer Credentials (client id, secret, "Basic" token).
@@ -222,6 +229,13 @@ class Settings(BaseSettings):
             raise ValueError("DISCORD_ENABLED needs DISCORD_BOT_TOKEN and DISCORD_GUILD_ID")
         if self.manychat_enabled and not self.manychat_api_token.get_secret_value():
             raise ValueError("MANYCHAT_ENABLED needs MANYCHAT_API_TOKEN")
+        course_token = self.course_api_token.get_secret_value()
+        if course_token and hmac.compare_digest(
+            course_token.encode(), self.admin_api_token.get_secret_value().encode()
+        ):
+            raise ValueError(
+                "COURSE_API_TOKEN must differ from ADMIN_API_TOKEN: it is the course platform's read-only token"
+            )
         if self.course_webhook_enabled and self.secrets_required:  # `engine doctor` names what is wrong
             self._check_course_webhook()
         # `engine doctor` names what is wrong
@@ -272,6 +286,9 @@ class Settings(BaseSettings):
             raise ValueError(f"COURSE_WEBHOOK_ENABLED needs {' and '.join(missing)}")
         if not self.course_webhook_url.startswith(("https://", "http://")):
             raise ValueError(f"COURSE_WEBHOOK_URL {self.course_webhook_url!r}: an http(s):// address")
+        enrollments = self.course_enrollments_url.strip()
+        if enrollments and not enrollments.startswith(("https://", "http://")):
+            raise ValueError(f"COURSE_ENROLLMENTS_URL {enrollments!r}: an http(s):// address")
         try:
             signing_key(self.course_webhook_secret.get_secret_value())
         except ValueError as exc:

@@ -93,15 +93,23 @@ def _body_schema(content: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
     return None
 
 
-def _operation(method: str, path: str, operation: dict[str, Any]) -> list[str]:
+def _token(scheme: dict[str, Any]) -> str:
+    """The setting a bearer scheme's description names first (``ADMIN_API_TOKEN``, ``COURSE_API_TOKEN``)."""
+    return (scheme.get("description") or "TOKEN").split()[0]
+
+
+def _operation(
+    method: str, path: str, operation: dict[str, Any], schemes: dict[str, dict[str, Any]] | None = None
+) -> list[str]:
     lines = [f"### `{method.upper()} {path}` {{#{operation_anchor(method, path)}}}", ""]
     if operation.get("summary"):
         lines += [f"**{operation['summary']}**", ""]
     if operation.get("description"):
         lines += [operation["description"].replace("``", "`"), ""]
     if operation.get("security"):
-        schemes = ", ".join(name for requirement in operation["security"] for name in requirement)
-        lines += [f"Authentication: {schemes} (`Authorization: Bearer $ADMIN_API_TOKEN`).", ""]
+        names = [name for requirement in operation["security"] for name in requirement]
+        tokens = ", ".join(f"`Authorization: Bearer ${_token((schemes or {}).get(name, {}))}`" for name in names)
+        lines += [f"Authentication: {', '.join(names)} ({tokens}).", ""]
     if operation.get("parameters"):
         lines += _parameter_rows(operation["parameters"]) + [""]
     body = operation.get("requestBody")
@@ -156,7 +164,7 @@ def api_markdown(spec: dict[str, Any] | None = None) -> str:
     for tag, operations in by_tag.items():
         lines += [f"## {tag.capitalize()}", ""]
         for method, path, operation in operations:
-            lines += _operation(method, path, operation)
+            lines += _operation(method, path, operation, spec.get("components", {}).get("securitySchemes"))
     lines += ["## Schemas", ""]
     for name, schema in spec.get("components", {}).get("schemas", {}).items():
         lines += _schema_section(name, schema)

@@ -1,18 +1,17 @@
 """Commands an admin runs on a live install: doctor, events, student, retry, replay, status,
-import-students. Those on the database read their input, call :mod:`engine.service` and print
-its answer: no query here."""
+admin-user. Those on the database read their input, call :mod:`engine.service` and print its
+answer: no query here."""
 
 from __future__ import annotations
 
 import json
 import sys
 from datetime import UTC, datetime
-from pathlib import Path
 
 import click
 
 from engine.cli.base import database_session, main, parse_since, read_settings
-from engine.cli.errors import require_local_database, require_rules_dir
+from engine.cli.errors import require_local_database
 from engine.statuses import REPLAYABLE_EVENT_STATUSES, EventStatus
 
 
@@ -266,56 +265,6 @@ def status() -> None:
     click.echo(f"alerts     {backlog.open_alerts} open")
     if repository.load_error is not None:
         sys.exit(1)
-
-
-@main.command("import-students")
-@click.argument("csv_file", type=click.Path(path_type=Path))
-@click.option(
-    "--adopt-access",
-    is_flag=True,
-    help="Record each membership's roles, tags and classes as granted by the engine (a later "
-    "refund or churn removes them) and enroll in the product's classes.",
-)
-@click.option("--dry-run", "check_only", is_flag=True, help="Check the file and report; change nothing.")
-def import_students(csv_file: Path, adopt_access: bool, check_only: bool) -> None:
-    """One-time seed of existing students: CSV columns email,product[,state,name,phone,discord_id]."""
-    from engine.db.session import session_factory
-    from engine.pipeline.rules_repository import RulesRepository
-    from engine.service import student_import
-    from engine.settings import get_settings
-
-    settings = get_settings()
-    require_rules_dir(settings.rules_dir, explicit=settings.rules_dir != Path("rules"))
-    require_local_database(settings)
-    rules = RulesRepository(settings.rules_dir).rules
-    try:
-        text = csv_file.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        click.echo(f"error: cannot read {csv_file}: {exc}", err=True)
-        sys.exit(2)
-    rows, file_errors = student_import.read_rows(text, rules, source=str(csv_file))
-    # Shown on a terminal only: a log or a pipe gets the summary line, not a stray label.
-    with click.progressbar(length=len(rows), label="importing", file=sys.stderr, hidden=not sys.stderr.isatty()) as bar:
-        report, errors = student_import.import_students(
-            session_factory(settings),
-            rows,
-            rules,
-            file_errors=file_errors,
-            source=str(csv_file),
-            adopt_access=adopt_access,
-            dry_run=check_only,
-            progress=bar.update,
-        )
-    if errors:
-        for error in errors:
-            click.echo(error, err=True)
-        click.echo(f"{len(errors)} error(s); nothing imported", err=True)
-        sys.exit(1)
-    verb = "would create" if check_only else "created"
-    click.echo(
-        f"{verb} {report.students_created} student(s) and {report.memberships_created} membership(s) "
-        f"({report.memberships_existing} already there, {report.grants_recorded} grant(s) recorded)"
-    )
 
 
 @main.command("admin-user")

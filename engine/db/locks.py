@@ -9,7 +9,8 @@ The lock order, everywhere (docs/architecture/index.md, "Locks, in one order"):
 1. a Discord user's lock (the bot), then
 2. the buyer's lock (a student and all their rows), then
 3. an alert group's lock, then
-4. rows (``events``, ``memberships``, ``action_runs``, ...).
+4. a class's lock (several in one step: in key order), then
+5. rows (``events``, ``memberships``, ``action_runs``, ...).
 
 Nothing writes a row of a buyer's events, memberships, steps, grants, codes or timers before it
 holds that buyer's lock; a lock of a lower number is never taken while one of a higher number is
@@ -45,8 +46,12 @@ class Namespace(IntEnum):
     RECONCILE = 0x5E1B
     # Transaction lock, key 0: the webhook-silence check alerts once when two sweeps meet.
     SILENCE = 0x5E1C
+    # Transaction lock, key hashtext(class key): one writer at a time of a class's enrollments, so
+    # that their changed_at follow their commit order and the read API's cursor skips no change
+    # (engine.pipeline.classes). Taken where the row is written, after the buyer's lock.
+    CLASS = 0x5E1D
     # Session try-lock, key 0: one `engine sync` run at a time (by hand or scheduled).
-    SYNC = 0x5E1D
+    SYNC = 0x5E1E
 
 
 def is_postgres(session: Session) -> bool:

@@ -353,13 +353,24 @@ class CourseClass(Base):
 
 
 class ClassEnrollment(Base):
+    """A student in a class, or a removal kept as a tombstone (``removed_at``): one row per student
+    and class, changed in place, so the read API can page over a class's changes in
+    ``(changed_at, id)`` order (engine.pipeline.classes; migration 0013)."""
+
     __tablename__ = "class_enrollments"
-    __table_args__ = (UniqueConstraint("class_id", "student_id"),)
+    __table_args__ = (
+        UniqueConstraint("class_id", "student_id"),
+        Index("ix_class_enrollments_changes", "class_id", "changed_at", "id"),
+    )
 
     id: Mapped[int] = mapped_column(BigID, primary_key=True)
     class_id: Mapped[int] = mapped_column(ForeignKey("classes.id"))
     student_id: Mapped[int] = mapped_column(ForeignKey("students.id"), index=True)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The membership whose step made the last change (its product and state go with the row).
+    membership_id: Mapped[int | None] = mapped_column(ForeignKey("memberships.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)  # when the current enrollment began
+    changed_at: Mapped[datetime] = mapped_column(default=utcnow)  # the last enrollment or removal
+    removed_at: Mapped[datetime | None]  # set: no longer enrolled (a tombstone)
 
 
 class Heartbeat(Base):

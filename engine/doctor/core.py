@@ -54,7 +54,10 @@ def secret_checks(settings: Settings) -> list[Check]:
         for source in SOURCES.values()
         if source is DEFAULT_SOURCE or source_enabled(settings, source.name)
     ]
-    for name, secret in (*named, ("ADMIN_API_TOKEN", settings.admin_api_token)):
+    named.append(("ADMIN_API_TOKEN", settings.admin_api_token))
+    if settings.course_api_token.get_secret_value():  # unset, the read API is closed: nothing to check
+        named.append(("COURSE_API_TOKEN", settings.course_api_token))
+    for name, secret in named:
         value = secret.get_secret_value()
         if not value:
             status = WARN if settings.development else FAIL

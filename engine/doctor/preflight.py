@@ -47,7 +47,7 @@ def run_doctor(
     if manychat if manychat is not None else settings.manychat_enabled:
         checks += ManyChatDoctor(settings, rules, transport).run()
     if course if course is not None else settings.course_webhook_enabled:
-        checks += course_platform_checks(settings, transport)
+        checks += course_platform_checks(settings, transport, rules)
     if hotmart if hotmart is not None else settings.hotmart_sync_enabled:
         checks += hotmart_api_checks(settings, transport)
     return checks

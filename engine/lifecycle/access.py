@@ -49,6 +49,17 @@ class ProductAccess:
         return Access(frozenset(), product_resources(self.product), reachable=False)
 
 
+def link_moves_on(rules: Rules, product: Product, state: str) -> bool:
+    """Would a Discord link still move a membership of ``product`` in ``state`` on? Some transition
+    on DISCORD_LINKED starts from it (conditions aside): not from refunded or churned, say."""
+    return any(
+        LINK_EVENT in rule.events
+        and ("*" in rule.sources or state in rule.sources)
+        and rule.applies_to_kind(product.kind)
+        for rule in rules.transitions
+    )
+
+
 def product_resources(product: Product) -> frozenset[Resource]:
     return frozenset(
         (kind, str(resource))

@@ -380,7 +380,7 @@ def _record(rt: Runtime, session: Session, event: Event, run: ActionRun, result:
         run.retry_at = None
         if run.action in classes.CLASS_ACTIONS:  # before the ledger: an unenroll is narrowed by it
             membership = session.get(Membership, run.membership_id) if run.membership_id else None
-            classes.record_locally(session, run, membership, event.student_id, result, rt.rules.rules.classes)
+            classes.record_locally(session, run, membership, event.student_id, result, rt.rules.rules.classes, now)
         ledger.record(session, run, event.student_id, result)
         if event.status == EventStatus.RETRYING:
             event.status = EventStatus.PROCESSING

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from connectors.base import StepResult
 from engine.db.models import ActionRun, Membership, OnboardingToken, ScheduledEvent, Student
-from engine.lifecycle.access import LINK_EVENT
+from engine.lifecycle.access import link_moves_on
 from engine.pipeline.alerts import raise_alert
 from engine.pipeline.runtime import Runtime
 from engine.rules.model import Rules
@@ -37,6 +37,24 @@ def _revoke_open_codes(session: Session, student: Student, now: datetime, reason
     return result.rowcount or 0
 
 
+def store_code(
+    session: Session, student: Student, membership: Membership | None, code: str, expires_at: datetime, now: datetime
+) -> tuple[OnboardingToken, int]:
+    """The student's new open code (issued for ``membership``), replacing the open one: the code's
+    row and how many it replaced."""
+    replaced = _revoke_open_codes(session, student, now, "replaced")
+    token = OnboardingToken(
+        code=code,
+        student_id=student.id,
+        membership_id=membership.id if membership else None,
+        created_at=now,
+        expires_at=expires_at,
+    )
+    session.add(token)
+    session.flush()
+    return token, replaced
+
+
 def issue_token(
     rt: Runtime, session: Session, run: ActionRun, membership: Membership | None, student: Student
 ) -> StepResult:
@@ -50,37 +68,15 @@ def issue_token(
             "engine.code_collision",
             "the new code collided with an existing one; send a fresh one with POST /admin/students/{email}/code",
         )
-    now = rt.now()
-    replaced = _revoke_open_codes(session, student, now, "replaced")
-    token = OnboardingToken(
-        code=code,
-        student_id=student.id,
-        membership_id=membership.id if membership else None,
-        created_at=now,
-        expires_at=datetime.fromisoformat(run.params["expires_at"]),
+    token, replaced = store_code(
+        session, student, membership, code, datetime.fromisoformat(run.params["expires_at"]), rt.now()
     )
-    session.add(token)
-    session.flush()
     note = f"; {replaced} earlier code(s) invalidated" if replaced else ""
     return StepResult.done(f"code issued, valid until {token.expires_at.isoformat()}{note}")
 
 
 def _codes(count: int) -> str:
     return f"{count} open code{'' if count == 1 else 's'}"
-
-
-def _links_something(rules: Rules, membership: Membership) -> bool:
-    """Would a Discord link still move this membership on? Some transition on DISCORD_LINKED
-    starts from its state (conditions aside): not from refunded or churned, say."""
-    product = rules.products.get(membership.product_key)
-    if product is None:
-        return False
-    return any(
-        LINK_EVENT in rule.events
-        and ("*" in rule.sources or membership.state in rule.sources)
-        and rule.applies_to_kind(product.kind)
-        for rule in rules.transitions
-    )
 
 
 def _waiting_for_the_code(session: Session, rules: Rules, student: Student, ending: Membership) -> list[Membership]:
@@ -106,7 +102,11 @@ def _waiting_for_the_code(session: Session, rules: Rules, student: Student, endi
     if not latest:
         return []
     found = session.scalars(select(Membership).where(Membership.id.in_(latest))).all()
-    waiting = [other for other in found if _links_something(rules, other)]
+    waiting = [
+        other
+        for other in found
+        if other.product_key in rules.products and link_moves_on(rules, rules.products[other.product_key], other.state)
+    ]
     return sorted(waiting, key=lambda other: latest[other.id], reverse=True)
 
 

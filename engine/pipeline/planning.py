@@ -24,6 +24,7 @@ from engine.pipeline.facts import TaskInputs, event_facts
 from engine.pipeline.ordering import newest_decided_after, reevaluate
 from engine.pipeline.runtime import Runtime
 from engine.pipeline.settling import BatchEntry, settled_events, skip_superseded
+from engine.rules.action_types import PlannedStep
 from engine.rules.model import Rules
 from engine.sources import SOURCES, is_platform
 from engine.statuses import EventStatus, RunStatus
@@ -143,21 +144,8 @@ def _plan(
             if reevaluated is not None:
                 for name, value in reevaluated.fields.items():
                     setattr(membership, name, value)  # the newest in creation order, not the late one's
-            for step in plan.steps:
-                runs.append(
-                    ActionRun(
-                        event_id=event.id,
-                        membership_id=membership.id,
-                        step_index=step_index,
-                        action=step.action,
-                        params=step.params,
-                        # the rules skip it for this product (an optional flow): recorded, never run
-                        status=RunStatus.SKIPPED if step.skip_reason else RunStatus.PENDING,
-                        detail=step.skip_reason,
-                        finished_at=now if step.skip_reason else None,
-                    )
-                )
-                step_index += 1
+            runs = planned_runs(event.id, membership.id, plan.steps, step_index, now)
+            step_index += len(runs)
             session.add_all(runs)
         entry = reevaluated.to_dict() if reevaluated is not None and not plan.ignored else plan.to_dict()
         entry["membership_id"] = membership.id if membership else None
@@ -172,6 +160,26 @@ def _plan(
         event.status = EventStatus.PROCESSING
     else:
         event.status, event.processed_at = EventStatus.PROCESSED, utcnow()
+
+
+def planned_runs(
+    event_id: int, membership_id: int, steps: list[PlannedStep], first_index: int, now: datetime
+) -> list[ActionRun]:
+    """A plan's steps as the event's outbox rows, numbered from ``first_index``, to run in order."""
+    return [
+        ActionRun(
+            event_id=event_id,
+            membership_id=membership_id,
+            step_index=index,
+            action=step.action,
+            params=step.params,
+            # the rules skip it for this product (an optional flow): recorded, never run
+            status=RunStatus.SKIPPED if step.skip_reason else RunStatus.PENDING,
+            detail=step.skip_reason,
+            finished_at=now if step.skip_reason else None,
+        )
+        for index, step in enumerate(steps, start=first_index)
+    ]
 
 
 def _refresh_student(student: Student, inp: EventInput) -> None:

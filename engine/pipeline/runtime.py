@@ -109,6 +109,7 @@ def build_connectors(settings: Settings) -> tuple[dict[str, Connector], Connecto
         classes = ClassesConnector(
             settings.course_webhook_url,
             settings.course_webhook_secret.get_secret_value(),
+            enrollments_url=settings.course_enrollments_url,
             wrap_transport=lambda network: CountingTransport("classes", counters, network),
         )
         for action in run_by(CLASSES):

@@ -233,3 +233,32 @@ def _unknown(
         report.not_in_server.append(Finding(student.id, student.email, product, f"Discord user {student.discord_id}"))
     elif kind == "manychat_tag":
         report.subscribers_not_found.append(Finding(student.id, student.email, product))
+
+
+def unclaimed_classes(
+    students: list[StudentView], access: dict[str, ProductAccess], strangers: Mapping[str, list[str]]
+) -> list[str]:
+    """Notes on the course platform's enrollments that the engine did not give and the rules do not
+    allow (someone enrolled the student by hand), and on those of people the comparison does not
+    know (``strangers``, per class): reported, never removed (the engine revokes only what it gave)."""
+    unclaimed: dict[str, list[str]] = defaultdict(list)
+    for key, emails in strangers.items():
+        unclaimed[key] += emails
+    for student in students:
+        held = student.actual.get("class") or set()
+        if not held:
+            continue
+        _, may = desired(student, access)
+        for key in held:
+            if ("class", key) not in may and ("class", key) not in student.owned:
+                unclaimed[key].append(student.email)
+    notes = []
+    for key, emails in sorted(unclaimed.items()):
+        shown = ", ".join(sorted(emails)[:EXAMPLES]) + (
+            f" and {len(emails) - EXAMPLES} more" if len(emails) > EXAMPLES else ""
+        )
+        notes.append(
+            f"class {key}: {len(emails)} enrollment(s) on the course platform that the engine did not give "
+            f"and the rules do not allow, left as they are: {shown}"
+        )
+    return notes

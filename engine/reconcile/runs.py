@@ -19,15 +19,26 @@ from engine.lifecycle.access import derive
 from engine.pipeline.alerts import notify_alerts, raise_alert
 from engine.pipeline.runtime import Runtime
 from engine.reconcile.apply import Applied, apply_access_diff
-from engine.reconcile.diff import AccessDiff, ChangeKey, Report, StudentView, change_key, diff_student
+from engine.reconcile.diff import (
+    AccessDiff,
+    ChangeKey,
+    Report,
+    StudentView,
+    change_key,
+    diff_student,
+    unclaimed_classes,
+)
 from engine.reconcile.world import (
+    PLATFORM,
     Progress,
     assign_roles,
+    class_keys,
     load_students,
     no_progress,
     read_classes,
     read_discord,
     read_manychat,
+    read_platform_classes,
 )
 from engine.rules.model import Rules
 
@@ -64,7 +75,11 @@ def compute(rt: Runtime, rules: Rules | None = None, *, progress: Progress = no_
         report.notes.append(note)
     else:
         report.checked.append("manychat_tag")
-    report.checked.append("class")
+    classes = read_platform_classes(rt, students, class_keys(students, access), progress)
+    if classes.note():
+        report.notes.append(classes.note())
+    if classes.compared:
+        report.checked.append("class")
     if learned:
         with rt.sessions.begin() as session:
             for student_id, subscriber in learned.items():
@@ -78,6 +93,8 @@ def compute(rt: Runtime, rules: Rules | None = None, *, progress: Progress = no_
         for student in students:
             diff_student(student, access, report)
             step(1)
+    if classes.source == PLATFORM:
+        report.notes += unclaimed_classes(students, access, classes.strangers)
     return report
 
 

@@ -2,7 +2,8 @@
 operator is looking at (the admin page's student view).
 
 The world is read for this student only: their Discord member (Get Guild Member, not the whole
-member list), their ManyChat contact and their class enrollments. The diff is
+member list), their ManyChat contact and their class enrollments (the course platform's list of
+each class that matters to them when COURSE_ENROLLMENTS_URL is set, else the engine's table). The diff is
 :func:`~engine.reconcile.diff.diff_student`'s and the apply :func:`~engine.reconcile.apply.apply_access_diff`'s,
 behind the same blast-radius guard (``RECONCILE_MAX_REVOKES``, by default 10 revocations for one
 student) and the same one-reconcile-at-a-time lock.
@@ -13,13 +14,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from connectors.base import StudentRef
-from engine.lifecycle.access import derive
+from engine.lifecycle.access import ProductAccess, derive
 from engine.pipeline.history import record_history
 from engine.pipeline.runtime import Runtime
 from engine.reconcile.apply import Applied, apply_access_diff, revoke_limit
-from engine.reconcile.diff import AccessDiff, Report, StudentView, diff_student
+from engine.reconcile.diff import AccessDiff, Report, StudentView, diff_student, unclaimed_classes
 from engine.reconcile.runs import exclusive
-from engine.reconcile.world import load_students, read_classes
+from engine.reconcile.world import (
+    PLATFORM,
+    class_keys,
+    load_students,
+    no_progress,
+    read_classes,
+    read_platform_classes,
+)
 from engine.rules.actions import granting
 from engine.rules.model import Rules
 
@@ -31,6 +39,7 @@ FAILED = "failed"
 NOT_LINKED = "not_linked"  # no Discord account: holds no role
 NOT_IN_SERVER = "not_in_server"  # linked, but not a member of the guild
 NO_CONTACT = "no_contact"  # ManyChat knows no contact for the student
+OWN_TABLE = "table"  # classes read from the engine's own table (the course platform's list is not read)
 _NOT_COMPARED = (DISABLED, FAILED)
 
 
@@ -74,13 +83,16 @@ def compute_student(rt: Runtime, student_id: int, rules: Rules | None = None) ->
             return None
         read_classes(session, views, [student_id])
     view = views[0]
-    reads = [_read_discord(rt, view), _read_manychat(rt, view), KindRead("class", READ)]
+    classes = _read_classes(rt, view, access)
+    reads = [_read_discord(rt, view), _read_manychat(rt, view), classes]
     report = Report(AccessDiff(students=1))
     report.checked = [read.kind for read in reads if read.status not in _NOT_COMPARED]
     unknown = sorted({m.product for m in view.memberships if m.product not in access})
     if unknown:
         report.notes.append(f"products no longer in the rules (their grants are kept): {', '.join(unknown)}")
     diff_student(view, access, report)
+    if classes.status == READ:
+        report.notes += unclaimed_classes([view], access, {})
     return StudentWorld(view, report, reads, revoke_limit(1, rt.settings.reconcile_max_revokes))
 
 
@@ -120,6 +132,15 @@ def reconcile_student(
         with rt.sessions.begin() as session:
             record_history(session, kind="reconcile", at=rt.now(), student_id=student_id, actor=actor, detail=detail)
     return world, applied
+
+
+def _read_classes(rt: Runtime, view: StudentView, access: dict[str, ProductAccess]) -> KindRead:
+    """The student's classes: the platform's lists (READ) or, without COURSE_ENROLLMENTS_URL, the
+    engine's table read with the view (OWN_TABLE, the reason in ``detail``)."""
+    classes = read_platform_classes(rt, [view], class_keys([view], access), no_progress)
+    if classes.source == PLATFORM:
+        return KindRead("class", READ)
+    return KindRead("class", OWN_TABLE if classes.compared else FAILED, classes.reason)
 
 
 def _read_discord(rt: Runtime, view: StudentView) -> KindRead:

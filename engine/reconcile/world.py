@@ -3,7 +3,8 @@
 Reads go through the connectors' own clients, so they are paced by the same limiters as
 every step: List Guild Members in pages of 1,000 (discord.md 2.4a), getInfo per contact at
 ManyChat's 10/s (manychat.md 2.3). A connector whose flag is off is not read: its kind is
-reported as not compared.
+reported as not compared. Classes come from the course platform's own list when
+COURSE_ENROLLMENTS_URL is set (:func:`read_platform_classes`), else from the engine's table.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Collection, Iterable
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
@@ -18,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from connectors.base import StudentRef
 from engine.db.models import ClassEnrollment, CourseClass, Grant, Membership, Student
+from engine.lifecycle.access import ProductAccess, product_resources
 from engine.pipeline.runtime import Runtime
 from engine.reconcile.diff import MembershipView, StudentView
 from engine.rules.actions import granting
@@ -67,10 +70,12 @@ def load_students(session: Session, student_ids: Collection[int] | None = None) 
 
 
 def read_classes(session: Session, students: Iterable[StudentView], student_ids: Collection[int] | None = None) -> None:
-    """The classes each student is enrolled in (every enrollment, or those of ``student_ids``)."""
+    """The classes each student is enrolled in now (every enrollment, or those of ``student_ids``)."""
     enrolled: dict[int, set[str]] = {}
-    query = select(ClassEnrollment.student_id, CourseClass.key).join(
-        CourseClass, CourseClass.id == ClassEnrollment.class_id
+    query = (
+        select(ClassEnrollment.student_id, CourseClass.key)
+        .join(CourseClass, CourseClass.id == ClassEnrollment.class_id)
+        .where(ClassEnrollment.removed_at.is_(None))  # a removal is kept as a tombstone
     )
     if student_ids is not None:
         query = query.where(ClassEnrollment.student_id.in_(student_ids))
@@ -135,3 +140,80 @@ def read_manychat(
             student.actual["manychat_tag"] = tags  # None: no contact found
             update(1)
     return None, learned
+
+
+# Where a comparison's classes came from (ClassesRead.source).
+PLATFORM = "platform"  # the course platform's own list (COURSE_ENROLLMENTS_URL)
+TABLE = "table"  # the engine's class_enrollments table: the platform is not read
+FAILED = "failed"  # the platform could not be read: classes not compared
+
+
+@dataclass
+class ClassesRead:
+    """How the classes were read, and what the platform holds that matches none of the students read."""
+
+    source: str
+    reason: str = ""  # why not the platform: a setting, or the platform's error
+    strangers: dict[str, list[str]] = field(default_factory=dict)  # class key -> e-mails
+
+    @property
+    def compared(self) -> bool:
+        return self.source != FAILED
+
+    def note(self) -> str | None:
+        if self.source == TABLE:
+            return f"classes compared with the engine's own table, not the course platform's list: {self.reason}"
+        if self.source == FAILED:
+            return f"classes not compared: {self.reason}"
+        return None
+
+
+def class_keys(students: Iterable[StudentView], access: dict[str, ProductAccess]) -> list[str]:
+    """The classes worth asking the platform about: those the students' products may give, and those
+    the ledger says the engine gave them."""
+    keys: set[str] = set()
+    for student in students:
+        keys.update(resource for kind, resource in student.owned if kind == "class")
+        for membership in student.memberships:
+            product = access.get(membership.product)
+            if product is None:
+                continue
+            held = [*product_resources(product.product)]
+            for node in product.by_node.values():
+                held += [*node.must, *node.may]
+            keys.update(resource for kind, resource in held if kind == "class")
+    return sorted(keys)
+
+
+def read_platform_classes(
+    rt: Runtime, students: list[StudentView], keys: Collection[str], progress: Progress
+) -> ClassesRead:
+    """Each student's classes as the course platform holds them, when COURSE_ENROLLMENTS_URL is set
+    (and COURSE_WEBHOOK_ENABLED on); otherwise the engine's table (:func:`read_classes`) is left as
+    read. A platform that cannot be read leaves the classes not compared, never half-read."""
+    connector = rt.connector_for(granting("class"))
+    if not hasattr(connector, "list_enrollments"):
+        return ClassesRead(TABLE, "COURSE_WEBHOOK_ENABLED is off")
+    if not connector.reads_enrollments:
+        return ClassesRead(TABLE, "COURSE_ENROLLMENTS_URL is not set")
+    from connectors.errors import WireError
+
+    by_email = {student.email.strip().lower(): student for student in students}
+    held: dict[int, set[str]] = {student.id: set() for student in students}
+    strangers: dict[str, list[str]] = {}
+    with progress("reading the course platform's enrollments", len(keys)) as update:
+        for key in keys:
+            try:
+                for email in connector.list_enrollments(key):
+                    student = by_email.get(email)
+                    if student is None:
+                        strangers.setdefault(key, []).append(email)
+                    else:
+                        held[student.id].add(key)
+            except WireError as exc:
+                log.warning("reconcile: cannot read the course platform's enrollments: %s", exc)
+                return ClassesRead(FAILED, f"{exc.error}: {exc.detail}")
+            update(1)
+    for student in students:
+        student.actual["class"] = held[student.id]
+    return ClassesRead(PLATFORM, strangers=strangers)

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from engine.db.models import Event, History, Student
 from engine.pipeline.history import record_history
@@ -120,23 +120,15 @@ def audit_page(
 
 def audit_kinds(session: Session) -> list[str]:
     """The kinds of entries people wrote, for the view's filter."""
-    return list(
-        session.scalars(
-            select(History.kind)
-            .where(History.actor.is_not(None), History.actor.not_in(_MACHINE_ACTORS))
-            .group_by(History.kind)
-            .order_by(History.kind)
-        )
-    )
+    return _written_by_people(session, History.kind)
 
 
 def audit_actors(session: Session) -> list[str]:
     """Who wrote entries (``admin:ana``, ``admin-api``, ``cli``...), for the view's filter."""
-    return list(
-        session.scalars(
-            select(History.actor)
-            .where(History.actor.is_not(None), History.actor.not_in(_MACHINE_ACTORS))
-            .group_by(History.actor)
-            .order_by(History.actor)
-        )
-    )
+    return _written_by_people(session, History.actor)
+
+
+def _written_by_people(session: Session, column: InstrumentedAttribute[Any]) -> list[str]:
+    """The distinct values of ``column`` over the entries people wrote, sorted."""
+    people = History.actor.is_not(None), History.actor.not_in(_MACHINE_ACTORS)
+    return list(session.scalars(select(column).where(*people).group_by(column).order_by(column)))

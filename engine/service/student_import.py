@@ -16,6 +16,8 @@ import io
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -24,13 +26,15 @@ from engine.db.models import Grant, Membership, Student, utcnow
 from engine.pipeline.classes import enroll_student
 from engine.pipeline.history import record_history
 from engine.pipeline.ledger import RESOURCES
-from engine.rules.actions import ACTIONS
-from engine.rules.model import Rules
+from engine.rules.actions import ACTIONS, CLASSES
+from engine.rules.model import Product, Rules
 from engine.sources import normalize_phone
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _SNOWFLAKE = re.compile(r"^[0-9]{15,21}$")
 COLUMNS = ("email", "product", "state", "name", "phone", "discord_id")
+# The ledger kind of a class enrollment (the course platform's, a table of the engine's too).
+_CLASS = next(use.kind for name, use in RESOURCES.items() if ACTIONS[name].executor == CLASSES)
 
 
 @dataclass
@@ -42,6 +46,17 @@ class SeedRow:
     name: str | None
     phone: str | None
     discord_id: str | None
+
+
+@dataclass
+class Placed:
+    """What :func:`place` did for one membership."""
+
+    student: Student
+    membership: Membership | None  # None: not created (already there, or refused)
+    student_created: bool
+    error: str | None = None
+    existing: Membership | None = None  # the membership that was already there
 
 
 @dataclass
@@ -60,14 +75,19 @@ def _dialect(text: str) -> type[csv.Dialect] | csv.Dialect:
         return csv.excel
 
 
-def read_rows(text: str, rules: Rules, source: str = "students.csv") -> tuple[list[SeedRow], list[str]]:
+def read_rows(
+    text: str, rules: Rules, source: str = "students.csv", *, required: tuple[str, ...] = ("email", "product")
+) -> tuple[list[SeedRow], list[str]]:
     """Parse and check the CSV; every problem is reported as ``source:LINE: message``.
 
     Rows with a problem are left out of the returned rows (every other row is still returned, so
-    :func:`seed` can check them too and the file's every problem shows in one pass).
+    :func:`seed` can check them too and the file's every problem shows in one pass). A file
+    without a ``product`` column (allowed when ``required`` does not name it) has its rows' product
+    left empty and unchecked.
     """
     reader = csv.DictReader(io.StringIO(text), dialect=_dialect(text))
-    missing = [c for c in ("email", "product") if c not in (reader.fieldnames or [])]
+    columns = reader.fieldnames or []
+    missing = [c for c in required if c not in columns]
     if missing:
         return [], [f"{source}:1: missing column(s): {', '.join(missing)} (columns: {', '.join(COLUMNS)})"]
     rows, errors, seen = [], [], {}
@@ -87,7 +107,7 @@ def read_rows(text: str, rules: Rules, source: str = "students.csv") -> tuple[li
         where = f"{source}:{number}:"
         if not _EMAIL.match(row.email):
             errors.append(f"{where} invalid e-mail {value['email']!r}")
-        if row.product not in rules.products:
+        if "product" in columns and row.product not in rules.products:
             errors.append(f"{where} unknown product {row.product!r} (products: {', '.join(rules.products)})")
         if row.state not in rules.states:
             errors.append(f"{where} unknown state {row.state!r} (states: {', '.join(rules.states)})")
@@ -99,12 +119,121 @@ def read_rows(text: str, rules: Rules, source: str = "students.csv") -> tuple[li
         if row.discord_id and not _SNOWFLAKE.match(row.discord_id):
             errors.append(f"{where} discord_id {row.discord_id!r} is not a Discord id")
         key = (row.email, row.product)
-        if key in seen:
+        if key in seen and "product" in columns:  # a membership twice (a list of students may repeat one)
             errors.append(f"{where} {row.email} / {row.product} already on line {seen[key]}")
         seen.setdefault(key, number)
         if len(errors) == errors_before:
             rows.append(row)
     return rows, errors
+
+
+def read_discord_ids(text: str, rules: Rules, source: str) -> tuple[dict[str, SeedRow], list[str]]:
+    """The rows of a CSV of the import's columns (``email`` and ``discord_id`` required) by e-mail,
+    for another import to join (``--discord-ids``): each student's Discord id, name and phone.
+    Problems as :func:`read_rows` reports them, plus an e-mail given two Discord ids."""
+    rows, errors = read_rows(text, rules, source, required=("email", "discord_id"))
+    found: dict[str, SeedRow] = {}
+    for row in rows:
+        first = found.setdefault(row.email, row)
+        if first.discord_id != row.discord_id:
+            errors.append(f"{source}:{row.line}: {row.email} has discord_id {first.discord_id} on line {first.line}")
+    return found, _in_line_order(errors, source)
+
+
+def place(
+    session: Session,
+    *,
+    email: str,
+    product_key: str,
+    state: str,
+    name: str | None,
+    phone: str | None,
+    discord_id: str | None,
+    now: datetime,
+    detail: dict[str, Any],
+) -> Placed:
+    """The student (created, or completed with what it lacked: name, phone, Discord id) and a new
+    membership of ``product_key`` in ``state``, recorded in the student's history (``imported``,
+    with ``detail``). An existing membership is left as it is; a Discord id that belongs to
+    someone else is refused (``Placed.error``). Every import, whatever it reads, places here."""
+    student = session.scalar(select(Student).where(Student.email == email))
+    created = student is None
+    if student is None:
+        student = Student(email=email, name=name, phone=phone, created_at=now, updated_at=now)
+        session.add(student)
+    student.name = student.name or name
+    student.phone = student.phone or phone
+    if discord_id and student.discord_id != discord_id:
+        owner = session.scalar(select(Student.email).where(Student.discord_id == discord_id))
+        if owner and owner != email:
+            return Placed(student, None, created, f"discord_id {discord_id} is linked to {owner}")
+        if student.discord_id:
+            return Placed(student, None, created, f"{email} is linked to another Discord account")
+        student.discord_id = discord_id
+    session.flush()
+    membership = session.scalar(
+        select(Membership).where(Membership.student_id == student.id, Membership.product_key == product_key)
+    )
+    if membership is not None:
+        return Placed(student, None, created, existing=membership)
+    membership = Membership(
+        student_id=student.id,
+        product_key=product_key,
+        state=state,
+        state_changed_at=now,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(membership)
+    session.flush()
+    record_history(
+        session,
+        kind="imported",
+        at=now,
+        student_id=student.id,
+        membership_id=membership.id,
+        actor="engine import-students",
+        detail=detail,
+    )
+    return Placed(student, membership, created)
+
+
+def adopt(session: Session, rules: Rules, membership: Membership, resources: dict[str, set[str]], now: datetime) -> int:
+    """Record ``resources`` (ledger kind -> ids) as granted by the engine to ``membership`` (a later
+    refund or churn removes them) and enroll the student in its classes; the number of grants."""
+    recorded = 0
+    for kind, ids in resources.items():
+        for resource in sorted(ids):
+            session.add(
+                Grant(
+                    student_id=membership.student_id,
+                    membership_id=membership.id,
+                    kind=kind,
+                    resource=resource,
+                    applied=True,
+                    created_at=now,
+                )
+            )
+            recorded += 1
+            if kind == _CLASS:
+                enroll_student(
+                    session,
+                    membership.student_id,
+                    resource,
+                    rules.classes.get(resource),
+                    membership_id=membership.id,
+                    now=now,
+                )
+    return recorded
+
+
+def product_access(product: Product) -> dict[str, set[str]]:
+    """What a bare granting step gives: the product's own resources, per ledger kind."""
+    return {
+        use.kind: set(getattr(product, ACTIONS[name].product_resource))
+        for name, use in RESOURCES.items()
+        if use.grants and ACTIONS[name].product_resource
+    }
 
 
 def seed(
@@ -127,47 +256,15 @@ def seed(
     for row in rows:
         if progress is not None:
             progress(1)
-        student = session.scalar(select(Student).where(Student.email == row.email))
-        if student is None:
-            student = Student(email=row.email, name=row.name, phone=row.phone, created_at=now, updated_at=now)
-            session.add(student)
-            report.students_created += 1
-        student.name = student.name or row.name
-        student.phone = student.phone or row.phone
-        if row.discord_id and student.discord_id != row.discord_id:
-            owner = session.scalar(select(Student.email).where(Student.discord_id == row.discord_id))
-            if owner and owner != row.email:
-                report.errors.append(f"{row.line}: discord_id {row.discord_id} is linked to {owner}")
-                continue
-            if student.discord_id:
-                report.errors.append(f"{row.line}: {row.email} is linked to another Discord account")
-                continue
-            student.discord_id = row.discord_id
-        session.flush()
-        membership = session.scalar(
-            select(Membership).where(Membership.student_id == student.id, Membership.product_key == row.product)
-        )
-        if membership is not None:
-            report.memberships_existing += 1
-            continue
-        membership = Membership(
-            student_id=student.id,
+        placed = place(
+            session,
+            email=row.email,
             product_key=row.product,
             state=row.state,
-            state_changed_at=now,
-            created_at=now,
-            updated_at=now,
-        )
-        session.add(membership)
-        session.flush()
-        report.memberships_created += 1
-        record_history(
-            session,
-            kind="imported",
-            at=now,
-            student_id=student.id,
-            membership_id=membership.id,
-            actor="engine import-students",
+            name=row.name,
+            phone=row.phone,
+            discord_id=row.discord_id,
+            now=now,
             detail={
                 "file": source,
                 "line": row.line,
@@ -176,29 +273,17 @@ def seed(
                 "adopt_access": adopt_access,
             },
         )
+        report.students_created += placed.student_created
+        if placed.error:
+            report.errors.append(f"{row.line}: {placed.error}")
+            continue
+        if placed.membership is None:
+            report.memberships_existing += 1
+            continue
+        report.memberships_created += 1
         if adopt_access:
             product = rules.products[row.product]
-            # What a bare granting step would give: the product's own resources, per ledger kind.
-            owned = {
-                use.kind: getattr(product, ACTIONS[name].product_resource)
-                for name, use in RESOURCES.items()
-                if use.grants and ACTIONS[name].product_resource
-            }
-            for kind, resources in owned.items():
-                for resource in resources:
-                    session.add(
-                        Grant(
-                            student_id=student.id,
-                            membership_id=membership.id,
-                            kind=kind,
-                            resource=resource,
-                            applied=True,
-                            created_at=now,
-                        )
-                    )
-                    report.grants_recorded += 1
-            for key in product.classes:
-                enroll_student(session, student.id, key, rules.classes.get(key))
+            report.grants_recorded += adopt(session, rules, placed.membership, product_access(product), now)
     return report
 
 

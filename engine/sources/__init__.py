@@ -11,6 +11,7 @@ from __future__ import annotations
 from engine.sources import eduzz, hotmart, kiwify
 from engine.sources.base import NOT_JSON, Source
 from engine.sources.canonical import CANONICAL_EVENTS
+from engine.sources.hotmart import api_items as hotmart_api_items
 from engine.sources.phone import normalize_phone
 
 SOURCES: dict[str, Source] = {source.name: source for source in (hotmart.SOURCE, kiwify.SOURCE, eduzz.SOURCE)}
@@ -23,6 +24,10 @@ DEFAULT_SOURCE: Source = hotmart.SOURCE
 SOURCE_EVENTS: frozenset[str] = CANONICAL_EVENTS
 
 PLATFORMS: tuple[str, ...] = tuple(SOURCES)
+
+# Hotmart's REST API besides its webhooks (``engine import-students --from hotmart``): what its
+# subscription and sale items mean in the canonical vocabulary (:mod:`.hotmart.api_items`).
+HOTMART_API_ITEMS = hotmart_api_items
 
 
 def is_platform(source: str | None) -> bool:
@@ -51,6 +56,7 @@ def detect(body: object) -> Source:
 __all__ = [
     "CANONICAL_EVENTS",
     "DEFAULT_SOURCE",
+    "HOTMART_API_ITEMS",
     "NOT_JSON",
     "PLATFORMS",
     "SOURCES",

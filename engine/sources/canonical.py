@@ -7,6 +7,10 @@ these in one table (its ``canonical``), and keeps its original name in ``source_
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
 CANONICAL_EVENTS: frozenset[str] = frozenset(
     {
         "PURCHASE_APPROVED",
@@ -34,3 +38,13 @@ GRANTING_EVENTS = frozenset({"PURCHASE_APPROVED", "PURCHASE_COMPLETE", "PURCHASE
 REVOKING_EVENTS = frozenset({"PURCHASE_REFUNDED", "PURCHASE_CHARGEBACK"})
 # Their date_next_charge is the date the payment covers.
 PAID_UNTIL_EVENTS = frozenset({"PURCHASE_APPROVED", "UPDATE_SUBSCRIPTION_CHARGE_DATE"})
+
+
+@dataclass(frozen=True)
+class PastEvent:
+    """A canonical event a platform's records say happened (read from its API, not received as a
+    webhook), with the flat fields a webhook of it would carry (``engine.rules.model.EVENT_FIELDS``)."""
+
+    event_type: str
+    at: datetime
+    fields: dict[str, Any]

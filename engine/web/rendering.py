@@ -13,6 +13,8 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
+from engine.statuses import EventStatus, RunStatus
+from engine.web.access import Page
 from engine.web.i18n import LANGUAGES, Translator
 from engine.web.notices import PARAM, read_notice
 
@@ -69,9 +71,26 @@ def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
+# An event's or a step's status as a badge's colour: what ended well, what needs a person, and the rest.
+_TONES = {
+    EventStatus.PROCESSED: "ok",
+    EventStatus.IGNORED: "ok",  # ignored is a decision of the rules
+    RunStatus.DONE: "ok",
+    EventStatus.NEEDS_ATTENTION: "bad",
+    EventStatus.FAILED: "bad",  # a step's "failed" too
+    EventStatus.REJECTED: "bad",
+    "refused": "bad",  # a replay the page refused
+}
+
+
+def _tone(status: str | None) -> str:
+    return _TONES.get(status or "", "warn")
+
+
 templates.env.filters["when"] = _when
 templates.env.filters["json"] = _json
 templates.env.globals["query"] = _query
+templates.env.globals["tone"] = _tone
 
 
 def render(
@@ -102,3 +121,16 @@ def render(
     )
     response.headers.update(HEADERS)
     return response
+
+
+def render_page(page: Page, template: str, *, status_code: int = 200, **context: Any) -> HTMLResponse:
+    """A signed-in operator's page: rendered with their name, their language and their CSRF token."""
+    return render(
+        page.request,
+        template,
+        t=page.t,
+        operator=page.operator,
+        csrf_token=page.csrf_token,
+        status_code=status_code,
+        **context,
+    )

@@ -29,6 +29,23 @@ def test_our_side_development_secrets_and_pending_migrations(world: World, monke
     assert "FAIL  engine    migrations at none, newest is " in result.stdout
 
 
+def test_the_course_api_token_is_checked_once_set():
+    from engine.doctor.core import secret_checks
+    from engine.settings import Settings
+
+    production = {"ENGINE_ENV": "production", "hotmart_hottok": "h" * 32, "admin_api_token": "a" * 32}
+    unset = [check.message for check in secret_checks(Settings(**production, _env_file=None))]
+    assert not any("COURSE_API_TOKEN" in message for message in unset)  # unset: the read API is closed
+    short = secret_checks(Settings(**production, course_api_token="c" * 9, _env_file=None))
+    assert ("warn", "COURSE_API_TOKEN is short (9 characters): use 16 or more") in {
+        (check.status, check.message) for check in short
+    }
+    dev = secret_checks(Settings(**production, course_api_token="change-me", _env_file=None))
+    assert ("FAIL", "COURSE_API_TOKEN is a development value: generate a new one") in {
+        (check.status, check.message) for check in dev
+    }
+
+
 def test_a_database_that_accepts_connections_and_never_answers_fails_the_preflight(
     world: World, monkeypatch: pytest.MonkeyPatch
 ):

@@ -1,4 +1,5 @@
-"""`engine doctor` for the course platform's webhook: the secret is set and usable, the URL answers."""
+"""`engine doctor` for the course platform's webhook: the secret is set and usable, the URL answers;
+and, with COURSE_ENROLLMENTS_URL, a signed read of a class's enrollments answers within the contract."""
 
 from __future__ import annotations
 
@@ -13,6 +14,13 @@ from tests.fakes.server import free_port, serve
 def platform_url():
     with serve(course_platform_app.create_app()) as url:
         yield f"{url}/webhooks"
+
+
+@pytest.fixture
+def platform():
+    app = course_platform_app.create_app()
+    with serve(app) as url:
+        yield app.state.fake, url
 
 
 def test_a_good_setup_passes_without_sending_anything(world: World, platform_url: str, monkeypatch):
@@ -85,3 +93,54 @@ def test_the_admin_doctor_route_reports_the_course_platform(world: World, platfo
         "status": "ok",
         "message": f"the course platform answers at {platform_url} (HTTP 405 to a GET)",
     } in report.json()["checks"]
+
+
+def test_the_enrollments_url_answers_a_signed_read(world: World, platform, monkeypatch):
+    fake, url = platform
+    fake.enroll_by_hand("curso-2026", "ana@example.com")
+    monkeypatch.setenv("COURSE_WEBHOOK_ENABLED", "true")
+    monkeypatch.setenv("COURSE_WEBHOOK_URL", f"{url}/webhooks")
+    monkeypatch.setenv("COURSE_WEBHOOK_SECRET", course_platform_app.SECRET)
+    monkeypatch.setenv("COURSE_ENROLLMENTS_URL", f"{url}/enrollments")
+    result = doctor()
+    assert result.exit_code == 0, result.stdout
+    assert (
+        f"ok    classes   the course platform serves enrollments at {url}/enrollments "
+        "(a signed read: curso-2026 holds enrollments)"
+    ) in result.stdout
+    assert "warn  classes   COURSE_ENROLLMENTS_URL is not https: the enrollments carry students' e-mails" in (
+        result.stdout
+    )
+    assert [(read.params, read.verified) for read in fake.reads] == [({"class": "curso-2026"}, True)]
+    assert fake.deliveries == []  # nothing sent
+
+
+def test_a_refused_or_failing_enrollments_read_fails_naming_why(world: World, platform, monkeypatch):
+    fake, url = platform
+    monkeypatch.setenv("COURSE_WEBHOOK_URL", f"{url}/webhooks")
+    monkeypatch.setenv("COURSE_WEBHOOK_SECRET", course_platform_app.SECRET)
+    monkeypatch.setenv("COURSE_ENROLLMENTS_URL", f"{url}/enrollments")
+    fake.secret = "whsec_b3RoZXItc2VjcmV0LW9mLXRoZS1wbGF0Zm9ybQ=="  # the platform verifies with another secret
+    refused = doctor("--course")
+    assert [line for line in lines(refused, "FAIL") if " classes " in line] == [
+        "FAIL  classes   COURSE_ENROLLMENTS_URL: enrollments of curso-2026, page 1: the course platform answered "
+        "HTTP 401: it refused the signature; COURSE_WEBHOOK_SECRET must be the secret the platform verifies with "
+        '(\'{"error":"signature: No matching signature found"}\')'
+    ]
+    fake.secret = course_platform_app.SECRET
+    fake.fail(500, times=0)
+    failing = doctor("--course")
+    [line] = [line for line in lines(failing, "FAIL") if "COURSE_ENROLLMENTS_URL" in line]
+    assert "page 1: the course platform answered HTTP 500" in line
+    assert len(fake.reads) == 1 + 4  # the refused read, then the first try and three more
+
+
+def test_an_enrollments_url_that_is_no_address_is_refused_where_it_is_read(world: World, monkeypatch):
+    """With the flag on the settings refuse it at start; doctor --course names it too."""
+    monkeypatch.setenv("COURSE_WEBHOOK_URL", "https://course.example.com/webhooks")
+    monkeypatch.setenv("COURSE_WEBHOOK_SECRET", course_platform_app.SECRET)
+    monkeypatch.setenv("COURSE_ENROLLMENTS_URL", "course.example.com/enrollments")
+    result = doctor("--course")
+    assert (
+        "FAIL  classes   COURSE_ENROLLMENTS_URL 'course.example.com/enrollments' is not an http(s):// address"
+    ) in result.stdout

@@ -262,7 +262,7 @@ class World:
                     select(CourseClass.key)
                     .join(ClassEnrollment, ClassEnrollment.class_id == CourseClass.id)
                     .join(Student, ClassEnrollment.student_id == Student.id)
-                    .where(Student.email == email)
+                    .where(Student.email == email, ClassEnrollment.removed_at.is_(None))
                 )
             )
 
@@ -311,10 +311,13 @@ def open_world(
     ana_in_manychat: bool = True,
     ana_in_guild: bool = True,
     course_platform: bool = False,
+    course_reads: bool = False,
     **settings,
 ) -> Iterator[World]:
     """Fakes served in threads, real connectors pointed at them, a harness on PostgreSQL; with
-    ``course_platform``, the fake course platform too, told by the real classes connector."""
+    ``course_platform``, the fake course platform too, told by the real classes connector; with
+    ``course_reads`` as well, reconcile reads the platform's enrollments (COURSE_ENROLLMENTS_URL; a
+    read tried again does not pause)."""
     rules = shipped_rules()
     discord_asgi = discord_app.create_app(
         token=FAKE_TOKEN, route_limit=route_limit, route_window=route_window, global_limit=global_limit
@@ -349,7 +352,8 @@ def open_world(
         connectors.update({action: manychat for action in manychat.actions})
         classes = None
         if course_url is not None:
-            classes = ClassesConnector(f"{course_url}/webhooks", course_secret, timeout=5.0)
+            reads = {"enrollments_url": f"{course_url}/enrollments", "sleep": lambda _: None} if course_reads else {}
+            classes = ClassesConnector(f"{course_url}/webhooks", course_secret, timeout=5.0, **reads)
             connectors.update({action: classes for action in classes.actions})
         h = make_harness(connectors=connectors, **settings)
         h.runtime.alert_sink = discord

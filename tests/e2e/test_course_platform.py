@@ -205,3 +205,63 @@ def test_reconcile_restores_a_lost_enrollment_and_tells_the_platform(make_world)
     assert again.message["type"] == "class.enrollment.created" and again.webhook_id != first.webhook_id
     assert w.course.members(CLASS) == {ANA_EMAIL} and w.classes() == {CLASS}
     assert compute(w.runtime).diff.empty
+
+
+COURSE_TOKEN = "course-read-token-e2e-7d1"
+
+
+def test_story_46_a_platform_that_polls_with_a_read_only_token_mirrors_the_class(make_world):
+    """The last sentence of story 46: a platform that prefers polling to the webhooks (left off, as
+    shipped) mirrors the class with its own read-only token. Ana's purchase and link enroll her: the
+    poller sees her; her refund: the poller sees the tombstone. The admin token opens nothing there."""
+    from tests.conftest import ADMIN_TOKEN
+    from tests.fakes.course_poller import PollingPlatform
+
+    w = make_world(course_api_token=COURSE_TOKEN)
+    platform = PollingPlatform(w.api, COURSE_TOKEN)
+    assert platform.poll(CLASS) == []
+    cursor = platform.cursors[CLASS]
+
+    w.deliver(hotmart(APPROVED, new_id=False))
+    assert platform.poll(CLASS) == [] and platform.cursors[CLASS] == cursor  # the class comes with the link
+    w.register(w.code())
+
+    [enrolled] = platform.poll(CLASS)
+    ana = w.student()
+    assert {key: enrolled[key] for key in ("email", "student_id", "discord_id", "product", "removed")} == {
+        "email": ANA_EMAIL,
+        "student_id": ana.id,
+        "discord_id": ANA_DISCORD,
+        "product": "curso",
+        "removed": False,
+    }
+    assert enrolled["membership_state"] == "active" and platform.emails(CLASS) == {ANA_EMAIL}
+    classes = w.api.get("/api/v1/classes", headers={"Authorization": f"Bearer {COURSE_TOKEN}"}).json()["items"]
+    assert {c["key"]: c["enrollments"] for c in classes} == {CLASS: 1}
+
+    w.deliver(hotmart(REFUNDED, new_id=False))
+    [tombstone] = platform.poll(CLASS)
+    assert (tombstone["email"], tombstone["removed"], tombstone["membership_state"]) == (ANA_EMAIL, True, "refunded")
+    assert platform.emails(CLASS) == set() == w.classes()
+    assert platform.poll(CLASS) == []  # nothing new, nothing again
+
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    for path in ("/api/v1/classes", f"/api/v1/classes/{CLASS}/enrollments"):
+        assert w.api.get(path, headers=admin).status_code == 401
+    assert w.admin("GET", "/admin/events").status_code == 200  # the admin token still opens the admin API
+    assert w.api.get("/admin/events", headers={"Authorization": f"Bearer {COURSE_TOKEN}"}).status_code == 401
+
+
+def test_the_poller_and_the_webhook_receiver_agree(make_world):
+    """Both paths on: what the platform received by webhook and what a poller mirrors are the same."""
+    from tests.fakes.course_poller import PollingPlatform
+
+    w = make_world(course_platform=True, course_api_token=COURSE_TOKEN)
+    poller = PollingPlatform(w.api, COURSE_TOKEN)
+    buy_and_link(w)
+    poller.poll(CLASS)
+    assert poller.emails(CLASS) == w.course.members(CLASS) == {ANA_EMAIL}
+    w.deliver(hotmart(REFUNDED, new_id=False))
+    poller.poll(CLASS)
+    assert poller.emails(CLASS) == w.course.members(CLASS) == set()
+    assert [item["removed"] for item in poller.received] == [False, True]

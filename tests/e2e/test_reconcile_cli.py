@@ -58,8 +58,12 @@ def test_report_json_and_last(pg, redis_url, fakes):
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0] == "1 student(s) compared (discord_role, manychat_tag, class)"
-    assert lines[1].split() == ["product", "missing", "extra", "not", "in", "server", "no", "ManyChat", "contact"]
-    assert lines[2].split() == ["curso", "3", "0", "0", "0"]  # the role, the tag and the class
+    assert lines[1] == (
+        "note: classes compared with the engine's own table, not the course platform's list: "
+        "COURSE_WEBHOOK_ENABLED is off"
+    )
+    assert lines[2].split() == ["product", "missing", "extra", "not", "in", "server", "no", "ManyChat", "contact"]
+    assert lines[3].split() == ["curso", "3", "0", "0", "0"]  # the role, the tag and the class
     assert f"  {ANA['email']}: role {COURSE_ROLE} (curso)" in lines
     assert lines[-1] == "run 1: report only; engine reconcile --apply fixes it"
 
@@ -76,6 +80,54 @@ def test_report_json_and_last(pg, redis_url, fakes):
     assert last.stdout.splitlines()[0].startswith("run 2 (cli, report): reported")
     assert "  curso: missing 3, extra 0, not in server 0, subscribers not found 0" in last.stdout
     assert fakes.discord.member_roles(ANA["discord_id"]) == set()  # a report changes nothing
+
+
+@pytest.mark.slow
+def test_report_against_the_course_platforms_list(pg, redis_url, fakes):
+    """COURSE_ENROLLMENTS_URL set: the platform's list is compared, not the engine's table (which has
+    Ana); an enrollment made on the platform by hand is reported; a refused read leaves classes not
+    compared."""
+    from engine.pipeline.classes import enroll_student
+    from tests.fakes import course_platform_app
+    from tests.fakes.server import serve
+
+    seed(pg)
+    sessions = session_factory(Settings(ENGINE_ENV="test", database_url=pg))
+    with sessions.begin() as session:
+        enroll_student(session, session.scalar(select(Student.id)), "curso-2026")
+    app = course_platform_app.create_app()
+    platform = app.state.fake
+    platform.enroll_by_hand("curso-2026", "teacher@example.com")
+    with serve(app) as url:
+        env = stack_env(
+            pg,
+            redis_url,
+            fakes,
+            COURSE_WEBHOOK_ENABLED="true",
+            COURSE_WEBHOOK_URL=f"{url}/webhooks",
+            COURSE_WEBHOOK_SECRET=course_platform_app.SECRET,
+            COURSE_ENROLLMENTS_URL=f"{url}/enrollments",
+        )
+        done = engine(env, "--json")
+        assert done.returncode == 0, done.stderr
+        report = json.loads(done.stdout)
+        assert "class" in report["checked"]
+        assert ("class", "curso-2026") in {(m["kind"], m["resource"]) for m in report["missing"]}
+        assert report["notes"] == [
+            "class curso-2026: 1 enrollment(s) on the course platform that the engine did not give and the rules "
+            "do not allow, left as they are: teacher@example.com"
+        ]
+        assert [(read.params, read.verified) for read in platform.reads] == [({"class": "curso-2026"}, True)]
+
+        platform.secret = "whsec_b3RoZXItc2VjcmV0LW9mLXRoZS1wbGF0Zm9ybQ=="  # it verifies with another secret
+        refused = engine(env)
+    assert refused.returncode == 0, refused.stderr
+    lines = refused.stdout.splitlines()
+    assert lines[0] == "1 student(s) compared (discord_role, manychat_tag)"
+    assert lines[1].startswith(
+        "note: classes not compared: classes.unauthorized: enrollments of curso-2026, page 1: the course platform "
+        "answered HTTP 401: it refused the signature; COURSE_WEBHOOK_SECRET must be the secret"
+    )
 
 
 @pytest.mark.slow

@@ -34,6 +34,7 @@ EXPECTED = {
     "ix_events_transaction_type": ("events", "(transaction, type)", None),
     "ix_events_type_status": ("events", "(type, status)", None),
     "ix_events_source_received_at": ("events", "(source, received_at)", ("origin IS NULL",)),  # 0011, 0017
+    "ix_class_enrollments_changes": ("class_enrollments", "(class_id, changed_at, id)", None),  # migration 0013
     "ix_alerts_unnotified": ("alerts", "(id)", ("notified IS NULL",)),
     "ix_alerts_unacknowledged": ("alerts", "(id)", ("acknowledged_at IS NULL",)),
     "ix_onboarding_tokens_unused_membership": (
@@ -193,3 +194,37 @@ def test_a_platforms_last_webhook_is_one_index_lookup_even_for_a_platform_that_n
     assert "ix_events_source_received_at" in plans[0] and "Filter" not in plans[0], plans[0]
     # One that did: its newest row, by either index; never a read of the table.
     assert "Seq Scan" not in plans[1], plans[1]
+
+
+@pytest.mark.slow
+def test_a_page_of_a_classs_changes_reads_its_index_from_the_cursor():
+    """The course platform's read API asks for the changes after a cursor, oldest first, a page at a
+    time: the plan reads ix_class_enrollments_changes from the cursor on, in the one class (never
+    the whole table, nor the other classes' rows)."""
+    from datetime import UTC, datetime
+
+    from engine.service.classes import Position, enrollment_page
+
+    with _course_history() as engine:
+        with engine.begin() as connection:
+            connection.exec_driver_sql(
+                """
+                    INSERT INTO classes (id, key, name)
+                        SELECT g, 'turma-' || g, 'Turma ' || g FROM generate_series(1, 4) g;
+                    INSERT INTO class_enrollments (class_id, student_id, created_at, changed_at, removed_at)
+                        SELECT 1 + mod(g, 4), 1 + g / 4, now(), timestamp '2026-01-01' + g * interval '1 minute',
+                               CASE WHEN mod(g, 7) = 0 THEN now() END
+                        FROM generate_series(0, 1599) g;
+                    ANALYZE class_enrollments;
+                    """
+            )
+        after = Position(datetime(2026, 1, 1, 12, tzinfo=UTC), 0)
+        statements = _statements_of(
+            engine, lambda session: enrollment_page(session, "turma-2", {}, after=after, limit=100)
+        )
+        sql, params = next((sql, params) for sql, params in statements if "FROM class_enrollments" in sql)
+        with engine.connect() as connection:
+            plan = "\n".join(row[0] for row in connection.exec_driver_sql("EXPLAIN " + sql, params))
+    [condition] = re.findall(r"Index Cond: (.*)", plan.split("ix_class_enrollments_changes", 1)[1])
+    assert "class_id =" in condition and "changed_at >=" in condition, plan
+    assert "Seq Scan on class_enrollments" not in plan, plan

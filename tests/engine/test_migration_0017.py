@@ -11,7 +11,7 @@ from engine.db.migrate import alembic_config, upgrade
 from engine.settings import Settings
 from tests.engine.test_migrations import _diff
 
-BEFORE = "0012"
+BEFORE = "0013"
 
 
 def _shape(url: str) -> tuple[set[str], set[str], str]:

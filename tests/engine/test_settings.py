@@ -61,6 +61,30 @@ def test_the_course_webhook_needs_an_address_and_a_usable_secret():
     assert "s3cr3t" not in repr(on)
     # Off, nothing is asked for: the engine's own table, as before.
     assert not Settings(ENGINE_ENV="test", _env_file=None).course_webhook_enabled
+    with pytest.raises(ValidationError, match="COURSE_ENROLLMENTS_URL 'course.example.com/e': an http"):
+        Settings(
+            ENGINE_ENV="test",
+            course_webhook_enabled=True,
+            course_webhook_url=url,
+            course_webhook_secret="whsec_c2VjcmV0",
+            course_enrollments_url="course.example.com/e",
+            _env_file=None,
+        )
+
+
+def test_the_course_api_token_is_its_own_and_never_the_admin_token():
+    with pytest.raises(ValidationError, match="COURSE_API_TOKEN must differ from ADMIN_API_TOKEN") as caught:
+        Settings(ENGINE_ENV="test", admin_api_token="same-token-1234567", course_api_token="same-token-1234567")
+    from engine.cli.errors import describe  # what `engine serve` prints: the reason, never the value
+
+    assert describe(caught.value) == (
+        "invalid settings: COURSE_API_TOKEN must differ from ADMIN_API_TOKEN: it is the course platform's "
+        "read-only token"
+    )
+    own = Settings(ENGINE_ENV="test", admin_api_token="admin-token-123456", course_api_token="course-token-98765")
+    assert own.course_api_token.get_secret_value() == "course-token-98765" and "course-token" not in repr(own)
+    # Unset (as shipped): the read API refuses every request; an unset admin token is no match.
+    assert Settings(ENGINE_ENV="test", _env_file=None).course_api_token.get_secret_value() == ""
 
 
 def test_the_hotmart_sync_needs_the_three_api_credentials():

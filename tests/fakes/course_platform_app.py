@@ -3,14 +3,19 @@
 It does what the docs tell a real platform to do (docs/operations/course-platform.md): verify the
 Standard Webhooks signature with the off-the-shelf ``standardwebhooks`` library (a bad signature,
 an old timestamp or a missing header is a 401), act once per ``webhook-id`` (a repeat answers 200
-and changes nothing), and keep its own enrollments, which it serves to a reader with its read token.
+and changes nothing), keep its own enrollments, and serve them to the engine's signed reads as the
+contract of "Reconcile against the platform" says (``GET ?class=&cursor=``, paged).
 
 Tests reach the state in-process through ``app.state.fake`` (a :class:`FakeCoursePlatform`);
 another process uses the control endpoints:
 
 * ``POST /webhooks``: the engine's messages (``COURSE_WEBHOOK_URL`` points here)
-* ``GET /classes/{key}/enrollments`` (``Authorization: Bearer <read token>``): the class's enrollments
-* ``POST /_fake/failures`` ``{"status": 503, "times": 1}`` (``times`` 0: until cleared); ``DELETE /_fake/failures``
+* ``GET /enrollments?class=<key>&cursor=<next_cursor>``: a class's enrollments, ``page_size`` a page
+  (``COURSE_ENROLLMENTS_URL`` points here); signed like a message, over an empty body
+* ``POST /_fake/failures`` ``{"status": 503, "times": 1}`` (``times`` 0: until cleared): the next
+  requests, messages and reads alike, answer ``status``; ``DELETE /_fake/failures``
+* ``POST /_fake/lose`` / ``POST /_fake/enroll`` ``{"class": ..., "email": ...}``: an enrollment the
+  platform lost, or one someone made by hand (no message)
 * ``GET /_fake/state``; ``POST /_fake/reset``
 """
 
@@ -27,7 +32,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 SECRET = "whsec_dGhlLWNvdXJzZS1wbGF0Zm9ybXMtdGVzdC1zZWNyZXQ="  # base64 of a 32-byte test key
-READ_TOKEN = "platform-read-token"
+PAGE_SIZE = 50
 CREATED, DELETED = "class.enrollment.created", "class.enrollment.deleted"
 
 
@@ -51,9 +56,19 @@ class Delivery:
 
 
 @dataclass
+class Read:
+    """One request that reached ``/enrollments``, and what the fake answered."""
+
+    webhook_id: str | None
+    params: dict[str, str]
+    verified: bool
+    status: int
+
+
+@dataclass
 class FakeCoursePlatform:
     secret: str
-    read_token: str = READ_TOKEN
+    page_size: int = PAGE_SIZE
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
@@ -61,6 +76,7 @@ class FakeCoursePlatform:
 
     def reset(self) -> None:
         self.deliveries: list[Delivery] = []
+        self.reads: list[Read] = []
         self.seen: set[str] = set()  # webhook ids acted on
         # class key -> email -> the message's data (the platform's own record of who is in)
         self.enrollments: dict[str, dict[str, dict[str, Any]]] = {}
@@ -76,6 +92,16 @@ class FakeCoursePlatform:
     def recover(self) -> None:
         with self.lock:
             self.failures.clear()
+
+    def lose(self, class_key: str, email: str) -> None:
+        """The platform loses an enrollment (a bad migration, a slip in its admin): no message."""
+        with self.lock:
+            self.enrollments.get(class_key, {}).pop(email, None)
+
+    def enroll_by_hand(self, class_key: str, email: str) -> None:
+        """Someone enrolls a student on the platform itself: the engine gave nothing."""
+        with self.lock:
+            self.enrollments.setdefault(class_key, {})[email] = {"email": email, "class_key": class_key}
 
     def members(self, class_key: str) -> set[str]:
         with self.lock:
@@ -94,6 +120,7 @@ class FakeCoursePlatform:
                     {"webhook_id": d.webhook_id, "verified": d.verified, "status": d.status, "duplicate": d.duplicate}
                     for d in self.deliveries
                 ],
+                "reads": [{"params": r.params, "verified": r.verified, "status": r.status} for r in self.reads],
             }
 
     # -- the platform ------------------------------------------------------------------------
@@ -138,21 +165,45 @@ class FakeCoursePlatform:
             self.seen.add(delivery.webhook_id or "")
             return 200, {"ok": True}
 
+    def serve_enrollments(self, params: dict[str, str], headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        """A page of a class's enrollments, in e-mail order; ``next_cursor`` the next page's offset."""
+        read = Read(headers.get("webhook-id"), params, False, 401)
+        with self.lock:
+            self.reads.append(read)
+            try:  # a read has no body: the signature is over "id.timestamp." and nothing else
+                verifier(self.secret).verify(b"", headers, json_parse=False)
+            except WebhookVerificationError as exc:
+                return 401, {"error": f"signature: {exc}"}
+            read.verified = True
+            failure = self._failure()
+            if failure is not None:
+                read.status = failure
+                return failure, {"error": "failing on demand"}
+            key, cursor = params.get("class", ""), params.get("cursor") or "0"
+            if not key or not cursor.isdigit():
+                read.status = 400
+                return 400, {"error": "class is required; cursor is a next_cursor this platform gave"}
+            start = int(cursor)
+            rows = sorted(self.enrollments.get(key, {}).values(), key=lambda data: str(data.get("email")))
+            page = rows[start : start + self.page_size]
+            more = start + self.page_size < len(rows)
+            read.status = 200
+            return 200, {
+                "enrollments": [{"student_id": row.get("student_id"), "email": row.get("email")} for row in page],
+                "next_cursor": str(start + self.page_size) if more else None,
+            }
 
-def create_app(*, secret: str = SECRET, read_token: str = READ_TOKEN) -> Starlette:
-    fake = FakeCoursePlatform(secret, read_token)
+
+def create_app(*, secret: str = SECRET, page_size: int = PAGE_SIZE) -> Starlette:
+    fake = FakeCoursePlatform(secret, page_size)
 
     async def webhooks(request: Request) -> Response:
         status, body = fake.receive(await request.body(), dict(request.headers))
         return JSONResponse(body, status_code=status)
 
     async def enrollments(request: Request) -> Response:
-        if request.headers.get("authorization") != f"Bearer {fake.read_token}":
-            return JSONResponse({"error": "unauthorized"}, status_code=401)
-        key = request.path_params["key"]
-        with fake.lock:
-            members = sorted(fake.enrollments.get(key, {}).values(), key=lambda data: str(data.get("email")))
-        return JSONResponse({"class_key": key, "enrollments": members})
+        status, body = fake.serve_enrollments(dict(request.query_params), dict(request.headers))
+        return JSONResponse(body, status_code=status)
 
     async def control(request: Request) -> Response:
         what = request.path_params["what"]
@@ -169,12 +220,16 @@ def create_app(*, secret: str = SECRET, read_token: str = READ_TOKEN) -> Starlet
         if what == "failures" and request.method == "DELETE":
             fake.recover()
             return JSONResponse({"ok": True})
+        if what in ("lose", "enroll") and request.method == "POST":
+            body = await request.json()
+            (fake.lose if what == "lose" else fake.enroll_by_hand)(str(body["class"]), str(body["email"]))
+            return JSONResponse({"ok": True})
         return JSONResponse({"error": "unknown control"}, status_code=404)
 
     app = Starlette(
         routes=[
             Route("/webhooks", webhooks, methods=["POST"]),
-            Route("/classes/{key}/enrollments", enrollments, methods=["GET"]),
+            Route("/enrollments", enrollments, methods=["GET"]),
             Route("/_fake/{what}", control, methods=["GET", "POST", "DELETE"]),
         ]
     )

@@ -15,7 +15,7 @@ from connectors.manychat import ManyChatConnector
 from engine.db.models import Alert, Event, Grant, History, Membership, Student
 from engine.pipeline.classes import enroll_student
 from engine.reconcile.runs import exclusive
-from engine.reconcile.student import DISABLED, FAILED, NOT_IN_SERVER, READ, compute_student
+from engine.reconcile.student import DISABLED, FAILED, NOT_IN_SERVER, OWN_TABLE, READ, compute_student
 from engine.service.student_access import (
     MUST,
     NO,
@@ -110,10 +110,10 @@ def test_what_discord_and_manychat_hold_is_read_for_this_student_alone(live: Liv
     live.manychat.seed_tags(TAG)
     live.manychat.seed_subscriber(email=ANA, tags={TAG})
     world = compute_student(live.h.runtime, student_id)
-    assert [(read.kind, read.status) for read in world.reads] == [
-        ("discord_role", READ),
-        ("manychat_tag", READ),
-        ("class", READ),
+    assert [(read.kind, read.status, read.detail) for read in world.reads] == [
+        ("discord_role", READ, ""),
+        ("manychat_tag", READ, ""),
+        ("class", OWN_TABLE, "COURSE_WEBHOOK_ENABLED is off"),  # no course platform: the engine's table
     ]
     assert {(c.kind, c.resource) for c in world.report.diff.grants} == {("discord_role", COURSE_ROLE), ("class", CLASS)}
     assert world.report.diff.revokes == []

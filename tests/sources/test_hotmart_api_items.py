@@ -1,145 +1,97 @@
-"""Hotmart's API items read as the webhooks they stand for (engine/sources/hotmart/api_items.py):
-the body the parser reads as the webhook's, the same change key, and items that cannot be read."""
+"""Hotmart's REST API items (the fake store's documented shape) read into the canonical events that
+led to them: what `engine import-students --from hotmart` folds through the rules."""
 
 from __future__ import annotations
 
-import copy
 from datetime import UTC, datetime, timedelta
 
-import pytest
-
-from engine.sources.hotmart import SOURCE as HOTMART
-from engine.sources.hotmart import parse
-from engine.sources.hotmart.api_items import LATE_STATUSES, SALE_EVENTS
-from tests.conftest import load_payload
+from engine.sources import HOTMART_API_ITEMS as ITEMS
 from tests.fakes.hotmart_store import HotmartStore
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
-API = HOTMART.api
+PRODUCT = "2222222"
 
 
-@pytest.fixture
 def store() -> HotmartStore:
     return HotmartStore(now=lambda: NOW)
 
 
-def test_every_sale_status_asked_for_is_one_a_webhook_brings():
-    assert set(API.sale_statuses) | set(LATE_STATUSES) == set(SALE_EVENTS)
-    assert {event for event, _ in SALE_EVENTS.values()} <= HOTMART.events
-    # Without a status the history shows only APPROVED and COMPLETE: the others are named.
-    assert {"REFUNDED", "CHARGEBACK", "PROTESTED", "CANCELLED", "OVERDUE"} <= set(SALE_EVENTS)
+def history(holding) -> list[tuple[str, datetime]]:
+    return [(event.event_type, event.at) for event in holding.history]
 
 
-@pytest.mark.parametrize(
-    ("status", "event_type", "purchase_status"),
-    [(status, event, purchase) for status, (event, purchase) in SALE_EVENTS.items()],
-)
-def test_a_sale_reads_as_the_webhook_of_its_status(store, status, event_type, purchase_status):
-    approved = NOW - timedelta(days=3)
-    item = store.add_sale("1111111", "Ana@Example.com", status=status, transaction="HP1", approved=approved)
-    change = API.sale_change(item, {})
-    assert (change.event_type, change.status, change.transaction, change.email) == (
-        event_type,
-        status,
-        "HP1",
+def test_an_active_subscription_was_approved_at_its_accession():
+    item = store().add_subscription(PRODUCT, "Ana@Example.com", accession=NOW - timedelta(days=40), name="Ana")
+    holding = ITEMS.subscription(item, NOW)
+    assert (holding.email, holding.name, holding.product_id, holding.status) == (
         "ana@example.com",
+        "Ana",
+        PRODUCT,
+        "ACTIVE",
     )
-    body = API.webhook(change, NOW)
-    parsed = parse(body)
-    assert parsed.problems == ()
-    assert (parsed.event_type, parsed.product_id, parsed.email, parsed.transaction) == (
-        event_type,
-        "1111111",
-        "ana@example.com",
-        "HP1",
+    assert history(holding) == [("PURCHASE_APPROVED", NOW - timedelta(days=40))]
+    fields = holding.history[0].fields
+    assert fields["subscriber_code"] == item["subscriber_code"] and fields["transaction"] == item["transaction"]
+    assert fields["date_next_charge"] == (NOW - timedelta(days=10)).isoformat()  # a monthly plan's next charge
+    assert fields["source"] == "hotmart" and fields["is_test"] is False and fields["recurrence_number"] is None
+
+
+def test_a_late_subscription_is_late_since_the_charge_that_failed():
+    s = store()
+    item = s.add_subscription(PRODUCT, "bia@example.com", accession=NOW - timedelta(days=100))
+    late = s.set_subscription_status(item["subscriber_code"], "OVERDUE", date_next_charge=NOW - timedelta(days=3))
+    assert history(ITEMS.subscription(late, NOW)) == [
+        ("PURCHASE_APPROVED", NOW - timedelta(days=100)),
+        ("PURCHASE_DELAYED", NOW - timedelta(days=3)),
+    ]
+    ahead = s.set_subscription_status(item["subscriber_code"], "DELAYED", date_next_charge=NOW + timedelta(days=2))
+    assert history(ITEMS.subscription(ahead, NOW))[-1] == ("PURCHASE_DELAYED", NOW)  # no later than now
+
+
+def test_a_cancelled_subscription_is_cancelled_now_with_its_last_day_of_access():
+    s = store()
+    item = s.add_subscription(PRODUCT, "carla@example.com", accession=NOW - timedelta(days=20))
+    cancelled = s.set_subscription_status(
+        item["subscriber_code"], "CANCELLED_BY_CUSTOMER", date_next_charge=NOW + timedelta(days=10)
     )
-    assert (parsed.purchase_status, parsed.offer_code, parsed.creation_date) == (purchase_status, "k2pasun0", NOW)
-    assert HOTMART.change_key(body) == change.change_key == f"hotmart:HP1:{event_type}:ana@example.com"
-    # Hotmart dates a charge (approved, overdue); a refund, a chargeback... it does not.
-    assert (change.at is not None) == (status in ("APPROVED", "COMPLETE", "OVERDUE"))
-    assert change.after == approved
+    holding = ITEMS.subscription(cancelled, NOW)
+    assert history(holding) == [("PURCHASE_APPROVED", NOW - timedelta(days=20)), ("SUBSCRIPTION_CANCELLATION", NOW)]
+    assert holding.paid_until == NOW + timedelta(days=10)
+    assert holding.history[1].fields["date_next_charge"] == (NOW + timedelta(days=10)).isoformat()
 
 
-def test_a_sale_carries_its_subscription_and_the_newest_payment_what_it_pays_for(store):
-    subscription_item = store.add_subscription("2222222", "ana@example.com", accession=NOW - timedelta(days=40))
-    subscription = API.subscription(subscription_item)
-    renewal = store.renew_subscription(subscription.subscriber_code, approved=NOW - timedelta(days=10))
-    change = API.sale_change(renewal, {("ana@example.com", "2222222"): subscription})
-    paid_until = NOW + timedelta(days=20)
-    parsed = parse(API.webhook(change, change.at, paid_until))
-    assert (parsed.subscriber_code, parsed.recurrence_number, parsed.plan_id, parsed.plan_name) == (
-        subscription.subscriber_code,
-        2,
-        "1001",
-        "Plano mensal",
+def test_a_paid_sale_was_approved_and_keeps_its_offer():
+    item = store().add_sale("1111111", "dora@example.com", status="COMPLETE", approved=NOW - timedelta(days=5))
+    holding = ITEMS.sale(item)
+    assert history(holding) == [("PURCHASE_APPROVED", NOW - timedelta(days=5))]
+    assert holding.offer_code == "k2pasun0" and holding.transaction == item["purchase"]["transaction"]
+    assert holding.reference == holding.transaction and holding.usable
+
+
+def test_what_cannot_be_read_is_unusable_and_says_why():
+    s = store()
+    inactive = ITEMS.subscription(s.add_subscription(PRODUCT, "eva@example.com", status="INACTIVE"), NOW)
+    assert inactive.history == () and not inactive.usable
+    refunded = ITEMS.sale(s.add_sale("1111111", "fabi@example.com", status="REFUNDED"))
+    assert refunded.history == () and not refunded.usable
+    broken = ITEMS.subscription({"subscriber_code": "X1", "status": "ACTIVE", "subscriber": {"email": 42}}, NOW)
+    assert not broken.usable and broken.reference == "X1"
+    assert broken.problems == ("subscriber.email: expected a string, got a number", "accession_date: missing")
+    assert ITEMS.subscription("not an object", NOW).usable is False
+
+
+def test_a_buyers_active_subscription_counts_before_a_late_then_a_cancelled_one():
+    s = store()
+    old = s.add_subscription(PRODUCT, "gil@example.com", accession=NOW - timedelta(days=400))
+    old = s.set_subscription_status(
+        old["subscriber_code"], "CANCELLED_BY_SELLER", date_next_charge=NOW + timedelta(days=1)
     )
-    assert parsed.date_next_charge == paid_until
-
-
-def test_a_cancelled_subscription_reads_as_its_cancellation_webhook(store):
-    item = store.add_subscription("2222222", "ana@example.com", accession=NOW - timedelta(days=40))
-    assert API.cancellation(API.subscription(item)) is None  # active: nothing to cancel
-    ends = NOW + timedelta(days=5)
-    cancelled = store.set_subscription_status(item["subscriber_code"], "CANCELLED_BY_CUSTOMER", date_next_charge=ends)
-    subscription = API.subscription(cancelled)
-    assert subscription.ended and subscription.access_until == ends
-    change = API.cancellation(subscription)
-    body = API.webhook(change, NOW)
-    parsed = parse(body)
-    assert parsed.problems == ()
-    assert (parsed.event_type, parsed.subscriber_code, parsed.email, parsed.date_next_charge) == (
-        "SUBSCRIPTION_CANCELLATION",
-        item["subscriber_code"],
-        "ana@example.com",
-        ends,
-    )
-    # The reference cancellation webhook of the same subscription and access end: the same change.
-    webhook = copy.deepcopy(load_payload("subscription_cancellation.json"))
-    webhook["data"]["subscriber"].update({"code": item["subscriber_code"], "email": "ana@example.com"})
-    webhook["data"]["date_next_charge"] = int(ends.timestamp() * 1000)
-    assert HOTMART.change_key(webhook) == change.change_key == HOTMART.change_key(body)
-    code = item["subscriber_code"]
-    assert change.change_key == f"hotmart:{code}:SUBSCRIPTION_CANCELLATION:2026-03-07:ana@example.com"
-
-
-def test_the_envelope_id_is_the_changes_own_never_hotmarts(store):
-    item = store.add_sale("1111111", "ana@example.com", status="REFUNDED", transaction="HP1")
-    first, again = (API.webhook(API.sale_change(item, {}), NOW + timedelta(hours=h)) for h in (0, 1))
-    assert first["id"] == again["id"] and first["id"].startswith("hotmart-api-")
-
-
-@pytest.mark.parametrize(
-    "damage",
-    [
-        lambda item: item["buyer"].pop("email"),
-        lambda item: item["buyer"].update(email="not an e-mail"),
-        lambda item: item["purchase"].update(transaction=None),
-        lambda item: item["purchase"].update(status="WAITING_PAYMENT"),
-        lambda item: item.update(product=[]),
-        lambda item: item["purchase"].update(transaction="x" * 65),
-    ],
-)
-def test_a_sale_without_what_a_webhook_needs_is_not_read(store, damage):
-    item = store.add_sale("1111111", "ana@example.com")
-    damage(item)
-    assert API.sale_change(item, {}) is None
-
-
-@pytest.mark.parametrize("item", [None, [], "x", {"subscriber_code": "A"}, {"status": "ACTIVE", "product": {"id": 1}}])
-def test_a_subscription_without_what_a_webhook_needs_is_not_read(item):
-    assert API.subscription(item) is None
-
-
-def test_change_keys_of_webhooks():
-    approved = load_payload("purchase_approved.json")
-    assert HOTMART.change_key(approved) == "hotmart:HP10000000000001:PURCHASE_APPROVED:ana.exemplo@example.com"
-    others = ("purchase_complete.json", "switch_plan.json", "purchase_billet_printed.json", "club_first_access.json")
-    for template in others:
-        assert HOTMART.change_key(load_payload(template)) is None  # no change the API shows as a status
-    assert HOTMART.change_key({**approved, "data": {}}) is None  # no transaction
-    long = copy.deepcopy(approved)
-    long["data"]["buyer"]["email"] = "a" * 200 + "@example.com"
-    key = HOTMART.change_key(long)
-    assert key.startswith("hotmart:sha256:") and len(key) <= 100
-    for hostile in (None, [], "x", {"event": ["PURCHASE_APPROVED"]}, {"event": "PURCHASE_APPROVED", "data": []}):
-        assert HOTMART.change_key(hostile) is None
+    late = s.add_subscription(PRODUCT, "gil@example.com", accession=NOW - timedelta(days=90))
+    late = s.set_subscription_status(late["subscriber_code"], "DELAYED", date_next_charge=NOW - timedelta(days=1))
+    active = s.add_subscription(PRODUCT, "gil@example.com", accession=NOW - timedelta(days=10))
+    holdings = [ITEMS.subscription(item, NOW) for item in (old, late, active)]
+    ranked = sorted(holdings, key=ITEMS.preference)
+    assert [h.status for h in ranked] == ["ACTIVE", "DELAYED", "CANCELLED_BY_SELLER"]
+    newer = ITEMS.sale(s.add_sale("1111111", "gil@example.com", approved=NOW - timedelta(days=1)))
+    older = ITEMS.sale(s.add_sale("1111111", "gil@example.com", approved=NOW - timedelta(days=300)))
+    assert min([older, newer], key=ITEMS.preference) is newer

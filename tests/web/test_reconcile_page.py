@@ -71,7 +71,7 @@ def enrolled(h) -> set[str]:
                 select(Student.email)
                 .join(ClassEnrollment, ClassEnrollment.student_id == Student.id)
                 .join(CourseClass, CourseClass.id == ClassEnrollment.class_id)
-                .where(CourseClass.key == CLASS)
+                .where(CourseClass.key == CLASS, ClassEnrollment.removed_at.is_(None))
             )
         )
 
@@ -107,6 +107,7 @@ def test_a_report_from_the_page_is_stored_and_shown_with_what_it_could_not_compa
     page = signed_in.get(f"/ui/reconcile/{run_id}").text
     assert "Discord roles not compared: DISCORD_ENABLED is off" in page
     assert "ManyChat tags not compared: MANYCHAT_ENABLED is off" in page
+    assert "classes compared with the engine&#39;s own table, not the course platform&#39;s list" in page
     assert "nova@example.com" in page and "reembolso0@example.com" in page and CLASS in page
     curso = re.search(r'<th scope="row">curso</th>(.*?)</tr>', page, flags=re.DOTALL).group(1)
     assert re.findall(r'<td class="num">(\d+)</td>', curso) == ["1", "1", "0", "0"]

@@ -158,6 +158,9 @@ def test_what_discord_and_manychat_hold_is_read_on_demand_and_a_disabled_connect
     assert "not read: MANYCHAT_ENABLED is off" in partial.text
     class_row = _row(partial.text, "curso-2026")
     assert "Class" in class_row and ">no<" in class_row.replace(" ", "")  # not enrolled: compared locally
+    assert "the engine&#39;s own table, not the course platform&#39;s list (COURSE_WEBHOOK_ENABLED is off)" in (
+        partial.text
+    )
     assert _state(h) == before
     full = signed_in.get(f"{PAGE}/access")  # without JavaScript: a page of its own
     assert "<html" in full.text and "DISCORD_ENABLED is off" in full.text
@@ -316,7 +319,7 @@ def test_reconcile_shows_this_students_diff_then_applies_it(h, signed_in):
     assert row.actor == "admin:ana" and row.detail["note"] == "lost class"
     assert row.detail["steps"] == ["enroll curso-2026"]
     h.run_queue()
-    assert _count(h, ClassEnrollment) == 1
+    assert _count(h, ClassEnrollment, ClassEnrollment.removed_at.is_(None)) == 1
     after = signed_in.get(f"{PAGE}/reconcile", headers=HTMX).text
     assert "Nothing to change" in after and 'method="post"' not in after
 
@@ -356,7 +359,8 @@ def test_revocations_past_the_guard_are_named_and_need_the_box_ticked(strict):
     done = client.post(f"{PAGE}/reconcile", data={"confirm": "1", "note": "read it", "csrf_token": _csrf(client)})
     assert done.status_code == 200 and "0 grant(s) and 1 revocation(s)" in done.text
     h.run_queue()
-    assert _count(h, ClassEnrollment) == 0
+    assert _count(h, ClassEnrollment, ClassEnrollment.removed_at.is_(None)) == 0
+    assert _count(h, ClassEnrollment, ClassEnrollment.removed_at.is_not(None)) == 1  # the tombstone
 
 
 # --- 5. a note -------------------------------------------------------------------------------------

@@ -8,9 +8,8 @@ events the sync stored: not webhooks, so the index each platform's last webhook 
 as stored, as the rest of an event's identity (0008's insert-only trigger, extended here).
 
 Revision ID: 0017
-Revises: 0012
-Revision 0013 is being added in parallel; the ids 0014 to 0016 are retired
-(engine.db.migrate.RENUMBERED), so this one is 0017.
+Revises: 0013
+The ids 0014 to 0016 are retired (engine.db.migrate.RENUMBERED): the next after 0013 is 0017.
 """
 
 import sqlalchemy as sa
@@ -18,7 +17,7 @@ from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
 revision = "0017"
-down_revision = "0012"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 

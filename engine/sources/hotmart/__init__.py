@@ -7,8 +7,10 @@ Section numbers (§) in this package refer to ``shared/reference/hotmart.md``. I
 * :mod:`.event`: a v2 body parsed into the canonical :class:`HotmartEvent` the rules decide on
   (its phone fields read into :func:`engine.sources.phone.normalize_phone`);
 * :mod:`.hottok`: the shared secret: verifying a request, scrubbing it before anything is stored;
-* :mod:`.api_items`: the REST API's sales and subscriptions read as the webhooks they stand for
-  (``engine sync hotmart``).
+* :mod:`.api_items`: Hotmart's REST API (not its webhooks): a subscription or sale item read into
+  the canonical events that led to it (``engine import-students --from hotmart``);
+* :mod:`.api_changes`: the same items read as the webhooks that never came, one change each, for
+  ``engine sync hotmart``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from engine.sources.base import NOT_JSON
-from engine.sources.hotmart.api_items import HotmartApiItems
+from engine.sources.hotmart.api_changes import HotmartApiChanges
 from engine.sources.hotmart.event import HotmartEvent, parse
 from engine.sources.hotmart.events import (
     CANONICAL,
@@ -75,7 +77,7 @@ class HotmartSource:
     parse = staticmethod(parse)
     dedupe_key = staticmethod(dedupe_key)
     change_key = staticmethod(change_key)
-    api = HotmartApiItems()
+    api = HotmartApiChanges()
 
     @staticmethod
     def verify(

@@ -1,173 +1,163 @@
-"""Hotmart's REST API items read as the v2 webhooks they stand for (``engine sync hotmart``).
+"""Items of Hotmart's REST API read into the canonical vocabulary: who holds a product, and the
+events that led there as the rules would have seen them arrive as webhooks.
 
-The sales history shows each purchase's latest status and the subscriptions list each
-subscription's (``shared/reference/hotmart-api.md``); a status the engine never heard of is a
-webhook that never came. Each item becomes the body that webhook would have had (§3: the paths
-:mod:`.event` reads), so the rules decide on it exactly as on the webhook, and its change key
-(:func:`.identity.change_key`) is the webhook's: whichever comes second is a duplicate.
-
-Hotmart's API gives a sale no date for a refund or a chargeback, and a subscription none for its
-cancellation: such a change is dated by the caller, after the newest date known of the purchase
-(:attr:`ApiChange.after`).
+The items are those of ``GET /payments/api/v1/subscriptions`` and ``GET /payments/api/v1/sales/history``
+(``shared/reference/hotmart-api.md``): dates in epoch milliseconds, a cancelled subscription's
+``date_next_charge`` its last day of access. Read with :class:`engine.sources.reader.Reader`:
+bounded, never raising; an item without a usable e-mail or product id is unusable, and its
+problems say why.
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Mapping
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from engine.sources.base import ApiChange, ApiSubscription
-from engine.sources.hotmart.identity import CANCELLATION, change_key
-from engine.sources.reader import Reader
+from engine.sources.base import CANONICAL_FIELDS
+from engine.sources.canonical import PastEvent
+from engine.sources.reader import Reader, first
 
-# A sales history status -> (the event a webhook brought, the purchase status that webhook
-# carried: §4's observed spellings). COMPLETE was approved first: the grant is the change that
-# matters (the completion itself changes no access). Without a status filter the history shows
-# only APPROVED and COMPLETE: every other status is asked for by name.
-SALE_EVENTS: dict[str, tuple[str, str]] = {
-    "APPROVED": ("PURCHASE_APPROVED", "APPROVED"),
-    "COMPLETE": ("PURCHASE_APPROVED", "APPROVED"),
-    "OVERDUE": ("PURCHASE_DELAYED", "DELAYED"),
-    "CANCELLED": ("PURCHASE_CANCELED", "CANCELED"),
-    "PROTESTED": ("PURCHASE_PROTEST", "DISPUTE"),
-    "REFUNDED": ("PURCHASE_REFUNDED", "REFUNDED"),
-    "CHARGEBACK": ("PURCHASE_CHARGEBACK", "CHARGEBACK"),
-}
-# A refund, a dispute or a chargeback may come months after the sale (a card's chargeback window):
-# asked for from further back than the sync's starting point.
-LATE_STATUSES = ("PROTESTED", "REFUNDED", "CHARGEBACK")
-LATE_LOOKBACK_DAYS = 180
-# The subscriptions list answers for the last 30 days of accessions unless told otherwise: a full
-# scan starts before Hotmart sold its first subscription.
-SUBSCRIPTIONS_FROM = datetime(2011, 1, 1, tzinfo=UTC)
-# Only these have a date of their own in the item: a charge's (an approval's, an overdue one's).
-_DATED = {"APPROVED": "purchase.approved_date", "COMPLETE": "purchase.approved_date", "OVERDUE": "purchase.order_date"}
-CANCELLED = frozenset({"CANCELLED_BY_CUSTOMER", "CANCELLED_BY_SELLER", "CANCELLED_BY_ADMIN"})
+SOURCE_NAME = "hotmart"  # HotmartSource.name: the products' `sources:` key
+
+APPROVED = "PURCHASE_APPROVED"
+DELAYED = "PURCHASE_DELAYED"
+CANCELLATION = "SUBSCRIPTION_CANCELLATION"
+
+ACTIVE_SUBSCRIPTION = "ACTIVE"
+LATE_SUBSCRIPTION = ("DELAYED", "OVERDUE")  # a renewal charge failed
+CANCELLED_SUBSCRIPTION = ("CANCELLED_BY_CUSTOMER", "CANCELLED_BY_SELLER", "CANCELLED_BY_ADMIN")
+# Every status of a subscription that may still give access: cancelled ones until date_next_charge.
+HOLDING_STATUSES = (ACTIVE_SUBSCRIPTION, *LATE_SUBSCRIPTION, *CANCELLED_SUBSCRIPTION)
+# The sales history's default answer (no status asked for): the paid purchases, never refunded.
+PAID_SALE_STATUSES = ("APPROVED", "COMPLETE")
 
 
-class HotmartApiItems:
-    """:class:`engine.sources.base.PlatformApi` for Hotmart."""
+@dataclass(frozen=True)
+class Holding:
+    """One buyer's purchase or subscription of one product at Hotmart, and how it got there."""
 
-    sale_statuses = tuple(status for status in SALE_EVENTS if status not in LATE_STATUSES)
-    late_statuses = LATE_STATUSES
-    late_lookback_days = LATE_LOOKBACK_DAYS
-    subscriptions_from = SUBSCRIPTIONS_FROM
+    kind: str  # "subscription" | "sale"
+    status: str | None  # Hotmart's own status
+    product_id: str | None
+    offer_code: str | None
+    email: str | None
+    name: str | None
+    transaction: str | None
+    subscriber_code: str | None
+    since: datetime | None  # accession (a subscription) or approval (a sale)
+    paid_until: datetime | None  # date_next_charge: a cancelled subscription's last day of access
+    history: tuple[PastEvent, ...] = ()
+    problems: tuple[str, ...] = field(default_factory=tuple)
 
-    @staticmethod
-    def subscription(item: object) -> ApiSubscription | None:
-        r = Reader(item)
-        product_id, email = r.code("product.id"), r.email("subscriber.email")
-        code, status = r.code("subscriber_code"), r.text("status")
-        if not (product_id and email and code and status):
-            return None
-        return ApiSubscription(
-            product_id=product_id,
-            email=email,
-            subscriber_code=code,
-            status=status.upper(),
-            ended=status.upper() in CANCELLED,
-            access_until=r.when("date_next_charge"),
-            started=r.when("accession_date"),
-            item=item if isinstance(item, dict) else {},
-        )
+    @property
+    def usable(self) -> bool:
+        return bool(self.email and self.product_id and self.history)
 
-    @staticmethod
-    def sale_change(item: object, subscriptions: Mapping[tuple[str, str], ApiSubscription]) -> ApiChange | None:
-        r = Reader(item)
-        status = (r.text("purchase.status") or "").upper()
-        product_id, email, transaction = r.code("product.id"), r.email("buyer.email"), r.code("purchase.transaction")
-        if status not in SALE_EVENTS or not (product_id and email and transaction):
-            return None
-        subscription = subscriptions.get((email, product_id))
-        event_type, purchase_status = SALE_EVENTS[status]
-        approved, ordered = r.when("purchase.approved_date"), r.when("purchase.order_date")
-        offer = r.code("purchase.offer.code")
-        purchase: dict[str, Any] = {
-            "transaction": transaction,
-            "status": purchase_status,
-            "order_date": _ms(ordered),
-            "approved_date": _ms(approved),
-            "recurrence_number": r.integer("purchase.recurrency_number"),  # the webhook's spelling
-            "offer": _present({"code": offer}),
-            "payment": _present({"type": r.text("purchase.payment.type")}),
-        }
-        data: dict[str, Any] = {
-            "product": {"id": product_id, "name": r.text("product.name")},
-            "buyer": {"email": email, "name": r.name("buyer.name")},
-            "purchase": _present(purchase),
-        }
-        if subscription is not None:
-            data["subscription"] = {
-                "status": subscription.status,
-                "plan": _plan(Reader(subscription.item)),
-                "subscriber": {"code": subscription.subscriber_code},
-            }
-        dated = _DATED.get(status)
-        return ApiChange(
-            change_key=change_key({"event": event_type, "data": data}),
-            product_id=product_id,
-            email=email,
-            event_type=event_type,
-            status=status,
-            transaction=transaction,
-            subscriber_code=subscription.subscriber_code if subscription else None,
-            at=r.when(dated) if dated else None,
-            after=max((d for d in (approved, ordered) if d is not None), default=None),
-            offer_code=offer,
-            body=data,
-        )
-
-    @staticmethod
-    def cancellation(subscription: ApiSubscription) -> ApiChange | None:
-        if not subscription.ended or subscription.access_until is None:
-            return None
-        r = Reader(subscription.item)
-        data = {
-            "date_next_charge": _ms(subscription.access_until),  # §3.2: the last day of access
-            "product": {"id": subscription.product_id, "name": r.text("product.name")},
-            "subscriber": _present(
-                {"code": subscription.subscriber_code, "name": r.name("subscriber.name"), "email": subscription.email}
-            ),
-            "subscription": _present({"id": r.code("subscription_id"), "plan": _plan(r)}),
-        }
-        return ApiChange(
-            change_key=change_key({"event": CANCELLATION, "data": data}),
-            product_id=subscription.product_id,
-            email=subscription.email,
-            event_type=CANCELLATION,
-            status=subscription.status,
-            transaction=None,
-            subscriber_code=subscription.subscriber_code,
-            at=None,
-            after=subscription.started,
-            body=data,
-        )
-
-    @staticmethod
-    def webhook(change: ApiChange, occurred_at: datetime, paid_until: datetime | None = None) -> dict[str, Any]:
-        data = {key: dict(value) if isinstance(value, dict) else value for key, value in change.body.items()}
-        if paid_until is not None and "purchase" in data:
-            data["purchase"]["date_next_charge"] = _ms(paid_until)
-        body = {"creation_date": _ms(occurred_at), "event": change.event_type, "version": "2.0.0", "data": data}
-        key = change.change_key or f"{change.event_type}:{change.transaction or change.subscriber_code}"
-        # The envelope id the webhook would have had is unknown: one of the change's own (the same
-        # change read twice is one event), never one of Hotmart's (a UUID).
-        return {"id": "hotmart-api-" + hashlib.sha256(key.encode()).hexdigest()[:32], **body}
+    @property
+    def reference(self) -> str:
+        """How the operator finds it at Hotmart: the subscriber code or the transaction."""
+        return self.subscriber_code or self.transaction or "?"
 
 
-def _ms(moment: datetime | None) -> int | None:
-    return None if moment is None else int(moment.timestamp() * 1000)
+def _fields(event_type: str, at: datetime, holding: dict[str, Any]) -> dict[str, Any]:
+    """A webhook's flat fields (``engine.rules.model.EVENT_FIELDS``) for an event of this holding."""
+    values: dict[str, Any] = dict.fromkeys(CANONICAL_FIELDS)
+    values.update(holding)
+    values.update(event_type=event_type, creation_date=at.isoformat(), is_test=False)
+    values.update(source="hotmart", source_event=event_type)
+    return values
 
 
-def _plan(r: Reader) -> dict[str, Any]:
-    return _present({"id": r.code("plan.id"), "name": r.text("plan.name")})
+def subscription(item: object, now: datetime) -> Holding:
+    """A subscriptions item: approved at its accession, then late (since the charge that failed:
+    its ``date_next_charge`` when past) or cancelled (access until ``date_next_charge``)."""
+    r = Reader(item)
+    status = r.text("status")
+    since = r.when("accession_date")
+    paid_until = r.when("date_next_charge")
+    holding = {
+        "product_id": r.code("product.id"),
+        "email": r.email("subscriber.email"),
+        "name": r.name("subscriber.name"),
+        "transaction": r.code("transaction"),
+        "subscriber_code": r.code("subscriber_code"),
+        "plan_id": r.code("plan.id"),
+        "plan_name": r.text("plan.name"),
+        "date_next_charge": paid_until.isoformat() if paid_until else None,
+        "purchase_status": "APPROVED",
+    }
+    history: list[PastEvent] = []
+    if since is not None and status in HOLDING_STATUSES:
+        history.append(PastEvent(APPROVED, since, _fields(APPROVED, since, holding)))
+        if status in LATE_SUBSCRIPTION:
+            late_since = max(since, min(paid_until or now, now))
+            history.append(PastEvent(DELAYED, late_since, _fields(DELAYED, late_since, holding)))
+        elif status in CANCELLED_SUBSCRIPTION:
+            # The cancellation's own date is not in the item: it happened by now, after the rest.
+            history.append(PastEvent(CANCELLATION, now, _fields(CANCELLATION, now, holding)))
+    elif since is None:
+        r.problem("accession_date", "missing")
+    return _holding("subscription", status, holding, r, since=since, paid_until=paid_until, history=history)
 
 
-def _present(values: dict[str, Any]) -> dict[str, Any]:
-    """Hotmart omits the fields it has no value for (§3.1)."""
-    return {key: value for key, value in values.items() if value is not None and value != {}}
+def sale(item: object) -> Holding:
+    """A sales history item: a paid purchase (APPROVED or COMPLETE) is approved at its approval date."""
+    r = Reader(item)
+    status = r.text("purchase.status")
+    approved = first(r.when("purchase.approved_date"), r.when("purchase.order_date"))
+    holding = {
+        "product_id": r.code("product.id"),
+        "offer_code": r.code("purchase.offer.code"),
+        "email": r.email("buyer.email"),
+        "name": r.name("buyer.name"),
+        "transaction": r.code("purchase.transaction"),
+        "recurrence_number": r.integer("purchase.recurrency_number"),
+        "purchase_status": status,
+        "payment_type": r.text("purchase.payment.type"),
+    }
+    history: tuple[PastEvent, ...] = ()
+    if approved is not None and status in PAID_SALE_STATUSES:
+        history = (PastEvent(APPROVED, approved, _fields(APPROVED, approved, holding)),)
+    elif approved is None:
+        r.problem("purchase.approved_date", "missing")
+    return _holding("sale", status, holding, r, since=approved, paid_until=None, history=history)
 
 
-__all__ = ["CANCELLED", "LATE_STATUSES", "SALE_EVENTS", "HotmartApiItems"]
+def _holding(
+    kind: str,
+    status: str | None,
+    values: dict[str, Any],
+    reader: Reader,
+    *,
+    since: datetime | None,
+    paid_until: datetime | None,
+    history: Sequence[PastEvent],
+) -> Holding:
+    return Holding(
+        kind=kind,
+        status=status,
+        product_id=values["product_id"],
+        offer_code=values.get("offer_code"),  # the subscriptions API gives no offer
+        email=values["email"],
+        name=values["name"],
+        transaction=values["transaction"],
+        subscriber_code=values.get("subscriber_code"),
+        since=since,
+        paid_until=paid_until,
+        history=tuple(history),
+        problems=tuple(reader.problems),
+    )
+
+
+def preference(holding: Holding) -> tuple[int, float]:
+    """Which of a buyer's holdings of one product counts (the lowest): a subscription that is
+    active, then late, then cancelled; the newest first (the last day of access, else the start)."""
+    rank = 0
+    if holding.status in LATE_SUBSCRIPTION:
+        rank = 1
+    elif holding.status in CANCELLED_SUBSCRIPTION:
+        rank = 2
+    newest = holding.paid_until or holding.since
+    return rank, -(newest.timestamp() if newest else 0.0)

@@ -15,7 +15,7 @@ from engine.service.alerts import acknowledge_alert, alert_detail, alert_kinds, 
 from engine.service.schemas import MAX_ID
 from engine.web.access import PREFIX, ActionDep, PageDep
 from engine.web.paging import Note, Offset, Pager, blank_to_none, text_query
-from engine.web.rendering import render
+from engine.web.rendering import render_page
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
@@ -51,12 +51,9 @@ async def list_alerts(
             return found, alert_kinds(session)
 
     found, kinds = await run_in_threadpool(read)
-    return render(
-        page.request,
+    return render_page(
+        page,
         "alerts.html",
-        t=page.t,
-        operator=page.operator,
-        csrf_token=page.csrf_token,
         alerts=found.items,
         paging=Pager(found.total, PAGE_SIZE, offset),
         kinds=kinds,
@@ -76,7 +73,7 @@ async def show_alert(page: PageDep, alert_id: AlertId) -> HTMLResponse:
     alert = await run_in_threadpool(read)
     if alert is None:
         raise HTTPException(404)
-    return render(page.request, "alert.html", t=page.t, operator=page.operator, csrf_token=page.csrf_token, alert=alert)
+    return render_page(page, "alert.html", alert=alert)
 
 
 @router.post("/alerts/{alert_id}/acknowledge")

@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse
 from engine.service.audit import PAGE_ACTOR, audit_actors, audit_kinds, audit_page
 from engine.web.access import PREFIX, PageDep
 from engine.web.paging import Offset, Pager, blank_to_none, text_query
-from engine.web.rendering import render
+from engine.web.rendering import render_page
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
@@ -48,12 +48,9 @@ async def list_audit(
             return found, audit_actors(session), audit_kinds(session)
 
     found, actors, kinds = await run_in_threadpool(read)
-    return render(
-        page.request,
+    return render_page(
+        page,
         "audit.html",
-        t=page.t,
-        operator=page.operator,
-        csrf_token=page.csrf_token,
         entries=[(entry, summary(entry.detail)) for entry in found.items],
         paging=Pager(found.total, PAGE_SIZE, offset),
         actors=actors,

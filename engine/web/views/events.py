@@ -23,10 +23,10 @@ from engine.service import events, replays
 from engine.service.audit import page_actor
 from engine.service.replan import redacted_replan
 from engine.service.schemas import MAX_ID, PRINTABLE
-from engine.statuses import EventStatus, RunStatus
+from engine.statuses import EventStatus
 from engine.web.access import PREFIX, ActionDep, Page, PageDep
 from engine.web.notices import notice_location
-from engine.web.rendering import render
+from engine.web.rendering import render_page
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
@@ -36,15 +36,6 @@ PREVIEW_IDS = 10  # a bulk replay previews its first events only (each a dry-run
 NOTE_LENGTH = 1000
 
 # How a status reads at a glance; the badge always writes the status itself.
-_TONES = {
-    EventStatus.PROCESSED: "ok",
-    RunStatus.DONE: "ok",
-    EventStatus.NEEDS_ATTENTION: "bad",
-    EventStatus.FAILED: "bad",
-    EventStatus.REJECTED: "bad",
-    "refused": "bad",
-}
-
 # A filter left empty in the form arrives as ``status=``: "any".
 _ANY_STATUS = "^(" + "|".join(status.value for status in EventStatus) + ")?$"
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -71,10 +62,6 @@ Moment = Annotated[datetime | None, _blank_or(_MOMENT, "a time, YYYY-MM-DDTHH:MM
 EventPath = Annotated[int, Path(ge=1, le=MAX_ID)]
 Note = Annotated[str, Form(max_length=NOTE_LENGTH)]
 Reason = Annotated[str, Query(max_length=2000, pattern=_NO_NUL)]
-
-
-def tone(status: str | None) -> str:
-    return _TONES.get(status or "", "warn")
 
 
 def _utc(moment: datetime | None) -> datetime | None:
@@ -123,19 +110,6 @@ def _list_filters(
 FiltersDep = Annotated[ListFilters, Depends(_list_filters)]
 
 
-def _render(page: Page, template: str, *, status_code: int = 200, **context: Any) -> HTMLResponse:
-    return render(
-        page.request,
-        template,
-        t=page.t,
-        operator=page.operator,
-        csrf_token=page.csrf_token,
-        status_code=status_code,
-        tone=tone,
-        **context,
-    )
-
-
 def _rules(page: Page):
     """The newest valid rules on disk (this process reloads them first), or None."""
     page.rt.rules.reload_if_changed()
@@ -180,7 +154,7 @@ async def list_events(
         "products": products,
         "causes": causes,
     }
-    response = _render(page, "events_table.html" if partial else "events.html", **context)
+    response = render_page(page, "events_table.html" if partial else "events.html", **context)
     response.headers["Vary"] = "HX-Request"
     return response
 
@@ -207,7 +181,7 @@ async def preview_bulk_replay(
         return ids, replays.replay_out(rt, shown, dry_run=True), rt.rules.version, None
 
     ids, shown, version, rules_error = await run_in_threadpool(preview)
-    return _render(
+    return render_page(
         page,
         "events_replay.html",
         ids=ids,
@@ -255,7 +229,7 @@ async def bulk_replay(
             version=outcome.rules_version or "—",
         )
         return RedirectResponse(target, status_code=303)
-    return _render(page, "event_replay_result.html", outcome=outcome, rules_error=rules_error, event_id=None)
+    return render_page(page, "event_replay_result.html", outcome=outcome, rules_error=rules_error, event_id=None)
 
 
 # --- one event --------------------------------------------------------------------------------
@@ -283,7 +257,7 @@ async def show_event(page: PageDep, event_id: EventPath) -> HTMLResponse:
     if found is None:
         raise HTTPException(404)
     detail, history, now = found
-    return _render(
+    return render_page(
         page,
         "event.html",
         event=detail,
@@ -318,7 +292,7 @@ async def preview_replay(page: PageDep, event_id: EventPath) -> HTMLResponse:
     except LookupError:
         raise HTTPException(404) from None
     panel = bool(page.request.headers.get("hx-request"))
-    return _render(
+    return render_page(
         page,
         "event_replay_panel.html" if panel else "event_replay.html",
         event_id=event_id,
@@ -356,7 +330,7 @@ async def replay_event(page: ActionDep, event_id: EventPath, note: Note = "") ->
             version=outcome.rules_version or "—",
         )
         return RedirectResponse(target, status_code=303)
-    return _render(page, "event_replay_result.html", outcome=outcome, rules_error=rules_error, event_id=event_id)
+    return render_page(page, "event_replay_result.html", outcome=outcome, rules_error=rules_error, event_id=event_id)
 
 
 def _pretty(value: Any) -> str:

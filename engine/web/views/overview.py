@@ -9,7 +9,7 @@ from fastapi.responses import HTMLResponse
 from engine.service.overview import overview
 from engine.sources import SOURCES
 from engine.web.access import PREFIX, PageDep
-from engine.web.rendering import render
+from engine.web.rendering import render_page
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
@@ -34,6 +34,4 @@ async def show_overview(page: PageDep) -> HTMLResponse:
             )
 
     data = await run_in_threadpool(read)
-    return render(
-        page.request, "overview.html", t=page.t, operator=page.operator, csrf_token=page.csrf_token, view=data
-    )
+    return render_page(page, "overview.html", view=data)

@@ -23,7 +23,7 @@ from engine.service.reconcile_runs import (
 from engine.service.schemas import MAX_ID
 from engine.web.access import PREFIX, ActionDep, Page, PageDep
 from engine.web.paging import Note, Offset, Pager
-from engine.web.rendering import render
+from engine.web.rendering import render_page
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
@@ -39,12 +39,9 @@ async def _runs_page(page: Page, offset: int, *, notice: str | None = None, stat
             return run_page(session, limit=PAGE_SIZE, offset=offset)
 
     found = await run_in_threadpool(read)
-    return render(
-        page.request,
+    return render_page(
+        page,
         "reconcile.html",
-        t=page.t,
-        operator=page.operator,
-        csrf_token=page.csrf_token,
         runs=found.items,
         paging=Pager(found.total, PAGE_SIZE, offset),
         notice=notice,
@@ -84,12 +81,9 @@ async def _run(page: Page, run_id: int) -> dict:
 @router.get("/reconcile/{run_id}")
 async def show_run(page: PageDep, run_id: RunId) -> HTMLResponse:
     run = await _run(page, run_id)
-    return render(
-        page.request,
+    return render_page(
+        page,
         "reconcile_run.html",
-        t=page.t,
-        operator=page.operator,
-        csrf_token=page.csrf_token,
         run=run,
         diff=run["diff"] or {},
     )
@@ -98,12 +92,9 @@ async def show_run(page: PageDep, run_id: RunId) -> HTMLResponse:
 def _confirmation(
     page: Page, preview: ApplyPreview, *, error: str | None = None, status_code: int = 200
 ) -> HTMLResponse:
-    return render(
-        page.request,
+    return render_page(
+        page,
         "reconcile_apply.html",
-        t=page.t,
-        operator=page.operator,
-        csrf_token=page.csrf_token,
         preview=preview,
         error=error,
         status_code=status_code,

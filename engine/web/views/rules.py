@@ -24,7 +24,7 @@ from engine.sources import SOURCES
 from engine.web.access import PREFIX, ActionDep, Page, PageDep
 from engine.web.diagram import lifecycle_svg
 from engine.web.paging import one_of
-from engine.web.rendering import render
+from engine.web.rendering import render_page
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
@@ -74,12 +74,9 @@ def _current_rules(rt: Runtime) -> Rules | None:
 async def show_rules(page: PageDep) -> HTMLResponse:
     rt = page.rt
     rules = await run_in_threadpool(_current_rules, rt)
-    return render(
-        page.request,
+    return render_page(
+        page,
         "rules.html",
-        t=page.t,
-        operator=page.operator,
-        csrf_token=page.csrf_token,
         rules=rules,
         version=rt.rules.version,
         load_error=rt.rules.load_error,
@@ -93,12 +90,9 @@ def _diagram(page: Page, rules: Rules) -> Markup:
 
 
 def _dry_run_page(page: Page, rules: Rules | None, *, form: dict[str, Any], **result: Any) -> HTMLResponse:
-    return render(
-        page.request,
+    return render_page(
+        page,
         "rules_dry_run.html",
-        t=page.t,
-        operator=page.operator,
-        csrf_token=page.csrf_token,
         rules=rules,
         version=page.rt.rules.version,
         load_error=page.rt.rules.load_error,

@@ -34,10 +34,10 @@ from engine.service.student_access import (
 )
 from engine.service.students import states_waiting_for_link, student_detail
 from engine.service.timeline import Entry, student_timeline
-from engine.statuses import EventStatus, RunStatus
+from engine.statuses import EventStatus
 from engine.web.access import PREFIX, ActionDep, Page, PageDep
 from engine.web.notices import notice_location
-from engine.web.rendering import render
+from engine.web.rendering import render_page
 
 if TYPE_CHECKING:
     from engine.reconcile.apply import Applied
@@ -57,14 +57,6 @@ Flag = Annotated[bool, Form()]
 
 # What an operator may retry from the timeline (the preview says when a retry is refused).
 RETRYABLE = frozenset({EventStatus.FAILED, EventStatus.RETRYING, EventStatus.NEEDS_ATTENTION})
-_EVENT_TONE = {
-    EventStatus.PROCESSED: "ok",
-    EventStatus.IGNORED: "ok",
-    EventStatus.FAILED: "bad",
-    EventStatus.NEEDS_ATTENTION: "bad",
-    EventStatus.REJECTED: "bad",
-}
-_STEP_TONE = {RunStatus.DONE: "ok", RunStatus.FAILED: "bad"}
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # a note keeps its line breaks and tabs, nothing else unseen
 
 
@@ -116,12 +108,9 @@ async def _student_page(page: Page, email: str, *, notice: Notice | None = None,
     view = await run_in_threadpool(_read, page.rt, email)
     if view is None:
         raise HTTPException(404)
-    return render(
-        page.request,
+    return render_page(
+        page,
         "student.html",
-        t=page.t,
-        operator=page.operator,
-        csrf_token=page.csrf_token,
         status_code=status_code,
         s=view.detail,
         view=view,
@@ -131,20 +120,15 @@ async def _student_page(page: Page, email: str, *, notice: Notice | None = None,
         back_path=student_url(view.detail.email),
         notice=notice,
         retryable=RETRYABLE,
-        status_tone=lambda status: _EVENT_TONE.get(status, "warn"),
-        step_tone=lambda status: _STEP_TONE.get(status, "warn"),
     )
 
 
 def _panel(page: Page, email: str, partial: str, **context: Any) -> HTMLResponse:
     """A partial for htmx (into the page's panel), or the same on a page of its own without JavaScript."""
     htmx = page.request.headers.get("hx-request") == "true"
-    return render(
-        page.request,
+    return render_page(
+        page,
         partial if htmx else "student_panel.html",
-        t=page.t,
-        operator=page.operator,
-        csrf_token=page.csrf_token,
         partial=partial,
         email=email,
         here=student_url(email),

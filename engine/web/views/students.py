@@ -25,7 +25,7 @@ from engine.service.students import (
     student_page,
 )
 from engine.web.access import PREFIX, PageDep
-from engine.web.rendering import HEADERS, render
+from engine.web.rendering import HEADERS, render_page
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
@@ -114,16 +114,13 @@ async def list_students(
         "stuck_days": rt.settings.stuck_days,
     }
     if _fragment(page.request):
-        response = render(page.request, "students_results.html", t=page.t, **context)
+        response = render_page(page, "students_results.html", **context)
     else:
         products = sorted(rules.products) if rules is not None else []
         states = list(rules.states) if rules is not None else []
-        response = render(
-            page.request,
+        response = render_page(
+            page,
             "students.html",
-            t=page.t,
-            operator=page.operator,
-            csrf_token=page.csrf_token,
             products=_options(products, chosen.product),
             states=_options(states, chosen.state),
             **context,
