@@ -6,7 +6,9 @@ Which change is news (:func:`findings`):
 * a granting change (an approval: a new buyer, a renewal) the engine has no event of;
 * any other change (a refund, a chargeback, a dispute, a late payment, a cancellation) the engine
   has no event of, for a buyer it holds a membership of that product for (a refund of a purchase
-  made before the engine existed is no one's business here).
+  made before the engine existed is no one's business here);
+* but not a dated change older than a membership an import placed and no platform event moved
+  since: the import read the platform as it was then.
 
 Dating: a change the platform dates (an approval, a late charge) takes that date. One it gives
 no date of (a refund, a cancellation) comes 1 ms after the newest date known of its purchase:
@@ -57,6 +59,9 @@ def findings(
         if change.event_type not in granting and membership is None:
             report.passed_over["of buyers with no membership of the product here"] += 1
             continue
+        if _imported_after(change, membership):
+            report.passed_over["dated before the membership was imported (the import read them)"] += 1
+            continue
         news.append((change, product, membership))
     approvals = _newest_approvals(change for change, _, _ in news if change.event_type in granting)
     dated = []
@@ -74,6 +79,18 @@ def findings(
         body = api.webhook(change, occurred, paid_until)
         dated.append(_finding(source, rules, planner, change, product, membership, body, occurred, now))
     report.findings.extend(sorted(dated, key=lambda finding: (finding.occurred_at, finding.email)))
+
+
+def _imported_after(change: ApiChange, membership: MembershipView | None) -> bool:
+    """A dated change older than a membership no platform event ever moved (an import's: it read the
+    platform as it was then, and placed the membership accordingly): nothing to catch up."""
+    return (
+        membership is not None
+        and membership.last_event_at is None
+        and membership.created_at is not None
+        and change.at is not None
+        and change.at <= membership.created_at
+    )
 
 
 def _product(source: Source, rules: Rules, change: ApiChange, known: Known) -> Product | None:

@@ -34,7 +34,8 @@ class MembershipView:
     discord_id: str | None
     product: str
     state: str
-    last_event_at: datetime | None  # the newest platform event applied to it
+    last_event_at: datetime | None  # the newest platform event applied to it; None: none ever (imported)
+    created_at: datetime | None = None
 
 
 @dataclass
@@ -91,13 +92,14 @@ def load_known(session: Session, source: Source, changes: Sequence[ApiChange]) -
                 Membership.product_key,
                 Membership.state,
                 Membership.last_event_at,
+                Membership.created_at,
             )
             .join(Membership, Membership.student_id == Student.id)
             .where(Student.email.in_(chunk))
         )
-        for student_id, email, name, discord_id, product, state, last in rows:
+        for student_id, email, name, discord_id, product, state, last, created in rows:
             known.memberships[(email, product)] = MembershipView(
-                student_id, email, name, discord_id, product, state, last
+                student_id, email, name, discord_id, product, state, last, created
             )
     _older_keyed(session, source, changes, known)
     return known

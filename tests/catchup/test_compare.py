@@ -130,3 +130,23 @@ def test_findings_are_in_creation_order(store, planner):
     for days, email in ((3, "c@example.com"), (9, "a@example.com"), (5, "b@example.com")):
         store.add_sale("1111111", email, approved=NOW - timedelta(days=days))
     assert [f.email for f in compare(store, planner).findings] == ["a@example.com", "b@example.com", "c@example.com"]
+
+
+def test_dated_changes_older_than_an_imported_membership_were_read_by_the_import(store, planner):
+    item = store.add_subscription("2222222", ANA, accession=NOW - timedelta(days=40))
+    store.renew_subscription(item["subscriber_code"], approved=NOW - timedelta(days=10))
+    imported = NOW - timedelta(days=5)  # placed by an import, no webhook since
+    known = Known(transactions={item["transaction"]})
+    known.memberships = {
+        (ANA, "comunidade"): MembershipView(1, ANA, "Ana", None, "comunidade", "overdue", None, created_at=imported)
+    }
+    report = compare(store, planner, known)
+    assert report.findings == []
+    assert report.passed_over == {"dated before the membership was imported (the import read them)": 1}
+    renewal = store.renew_subscription(item["subscriber_code"], approved=NOW - timedelta(days=1))  # after it
+    [finding] = compare(store, planner, known).findings
+    assert (finding.transaction, finding.from_state, finding.to_state) == (
+        renewal["purchase"]["transaction"],
+        "overdue",
+        "active",
+    )

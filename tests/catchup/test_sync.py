@@ -336,3 +336,28 @@ def test_a_failed_read_is_stored_as_failed(h, store):
     with h.runtime.sessions() as session:
         run = session.scalars(select(SyncRun)).one()
     assert run.status == "failed" and run.error == "Unavailable: hotmart.unavailable: HTTP 503"
+
+
+def test_after_an_import_from_hotmart_the_sync_finds_nothing_that_would_change_anything(h, store):
+    from engine.service.hotmart_import import import_from_hotmart
+
+    now = h.clock()
+    store.add_subscription(COMUNIDADE, "ana@example.com", accession=now - timedelta(days=50))
+    renewed = store.add_subscription(COMUNIDADE, "bia@example.com", accession=now - timedelta(days=45))
+    store.renew_subscription(renewed["subscriber_code"], approved=now - timedelta(days=15))
+    late = store.add_subscription(COMUNIDADE, "carla@example.com", accession=now - timedelta(days=40))
+    store.set_subscription_status(late["subscriber_code"], "DELAYED", date_next_charge=now - timedelta(days=2))
+    paid = store.add_subscription(COMUNIDADE, "eva@example.com", accession=now - timedelta(days=20))
+    store.set_subscription_status(
+        paid["subscriber_code"], "CANCELLED_BY_CUSTOMER", date_next_charge=now + timedelta(days=10)
+    )
+    store.add_sale(CURSO, "ines@example.com", status="COMPLETE", approved=now - timedelta(days=12))
+    imported = import_from_hotmart(h.runtime, InMemoryHotmart(store))
+    assert not imported.errors
+    h.clock.advance(hours=1)
+
+    _, report, _ = sync(h, store)
+    assert {(f.email, f.event_type, f.effect) for f in report.findings} == {
+        ("eva@example.com", "SUBSCRIPTION_CANCELLATION", "none")  # placed cancelled already: its rules ignore it
+    }
+    assert report.passed_over["dated before the membership was imported (the import read them)"] == 1  # bia's renewal
