@@ -143,7 +143,8 @@ def seed(store: HotmartStore, now: datetime, subscriptions: int, sales: int, mis
     return memberships, events, unknown
 
 
-def write_engine(sessions, memberships: list[tuple[str, str, str]], events: list[dict]) -> None:
+def write_engine(sessions, memberships: list[tuple[str, str, str]], events: list[dict], now: datetime) -> None:
+    """The students, their memberships (moved by webhooks, the oldest of the account's dates) and events."""
     with sessions.begin() as session:
         emails = sorted({email for email, _, _ in memberships})
         ids = dict(
@@ -157,7 +158,15 @@ def write_engine(sessions, memberships: list[tuple[str, str, str]], events: list
         )
         session.execute(
             insert(Membership),
-            [{"student_id": ids[email], "product_key": key, "state": state} for email, key, state in memberships],
+            [
+                {
+                    "student_id": ids[email],
+                    "product_key": key,
+                    "state": state,
+                    "last_event_at": now - timedelta(days=55),
+                }
+                for email, key, state in memberships
+            ],
         )
         for start in range(0, len(events), 5000):
             session.execute(insert(Event), events[start : start + 5000])
@@ -171,7 +180,7 @@ def run(database_url: str, *, subscriptions: int, sales: int, missed: int, seed_
     sessions = session_factory(settings)
     store = HotmartStore(now=lambda: now)
     memberships, events, unknown = seed(store, now, subscriptions, sales, missed, random.Random(seed_number))
-    write_engine(sessions, memberships, events)
+    write_engine(sessions, memberships, events, now)
     time_ = FakeTime()
     fake = FakeHotmartApi(store=store, clock=time_.clock)
     rt = Runtime(settings=settings, sessions=sessions, rules=RulesRepository(settings.rules_dir), connectors={})
