@@ -115,15 +115,19 @@ def stuck(
 
 def reconcile_guard(run_id: int | None, revokes: Sequence, students: int, limit: int) -> str:
     """``revokes``: the revocations the guard held back (each with ``line()``)."""
-    shown = "; ".join(change.line() for change in revokes[:20])
-    more = f"; ... and {len(revokes) - 20} more" if len(revokes) > 20 else ""
     run = f" (run {run_id})" if run_id is not None else ""
     return (
         f"Reconcile{run} stopped at the blast-radius guard: {len(revokes)} revocation(s) across "
         f"{students} student(s), more than {limit} allowed without confirmation. "
         f"Nothing was applied. If the rules are right, run `engine reconcile --apply --confirm`; otherwise fix "
-        f"the rules. Revocations: {shown}{more}"
+        f"the rules. Revocations: {_listed(revokes)}"
     )
+
+
+def _listed(items: Sequence, shown: int = 20) -> str:
+    """The first ``shown`` items' ``line()``, and how many more there are."""
+    more = f"; ... and {len(items) - shown} more" if len(items) > shown else ""
+    return "; ".join(item.line() for item in items[:shown]) + more
 
 
 def reconcile_drift(run_id: int, apply_mode: object, summary: str, example: str) -> str:
@@ -131,4 +135,50 @@ def reconcile_drift(run_id: int, apply_mode: object, summary: str, example: str)
         f"Reconcile run {run_id} found access that differs from the rules and left it as is "
         f"(RECONCILE_APPLY={apply_mode}): {summary} (e.g. {example}). "
         "See engine reconcile --last; engine reconcile --apply fixes it."
+    )
+
+
+def sync_guard(source: Any, run_id: int | None, ending: Sequence, students: int, limit: int, found: int) -> str:
+    """``engine sync`` held by the blast-radius guard; ``ending``: the changes that would end access
+    (each with ``line()``); ``source``: the platform (its ``name`` and ``title``)."""
+    run = f" (run {run_id})" if run_id is not None else ""
+    return (
+        f"{source.title} sync{run} stopped at the blast-radius guard: {len(ending)} change(s) that end access "
+        f"across {students} student(s), more than {limit} allowed without confirmation, among {found} change(s) "
+        f"no webhook brought. Nothing was stored. If {source.title} is right, run "
+        f"`engine sync {source.name} --apply --confirm`; otherwise check the account the credentials read. "
+        f"Changes: {_listed(ending)}"
+    )
+
+
+def sync_drift(source: Any, run_id: int, apply_setting: str, apply_mode: object, summary: str, example: str) -> str:
+    """What a scheduled ``engine sync`` found that no webhook brought, and left for the admins."""
+    return (
+        f"{source.title} sync run {run_id} found changes no webhook brought and left them "
+        f"({apply_setting}={apply_mode}): {summary} (e.g. {example}). "
+        f"See engine sync {source.name} --last; engine sync {source.name} --apply applies them."
+    )
+
+
+def sync_failed(source: Any, detail: str, error: str) -> str:
+    """A scheduled ``engine sync`` that could not read the platform (``error``: the wire error's name)."""
+    return (
+        f"{source.title} sync could not read {source.title}'s API ({error}: {detail}). Webhooks missed "
+        f"meanwhile are not caught up. Run `engine doctor --{source.name}`, fix what it names, then "
+        f"`engine sync {source.name}`."
+    )
+
+
+SILENCE_HID = " Since then, engine sync "  # how the sync's word in a no-webhook alert begins
+
+
+def silence_hid(message: str, run_id: int, found: int, summary: str, source_name: str) -> str:
+    """An open no-webhook alert's ``message`` saying how many changes the silence hid, as the latest
+    sync found them (replacing what an earlier run said)."""
+    opening = message.split(SILENCE_HID)[0]
+    if not found:
+        return f"{opening}{SILENCE_HID}{source_name} (run {run_id}) found no change the silence hid."
+    return (
+        f"{opening}{SILENCE_HID}{source_name} (run {run_id}) found {found} change(s) the silence hid: "
+        f"{summary} (engine sync {source_name} --last lists them)."
     )

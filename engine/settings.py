@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DISCORD_API_BASE = "https://discord.com/api/v10"
@@ -106,6 +106,10 @@ class Settings(BaseSettings):
     hotmart_basic: SecretStr = SecretStr("")
     hotmart_auth_url: str = HOTMART_AUTH_URL
     hotmart_api_base: str = HOTMART_API_BASE
+    # `engine sync hotmart` in the worker (when HOTMART_SYNC_ENABLED): a cron line (UTC) or "off",
+    # and what a scheduled run applies: none (report only), grants (approvals), all (guarded).
+    hotmart_sync_schedule: str = "0 */6 * * *"
+    hotmart_sync_apply: Literal["none", "grants", "all"] = "none"
 
     # "json": one object per line (production's default); "text": a developer's terminal (development's).
     log_format: Literal["text", "json"] | None = None
@@ -172,21 +176,22 @@ class Settings(BaseSettings):
     def _empty_is_default(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("reconcile_schedule")
+    @field_validator("reconcile_schedule", "hotmart_sync_schedule")
     @classmethod
-    def _cron_line(cls, value: str) -> str:
+    def _cron_line(cls, value: str, info: ValidationInfo) -> str:
+        name = (info.field_name or "").upper()
         value = " ".join(value.split())
         if value.lower() == "off":
             return "off"
         fields = value.split(" ")
         if len(fields) != 5:
-            raise ValueError(f"RECONCILE_SCHEDULE {value!r}: five cron fields (e.g. '30 3 * * *') or 'off'")
+            raise ValueError(f"{name} {value!r}: five cron fields (e.g. '30 3 * * *') or 'off'")
         from huey import crontab
 
         try:
             crontab(*fields)
         except ValueError as exc:
-            raise ValueError(f"RECONCILE_SCHEDULE {value!r}: {exc}") from exc
+            raise ValueError(f"{name} {value!r}: {exc}") from exc
         return value
 
     # The read-only commands (ToolSettings) serve nothing, so they need neither secret.

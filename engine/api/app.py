@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from engine import metrics
-from engine.api import admin, classes, doctor, reconcile, webhooks
+from engine.api import admin, classes, doctor, reconcile, sync, webhooks
 from engine.api.deps import ADMIN_RESPONSES, RuntimeDep, require_admin
 from engine.api.docs import add_protected_docs, add_rules_enums, docs_urls
 from engine.pipeline.runtime import Runtime
@@ -40,6 +40,7 @@ def create_app(
     app.include_router(admin.router)
     app.include_router(doctor.router)
     app.include_router(reconcile.router)
+    app.include_router(sync.router)
     app.include_router(classes.router)
     add_rules_enums(app)
     add_admin_page(app)

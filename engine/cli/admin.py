@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import click
 
-from engine.cli.base import database_session, main, read_settings
+from engine.cli.base import database_session, main, parse_since, read_settings
 from engine.cli.errors import require_local_database
 from engine.statuses import REPLAYABLE_EVENT_STATUSES, EventStatus
 
@@ -161,16 +161,6 @@ def retry(event_id: int, force: bool, skipped: bool) -> None:
     click.echo(f"event {event_id}: {outcome}")
 
 
-def _parse_since(text: str | None) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        since = datetime.fromisoformat(text)
-    except ValueError:
-        raise click.BadParameter(f"{text!r} is not an ISO date (e.g. 2026-03-01)", param_hint="--since") from None
-    return since if since.tzinfo else since.replace(tzinfo=UTC)
-
-
 @main.command()
 @click.argument("event_ids", nargs=-1, type=int)
 @click.option(
@@ -199,7 +189,7 @@ def replay(
     from engine.service.replays import RulesUnavailable, choose_events, replay_events, summarize
     from engine.settings import get_settings
 
-    since = _parse_since(since_text)
+    since = parse_since(since_text)
     rt = build_runtime(get_settings(), queue=engine.worker.task_queue())
     chosen = status or (None if event_ids else EventStatus.NEEDS_ATTENTION)
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -32,6 +33,17 @@ def resolve_rules_dir(rules_dir: Path | None) -> Path:
     rules_dir = rules_dir or Path(os.environ.get("RULES_DIR") or "rules")
     require_rules_dir(rules_dir, explicit=explicit)
     return rules_dir
+
+
+def parse_since(text: str | None) -> datetime | None:
+    """``--since``: an ISO date or date and time; no zone is UTC."""
+    if text is None:
+        return None
+    try:
+        since = datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not an ISO date (e.g. 2026-03-01)", param_hint="--since") from None
+    return since if since.tzinfo else since.replace(tzinfo=UTC)
 
 
 def load_rules_or_exit(rules_dir: Path):
@@ -62,3 +74,17 @@ def database_session(settings=None):
 
     with session_factory(settings or read_settings())() as session:
         yield session
+
+
+def progress_bar(label: str, total: int):
+    """click's progress bar on stderr (hidden when stderr is not a terminal); total 0: a counter."""
+    import itertools
+
+    @contextmanager
+    def bar():
+        # No total known (Discord's member list): an endless iterable makes click show a counter.
+        source = {"length": total} if total else {"iterable": itertools.repeat(None)}
+        with click.progressbar(label=label, file=sys.stderr, **source) as progress:
+            yield progress.update
+
+    return bar()

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import json
 import sys
-from contextlib import contextmanager
 
 import click
 
-from engine.cli.base import main
+from engine.cli.base import main, progress_bar
 
 
 @main.command()
@@ -72,7 +71,7 @@ def reconcile_and_report(
             confirm=confirm,
             max_revokes=max_revokes,
             rules=rules,
-            progress=_progress_bar,
+            progress=progress_bar,
         )
     except Busy as exc:
         click.echo(f"error: {exc}", err=True)
@@ -88,20 +87,6 @@ def reconcile_and_report(
         for change in report.diff.revokes:
             click.echo(f"  would revoke {change.line()}", err=True)
         sys.exit(3)
-
-
-def _progress_bar(label: str, total: int):
-    """click's progress bar on stderr (hidden when stderr is not a terminal); total 0: a counter."""
-    import itertools
-
-    @contextmanager
-    def bar():
-        # No total known (Discord's member list): an endless iterable makes click show a counter.
-        source = {"length": total} if total else {"iterable": itertools.repeat(None)}
-        with click.progressbar(label=label, file=sys.stderr, **source) as progress:
-            yield progress.update
-
-    return bar()
 
 
 def _applied_text(run_id: int, mode: str, report, applied) -> str:

@@ -14,16 +14,18 @@ The lock order, everywhere (docs/architecture/index.md, "Locks, in one order"):
 
 Nothing writes a row of a buyer's events, memberships, steps, grants, codes or timers before it
 holds that buyer's lock; a lock of a lower number is never taken while one of a higher number is
-held. The sweep's, the silence check's and the reconcile run's locks are taken alone.
+held. The sweep's, the silence check's, the reconcile run's and the sync run's locks are taken alone.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import IntEnum, unique
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.orm import Session
 
 
@@ -48,6 +50,8 @@ class Namespace(IntEnum):
     # that their changed_at follow their commit order and the read API's cursor skips no change
     # (engine.pipeline.classes). Taken where the row is written, after the buyer's lock.
     CLASS = 0x5E1D
+    # Session try-lock, key 0: one `engine sync` run at a time (by hand or scheduled).
+    SYNC = 0x5E1E
 
 
 def is_postgres(session: Session) -> bool:
@@ -78,6 +82,26 @@ def transaction_lock(session: Session, namespace: Namespace, key: str | int = 0)
     else:
         statement = text("SELECT pg_advisory_xact_lock(:ns, hashtext(:key))")
     session.execute(statement, {"ns": int(namespace), "key": key})
+
+
+_local_runs: defaultdict[Namespace, threading.Lock] = defaultdict(threading.Lock)
+
+
+@contextmanager
+def one_run_at_a_time(bind: Engine, namespace: Namespace) -> Iterator[bool]:
+    """Yields whether this caller holds ``namespace``'s run for the block (a reconcile, a sync):
+    the session try-lock on PostgreSQL, across processes; an in-process lock on SQLite (one process)."""
+    if bind.dialect.name == "postgresql":
+        with bind.connect() as connection, try_session_lock(connection, namespace) as got:
+            yield got
+        return
+    lock = _local_runs[namespace]
+    got = lock.acquire(blocking=False)
+    try:
+        yield got
+    finally:
+        if got:
+            lock.release()
 
 
 @contextmanager

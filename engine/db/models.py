@@ -114,9 +114,12 @@ class Event(Base):
     __table_args__ = (
         Index("ix_events_status_id", "status", "id"),
         Index("ix_events_received_at", "received_at"),  # the admin API's date filters
-        Index("ix_events_source_received_at", "source", "received_at"),  # each platform's last webhook
+        # Each platform's last webhook: the events `engine sync` stored from its API are not webhooks.
+        partial_index("ix_events_source_received_at", "source", "received_at", where="origin IS NULL"),
         Index("ix_events_type_status", "type", "status"),  # type filters; /metrics counts by both
         Index("ix_events_transaction_type", "transaction", "type"),  # a purchase's refund
+        # One event per change, whichever way it came (migration 0017): see Event.change_key.
+        Index("uq_events_change_key", "change_key", unique=True),
         # A student's open events (the worker's next step), a buyer's fresh webhooks (settling),
         # the oldest unprocessed one (/metrics, engine status, the watchdog).
         partial_index(
@@ -130,8 +133,15 @@ class Event(Base):
 
     id: Mapped[int] = mapped_column(BigID, primary_key=True)
     source: Mapped[str] = mapped_column(String(20))  # hotmart | bot | timer | admin
+    # None: a webhook (or the engine's own event); "hotmart-api": stored by `engine sync hotmart`, a
+    # change the platform's API showed that no webhook brought. Not a webhook: the silence check skips it.
+    origin: Mapped[str | None] = mapped_column(String(20))
     type: Mapped[str | None] = mapped_column(String(60))
     dedupe_key: Mapped[str] = mapped_column(String(100), unique=True)
+    # The change the event makes (a purchase's status, a subscription's cancellation: the source's
+    # change_key), the same whether a webhook or the sync brought it: a second event of one change
+    # is a duplicate, never applied twice. None: an event no other may duplicate (older ones too).
+    change_key: Mapped[str | None] = mapped_column(String(100))
     payload: Mapped[Any] = mapped_column(JSONType, nullable=True)  # the raw body, any JSON value
     raw_body: Mapped[str | None] = mapped_column(Text)  # kept when the body is not JSON
     # The bytes as received (hottok removed) when the body is not JSON, or when the payload had
@@ -391,4 +401,25 @@ class ReconcileRun(Base):
     counts: Mapped[dict[str, Any] | None]  # per product: missing, extra, not_in_server, subscribers_not_found
     diff: Mapped[dict[str, Any] | None]  # the report (changes capped, see engine/reconcile)
     applied: Mapped[dict[str, Any] | None]  # events queued, grants and revokes applied, or why held
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class SyncRun(Base):
+    """One ``engine sync hotmart`` run (by hand or scheduled): the platform's API read since a
+    point, the changes no webhook brought, and what was stored for the pipeline or held back."""
+
+    __tablename__ = "sync_runs"
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    source: Mapped[str] = mapped_column(String(20))  # the platform read: hotmart
+    started_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    finished_at: Mapped[datetime | None]
+    trigger: Mapped[str] = mapped_column(String(20))  # cli | schedule
+    mode: Mapped[str] = mapped_column(String(20))  # report | grants | all
+    # running | reported | applied | held | failed
+    status: Mapped[str] = mapped_column(String(20), default="running")
+    since: Mapped[datetime]  # the sales read were made from here on
+    counts: Mapped[dict[str, Any] | None]  # per product: changes found, by event type
+    report: Mapped[dict[str, Any] | None]  # what was read, the changes found (capped), notes
+    applied: Mapped[dict[str, Any] | None]  # events stored and duplicates, or why held
     error: Mapped[str | None] = mapped_column(Text)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, or_, select
 from sqlalchemy.orm import Session
 
 from engine.db.models import Event, utcnow
@@ -35,10 +35,14 @@ class Stored:
 
 
 def _insert(session: Session | Connection, values: dict[str, Any]) -> int | None:
-    """INSERT ... ON CONFLICT (dedupe_key) DO NOTHING; the new id, or None for a duplicate."""
+    """INSERT ... ON CONFLICT DO NOTHING; the new id, or None for a duplicate: the same dedupe key
+    (a redelivery) or, for an event that has one, the same change key (the change came already)."""
     insert = insert_for(session)
     table = Event.__table__  # Core, not the ORM bulk path: this runs on every webhook
-    statement = insert(table).values(**values).on_conflict_do_nothing(index_elements=["dedupe_key"])
+    if values.get("change_key") is None:
+        statement = insert(table).values(**values).on_conflict_do_nothing(index_elements=["dedupe_key"])
+    else:
+        statement = insert(table).values(**values).on_conflict_do_nothing()  # either unique key
     return session.execute(statement.returning(table.c.id)).scalar_one_or_none()
 
 
@@ -57,8 +61,13 @@ def store_webhook(
     held: bool,
     decoded: Any = None,
     received_at: datetime | None = None,
+    origin: str | None = None,
 ) -> Stored:
-    """Store a verified webhook body (any JSON value) of ``source``, deduplicated on its key.
+    """Store a verified webhook body (any JSON value) of ``source``, deduplicated on its key and
+    on the change it makes (``source.change_key``: a change already stored is a duplicate).
+
+    ``origin``: where a body that is not a webhook came from (``engine sync``'s reading of the
+    platform's API: "hotmart-api"); it is then stored and processed as the webhook would be.
 
     What jsonb cannot hold is stored anyway (see :mod:`engine.pipeline.storable`); a body that
     is not JSON at all is stored as rejected. A secret in the body (Hotmart's hottok) is removed
@@ -80,10 +89,13 @@ def store_webhook(
         changes = body.changes + ([f"one of {len(parts)} products of the body"] if len(parts) > 1 else [])
         parsed = source.envelope(part)
         key = _dedupe_key(source, raw, parsed)
+        change = source.change_key(part)
         event_id = _insert(
             session,
             {
                 "source": source.name,
+                "origin": origin,
+                "change_key": change,
                 "type": (parsed.event_type or None) and parsed.event_type[:60],
                 "dedupe_key": key,
                 "payload": part,
@@ -101,7 +113,10 @@ def store_webhook(
             },
         )
         if event_id is None:
-            existing = existing or session.scalar(select(Event.status).where(Event.dedupe_key == key))
+            same = Event.dedupe_key == key
+            if change is not None:
+                same = or_(same, Event.change_key == change)
+            existing = existing or session.scalar(select(Event.status).where(same).limit(1))
         else:
             new_ids.append(event_id)
     if not new_ids:
@@ -115,6 +130,14 @@ def webhook_dedupe_key(source: Source, raw_body: bytes) -> str:
     body = storable(raw_body, decode(raw_body))
     raw, payload = source.scrub(raw_body, body.value)
     return _dedupe_key(source, raw, source.envelope(source.split(payload)[0]))
+
+
+def webhook_change_key(source: Source, raw_body: bytes) -> str | None:
+    """The change key a webhook body gets (what the same change brought another way collides with);
+    its first product's, for a body stored once per product."""
+    body = storable(raw_body, decode(raw_body))
+    _, payload = source.scrub(raw_body, body.value)
+    return source.change_key(source.split(payload)[0])
 
 
 def _dedupe_key(source: Source, raw_body: bytes, parsed: Envelope) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -13,7 +12,7 @@ from typing import Literal
 from sqlalchemy import func, select, update
 
 from engine import alert_texts
-from engine.db.locks import Namespace, try_session_lock
+from engine.db.locks import Namespace, one_run_at_a_time
 from engine.db.models import ReconcileRun, Student
 from engine.db.session import engine_of
 from engine.lifecycle.access import derive
@@ -47,7 +46,6 @@ log = logging.getLogger(__name__)
 
 Mode = Literal["report", "grants", "all"]
 STORED_ITEMS = 1000  # per list in a stored run; counts and totals are always complete
-_local = threading.Lock()
 
 
 class Busy(Exception):
@@ -172,19 +170,10 @@ def _all_confirmed(diff: AccessDiff, confirmed: Collection[ChangeKey] | None) ->
 @contextmanager
 def exclusive(rt: Runtime) -> Iterator[None]:
     """One reconcile at a time (several workers share a schedule; an admin may run one by hand)."""
-    bind = engine_of(rt.sessions)
-    if bind.dialect.name == "postgresql":
-        with bind.connect() as connection, try_session_lock(connection, Namespace.RECONCILE) as got:
-            if not got:
-                raise Busy("another reconcile is running")
-            yield
-        return
-    if not _local.acquire(blocking=False):
-        raise Busy("another reconcile is running")
-    try:
+    with one_run_at_a_time(engine_of(rt.sessions), Namespace.RECONCILE) as got:
+        if not got:
+            raise Busy("another reconcile is running")
         yield
-    finally:
-        _local.release()
 
 
 def scheduled_run(rt: Runtime) -> int | None:

@@ -87,6 +87,11 @@ class Page(BaseModel):
 class EventSummary(Row):
     id: int
     source: str = Field(description="hotmart | bot | timer | admin")
+    origin: str | None = Field(
+        None,
+        description="hotmart-api: stored by `engine sync hotmart`, a change Hotmart's API showed that no "
+        "webhook brought (processed as that webhook); null: a webhook, or the engine's own event.",
+    )
     type: str | None
     status: str
     reason: Annotated[str | None, Redacted]
@@ -355,3 +360,35 @@ class ReconcileRunOut(BaseModel):
 
 class ReconcileRunPage(Page):
     items: list[ReconcileRunOut]
+
+
+# --- sync (engine sync hotmart) --------------------------------------------------------
+
+
+class SyncRunOut(BaseModel):
+    """One ``engine sync hotmart`` run: what Hotmart's API showed that no webhook brought, and what
+    was stored for the pipeline or held back."""
+
+    id: int
+    source: str = Field(description="The platform read: hotmart.")
+    started_at: datetime
+    finished_at: datetime | None
+    trigger: str = Field(description="cli | schedule")
+    mode: str = Field(description="report | grants (approvals only) | all (guarded)")
+    status: str = Field(description="running | reported | applied | held (blast-radius guard) | failed")
+    since: datetime = Field(description="The sales read were ordered from here on.")
+    counts: dict[str, dict[str, int]] = Field(description="Per product key: the changes found, by event type.")
+    report: dict[str, Any] | None = Field(
+        description="What was read per product id, totals by effect, what was passed over and why, notes, and "
+        "the changes found (first 1,000): product, event_type, Hotmart's status, email, transaction, "
+        "subscriber_code, occurred_at, effect (grants | ends | changes | none), from_state, to_state."
+    )
+    applied: dict[str, Any] | None = Field(
+        description="The events stored (ids), duplicates (their webhook came meanwhile), left (not stored), "
+        "or held by the guard (limit, alert_id)."
+    )
+    error: str | None
+
+
+class SyncRunPage(Page):
+    items: list[SyncRunOut]

@@ -9,6 +9,7 @@ rules go through this interface. A source only reads: it never calls the platfor
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -97,6 +98,81 @@ class Source(Protocol):
     def recognises(self, body: object) -> bool:
         """Whether a decoded body has this platform's shape (``engine dry-run`` without --source)."""
         ...
+
+    # How the platform's API is read as the webhooks it stands for (``engine sync``); None: not read.
+    api: PlatformApi | None
+
+    def change_key(self, body: object) -> str | None:
+        """The change a body makes (prefixed with the source's name), shared by every event of that
+        change whichever way it came (a webhook, ``engine sync``'s reading of the platform's API):
+        the second one is a duplicate. None: no such key (the envelope's dedupe key alone)."""
+        ...
+
+
+@dataclass(frozen=True)
+class ApiChange:
+    """A change the platform's API shows (a sale's status, a subscription's cancellation), as the
+    webhook that would have brought it: ``engine sync`` stores it when no event of it is known."""
+
+    product_id: str
+    email: str
+    event_type: str  # canonical
+    status: str  # the platform's status, as its API shows it (for the report)
+    transaction: str | None
+    subscriber_code: str | None
+    # The platform's own date of the change, when it gives one (an approval's, a charge's); None:
+    # it gives none, the change came after ``after`` (the newest date it gives the purchase).
+    at: datetime | None
+    after: datetime | None
+    change_key: str | None  # the webhook's (the source's change_key): the same change, whichever way it came
+    offer_code: str | None = None
+    body: dict[str, Any] = field(default_factory=dict, compare=False)  # the webhook's data, undated
+
+
+@dataclass(frozen=True)
+class ApiSubscription:
+    """A subscription as the platform's API shows it (what its sales' webhooks carry of it)."""
+
+    product_id: str
+    email: str
+    subscriber_code: str
+    status: str
+    ended: bool  # cancelled: access ends at ``access_until``
+    access_until: datetime | None  # the next charge; once cancelled, the last day of access
+    started: datetime | None
+    item: dict[str, Any] = field(default_factory=dict, compare=False)  # as read
+
+
+class PlatformApi(Protocol):
+    """A platform's API read as its webhooks: which sale statuses to ask for, and each item read
+    into what it shows (None: an item that cannot be read, or shows nothing a webhook would have
+    brought). Reads only: the caller queries the platform (``connectors/``)."""
+
+    sale_statuses: tuple[str, ...]  # asked for from the sync's starting point on
+    late_statuses: tuple[str, ...]  # asked for from further back: they come months after the sale
+    late_lookback_days: int
+    subscriptions_from: datetime  # every subscription is read, from before the platform sold one
+
+    def subscription(self, item: object) -> ApiSubscription | None: ...
+
+    def sale_change(self, item: object, subscriptions: Mapping[tuple[str, str], ApiSubscription]) -> ApiChange | None:
+        """A sale's status as the change it is (``subscriptions``, by (e-mail, product id): the
+        buyer's subscription of the product, whose code and plan its webhook carries)."""
+        ...
+
+    def cancellation(self, subscription: ApiSubscription) -> ApiChange | None:
+        """A cancelled subscription as its cancellation webhook; None when it is not cancelled."""
+        ...
+
+    def webhook(self, change: ApiChange, occurred_at: datetime, paid_until: datetime | None = None) -> dict[str, Any]:
+        """The change as the platform's webhook body, dated ``occurred_at``; ``paid_until``: the
+        date a renewal pays for (the subscription's next charge, for its newest payment)."""
+        ...
+
+
+def no_change_key(body: object) -> None:
+    """A source whose API the engine does not read: its webhooks dedupe on their own key alone."""
+    return None
 
 
 class _NotJSON:

@@ -136,6 +136,14 @@ def reconcile_task() -> int | None:
     return scheduled_run(runtime())
 
 
+def hotmart_sync_task() -> int | None:
+    """HOTMART_SYNC_SCHEDULE (with HOTMART_SYNC_ENABLED): catch up on Hotmart webhooks that never
+    came; store what HOTMART_SYNC_APPLY allows."""
+    from engine.catchup import scheduled_run
+
+    return scheduled_run(runtime())
+
+
 def build_queue(settings: Settings) -> Queue:
     """A queue with the worker's tasks (their names stay ``engine.worker.<function>``), and its lanes.
     The sweep is not a periodic task: each worker runs it every TIMER_POLL_SECONDS
@@ -143,6 +151,8 @@ def build_queue(settings: Settings) -> Queue:
     huey = make_huey(settings)
     if settings.reconcile_schedule != "off":
         huey.periodic_task(crontab(*settings.reconcile_schedule.split()))(reconcile_task)
+    if settings.hotmart_sync_enabled and settings.hotmart_sync_schedule != "off":
+        huey.periodic_task(crontab(*settings.hotmart_sync_schedule.split()))(hotmart_sync_task)
     lanes = {}
     for lane in LANES:
         lane_huey = make_huey(settings, lane)
@@ -158,5 +168,5 @@ def build_queue(settings: Settings) -> Queue:
 # Huey names a task after its function ("<module>.<name>") and every queued message carries that
 # name: the tasks keep the names they had before engine.worker became a package, so that a task
 # queued by the running version is found by the next one.
-for _task in (process_event_task, drain_student_task, manychat_lane_task, reconcile_task):
+for _task in (process_event_task, drain_student_task, manychat_lane_task, reconcile_task, hotmart_sync_task):
     _task.__module__ = "engine.worker"

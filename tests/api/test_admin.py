@@ -127,6 +127,7 @@ ROUTES = [
     ("POST", "/admin/replay", "/admin/replay", 202),
     ("GET", "/admin/doctor", "/admin/doctor", 200),
     ("GET", "/admin/reconcile/runs", "/admin/reconcile/runs", 200),
+    ("GET", "/admin/sync/hotmart/runs", "/admin/sync/hotmart/runs", 200),
 ]
 BAD_CREDENTIALS = {
     "missing": {},

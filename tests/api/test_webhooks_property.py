@@ -12,11 +12,11 @@ import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from engine.api.app import create_app
 from engine.db.models import Event
-from engine.pipeline.intake import webhook_dedupe_key
+from engine.pipeline.intake import webhook_change_key, webhook_dedupe_key
 from engine.sources.hotmart import SOURCE as HOTMART
 from tests.conftest import HOTTOK, examples
 from tests.strategies import FIELDS, REFERENCES, json_values, set_path
@@ -70,9 +70,10 @@ def test_the_webhook_never_answers_5xx_and_keeps_every_body_it_acknowledges(make
                 event = session.get(Event, answer["event_id"])
                 assert event is not None and event.status in ("received", "held")
             else:
-                assert answer["status"] == "duplicate"
-                key = webhook_dedupe_key(HOTMART, body)
-                assert session.scalar(select(Event.id).where(Event.dedupe_key == key)) is not None
+                assert answer["status"] == "duplicate"  # the same event, or the same change, is stored
+                key, change = webhook_dedupe_key(HOTMART, body), webhook_change_key(HOTMART, body)
+                same = or_(Event.dedupe_key == key, Event.change_key == change) if change else Event.dedupe_key == key
+                assert session.scalar(select(Event.id).where(same)) is not None
         harness.run_queue()  # the worker's side: processing an acknowledged body must end
         if answer["status"] == "accepted":
             with harness.runtime.sessions() as session:

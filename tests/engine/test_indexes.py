@@ -33,7 +33,7 @@ EXPECTED = {
     "ix_events_open_received": ("events", "(received_at, id)", (*OPEN_EVENTS, "received_at IS NOT NULL")),
     "ix_events_transaction_type": ("events", "(transaction, type)", None),
     "ix_events_type_status": ("events", "(type, status)", None),
-    "ix_events_source_received_at": ("events", "(source, received_at)", None),  # migration 0011
+    "ix_events_source_received_at": ("events", "(source, received_at)", ("origin IS NULL",)),  # 0011, 0017
     "ix_class_enrollments_changes": ("class_enrollments", "(class_id, changed_at, id)", None),  # migration 0013
     "ix_alerts_unnotified": ("alerts", "(id)", ("notified IS NULL",)),
     "ix_alerts_unacknowledged": ("alerts", "(id)", ("acknowledged_at IS NULL",)),

@@ -72,10 +72,26 @@ def test_refund_then_late_approval_keeps_access_revoked(make_harness):
     refund = load_payload("purchase_refunded.json")
     h.deliver(refund)
     assert states(h) == {"curso": "refunded"}
-    # The same purchase's approval, redelivered late under a new envelope id with its old date.
+    # The same purchase's approval, redelivered late under a new envelope id with its old date:
+    # the same change (transaction and event), a duplicate, not stored again.
     late = {**copy.deepcopy(approval), "id": "late-redelivery"}
-    late_id = h.deliver(late)
-    found = event(h, late_id)
+    with h.runtime.sessions.begin() as session:
+        stored = store_webhook(HOTMART, session, json.dumps(late).encode(), {}, held=False)
+    assert stored.duplicate and stored.status == "processed"
+    assert states(h) == {"curso": "refunded"}
+    assert grants(h) == set()
+
+
+def test_an_approval_first_seen_after_its_refund_is_stale(make_harness):
+    """The approval never came before the refund (another buyer's copy of the purchase): refused."""
+    h = make_harness()
+    h.deliver(load_payload("purchase_approved.json"))
+    link(h)
+    h.deliver(load_payload("purchase_refunded.json"))
+    assert states(h) == {"curso": "refunded"}
+    approval = {**load_payload("purchase_approved.json"), "id": "late-approval"}
+    approval["data"]["purchase"]["status"] = "APPROVED"
+    found = event(h, h.deliver({**approval, "event": "PURCHASE_COMPLETE"}))
     assert found.status == "ignored"
     assert found.reason.startswith("stale: transaction HP10000000000001 was refunded")
     assert states(h) == {"curso": "refunded"}

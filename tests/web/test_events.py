@@ -420,3 +420,17 @@ def test_bulk_replay_previews_what_the_fixed_rules_would_make_of_each(fixable):
     assert '<span class="badge ok">processed</span>' in row[: row.index("</tr>")]
     assert "mentoria: new -&gt; pending_onboarding" in row
     assert status_of(h, event_id) == EventStatus.NEEDS_ATTENTION
+
+
+def test_an_event_the_sync_stored_says_where_it_came_from(h, signed_in):
+    """`engine sync hotmart` stores a change Hotmart's API showed as its webhook: the list shows its
+    origin, the event's page says no webhook brought it."""
+    with h.runtime.sessions.begin() as session:
+        body = json.dumps(purchase(CAIO, "hotmart-api-1")).encode()
+        synced = store_webhook(SOURCES["hotmart"], session, body, {}, held=False, origin="hotmart-api").event_id
+    webhook = store(h, purchase(ANA, "ev-webhook"))
+    listing = signed_in.get("/ui/events").text
+    assert "<small>hotmart-api</small>" in listing and "<small>hotmart</small>" in listing
+    page = signed_in.get(f"/ui/events/{synced}").text
+    assert "hotmart-api: read from the platform&#39;s API by engine sync; no webhook brought it" in page
+    assert "no webhook brought it" not in signed_in.get(f"/ui/events/{webhook}").text

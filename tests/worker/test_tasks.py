@@ -57,3 +57,28 @@ def test_reconcile_is_scheduled_from_the_setting_or_off(tmp_path):
     hourly = periodic(reconcile_schedule="0 * * * *")["reconcile_task"]
     assert hourly().validate_datetime(datetime(2026, 3, 2, 4, 0))
     assert "reconcile_task" not in periodic(reconcile_schedule="off")
+
+
+def test_the_hotmart_sync_is_scheduled_only_when_enabled(tmp_path):
+    from datetime import datetime
+
+    from engine.worker import build_queue
+
+    credentials = {"hotmart_client_id": "id", "hotmart_client_secret": "secret", "hotmart_basic": "basic"}
+
+    def periodic(**overrides) -> dict[str, str]:
+        queue = build_queue(Settings(ENGINE_ENV="test", var_dir=tmp_path, **credentials, **overrides))
+        return {task.__name__: task for task in queue.huey._registry._periodic_tasks}
+
+    assert "hotmart_sync_task" not in periodic()  # HOTMART_SYNC_ENABLED off by default
+    every_six_hours = periodic(hotmart_sync_enabled=True)["hotmart_sync_task"]
+    assert [hour for hour in range(24) if every_six_hours().validate_datetime(datetime(2026, 3, 2, hour, 0))] == [
+        0,
+        6,
+        12,
+        18,
+    ]
+    assert not every_six_hours().validate_datetime(datetime(2026, 3, 2, 6, 30))
+    hourly = periodic(hotmart_sync_enabled=True, hotmart_sync_schedule="5 * * * *")["hotmart_sync_task"]
+    assert hourly().validate_datetime(datetime(2026, 3, 2, 4, 5))
+    assert "hotmart_sync_task" not in periodic(hotmart_sync_enabled=True, hotmart_sync_schedule="off")

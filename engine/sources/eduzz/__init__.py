@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from engine.sources.base import no_change_key
 from engine.sources.canonical import GRANTING_EVENTS, PAID_UNTIL_EVENTS, REVOKING_EVENTS
 from engine.sources.eduzz.event import EduzzEvent, dedupe_key, envelope, parse, split
 from engine.sources.eduzz.events import CANONICAL, EDUZZ_EVENTS, MEANINGLESS
@@ -44,6 +45,8 @@ class EduzzSource:
     envelope = staticmethod(envelope)
     parse = staticmethod(parse)
     dedupe_key = staticmethod(dedupe_key)
+    change_key = staticmethod(no_change_key)
+    api = None  # its API is not read (engine sync)
     verify = staticmethod(verify)
     split = staticmethod(split)
 

@@ -6,9 +6,11 @@ Section numbers (§) in this package refer to ``shared/reference/hotmart.md``. I
 * :mod:`.identity`: which event a body is: its envelope, read without a full parse, and its dedupe key;
 * :mod:`.event`: a v2 body parsed into the canonical :class:`HotmartEvent` the rules decide on
   (its phone fields read into :func:`engine.sources.phone.normalize_phone`);
-* :mod:`.hottok`: the shared secret: verifying a request, scrubbing it before anything is stored.
+* :mod:`.hottok`: the shared secret: verifying a request, scrubbing it before anything is stored;
 * :mod:`.api_items`: Hotmart's REST API (not its webhooks): a subscription or sale item read into
-  the canonical events that led to it (``engine import-students --from hotmart``).
+  the canonical events that led to it (``engine import-students --from hotmart``);
+* :mod:`.api_changes`: the same items read as the webhooks that never came, one change each, for
+  ``engine sync hotmart``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from engine.sources.base import NOT_JSON
+from engine.sources.hotmart.api_changes import HotmartApiChanges
 from engine.sources.hotmart.event import HotmartEvent, parse
 from engine.sources.hotmart.events import (
     CANONICAL,
@@ -25,7 +28,7 @@ from engine.sources.hotmart.events import (
     REVOKING_EVENTS,
 )
 from engine.sources.hotmart.hottok import form_hottok, scrub_payload, scrub_raw, verify_hottok
-from engine.sources.hotmart.identity import Envelope, dedupe_key, envelope
+from engine.sources.hotmart.identity import Envelope, change_key, dedupe_key, envelope
 from engine.sources.reader import MAX_CODE_LENGTH, MAX_EMAIL_LENGTH, MAX_INTEGER, MAX_NAME_LENGTH
 
 __all__ = [
@@ -73,6 +76,8 @@ class HotmartSource:
     envelope = staticmethod(envelope)
     parse = staticmethod(parse)
     dedupe_key = staticmethod(dedupe_key)
+    change_key = staticmethod(change_key)
+    api = HotmartApiChanges()
 
     @staticmethod
     def verify(

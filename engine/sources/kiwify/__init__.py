@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from engine.sources.base import no_change_key
 from engine.sources.canonical import GRANTING_EVENTS, PAID_UNTIL_EVENTS, REVOKING_EVENTS
 from engine.sources.kiwify.event import KiwifyEvent, dedupe_key, envelope, parse
 from engine.sources.kiwify.events import CANONICAL, KIWIFY_EVENTS
@@ -42,6 +43,8 @@ class KiwifySource:
     envelope = staticmethod(envelope)
     parse = staticmethod(parse)
     dedupe_key = staticmethod(dedupe_key)
+    change_key = staticmethod(no_change_key)
+    api = None  # its API is not read (engine sync)
     verify = staticmethod(verify)
 
     @staticmethod
