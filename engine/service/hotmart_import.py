@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -42,7 +42,6 @@ from engine.service.student_import import SeedRow, adopt, place
 from engine.sources import HOTMART_API_ITEMS as ITEMS
 from engine.statuses import EventStatus
 
-HOTMART_BEGINNING = datetime(2011, 1, 1, tzinfo=UTC)  # before Hotmart's first sale: a full scan
 ONBOARDING_SOURCE = "import"  # the event log's source of the onboarding events
 
 
@@ -73,12 +72,12 @@ def read_holdings(
         holdings = []
         if "subscription" in claimed:
             items = reader.subscriptions(
-                product_id=product_id, statuses=ITEMS.HOLDING_STATUSES, accession_from=HOTMART_BEGINNING
+                product_id=product_id, statuses=ITEMS.HOLDING_STATUSES, accession_from=ITEMS.FULL_SCAN_FROM
             )
             holdings += [ITEMS.subscription(item, now) for item in items]
         if claimed - {"subscription"}:
             holdings += [
-                ITEMS.sale(item) for item in reader.sales(product_id=product_id, start=HOTMART_BEGINNING, end=now)
+                ITEMS.sale(item) for item in reader.sales(product_id=product_id, start=ITEMS.FULL_SCAN_FROM, end=now)
             ]
         for holding in holdings:
             report.read += 1

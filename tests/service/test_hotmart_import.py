@@ -18,8 +18,9 @@ from engine.db.models import (
     ScheduledEvent,
     Student,
 )
-from engine.service.hotmart_import import HOTMART_BEGINNING, OnboardingOff, import_from_hotmart
+from engine.service.hotmart_import import OnboardingOff, import_from_hotmart
 from engine.service.student_import import read_discord_ids
+from engine.sources.hotmart.api_items import FULL_SCAN_FROM
 from tests.fakes.hotmart_store import HotmartStore, InMemoryHotmart
 from tests.purchases import COMUNIDADE_ID, purchase
 
@@ -130,9 +131,9 @@ def test_the_full_scan_reads_hotmarts_whole_history_not_its_30_day_default(h, st
     import_from_hotmart(h.runtime, reader, dry_run=True)
     subscriptions = [query for kind, query in reader.queries if kind == "subscriptions"]
     assert {q["product_id"] for q in subscriptions} == {COMUNIDADE, COMBO}
-    assert all(q["accession_from"] == HOTMART_BEGINNING for q in subscriptions)
+    assert all(q["accession_from"] == FULL_SCAN_FROM for q in subscriptions)
     sales = [query for kind, query in reader.queries if kind == "sales"]
-    assert [(q["product_id"], q["start"], q["statuses"]) for q in sales] == [(CURSO, HOTMART_BEGINNING, ())]
+    assert [(q["product_id"], q["start"], q["statuses"]) for q in sales] == [(CURSO, FULL_SCAN_FROM, ())]
 
 
 def test_a_late_subscriber_who_is_linked_is_overdue_with_the_rest_of_the_grace(h, store):

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from engine.sources.base import ApiChange, ApiSubscription
+from engine.sources.hotmart.api_items import CANCELLED_SUBSCRIPTION, FULL_SCAN_FROM
 from engine.sources.hotmart.identity import CANCELLATION, change_key
 from engine.sources.reader import Reader
 
@@ -39,12 +40,9 @@ SALE_EVENTS: dict[str, tuple[str, str]] = {
 # asked for from further back than the sync's starting point.
 LATE_STATUSES = ("PROTESTED", "REFUNDED", "CHARGEBACK")
 LATE_LOOKBACK_DAYS = 180
-# The subscriptions list answers for the last 30 days of accessions unless told otherwise: a full
-# scan starts before Hotmart sold its first subscription.
-SUBSCRIPTIONS_FROM = datetime(2011, 1, 1, tzinfo=UTC)
 # Only these have a date of their own in the item: a charge's (an approval's, an overdue one's).
 _DATED = {"APPROVED": "purchase.approved_date", "COMPLETE": "purchase.approved_date", "OVERDUE": "purchase.order_date"}
-CANCELLED = frozenset({"CANCELLED_BY_CUSTOMER", "CANCELLED_BY_SELLER", "CANCELLED_BY_ADMIN"})
+CANCELLED = frozenset(CANCELLED_SUBSCRIPTION)
 
 
 class HotmartApiChanges:
@@ -53,7 +51,7 @@ class HotmartApiChanges:
     sale_statuses = tuple(status for status in SALE_EVENTS if status not in LATE_STATUSES)
     late_statuses = LATE_STATUSES
     late_lookback_days = LATE_LOOKBACK_DAYS
-    subscriptions_from = SUBSCRIPTIONS_FROM
+    subscriptions_from = FULL_SCAN_FROM
 
     @staticmethod
     def subscription(item: object) -> ApiSubscription | None:

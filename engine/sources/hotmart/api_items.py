@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from engine.sources.base import CANONICAL_FIELDS
@@ -30,6 +30,9 @@ LATE_SUBSCRIPTION = ("DELAYED", "OVERDUE")  # a renewal charge failed
 CANCELLED_SUBSCRIPTION = ("CANCELLED_BY_CUSTOMER", "CANCELLED_BY_SELLER", "CANCELLED_BY_ADMIN")
 # Every status of a subscription that may still give access: cancelled ones until date_next_charge.
 HOLDING_STATUSES = (ACTIVE_SUBSCRIPTION, *LATE_SUBSCRIPTION, *CANCELLED_SUBSCRIPTION)
+# The subscriptions list answers for the last 30 days of accessions unless told otherwise, and the
+# sales history needs a start: a full scan starts before Hotmart sold anything.
+FULL_SCAN_FROM = datetime(2011, 1, 1, tzinfo=UTC)
 # The sales history's default answer (no status asked for): the paid purchases, never refunded.
 PAID_SALE_STATUSES = ("APPROVED", "COMPLETE")
 
