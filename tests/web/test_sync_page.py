@@ -320,5 +320,10 @@ def test_when_the_sync_is_off_the_view_says_how_to_turn_it_on_and_runs_nothing(o
     for path in ("/ui/sync/report", f"/ui/sync/{run_id}/apply"):
         refused = client.post(path, data={"csrf_token": token, "confirm": "1"})
         assert refused.status_code == 409 and "nothing was run" in refused.text
-    assert client.get(f"/ui/sync/{run_id}/apply").status_code == 409
+    preview = client.get(f"/ui/sync/{run_id}/apply")  # what it found, and no form
+    assert (
+        preview.status_code == 200
+        and "bia@example.com" in preview.text
+        and '<form method="post" action="/ui/sync/' not in preview.text
+    )
     assert count(off, SyncRun) == 1 and count(off, Event) == 0 and count(off, History, History.kind.like("sync_%")) == 0

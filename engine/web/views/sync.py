@@ -83,16 +83,18 @@ async def _run(page: Page, run_id: int) -> dict:
     return await found_or_404(page, stored_run, run_id)
 
 
-@router.get("/sync/{run_id}")
-async def show_run(page: PageDep, run_id: RunId) -> HTMLResponse:
-    run = await _run(page, run_id)
+@router.get("/sync/{sync_run_id}")
+async def show_run(page: PageDep, sync_run_id: RunId) -> HTMLResponse:
+    run = await _run(page, sync_run_id)
     return render_page(page, "sync_run.html", run=run, report=run["report"] or {}, enabled=_enabled(page))
 
 
 def _confirmation(
     page: Page, preview: SyncPreview, *, error: str | None = None, status_code: int = 200
 ) -> HTMLResponse:
-    return render_page(page, "sync_apply.html", preview=preview, error=error, status_code=status_code)
+    return render_page(
+        page, "sync_apply.html", preview=preview, enabled=_enabled(page), error=error, status_code=status_code
+    )
 
 
 async def _preview(page: Page, run_id: int, grants_only: bool) -> SyncPreview:
@@ -103,25 +105,26 @@ async def _preview(page: Page, run_id: int, grants_only: bool) -> SyncPreview:
     return preview
 
 
-@router.get("/sync/{run_id}/apply", response_model=None)
-async def confirm_apply(page: PageDep, run_id: RunId, grants_only: Annotated[bool, Query()] = False) -> HTMLResponse:
-    """What applying would store, from the stored report: the step before the POST."""
-    if not _enabled(page):
-        return await _off(page)
-    return _confirmation(page, await _preview(page, run_id, grants_only))
+@router.get("/sync/{sync_run_id}/apply")
+async def confirm_apply(
+    page: PageDep, sync_run_id: RunId, grants_only: Annotated[bool, Query()] = False
+) -> HTMLResponse:
+    """What applying would store, from the stored report: the step before the POST (with the sync
+    off, the same list and no form)."""
+    return _confirmation(page, await _preview(page, sync_run_id, grants_only))
 
 
-@router.post("/sync/{run_id}/apply")
+@router.post("/sync/{sync_run_id}/apply")
 async def apply(
     page: ActionDep,
-    run_id: RunId,
+    sync_run_id: RunId,
     grants_only: Annotated[bool, Form()] = False,
     confirm: Annotated[bool, Form()] = False,
     note: Note = "",
 ) -> Response:
     if not _enabled(page):
         return await _off(page)
-    preview = await _preview(page, run_id, grants_only)
+    preview = await _preview(page, sync_run_id, grants_only)
     try:
         new_run = await run_in_threadpool(
             lambda: apply_reviewed(page.rt, preview, confirm=confirm, operator=page.operator, note=note.strip() or None)
