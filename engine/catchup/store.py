@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Collection
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from engine import alert_texts
@@ -43,14 +43,7 @@ class Stored:
     alert_id: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "held": self.held,
-            "limit": self.limit,
-            "events": self.events,
-            "duplicates": self.duplicates,
-            "left": self.left,
-            "alert_id": self.alert_id,
-        }
+        return asdict(self)
 
 
 def store_findings(

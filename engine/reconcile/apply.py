@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sqlalchemy import insert
@@ -60,14 +60,7 @@ class Applied:
     alert_id: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "held": self.held,
-            "limit": self.limit,
-            "events": self.events,
-            "grants": self.grants,
-            "revokes": self.revokes,
-            "alert_id": self.alert_id,
-        }
+        return asdict(self)
 
 
 def apply_access_diff(
