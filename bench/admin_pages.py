@@ -88,7 +88,7 @@ class Page:
 def _samples(dsn: str) -> dict[str, Any]:
     """Real values to ask for: a student halfway down the list (linked, with a phone and a
     transaction), the busiest student (its first product, its newest event that ran steps), the
-    newest alert and reconcile run, the commonest product and state."""
+    newest alert, reconcile run and sync run, the commonest product and state."""
     with psycopg.connect(dsn) as conn:
 
         def one(sql: str) -> Any:
@@ -111,6 +111,7 @@ def _samples(dsn: str) -> dict[str, Any]:
         )[0]
         alert_id = one("SELECT max(id) FROM alerts")[0]
         run_id = one("SELECT max(id) FROM reconcile_runs")[0]
+        sync_run_id = one("SELECT max(id) FROM sync_runs")[0]
         product, state = one("SELECT product_key, state FROM memberships GROUP BY 1, 2 ORDER BY count(*) DESC LIMIT 1")
         counts = {
             table: one(f"SELECT count(*) FROM {table}")[0]
@@ -135,6 +136,7 @@ def _samples(dsn: str) -> dict[str, Any]:
                 "product": busiest_product,
                 "alert_id": alert_id,
                 "run_id": run_id,
+                "sync_run_id": sync_run_id,
             }.items()
             if value is not None
         },

@@ -1426,6 +1426,34 @@ def _write(dsn: str, world: _World) -> dict[str, int]:
             "id, started_at, finished_at, trigger, mode, status, students, counts, diff, applied",
             runs_rows(),
         )
+
+        def sync_rows():
+            """The worker's Hotmart sync, a report a night, finding nothing a webhook did not bring."""
+            totals = {"found": 0, "grants": 0, "ends": 0, "changes": 0, "none": 0}
+            for night in range(1, nights + 1):
+                at = (world.start + timedelta(days=night)).replace(hour=4, minute=0, second=0, microsecond=0)
+                report = {"read": {"1111111": {"subscriptions": len(world.students), "sales": len(world.students)}}}
+                report |= {"totals": totals, "counts": {}, "passed_over": {}, "findings": [], "notes": []}
+                since = at - timedelta(days=7)
+                finished = at + timedelta(seconds=30)
+                yield (
+                    night,
+                    "hotmart",
+                    at,
+                    finished,
+                    "schedule",
+                    "report",
+                    "reported",
+                    since,
+                    "{}",
+                    json.dumps(report),
+                )
+
+        copy_rows(
+            "sync_runs",
+            "id, source, started_at, finished_at, trigger, mode, status, since, counts, report",
+            sync_rows(),
+        )
         for table in (
             "students",
             "memberships",
@@ -1440,6 +1468,7 @@ def _write(dsn: str, world: _World) -> dict[str, int]:
             "class_enrollments",
             "link_attempts",
             "reconcile_runs",
+            "sync_runs",
         ):
             conn.execute(
                 f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "

@@ -53,6 +53,7 @@ class Finding:
             "effect": self.effect,
             "from_state": self.from_state,
             "to_state": self.to_state,
+            "change_key": self.change_key,  # what a person confirms (the admin page's apply)
         }
 
 

@@ -10,7 +10,7 @@ back again, so a change is never passed over because a run only reported it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -91,11 +91,13 @@ def run_sync(
     trigger: str = "cli",
     since: datetime | None = None,
     confirm: bool = False,
+    confirmed: Collection[str] | None = None,
     max_revokes: int | None = None,
     progress: Progress = no_progress,
 ) -> tuple[int, Report, Stored | None]:
     """Compute, store the run, and (``mode`` grants / all) store the findings; returns (run id,
-    report, what was stored). Raises :class:`Busy` while another sync runs."""
+    report, what was stored). ``confirmed``: see :func:`engine.catchup.store.store_findings`.
+    Raises :class:`Busy` while another sync runs."""
     platform = syncable(source)
     with exclusive(rt):
         now = rt.now()
@@ -115,9 +117,10 @@ def run_sync(
                     rt,
                     platform,
                     report,
-                    students=_students(rt),
+                    students=guarded_students(rt),
                     grants_only=mode == "grants",
                     confirm=confirm,
+                    confirmed=confirmed,
                     max_revokes=max_revokes,
                     run_id=run_id,
                 )
@@ -133,12 +136,13 @@ def run_sync(
             run.applied = stored.to_dict() if stored else None
             run.status = "held" if stored and stored.held else "applied" if stored else "reported"
             run.finished_at = rt.now()
-    log.info("%s sync run %s (%s): %s; stored: %s", platform.title, run_id, mode, report.totals(), _brief(stored))
+    log.info("%s sync run %s (%s): %s; stored: %s", platform.title, run_id, mode, report.totals(), stored_brief(stored))
     note_in_silence_alert(rt, platform, run_id, report)
     return run_id, report, stored
 
 
-def _brief(stored: Stored | None) -> dict[str, Any] | None:
+def stored_brief(stored: Stored | None) -> dict[str, Any] | None:
+    """What a run stored, its events counted rather than listed (the log line, the history)."""
     if stored is None:
         return None
     return {key: value for key, value in stored.to_dict().items() if key != "events"} | {"events": len(stored.events)}
@@ -162,7 +166,7 @@ def default_since(session: Session, source: str, now: datetime) -> datetime:
     return now - FIRST_RUN
 
 
-def _students(rt: Runtime) -> int:
+def guarded_students(rt: Runtime) -> int:
     """Students with a membership: what the guard's share is of (as reconcile's)."""
     with rt.sessions() as session:
         return session.scalar(select(func.count(func.distinct(Membership.student_id)))) or 0

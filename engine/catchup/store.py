@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -53,14 +54,19 @@ def store_findings(
     students: int,
     grants_only: bool = False,
     confirm: bool = False,
+    confirmed: Collection[str] | None = None,
     max_revokes: int | None = None,
     run_id: int | None = None,
 ) -> Stored:
     """Store and queue ``report``'s findings (``grants_only``: only the granting ones), unless the
-    guard holds them."""
+    guard holds them. ``confirmed``: the change keys of the endings a person read before
+    confirming (the admin page lists a stored run's); ``confirm`` then covers those only, and an
+    ending found since is held as without it."""
     chosen = [f for f in report.findings if not grants_only or f.event_type in source.granting_events]
     ending = [finding for finding in chosen if finding.effect == "ends"]
     limit = revoke_limit(students, max_revokes)
+    if confirmed is not None:
+        confirm = confirm and all(finding.change_key in confirmed for finding in ending)
     if len(ending) > limit and not confirm:
         return _hold(rt, source, ending, limit, run_id, len(report.findings))
     stored = Stored(limit=limit, left=len(report.findings) - len(chosen))

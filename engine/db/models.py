@@ -414,7 +414,7 @@ class SyncRun(Base):
     source: Mapped[str] = mapped_column(String(20))  # the platform read: hotmart
     started_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     finished_at: Mapped[datetime | None]
-    trigger: Mapped[str] = mapped_column(String(20))  # cli | schedule
+    trigger: Mapped[str] = mapped_column(String(20))  # cli | schedule | page
     mode: Mapped[str] = mapped_column(String(20))  # report | grants | all
     # running | reported | applied | held | failed
     status: Mapped[str] = mapped_column(String(20), default="running")

@@ -1,6 +1,6 @@
 """The admin page's overview, in one read: memberships per product and state, the students waiting
 for their Discord link too long, the events needing attention grouped by cause, open alerts, each
-platform's last webhook, the processes' heartbeats and the rules each runs."""
+platform's last webhook, the processes' heartbeats and the rules each runs, the last Hotmart sync."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from engine.db.webhooks import last_webhook_at
 from engine.rules.model import Rules
 from engine.service.status import UNPROCESSED
 from engine.service.students import states_waiting_for_link
+from engine.service.sync_runs import LastSync, last_sync
 from engine.settings import Settings
 from engine.statuses import EventStatus
 
@@ -71,6 +72,8 @@ class Overview:
     unprocessed: int
     oldest_unprocessed_at: datetime | None = None
     workers_behind: list[str] = field(default_factory=list)
+    sync_enabled: bool = False  # HOTMART_SYNC_ENABLED
+    last_sync: LastSync | None = None  # the newest `engine sync hotmart` run
 
 
 def overview(
@@ -162,4 +165,6 @@ def overview(
         unprocessed=unprocessed or 0,
         oldest_unprocessed_at=oldest,
         workers_behind=behind,
+        sync_enabled=settings.hotmart_sync_enabled,
+        last_sync=last_sync(session),
     )

@@ -373,7 +373,7 @@ class SyncRunOut(BaseModel):
     source: str = Field(description="The platform read: hotmart.")
     started_at: datetime
     finished_at: datetime | None
-    trigger: str = Field(description="cli | schedule")
+    trigger: str = Field(description="cli | schedule | page (the admin page)")
     mode: str = Field(description="report | grants (approvals only) | all (guarded)")
     status: str = Field(description="running | reported | applied | held (blast-radius guard) | failed")
     since: datetime = Field(description="The sales read were ordered from here on.")
@@ -381,7 +381,7 @@ class SyncRunOut(BaseModel):
     report: dict[str, Any] | None = Field(
         description="What was read per product id, totals by effect, what was passed over and why, notes, and "
         "the changes found (first 1,000): product, event_type, Hotmart's status, email, transaction, "
-        "subscriber_code, occurred_at, effect (grants | ends | changes | none), from_state, to_state."
+        "subscriber_code, occurred_at, effect (grants | ends | changes | none), from_state, to_state, change_key."
     )
     applied: dict[str, Any] | None = Field(
         description="The events stored (ids), duplicates (their webhook came meanwhile), left (not stored), "

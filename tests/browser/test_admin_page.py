@@ -194,3 +194,14 @@ def test_on_a_phone_the_nav_and_the_tables_stay_usable(stack, fakes, pg, open_pa
     expect(page.locator("#events-table tbody tr")).to_have_count(1)
     assert admin.too_wide() == []
     admin.shot("events")
+
+
+def test_the_hotmart_sync_view_is_in_the_nav_and_says_how_to_turn_it_on(admin):
+    admin.sign_in()
+    page = admin.page
+    page.get_by_role("navigation").get_by_role("link", name=EN("nav.sync")).click()
+    expect(heading(admin)).to_have_text(EN("sync.title"))
+    expect(page.locator("#sync-off")).to_have_text(EN("sync.is_off"))  # the stack runs with the sync off
+    expect(page.get_by_role("button", name=EN("sync.report_button"))).to_have_count(0)
+    expect(page.get_by_text(EN("sync.no_runs"))).to_be_visible()
+    admin.shot("sync-off")

@@ -23,6 +23,7 @@ from engine.service.reconcile_runs import (
 from engine.service.schemas import MAX_ID
 from engine.web.access import PREFIX, ActionDep, Page, PageDep
 from engine.web.paging import Note, Offset, Pager
+from engine.web.reading import found_or_404, in_session
 from engine.web.rendering import render_page
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
@@ -32,13 +33,7 @@ RunId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 async def _runs_page(page: Page, offset: int, *, notice: str | None = None, status_code: int = 200) -> HTMLResponse:
-    rt = page.rt
-
-    def read():
-        with rt.sessions() as session:
-            return run_page(session, limit=PAGE_SIZE, offset=offset)
-
-    found = await run_in_threadpool(read)
+    found = await in_session(page, run_page, limit=PAGE_SIZE, offset=offset)
     return render_page(
         page,
         "reconcile.html",
@@ -66,16 +61,7 @@ async def report(page: ActionDep, note: Note = "") -> Response:
 
 
 async def _run(page: Page, run_id: int) -> dict:
-    rt = page.rt
-
-    def read():
-        with rt.sessions() as session:
-            return stored_run(session, run_id)
-
-    run = await run_in_threadpool(read)
-    if run is None:
-        raise HTTPException(404)
-    return run
+    return await found_or_404(page, stored_run, run_id)
 
 
 @router.get("/reconcile/{run_id}")
