@@ -118,8 +118,9 @@ class Event(Base):
         partial_index("ix_events_source_received_at", "source", "received_at", where="origin IS NULL"),
         Index("ix_events_type_status", "type", "status"),  # type filters; /metrics counts by both
         Index("ix_events_transaction_type", "transaction", "type"),  # a purchase's refund
-        # One event per change, whichever way it came (migration 0017): see Event.change_key.
-        Index("uq_events_change_key", "change_key", unique=True),
+        # A change is applied once whichever way it came (migration 0018): see Event.change_key.
+        Index("ix_events_change_key", "change_key"),
+        Index("uq_events_api_change_key", "change_key", unique=True, postgresql_where=text("origin IS NOT NULL")),
         # A student's open events (the worker's next step), a buyer's fresh webhooks (settling),
         # the oldest unprocessed one (/metrics, engine status, the watchdog).
         partial_index(
@@ -139,8 +140,9 @@ class Event(Base):
     type: Mapped[str | None] = mapped_column(String(60))
     dedupe_key: Mapped[str] = mapped_column(String(100), unique=True)
     # The change the event makes (a purchase's status, a subscription's cancellation: the source's
-    # change_key), the same whether a webhook or the sync brought it: a second event of one change
-    # is a duplicate, never applied twice. None: an event no other may duplicate (older ones too).
+    # change_key), the same whether a webhook or the sync brought it: the second of a webhook and a
+    # sync event of one change is a duplicate, never applied twice. Two webhooks of one change are
+    # both kept, as before change keys: their creation dates order them. None: no key (older events).
     change_key: Mapped[str | None] = mapped_column(String(100))
     payload: Mapped[Any] = mapped_column(JSONType, nullable=True)  # the raw body, any JSON value
     raw_body: Mapped[str | None] = mapped_column(Text)  # kept when the body is not JSON

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, or_, select
+from sqlalchemy import ColumnElement, Connection, and_, or_, select
 from sqlalchemy.orm import Session
 
 from engine.db.models import Event, utcnow
@@ -36,14 +36,27 @@ class Stored:
 
 def _insert(session: Session | Connection, values: dict[str, Any]) -> int | None:
     """INSERT ... ON CONFLICT DO NOTHING; the new id, or None for a duplicate: the same dedupe key
-    (a redelivery) or, for an event that has one, the same change key (the change came already)."""
+    (a redelivery) or, for an event the sync stored, the same change key as another of its own."""
     insert = insert_for(session)
     table = Event.__table__  # Core, not the ORM bulk path: this runs on every webhook
-    if values.get("change_key") is None:
+    if values.get("origin") is None:
         statement = insert(table).values(**values).on_conflict_do_nothing(index_elements=["dedupe_key"])
     else:
         statement = insert(table).values(**values).on_conflict_do_nothing()  # either unique key
     return session.execute(statement.returning(table.c.id)).scalar_one_or_none()
+
+
+def _same_change(change: str | None, origin: str | None) -> list[ColumnElement[bool]]:
+    """What makes a new event of ``change`` a duplicate: one change is applied once, whether a
+    webhook or the sync (``origin`` set) brought it first. Two webhooks of one change are both
+    stored, as they were before change keys: their creation dates order them and the later is
+    stale, so the log does not depend on which arrived first. (A webhook and a sync event stored at
+    the same instant may both be kept: the later is then stale too.)"""
+    if change is None:
+        return []
+    if origin is None:
+        return [and_(Event.change_key == change, Event.origin.is_not(None))]
+    return [Event.change_key == change]
 
 
 def safe_headers(headers: dict[str, str], source: Source) -> dict[str, str]:
@@ -90,6 +103,11 @@ def store_webhook(
         parsed = source.envelope(part)
         key = _dedupe_key(source, raw, parsed)
         change = source.change_key(part)
+        if same_change := _same_change(change, origin):
+            came = session.scalar(select(Event.status).where(*same_change).limit(1))
+            if came is not None:  # the change came already, the other way
+                existing = existing or came
+                continue
         event_id = _insert(
             session,
             {
@@ -113,9 +131,7 @@ def store_webhook(
             },
         )
         if event_id is None:
-            same = Event.dedupe_key == key
-            if change is not None:
-                same = or_(same, Event.change_key == change)
+            same = or_(Event.dedupe_key == key, *same_change)
             existing = existing or session.scalar(select(Event.status).where(same).limit(1))
         else:
             new_ids.append(event_id)

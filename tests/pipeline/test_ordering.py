@@ -19,7 +19,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, note, settings
+from hypothesis import HealthCheck, Phase, example, given, note, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
@@ -219,6 +219,22 @@ def scenarios(draw):
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(scenario=scenarios())
+# Two refunds of one purchase by webhook, the later arriving first: both are kept and ordered by
+# their creation dates (a change key once kept only the first to arrive: migration 0018).
+@example(
+    scenario=(
+        [
+            {"kind": "approval", "tx": 0, "recurrence": 1},
+            {"kind": "refund", "tx": 0},
+            {"kind": "cancellation", "paid_period_left": False},
+            {"kind": "chargeback", "tx": 0},
+            {"kind": "completion", "tx": 0},
+            {"kind": "refund", "tx": 0},
+            {"kind": "late", "tx": 6},
+        ],
+        [[2, 0], [6], [5], [4, 3], [1]],
+    )
+)
 def test_any_arrival_order_ends_as_creation_order(harness, scenario):
     history, batches = scenario
     note(f"history={history!r}")

@@ -72,14 +72,37 @@ def test_refund_then_late_approval_keeps_access_revoked(make_harness):
     refund = load_payload("purchase_refunded.json")
     h.deliver(refund)
     assert states(h) == {"curso": "refunded"}
-    # The same purchase's approval, redelivered late under a new envelope id with its old date:
-    # the same change (transaction and event), a duplicate, not stored again.
-    late = {**copy.deepcopy(approval), "id": "late-redelivery"}
-    with h.runtime.sessions.begin() as session:
-        stored = store_webhook(HOTMART, session, json.dumps(late).encode(), {}, held=False)
-    assert stored.duplicate and stored.status == "processed"
+    # The same purchase's approval, redelivered late by webhook under a new envelope id with its old
+    # date: stored (two webhooks of one change are both kept) and ignored as stale.
+    found = event(h, h.deliver({**copy.deepcopy(approval), "id": "late-redelivery"}))
+    assert found.status == "ignored"
+    assert found.reason.startswith("stale: transaction HP10000000000001 was refunded")
     assert states(h) == {"curso": "refunded"}
     assert grants(h) == set()
+
+
+def test_a_change_brought_by_a_webhook_and_by_the_sync_is_stored_once_whichever_came_first(make_harness):
+    h = make_harness()
+
+    def store(body: dict, origin: str | None):
+        with h.runtime.sessions.begin() as session:
+            return store_webhook(HOTMART, session, json.dumps(body).encode(), {}, held=False, origin=origin)
+
+    refund = load_payload("purchase_refunded.json")
+    assert not store(refund, None).duplicate
+    assert store({**refund, "id": "read-from-the-api"}, "hotmart-api").duplicate  # the webhook came first
+    assert not store({**refund, "id": "second-webhook"}, None).duplicate  # two webhooks: both kept, dates decide
+    approval = load_payload("purchase_approved.json")
+    assert not store({**approval, "id": "read-from-the-api"}, "hotmart-api").duplicate
+    assert store(approval, None).duplicate  # the sync came first: its webhook changes nothing
+    assert store({**approval, "id": "read-again"}, "hotmart-api").duplicate
+    with h.runtime.sessions() as session:
+        kept = session.execute(select(Event.type, Event.origin).order_by(Event.id)).all()
+    assert [tuple(row) for row in kept] == [
+        ("PURCHASE_REFUNDED", None),
+        ("PURCHASE_REFUNDED", None),
+        ("PURCHASE_APPROVED", "hotmart-api"),
+    ]
 
 
 def test_an_approval_first_seen_after_its_refund_is_stale(make_harness):
