@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, HTTPException, Path, Query, status
 from fastapi.exceptions import RequestValidationError
 
-from engine.api.deps import ADMIN_RESPONSES, AdminDep, RuntimeDep, SessionDep
+from engine.api.deps import ADMIN_RESPONSES, AdminDep, Offset, RuntimeDep, SessionDep
 from engine.api.docs import rules_enum
 from engine.service import alerts, events, replays, schemas, students
 from engine.service.code_request import request_code
@@ -28,7 +28,6 @@ MAX_LIMIT = 500
 MAX_STUCK_DAYS = 36500
 
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"Page size (max {MAX_LIMIT}).")]
-Offset = Annotated[int, Query(ge=0, le=MAX_ID, description="Rows to skip.")]
 
 
 def _id(what: str) -> Any:

@@ -7,12 +7,13 @@ import logging
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, Query, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from engine.pipeline.runtime import Runtime
 from engine.service.operators import API_OPERATOR, locked_for, record_attempt
+from engine.service.schemas import MAX_ID
 
 
 async def get_runtime(request: Request) -> Runtime:
@@ -117,3 +118,9 @@ COURSE_RESPONSES: dict[int | str, dict] = {
     401: {"description": "missing or invalid course API token (COURSE_API_TOKEN; unset: always)"},
     429: ADMIN_RESPONSES[429],
 }
+
+
+# Paging of the admin lists: rows to skip, and the page size of the stored runs' lists
+# (reconcile, the Hotmart sync).
+Offset = Annotated[int, Query(ge=0, le=MAX_ID, description="Rows to skip.")]
+RunsLimit = Annotated[int, Query(ge=1, le=100, description="Page size (max 100).")]

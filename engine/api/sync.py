@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import APIRouter
 
-from fastapi import APIRouter, Query
-
-from engine.api.deps import ADMIN_RESPONSES, AdminDep, SessionDep
+from engine.api.deps import ADMIN_RESPONSES, AdminDep, Offset, RunsLimit, SessionDep
 from engine.catchup import list_runs, run_out
 from engine.service import schemas
-from engine.service.schemas import MAX_ID
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 
@@ -23,8 +20,8 @@ router = APIRouter(prefix="/admin", tags=["admin"])
 def hotmart_sync_runs(
     _: AdminDep,
     session: SessionDep,
-    limit: Annotated[int, Query(ge=1, le=100, description="Page size (max 100).")] = 20,
-    offset: Annotated[int, Query(ge=0, le=MAX_ID, description="Rows to skip.")] = 0,
+    limit: RunsLimit = 20,
+    offset: Offset = 0,
 ) -> schemas.SyncRunPage:
     runs, total = list_runs(session, source="hotmart", limit=limit, offset=offset)
     return schemas.SyncRunPage(
