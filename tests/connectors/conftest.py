@@ -21,3 +21,20 @@ class SpyTransport(httpx.HTTPTransport):
 @pytest.fixture
 def spy() -> SpyTransport:
     return SpyTransport()
+
+
+@pytest.fixture(scope="module")
+def vcr_config():
+    """Cassettes replay only (written from the documented wire format), matched on everything a
+    request carries; a module whose wire needs another match overrides it."""
+    return {
+        "record_mode": "none",
+        "filter_headers": ["authorization"],
+        "match_on": ["method", "scheme", "host", "port", "path", "query", "body"],
+    }
+
+
+@pytest.fixture
+def sleeps() -> list[float]:
+    """What a client under test asked to sleep, in order (it is given ``sleep=sleeps.append``)."""
+    return []

@@ -25,20 +25,6 @@ JAN_1 = datetime(2026, 1, 1, tzinfo=UTC)
 MAR_1 = datetime(2026, 3, 1, tzinfo=UTC)
 
 
-@pytest.fixture(scope="module")
-def vcr_config():
-    return {
-        "record_mode": "none",
-        "filter_headers": ["authorization"],
-        "match_on": ["method", "scheme", "host", "port", "path", "query", "body"],
-    }
-
-
-@pytest.fixture
-def sleeps() -> list[float]:
-    return []
-
-
 @pytest.fixture
 def api(spy, sleeps):
     client = HotmartApi(CLIENT_ID, SECRET, BASIC, transport=spy, sleep=sleeps.append, now=lambda: MAR_1)

@@ -30,20 +30,6 @@ ANA_STORED = StudentRef(
 BIA = StudentRef(id=2, email="bia@example.com", name="Beatriz Lima Costa", phone="+5521912345678")
 
 
-@pytest.fixture(scope="module")
-def vcr_config():
-    return {
-        "record_mode": "none",
-        "filter_headers": ["authorization"],
-        "match_on": ["method", "scheme", "host", "port", "path", "query", "body"],
-    }
-
-
-@pytest.fixture
-def sleeps() -> list[float]:
-    return []
-
-
 @pytest.fixture
 def connector(spy, sleeps):
     conn = ManyChatConnector(TOKEN, transport=spy, sleep=sleeps.append)
