@@ -92,6 +92,8 @@ def test_story_44_who_is_stuck(stack, fakes, pg, admin):
     expect(page.get_by_role("region", name=PT("student.timeline"))).to_be_visible()
     page.get_by_label(PT("common.language")).select_option("en")
     page.get_by_role("button", name=PT("common.switch_language")).click()
+    # Wait for the switch's page: a navigation started before it lands would abort it.
+    expect(page.get_by_role("region", name=EN("student.timeline"))).to_be_visible()
 
     # The worker runs the rules' steps: a new code in her ManyChat field and the onboarding flow again.
     def flows_to_eva() -> list[str]:
