@@ -10,7 +10,8 @@ events in ``creation_date`` order (docs/architecture/index.md, "Per student, in 
   window) is folded in (:func:`reevaluate`): the membership's events are planned again in
   creation order from the initial state, and the membership converges to the result — its
   state, its access (a diff against the grant ledger), its timers — while flows and codes go
-  out only for transitions that survive in that history and never ran before.
+  out only for transitions that survive in that history and never ran before. An imported
+  membership's history starts from its import's snapshot (:mod:`engine.pipeline.baseline`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from sqlalchemy.orm import Session
 from engine.db.models import ActionRun, Event, Grant, Membership, ScheduledEvent, Student
 from engine.lifecycle.inputs import EventInput
 from engine.lifecycle.planner import Plan
+from engine.pipeline.baseline import IMPORT_SOURCE, Baseline, baseline
 from engine.pipeline.facts import TaskInputs, event_facts
 from engine.pipeline.ledger import RESOURCES
 from engine.pipeline.runtime import Runtime
@@ -175,16 +177,25 @@ def simulate(steps: Iterable[PlannedStep], grants: dict[str, set[str]], timers: 
                 timers.pop(name, None)
 
 
-def _fold(rt: Runtime, student: Student, product: Product, items: list[_Item]) -> _Fold:
-    rules, planner = rt.rules.rules, rt.rules.planner
+def _recorded_from_state(event: Event, product_key: str) -> str | None:
+    """The state an import's onboarding event was planned from (the import decided it, not a
+    transition from the snapshot's state)."""
+    for entry in event.plans if isinstance(event.plans, list) else []:
+        if isinstance(entry, dict) and entry.get("product") == product_key:
+            return entry.get("from_state")
+    return None
+
+
+def _fold(rt: Runtime, student: Student, product: Product, items: list[_Item], start: Baseline) -> _Fold:
+    planner = rt.rules.planner
     revoked: set[str] = set()  # purchases refunded so far in the history
     links = [item.key for item in items if item.inp.event_type == "DISCORD_LINKED"]
     # Linked without a DISCORD_LINKED event: imported (engine import-students) before any event.
     linked_from = min(links) if links else None
     always_linked = bool(student.discord_id) and linked_from is None
-    state, applied = rules.initial, []
-    grants: dict[str, set[str]] = defaultdict(set)
-    timers: dict[str, str] = {}
+    state, applied = start.state, []
+    grants: dict[str, set[str]] = defaultdict(set, {kind: set(ids) for kind, ids in start.grants.items()})
+    timers: dict[str, str] = dict(start.timers)
     fields: dict[str, Any] = {}
     now = rt.now()
     for item in items:
@@ -201,7 +212,10 @@ def _fold(rt: Runtime, student: Student, product: Product, items: list[_Item]) -
         facts = event_facts(
             now, inp, email=student.email, name=student.name, discord_id=student.discord_id if linked else None
         )
-        plan = planner.plan(inp.event_type or "", inp.fields, product, state, facts)
+        from_state = state
+        if item.event.source == IMPORT_SOURCE:
+            from_state = _recorded_from_state(item.event, product.key) or state
+        plan = planner.plan(inp.event_type or "", inp.fields, product, from_state, facts)
         if plan.ignored:
             continue
         applied.append(_Folded(item, plan))
@@ -319,7 +333,11 @@ def reevaluate(
     rules = rt.rules.rules
     current = membership.state if membership else rules.initial
     inp = inputs.of(event)
-    result = _fold(rt, student, product, _history(rt, session, student, product.key, event, inputs))
+    start = baseline(session, rules.initial, product, membership)
+    items = _history(rt, session, student, product.key, event, inputs)
+    # Received before the import: the import placed the membership over it.
+    covered = {item.event.id for item in items if start.covers(item.event.received_at)}
+    result = _fold(rt, student, product, [item for item in items if item.event.id not in covered], start)
     changes = [i for i, folded in enumerate(result.applied) if folded.plan.to_state != folded.plan.from_state]
     surviving_from = changes[-1] if changes else 0
     realized = _realized(session, membership)
@@ -347,7 +365,9 @@ def reevaluate(
     # Never a flow twice: a flow that went out for a transition the ordered history no longer
     # has (its event now takes another one, or none) stands in for the same flow of a new one.
     folded_pairs = {(f.item.event.id, f.plan.transition or "") for f in result.applied}
-    held = Counter(flow for pair, flows in realized.sent.items() if pair in folded_pairs for flow in flows)
+    held = Counter(
+        flow for pair, flows in realized.sent.items() if pair in folded_pairs or pair[0] in covered for flow in flows
+    )
     credit = realized.emitted - held
     history, new_sent, new_alerted, emitted = [], [], [], []
     own: Plan | None = None

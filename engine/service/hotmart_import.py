@@ -31,6 +31,7 @@ from engine.db.locks import lock_buyer_for_transaction
 from engine.db.models import Event, History, Membership, ScheduledEvent, Student
 from engine.lifecycle.access import ProductAccess, derive
 from engine.onboarding.codes import new_code
+from engine.pipeline.baseline import IMPORT_SOURCE, IMPORTED, snapshot
 from engine.pipeline.local_actions import store_code
 from engine.pipeline.planning import planned_runs
 from engine.pipeline.runtime import DisabledConnector, Runtime
@@ -41,8 +42,6 @@ from engine.service.imported_state import CODE_STEP, Decision, decide, onboardin
 from engine.service.student_import import SeedRow, adopt, place
 from engine.sources import HOTMART_API_ITEMS as ITEMS
 from engine.statuses import EventStatus
-
-ONBOARDING_SOURCE = "import"  # the event log's source of the onboarding events
 
 
 def hotmart_products(rules: Rules, keys: Iterable[str] = ()) -> list[Product]:
@@ -181,6 +180,7 @@ class _Importer:
                 "reference": holding.reference,
                 "transitions": decision.transitions,
                 "adopt_access": self.adopt_access,
+                **snapshot(decision.grants if self.adopt_access else {}, decision.lifecycle_timers),
             },
         )
         report.students_created += placed.student_created
@@ -243,7 +243,7 @@ class _Importer:
     def _awaits_onboarding(session: Session, student: Student, membership: Membership) -> bool:
         """An imported membership no event has moved since, of a student still unlinked."""
         imported = session.scalar(
-            select(History.id).where(History.membership_id == membership.id, History.kind == "imported").limit(1)
+            select(History.id).where(History.membership_id == membership.id, History.kind == IMPORTED).limit(1)
         )
         return imported is not None and membership.last_event_id is None and not student.discord_id
 
@@ -257,7 +257,7 @@ class _Importer:
         decision: Decision,
     ) -> None:
         """One event with the onboarding's steps, planned already (the worker runs them): once per membership."""
-        dedupe = f"{ONBOARDING_SOURCE}:onboarding:{membership.id}"
+        dedupe = f"{IMPORT_SOURCE}:onboarding:{membership.id}"
         if session.scalar(select(Event.id).where(Event.dedupe_key == dedupe)) is not None:
             return
         plan = self._onboarding_plan(product, holding, decision)
@@ -271,7 +271,7 @@ class _Importer:
                 )
         fields = {**decision.onboarding.fields, "imported_from": ITEMS.SOURCE_NAME}
         event = Event(
-            source=ONBOARDING_SOURCE,
+            source=IMPORT_SOURCE,
             type=plan.event_type,
             dedupe_key=dedupe,
             # The shape of every internal event (engine.pipeline.intake.store_internal).

@@ -23,11 +23,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.db.models import Grant, Membership, Student, utcnow
+from engine.pipeline.baseline import IMPORTED, product_access, snapshot
 from engine.pipeline.classes import enroll_student
 from engine.pipeline.history import record_history
 from engine.pipeline.ledger import RESOURCES
 from engine.rules.actions import ACTIONS, CLASSES
-from engine.rules.model import Product, Rules
+from engine.rules.model import Rules
 from engine.sources import normalize_phone
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -188,7 +189,7 @@ def place(
     session.flush()
     record_history(
         session,
-        kind="imported",
+        kind=IMPORTED,
         at=now,
         student_id=student.id,
         membership_id=membership.id,
@@ -227,15 +228,6 @@ def adopt(session: Session, rules: Rules, membership: Membership, resources: dic
     return recorded
 
 
-def product_access(product: Product) -> dict[str, set[str]]:
-    """What a bare granting step gives: the product's own resources, per ledger kind."""
-    return {
-        use.kind: set(getattr(product, ACTIONS[name].product_resource))
-        for name, use in RESOURCES.items()
-        if use.grants and ACTIONS[name].product_resource
-    }
-
-
 def seed(
     session: Session,
     rows: list[SeedRow],
@@ -244,15 +236,17 @@ def seed(
     adopt_access: bool,
     progress: Callable[[int], object] | None = None,
     source: str | None = None,
+    now: datetime | None = None,
 ) -> SeedReport:
     """Create students and memberships (existing memberships are left as they are).
 
     ``adopt_access`` records each imported membership's roles, tags and classes in the grant
     ledger, as if the engine had granted them: a later refund or churn then removes them.
-    ``progress(1)`` is called after each row (the CLI's progress bar).
+    ``progress(1)`` is called after each row (the CLI's progress bar). ``now``: the time of the
+    snapshot (a later event's replay starts there); the wall clock by default.
     """
     report = SeedReport()
-    now = utcnow()
+    now = now or utcnow()
     for row in rows:
         if progress is not None:
             progress(1)
@@ -271,6 +265,7 @@ def seed(
                 "product": row.product,
                 "state": row.state,
                 "adopt_access": adopt_access,
+                **snapshot(product_access(rules.products[row.product]) if adopt_access else {}, {}),
             },
         )
         report.students_created += placed.student_created

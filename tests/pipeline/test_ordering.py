@@ -19,7 +19,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, Phase, example, given, note, settings
+from hypothesis import HealthCheck, Phase, assume, example, given, note, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
@@ -249,6 +249,99 @@ def test_any_arrival_order_ends_as_creation_order(harness, scenario):
     assert shuffled.outcome() == in_order.outcome(), (history, batches)
     # Flows are checked by the deterministic tests below: a flow sent on what the engine knew
     # then (the welcome of a link made before a crossing chargeback arrived) cannot be taken back.
+
+
+# -- an imported membership: its history starts at the import's snapshot ------------------------
+
+
+def _imported(h, label: str, *, adopt_access: bool) -> World:
+    """A student ``engine import-students`` placed, linked and active, a minute before her events."""
+    from engine.service.student_import import SeedRow, seed
+
+    world = World(h, label)
+    row = SeedRow(1, world.email, "comunidade", "active", "Ana", None, world.discord_id)
+    with h.runtime.sessions.begin() as session:
+        at = world.base - timedelta(minutes=1)
+        report = seed(session, [row], h.runtime.rules.rules, adopt_access=adopt_access, source="seed.csv", now=at)
+    assert report.memberships_created == 1
+    return world
+
+
+@st.composite
+def imported_scenarios(draw):
+    """What happens after the import: a history whose first purchase (transaction 0) was before it,
+    and its other events' arrival order. She is linked already: no link event."""
+    history = [event for event in draw(histories()) if event["kind"] != "link"]
+    assume(len(history) > 1)
+    batches = [[i for i in batch if i] for batch in draw(arrivals(history))]
+    return history, [batch for batch in batches if batch], draw(st.booleans())
+
+
+@pytest.mark.slow
+@settings(
+    max_examples=examples(10),
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(scenario=imported_scenarios())
+# A cancellation arriving before the late notice created ahead of it: the replay once started from
+# the rules' initial state, where neither applies, and took back the access the import adopted.
+@example(
+    scenario=(
+        [
+            {"kind": "approval", "tx": 0, "recurrence": 1},
+            {"kind": "late", "tx": 1},
+            {"kind": "cancellation", "paid_period_left": True},
+        ],
+        [[2], [1]],
+        True,
+    )
+)
+def test_an_imported_membership_ends_as_its_events_in_creation_order_from_the_import(harness, scenario):
+    history, batches, adopt_access = scenario
+    note(f"history={history!r}")
+    note(f"batches={batches!r} adopt_access={adopt_access}")
+    in_order = _imported(harness, "imported-ordered", adopt_access=adopt_access)
+    shuffled = _imported(harness, "imported-shuffled", adopt_access=adopt_access)
+    for index in range(1, len(history)):
+        in_order.deliver(history, [index])
+    for batch in batches:
+        shuffled.deliver(history, batch)
+
+    assert shuffled.unsettled() == [] and in_order.unsettled() == []
+    assert shuffled.outcome() == in_order.outcome(), (history, batches)
+
+
+def test_a_late_event_of_an_imported_student_keeps_the_access_the_import_adopted(make_harness):
+    """Ana, imported active with her roles, renews; the late-payment notice created before the
+    renewal arrives after it. The replay starts from the import, not from the rules' initial
+    state: she stays active with her role and tag, and hears once that her payment is confirmed,
+    as she would have with the two in creation order."""
+    h = make_harness()
+    world = _imported(h, "imported-late", adopt_access=True)
+    access = {("discord_role", "1180000000000000002"), ("manychat_tag", "assinante")}
+    assert world.outcome() == ("active", access, set())
+    history = [
+        {"kind": "approval", "tx": 0, "recurrence": 1},
+        {"kind": "late", "tx": 1},
+        {"kind": "renewal", "tx": 1, "recurrence": 2},
+    ]
+    world.deliver(history, [2])
+    world.deliver(history, [1])  # created before the renewal: folded in from the import's state
+
+    assert world.unsettled() == []
+    assert world.outcome() == ("active", access, set())
+    assert world.flows() == Counter({"payment_confirmed": 1})
+    assert [step.action for step, ctx in h.discord.calls if ctx.student.email == world.email] == []
+    with h.runtime.sessions() as session:
+        notice = session.scalars(
+            select(Event).where(Event.type == "PURCHASE_DELAYED", Event.email == world.email)
+        ).one()
+    assert [(e["transition"], e["from_state"]) for e in notice.plans[0]["reordered"]["history"]] == [
+        ("payment_late", "active"),
+        ("paid_after_all", "overdue"),
+    ]
 
 
 # -- the settle window and the batch ------------------------------------------------------------

@@ -230,6 +230,74 @@ def test_onboard_leaves_alone_a_membership_the_pipeline_moved_since(h, store):
     assert emails == {"carla@example.com", "dora@example.com", "eva@example.com"}
 
 
+def after_import(h, email: str, product_id: str, template: str, *, minutes: int) -> dict:
+    """A webhook of the imported purchase, created ``minutes`` after the import."""
+    with h.runtime.sessions() as session:
+        transaction = session.scalar(select(Membership.transaction).join(Student).where(Student.email == email))
+    body = purchase(email, envelope=f"{email}-{minutes}", transaction=transaction, template=template)
+    body["data"]["product"]["id"] = int(product_id)
+    body["creation_date"] = int(h.clock().timestamp() * 1000) + minutes * 60_000
+    return body
+
+
+def test_a_late_webhook_replays_an_onboarded_import_from_the_import_not_from_scratch(h, store):
+    """Hugo, imported with --onboard, waits for /registrar. Two webhooks of his purchase come after
+    the import, the later-created first: the earlier one's replay starts from the import, where his
+    onboarding stands as it was sent. His code, its reminders and its expiry stay; nothing is sent
+    again; the dispute reaches the admins once."""
+    run(h, store, onboard=True, product_keys=["curso"])
+    h.run_queue()
+    h.deliver(after_import(h, "hugo@example.com", CURSO, "purchase_complete.json", minutes=2))  # ignored now
+    protest = h.deliver(after_import(h, "hugo@example.com", CURSO, "purchase_protest.json", minutes=1))
+
+    with h.runtime.sessions() as session:
+        hugo = session.scalar(select(Student).where(Student.email == "hugo@example.com"))
+        membership = session.scalar(select(Membership).where(Membership.student_id == hugo.id))
+        event = session.get(Event, protest)
+        timers = session.execute(
+            select(ScheduledEvent.event_type, ScheduledEvent.status).where(
+                ScheduledEvent.membership_id == membership.id
+            )
+        ).all()
+        codes = session.scalars(
+            select(OnboardingToken).where(OnboardingToken.student_id == hugo.id, OnboardingToken.revoked_at.is_(None))
+        ).all()
+    assert event.status == "processed"
+    assert [(e["transition"], e["from_state"]) for e in event.plans[0]["reordered"]["history"]] == [
+        ("purchase_not_linked", "new"),  # the import's onboarding, as it was planned
+        ("dispute_noted", "pending_onboarding"),
+    ]
+    assert [step["action"] for step in event.plans[0]["steps"]] == ["alert"]
+    assert membership.state == "pending_onboarding"
+    assert sorted(timers) == [("ONBOARDING_REMINDER", "pending"), ("TOKEN_EXPIRED", "pending")]
+    assert len(codes) == 1
+    sent = [s.action for s, c in h.manychat.calls if c.student.email == "hugo@example.com"]
+    assert sent.count("trigger_flow") == 1 and sent.count("set_field") == 1
+
+
+def test_a_late_webhook_keeps_the_timers_the_import_set(h, store):
+    """Eva cancelled with 10 days paid left: imported cancelled, her access ending with the paid
+    period (a timer). A dispute's notice arriving after a later webhook is replayed from the
+    import: the timer that ends her access stays."""
+    run(h, store, product_keys=["comunidade"], ids=IDS)
+    h.deliver(after_import(h, "eva@example.com", COMUNIDADE, "purchase_complete.json", minutes=2))
+    protest = h.deliver(after_import(h, "eva@example.com", COMUNIDADE, "purchase_protest.json", minutes=1))
+    with h.runtime.sessions() as session:
+        event = session.get(Event, protest)
+        membership = session.scalar(select(Membership).join(Student).where(Student.email == "eva@example.com"))
+        timers = session.execute(
+            select(ScheduledEvent.event_type, ScheduledEvent.status).where(
+                ScheduledEvent.membership_id == membership.id
+            )
+        ).all()
+    assert [(e["transition"], e["from_state"]) for e in event.plans[0]["reordered"]["history"]] == [
+        ("dispute_noted", "cancelled")
+    ]
+    assert [step["action"] for step in event.plans[0]["steps"]] == ["alert"]
+    assert membership.state == "cancelled"
+    assert timers == [("ACCESS_ENDS", "pending")]
+
+
 def test_onboard_is_refused_while_the_connector_it_needs_is_off(make_harness, store):
     h = make_harness()
     from engine.pipeline.runtime import DisabledConnector

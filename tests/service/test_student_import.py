@@ -141,13 +141,34 @@ def test_the_import_is_recorded_in_each_students_history(make_harness, pg, tmp_p
             "imported",
             "ana.exemplo@example.com",
             True,
-            {"file": str(path), "line": 2, "product": "curso", "state": "active", "adopt_access": True},
+            {
+                "file": str(path),
+                "line": 2,
+                "product": "curso",
+                "state": "active",
+                "adopt_access": True,
+                # the snapshot a late event's replay starts from (engine.pipeline.baseline)
+                "grants": {
+                    "class": ["curso-2026"],
+                    "discord_role": ["1180000000000000001"],
+                    "manychat_tag": ["aluno-curso"],
+                },
+                "timers": {},
+            },
         ),
         (
             "imported",
             "bia@example.com",
             True,
-            {"file": str(path), "line": 3, "product": "comunidade", "state": "active", "adopt_access": True},
+            {
+                "file": str(path),
+                "line": 3,
+                "product": "comunidade",
+                "state": "active",
+                "adopt_access": True,
+                "grants": {"discord_role": ["1180000000000000002"], "manychat_tag": ["assinante"]},
+                "timers": {},
+            },
         ),
     ]
     # Run again: nothing new imported, nothing new recorded.

@@ -1,0 +1,86 @@
+"""Where a membership's ordered history starts: the rules' initial state, or the snapshot an
+import (``engine import-students``, from a file or from Hotmart) placed it in.
+
+An imported membership has no events from before its import: the import's history row records
+the state it was placed in, the access it adopted and the timers it set. A late event's replay
+(:mod:`engine.pipeline.ordering`) starts from there and leaves out the events the engine had
+received before it (the import placed the membership over them); those received since are folded
+in creation order, whenever they were created.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine.db.models import History, Membership
+from engine.pipeline.ledger import RESOURCES
+from engine.rules.actions import ACTIONS
+from engine.rules.model import Product
+
+IMPORTED = "imported"  # the history row of a placement
+IMPORT_SOURCE = "import"  # the event log's source of an import's onboarding events
+_RENAMED = "state_renamed"
+
+
+@dataclass(frozen=True)
+class Baseline:
+    state: str
+    at: datetime | None = None  # None: from the beginning (no import)
+    grants: Mapping[str, frozenset[str]] = field(default_factory=dict)  # ledger kind -> resources
+    timers: Mapping[str, str] = field(default_factory=dict)  # event type -> due (ISO 8601)
+
+    def covers(self, received: datetime) -> bool:
+        """Whether an event received then was already there when the snapshot was taken."""
+        return self.at is not None and received < self.at
+
+
+def product_access(product: Product) -> dict[str, set[str]]:
+    """What a bare granting step gives: the product's own resources, per ledger kind."""
+    return {
+        use.kind: set(getattr(product, ACTIONS[name].product_resource))
+        for name, use in RESOURCES.items()
+        if use.grants and ACTIONS[name].product_resource
+    }
+
+
+def snapshot(grants: Mapping[str, set[str]], timers: Mapping[str, str]) -> dict[str, Any]:
+    """The part of an import's history detail a replay starts from (besides its ``state``)."""
+    return {
+        "grants": {kind: sorted(ids) for kind, ids in sorted(grants.items()) if ids},
+        "timers": dict(sorted(timers.items())),
+    }
+
+
+def baseline(session: Session, initial: str, product: Product, membership: Membership | None) -> Baseline:
+    """The membership's starting point: its import's snapshot, under the state's current name."""
+    if membership is None:
+        return Baseline(initial)
+    rows = session.scalars(
+        select(History)
+        .where(History.membership_id == membership.id, History.kind.in_((IMPORTED, _RENAMED)))
+        .order_by(History.id)
+    ).all()
+    imported = next((row for row in rows if row.kind == IMPORTED), None)
+    if imported is None:
+        return Baseline(initial)
+    detail = imported.detail or {}
+    state = detail.get("state") or initial
+    for row in rows:
+        renamed = row.detail or {}
+        if row.kind == _RENAMED and row.id > imported.id and renamed.get("from") == state:
+            state = renamed.get("to") or state
+    # Imported before the snapshot was recorded: what an adopting import recorded.
+    adopted = product_access(product) if detail.get("adopt_access") else {}
+    grants = detail.get("grants", adopted)
+    return Baseline(
+        state,
+        imported.created_at,
+        {kind: frozenset(ids) for kind, ids in grants.items() if ids},
+        dict(detail.get("timers") or {}),
+    )

@@ -1,0 +1,94 @@
+"""Where a membership's replay starts: the rules' initial state, or its import's snapshot."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from engine.db.models import Membership, Student
+from engine.pipeline.baseline import Baseline, baseline, snapshot
+from engine.pipeline.history import record_history
+
+pytestmark = pytest.mark.integration
+
+AT = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def h(make_harness):
+    return make_harness()
+
+
+def _membership(session, email: str) -> Membership:
+    student = Student(email=email)
+    session.add(student)
+    session.flush()
+    membership = Membership(student_id=student.id, product_key="comunidade", state="active")
+    session.add(membership)
+    session.flush()
+    return membership
+
+
+def _history(session, membership: Membership, kind: str, detail: dict, at: datetime = AT) -> None:
+    record_history(
+        session, kind=kind, at=at, student_id=membership.student_id, membership_id=membership.id, detail=detail
+    )
+    session.flush()
+
+
+def _start(h, session, membership: Membership | None) -> Baseline:
+    rules = h.runtime.rules.rules
+    return baseline(session, rules.initial, rules.products["comunidade"], membership)
+
+
+def test_a_membership_nobody_imported_starts_from_the_rules_initial_state(h):
+    with h.runtime.sessions() as session:
+        assert _start(h, session, None) == Baseline("new")
+        membership = _membership(session, "nobody-imported@example.com")
+        _history(session, membership, "replay", {"state": "active"})
+        assert _start(h, session, membership) == Baseline("new")
+        session.rollback()
+
+
+def test_an_imported_membership_starts_from_its_snapshot(h):
+    with h.runtime.sessions() as session:
+        membership = _membership(session, "snapshot@example.com")
+        grants = {"discord_role": {"1180000000000000002"}, "manychat_tag": set()}
+        detail = {"state": "cancelled", **snapshot(grants, {"ACCESS_ENDS": "2026-03-10T00:00:00+00:00"})}
+        _history(session, membership, "imported", detail)
+        start = _start(h, session, membership)
+        session.rollback()
+    assert start == Baseline(
+        "cancelled",
+        AT,
+        {"discord_role": frozenset({"1180000000000000002"})},  # an empty kind is not recorded
+        {"ACCESS_ENDS": "2026-03-10T00:00:00+00:00"},
+    )
+    assert start.covers(AT - timedelta(seconds=1)) and not start.covers(AT)
+
+
+def test_a_snapshot_follows_the_renames_of_its_state_since(h):
+    with h.runtime.sessions() as session:
+        membership = _membership(session, "renamed@example.com")
+        _history(session, membership, "state_renamed", {"from": "waiting", "to": "older"})  # before: not hers
+        _history(session, membership, "imported", {"state": "waiting", **snapshot({}, {})})
+        _history(session, membership, "state_renamed", {"from": "waiting", "to": "pending_onboarding"})
+        _history(session, membership, "state_renamed", {"from": "other", "to": "active"})
+        start = _start(h, session, membership)
+        session.rollback()
+    assert start.state == "pending_onboarding"
+
+
+def test_an_import_recorded_before_snapshots_assumes_what_an_adopting_import_granted(h):
+    with h.runtime.sessions() as session:
+        adopted, not_adopted = _membership(session, "adopted@example.com"), _membership(session, "own@example.com")
+        _history(session, adopted, "imported", {"state": "active", "adopt_access": True})
+        _history(session, not_adopted, "imported", {"state": "active", "adopt_access": False})
+        starts = _start(h, session, adopted), _start(h, session, not_adopted)
+        session.rollback()
+    assert starts[0].grants == {
+        "discord_role": frozenset({"1180000000000000002"}),
+        "manychat_tag": frozenset({"assinante"}),
+    }
+    assert starts[1].grants == {} and starts[1].timers == {}
