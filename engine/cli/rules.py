@@ -29,17 +29,18 @@ from engine.sources import DEFAULT_SOURCE, SOURCES
 def check(rules_dir: Path | None, strict: bool, with_database: bool) -> None:
     """Validate the rules; exit 1 listing every error as file:line: message."""
     from engine.authoring.check import check_warnings, ignored_notes, summary
+    from engine.rules.translate import labelled, localize
 
     rules_dir = resolve_rules_dir(rules_dir)
     for note in ignored_notes(rules_dir):
-        click.echo(f"note: {note}", err=True)
+        click.echo(labelled("note", note), err=True)
     rules = load_rules_or_exit(rules_dir)
     for deprecation in rules.deprecations:
-        click.echo(f"note: {deprecation}", err=True)
+        click.echo(labelled("note", deprecation), err=True)
     warnings = check_warnings(rules, rules_dir)
     for warning in warnings:
-        click.echo(f"warning: {warning}", err=True)
-    click.echo(summary(rules, warnings))
+        click.echo(labelled("warning", warning), err=True)
+    click.echo(localize(summary(rules, warnings)))
     if with_database:
         _check_database(rules)
     if strict and warnings:

@@ -122,7 +122,8 @@ def events_without_outcome(
     lifecycle_file: str,
     data: Any,
 ) -> list[Problem]:
-    """Every one of ``source_events`` (Hotmart's) needs a transition or an ``ignore:`` entry."""
+    """Every one of ``source_events`` (the payment vocabulary every platform is read into: Hotmart's
+    names) needs a transition or an ``ignore:`` entry."""
     handled = {e for rule in transitions for e in rule.events} | set(ignore)
     # The fix goes under `ignore:` (or a new transition): point there.
     line = line_of(data, ["lifecycle", "ignore"] if "ignore" in data["lifecycle"] else ["lifecycle"])
@@ -130,7 +131,7 @@ def events_without_outcome(
         Problem(
             lifecycle_file,
             line,
-            f"Hotmart event {event} has no transition and is not listed under ignore: give it a deliberate "
+            f"payment event {event} has no transition and is not listed under ignore: give it a deliberate "
             "outcome (a transition, or an ignore entry with a reason)",
         )
         for event in sorted(set(source_events) - handled)

@@ -28,6 +28,7 @@ from engine.rules.portuguese import (
 from engine.sources import SOURCES
 
 PORTUGUESE = ("pt-br", "pt_br", "pt")
+_LABELS = {"note": "nota", "warning": "aviso"}
 
 # Any source's name as messages write it ("Hotmart", "Kiwify", "Eduzz"), for the per-platform shapes.
 _SOURCE = "(?P<source>" + "|".join(re.escape(source.title) for source in SOURCES.values()) + ")"
@@ -249,10 +250,10 @@ _RULES: list[_Rule] = [
         ),
     ),
     _rule(
-        r"Hotmart event (?P<event>\S+) has no transition and is not listed under ignore: give it a deliberate outcome "
+        r"payment event (?P<event>\S+) has no transition and is not listed under ignore: give it a deliberate outcome "
         r"\(a transition, or an ignore entry with a reason\)",
         lambda m: (
-            f"o evento da Hotmart {m['event']} não tem transição nem está em ignore: dê a ele um destino "
+            f"o evento de pagamento {m['event']} não tem transição nem está em ignore: dê a ele um destino "
             "deliberado (uma transição, ou um item de ignore com o motivo)"
         ),
     ),
@@ -273,6 +274,35 @@ _RULES: list[_Rule] = [
         lambda m: f"renamed_states: {m['old']} ainda é um estado; remova-o de states, ou desfaça a renomeação",
     ),
     _rule(r"empty file", lambda m: "arquivo vazio"),
+    # What a valid `engine check` says besides errors: notes, warnings, its closing line.
+    _rule(
+        r"(?P<where>\S+:\d+): (?P<legacy>\S+) is deprecated: write (?P<fix>.+)",
+        lambda m: f"{m['where']}: {m['legacy']} está obsoleto: escreva {m['fix']}",
+    ),
+    _rule(
+        r"(?P<entry>\S+) ignored: only (?P<rules>\S+) and (?P<products>\S+) are rules",
+        lambda m: f"{m['entry']} ignorado: só {m['rules']} e {m['products']} são regras",
+    ),
+    _rule(
+        r"no rule tests in (?P<dir>\S+): `engine test` has nothing to run",
+        lambda m: f"nenhum teste de regras em {m['dir']}: `engine test` não tem o que rodar",
+    ),
+    _rule(
+        r"(?P<where>\S+:\d+): transition (?P<name>'[^']*') is not covered by any rule test",
+        lambda m: f"{m['where']}: a transição {m['name']} não é coberta por nenhum teste de regras",
+    ),
+    _rule(
+        r"ignore entry for (?P<event>\S+) is not covered by any rule test",
+        lambda m: f"o item de ignore de {m['event']} não é coberto por nenhum teste de regras",
+    ),
+    _rule(
+        r"ok: (?P<files>\d+) files, (?P<products>\d+) products, (?P<states>\d+) states, (?P<transitions>\d+) "
+        r"transitions(?:, (?P<warnings>\d+) warning\(s\))?",
+        lambda m: (
+            f"ok: {m['files']} arquivos, {m['products']} produtos, {m['states']} estados, "
+            f"{m['transitions']} transições" + (f", {m['warnings']} aviso(s)" if m["warnings"] else "")
+        ),
+    ),
     _rule(r"cannot read file: (?P<error>.*)", lambda m: f"não foi possível ler o arquivo: {m['error']}"),
     _rule(r"rules directory not found", lambda m: "pasta de regras não encontrada"),
 ]
@@ -295,16 +325,25 @@ def to_portuguese(message: str) -> str:
     return message
 
 
+def _language(language: str | None) -> str:
+    return (language if language is not None else os.environ.get("ENGINE_LANG", "")).lower()
+
+
 def localize(message: str, language: str | None = None) -> str:
     """``message`` in ``language`` (default ``$ENGINE_LANG``): English unless Portuguese is asked for."""
-    language = (language if language is not None else os.environ.get("ENGINE_LANG", "")).lower()
-    return to_portuguese(message) if language in PORTUGUESE else message
+    return to_portuguese(message) if _language(language) in PORTUGUESE else message
+
+
+def labelled(label: str, message: str, language: str | None = None) -> str:
+    """``note: ...`` / ``warning: ...`` with the label and the message in ``language``."""
+    if _language(language) in PORTUGUESE:
+        return f"{_LABELS.get(label, label)}: {to_portuguese(message)}"
+    return f"{label}: {message}"
 
 
 def summary(errors: int, rules_dir: object, language: str | None = None) -> str:
     """The closing line of a failed ``engine check``."""
-    language = (language if language is not None else os.environ.get("ENGINE_LANG", "")).lower()
-    if language in PORTUGUESE:
+    if _language(language) in PORTUGUESE:
         return f"{errors} erro(s) em {rules_dir}"
     return f"{errors} error(s) in {rules_dir}"
 

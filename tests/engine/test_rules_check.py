@@ -414,7 +414,7 @@ CASES = [
         "    - on: ORDER_FULFILLMENT\n      reason: logistics of physical products\n",
         "",
         (
-            "rules/lifecycle.yaml:<<  ignore:>>: Hotmart event ORDER_FULFILLMENT has no transition and is not listed "
+            "rules/lifecycle.yaml:<<  ignore:>>: payment event ORDER_FULFILLMENT has no transition and is not listed "
             "under ignore: give it a deliberate outcome (a transition, or an ignore entry with a reason)",
         ),
     ),

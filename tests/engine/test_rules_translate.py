@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from engine.rules import check_rules
 from engine.rules.portuguese import LABELS, PATTERN_HINTS
 from engine.rules.translate import localize, to_portuguese
 from engine.sources import SOURCES
+from tests.engine.test_product_sources import SOURCES_LINE
 from tests.engine.test_rules_check import CASES, copy_rules, edit, resolve
 from tests.engine.test_rules_messages import MESSAGE_CASES
 
@@ -68,6 +70,25 @@ def test_every_message_of_every_mistake_is_translated(tmp_path: Path, case) -> N
             "add_role: escreva pelo menos 1 chave(s), ou deixe o passo sem parâmetros",
         ),
         ("empty file", "arquivo vazio"),
+        (
+            "payment event ORDER_FULFILLMENT has no transition and is not listed under ignore: give it a deliberate "
+            "outcome (a transition, or an ignore entry with a reason)",
+            "o evento de pagamento ORDER_FULFILLMENT não tem transição nem está em ignore: dê a ele um destino "
+            "deliberado (uma transição, ou um item de ignore com o motivo)",
+        ),
+        (
+            "rules/lifecycle.yaml:40: transition 'purchase_not_linked' is not covered by any rule test",
+            "rules/lifecycle.yaml:40: a transição 'purchase_not_linked' não é coberta por nenhum teste de regras",
+        ),
+        (
+            "ignore entry for PURCHASE_OUT_OF_SHOPPING_CART is not covered by any rule test",
+            "o item de ignore de PURCHASE_OUT_OF_SHOPPING_CART não é coberto por nenhum teste de regras",
+        ),
+        (
+            "ok: 6 files, 3 products, 9 states, 20 transitions, 2 warning(s)",
+            "ok: 6 arquivos, 3 produtos, 9 estados, 20 transições, 2 aviso(s)",
+        ),
+        ("ok: 6 files, 3 products, 9 states, 20 transitions", "ok: 6 arquivos, 3 produtos, 9 estados, 20 transições"),
         ("rules directory not found", "pasta de regras não encontrada"),
         ("something new the table does not know", "something new the table does not know"),
     ],
@@ -96,6 +117,22 @@ def test_cli_check_in_portuguese(tmp_path: Path) -> None:
         resolve("rules/lifecycle.yaml:<<form:>>: chave desconhecida 'form' — você quis dizer 'from'?", rules_dir),
         f"1 erro(s) em {rules_dir}",
     ]
+
+
+def test_cli_check_of_valid_rules_in_portuguese(tmp_path: Path) -> None:
+    """Notes, the deprecation, the warnings and the closing line of a valid check."""
+    rules_dir = copy_rules(tmp_path)
+    edit(rules_dir, "products/curso.yaml", SOURCES_LINE, "  hotmart_product_ids: [1111111]\n")
+    (rules_dir / "notes.txt").write_text("not rules\n")
+    shutil.rmtree(rules_dir / "tests")
+    result = CliRunner().invoke(main, ["check", "--rules", str(rules_dir)], env={"ENGINE_LANG": "pt-BR"})
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines() == [
+        "nota: rules/notes.txt ignorado: só rules/*.yaml e rules/products/*.yaml são regras",
+        "nota: rules/products/curso.yaml:6: hotmart_product_ids está obsoleto: escreva sources: {hotmart: [1111111]}",
+        f"aviso: nenhum teste de regras em {rules_dir / 'tests'}: `engine test` não tem o que rodar",
+    ]
+    assert re.fullmatch(r"ok: \d+ arquivos, 3 produtos, \d+ estados, \d+ transições, 1 aviso\(s\)\n", result.stdout)
 
 
 # --- every source's messages ----------------------------------------------------------------
