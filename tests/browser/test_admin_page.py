@@ -99,6 +99,7 @@ def test_the_waiting_tile_lists_the_stuck_students_and_the_search_finds_one(stac
     expect(page.get_by_role("main")).not_to_contain_text("rita.recente@example.com")
 
     page.get_by_role("link", name=EN("nav.students")).click()
+    expect(page).to_have_url(re.compile(r"/ui/students$"))  # the stuck list has the same search box
     page.get_by_role("searchbox", name=EN("students.search")).fill("RECENTE")
     page.get_by_role("button", name=EN("students.apply"), exact=True).click()
     expect(page.get_by_role("main")).to_contain_text(EN("students.found", count=1))
