@@ -306,11 +306,16 @@ class Reevaluation:
     sent: list[tuple[int, str, list[str]]] = field(default_factory=list)
     alerted: list[tuple[int, str]] = field(default_factory=list)
     emitted: list[str] = field(default_factory=list)
+    start: Baseline | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        imported = {}
+        if self.start is not None and self.start.at is not None:  # the history starts at an import
+            imported = {"imported": {"state": self.start.state, "at": self.start.at.isoformat()}}
         return {
             **self.plan.to_dict(),
             "reordered": {
+                **imported,
                 "history": self.history,
                 "sent": self.sent,
                 "alerted": self.alerted,
@@ -413,4 +418,4 @@ def reevaluate(
         steps=steps,
     )
     changed = result.state != current or bool(steps)
-    return Reevaluation(plan, result.state, result.fields, changed, history, new_sent, new_alerted, emitted)
+    return Reevaluation(plan, result.state, result.fields, changed, history, new_sent, new_alerted, emitted, start)

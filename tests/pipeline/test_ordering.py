@@ -338,7 +338,9 @@ def test_a_late_event_of_an_imported_student_keeps_the_access_the_import_adopted
         notice = session.scalars(
             select(Event).where(Event.type == "PURCHASE_DELAYED", Event.email == world.email)
         ).one()
-    assert [(e["transition"], e["from_state"]) for e in notice.plans[0]["reordered"]["history"]] == [
+    reordered = notice.plans[0]["reordered"]
+    assert reordered["imported"] == {"state": "active", "at": (world.base - timedelta(minutes=1)).isoformat()}
+    assert [(e["transition"], e["from_state"]) for e in reordered["history"]] == [
         ("payment_late", "active"),
         ("paid_after_all", "overdue"),
     ]
@@ -468,6 +470,7 @@ def test_a_late_payment_notice_after_its_payment_is_re_evaluated_not_dropped(mak
         ).one()
     assert notice.status == "processed"
     [plan] = notice.plans
+    assert "imported" not in plan["reordered"]  # her history starts at the rules' initial state
     assert [(h["transition"], h["superseded"]) for h in plan["reordered"]["history"][-2:]] == [
         ("payment_late", True),
         ("paid_after_all", False),
