@@ -17,59 +17,29 @@ events in ``creation_date`` order (docs/architecture/index.md, "Per student, in 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, or_, select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from engine.db.models import ActionRun, Event, Grant, Membership, ScheduledEvent, Student
+from engine.db.models import Event, Membership, Student
 from engine.lifecycle.inputs import EventInput
 from engine.lifecycle.planner import Plan
 from engine.pipeline.baseline import IMPORT_SOURCE, Baseline, baseline
 from engine.pipeline.facts import TaskInputs, event_facts
-from engine.pipeline.ledger import RESOURCES
+from engine.pipeline.realized import DECIDED_STATUSES, expected, flow_name, is_flow, sent_by_plans, simulate
 from engine.pipeline.runtime import Runtime
 from engine.rules.action_types import PlannedStep
 from engine.rules.actions import ACTIONS, ONE_SHOT, access_pairs, the_action
 from engine.rules.model import Product, Rules
 from engine.sources import PLATFORMS, SOURCES, is_platform
-from engine.statuses import EventStatus, RunStatus, TimerStatus
 
-# Statuses of an event the engine has decided on (planned, applied or ignored). Not
-# needs_attention: nothing was decided; its replay is planned (and folded) then.
-DECIDED_STATUSES = (
-    EventStatus.PROCESSING,
-    EventStatus.RETRYING,
-    EventStatus.PROCESSED,
-    EventStatus.IGNORED,
-    EventStatus.FAILED,
-)
-# Steps not done yet: what a membership still waits for. Written into the SQL as constants (not
-# bound), so that even a generic plan of the prepared statement proves the partial index
-# ix_action_runs_open_membership usable (migration 0010): no read of every open step of every student.
-_WAITING_STEPS = bindparam(
-    "waiting_steps",
-    (RunStatus.PENDING, RunStatus.RUNNING, RunStatus.RETRYING, RunStatus.FAILED),
-    expanding=True,
-    literal_execute=True,
-)
 # (remove action, add action, ledger kind, params key), in the order converging steps run.
 _ACCESS = [(remove.name, add.name, add.ledger.kind, add.ledger.param) for remove, add in access_pairs()]
 # The steps a fold writes of its own: the timers it sets and cancels.
 _SET_TIMER, _CANCEL_TIMERS = the_action(timer="set"), the_action(timer="cancel")
-
-
-def _is_flow(action: str | None) -> bool:
-    """A message a transition sends once (a flow): counted, so that none goes out twice."""
-    declared = ACTIONS.get(action or "")
-    return declared is not None and declared.product_flow
-
-
-def _named(action: str, params: dict[str, Any]) -> str:
-    return params[ACTIONS[action].main_param]
 
 
 def _follows(action: str) -> bool:
@@ -159,24 +129,6 @@ def _history(rt: Runtime, session: Session, student: Student, product_key: str, 
     return sorted(items, key=lambda item: item.key)
 
 
-def simulate(steps: Iterable[PlannedStep], grants: dict[str, set[str]], timers: dict[str, str]) -> None:
-    """What steps do to a membership's access and timers, as the ledger and timer table record it."""
-    for step in steps:
-        if step.skip_reason:
-            continue  # the rules make it do nothing for this product
-        if (use := RESOURCES.get(step.action)) is not None:
-            kind, resources = use.kind, set(step.params.get(use.param) or [])
-            if use.grants:
-                grants[kind] |= resources
-            elif "discord_id" not in step.params:  # a relink's removal leaves the ledger as it is
-                grants[kind] -= resources
-        elif ACTIONS[step.action].timer == "set":
-            timers[step.params["event"]] = step.params["due_at"]
-        elif ACTIONS[step.action].timer == "cancel":
-            for name in step.params.get("events") or list(timers):
-                timers.pop(name, None)
-
-
 def _recorded_from_state(event: Event, product_key: str) -> str | None:
     """The state an import's onboarding event was planned from (the import decided it, not a
     transition from the snapshot's state)."""
@@ -230,73 +182,6 @@ def _fold(rt: Runtime, student: Student, product: Product, items: list[_Item], s
 
 
 @dataclass
-class _Realized:
-    """What earlier plans of the membership already sent."""
-
-    # (event, transition) -> its flows, sent or standing in an earlier identical one
-    sent: dict[tuple[int, str], list[str]] = field(default_factory=dict)
-    alerted: set[tuple[int, str]] = field(default_factory=set)
-    emitted: Counter = field(default_factory=Counter)  # flows that went out
-
-
-def _flows(steps: Iterable[dict[str, Any]]) -> list[str]:
-    return [_named(s["action"], s["params"]) for s in steps if _is_flow(s.get("action")) and not s.get("skipped")]
-
-
-def _realized(session: Session, membership: Membership | None) -> _Realized:
-    realized = _Realized()
-    if membership is None:
-        return realized
-    events = session.scalars(
-        select(Event).where(Event.student_id == membership.student_id, Event.status.in_(DECIDED_STATUSES))
-    ).all()
-    for event in events:
-        for entry in event.plans if isinstance(event.plans, list) else []:
-            if not isinstance(entry, dict) or entry.get("membership_id") != membership.id:
-                continue
-            reordered = entry.get("reordered")
-            if reordered:
-                realized.sent.update({(e, t): flows for e, t, flows in reordered.get("sent", [])})
-                realized.alerted |= {(e, t) for e, t in reordered.get("alerted", [])}
-                realized.emitted.update(reordered.get("emitted", []))
-            elif entry.get("transition") and not entry.get("ignored_reason"):
-                pair = (event.id, entry["transition"])
-                realized.alerted.add(pair)
-                if not entry.get("superseded_by"):
-                    realized.sent[pair] = _flows(entry.get("steps") or [])
-                    realized.emitted.update(realized.sent[pair])
-    return realized
-
-
-def _expected(session: Session, membership: Membership | None) -> tuple[dict[str, set[str]], dict[str, str]]:
-    """The membership's access and timers once the steps already planned have run."""
-    grants: dict[str, set[str]] = defaultdict(set)
-    timers: dict[str, str] = {}
-    if membership is None:
-        return grants, timers
-    for kind, resource in session.execute(
-        select(Grant.kind, Grant.resource).where(Grant.membership_id == membership.id)
-    ):
-        grants[kind].add(resource)
-    for name, due in session.execute(
-        select(ScheduledEvent.event_type, ScheduledEvent.due_at).where(
-            ScheduledEvent.membership_id == membership.id, ScheduledEvent.status == TimerStatus.PENDING
-        )
-    ):
-        timers[name] = due.isoformat()
-    waiting = session.scalars(
-        select(ActionRun)
-        .where(
-            ActionRun.membership_id == membership.id,
-            ActionRun.status.in_(_WAITING_STEPS),
-        )
-        .order_by(ActionRun.id)
-    ).all()
-    simulate((PlannedStep(run.action, run.params) for run in waiting), grants, timers)
-    return grants, timers
-
-
-@dataclass
 class Reevaluation:
     plan: Plan
     state: str
@@ -345,10 +230,10 @@ def reevaluate(
     result = _fold(rt, student, product, [item for item in items if item.event.id not in covered], start)
     changes = [i for i, folded in enumerate(result.applied) if folded.plan.to_state != folded.plan.from_state]
     surviving_from = changes[-1] if changes else 0
-    realized = _realized(session, membership)
+    realized = sent_by_plans(session, membership)
 
     steps: list[PlannedStep] = []
-    grants, timers = _expected(session, membership)
+    grants, timers = expected(session, membership)
     unwanted = sorted(set(timers) - set(result.timers))
     if unwanted:
         steps.append(PlannedStep(_CANCEL_TIMERS, {"events": unwanted}))
@@ -394,7 +279,7 @@ def reevaluate(
         )
         if surviving and pair not in realized.sent:
             messages = [s for s in folded.plan.steps if s.action in ONE_SHOT or _follows(s.action)]
-            flows = [_named(s.action, s.params) for s in messages if _is_flow(s.action) and not s.skip_reason]
+            flows = [flow_name(s.action, s.params) for s in messages if is_flow(s.action) and not s.skip_reason]
             if flows and not Counter(flows) - credit:  # each already went out: send none of its messages again
                 credit -= Counter(flows)
                 messages = [s for s in messages if _follows(s.action)]

@@ -16,7 +16,7 @@ from typing import Any
 
 from engine.lifecycle.access import ProductAccess, link_moves_on, product_resources
 from engine.lifecycle.planner import Facts, Plan, Planner
-from engine.pipeline.ordering import simulate
+from engine.pipeline.realized import simulate
 from engine.rules.actions import ACTIONS, the_action
 from engine.rules.model import Product, Rules
 from engine.sources.canonical import PastEvent

@@ -163,9 +163,9 @@ def _statements_of(engine: Engine, run: Callable[[Session], object]) -> list[tup
 def _statements_of_expected(engine: Engine) -> list[tuple[str, dict]]:
     """The statements engine.pipeline.ordering runs to know a membership's access and timers."""
     from engine.db.models import Membership
-    from engine.pipeline.ordering import _expected
+    from engine.pipeline.realized import expected
 
-    return _statements_of(engine, lambda session: _expected(session, session.get(Membership, 7)))
+    return _statements_of(engine, lambda session: expected(session, session.get(Membership, 7)))
 
 
 def _sql_literal(value: object) -> str:
