@@ -2,10 +2,15 @@
 import (``engine import-students``, from a file or from Hotmart) placed it in.
 
 An imported membership has no events from before its import: the import's history row records
-the state it was placed in, the access it adopted and the timers it set. A late event's replay
+the state it was placed in, the access it adopted, the timers it set and whether the student was
+linked. A late event's replay
 (:mod:`engine.pipeline.ordering`) starts from there and leaves out the events the engine had
 received before it (the import placed the membership over them); those received since are folded
 in creation order, whenever they were created.
+
+The access is read under the current rules, as the replay's own steps are: of what the import
+adopted, what the state may still hold, plus all it must hold (reconcile's view of the snapshot,
+so a role the rules replaced since is not given back); nothing when the import adopted nothing.
 """
 
 from __future__ import annotations
@@ -18,10 +23,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine.db.models import History, Membership
+from engine.db.models import History, Membership, Student
+from engine.lifecycle.access import Resource, derive
 from engine.pipeline.ledger import RESOURCES
 from engine.rules.actions import ACTIONS
-from engine.rules.model import Product
+from engine.rules.model import Product, Rules
 
 IMPORTED = "imported"  # the history row of a placement
 IMPORT_SOURCE = "import"  # the event log's source of an import's onboarding events
@@ -50,15 +56,17 @@ def product_access(product: Product) -> dict[str, set[str]]:
 
 
 def snapshot(grants: Mapping[str, set[str]], timers: Mapping[str, str]) -> dict[str, Any]:
-    """The part of an import's history detail a replay starts from (besides its ``state``)."""
+    """The part of an import's history detail a replay starts from, besides its ``state``,
+    ``adopt_access`` and ``linked`` (which :func:`engine.service.student_import.place` records)."""
     return {
         "grants": {kind: sorted(ids) for kind, ids in sorted(grants.items()) if ids},
         "timers": dict(sorted(timers.items())),
     }
 
 
-def baseline(session: Session, initial: str, product: Product, membership: Membership | None) -> Baseline:
+def baseline(session: Session, rules: Rules, product: Product, membership: Membership | None) -> Baseline:
     """The membership's starting point: its import's snapshot, under the state's current name."""
+    initial = rules.initial
     if membership is None:
         return Baseline(initial)
     rows = session.scalars(
@@ -75,12 +83,24 @@ def baseline(session: Session, initial: str, product: Product, membership: Membe
         renamed = row.detail or {}
         if row.kind == _RENAMED and row.id > imported.id and renamed.get("from") == state:
             state = renamed.get("to") or state
-    # Imported before the snapshot was recorded: what an adopting import recorded.
-    adopted = product_access(product) if detail.get("adopt_access") else {}
-    grants = detail.get("grants", adopted)
+    if "linked" in detail:
+        linked = bool(detail["linked"])
+    else:  # recorded before the snapshot was
+        linked = session.scalar(select(Student.discord_id).where(Student.id == membership.student_id)) is not None
+    held = _held(rules, product, detail, state, linked) if detail.get("adopt_access") else set()
+    grants: dict[str, set[str]] = {}
+    for kind, resource in held:
+        grants.setdefault(kind, set()).add(resource)
     return Baseline(
         state,
         imported.created_at,
-        {kind: frozenset(ids) for kind, ids in grants.items() if ids},
+        {kind: frozenset(ids) for kind, ids in grants.items()},
         dict(detail.get("timers") or {}),
     )
+
+
+def _held(rules: Rules, product: Product, detail: dict[str, Any], state: str, linked: bool) -> set[Resource]:
+    # Recorded before the snapshot was: what an adopting import recorded then.
+    adopted = detail["grants"] if "grants" in detail else product_access(product)
+    access = derive(rules)[product.key].of(state, linked)
+    return {(kind, str(resource)) for kind, ids in adopted.items() for resource in ids} & access.may | access.must

@@ -223,7 +223,7 @@ def reevaluate(
     rules = rt.rules.rules
     current = membership.state if membership else rules.initial
     inp = inputs.of(event)
-    start = baseline(session, rules.initial, product, membership)
+    start = baseline(session, rules, product, membership)
     items = _history(rt, session, student, product.key, event, inputs)
     # Received before the import: the import placed the membership over it.
     covered = {item.event.id for item in items if start.covers(item.event.received_at)}

@@ -155,8 +155,9 @@ def place(
 ) -> Placed:
     """The student (created, or completed with what it lacked: name, phone, Discord id) and a new
     membership of ``product_key`` in ``state``, recorded in the student's history (``imported``,
-    with ``detail``). An existing membership is left as it is; a Discord id that belongs to
-    someone else is refused (``Placed.error``). Every import, whatever it reads, places here."""
+    with ``detail`` and whether the student is linked). An existing membership is left as it is;
+    a Discord id that belongs to someone else is refused (``Placed.error``). Every import,
+    whatever it reads, places here."""
     student = session.scalar(select(Student).where(Student.email == email))
     created = student is None
     if student is None:
@@ -194,7 +195,7 @@ def place(
         student_id=student.id,
         membership_id=membership.id,
         actor="engine import-students",
-        detail=detail,
+        detail={**detail, "linked": student.discord_id is not None},
     )
     return Placed(student, membership, created)
 

@@ -154,6 +154,7 @@ def test_the_import_is_recorded_in_each_students_history(make_harness, pg, tmp_p
                     "manychat_tag": ["aluno-curso"],
                 },
                 "timers": {},
+                "linked": True,
             },
         ),
         (
@@ -168,6 +169,7 @@ def test_the_import_is_recorded_in_each_students_history(make_harness, pg, tmp_p
                 "adopt_access": True,
                 "grants": {"discord_role": ["1180000000000000002"], "manychat_tag": ["assinante"]},
                 "timers": {},
+                "linked": False,
             },
         ),
     ]
