@@ -127,6 +127,7 @@ class _CaseRunner:
             return [self._problem(("product",), f"case {name!r}: product {product_key!r} is not in the rules")]
         linked = bool(case.get("linked", False))
         discord_id = LINKED_DISCORD_ID if linked else None
+        transaction = None  # the membership's: the last one an applied event carried
         now = _parse_time(case.get("now")) or DEFAULT_NOW
         failures: list[Problem] = []
         for index, step in enumerate(case["events"]):
@@ -150,6 +151,7 @@ class _CaseRunner:
                 previous_discord_id=previous,
                 email="ana.exemplo@example.com",
                 name="Ana",
+                transaction=transaction,
             )
             plan = self.planner.plan(event_type, fields, event_product, state, facts)
             self._cover(plan)
@@ -158,6 +160,7 @@ class _CaseRunner:
                 failures.append(self._problem(at + ("expect", key), f"{label}: {message}"))
             if not plan.ignored:
                 state = plan.to_state or state
+                transaction = fields.get("transaction") or transaction
             if event_type == "DISCORD_LINKED" and not plan.ignored:
                 linked, discord_id = True, facts.discord_id
         return failures

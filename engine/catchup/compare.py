@@ -155,6 +155,7 @@ def _finding(
         email=change.email,
         name=membership.name if membership else inp.fields.get("name"),
         discord_id=membership.discord_id if membership else None,
+        transaction=membership.transaction if membership else None,
         with_token=False,
     )
     plan = planner.plan(change.event_type, inp.fields, inp.product or product, state, facts)

@@ -36,6 +36,7 @@ class MembershipView:
     state: str
     last_event_at: datetime | None  # the newest platform event applied to it; None: none ever (imported)
     created_at: datetime | None = None
+    transaction: str | None = None  # the last one applied to it
 
 
 @dataclass
@@ -93,13 +94,14 @@ def load_known(session: Session, source: Source, changes: Sequence[ApiChange]) -
                 Membership.state,
                 Membership.last_event_at,
                 Membership.created_at,
+                Membership.transaction,
             )
             .join(Membership, Membership.student_id == Student.id)
             .where(Student.email.in_(chunk))
         )
-        for student_id, email, name, discord_id, product, state, last, created in rows:
+        for student_id, email, name, discord_id, product, state, last, created, transaction in rows:
             known.memberships[(email, product)] = MembershipView(
-                student_id, email, name, discord_id, product, state, last, created
+                student_id, email, name, discord_id, product, state, last, created, transaction
             )
     _older_keyed(session, source, changes, known)
     return known

@@ -33,10 +33,18 @@ class TaskInputs:
 
 
 def event_facts(
-    now: datetime, inp: EventInput, *, email: str, name: str | None, discord_id: str | None, with_token: bool = True
+    now: datetime,
+    inp: EventInput,
+    *,
+    email: str,
+    name: str | None,
+    discord_id: str | None,
+    transaction: str | None = None,
+    with_token: bool = True,
 ) -> Facts:
-    """What the planner knows besides the event. ``with_token``: draw the code an issue_token step
-    stores (a dry-run leaves the placeholder)."""
+    """What the planner knows besides the event. ``transaction``: the membership's (None: no
+    membership yet, or none known). ``with_token``: draw the code an issue_token step stores (a
+    dry-run leaves the placeholder)."""
     return Facts(
         now=now,
         discord_linked=bool(discord_id),
@@ -45,4 +53,5 @@ def event_facts(
         email=email,
         name=name,
         token=new_code() if with_token else None,
+        transaction=transaction,
     )

@@ -162,7 +162,12 @@ def _fold(rt: Runtime, student: Student, product: Product, items: list[_Item], s
             timers.pop(inp.event_type or "", None)  # this timer fired
         linked = always_linked or (linked_from is not None and item.key >= linked_from)
         facts = event_facts(
-            now, inp, email=student.email, name=student.name, discord_id=student.discord_id if linked else None
+            now,
+            inp,
+            email=student.email,
+            name=student.name,
+            discord_id=student.discord_id if linked else None,
+            transaction=fields.get("transaction"),  # as the membership's, event by event
         )
         from_state = state
         if item.event.source == IMPORT_SOURCE:

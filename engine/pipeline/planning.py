@@ -132,7 +132,14 @@ def _plan(
         elif lead is not None and membership is None and lead.product == product.key:
             plan = lead  # this new student's plan, decided when the event was admitted
         else:
-            facts = event_facts(now, inp, email=student.email, name=student.name, discord_id=student.discord_id)
+            facts = event_facts(
+                now,
+                inp,
+                email=student.email,
+                name=student.name,
+                discord_id=student.discord_id,
+                transaction=membership.transaction if membership else None,
+            )
             plan = planner.plan(inp.event_type or "", inp.fields, product, state, facts)
         runs: list[ActionRun] = []
         if plan.ignored:

@@ -17,6 +17,8 @@ BUILTIN_PREDICATES: dict[str, str] = {
     "discord_linked": "the student has a Discord account linked",
     "discord_account_changed": "DISCORD_LINKED brings a different account than the one linked before",
     "date_next_charge_passed": "the event's date_next_charge is missing or already past",
+    "same_transaction": "the event's transaction is the membership's own (the last one applied to it); "
+    "true when either is unknown",
     "is_test_event": "a Hotmart 'send test' payload (product id 0)",
 }
 

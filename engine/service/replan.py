@@ -170,7 +170,13 @@ def _target(session, planner, rules, inp, student, target, now, notes) -> Target
     if is_platform(inp.source) and (late := late_reason(inp, membership)):
         notes.append(f"{product.key}: {late}: the worker re-evaluates it against the ordered history")
     facts = event_facts(
-        now, inp, email=student.email, name=student.name, discord_id=student.discord_id, with_token=False
+        now,
+        inp,
+        email=student.email,
+        name=student.name,
+        discord_id=student.discord_id,
+        transaction=membership.transaction if membership else None,
+        with_token=False,
     )
     plan = planner.plan(inp.event_type or "(none)", inp.fields, product, state, facts)
     timers: list[tuple[str, datetime]] = []

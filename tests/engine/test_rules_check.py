@@ -25,7 +25,9 @@ ACTIONS = (
     "add_role, add_tag, alert, cancel_timers, enroll, issue_token, remove_role, remove_tag, "
     "revoke_token, schedule, send_dm, set_field, trigger_flow, unenroll"
 )
-PREDICATES = "date_next_charge_passed, discord_account_changed, discord_linked, is_renewal, is_test_event"
+PREDICATES = (
+    "date_next_charge_passed, discord_account_changed, discord_linked, is_renewal, is_test_event, same_transaction"
+)
 TEMPLATE_HINT = "(known: token, product.key, product.name, student.email, student.name, event.<field>)"
 
 

@@ -85,6 +85,7 @@ def plan_for(
     discord_id: str | None = None,
     previous_discord_id: str | None = None,
     token: str | None = TOKEN,
+    transaction: str | None = None,
 ) -> Plan:
     event = event_input(body, RULES)
     assert event.problems == []
@@ -96,6 +97,7 @@ def plan_for(
         email=event.email or "",
         name=event.fields.get("name"),
         token=token,
+        transaction=transaction,
     )
     return PLANNER.plan(event.event_type, event.fields, event.product, state, facts)
 
@@ -781,6 +783,24 @@ def test_cancellation_date_exactly_now_counts_as_passed() -> None:
     assert plan.transition == "cancelled_after_paid_period"
     assert plan.conditions[0].condition == "date_next_charge_passed"
     assert plan.conditions[0].value is True
+
+
+@pytest.mark.parametrize(
+    ("membership_transaction", "event_transaction", "closes"),
+    [
+        ("HP10000000000001", "HP10000000000001", True),  # the disputed purchase's own warranty
+        ("HP10000000000001", "HP10000000000099", False),  # another purchase's
+        (None, "HP10000000000099", True),  # the membership's unknown (imported): as before the predicate
+        ("HP10000000000001", None, True),  # the event names none
+    ],
+)
+def test_same_transaction_compares_the_event_with_the_membership(
+    membership_transaction, event_transaction, closes
+) -> None:
+    body = hotmart("purchase_complete", 1111111, transaction=event_transaction)
+    plan = plan_for(body, "disputed", linked=True, transaction=membership_transaction)
+    assert (plan.transition == "dispute_rejected") is closes
+    assert [(c.condition, c.value) for c in plan.conditions] == [("same_transaction", closes)]
 
 
 def test_unknown_product_id_is_ignored_with_its_id() -> None:

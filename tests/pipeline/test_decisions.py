@@ -11,6 +11,7 @@ from tests.conftest import RULES, load_payload
 from tests.pipeline.test_processing import event, link, states, with_product
 
 SHIPPED = "  student_events: [DISCORD_LINKED, MEMBER_JOINED]\n"
+CURSO = 1111111  # the shipped course's Hotmart id
 
 
 def rules_with(tmp_path, student_events: str):
@@ -79,3 +80,29 @@ def test_a_new_students_first_event_is_planned_once(make_harness, monkeypatch):
     assert [run.action for run in found.action_runs][:2] == ["issue_token", "add_tag"]
     code = found.action_runs[0].params["code"]
     assert len(code) == 8 and found.action_runs[2].params["value"] == code  # the code the plan carried
+
+
+def test_a_dispute_is_closed_by_its_own_purchases_warranty_only(make_harness):
+    """Ana disputes her course purchase. Another purchase's warranty closing (a PURCHASE_COMPLETE of
+    another transaction, created later) leaves the dispute open; the disputed purchase's own closes
+    it (the shipped rules' ``if: same_transaction``)."""
+    h = make_harness()
+    approval = load_payload("purchase_approved.json")
+    h.deliver(approval)
+    link(h)
+    disputed = approval["data"]["purchase"]["transaction"]
+    h.deliver(with_product(load_payload("purchase_protest.json"), CURSO, disputed))
+    assert states(h) == {"curso": "disputed"}
+
+    def completion(transaction: str, created_ms: int) -> dict:
+        body = with_product(load_payload("purchase_complete.json"), CURSO, transaction)
+        body["creation_date"] = created_ms
+        return body
+
+    protest_created = load_payload("purchase_protest.json")["creation_date"]
+    other = h.deliver(completion("HP10000000000099", protest_created + 60_000))
+    assert states(h) == {"curso": "disputed"}
+    assert event(h, other).status == "ignored"
+    own = h.deliver(completion(disputed, protest_created + 120_000))
+    assert states(h) == {"curso": "active"}
+    assert [plan["transition"] for plan in event(h, own).plans] == ["dispute_rejected"]
