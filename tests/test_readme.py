@@ -1,6 +1,7 @@
 """The README and the documentation pages stay true to the code: what they show that the code
 produces (the engine graph, `engine check`'s messages), what they must document (every setting,
-every command), and the README's own promises (the two commands, its links, its size)."""
+every command, the test of every story), and the README's own promises (the two commands, its
+links, its size)."""
 
 from __future__ import annotations
 
@@ -149,3 +150,31 @@ def test_every_operator_page_links_to_its_other_language():
 
 def _admin_loop_pages() -> list[str]:
     return sorted(path.name for path in (DOCS / "admin-loop").glob("*.md"))
+
+
+STORIES = 46  # SCENARIOS.md's
+STORY_TEST = re.compile(r"^def test_story_(\d\d)_", re.MULTILINE)
+
+
+def _story_numbers(cell: str) -> set[int]:
+    """``"1–27, 29: onboarding ..."`` -> {1, ..., 27, 29}."""
+    numbers: set[int] = set()
+    for part in cell.split(":", 1)[0].split(","):
+        first, _, last = part.strip().partition("–")
+        numbers.update(range(int(first), int(last or first) + 1))
+    return numbers
+
+
+def test_every_story_has_a_test_named_after_it_where_the_tests_page_says():
+    table = _between(_page("architecture/tests.md"), "| Stories | File |\n|---|---|\n", "\n\n")
+    listed: dict[str, set[int]] = {}
+    for row in table.splitlines():
+        stories, path = (cell.strip() for cell in row.strip("|").split("|"))
+        listed.setdefault(path.strip("`"), set()).update(_story_numbers(stories))
+    assert set().union(*listed.values()) == set(range(1, STORIES + 1))
+    named = {
+        path.relative_to(REPO).as_posix(): numbers
+        for path in (REPO / "tests").rglob("test_*.py")
+        if (numbers := {int(n) for n in STORY_TEST.findall(path.read_text(encoding="utf-8"))})
+    }
+    assert listed == named

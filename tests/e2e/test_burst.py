@@ -120,7 +120,11 @@ def _open_events(database) -> list[tuple]:
         ).all()
 
 
-def test_a_burst_of_the_corpus_never_wedges(start_stack, make_harness, pg, tmp_path):
+def test_story_37_a_launch_burst_of_the_corpus_never_wedges(start_stack, make_harness, pg, tmp_path):
+    """37. A launch burst on PostgreSQL. Two worker processes; every payload of the corpus three
+    times (several events per buyer), posted at once: every event final within a minute, no
+    worker log saying deadlock or database unavailable, and every buyer as one-at-a-time
+    processing in creation order leaves them."""
     rules = _rules(tmp_path)
     bodies = [path.read_bytes() for path in CORPUS]
     stack = start_stack(worker=False, RULES_DIR=str(rules), DISCORD_ENABLED="false", MANYCHAT_ENABLED="false")

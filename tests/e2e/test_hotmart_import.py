@@ -52,7 +52,11 @@ def counts(pg: str) -> dict[str, int]:
 
 
 @pytest.mark.slow
-def test_400_students_imported_idempotent_and_onboarded_only_when_asked(pg, start_stack, fakes, tmp_path):
+def test_story_43_400_students_imported_idempotent_and_onboarded_only_when_asked(pg, start_stack, fakes, tmp_path):
+    """43. Migration from Hotmart. 300 subscribers and 100 buyers imported from Hotmart's API:
+    each gets the product's membership (active, or waiting for the Discord link when the file
+    has no Discord id), nobody receives a WhatsApp message, and importing again changes nothing;
+    only `--onboard` sends the waiting buyers their code, once."""
     waiting = [f"aluno{n:03d}@example.com" for n in range(BUYERS - WAITING, BUYERS)]
     for email in waiting:  # their WhatsApp contacts exist in ManyChat
         fakes.manychat.seed_subscriber(email=email, whatsapp_phone="+5511999990099", first_name="Aluno")

@@ -70,9 +70,12 @@ def sync(stack, *args: str):
 
 
 @pytest.mark.slow
-def test_a_refund_never_delivered_is_applied_once_and_its_webhook_changes_nothing(
+def test_story_42_a_refund_never_delivered_is_applied_once_and_its_webhook_changes_nothing(
     start_stack, fakes, hotmart, pg, redis_url
 ):
+    """42. A refund Hotmart never delivered. Ana (linked, active) is refunded and the webhook
+    never comes: the sync reports it, `--apply` applies it once (role removed, refund flow
+    sent), the webhook that arrives at last is a duplicate, and syncing again finds nothing."""
     fake, credentials = hotmart
     stack = start_stack(**credentials)
     course = RulesRepository(RULES).rules.products["curso"]

@@ -51,11 +51,12 @@ def refund(product_id: int, transaction: str, created: datetime) -> dict:
     return hotmart("purchase_refunded", product_id=product_id, transaction=transaction, creation_date=epoch_ms(created))
 
 
-def test_refunded_on_the_course_before_linking_she_links_with_her_code_and_gets_the_community(
+def test_story_38_refunded_on_the_course_before_linking_she_links_with_her_code_and_gets_the_community(
     start_stack, fakes, pg, redis_url
 ):
-    """C, then S (both approved, not linked), then C refunded: the code ManyChat holds still
-    links her, for S. Deployed shape."""
+    """38. Two products, one refunded before linking. C, then S (both approved, not linked),
+    then C refunded: the code ManyChat holds still links her, for S; C's role never appears.
+    Deployed shape."""
     stack = start_stack(ORDER_SETTLE_SECONDS="0")  # one webhook at a time here: no crossing to settle
     sessions = session_factory(Settings(ENGINE_ENV="test", database_url=pg))
     flow_names = {ns: (p.key, name) for p in shipped_rules().products.values() for name, ns in p.flows.items()}

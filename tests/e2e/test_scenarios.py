@@ -1,11 +1,11 @@
-"""One end-to-end test per story of shared/SCENARIOS.md.
+"""One end-to-end test per lifecycle story of shared/SCENARIOS.md, 1 to 27 and 29 (the others'
+tests are named ``test_story_NN_`` in their own files: docs/architecture/tests.md lists them).
 
 Most stories run in one process (see ``tests/e2e/scenario_fixtures.py``): the fake Discord
 and ManyChat servers in threads, the REAL connectors talking HTTP to them, the pipeline on
 the real PostgreSQL with a controllable clock, webhooks through the FastAPI app and
-``/registrar`` through the bot's ``LinkService``. Stories 15 and 26 also run the deployed
-shape (``engine serve`` + ``engine worker`` processes on PostgreSQL and Redis). Story 10 has
-no test (see the comment where it would be).
+``/registrar`` through the bot's ``LinkService``. Stories 15, 26 and 27 run the deployed
+shape (``engine serve`` + ``engine worker`` processes on PostgreSQL and Redis).
 
 Assertions are what a course operator sees: member roles in the fake guild, tags, fields
 and flows of Ana's ManyChat contact, class enrollments, memberships, events, alerts (rows
