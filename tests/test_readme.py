@@ -4,6 +4,7 @@ every command), and the README's own promises (the two commands, its links, its 
 
 from __future__ import annotations
 
+import posixpath
 import re
 
 import pytest
@@ -154,18 +155,19 @@ def test_the_rule_test_failure_the_docs_show_is_the_one_the_readme_shows():
 def test_every_operator_page_links_to_its_other_language():
     pairs = {
         "getting-started.md": "pt/getting-started.md",
-        "operations/going-live.md": "pt/going-live.md",
-        **{f"operations/{name}": f"pt/{name}" for name in OPERATIONS_TRANSLATED},
-        **{f"admin-loop/{name}": f"pt/admin-loop/{name}" for name in _admin_loop_pages()},
+        # Every operations page has a Portuguese twin at docs/pt/<name>; the section's index is pt/operations.md.
+        "operations/index.md": "pt/operations.md",
+        **{f"operations/{name}": f"pt/{name}" for name in _pages("operations") if name != "index.md"},
+        **{f"admin-loop/{name}": f"pt/admin-loop/{name}" for name in _pages("admin-loop")},
     }
     for english, portuguese in pairs.items():
-        assert "*[Português](" in _page(english), english
-        assert "*[English](" in _page(portuguese), portuguese
+        assert f"*[Português]({_relative(portuguese, english)})*" in _page(english), english
+        assert f"*[English]({_relative(english, portuguese)})*" in _page(portuguese), portuguese
 
 
-# The operations pages with a Portuguese twin at docs/pt/<name> (the operations index's is pt/operations.md).
-OPERATIONS_TRANSLATED = ["configuration.md", "command-line.md", "events.md", "reconcile.md", "sources.md"]
+def _relative(target: str, page: str) -> str:
+    return posixpath.relpath(target, posixpath.dirname(page))
 
 
-def _admin_loop_pages() -> list[str]:
-    return sorted(path.name for path in (DOCS / "admin-loop").glob("*.md"))
+def _pages(folder: str) -> list[str]:
+    return sorted(path.name for path in (DOCS / folder).glob("*.md"))
