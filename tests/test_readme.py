@@ -5,7 +5,10 @@ links, its size)."""
 
 from __future__ import annotations
 
+import posixpath
 import re
+
+import pytest
 
 from engine.authoring.graph import mermaid
 from engine.rules import check_rules, load_rules
@@ -110,23 +113,36 @@ def test_portuguese_check_page_mistake_table_matches_the_real_messages_in_portug
             assert wrote == wrote_en
 
 
-def test_every_setting_is_documented_on_the_configuration_page():
+def _first_cells(page: str, prefix: str = "| `") -> list[str]:
+    """The first column of a reference table: its rows start with a code span."""
+    return [line.split(" | ")[0] for line in _page(page).splitlines() if line.startswith(prefix)]
+
+
+@pytest.mark.parametrize("page", ["operations/configuration.md", "pt/configuration.md"])
+def test_every_setting_is_documented_on_the_configuration_page(page):
     from engine.settings import Settings
 
-    page = _page("operations/configuration.md")
-    rows = [line.split(" | ")[0] for line in page.splitlines() if line.startswith("| `")]
-    documented = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", " ".join(rows)))
+    documented = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", " ".join(_first_cells(page))))
     variables = {(field.alias or name).upper() for name, field in Settings.model_fields.items()}
     assert sorted(variables - documented) == []
 
 
-def test_every_command_is_on_the_command_line_page():
+@pytest.mark.parametrize("page", ["operations/command-line.md", "pt/command-line.md"])
+def test_every_command_is_on_the_command_line_page(page):
     from engine.cli import main
 
-    page = _page("operations/command-line.md")
-    rows = [line.split(" | ")[0] for line in page.splitlines() if line.startswith("| `engine")]
+    rows = _first_cells(page, "| `engine")
     documented = {match for row in rows for match in re.findall(r"`engine ([a-z-]+)", row)}
     assert sorted(set(main.commands) - documented) == []
+
+
+@pytest.mark.parametrize("name", ["configuration.md", "command-line.md"])
+def test_the_portuguese_reference_tables_keep_every_setting_and_command_as_written(name):
+    # Row for row, the first column's code (a setting, a command and its options) is the English page's.
+    def code(page: str) -> list[list[str]]:
+        return [re.findall(r"`[^`]+`", cell) for cell in _first_cells(page)]
+
+    assert code(f"pt/{name}") == code(f"operations/{name}")
 
 
 def test_the_rule_test_failure_the_docs_show_is_the_one_the_readme_shows():
@@ -140,16 +156,22 @@ def test_the_rule_test_failure_the_docs_show_is_the_one_the_readme_shows():
 def test_every_operator_page_links_to_its_other_language():
     pairs = {
         "getting-started.md": "pt/getting-started.md",
-        "operations/going-live.md": "pt/going-live.md",
-        **{f"admin-loop/{name}": f"pt/admin-loop/{name}" for name in _admin_loop_pages()},
+        # Every operations page has a Portuguese twin at docs/pt/<name>; the section's index is pt/operations.md.
+        "operations/index.md": "pt/operations.md",
+        **{f"operations/{name}": f"pt/{name}" for name in _pages("operations") if name != "index.md"},
+        **{f"admin-loop/{name}": f"pt/admin-loop/{name}" for name in _pages("admin-loop")},
     }
     for english, portuguese in pairs.items():
-        assert "*[Português](" in _page(english), english
-        assert "*[English](" in _page(portuguese), portuguese
+        assert f"*[Português]({_relative(portuguese, english)})*" in _page(english), english
+        assert f"*[English]({_relative(english, portuguese)})*" in _page(portuguese), portuguese
 
 
-def _admin_loop_pages() -> list[str]:
-    return sorted(path.name for path in (DOCS / "admin-loop").glob("*.md"))
+def _relative(target: str, page: str) -> str:
+    return posixpath.relpath(target, posixpath.dirname(page))
+
+
+def _pages(folder: str) -> list[str]:
+    return sorted(path.name for path in (DOCS / folder).glob("*.md"))
 
 
 STORIES = 46  # SCENARIOS.md's
