@@ -160,6 +160,7 @@ def test_every_operator_page_links_to_its_other_language():
         "operations/index.md": "pt/operations.md",
         **{f"operations/{name}": f"pt/{name}" for name in _pages("operations") if name != "index.md"},
         **{f"admin-loop/{name}": f"pt/admin-loop/{name}" for name in _pages("admin-loop")},
+        **{f"operations/admin-page/{name}": f"pt/admin-page/{name}" for name in _pages("operations/admin-page")},
     }
     for english, portuguese in pairs.items():
         assert f"*[Português]({_relative(portuguese, english)})*" in _page(english), english
