@@ -15,20 +15,7 @@ from engine.reconcile.apply import revoke_limit
 from engine.reconcile.diff import ChangeKey, change_key
 from engine.reconcile.runs import Busy, list_runs, run_out, run_reconcile
 from engine.service import audit
-
-PAGE_TRIGGER = "page"  # the stored run's trigger; its RECONCILE events' actor is "reconcile:page"
-
-
-class ConfirmationRequired(Exception):
-    """More revocations than the guard allows, and the operator did not say they read the list."""
-
-
-@dataclass(frozen=True)
-class RunPage:
-    items: list[dict[str, Any]]
-    total: int
-    limit: int
-    offset: int
+from engine.service.stored_runs import PAGE_TRIGGER, ConfirmationRequired, RunPage, record_apply
 
 
 @dataclass(frozen=True)
@@ -125,25 +112,17 @@ def apply_reviewed(rt: Runtime, preview: ApplyPreview, *, confirm: bool, operato
         confirm=confirm,
         confirmed=preview.confirmed() if confirm else None,
     )
-    with rt.sessions() as session:
-        audit.record(
-            session,
-            operator,
-            "reconcile_applied",
-            at=rt.now(),
-            note=note,
-            detail={
-                "run_id": run_id,
-                "reviewed_run_id": preview.run_id,
-                "mode": mode,
-                "confirm": confirm,
-                **(
-                    {k: v for k, v in applied.to_dict().items() if k != "events"}
-                    if applied
-                    else {"nothing_to_apply": True}
-                ),
-            },
-        )
+    record_apply(
+        rt,
+        "reconcile_applied",
+        operator=operator,
+        note=note,
+        run_id=run_id,
+        reviewed_run_id=preview.run_id,
+        mode=mode,
+        confirm=confirm,
+        applied={k: v for k, v in applied.to_dict().items() if k != "events"} if applied else None,
+    )
     return run_id
 
 

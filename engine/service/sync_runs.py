@@ -30,10 +30,9 @@ from engine.db.models import SyncRun
 from engine.pipeline.runtime import Runtime
 from engine.reconcile.apply import revoke_limit
 from engine.service import audit
-from engine.service.reconcile_runs import ConfirmationRequired, RunPage
+from engine.service.stored_runs import PAGE_TRIGGER, ConfirmationRequired, RunPage, record_apply
 
 SOURCE = "hotmart"  # the one platform whose API the engine reads
-PAGE_TRIGGER = "page"  # the stored run's trigger
 EVENTS_SHOWN = 100  # a run's stored events linked on its page; the count says how many there are
 EXAMPLES_SHOWN = 100  # the changes found listed on a run's page (the apply's preview names every ending)
 
@@ -221,21 +220,17 @@ def apply_reviewed(
     run_id, _, stored = _read(
         rt, reader_factory, mode=mode, confirm=confirm, confirmed=preview.confirmed() if confirm else None
     )
-    with rt.sessions() as session:
-        audit.record(
-            session,
-            operator,
-            "sync_applied",
-            at=rt.now(),
-            note=note,
-            detail={
-                "run_id": run_id,
-                "reviewed_run_id": preview.run_id,
-                "mode": mode,
-                "confirm": confirm,
-                **(stored_brief(stored) or {"nothing_to_apply": True}),
-            },
-        )
+    record_apply(
+        rt,
+        "sync_applied",
+        operator=operator,
+        note=note,
+        run_id=run_id,
+        reviewed_run_id=preview.run_id,
+        mode=mode,
+        confirm=confirm,
+        applied=stored_brief(stored),
+    )
     return run_id
 
 
