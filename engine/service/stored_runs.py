@@ -4,7 +4,7 @@ guard's refusal of an apply nobody confirmed, and the history row an apply write
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from engine.pipeline.runtime import Runtime
 from engine.service import audit
@@ -25,20 +25,35 @@ class RunPage:
     offset: int
 
 
+class Reviewed(Protocol):
+    """What applying a stored run would do, as the operator read it before (reconcile's
+    ``ApplyPreview``, the sync's ``SyncPreview``)."""
+
+    @property
+    def run_id(self) -> int: ...
+
+    @property
+    def grants_only(self) -> bool: ...
+
+
+def apply_mode(preview: Reviewed) -> str:
+    """The mode an apply runs in: the grants only, or everything behind the guard."""
+    return "grants" if preview.grants_only else "all"
+
+
 def record_apply(
     rt: Runtime,
     action: str,
+    preview: Reviewed,
     *,
+    run_id: int,
+    confirm: bool,
     operator: str,
     note: str | None,
-    run_id: int,
-    reviewed_run_id: int,
-    mode: str,
-    confirm: bool,
     applied: dict[str, Any] | None,
 ) -> None:
     """The history row of an apply from the page: the new run, the stored one the operator read
-    before, and what the new run applied (None: there was nothing to)."""
+    (``preview``), and what the new run applied (None: there was nothing to)."""
     with rt.sessions() as session:
         audit.record(
             session,
@@ -48,12 +63,12 @@ def record_apply(
             note=note,
             detail={
                 "run_id": run_id,
-                "reviewed_run_id": reviewed_run_id,
-                "mode": mode,
+                "reviewed_run_id": preview.run_id,
+                "mode": apply_mode(preview),
                 "confirm": confirm,
                 **(applied if applied is not None else {"nothing_to_apply": True}),
             },
         )
 
 
-__all__ = ["PAGE_TRIGGER", "ConfirmationRequired", "RunPage", "record_apply"]
+__all__ = ["PAGE_TRIGGER", "ConfirmationRequired", "Reviewed", "RunPage", "apply_mode", "record_apply"]

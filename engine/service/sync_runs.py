@@ -30,7 +30,7 @@ from engine.db.models import SyncRun
 from engine.pipeline.runtime import Runtime
 from engine.reconcile.apply import revoke_limit
 from engine.service import audit
-from engine.service.stored_runs import PAGE_TRIGGER, ConfirmationRequired, RunPage, record_apply
+from engine.service.stored_runs import PAGE_TRIGGER, ConfirmationRequired, RunPage, apply_mode, record_apply
 
 SOURCE = "hotmart"  # the one platform whose API the engine reads
 EVENTS_SHOWN = 100  # a run's stored events linked on its page; the count says how many there are
@@ -216,20 +216,11 @@ def apply_reviewed(
     (nothing runs), :class:`Busy` while another sync runs, :class:`NotRead`."""
     if preview.over_limit and not confirm:
         raise ConfirmationRequired(f"{preview.ending_total} changes that end access, more than {preview.limit}")
-    mode = "grants" if preview.grants_only else "all"
-    run_id, _, stored = _read(
-        rt, reader_factory, mode=mode, confirm=confirm, confirmed=preview.confirmed() if confirm else None
-    )
+    confirmed = preview.confirmed() if confirm else None
+    run_id, _, stored = _read(rt, reader_factory, mode=apply_mode(preview), confirm=confirm, confirmed=confirmed)
+    brief = stored_brief(stored)
     record_apply(
-        rt,
-        "sync_applied",
-        operator=operator,
-        note=note,
-        run_id=run_id,
-        reviewed_run_id=preview.run_id,
-        mode=mode,
-        confirm=confirm,
-        applied=stored_brief(stored),
+        rt, "sync_applied", preview, run_id=run_id, confirm=confirm, operator=operator, note=note, applied=brief
     )
     return run_id
 
