@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from engine.api.deps import ADMIN_RESPONSES, AdminDep, Offset, RunsLimit, SessionDep
-from engine.catchup import list_runs, run_out
 from engine.service import schemas
+from engine.service.sync_runs import run_page
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 
@@ -23,7 +23,4 @@ def hotmart_sync_runs(
     limit: RunsLimit = 20,
     offset: Offset = 0,
 ) -> schemas.SyncRunPage:
-    runs, total = list_runs(session, source="hotmart", limit=limit, offset=offset)
-    return schemas.SyncRunPage(
-        items=[schemas.SyncRunOut(**run_out(run)) for run in runs], total=total, limit=limit, offset=offset
-    )
+    return schemas.SyncRunPage.model_validate(run_page(session, limit=limit, offset=offset), from_attributes=True)

@@ -25,6 +25,7 @@ from engine.catchup.known import load_known
 from engine.catchup.observe import observe
 from engine.catchup.report import Report
 from engine.catchup.store import Stored, store_findings
+from engine.db import stored_runs
 from engine.db.locks import Namespace, one_run_at_a_time
 from engine.db.models import Membership, SyncRun
 from engine.db.session import engine_of
@@ -101,15 +102,11 @@ def run_sync(
     platform = syncable(source)
     with exclusive(rt):
         now = rt.now()
-        with rt.sessions.begin() as session:
-            since = since or default_since(session, platform.name, now)
-            run = SyncRun(
-                source=platform.name, trigger=trigger, mode=mode, status="running", started_at=now, since=since
-            )
-            session.add(run)
-            session.flush()
-            run_id = run.id
-        try:
+        if since is None:
+            with rt.sessions() as session:
+                since = default_since(session, platform.name, now)
+        columns = {"source": platform.name, "trigger": trigger, "mode": mode, "started_at": now, "since": since}
+        with stored_runs.recorded(rt.sessions, SyncRun, rt.now, **columns) as run_id:
             report = compute(rt, platform, reader, since, now, progress)
             stored = None
             if mode != "report" and not report.empty:
@@ -124,18 +121,15 @@ def run_sync(
                     max_revokes=max_revokes,
                     run_id=run_id,
                 )
-        except Exception as exc:
-            with rt.sessions.begin() as session:
-                run = session.get(SyncRun, run_id)
-                run.status, run.error, run.finished_at = "failed", f"{type(exc).__name__}: {exc}"[:4000], rt.now()
-            raise
-        with rt.sessions.begin() as session:
-            run = session.get(SyncRun, run_id)
-            run.counts = report.counts()
-            run.report = report.to_dict(limit=STORED_ITEMS)
-            run.applied = stored.to_dict() if stored else None
-            run.status = "held" if stored and stored.held else "applied" if stored else "reported"
-            run.finished_at = rt.now()
+        stored_runs.finish(
+            rt.sessions,
+            SyncRun,
+            run_id,
+            rt.now,
+            stored,
+            counts=report.counts(),
+            report=report.to_dict(limit=STORED_ITEMS),
+        )
     log.info("%s sync run %s (%s): %s; stored: %s", platform.title, run_id, mode, report.totals(), stored_brief(stored))
     note_in_silence_alert(rt, platform, run_id, report)
     return run_id, report, stored
@@ -181,14 +175,11 @@ def exclusive(rt: Runtime) -> Iterator[None]:
         yield
 
 
-def list_runs(session: Session, *, source: str | None = None, limit: int = 20, offset: int = 0):
-    query = select(SyncRun)
-    counted = select(func.count()).select_from(SyncRun)
-    if source is not None:
-        query, counted = query.where(SyncRun.source == source), counted.where(SyncRun.source == source)
-    total = session.scalar(counted) or 0
-    rows = session.scalars(query.order_by(SyncRun.id.desc()).limit(limit).offset(offset)).all()
-    return list(rows), total
+def list_runs(
+    session: Session, *, source: str | None = None, limit: int = 20, offset: int = 0
+) -> tuple[list[SyncRun], int]:
+    of_source = [SyncRun.source == source] if source is not None else []
+    return stored_runs.newest_first(session, SyncRun, *of_source, limit=limit, offset=offset)
 
 
 def run_out(run: SyncRun) -> dict[str, Any]:

@@ -5,14 +5,12 @@ run that fails (Hotmart unreachable, the credentials refused) one ``hotmart.sync
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
-
-from sqlalchemy import func, select
 
 from connectors.errors import WireError
 from engine import alert_texts
 from engine.catchup.alerts import alert_drift
 from engine.catchup.runs import Busy, Mode, ReaderFactory, run_sync, syncable
+from engine.db import stored_runs
 from engine.db.models import SyncRun
 from engine.pipeline.alerts import notify_alerts, raise_alert
 from engine.pipeline.runtime import Runtime
@@ -36,15 +34,7 @@ def scheduled_run(rt: Runtime, reader_factory: ReaderFactory = hotmart_reader, s
         log.info("%s sync: %s_SYNC_ENABLED is off; skipping", platform.title, platform.name.upper())
         return None
     with rt.sessions() as session:
-        recent = session.scalar(
-            select(func.count())
-            .select_from(SyncRun)
-            .where(
-                SyncRun.source == platform.name,
-                SyncRun.trigger == "schedule",
-                SyncRun.started_at > rt.now() - timedelta(minutes=30),
-            )
-        )
+        recent = stored_runs.scheduled_lately(session, SyncRun, rt.now(), SyncRun.source == platform.name)
     if recent:
         log.info("%s sync: a scheduled run started less than 30 minutes ago; skipping", platform.title)
         return None

@@ -9,6 +9,7 @@ import sys
 import click
 
 from engine.cli.base import main, progress_bar
+from engine.cli.stored_runs import LAST_OPTION, exit_held, run_mode, show_last, worker_runtime
 
 
 @main.command()
@@ -21,29 +22,22 @@ from engine.cli.base import main, progress_bar
     default=None,
     help="Revocations applied without --confirm (default: $RECONCILE_MAX_REVOKES, else 10 or 5% of the students).",
 )
-@click.option("--last", is_flag=True, help="Show the last stored run instead of running one.")
+@LAST_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def reconcile(
     apply_: bool, grants_only: bool, confirm: bool, max_revokes: int | None, last: bool, as_json: bool
 ) -> None:
     """Compare Discord roles, ManyChat tags and classes with what the rules want; --apply fixes them."""
-    import engine.worker
-    from engine.pipeline.runtime import build_runtime
     from engine.reconcile.runs import last_run
-    from engine.settings import get_settings
 
     if (grants_only or confirm) and not apply_:
         raise click.UsageError("--grants-only and --confirm go with --apply")
     if last:
-        rt = build_runtime(get_settings(), queue=engine.worker.task_queue())
-        run = last_run(rt)
-        if run is None:
-            click.echo("no reconcile run stored yet")
-            sys.exit(1)
-        click.echo(json.dumps(run, ensure_ascii=False, default=str) if as_json else _run_text(run))
+        show_last(last_run(worker_runtime()), none_yet="no reconcile run stored yet", as_json=as_json, text=_run_text)
         return
-    mode = "report" if not apply_ else "grants" if grants_only else "all"
-    reconcile_and_report(mode, "cli", confirm=confirm, max_revokes=max_revokes, as_json=as_json)
+    reconcile_and_report(
+        run_mode(apply_, grants_only), "cli", confirm=confirm, max_revokes=max_revokes, as_json=as_json
+    )
 
 
 def reconcile_and_report(
@@ -57,15 +51,11 @@ def reconcile_and_report(
     extra: dict | None = None,
 ) -> None:
     """Run reconcile (against ``rules``, default the loaded ones) and print it; exit 3 when the guard holds."""
-    import engine.worker
-    from engine.pipeline.runtime import build_runtime
     from engine.reconcile import Busy, run_reconcile
-    from engine.settings import get_settings
 
-    rt = build_runtime(get_settings(), queue=engine.worker.task_queue())
     try:
         run_id, report, applied = run_reconcile(
-            rt,
+            worker_runtime(),
             mode=mode,
             trigger=trigger,
             confirm=confirm,
@@ -84,9 +74,7 @@ def reconcile_and_report(
             click.echo(line)
         click.echo(_applied_text(run_id, mode, report, applied))
     if applied is not None and applied.held:
-        for change in report.diff.revokes:
-            click.echo(f"  would revoke {change.line()}", err=True)
-        sys.exit(3)
+        exit_held(f"  would revoke {change.line()}" for change in report.diff.revokes)
 
 
 def _applied_text(run_id: int, mode: str, report, applied) -> str:

@@ -4,14 +4,12 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import click
 
 from engine.cli.base import main, parse_since, progress_bar
 from engine.cli.errors import CommandError
-
-EXIT_HELD = 3  # as engine reconcile: the blast-radius guard held the run
+from engine.cli.stored_runs import LAST_OPTION, exit_held, run_mode, show_last, worker_runtime
 
 
 @main.group()
@@ -36,7 +34,7 @@ def sync() -> None:
     default=None,
     help="Changes that end access stored without --confirm (default: 10 or 5% of the students).",
 )
-@click.option("--last", is_flag=True, help="Show the last stored run instead of running one.")
+@LAST_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def hotmart(
     since_text: str | None,
@@ -52,28 +50,13 @@ def hotmart(
         raise click.UsageError("--grants-only, --confirm and --max-revokes go with --apply")
     since = parse_since(since_text)
     if last:
-        _show_last("hotmart", as_json)
+        from engine.catchup import last_run
+
+        run = last_run(worker_runtime(), "hotmart")
+        show_last(run, none_yet="no hotmart sync run stored yet", as_json=as_json, text=run_text)
         return
-    mode = "report" if not apply_ else "grants" if grants_only else "all"
+    mode = run_mode(apply_, grants_only)
     _run("hotmart", mode, since=since, confirm=confirm, max_revokes=max_revokes, as_json=as_json)
-
-
-def _runtime():
-    import engine.worker
-    from engine.pipeline.runtime import build_runtime
-    from engine.settings import get_settings
-
-    return build_runtime(get_settings(), queue=engine.worker.task_queue())
-
-
-def _show_last(source: str, as_json: bool) -> None:
-    from engine.catchup import last_run
-
-    run = last_run(_runtime(), source)
-    if run is None:
-        click.echo(f"no {source} sync run stored yet")
-        sys.exit(1)
-    click.echo(json.dumps(run, ensure_ascii=False, default=str) if as_json else run_text(run))
 
 
 def _run(source: str, mode: str, *, since, confirm: bool, max_revokes: int | None, as_json: bool) -> None:
@@ -81,17 +64,8 @@ def _run(source: str, mode: str, *, since, confirm: bool, max_revokes: int | Non
     from engine.catchup import Busy, run_sync
     from engine.catchup.schedule import hotmart_reader
 
-    rt = _runtime()
-    missing = [
-        name
-        for name, value in (
-            ("HOTMART_CLIENT_ID", rt.settings.hotmart_client_id),
-            ("HOTMART_CLIENT_SECRET", rt.settings.hotmart_client_secret.get_secret_value()),
-            ("HOTMART_BASIC", rt.settings.hotmart_basic.get_secret_value()),
-        )
-        if not value.strip()
-    ]
-    if missing:
+    rt = worker_runtime()
+    if missing := rt.settings.missing_hotmart_credentials():
         raise CommandError(f"{', '.join(missing)} not set: the credentials of Hotmart's API (docs: Hotmart's API)")
     reader = hotmart_reader(rt.settings)
     try:
@@ -118,9 +92,7 @@ def _run(source: str, mode: str, *, since, confirm: bool, max_revokes: int | Non
             click.echo(line)
         click.echo(_applied_text(source, run_id, mode, report, stored))
     if stored is not None and stored.held:
-        for finding in report.ending():
-            click.echo(f"  would end access: {finding.line()}", err=True)
-        sys.exit(EXIT_HELD)
+        exit_held(f"  would end access: {finding.line()}" for finding in report.ending())
 
 
 def _applied_text(source: str, run_id: int, mode: str, report, stored) -> str:

@@ -6,12 +6,13 @@ import logging
 from collections.abc import Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import timedelta
 from typing import Literal
 
-from sqlalchemy import func, select, update
+from sqlalchemy import update
+from sqlalchemy.orm import Session
 
 from engine import alert_texts
+from engine.db import stored_runs
 from engine.db.locks import Namespace, one_run_at_a_time
 from engine.db.models import ReconcileRun, Student
 from engine.db.session import engine_of
@@ -127,12 +128,8 @@ def run_reconcile(
     run's); ``confirm`` then covers only those: a fresh comparison that finds another one is held by
     the guard as without ``confirm``."""
     with exclusive(rt):
-        with rt.sessions.begin() as session:
-            run = ReconcileRun(trigger=trigger, mode=mode, status="running", students=0, started_at=rt.now())
-            session.add(run)
-            session.flush()
-            run_id = run.id
-        try:
+        columns = {"trigger": trigger, "mode": mode, "students": 0, "started_at": rt.now()}
+        with stored_runs.recorded(rt.sessions, ReconcileRun, rt.now, **columns) as run_id:
             report = compute(rt, rules, progress=progress)
             applied = None
             if mode != "report" and not report.diff.empty:
@@ -145,19 +142,16 @@ def run_reconcile(
                     actor=f"reconcile:{trigger}",
                     run_id=run_id,
                 )
-        except Exception as exc:
-            with rt.sessions.begin() as session:
-                run = session.get(ReconcileRun, run_id)
-                run.status, run.error, run.finished_at = "failed", f"{type(exc).__name__}: {exc}"[:4000], rt.now()
-            raise
-        with rt.sessions.begin() as session:
-            run = session.get(ReconcileRun, run_id)
-            run.students = report.students
-            run.counts = report.counts()
-            run.diff = report.to_dict(limit=STORED_ITEMS)
-            run.applied = applied.to_dict() if applied else None
-            run.status = "held" if applied and applied.held else "applied" if applied else "reported"
-            run.finished_at = rt.now()
+        stored_runs.finish(
+            rt.sessions,
+            ReconcileRun,
+            run_id,
+            rt.now,
+            applied,
+            students=report.students,
+            counts=report.counts(),
+            diff=report.to_dict(limit=STORED_ITEMS),
+        )
     return run_id, report, applied
 
 
@@ -179,11 +173,7 @@ def exclusive(rt: Runtime) -> Iterator[None]:
 def scheduled_run(rt: Runtime) -> int | None:
     """The worker's nightly run: report, or apply what ``RECONCILE_APPLY`` allows. Skips a duplicate."""
     with rt.sessions() as session:
-        recent = session.scalar(
-            select(func.count())
-            .select_from(ReconcileRun)
-            .where(ReconcileRun.trigger == "schedule", ReconcileRun.started_at > rt.now() - timedelta(minutes=30))
-        )
+        recent = stored_runs.scheduled_lately(session, ReconcileRun, rt.now())
     if recent:
         log.info("reconcile: a scheduled run started less than 30 minutes ago; skipping")
         return None
@@ -222,10 +212,8 @@ def _alert_drift(rt: Runtime, run_id: int, mode: Mode, report: Report, applied: 
     notify_alerts(rt)
 
 
-def list_runs(session, *, limit: int = 20, offset: int = 0) -> tuple[list[ReconcileRun], int]:
-    total = session.scalar(select(func.count()).select_from(ReconcileRun)) or 0
-    rows = session.scalars(select(ReconcileRun).order_by(ReconcileRun.id.desc()).limit(limit).offset(offset)).all()
-    return list(rows), total
+def list_runs(session: Session, *, limit: int = 20, offset: int = 0) -> tuple[list[ReconcileRun], int]:
+    return stored_runs.newest_first(session, ReconcileRun, limit=limit, offset=offset)
 
 
 __all__ = ["Busy", "compute", "exclusive", "list_runs", "run_reconcile", "scheduled_run"]

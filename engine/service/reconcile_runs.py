@@ -15,20 +15,7 @@ from engine.reconcile.apply import revoke_limit
 from engine.reconcile.diff import ChangeKey, change_key
 from engine.reconcile.runs import Busy, list_runs, run_out, run_reconcile
 from engine.service import audit
-
-PAGE_TRIGGER = "page"  # the stored run's trigger; its RECONCILE events' actor is "reconcile:page"
-
-
-class ConfirmationRequired(Exception):
-    """More revocations than the guard allows, and the operator did not say they read the list."""
-
-
-@dataclass(frozen=True)
-class RunPage:
-    items: list[dict[str, Any]]
-    total: int
-    limit: int
-    offset: int
+from engine.service.stored_runs import PAGE_TRIGGER, ConfirmationRequired, RunPage, apply_mode, record_apply
 
 
 @dataclass(frozen=True)
@@ -117,33 +104,17 @@ def apply_reviewed(rt: Runtime, preview: ApplyPreview, *, confirm: bool, operato
     given (nothing runs), :class:`Busy` while another run holds the lock."""
     if preview.over_limit and not confirm:
         raise ConfirmationRequired(f"{preview.revokes_total} revocations, more than {preview.limit}")
-    mode = "grants" if preview.grants_only else "all"
     run_id, _, applied = run_reconcile(
         rt,
-        mode=mode,
+        mode=apply_mode(preview),
         trigger=PAGE_TRIGGER,
         confirm=confirm,
         confirmed=preview.confirmed() if confirm else None,
     )
-    with rt.sessions() as session:
-        audit.record(
-            session,
-            operator,
-            "reconcile_applied",
-            at=rt.now(),
-            note=note,
-            detail={
-                "run_id": run_id,
-                "reviewed_run_id": preview.run_id,
-                "mode": mode,
-                "confirm": confirm,
-                **(
-                    {k: v for k, v in applied.to_dict().items() if k != "events"}
-                    if applied
-                    else {"nothing_to_apply": True}
-                ),
-            },
-        )
+    brief = {k: v for k, v in applied.to_dict().items() if k != "events"} if applied else None
+    record_apply(
+        rt, "reconcile_applied", preview, run_id=run_id, confirm=confirm, operator=operator, note=note, applied=brief
+    )
     return run_id
 
 

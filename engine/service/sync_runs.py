@@ -30,10 +30,9 @@ from engine.db.models import SyncRun
 from engine.pipeline.runtime import Runtime
 from engine.reconcile.apply import revoke_limit
 from engine.service import audit
-from engine.service.reconcile_runs import ConfirmationRequired, RunPage
+from engine.service.stored_runs import PAGE_TRIGGER, ConfirmationRequired, RunPage, apply_mode, record_apply
 
 SOURCE = "hotmart"  # the one platform whose API the engine reads
-PAGE_TRIGGER = "page"  # the stored run's trigger
 EVENTS_SHOWN = 100  # a run's stored events linked on its page; the count says how many there are
 EXAMPLES_SHOWN = 100  # the changes found listed on a run's page (the apply's preview names every ending)
 
@@ -217,25 +216,12 @@ def apply_reviewed(
     (nothing runs), :class:`Busy` while another sync runs, :class:`NotRead`."""
     if preview.over_limit and not confirm:
         raise ConfirmationRequired(f"{preview.ending_total} changes that end access, more than {preview.limit}")
-    mode = "grants" if preview.grants_only else "all"
-    run_id, _, stored = _read(
-        rt, reader_factory, mode=mode, confirm=confirm, confirmed=preview.confirmed() if confirm else None
+    confirmed = preview.confirmed() if confirm else None
+    run_id, _, stored = _read(rt, reader_factory, mode=apply_mode(preview), confirm=confirm, confirmed=confirmed)
+    brief = stored_brief(stored)
+    record_apply(
+        rt, "sync_applied", preview, run_id=run_id, confirm=confirm, operator=operator, note=note, applied=brief
     )
-    with rt.sessions() as session:
-        audit.record(
-            session,
-            operator,
-            "sync_applied",
-            at=rt.now(),
-            note=note,
-            detail={
-                "run_id": run_id,
-                "reviewed_run_id": preview.run_id,
-                "mode": mode,
-                "confirm": confirm,
-                **(stored_brief(stored) or {"nothing_to_apply": True}),
-            },
-        )
     return run_id
 
 

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, HTTPException, Path, Query
+from fastapi import APIRouter, Form, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from engine.service.schemas import MAX_ID
 from engine.service.sync_runs import (
     Busy,
     ConfirmationRequired,
@@ -25,14 +24,12 @@ from engine.service.sync_runs import (
 )
 from engine.web.access import PREFIX, ActionDep, Page, PageDep
 from engine.web.notices import notice_location
-from engine.web.paging import Note, Offset, Pager
-from engine.web.reading import found_or_404, in_session
+from engine.web.paging import Note, Offset
+from engine.web.reading import found_or_404
 from engine.web.rendering import render_page
+from engine.web.stored_runs import RunId, apply_preview_or_404, runs_page
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
-
-PAGE_SIZE = 20
-RunId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 def _enabled(page: Page) -> bool:
@@ -40,15 +37,8 @@ def _enabled(page: Page) -> bool:
 
 
 async def _runs_page(page: Page, offset: int, *, notice: str | None = None, status_code: int = 200) -> HTMLResponse:
-    found = await in_session(page, run_page, limit=PAGE_SIZE, offset=offset)
-    return render_page(
-        page,
-        "sync.html",
-        runs=found.items,
-        paging=Pager(found.total, PAGE_SIZE, offset),
-        enabled=_enabled(page),
-        notice=notice,
-        status_code=status_code,
+    return await runs_page(
+        page, "sync.html", run_page, offset, enabled=_enabled(page), notice=notice, status_code=status_code
     )
 
 
@@ -79,13 +69,9 @@ async def report(page: ActionDep, note: Note = "") -> Response:
     )
 
 
-async def _run(page: Page, run_id: int) -> dict:
-    return await found_or_404(page, stored_run, run_id)
-
-
 @router.get("/sync/{sync_run_id}")
 async def show_run(page: PageDep, sync_run_id: RunId) -> HTMLResponse:
-    run = await _run(page, sync_run_id)
+    run = await found_or_404(page, stored_run, sync_run_id)
     return render_page(page, "sync_run.html", run=run, report=run["report"] or {}, enabled=_enabled(page))
 
 
@@ -98,11 +84,7 @@ def _confirmation(
 
 
 async def _preview(page: Page, run_id: int, grants_only: bool) -> SyncPreview:
-    run = await _run(page, run_id)
-    preview = await run_in_threadpool(lambda: apply_preview(page.rt, run, grants_only=grants_only))
-    if preview is None:
-        raise HTTPException(404)  # a run still running, or failed: no report to apply
-    return preview
+    return await apply_preview_or_404(page, stored_run, apply_preview, run_id, grants_only)
 
 
 @router.get("/sync/{sync_run_id}/apply")
