@@ -86,7 +86,12 @@ def _run(source: str, mode: str, *, since, confirm: bool, max_revokes: int | Non
     finally:
         reader.close()
     if as_json:
-        click.echo(json.dumps({"run_id": run_id, **report.to_dict(), "applied": stored.to_dict() if stored else None}))
+        click.echo(
+            json.dumps(
+                {"run_id": run_id, **report.to_dict(), "applied": stored.to_dict() if stored else None},
+                ensure_ascii=False,
+            )
+        )
     else:
         for line in report.summary():
             click.echo(line)

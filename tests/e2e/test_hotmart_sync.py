@@ -122,6 +122,8 @@ def test_story_42_a_refund_never_delivered_is_applied_once_and_its_webhook_chang
     assert runs["total"] == 3 and [run["status"] for run in runs["items"]] == ["reported", "applied", "reported"]
     assert runs["items"][1]["counts"] == {"curso": {"PURCHASE_REFUNDED": 1}}
     assert runs["items"][1]["applied"]["events"] == [event["id"]]
+    as_json = json.loads(sync(stack, "--json").stdout)  # a script's view of a run: nothing left to catch up
+    assert (as_json["run_id"], as_json["applied"]) == (4, None)
 
 
 @pytest.mark.slow
