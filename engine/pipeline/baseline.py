@@ -83,6 +83,8 @@ def baseline(session: Session, rules: Rules, product: Product, membership: Membe
         renamed = row.detail or {}
         if row.kind == _RENAMED and row.id > imported.id and renamed.get("from") == state:
             state = renamed.get("to") or state
+    if state not in rules.states:  # a name these rules lost without a rename: nothing to start from
+        return Baseline(initial)
     if "linked" in detail:
         linked = bool(detail["linked"])
     else:  # recorded before the snapshot was
@@ -103,4 +105,5 @@ def _held(rules: Rules, product: Product, detail: dict[str, Any], state: str, li
     # Recorded before the snapshot was: what an adopting import recorded then.
     adopted = detail["grants"] if "grants" in detail else product_access(product)
     access = derive(rules)[product.key].of(state, linked)
-    return {(kind, str(resource)) for kind, ids in adopted.items() for resource in ids} & access.may | access.must
+    recorded = {(kind, str(resource)) for kind, ids in adopted.items() for resource in ids}
+    return (recorded & access.may) | access.must

@@ -114,6 +114,15 @@ def test_a_snapshot_follows_the_renames_of_its_state_since(h):
     assert start.state == "pending_onboarding"
 
 
+def test_a_snapshot_in_a_state_the_rules_no_longer_have_starts_from_the_beginning(h):
+    with h.runtime.sessions() as session:
+        membership = _membership(session, "lost-state@example.com")
+        _history(session, membership, "imported", {"state": "vip", **snapshot({}, {})})
+        start = _start(h, session, membership)
+        session.rollback()
+    assert start == Baseline("new")
+
+
 def test_an_import_recorded_before_snapshots_assumes_what_an_adopting_import_granted(h):
     """Rows written before the snapshot was: the product's resources the state may hold, and
     whether linked from the student as they are."""
