@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from engine.db.models import Event
+from engine.db.models import Event, Membership, Student
 from engine.lifecycle.inputs import EventInput, event_input
 from engine.lifecycle.planner import Facts
 from engine.onboarding.codes import new_code
@@ -54,4 +54,19 @@ def event_facts(
         name=name,
         token=new_code() if with_token else None,
         transaction=transaction,
+    )
+
+
+def student_facts(
+    now: datetime, inp: EventInput, student: Student, membership: Membership | None, *, with_token: bool = True
+) -> Facts:
+    """:func:`event_facts` for a student as stored, and their membership of the event's product."""
+    return event_facts(
+        now,
+        inp,
+        email=student.email,
+        name=student.name,
+        discord_id=student.discord_id,
+        transaction=membership.transaction if membership else None,
+        with_token=with_token,
     )

@@ -20,7 +20,7 @@ from engine.lifecycle.inputs import EventInput
 from engine.lifecycle.planner import Plan
 from engine.pipeline import attention
 from engine.pipeline.admission import admit, ignore, log_decision, revoked_transaction
-from engine.pipeline.facts import TaskInputs, event_facts
+from engine.pipeline.facts import TaskInputs, student_facts
 from engine.pipeline.ordering import newest_decided_after, reevaluate
 from engine.pipeline.runtime import Runtime
 from engine.pipeline.settling import BatchEntry, settled_events, skip_superseded
@@ -132,14 +132,7 @@ def _plan(
         elif lead is not None and membership is None and lead.product == product.key:
             plan = lead  # this new student's plan, decided when the event was admitted
         else:
-            facts = event_facts(
-                now,
-                inp,
-                email=student.email,
-                name=student.name,
-                discord_id=student.discord_id,
-                transaction=membership.transaction if membership else None,
-            )
+            facts = student_facts(now, inp, student, membership)
             plan = planner.plan(inp.event_type or "", inp.fields, product, state, facts)
         runs: list[ActionRun] = []
         if plan.ignored:

@@ -19,7 +19,7 @@ from engine.db.models import Event, Membership, ScheduledEvent, Student
 from engine.lifecycle.inputs import event_input
 from engine.lifecycle.planner import Facts, Plan, Planner
 from engine.pipeline.admission import revoked_transaction
-from engine.pipeline.facts import event_facts
+from engine.pipeline.facts import student_facts
 from engine.pipeline.planning import event_targets, late_reason
 from engine.rules.action_types import TOKEN_PLACEHOLDER
 from engine.rules.model import Rules
@@ -169,15 +169,7 @@ def _target(session, planner, rules, inp, student, target, now, notes) -> Target
         state = rules.renamed_states[state]
     if is_platform(inp.source) and (late := late_reason(inp, membership)):
         notes.append(f"{product.key}: {late}: the worker re-evaluates it against the ordered history")
-    facts = event_facts(
-        now,
-        inp,
-        email=student.email,
-        name=student.name,
-        discord_id=student.discord_id,
-        transaction=membership.transaction if membership else None,
-        with_token=False,
-    )
+    facts = student_facts(now, inp, student, membership, with_token=False)
     plan = planner.plan(inp.event_type or "(none)", inp.fields, product, state, facts)
     timers: list[tuple[str, datetime]] = []
     if membership is not None:
