@@ -221,6 +221,8 @@ def _history(session: Session, student: Student, products: dict[int, str], redac
         detail = h.detail or {}
         if h.kind == "state_renamed":
             text = f"{products.get(h.membership_id)}: state renamed {detail.get('from')} -> {detail.get('to')}"
+        elif h.kind == "imported":
+            text = _imported(products.get(h.membership_id), detail)
         elif h.kind == "replay" and "previous_status" in detail:
             was, reason = detail["previous_status"], detail.get("previous_reason")
             if reason:
@@ -237,3 +239,21 @@ def _history(session: Session, student: Student, products: dict[int, str], redac
             Entry(h.created_at, "history", redact(text), h.event_id, {"history_kind": h.kind, "detail": redact(detail)})
         )
     return entries
+
+
+def _imported(product: str | None, detail: dict[str, Any]) -> str:
+    """``curso: imported as active from students.csv line 2 (linked; access adopted)``."""
+    if detail.get("file"):
+        origin = f" from {detail['file']} line {detail.get('line')}"
+    elif detail.get("source"):
+        origin = f" from {detail['source']} ({detail.get('hotmart_status')}, {detail.get('reference')})"
+    else:
+        origin = ""
+    facts = []
+    if "linked" in detail:  # recorded since the import's snapshot is
+        facts.append("linked" if detail["linked"] else "not linked")
+    if detail.get("adopt_access"):
+        facts.append("access adopted")
+    if detail.get("timers"):
+        facts.append("timers " + ", ".join(sorted(detail["timers"])))
+    return f"{product}: imported as {detail.get('state')}{origin}" + (f" ({'; '.join(facts)})" if facts else "")

@@ -122,3 +122,30 @@ def test_read_only_needs_no_service_secret(make_harness, engine_cli, monkeypatch
     result = engine_cli(h.runtime.settings.database_url, "student", ANA)
     assert result.returncode == 0, result.output
     assert result.stdout.startswith(f"student     {ANA}")
+
+
+def test_an_import_reads_as_what_it_placed(make_harness, engine_cli):
+    from engine.service.student_import import SeedRow, seed
+
+    h = make_harness()
+    rows = [
+        SeedRow(2, ANA, "curso", "active", "Ana", None, "80351110224678912"),
+        SeedRow(3, "bia@example.com", "comunidade", "pending_onboarding", "Bia", None, None),
+    ]
+    with h.runtime.sessions.begin() as session:
+        seed(session, rows, h.runtime.rules.rules, adopt_access=True, source="students.csv")
+    shown = {
+        email: [
+            line.split(None, 3)[-1]  # without the time and the kind
+            for line in engine_cli(h.runtime.settings.database_url, "student", email).stdout.splitlines()
+            if " history " in line
+        ]
+        for email in (ANA, "bia@example.com")
+    }
+    assert shown == {
+        ANA: ["curso: imported as active from students.csv line 2 (linked; access adopted) by engine import-students"],
+        "bia@example.com": [
+            "comunidade: imported as pending_onboarding from students.csv line 3 (not linked; access adopted)"
+            " by engine import-students"
+        ],
+    }
