@@ -30,7 +30,7 @@ from engine.sources.hotmart import SOURCE as HOTMART
 from tests.conftest import examples, load_payload, rewriting_event_log
 
 COMMUNITY = 2222222
-KINDS = ("renewal", "late", "cancellation", "refund", "chargeback", "completion", "link")
+KINDS = ("renewal", "late", "cancellation", "refund", "chargeback", "protest", "completion", "link")
 _students = itertools.count(1)
 
 
@@ -46,6 +46,7 @@ def _payload(kind: str, email: str, transaction: str, created_ms: int, **extra: 
         "refund": "purchase_chargeback",  # a community purchase body; the event type is set below
         "chargeback": "purchase_chargeback",
         "completion": "purchase_complete",
+        "protest": "purchase_protest",
     }[kind]
     body = copy.deepcopy(load_payload(f"{name}.json"))
     body["id"] = f"{email}-{kind}-{created_ms}"
@@ -82,7 +83,7 @@ def histories(draw) -> list[dict[str, Any]]:
             charges.append(event["tx"])
         elif kind == "late":
             event["tx"] = len(events)
-        elif kind in ("refund", "chargeback", "completion"):
+        elif kind in ("refund", "chargeback", "protest", "completion"):
             event["tx"] = draw(st.sampled_from(charges))
         elif kind == "cancellation":
             event["paid_period_left"] = draw(st.booleans())
