@@ -25,9 +25,9 @@ def _between(text: str, begin: str, end: str) -> str:
     return text.split(begin, 1)[1].split(end)[0]
 
 
-def test_the_example_lifecycle_page_shows_the_current_engine_graph():
-    page = _page("rules/example-lifecycle.md")
-    block = _between(page, "<!-- engine graph: begin -->\n```mermaid\n", "```\n<!-- engine graph: end -->")
+@pytest.mark.parametrize("page", ["rules/example-lifecycle.md", "pt/rules/example-lifecycle.md"])
+def test_the_example_lifecycle_page_shows_the_current_engine_graph(page):
+    block = _between(_page(page), "<!-- engine graph: begin -->\n```mermaid\n", "```\n<!-- engine graph: end -->")
     assert block == mermaid(load_rules(RULES))
 
 
@@ -161,6 +161,9 @@ def test_every_operator_page_links_to_its_other_language():
         **{f"operations/{name}": f"pt/{name}" for name in _pages("operations") if name != "index.md"},
         **{f"admin-loop/{name}": f"pt/admin-loop/{name}" for name in _pages("admin-loop")},
         **{f"operations/admin-page/{name}": f"pt/admin-page/{name}" for name in _pages("operations/admin-page")},
+        # The rules language is written by admins, so it is operator documentation too; so is the admin API.
+        **{f"rules/{name}": f"pt/rules/{name}" for name in _pages("rules")},
+        "api.md": "pt/api.md",
     }
     for english, portuguese in pairs.items():
         assert f"*[Português]({_relative(portuguese, english)})*" in _page(english), english
