@@ -251,6 +251,7 @@ def seed(
     for row in rows:
         if progress is not None:
             progress(1)
+        adopted = product_access(rules.products[row.product]) if adopt_access else {}
         placed = place(
             session,
             email=row.email,
@@ -266,7 +267,7 @@ def seed(
                 "product": row.product,
                 "state": row.state,
                 "adopt_access": adopt_access,
-                **snapshot(product_access(rules.products[row.product]) if adopt_access else {}, {}),
+                **snapshot(adopted, {}),
             },
         )
         report.students_created += placed.student_created
@@ -277,9 +278,7 @@ def seed(
             report.memberships_existing += 1
             continue
         report.memberships_created += 1
-        if adopt_access:
-            product = rules.products[row.product]
-            report.grants_recorded += adopt(session, rules, placed.membership, product_access(product), now)
+        report.grants_recorded += adopt(session, rules, placed.membership, adopted, now)
     return report
 
 
