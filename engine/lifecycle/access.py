@@ -70,10 +70,11 @@ def product_resources(product: Product) -> frozenset[Resource]:
 
 def derive(rules: Rules) -> dict[str, ProductAccess]:
     """Per product key, the access every (state, linked) should hold under ``rules``."""
-    return {key: _derive_product(rules, product) for key, product in rules.products.items()}
+    return {key: derive_product(rules, product) for key, product in rules.products.items()}
 
 
-def _derive_product(rules: Rules, product: Product) -> ProductAccess:
+def derive_product(rules: Rules, product: Product) -> ProductAccess:
+    """:func:`derive` for one product."""
     edges = _edges(rules, product)
     must: dict[tuple[str, bool], frozenset[Resource]] = {}
     may: dict[tuple[str, bool], frozenset[Resource]] = {}

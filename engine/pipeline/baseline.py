@@ -24,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine.db.models import History, Membership, Student
-from engine.lifecycle.access import Resource, derive
+from engine.lifecycle.access import Resource, derive_product
 from engine.pipeline.ledger import RESOURCES
 from engine.rules.actions import ACTIONS
 from engine.rules.model import Product, Rules
@@ -104,6 +104,6 @@ def baseline(session: Session, rules: Rules, product: Product, membership: Membe
 def _held(rules: Rules, product: Product, detail: dict[str, Any], state: str, linked: bool) -> set[Resource]:
     # Recorded before the snapshot was: what an adopting import recorded then.
     adopted = detail["grants"] if "grants" in detail else product_access(product)
-    access = derive(rules)[product.key].of(state, linked)
+    access = derive_product(rules, product).of(state, linked)
     recorded = {(kind, str(resource)) for kind, ids in adopted.items() for resource in ids}
     return (recorded & access.may) | access.must
